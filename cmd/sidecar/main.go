@@ -1,0 +1,31 @@
+// Command sidecar is the Tandem sidecar: it runs beside an app and gives it
+// service invocation by app id, state and tracing over Dapr's HTTP API.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	opts, err := parseOptions(os.Args[1:], os.Getenv)
+	var usage *usageError
+	if errors.As(err, &usage) {
+		fmt.Print(usage.text)
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sidecar: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, opts); err != nil {
+		fmt.Fprintf(os.Stderr, "sidecar: %v\n", err)
+		os.Exit(1)
+	}
+}

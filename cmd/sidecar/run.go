@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	httpapi "github.com/tandem-run/tandem/internal/api/http"
+	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/pkg/resolver"
+	"github.com/tandem-run/tandem/pkg/resolver/kubernetes"
+	"github.com/tandem-run/tandem/pkg/resolver/standalone"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// run wires the sidecar's parts together and runs them until ctx ends, a
+// part fails, or the app asks for shutdown; then it drains.
+func run(ctx context.Context, o Options) error {
+	log := newLogger(o)
+	ctx, shutdown := context.WithCancel(ctx)
+	defer shutdown()
+
+	lns, err := listenAll(o)
+	if err != nil {
+		return err
+	}
+	defer lns.close()
+
+	res, err := newResolver(o)
+	if err != nil {
+		return err
+	}
+	appAddr := ""
+	if o.AppPort != 0 {
+		appAddr = net.JoinHostPort(o.AppChannelAddress, strconv.Itoa(o.AppPort))
+	}
+	internalAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lns.port(lns.internal)))
+	var invokeLimit int64
+	if o.MaxBodySizeSet {
+		invokeLimit = o.MaxBodySize
+	}
+	inv, err := invoke.New(invoke.Config{
+		AppID:           o.AppID,
+		Namespace:       o.Namespace,
+		AppAddress:      appAddr,
+		AppProtocol:     o.AppProtocol,
+		MaxBodySize:     invokeLimit,
+		InternalAddress: internalAddr,
+		Logger:          log.With("component", "invoke"),
+	}, res)
+	if err != nil {
+		return err
+	}
+	defer inv.Close()
+
+	ports := httpapi.Ports{
+		HTTP:     lns.port(lns.http...),
+		GRPC:     lns.port(lns.grpc...),
+		Internal: lns.port(lns.internal),
+		Public:   lns.port(lns.public),
+		Metrics:  lns.port(lns.metrics),
+	}
+	life := httpapi.Lifecycle{
+		AppReady: inv.AppReady,
+		Shutdown: shutdown,
+		Metadata: func() httpapi.Metadata { return metadata(o, ports) },
+	}
+	api := httpapi.NewRouter(nil)
+	api.Add(httpapi.InvokeRoutes(inv)...)
+	api.Add(httpapi.LifecycleRoutes(life)...)
+
+	servers := []*server{
+		{name: "http", lns: lns.http, srv: newHTTPServer(api)},
+		{name: "internal", lns: []net.Listener{lns.internal}, srv: newHopServer(inv.HopHandler())},
+	}
+	if lns.public != nil {
+		public := httpapi.NewRouter(nil)
+		public.Add(httpapi.HealthRoutes(life)...)
+		servers = append(servers, &server{name: "public", lns: []net.Listener{lns.public}, srv: newHTTPServer(public)})
+	}
+	if lns.metrics != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.Handler())
+		servers = append(servers, &server{name: "metrics", lns: []net.Listener{lns.metrics}, srv: newHTTPServer(mux)})
+	}
+	grpcSrv := grpc.NewServer()
+	healthpb.RegisterHealthServer(grpcSrv, health.NewServer())
+
+	var reg interface{ Close() error }
+	if o.Mode == "standalone" {
+		if reg, err = register(o, internalAddr, ports); err != nil {
+			return err
+		}
+		defer reg.Close()
+	}
+
+	log.Info("sidecar started", "mode", o.Mode, "version", version,
+		"http_port", ports.HTTP, "grpc_port", ports.GRPC, "internal_port", ports.Internal,
+		"public_port", ports.Public, "metrics_port", ports.Metrics, "app_address", appAddr)
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range servers {
+		for _, ln := range s.lns {
+			g.Go(func() error {
+				if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+					return fmt.Errorf("%s server on %s: %w", s.name, ln.Addr(), err)
+				}
+				return nil
+			})
+		}
+	}
+	for _, ln := range lns.grpc {
+		g.Go(func() error {
+			if err := grpcSrv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("grpc server on %s: %w", ln.Addr(), err)
+			}
+			return nil
+		})
+	}
+	if appAddr != "" {
+		g.Go(func() error {
+			if err := inv.WaitAppReady(gctx); err == nil {
+				log.Info("app is ready", "app_address", appAddr)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down: refusing new calls, draining calls in flight", "grace", o.GracefulShutdown)
+		if reg != nil {
+			_ = reg.Close()
+		}
+		inv.StartDrain()
+		drain(o.GracefulShutdown, servers, grpcSrv)
+		return nil
+	})
+	err = g.Wait()
+	log.Info("sidecar stopped")
+	return err
+}
+
+// drain shuts every server down gracefully within grace, then forcibly.
+func drain(grace time.Duration, servers []*server, grpcSrv *grpc.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	g := new(errgroup.Group)
+	for _, s := range servers {
+		g.Go(func() error {
+			if err := s.srv.Shutdown(ctx); err != nil {
+				_ = s.srv.Close()
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		done := make(chan struct{})
+		go func() { grpcSrv.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			grpcSrv.Stop()
+		}
+		return nil
+	})
+	_ = g.Wait()
+}
+
+type server struct {
+	name string
+	lns  []net.Listener
+	srv  *http.Server
+}
+
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+	}
+}
+
+// newHopServer serves the internal port: h2c for peer sidecars.
+func newHopServer(h http.Handler) *http.Server {
+	s := newHTTPServer(h)
+	s.Protocols = invoke.HopProtocols()
+	s.HTTP2 = invoke.HopHTTP2Config()
+	return s
+}
+
+func newResolver(o Options) (resolver.Resolver, error) {
+	if o.Mode == "kubernetes" {
+		return kubernetes.New(kubernetes.Config{
+			Namespace:     o.Namespace,
+			ClusterDomain: o.ClusterDomain,
+			DNSServer:     o.DNSServer,
+		})
+	}
+	dir, err := registryDir(o)
+	if err != nil {
+		return nil, err
+	}
+	return standalone.NewResolver(dir), nil
+}
+
+func registryDir(o Options) (string, error) {
+	if o.RegistryDir != "" {
+		return o.RegistryDir, nil
+	}
+	return standalone.DefaultDir()
+}
+
+func register(o Options, internalAddr string, p httpapi.Ports) (*standalone.Registration, error) {
+	dir, err := registryDir(o)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := standalone.Register(dir, standalone.Entry{
+		AppID:           o.AppID,
+		Namespace:       o.Namespace,
+		PID:             os.Getpid(),
+		InternalAddress: internalAddr,
+		HTTPPort:        p.HTTP,
+		GRPCPort:        p.GRPC,
+		StartedAt:       time.Now(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registering app %q in %s: %w", o.AppID, dir, err)
+	}
+	return reg, nil
+}
+
+func metadata(o Options, p httpapi.Ports) httpapi.Metadata {
+	m := httpapi.Metadata{
+		ID:              o.AppID,
+		RuntimeVersion:  version,
+		EnabledFeatures: []string{},
+		Actors:          []any{},
+		Components:      []httpapi.Component{},
+		Subscriptions:   []any{},
+		HTTPEndpoints:   []any{},
+		Extended: map[string]string{
+			"mode":          o.Mode,
+			"namespace":     o.Namespace,
+			"http_port":     strconv.Itoa(p.HTTP),
+			"grpc_port":     strconv.Itoa(p.GRPC),
+			"internal_port": strconv.Itoa(p.Internal),
+		},
+		Ports: p,
+	}
+	if o.AppPort != 0 {
+		m.AppConnectionProperties = httpapi.AppConnection{Port: o.AppPort, Protocol: o.AppProtocol, ChannelAddress: o.AppChannelAddress}
+	}
+	return m
+}
+
+func newLogger(o Options) *slog.Logger {
+	hopts := &slog.HandlerOptions{Level: o.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
+	if o.LogJSON {
+		h = slog.NewJSONHandler(os.Stderr, hopts)
+	}
+	return slog.New(h).With("app_id", o.AppID)
+}

@@ -1,0 +1,100 @@
+// Package httpapi is the HTTP adapter of the sidecar: route tables that decode
+// requests, call pkg/invoke or pkg/state, and encode the answer. Errors are
+// rendered by internal/apierr.
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/tandem-run/tandem/internal/apierr"
+	"google.golang.org/grpc/codes"
+)
+
+// Route is one entry of a route table. Name is the route's span and metric name.
+type Route struct {
+	Method  string // empty: any method
+	Pattern string // a net/http ServeMux path pattern, e.g. "/v1.0/state/{store}/{key}"
+	Name    string
+	Handler http.HandlerFunc
+	// Raw routes match Pattern as a prefix of the escaped path before
+	// ServeMux cleans it, for handlers that validate the path themselves
+	// (invocation must reject "..", not redirect it away).
+	Raw bool
+	// Header, when set, routes every request that carries this header here,
+	// whatever its path (the dapr-app-id form of invocation).
+	Header string
+}
+
+// Router is the one HTTP mux of the public API. Feature files add their route
+// tables to it; only cmd/sidecar owns listeners.
+type Router struct {
+	mux    *http.ServeMux
+	wrap   func(name string, h http.Handler) http.Handler
+	raw    []rawRoute
+	header []headerRoute
+}
+
+type rawRoute struct {
+	prefix string
+	h      http.Handler
+}
+
+type headerRoute struct {
+	name string
+	h    http.Handler
+}
+
+// NewRouter returns an empty router. wrap, when not nil, is applied to every
+// handler with its route name (tracing, metrics and token checks hook in here).
+func NewRouter(wrap func(name string, h http.Handler) http.Handler) *Router {
+	r := &Router{mux: http.NewServeMux(), wrap: wrap}
+	r.mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		apierr.Write(w, apierr.New(apierr.CodeNotFound, http.StatusNotFound, codes.NotFound,
+			"no API route for %s %s; the API is under /v1.0 (invoke, state, healthz, metadata, shutdown)", req.Method, req.URL.Path))
+	})
+	return r
+}
+
+// Add registers routes.
+func (r *Router) Add(routes ...Route) {
+	for _, rt := range routes {
+		var h http.Handler = rt.Handler
+		if r.wrap != nil {
+			h = r.wrap(rt.Name, h)
+		}
+		switch {
+		case rt.Header != "":
+			r.header = append(r.header, headerRoute{http.CanonicalHeaderKey(rt.Header), h})
+			continue
+		case rt.Raw:
+			r.raw = append(r.raw, rawRoute{rt.Pattern, h})
+			continue
+		}
+		p := rt.Pattern
+		if rt.Method != "" {
+			p = rt.Method + " " + p
+		}
+		r.mux.Handle(p, h)
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	for _, hr := range r.header {
+		if _, ok := req.Header[hr.name]; ok {
+			hr.h.ServeHTTP(w, req)
+			return
+		}
+	}
+	if len(r.raw) > 0 {
+		p := req.URL.EscapedPath()
+		for _, rr := range r.raw {
+			if strings.HasPrefix(p, rr.prefix) {
+				rr.h.ServeHTTP(w, req)
+				return
+			}
+		}
+	}
+	r.mux.ServeHTTP(w, req)
+}

@@ -1,0 +1,99 @@
+// Package apierr is the error catalog of the API edge: it maps what went wrong
+// to the error code Dapr users and SDKs recognise, an HTTP status and a gRPC
+// code, and renders the one JSON body every error has:
+//
+//	{"errorCode":"ERR_...","message":"..."}
+//
+// Domain packages return plain, wrapped errors; only the adapters in
+// internal/api turn them into *Error values, through the constructors here.
+package apierr
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+)
+
+// Error codes, as Dapr names them.
+const (
+	CodeMalformedRequest   = "ERR_MALFORMED_REQUEST"
+	CodeDirectInvoke       = "ERR_DIRECT_INVOKE"
+	CodeBodyTooLarge       = "ERR_BODY_TOO_LARGE"
+	CodeHealthNotReady     = "ERR_HEALTH_NOT_READY"
+	CodeStateStoreNotFound = "ERR_STATE_STORE_NOT_FOUND"
+	CodeStateGet           = "ERR_STATE_GET"
+	CodeStateSave          = "ERR_STATE_SAVE"
+	CodeStateDelete        = "ERR_STATE_DELETE"
+	CodeStateBulkGet       = "ERR_STATE_BULK_GET"
+	CodeStateTransaction   = "ERR_STATE_TRANSACTION"
+	CodeStateQuery         = "ERR_STATE_QUERY"
+	CodeNotFound           = "ERR_NOT_FOUND"
+	CodeMethodNotAllowed   = "ERR_METHOD_NOT_ALLOWED"
+	CodeShuttingDown       = "ERR_SHUTTING_DOWN"
+	CodeInvalidToken       = "invalid api token"
+)
+
+// Error is an error as the API shows it.
+type Error struct {
+	Code       string
+	HTTPStatus int
+	GRPCCode   codes.Code
+	Message    string
+	Err        error // the cause, if any
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Err }
+
+// New returns an Error whose message is formatted from format and args. When
+// the last arg is an error it becomes the cause (it is also formatted).
+func New(code string, status int, grpcCode codes.Code, format string, args ...any) *Error {
+	e := &Error{Code: code, HTTPStatus: status, GRPCCode: grpcCode, Message: fmt.Sprintf(format, args...)}
+	if len(args) > 0 {
+		if cause, ok := args[len(args)-1].(error); ok {
+			e.Err = cause
+		}
+	}
+	return e
+}
+
+// Malformed is a 400 ERR_MALFORMED_REQUEST.
+func Malformed(format string, args ...any) *Error {
+	return New(CodeMalformedRequest, http.StatusBadRequest, codes.InvalidArgument, format, args...)
+}
+
+// BodyTooLarge is a 413 ERR_BODY_TOO_LARGE for a body over limit bytes.
+func BodyTooLarge(limit int64) *Error {
+	return New(CodeBodyTooLarge, http.StatusRequestEntityTooLarge, codes.ResourceExhausted,
+		"request body is larger than the limit of %d bytes; raise it with --max-body-size (for example --max-body-size 16Mi)", limit)
+}
+
+// As returns err as an *Error. An error that is not one becomes a 500 with
+// fallbackCode, so that nothing reaches the user without a code.
+func As(err error, fallbackCode string) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return New(fallbackCode, http.StatusInternalServerError, codes.Internal, "%v", err)
+}
+
+// body is the JSON shape of every error response.
+type body struct {
+	ErrorCode string `json:"errorCode"`
+	Message   string `json:"message"`
+}
+
+// Write renders err on w. Errors that are not *Error are 500 ERR_INTERNAL.
+func Write(w http.ResponseWriter, err error) {
+	e := As(err, "ERR_INTERNAL")
+	b, _ := json.Marshal(body{ErrorCode: e.Code, Message: e.Message})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Del("Content-Length")
+	w.WriteHeader(e.HTTPStatus)
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,48 @@
+package invoke
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind says what went wrong with an invocation, so the API edge can pick the
+// status and error code.
+type Kind string
+
+// The kinds of invocation failure.
+const (
+	KindNotFound       Kind = "not-found"       // no sidecar of the app id is known
+	KindUnreachable    Kind = "unreachable"     // the peer sidecar did not answer
+	KindAppUnreachable Kind = "app-unreachable" // the target app did not answer its sidecar
+	KindNoApp          Kind = "no-app"          // the target sidecar has no app port
+	KindWrongTarget    Kind = "wrong-target"    // the hop reached a sidecar of another app
+	KindBadRequest     Kind = "bad-request"     // the call itself is malformed
+	KindBodyTooLarge   Kind = "body-too-large"  // the request body is over the limit
+	KindShuttingDown   Kind = "shutting-down"   // the sidecar is draining
+	KindInternal       Kind = "internal"
+)
+
+// ErrBodyTooLarge is returned, wrapped, when a request body exceeds the limit.
+var ErrBodyTooLarge = errors.New("request body too large")
+
+// Error is an invocation failure.
+type Error struct {
+	Kind  Kind
+	AppID string // the target app id
+	Addr  string // the address tried, if any
+	Msg   string
+	Err   error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(kind Kind, appID, addr string, err error, format string, args ...any) *Error {
+	return &Error{Kind: kind, AppID: appID, Addr: addr, Err: err, Msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,164 @@
+package invoke
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// newHopTransport returns the client side of the internal hop: HTTP/2 with
+// prior knowledge over TCP, one multiplexed connection per peer, reused.
+func newHopTransport(dialTimeout time.Duration) *http.Transport {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Transport{
+		Protocols:          &p,
+		DialContext:        (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DisableCompression: true, // bodies pass as they are
+		IdleConnTimeout:    90 * time.Second,
+		HTTP2: &http.HTTP2Config{
+			// Room for a few frames in flight per stream keeps a 1 GiB
+			// transfer fast while its memory stays bounded.
+			MaxReceiveBufferPerStream:     1 << 20,
+			MaxReceiveBufferPerConnection: 8 << 20,
+			PingTimeout:                   15 * time.Second,
+			SendPingTimeout:               30 * time.Second,
+		},
+	}
+}
+
+// HopProtocols are the protocols the internal port serves: h2c for peers, and
+// HTTP/1.1 so that plain tools (curl) can reach it for diagnostics.
+func HopProtocols() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
+}
+
+// HopHTTP2Config is the server side of the flow-control settings.
+func HopHTTP2Config() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxReceiveBufferPerStream:     1 << 20,
+		MaxReceiveBufferPerConnection: 8 << 20,
+		MaxConcurrentStreams:          1000,
+	}
+}
+
+// HopHandler serves the internal port: calls from peer sidecars, forwarded to
+// this sidecar's app.
+func (inv *Invoker) HopHandler() http.Handler {
+	return http.HandlerFunc(inv.serveHop)
+}
+
+func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
+	if callee := r.Header.Get(HeaderCalleeAppID); callee != inv.cfg.AppID {
+		writeHopError(w, http.StatusNotFound, KindWrongTarget,
+			fmt.Sprintf("the sidecar at %s serves app %q, not %q; the resolver's answer is stale", inv.cfg.InternalAddress, inv.cfg.AppID, callee))
+		return
+	}
+	if inv.isDraining() {
+		writeHopError(w, http.StatusServiceUnavailable, KindShuttingDown,
+			fmt.Sprintf("the sidecar of app %q is shutting down and accepts no new calls", inv.cfg.AppID))
+		return
+	}
+	method, err := ParseMethod(strings.TrimPrefix(r.URL.EscapedPath(), "/"))
+	if err != nil {
+		writeHopError(w, http.StatusBadRequest, KindBadRequest, err.Error())
+		return
+	}
+	body := r.Body
+	if r.ContentLength == 0 {
+		body = nil
+	}
+	resp, ierr := inv.callApp(r.Context(), r.Method, method, r.URL.RawQuery, r.Header, body, r.ContentLength)
+	if ierr != nil {
+		writeHopError(w, http.StatusBadGateway, ierr.Kind, ierr.Error())
+		return
+	}
+	defer resp.Body.Close()
+	_ = WriteResponse(w, resp)
+}
+
+func writeHopError(w http.ResponseWriter, status int, kind Kind, msg string) {
+	h := w.Header()
+	h.Set(headerHopError, string(kind))
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, msg)
+}
+
+// callApp sends the call to this sidecar's app.
+func (inv *Invoker) callApp(ctx context.Context, verb, method, rawQuery string, h http.Header, body io.ReadCloser, contentLength int64) (*http.Response, *Error) {
+	if inv.cfg.AppAddress == "" {
+		closeBody(body)
+		return nil, errorf(KindNoApp, inv.cfg.AppID, "", nil, "app %q has no app port: its sidecar was started without --app-port", inv.cfg.AppID)
+	}
+	scheme := "http"
+	if inv.cfg.AppProtocol == "https" {
+		scheme = "https"
+	}
+	target := scheme + "://" + inv.cfg.AppAddress + "/" + method
+	if rawQuery != "" {
+		target += "?" + rawQuery
+	}
+	var rb io.Reader
+	if body != nil {
+		rb = body
+	}
+	req, err := http.NewRequestWithContext(ctx, verb, target, rb)
+	if err != nil {
+		closeBody(body)
+		return nil, errorf(KindBadRequest, inv.cfg.AppID, inv.cfg.AppAddress, err, "cannot build the call to app %q", inv.cfg.AppID)
+	}
+	removeHopByHop(h)
+	req.Header = h
+	req.ContentLength = contentLength
+	if body == nil {
+		req.ContentLength = 0
+	}
+	resp, err := inv.app.RoundTrip(req)
+	if err != nil {
+		if errors.Is(err, ErrBodyTooLarge) {
+			return nil, errorf(KindBodyTooLarge, inv.cfg.AppID, inv.cfg.AppAddress, err, "request body is over the limit")
+		}
+		return nil, errorf(KindAppUnreachable, inv.cfg.AppID, inv.cfg.AppAddress, err,
+			"app %q does not answer at %s://%s", inv.cfg.AppID, scheme, inv.cfg.AppAddress)
+	}
+	inv.appReady.set()
+	return resp, nil
+}
+
+// newAppTransport returns the client for the local app channel.
+func newAppTransport(protocol string, dialTimeout time.Duration) (*http.Transport, error) {
+	t := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DisableCompression:  true,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	var p http.Protocols
+	switch protocol {
+	case "", "http":
+		p.SetHTTP1(true)
+	case "h2c":
+		p.SetUnencryptedHTTP2(true)
+	case "https":
+		p.SetHTTP1(true)
+		p.SetHTTP2(true)
+		// Like Dapr, the app's certificate is not verified: the app is on
+		// the same host or pod, and its channel is loopback.
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // loopback app channel
+	default:
+		return nil, fmt.Errorf("app protocol %q is not supported; use http, h2c or https", protocol)
+	}
+	t.Protocols = &p
+	return t, nil
+}

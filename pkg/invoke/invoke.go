@@ -1,0 +1,287 @@
+// Package invoke is service invocation: an app's call to another app by id,
+// the hop from this sidecar to the target's sidecar, and the target sidecar's
+// call to its app.
+//
+// The hop is HTTP/2 over cleartext TCP (h2c, prior knowledge) on the internal
+// port. HTTP/2 rather than gRPC because an invocation IS an HTTP exchange:
+// verb, path, headers, status, trailers and a body of any size map one to one
+// onto an HTTP/2 stream, so nothing is re-encoded, bodies stream both ways with
+// HTTP/2 flow control bounding memory, server-sent events pass frame by frame,
+// and all calls to one peer share a multiplexed connection. gRPC would wrap
+// each chunk into a protobuf message and back for no gain. Both API adapters
+// (HTTP and gRPC) reach the hop through Invoker.Invoke.
+package invoke
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/tandem-run/tandem/pkg/resolver"
+)
+
+// Config is the invocation component's configuration.
+type Config struct {
+	AppID     string
+	Namespace string
+	// AppAddress is host:port of the app; empty when the sidecar has no app.
+	AppAddress string
+	// AppProtocol is "http", "h2c" or "https".
+	AppProtocol string
+	// MaxBodySize limits request bodies of invocations; 0 means no limit.
+	MaxBodySize int64
+	// InternalAddress is how peers reach this sidecar (for Forwarded "by").
+	InternalAddress string
+	// DialTimeout bounds connecting to a peer sidecar or the app (default 5s).
+	DialTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Invoker carries out invocations. It is safe for concurrent use.
+type Invoker struct {
+	cfg      Config
+	resolver resolver.Resolver
+	hop      *http.Transport // to peer sidecars, h2c
+	app      *http.Transport // to the local app
+	appReady readiness
+	draining chan struct{}
+}
+
+// New returns an Invoker that finds peers with r.
+func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
+	if err := resolver.ValidateID(cfg.AppID); err != nil {
+		return nil, err
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	app, err := newAppTransport(cfg.AppProtocol, cfg.DialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	inv := &Invoker{
+		cfg:      cfg,
+		resolver: r,
+		hop:      newHopTransport(cfg.DialTimeout),
+		app:      app,
+		draining: make(chan struct{}),
+	}
+	if cfg.AppAddress == "" {
+		inv.appReady.set()
+	}
+	return inv, nil
+}
+
+// Call is one invocation as an app asked for it.
+type Call struct {
+	Target resolver.Target
+	// Method is the escaped method path without its leading slash, as
+	// returned by ParseMethod.
+	Method   string
+	Verb     string
+	RawQuery string
+	// Header is the app's request header. Invoke takes ownership of it.
+	Header http.Header
+	// Body is the request body, or nil. Invoke closes it.
+	Body          io.ReadCloser
+	ContentLength int64 // -1 when unknown
+	RemoteAddr    string
+	Host          string
+}
+
+// Invoke sends c to the target app and returns its response, whose body
+// streams from the app; the caller must close it. A non-2xx status of the app
+// is a response, not an error. Errors are *Error.
+func (inv *Invoker) Invoke(ctx context.Context, c *Call) (*http.Response, error) {
+	if inv.isDraining() {
+		closeBody(c.Body)
+		return nil, errorf(KindShuttingDown, c.Target.ID, "", nil, "sidecar %q is shutting down and accepts no new calls", inv.cfg.AppID)
+	}
+	if err := inv.checkSize(c); err != nil {
+		closeBody(c.Body)
+		return nil, err
+	}
+	h := c.Header
+	removeHopByHop(h)
+	delete(h, HeaderAPIToken)
+	delete(h, HeaderAppID)
+	setForwarded(h, c.RemoteAddr, c.Host, inv.cfg.InternalAddress)
+	h[HeaderCallerAppID] = []string{inv.cfg.AppID}
+	h[HeaderCalleeAppID] = []string{c.Target.ID}
+	if inv.cfg.Namespace != "" {
+		h[HeaderCallerNamespace] = []string{inv.cfg.Namespace}
+	} else {
+		delete(h, HeaderCallerNamespace)
+	}
+
+	if c.Target.ID == inv.cfg.AppID && (c.Target.Namespace == "" || c.Target.Namespace == inv.cfg.Namespace) {
+		// An app calling itself needs no hop.
+		resp, ierr := inv.callApp(ctx, c.Verb, c.Method, c.RawQuery, h, c.Body, c.ContentLength)
+		if ierr != nil {
+			return nil, ierr
+		}
+		return resp, nil
+	}
+
+	addrs, err := inv.resolver.Resolve(ctx, c.Target)
+	if err != nil {
+		closeBody(c.Body)
+		if errors.Is(err, resolver.ErrNotFound) {
+			return nil, errorf(KindNotFound, c.Target.ID, "", err, "cannot invoke app %q", c.Target.String())
+		}
+		return nil, errorf(KindUnreachable, c.Target.ID, "", err, "cannot resolve app %q", c.Target.String())
+	}
+	return inv.sendHop(ctx, c, addrs)
+}
+
+// sendHop sends the call to the first peer sidecar that accepts a connection.
+// Another address is tried only when nothing of the body can have been sent.
+func (inv *Invoker) sendHop(ctx context.Context, c *Call, addrs []string) (*http.Response, error) {
+	var lastErr error
+	var lastAddr string
+	for i, addr := range addrs {
+		req, err := inv.newHopRequest(ctx, c, addr)
+		if err != nil {
+			closeBody(c.Body)
+			return nil, errorf(KindBadRequest, c.Target.ID, addr, err, "cannot build the call to app %q", c.Target.ID)
+		}
+		resp, err := inv.hop.RoundTrip(req)
+		if err == nil {
+			if kind := resp.Header.Get(headerHopError); kind != "" {
+				return nil, hopError(resp, c.Target.ID, addr)
+			}
+			return resp, nil
+		}
+		lastErr, lastAddr = err, addr
+		if errors.Is(err, ErrBodyTooLarge) {
+			return nil, errorf(KindBodyTooLarge, c.Target.ID, addr, err, "request body is over the limit of %d bytes", inv.cfg.MaxBodySize)
+		}
+		if ctx.Err() != nil || !canRetry(c, err) || i == len(addrs)-1 {
+			break
+		}
+		inv.cfg.Logger.Debug("peer sidecar unreachable, trying the next", "app", c.Target.ID, "addr", addr, "err", err)
+	}
+	closeBody(c.Body)
+	if ctx.Err() != nil {
+		return nil, errorf(KindUnreachable, c.Target.ID, lastAddr, ctx.Err(), "call to app %q via its sidecar at %s was cancelled", c.Target.ID, lastAddr)
+	}
+	return nil, errorf(KindUnreachable, c.Target.ID, lastAddr, lastErr, "cannot reach the sidecar of app %q at %s", c.Target.ID, lastAddr)
+}
+
+func (inv *Invoker) newHopRequest(ctx context.Context, c *Call, addr string) (*http.Request, error) {
+	target := "http://" + addr + "/" + c.Method
+	if c.RawQuery != "" {
+		target += "?" + c.RawQuery
+	}
+	body := c.Body
+	if body != nil {
+		body = noCloseBody{body}
+	}
+	req, err := http.NewRequestWithContext(ctx, c.Verb, target, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header = c.Header
+	req.ContentLength = c.ContentLength
+	if c.Body == nil || c.ContentLength == 0 {
+		req.Body, req.ContentLength = nil, 0
+	}
+	return req, nil
+}
+
+// canRetry reports whether a failed attempt may be repeated on another
+// address: only when the connection itself failed and no body was sent.
+func canRetry(c *Call, err error) bool {
+	if c.Body != nil && c.ContentLength != 0 {
+		return false
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// checkSize enforces MaxBodySize: at once when the length is known, while
+// streaming otherwise.
+func (inv *Invoker) checkSize(c *Call) error {
+	limit := inv.cfg.MaxBodySize
+	if limit <= 0 || c.Body == nil {
+		return nil
+	}
+	if c.ContentLength > limit {
+		return errorf(KindBodyTooLarge, c.Target.ID, "", ErrBodyTooLarge, "request body of %d bytes is over the limit of %d bytes", c.ContentLength, limit)
+	}
+	c.Body = &limitedBody{rc: c.Body, left: limit}
+	return nil
+}
+
+// hopError turns a marked error response of the peer sidecar into an *Error.
+func hopError(resp *http.Response, appID, addr string) error {
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return &Error{Kind: Kind(resp.Header.Get(headerHopError)), AppID: appID, Addr: addr, Msg: string(msg)}
+}
+
+// StartDrain makes the Invoker refuse new calls; calls under way go on.
+func (inv *Invoker) StartDrain() {
+	select {
+	case <-inv.draining:
+	default:
+		close(inv.draining)
+	}
+}
+
+func (inv *Invoker) isDraining() bool {
+	select {
+	case <-inv.draining:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close releases idle connections.
+func (inv *Invoker) Close() {
+	inv.hop.CloseIdleConnections()
+	inv.app.CloseIdleConnections()
+}
+
+// limitedBody fails the read that passes the limit with ErrBodyTooLarge.
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, ErrBodyTooLarge
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.rc.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return 0, ErrBodyTooLarge
+	}
+	return n, err
+}
+
+func (l *limitedBody) Close() error { return l.rc.Close() }
+
+// noCloseBody keeps the transport from closing the caller's body, so that a
+// retry on another address can decide for itself.
+type noCloseBody struct{ io.Reader }
+
+func (noCloseBody) Close() error { return nil }
+
+func closeBody(b io.ReadCloser) {
+	if b != nil {
+		_ = b.Close()
+	}
+}

@@ -1,0 +1,139 @@
+// Package kubernetes resolves app ids through Kubernetes DNS: the sidecars of
+// app X in namespace N are the A and AAAA records of the headless Service
+// X-dapr.N.svc.<cluster-domain>, which the injector keeps.
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tandem-run/tandem/pkg/resolver"
+)
+
+// Config configures the resolver.
+type Config struct {
+	Namespace     string        // the caller's namespace, used when a target names none
+	ClusterDomain string        // default "cluster.local"
+	DNSServer     string        // host:port; empty: the system's resolver
+	Port          int           // internal port of peer sidecars; default 50002
+	CacheTTL      time.Duration // default 5s; negative disables the cache
+}
+
+// Resolver looks app ids up in DNS.
+type Resolver struct {
+	cfg   Config
+	dns   *net.Resolver
+	group singleflight.Group
+	mu    sync.Mutex
+	cache map[string]entry
+	next  atomic.Uint32
+}
+
+type entry struct {
+	addrs []string
+	until time.Time
+}
+
+// New validates cfg and returns a Resolver.
+func New(cfg Config) (*Resolver, error) {
+	if cfg.ClusterDomain == "" {
+		cfg.ClusterDomain = "cluster.local"
+	}
+	if cfg.Port == 0 {
+		cfg.Port = 50002
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("kubernetes resolver: port %d is not a port", cfg.Port)
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = 5 * time.Second
+	}
+	if cfg.Namespace == "" {
+		return nil, errors.New("kubernetes resolver: no namespace: set the NAMESPACE environment variable")
+	}
+	r := &Resolver{cfg: cfg, cache: map[string]entry{}, dns: net.DefaultResolver}
+	if cfg.DNSServer != "" {
+		if _, _, err := net.SplitHostPort(cfg.DNSServer); err != nil {
+			return nil, fmt.Errorf("kubernetes resolver: DNS server %q is not host:port: %w", cfg.DNSServer, err)
+		}
+		d := &net.Dialer{}
+		r.dns = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, cfg.DNSServer)
+		}}
+	}
+	return r, nil
+}
+
+// Name returns the DNS name of target's sidecars.
+func (r *Resolver) Name(target resolver.Target) string {
+	ns := target.Namespace
+	if ns == "" {
+		ns = r.cfg.Namespace
+	}
+	return target.ID + "-dapr." + ns + ".svc." + r.cfg.ClusterDomain
+}
+
+// Resolve returns every address of target's sidecars, rotated per call.
+func (r *Resolver) Resolve(ctx context.Context, target resolver.Target) ([]string, error) {
+	name := r.Name(target)
+	r.mu.Lock()
+	e, ok := r.cache[name]
+	r.mu.Unlock()
+	if !ok || time.Now().After(e.until) {
+		v, err, _ := r.group.Do(name, func() (any, error) { return r.lookup(ctx, target, name) })
+		if err != nil {
+			return nil, err
+		}
+		e = v.(entry)
+	}
+	return rotate(e.addrs, int(r.next.Add(1))), nil
+}
+
+func (r *Resolver) lookup(ctx context.Context, target resolver.Target, name string) (entry, error) {
+	ips, err := r.dns.LookupIPAddr(ctx, name+".")
+	if err != nil {
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return entry{}, fmt.Errorf("app id %q: no sidecars at %s (is its Deployment annotated dapr.io/enabled and its Service %s-dapr there?): %w",
+				target.String(), name, target.ID, resolver.ErrNotFound)
+		}
+		server := r.cfg.DNSServer
+		if server == "" {
+			server = "the system resolver"
+		}
+		return entry{}, fmt.Errorf("looking up %s with %s: %w", name, server, err)
+	}
+	if len(ips) == 0 {
+		return entry{}, fmt.Errorf("app id %q: %s has no addresses: %w", target.String(), name, resolver.ErrNotFound)
+	}
+	e := entry{until: time.Now().Add(r.cfg.CacheTTL)}
+	port := strconv.Itoa(r.cfg.Port)
+	for _, ip := range ips {
+		e.addrs = append(e.addrs, net.JoinHostPort(ip.IP.String(), port))
+	}
+	if r.cfg.CacheTTL > 0 {
+		r.mu.Lock()
+		r.cache[name] = e
+		r.mu.Unlock()
+	}
+	return e, nil
+}
+
+func rotate(addrs []string, n int) []string {
+	if len(addrs) < 2 {
+		return addrs
+	}
+	k := n % len(addrs)
+	out := make([]string, 0, len(addrs))
+	return append(append(out, addrs[k:]...), addrs[:k]...)
+}
+
+var _ resolver.Resolver = (*Resolver)(nil)

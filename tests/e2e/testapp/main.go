@@ -1,0 +1,128 @@
+// Command testapp is the app the end-to-end tests invoke through sidecars.
+// It listens on $APP_PORT and answers:
+//
+//	/echo/...        the request as JSON: method, path, raw query, headers, body
+//	/status/{code}   that status, with an X-Test header and a short body
+//	/download?n=N    N bytes of a repeating pattern, with Content-Length
+//	/upload          reads the whole body, answers {"bytes":N,"sum":S}
+//	/sse?n=N         N server-sent events; event i>0 waits for GET /release
+//	/slow            blocks until GET /release, then answers "done"
+//	/release         releases one waiting /sse event or /slow call
+//	/trailer         a chunked body followed by an X-Sum trailer
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+)
+
+func main() {
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo/", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-App-Header", "from-app")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"method":  r.Method,
+			"path":    r.URL.EscapedPath(),
+			"query":   r.URL.RawQuery,
+			"headers": r.Header,
+			"body":    string(body),
+			"host":    r.Host,
+		})
+	})
+	mux.HandleFunc("/status/{code}", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.PathValue("code"))
+		if err != nil {
+			http.Error(w, "bad code", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("X-Test", "status-"+r.PathValue("code"))
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, "status body")
+	})
+	mux.HandleFunc("/download", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		w.Header().Set("Content-Type", "application/octet-stream")
+		buf := pattern(251 * 256) // a whole number of cycles, so chunks join up
+		for n > 0 {
+			k := min(n, int64(len(buf)))
+			if _, err := w.Write(buf[:k]); err != nil {
+				return
+			}
+			n -= k
+		}
+	})
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		var total, sum int64
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := r.Body.Read(buf)
+			for _, b := range buf[:n] {
+				sum += int64(b)
+			}
+			total += int64(n)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		_ = json.NewEncoder(w).Encode(map[string]int64{"bytes": total, "sum": sum})
+	})
+	mux.HandleFunc("/sse", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		fl := w.(http.Flusher)
+		for i := range n {
+			if i > 0 {
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			fmt.Fprintf(w, "id: %d\ndata: event %d\n\n", i, i)
+			fl.Flush()
+		}
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+			_, _ = io.WriteString(w, "done")
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/release", func(w http.ResponseWriter, r *http.Request) {
+		release <- struct{}{}
+	})
+	mux.HandleFunc("/trailer", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		_, _ = io.WriteString(w, strings.Repeat("t", 100))
+		w.(http.Flusher).Flush()
+		w.Header().Set("X-Sum", "100")
+	})
+	addr := "127.0.0.1:" + os.Getenv("APP_PORT")
+	log.Printf("testapp listening on %s", addr)
+	log.Fatal(http.ListenAndServe(addr, mux))
+}
+
+// pattern returns n bytes of 0..250 repeated.
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}
