@@ -60,17 +60,24 @@ func Register(dir string, e Entry) (*Registration, error) {
 		return nil, err
 	}
 	appDir := filepath.Join(dir, e.AppID)
-	if err := os.MkdirAll(appDir, 0o755); err != nil {
-		return nil, err
-	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return nil, err
 	}
 	path := filepath.Join(appDir, fmt.Sprintf("%d.json", e.PID))
-	tmp, err := os.CreateTemp(appDir, ".tmp-*")
+	var tmp *os.File
+	// The app folder can vanish between MkdirAll and CreateTemp when the
+	// last other entry of the app closes; try again then.
+	for range 3 {
+		if err = os.MkdirAll(appDir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating registry folder: %w", err)
+		}
+		if tmp, err = os.CreateTemp(appDir, ".tmp-*"); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("writing registry entry: %w", err)
 	}
 	// Lock before the entry becomes visible, so no reader ever sees it unlocked.
 	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {

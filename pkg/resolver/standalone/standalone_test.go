@@ -1,0 +1,175 @@
+package standalone
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandem-run/tandem/pkg/resolver"
+)
+
+func register(t *testing.T, dir, id string, pid int, addr string) *Registration {
+	t.Helper()
+	r, err := Register(dir, Entry{AppID: id, PID: pid, InternalAddress: addr, StartedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestRegisterResolveClose(t *testing.T) {
+	dir := t.TempDir()
+	reg := register(t, dir, "addapp", 1, "127.0.0.1:1001")
+	r := NewResolver(dir)
+	r.CacheTTL = 0
+	addrs, err := r.Resolve(context.Background(), resolver.Target{ID: "addapp"})
+	if err != nil || len(addrs) != 1 || addrs[0] != "127.0.0.1:1001" {
+		t.Fatalf("Resolve = %v, %v", addrs, err)
+	}
+	if err := reg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := r.Resolve(context.Background(), resolver.Target{ID: "addapp"}); !errors.Is(err, resolver.ErrNotFound) {
+		t.Fatalf("after Close: %v, want ErrNotFound", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "addapp")); !os.IsNotExist(err) {
+		t.Errorf("app folder left behind: %v", err)
+	}
+}
+
+func TestReplicasRotate(t *testing.T) {
+	dir := t.TempDir()
+	register(t, dir, "addapp", 1, "127.0.0.1:1001")
+	register(t, dir, "addapp", 2, "127.0.0.1:1002")
+	r := NewResolver(dir)
+	first := map[string]int{}
+	for range 10 {
+		addrs, err := r.Resolve(context.Background(), resolver.Target{ID: "addapp"})
+		if err != nil || len(addrs) != 2 {
+			t.Fatalf("Resolve = %v, %v", addrs, err)
+		}
+		first[addrs[0]]++
+	}
+	if first["127.0.0.1:1001"] != 5 || first["127.0.0.1:1002"] != 5 {
+		t.Errorf("first addresses %v, want an even spread", first)
+	}
+}
+
+func TestNotFoundListsRunningIDs(t *testing.T) {
+	dir := t.TempDir()
+	r := NewResolver(dir)
+	_, err := r.Resolve(context.Background(), resolver.Target{ID: "nope"})
+	if !errors.Is(err, resolver.ErrNotFound) || !strings.Contains(err.Error(), "no sidecars are running") {
+		t.Errorf("empty registry: %v", err)
+	}
+	register(t, dir, "divideapp", 1, "127.0.0.1:1")
+	register(t, dir, "addapp", 2, "127.0.0.1:2")
+	_, err = r.Resolve(context.Background(), resolver.Target{ID: "nope"})
+	if !errors.Is(err, resolver.ErrNotFound) || !strings.Contains(err.Error(), `"nope"`) || !strings.Contains(err.Error(), "running: addapp, divideapp") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestNamespaces(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Register(dir, Entry{AppID: "a", Namespace: "prod", PID: 1, InternalAddress: "127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(dir)
+	r.CacheTTL = 0
+	for ns, found := range map[string]bool{"": true, "prod": true, "dev": false} {
+		_, err := r.Resolve(context.Background(), resolver.Target{ID: "a", Namespace: ns})
+		if (err == nil) != found {
+			t.Errorf("namespace %q: err %v, want found=%v", ns, err, found)
+		}
+	}
+}
+
+func TestGarbageEntryIsSkipped(t *testing.T) {
+	dir := t.TempDir()
+	register(t, dir, "addapp", 1, "127.0.0.1:1001")
+	// A garbage file that someone holds locked, and one nobody holds.
+	bad := filepath.Join(dir, "addapp", "99.json")
+	if err := os.WriteFile(bad, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := NewResolver(dir).Resolve(context.Background(), resolver.Target{ID: "addapp"})
+	if err != nil || len(addrs) != 1 {
+		t.Errorf("Resolve = %v, %v; want the one good entry", addrs, err)
+	}
+}
+
+// TestHelperProcess registers an entry and waits to be killed.
+func TestHelperProcess(t *testing.T) {
+	dir := os.Getenv("STANDALONE_HELPER_DIR")
+	if dir == "" {
+		t.Skip("helper process for TestCrashedSidecarIsForgotten")
+	}
+	if _, err := Register(dir, Entry{AppID: "crashy", PID: os.Getpid(), InternalAddress: "127.0.0.1:9"}); err != nil {
+		os.Exit(3)
+	}
+	os.Stdout.WriteString("registered\n")
+	time.Sleep(time.Minute)
+}
+
+func TestCrashedSidecarIsForgotten(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), "STANDALONE_HELPER_DIR="+dir)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, _ := out.Read(buf)
+	if !strings.Contains(string(buf[:n]), "registered") {
+		t.Fatalf("helper said %q", buf[:n])
+	}
+	r := NewResolver(dir)
+	r.CacheTTL = 0
+	if _, err := r.Resolve(context.Background(), resolver.Target{ID: "crashy"}); err != nil {
+		t.Fatalf("live helper not found: %v", err)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if _, err := r.Resolve(context.Background(), resolver.Target{ID: "crashy"}); !errors.Is(err, resolver.ErrNotFound) {
+		t.Fatalf("crashed sidecar still resolves: %v", err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "crashy", "*.json")); len(files) != 0 {
+		t.Errorf("stale entries left: %v", files)
+	}
+}
+
+func TestConcurrentResolveAndRegister(t *testing.T) {
+	dir := t.TempDir()
+	register(t, dir, "addapp", 1, "127.0.0.1:1")
+	r := NewResolver(dir)
+	r.CacheTTL = 0
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			reg, err := Register(dir, Entry{AppID: "other", PID: 100 + i, InternalAddress: "127.0.0.1:2"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer reg.Close()
+			for range 20 {
+				if _, err := r.Resolve(context.Background(), resolver.Target{ID: "addapp"}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
