@@ -18,10 +18,12 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	httpapi "github.com/tandem-run/tandem/internal/api/http"
+	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/pkg/invoke"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/resolver/kubernetes"
 	"github.com/tandem-run/tandem/pkg/resolver/standalone"
+	"github.com/tandem-run/tandem/pkg/state"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -67,6 +69,16 @@ func run(ctx context.Context, o Options) error {
 	}
 	defer inv.Close()
 
+	comps, err := components.LoadDir(o.ResourcesPath, o.AppID)
+	if err != nil {
+		return err
+	}
+	stateSvc, err := components.StateService(comps, o.AppID, o.Namespace, o.Mode == "standalone", log.With("component", "state"))
+	if err != nil {
+		return err
+	}
+	defer stateSvc.Close()
+
 	ports := httpapi.Ports{
 		HTTP:     lns.port(lns.http...),
 		GRPC:     lns.port(lns.grpc...),
@@ -77,11 +89,12 @@ func run(ctx context.Context, o Options) error {
 	life := httpapi.Lifecycle{
 		AppReady: inv.AppReady,
 		Shutdown: shutdown,
-		Metadata: func() httpapi.Metadata { return metadata(o, ports) },
+		Metadata: func() httpapi.Metadata { return metadata(o, ports, stateSvc) },
 	}
 	api := httpapi.NewRouter(nil)
 	api.Add(httpapi.InvokeRoutes(inv)...)
 	api.Add(httpapi.LifecycleRoutes(life)...)
+	api.Add(httpapi.StateRoutes(stateSvc, o.MaxBodySize)...)
 
 	servers := []*server{
 		{name: "http", lns: lns.http, srv: newHTTPServer(api)},
@@ -245,7 +258,7 @@ func register(o Options, internalAddr string, p httpapi.Ports) (*standalone.Regi
 	return reg, nil
 }
 
-func metadata(o Options, p httpapi.Ports) httpapi.Metadata {
+func metadata(o Options, p httpapi.Ports, st *state.Service) httpapi.Metadata {
 	m := httpapi.Metadata{
 		ID:              o.AppID,
 		RuntimeVersion:  version,
@@ -262,6 +275,10 @@ func metadata(o Options, p httpapi.Ports) httpapi.Metadata {
 			"internal_port": strconv.Itoa(p.Internal),
 		},
 		Ports: p,
+	}
+	for _, c := range st.Stores() {
+		m.Components = append(m.Components, httpapi.Component{Name: c.Name, Type: c.Type, Version: "v1",
+			Capabilities: []string{"ETAG", "TRANSACTIONAL", "TTL"}})
 	}
 	if o.AppPort != 0 {
 		m.AppConnectionProperties = httpapi.AppConnection{Port: o.AppPort, Protocol: o.AppProtocol, ChannelAddress: o.AppChannelAddress}

@@ -1,0 +1,271 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tandem-run/tandem/internal/apierr"
+	"github.com/tandem-run/tandem/pkg/state"
+)
+
+// StateRoutes is the state API. Request bodies are read up to maxBody bytes.
+func StateRoutes(svc *state.Service, maxBody int64) []Route {
+	h := &stateHandler{svc: svc, maxBody: maxBody}
+	const store, item = "/v1.0/state/{storeName}", "/v1.0/state/{storeName}/{key}"
+	return []Route{
+		{Method: "GET", Pattern: item, Name: "GetState", Handler: h.get},
+		{Method: "POST", Pattern: store, Name: "SaveState", Handler: h.save},
+		{Method: "PUT", Pattern: store, Name: "SaveState", Handler: h.save},
+		{Method: "DELETE", Pattern: item, Name: "DeleteState", Handler: h.delete},
+		{Method: "POST", Pattern: store + "/bulk", Name: "GetBulkState", Handler: h.bulk},
+		{Method: "PUT", Pattern: store + "/bulk", Name: "GetBulkState", Handler: h.bulk},
+		{Method: "POST", Pattern: store + "/transaction", Name: "ExecuteStateTransaction", Handler: h.transaction},
+		{Method: "PUT", Pattern: store + "/transaction", Name: "ExecuteStateTransaction", Handler: h.transaction},
+	}
+}
+
+type stateHandler struct {
+	svc     *state.Service
+	maxBody int64
+}
+
+// saveItem is one item of a save request, and the request of a transaction
+// operation.
+type saveItem struct {
+	Key      string            `json:"key"`
+	Value    json.RawMessage   `json:"value"`
+	ETag     *string           `json:"etag"`
+	Metadata map[string]string `json:"metadata"`
+	Options  *struct {
+		Concurrency string `json:"concurrency"`
+		Consistency string `json:"consistency"`
+	} `json:"options"`
+}
+
+func (h *stateHandler) get(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if _, err := parseConsistency(q.Get("consistency")); err != nil {
+		apierr.Write(w, apierr.State(apierr.CodeStateGet, err))
+		return
+	}
+	it, err := h.svc.Get(r.Context(), r.PathValue("storeName"), r.PathValue("key"))
+	if err != nil {
+		apierr.Write(w, apierr.State(apierr.CodeStateGet, err))
+		return
+	}
+	if it == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("ETag", it.ETag)
+	w.Header().Set("Content-Type", contentType(it.Value))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(it.Value)
+}
+
+func (h *stateHandler) save(w http.ResponseWriter, r *http.Request) {
+	var items []saveItem
+	if !h.decode(w, r, &items) {
+		return
+	}
+	reqs := make([]state.SetRequest, len(items))
+	for i, it := range items {
+		var err error
+		if reqs[i], err = it.setRequest(); err != nil {
+			apierr.Write(w, apierr.Malformed("item %d: %v", i, err))
+			return
+		}
+	}
+	if err := h.svc.Save(r.Context(), r.PathValue("storeName"), reqs); err != nil {
+		apierr.Write(w, apierr.State(apierr.CodeStateSave, err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *stateHandler) delete(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	strong, err := parseConsistency(q.Get("consistency"))
+	if err == nil {
+		_, err = parseConcurrency(q.Get("concurrency"))
+	}
+	if err != nil {
+		apierr.Write(w, apierr.State(apierr.CodeStateDelete, err))
+		return
+	}
+	req := state.DeleteRequest{Key: r.PathValue("key"), Strong: strong}
+	if vv, ok := r.Header["If-Match"]; ok && len(vv) > 0 {
+		etag := strings.Trim(vv[0], `"`)
+		req.ETag = &etag
+	}
+	if err := h.svc.Delete(r.Context(), r.PathValue("storeName"), req); err != nil {
+		apierr.Write(w, apierr.State(apierr.CodeStateDelete, err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type bulkItem struct {
+	Key   string          `json:"key"`
+	Data  json.RawMessage `json:"data,omitempty"`
+	ETag  string          `json:"etag,omitempty"`
+	Error string          `json:"error,omitempty"`
+}
+
+func (h *stateHandler) bulk(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Keys        []string          `json:"keys"`
+		Parallelism int               `json:"parallelism"`
+		Metadata    map[string]string `json:"metadata"`
+	}
+	if !h.decode(w, r, &req) {
+		return
+	}
+	items, err := h.svc.BulkGet(r.Context(), r.PathValue("storeName"), req.Keys, req.Parallelism)
+	if err != nil {
+		apierr.Write(w, apierr.State(apierr.CodeStateBulkGet, err))
+		return
+	}
+	out := make([]bulkItem, len(items))
+	for i, it := range items {
+		out[i] = bulkItem{Key: it.Key, ETag: it.ETag}
+		if it.Err != nil {
+			out[i].Error = it.Err.Error()
+		} else if it.Value != nil {
+			out[i].Data = jsonValue(it.Value)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *stateHandler) transaction(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Operations []struct {
+			Operation string   `json:"operation"`
+			Request   saveItem `json:"request"`
+		} `json:"operations"`
+		Metadata map[string]string `json:"metadata"`
+	}
+	if !h.decode(w, r, &req) {
+		return
+	}
+	ops := make([]state.Op, len(req.Operations))
+	for i, op := range req.Operations {
+		switch op.Operation {
+		case "upsert":
+			set, err := op.Request.setRequest()
+			if err != nil {
+				apierr.Write(w, apierr.Malformed("operation %d: %v", i, err))
+				return
+			}
+			ops[i].Set = &set
+		case "delete":
+			ops[i].Delete = &state.DeleteRequest{Key: op.Request.Key, ETag: op.Request.ETag}
+		default:
+			apierr.Write(w, apierr.Malformed("operation %d: operation %q is not valid; accepted: upsert, delete", i, op.Operation))
+			return
+		}
+	}
+	if err := h.svc.Transact(r.Context(), r.PathValue("storeName"), ops); err != nil {
+		apierr.Write(w, apierr.State(apierr.CodeStateTransaction, err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// decode reads a JSON body of at most maxBody bytes into v; on failure it
+// writes the error and returns false.
+func (h *stateHandler) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		apierr.Write(w, apierr.BodyTooLarge(h.maxBody))
+		return false
+	case err != nil:
+		apierr.Write(w, apierr.Malformed("reading the request body: %v", err))
+		return false
+	case len(body) == 0:
+		apierr.Write(w, apierr.Malformed("the request body is empty; it must be JSON"))
+		return false
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		apierr.Write(w, apierr.Malformed("the request body is not valid JSON of the expected shape: %v", err))
+		return false
+	}
+	return true
+}
+
+// setRequest validates a save item.
+func (it saveItem) setRequest() (state.SetRequest, error) {
+	req := state.SetRequest{Key: it.Key, Value: it.Value, ETag: it.ETag}
+	if it.Key == "" {
+		return req, errors.New("key is missing")
+	}
+	if it.Value == nil {
+		return req, fmt.Errorf("key %q: value is missing (send null to store null)", it.Key)
+	}
+	if it.Options != nil {
+		var err error
+		if req.FirstWrite, err = parseConcurrency(it.Options.Concurrency); err != nil {
+			return req, err
+		}
+		if req.Strong, err = parseConsistency(it.Options.Consistency); err != nil {
+			return req, err
+		}
+	}
+	if v, ok := it.Metadata["ttlInSeconds"]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < -1 || n == 0 {
+			return req, fmt.Errorf("key %q: metadata ttlInSeconds %q: want a positive whole number of seconds, or -1 for never", it.Key, v)
+		}
+		req.TTL = time.Duration(n) * time.Second
+		if n == -1 {
+			req.TTL = -1
+		}
+	}
+	return req, nil
+}
+
+func parseConcurrency(s string) (firstWrite bool, err error) {
+	switch s {
+	case "", state.LastWrite:
+		return false, nil
+	case state.FirstWrite:
+		return true, nil
+	}
+	return false, fmt.Errorf("concurrency %q is not valid; accepted: first-write, last-write: %w", s, state.ErrBadRequest)
+}
+
+func parseConsistency(s string) (strong bool, err error) {
+	switch s {
+	case "", state.Eventual:
+		return false, nil
+	case state.Strong:
+		return true, nil
+	}
+	return false, fmt.Errorf("consistency %q is not valid; accepted: strong, eventual: %w", s, state.ErrBadRequest)
+}
+
+// jsonValue returns a stored value as JSON: itself when it is JSON, else a
+// JSON string of its bytes.
+func jsonValue(b []byte) json.RawMessage {
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}
+
+func contentType(b []byte) string {
+	if json.Valid(b) {
+		return "application/json"
+	}
+	return "application/octet-stream"
+}

@@ -1,0 +1,216 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/tandem-run/tandem/internal/testutil/redisserver"
+	"github.com/tandem-run/tandem/pkg/state"
+	"github.com/tandem-run/tandem/pkg/state/memory"
+	"github.com/tandem-run/tandem/pkg/state/redis"
+)
+
+// stateAPI serves the state routes over st as store "statestore".
+func stateAPI(t *testing.T, st state.Store) *httptest.Server {
+	t.Helper()
+	svc := state.NewService("myapp", "")
+	if err := svc.Add(state.StoreConfig{Name: "statestore", Type: "test", Store: st}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close() })
+	r := NewRouter(nil)
+	r.Add(StateRoutes(svc, 1024)...)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func call(t *testing.T, method, url, body string, h map[string]string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	base := stateAPI(t, memory.New(0)).URL + "/v1.0/state/statestore"
+	code, _, body := call(t, "POST", base, `[{"key":"calculatorState","value":{"total":"54","next":null,"operation":null}},{"key":"n","value":5}]`, nil)
+	if code != 204 {
+		t.Fatalf("save: %d %s", code, body)
+	}
+	code, h, body := call(t, "GET", base+"/calculatorState", "", nil)
+	if code != 200 || body != `{"total":"54","next":null,"operation":null}` || h.Get("ETag") == "" || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("get: %d %q %v", code, body, h)
+	}
+	etag := h.Get("ETag")
+	if code, _, _ := call(t, "GET", base+"/missing", "", nil); code != 204 {
+		t.Errorf("missing key: %d, want 204", code)
+	}
+	// Stale ETag on save and delete: 409.
+	call(t, "PUT", base, `[{"key":"calculatorState","value":1,"etag":"`+etag+`"}]`, nil)
+	code, _, body = call(t, "POST", base, `[{"key":"calculatorState","value":2,"etag":"`+etag+`"}]`, nil)
+	if code != 409 || !strings.Contains(body, "ERR_STATE_SAVE") {
+		t.Errorf("stale save: %d %s", code, body)
+	}
+	code, _, body = call(t, "DELETE", base+"/calculatorState", "", map[string]string{"If-Match": etag})
+	if code != 409 || !strings.Contains(body, "ERR_STATE_DELETE") {
+		t.Errorf("stale delete: %d %s", code, body)
+	}
+	_, h, _ = call(t, "GET", base+"/calculatorState", "", nil)
+	if code, _, body := call(t, "DELETE", base+"/calculatorState", "", map[string]string{"If-Match": h.Get("ETag")}); code != 204 {
+		t.Errorf("delete: %d %s", code, body)
+	}
+	// Bulk: present and missing keys.
+	code, _, body = call(t, "POST", base+"/bulk", `{"keys":["n","calculatorState"],"parallelism":2}`, nil)
+	var items []map[string]any
+	if err := json.Unmarshal([]byte(body), &items); err != nil || code != 200 || len(items) != 2 {
+		t.Fatalf("bulk: %d %s", code, body)
+	}
+	if items[0]["key"] != "n" || items[0]["data"] != 5.0 || items[0]["etag"] == nil || items[1]["key"] != "calculatorState" || items[1]["data"] != nil {
+		t.Errorf("bulk items %v", items)
+	}
+	// GET of a key named "bulk" is a get, not a bulk request.
+	if code, _, _ := call(t, "GET", base+"/bulk", "", nil); code != 204 {
+		t.Errorf("GET .../bulk: %d, want 204", code)
+	}
+	// Transaction.
+	code, _, body = call(t, "POST", base+"/transaction", `{"operations":[{"operation":"upsert","request":{"key":"t1","value":"x"}},{"operation":"delete","request":{"key":"n"}}]}`, nil)
+	if code != 204 {
+		t.Fatalf("transaction: %d %s", code, body)
+	}
+	if _, _, v := call(t, "GET", base+"/t1", "", nil); v != `"x"` {
+		t.Errorf("t1 = %q", v)
+	}
+	if code, _, _ := call(t, "GET", base+"/n", "", nil); code != 204 {
+		t.Errorf("n not deleted")
+	}
+}
+
+func TestStateBadInput(t *testing.T) {
+	srv := stateAPI(t, memory.New(0))
+	base := srv.URL + "/v1.0/state/"
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		code, msgHas             string
+	}{
+		{"malformed json", "POST", "statestore", `[{"key":`, 400, "ERR_MALFORMED_REQUEST", "JSON"},
+		{"object not array", "POST", "statestore", `{"key":"a","value":1}`, 400, "ERR_MALFORMED_REQUEST", "JSON"},
+		{"empty body", "POST", "statestore", ``, 400, "ERR_MALFORMED_REQUEST", "empty"},
+		{"missing key", "POST", "statestore", `[{"value":1}]`, 400, "ERR_MALFORMED_REQUEST", "key is missing"},
+		{"missing value", "POST", "statestore", `[{"key":"a"}]`, 400, "ERR_MALFORMED_REQUEST", "value is missing"},
+		{"key with ||", "POST", "statestore", `[{"key":"a||b","value":1}]`, 400, "ERR_MALFORMED_REQUEST", "||"},
+		{"get key with ||", "GET", "statestore/a||b", ``, 400, "ERR_MALFORMED_REQUEST", "||"},
+		{"unknown store", "POST", "nostore", `[{"key":"a","value":1}]`, 400, "ERR_STATE_STORE_NOT_FOUND", "statestore"},
+		{"unknown store get", "GET", "nostore/a", ``, 400, "ERR_STATE_STORE_NOT_FOUND", "nostore"},
+		{"bad etag", "POST", "statestore", `[{"key":"a","value":1,"etag":"xyz"}]`, 400, "ERR_STATE_SAVE", "xyz"},
+		{"etag on missing key", "POST", "statestore", `[{"key":"zz","value":1,"etag":"1"}]`, 409, "ERR_STATE_SAVE", "etag"},
+		{"bad ttl", "POST", "statestore", `[{"key":"a","value":1,"metadata":{"ttlInSeconds":"soon"}}]`, 400, "ERR_MALFORMED_REQUEST", "ttlInSeconds"},
+		{"bad concurrency", "POST", "statestore", `[{"key":"a","value":1,"options":{"concurrency":"whoever"}}]`, 400, "ERR_MALFORMED_REQUEST", "first-write"},
+		{"bad consistency", "GET", "statestore/a?consistency=maybe", ``, 400, "ERR_MALFORMED_REQUEST", "strong"},
+		{"oversized body", "POST", "statestore", `[{"key":"a","value":"` + strings.Repeat("x", 2000) + `"}]`, 413, "ERR_BODY_TOO_LARGE", "--max-body-size"},
+		{"deep nesting", "POST", "statestore", strings.Repeat("[", 1000), 400, "ERR_MALFORMED_REQUEST", "JSON"},
+		{"bad operation", "POST", "statestore/transaction", `{"operations":[{"operation":"merge","request":{"key":"a"}}]}`, 400, "ERR_MALFORMED_REQUEST", "upsert, delete"},
+		{"negative parallelism", "POST", "statestore/bulk", `{"keys":["a"],"parallelism":-1}`, 400, "ERR_MALFORMED_REQUEST", "parallelism"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, _, body := call(t, c.method, base+c.path, c.body, nil)
+			var e struct{ ErrorCode, Message string }
+			if err := json.Unmarshal([]byte(body), &e); err != nil {
+				t.Fatalf("%d, body not JSON: %q", status, body)
+			}
+			if status != c.status || e.ErrorCode != c.code || !strings.Contains(e.Message, c.msgHas) {
+				t.Errorf("got %d %s %q; want %d %s mentioning %q", status, e.ErrorCode, e.Message, c.status, c.code, c.msgHas)
+			}
+		})
+	}
+}
+
+// TestConcurrentIncrements: 20 clients add to one counter with
+// read-ETag-write retries; no increment may be lost.
+func TestConcurrentIncrements(t *testing.T) {
+	stores := map[string]func(t *testing.T) state.Store{
+		"memory": func(t *testing.T) state.Store { return memory.New(0) },
+		"redis": func(t *testing.T) state.Store {
+			srv := redisserver.Start(t)
+			return redis.New("statestore", goredis.NewClient(&goredis.Options{Addr: srv.Addr}))
+		},
+	}
+	for name, newStore := range stores {
+		t.Run(name, func(t *testing.T) {
+			base := stateAPI(t, newStore(t)).URL + "/v1.0/state/statestore"
+			const clients, each = 20, 10
+			var wg sync.WaitGroup
+			for range clients {
+				wg.Go(func() {
+					for range each {
+						increment(t, base)
+					}
+				})
+			}
+			wg.Wait()
+			_, _, v := call(t, "GET", base+"/counter", "", nil)
+			if v != strconv.Itoa(clients*each) {
+				t.Errorf("counter = %s, want %d", v, clients*each)
+			}
+		})
+	}
+}
+
+func increment(t *testing.T, base string) {
+	for attempt := 0; attempt < 1000; attempt++ {
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", base+"/counter", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		n, _ := strconv.Atoi(string(b))
+		item := fmt.Sprintf(`[{"key":"counter","value":%d,"options":{"concurrency":"first-write"}`, n+1)
+		if etag := resp.Header.Get("ETag"); etag != "" {
+			item += `,"etag":"` + etag + `"`
+		}
+		status, _, body := callNoT(base, item+"}]")
+		switch status {
+		case 204:
+			return
+		case 409:
+			continue
+		default:
+			t.Errorf("save: %d %s", status, body)
+			return
+		}
+	}
+	t.Error("increment did not succeed after 1000 attempts")
+}
+
+func callNoT(url, body string) (int, http.Header, string) {
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}

@@ -1,0 +1,30 @@
+package apierr
+
+import (
+	"errors"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/tandem-run/tandem/pkg/state"
+)
+
+// State maps a state API failure to its API error; code is the operation's
+// error code (CodeStateGet, CodeStateSave, ...).
+func State(code string, err error) *Error {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, state.ErrStoreNotFound):
+		return New(CodeStateStoreNotFound, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
+	case errors.Is(err, state.ErrBadRequest):
+		return New(CodeMalformedRequest, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
+	case errors.Is(err, state.ErrETagMismatch):
+		return New(code, http.StatusConflict, codes.Aborted, "%v", err)
+	case errors.Is(err, state.ErrETagInvalid):
+		return New(code, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
+	default:
+		return New(code, http.StatusInternalServerError, codes.Internal, "%v", err)
+	}
+}

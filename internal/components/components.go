@@ -1,0 +1,207 @@
+// Package components reads Dapr Component resources (apiVersion
+// dapr.io/v1alpha1, kind Component) from a folder of YAML files and builds
+// the state stores they describe.
+package components
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tandem-run/tandem/pkg/resolver"
+)
+
+// Component is a Dapr Component resource.
+type Component struct {
+	APIVersion string   `yaml:"apiVersion"`
+	Kind       string   `yaml:"kind"`
+	Metadata   Meta     `yaml:"metadata"`
+	Spec       Spec     `yaml:"spec"`
+	Scopes     []string `yaml:"scopes"`
+	Auth       any      `yaml:"auth"`
+	// File is where the component was read from.
+	File string `yaml:"-"`
+}
+
+// Meta is the resource's object metadata.
+type Meta struct {
+	Name        string            `yaml:"name"`
+	Namespace   string            `yaml:"namespace"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+}
+
+// Spec is a component's spec.
+type Spec struct {
+	Type         string         `yaml:"type"`
+	Version      string         `yaml:"version"`
+	IgnoreErrors bool           `yaml:"ignoreErrors"`
+	InitTimeout  string         `yaml:"initTimeout"`
+	Metadata     []MetadataItem `yaml:"metadata"`
+}
+
+// MetadataItem is one name/value pair of spec.metadata.
+type MetadataItem struct {
+	Name         string        `yaml:"name"`
+	Value        yaml.Node     `yaml:"value"`
+	SecretKeyRef *SecretKeyRef `yaml:"secretKeyRef"`
+}
+
+// SecretKeyRef points a metadata value at a secret.
+type SecretKeyRef struct {
+	Name string `yaml:"name"`
+	Key  string `yaml:"key"`
+}
+
+// MetadataMap returns spec.metadata as a map of strings. Scalars of any
+// YAML type become their text (5, true, "x").
+func (c *Component) MetadataMap() (map[string]string, error) {
+	m := make(map[string]string, len(c.Spec.Metadata))
+	for i, it := range c.Spec.Metadata {
+		if it.Name == "" {
+			return nil, c.errorf("spec.metadata[%d].name is empty", i)
+		}
+		if _, dup := m[it.Name]; dup {
+			return nil, c.errorf("spec.metadata %q appears twice", it.Name)
+		}
+		if it.SecretKeyRef != nil {
+			return nil, c.errorf("spec.metadata %q uses secretKeyRef, which is not supported yet: put the value in value", it.Name)
+		}
+		switch it.Value.Kind {
+		case 0:
+			m[it.Name] = ""
+		case yaml.ScalarNode:
+			m[it.Name] = it.Value.Value
+		default:
+			return nil, c.errorf("spec.metadata %q: value must be a string, number or boolean", it.Name)
+		}
+	}
+	return m, nil
+}
+
+func (c *Component) errorf(format string, args ...any) error {
+	return fmt.Errorf("%s: component %q: %s", c.File, c.Metadata.Name, fmt.Sprintf(format, args...))
+}
+
+// LoadDir reads every Component in the *.yaml and *.yml files of dir; other
+// kinds (Configuration, Resiliency, Subscription) are skipped. Components
+// whose scopes do not include appID are left out, as Dapr does.
+func LoadDir(dir, appID string) ([]Component, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--resources-path: %w", err)
+	}
+	var out []Component
+	seen := map[string]string{}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		comps, err := LoadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range comps {
+			if prev, dup := seen[c.Metadata.Name]; dup {
+				return nil, fmt.Errorf("%s: component %q is also defined in %s; names must be unique", path, c.Metadata.Name, prev)
+			}
+			seen[c.Metadata.Name] = path
+			if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, appID) {
+				continue
+			}
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })
+	return out, nil
+}
+
+// LoadFile reads the Components of one YAML file (several documents allowed).
+func LoadFile(path string) ([]Component, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []Component
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for doc := 1; ; doc++ {
+		var node yaml.Node
+		if err := dec.Decode(&node); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: not valid YAML: %w", path, err)
+		}
+		var head struct {
+			Kind string `yaml:"kind"`
+		}
+		if err := node.Decode(&head); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
+		}
+		if head.Kind != "Component" {
+			continue
+		}
+		c := Component{File: path}
+		if err := decodeStrict(&node, &c); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
+		}
+		if err := c.validate(); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// decodeStrict decodes node into v, refusing unknown fields so that a typo
+// is an error rather than a silent default.
+func decodeStrict(node *yaml.Node, v any) error {
+	b, err := yaml.Marshal(node)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+func (c *Component) validate() error {
+	if c.APIVersion != "dapr.io/v1alpha1" {
+		return c.errorf("apiVersion %q is not supported; use dapr.io/v1alpha1", c.APIVersion)
+	}
+	if err := resolver.ValidateID(c.Metadata.Name); err != nil && c.Metadata.Name == "" {
+		return fmt.Errorf("%s: component has no metadata.name", c.File)
+	}
+	if strings.ContainsAny(c.Metadata.Name, " /|") {
+		return c.errorf("metadata.name must not contain spaces, '/' or '|'")
+	}
+	if c.Spec.Type == "" {
+		return c.errorf("spec.type is missing; accepted: %s", strings.Join(StateTypes, ", "))
+	}
+	if c.Spec.Version != "" && c.Spec.Version != "v1" {
+		return c.errorf("spec.version %q is not supported; use v1", c.Spec.Version)
+	}
+	if strings.HasPrefix(c.Spec.Type, "state.") && !slices.Contains(StateTypes, c.Spec.Type) {
+		return c.errorf("spec.type %q is not supported; accepted state stores: %s", c.Spec.Type, strings.Join(StateTypes, ", "))
+	}
+	if !strings.HasPrefix(c.Spec.Type, "state.") {
+		return c.errorf("spec.type %q is not supported by this sidecar; accepted: %s", c.Spec.Type, strings.Join(StateTypes, ", "))
+	}
+	_, err := c.MetadataMap()
+	return err
+}
+
+// StateTypes are the state store types this sidecar builds.
+var StateTypes = []string{"state.redis", "state.in-memory"}

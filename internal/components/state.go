@@ -1,0 +1,63 @@
+package components
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/tandem-run/tandem/pkg/state"
+	"github.com/tandem-run/tandem/pkg/state/memory"
+	"github.com/tandem-run/tandem/pkg/state/redis"
+)
+
+// DefaultStore is the name of the embedded store a standalone sidecar has
+// when no components are configured.
+const DefaultStore = "statestore"
+
+// StateService builds the state stores of comps. With no state components
+// and withDefault set, it adds the embedded in-memory store "statestore"
+// and logs that it did.
+func StateService(comps []Component, appID, namespace string, withDefault bool, log *slog.Logger) (*state.Service, error) {
+	svc := state.NewService(appID, namespace)
+	for _, c := range comps {
+		md, err := c.MetadataMap()
+		if err != nil {
+			return nil, err
+		}
+		prefix := md["keyPrefix"]
+		var st state.Store
+		var ttl time.Duration
+		switch c.Spec.Type {
+		case "state.in-memory":
+			for k := range md {
+				if k != "keyPrefix" {
+					_ = svc.Close()
+					return nil, c.errorf("metadata %q is not a state.in-memory field; accepted: keyPrefix", k)
+				}
+			}
+			st = memory.New(0)
+		case "state.redis":
+			cfg, err := redis.ParseMetadata(md)
+			if err != nil {
+				_ = svc.Close()
+				return nil, c.errorf("%v", err)
+			}
+			st, ttl = redis.New(c.Metadata.Name, goredis.NewClient(cfg.Options)), cfg.TTL
+		}
+		if err := svc.Add(state.StoreConfig{Name: c.Metadata.Name, Type: c.Spec.Type, Store: st, KeyPrefix: prefix, DefaultTTL: ttl}); err != nil {
+			_ = svc.Close()
+			return nil, fmt.Errorf("%s: %w", c.File, err)
+		}
+		log.Info("state store ready", "store", c.Metadata.Name, "type", c.Spec.Type, "file", c.File)
+	}
+	if len(comps) == 0 && withDefault {
+		if err := svc.Add(state.StoreConfig{Name: DefaultStore, Type: "state.in-memory", Store: memory.New(0)}); err != nil {
+			return nil, err
+		}
+		log.Info("no state store components: using the embedded in-memory store; its data lives only as long as this sidecar",
+			"store", DefaultStore)
+	}
+	return svc, nil
+}

@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/tandem-run/tandem/internal/testutil/redisserver"
+)
+
+func TestStateEmbeddedDefault(t *testing.T) {
+	w := newWorld(t)
+	s := w.sidecar("stateapp", 0)
+	resp, b := do(t, "POST", s.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"calculatorState","value":{"total":"54","next":null,"operation":null}}]`), nil)
+	if resp.StatusCode != 204 {
+		t.Fatalf("save: %d %s", resp.StatusCode, b)
+	}
+	resp, b = do(t, "GET", s.url+"/v1.0/state/statestore/calculatorState", nil, nil)
+	if resp.StatusCode != 200 || string(b) != `{"total":"54","next":null,"operation":null}` {
+		t.Fatalf("get: %d %s", resp.StatusCode, b)
+	}
+	if !strings.Contains(s.out.String(), "embedded in-memory store") {
+		t.Errorf("the log does not say the embedded store is in use")
+	}
+	_, b = do(t, "GET", s.url+"/v1.0/metadata", nil, nil)
+	if !strings.Contains(string(b), `"name":"statestore","type":"state.in-memory"`) {
+		t.Errorf("metadata lists no embedded store: %s", b)
+	}
+}
+
+func TestStateRedisComponent(t *testing.T) {
+	srv := redisserver.Start(t)
+	dir := t.TempDir()
+	comp := `apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: ` + srv.Addr + `
+  - name: dialTimeout
+    value: 300ms
+`
+	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), []byte(comp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	s := w.sidecar("redisapp", 0, "--resources-path", dir)
+	resp, b := do(t, "POST", s.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"k","value":"v"}]`), nil)
+	if resp.StatusCode != 204 {
+		t.Fatalf("save: %d %s", resp.StatusCode, b)
+	}
+	// The value is in Redis under the app id prefix.
+	rc := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer rc.Close()
+	if v, err := rc.HGet(context.Background(), "redisapp||k", "data").Result(); err != nil || v != `"v"` {
+		t.Fatalf("redis holds %q, %v", v, err)
+	}
+	// Redis down: a fast, clear 500; back up: it works again by itself.
+	srv.Stop()
+	start := time.Now()
+	resp, b = do(t, "GET", s.url+"/v1.0/state/statestore/k", nil, nil)
+	if resp.StatusCode != 500 || !strings.Contains(string(b), "ERR_STATE_GET") || !strings.Contains(string(b), srv.Addr) {
+		t.Errorf("with Redis down: %d %s", resp.StatusCode, b)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("failing request took %s", d)
+	}
+	srv.Restart(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, b = do(t, "POST", s.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"k","value":"again"}]`), nil)
+		if resp.StatusCode == 204 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery: %d %s", resp.StatusCode, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestBadComponentStopsTheSidecar(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "store.yaml")
+	if err := os.WriteFile(file, []byte("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.cassandra\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, "sidecar", sidecarBin, nil, "--app-id", "x", "--dapr-http-port", "0", "--dapr-grpc-port", "0",
+		"--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--resources-path", dir, "--registry-dir", t.TempDir())
+	if code := p.exited(t, 10*time.Second); code == 0 {
+		t.Fatal("sidecar started with a bad component")
+	}
+	for _, want := range []string{file, "state.cassandra", "state.redis"} {
+		if !strings.Contains(p.out.String(), want) {
+			t.Errorf("output does not mention %q:\n%s", want, p.out.String())
+		}
+	}
+}
+
+func TestBadFlagExitsNamingIt(t *testing.T) {
+	p := startProc(t, "sidecar", sidecarBin, nil, "--app-id", "x", "--app-port", "99999")
+	if code := p.exited(t, 10*time.Second); code != 2 {
+		t.Errorf("exit code %d, want 2", code)
+	}
+	if !strings.Contains(p.out.String(), "--app-port") {
+		t.Errorf("output does not name the flag: %s", p.out.String())
+	}
+}
