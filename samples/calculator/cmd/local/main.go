@@ -282,4 +282,3 @@ func logf(name, format string, args ...any) {
 	defer outMu.Unlock()
 	fmt.Fprintf(os.Stdout, "%-28s | %s\n", name, fmt.Sprintf(format, args...))
 }
-
