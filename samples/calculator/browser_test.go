@@ -1,0 +1,71 @@
+package calculator_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowserClicksAndReload drives the page in a real headless Chromium:
+// 52 + 34 = shows 86, and a reload shows the persisted 86 again.
+func TestBrowserClicksAndReload(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium is not installed; CI must install it (apt-get install -y chromium)")
+		}
+		t.Skip("chromium is not installed: apt-get install -y chromium (or run make test)")
+	}
+	base := startCalculator(t)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	// chromedp logs events of newer Chromium versions it cannot decode; they are harmless.
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelTimeout()
+
+	click := func(key string) chromedp.Action {
+		return chromedp.Click(`button[data-key="`+key+`"]`, chromedp.ByQuery)
+	}
+	waitDisplay := func(want string) chromedp.Action {
+		return chromedp.Poll(`document.getElementById("display").textContent === "`+want+`" && document.getElementById("error").textContent === ""`, nil, chromedp.WithPollingTimeout(20*time.Second))
+	}
+	var display string
+	err = chromedp.Run(ctx,
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible("#display", chromedp.ByID),
+		click("AC"), waitDisplay("0"),
+		click("5"), waitDisplay("5"),
+		click("2"), waitDisplay("52"),
+		click("+"), waitDisplay("52"),
+		click("3"), waitDisplay("3"),
+		click("4"), waitDisplay("34"),
+		click("="), waitDisplay("86"),
+		chromedp.Reload(),
+		chromedp.WaitVisible("#display", chromedp.ByID),
+		waitDisplay("86"),
+		chromedp.Text("#display", &display, chromedp.ByID),
+	)
+	if err != nil {
+		t.Fatalf("driving the page: %v", err)
+	}
+	if display != "86" {
+		t.Errorf("after reload the display shows %q, want 86", display)
+	}
+}
