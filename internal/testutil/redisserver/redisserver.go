@@ -17,16 +17,28 @@ import (
 
 // Server is a running redis-server.
 type Server struct {
-	Addr string
-	port int
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	out  bytes.Buffer
+	Addr  string
+	port  int
+	extra []string
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	out   bytes.Buffer
 }
 
 // Start starts redis-server for t. Without redis-server on PATH the test is
 // skipped, unless CI is set, where it fails: CI installs it.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t)
+}
+
+// StartReplica starts a redis-server that replicates primary.
+func StartReplica(t testing.TB, primary *Server) *Server {
+	t.Helper()
+	return start(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.port))
+}
+
+func start(t testing.TB, extra ...string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -40,7 +52,7 @@ func Start(t testing.TB) *Server {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), port: port}
+	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), port: port, extra: extra}
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +70,7 @@ func (s *Server) start() error {
 	defer s.mu.Unlock()
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no")
+	cmd.Args = append(cmd.Args, s.extra...)
 	cmd.Stdout, cmd.Stderr = &s.out, &s.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

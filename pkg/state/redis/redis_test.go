@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -92,5 +93,46 @@ func TestInvalidETag(t *testing.T) {
 	err := s.Set(context.Background(), state.SetRequest{Key: "k", Value: []byte("v"), ETag: &bad})
 	if !errors.Is(err, state.ErrETagInvalid) {
 		t.Errorf("got %v", err)
+	}
+}
+
+func TestStrongConsistencyWaitsForReplica(t *testing.T) {
+	primary := redisserver.Start(t)
+	replica := redisserver.StartReplica(t, primary)
+	s := newStore(t, primary.Addr)
+	defer s.Close()
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.replicas(ctx) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica did not connect")
+		}
+		s.strong.checked = time.Time{} // look again
+		time.Sleep(100 * time.Millisecond)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer rc.Close()
+	// Until the first sync is done the replica acknowledges nothing, and a
+	// strong write fails (rightly); wait for the link.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		info, _ := rc.Info(ctx, "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica link not up: %s", info)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := range 20 {
+		v := strconv.Itoa(i)
+		if err := s.Set(ctx, state.SetRequest{Key: "k", Value: []byte(v), Strong: true}); err != nil {
+			t.Fatal(err)
+		}
+		// WAIT returned: the replica has the write now.
+		if got, err := rc.HGet(ctx, "k", "data").Result(); err != nil || got != v {
+			t.Fatalf("replica has %q, %v right after a strong write of %q", got, err, v)
+		}
 	}
 }
