@@ -52,6 +52,9 @@ func start(t testing.TB, extra ...string) *Server {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
+	// Its own folder: a replica writes the data it syncs as dump.rdb even
+	// with --save "", and that must not land in the package under test.
+	extra = append([]string{"--dir", t.TempDir()}, extra...)
 	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), port: port, extra: extra}
 	if err := s.start(); err != nil {
 		t.Fatal(err)
