@@ -15,8 +15,6 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
 // Component is a Dapr Component resource.
@@ -181,23 +179,20 @@ func (c *Component) validate() error {
 	if c.APIVersion != "dapr.io/v1alpha1" {
 		return c.errorf("apiVersion %q is not supported; use dapr.io/v1alpha1", c.APIVersion)
 	}
-	if err := resolver.ValidateID(c.Metadata.Name); err != nil && c.Metadata.Name == "" {
+	if c.Metadata.Name == "" {
 		return fmt.Errorf("%s: component has no metadata.name", c.File)
 	}
 	if strings.ContainsAny(c.Metadata.Name, " /|") {
 		return c.errorf("metadata.name must not contain spaces, '/' or '|'")
 	}
-	if c.Spec.Type == "" {
-		return c.errorf("spec.type is missing; accepted: %s", strings.Join(StateTypes, ", "))
-	}
 	if c.Spec.Version != "" && c.Spec.Version != "v1" {
 		return c.errorf("spec.version %q is not supported; use v1", c.Spec.Version)
 	}
-	if strings.HasPrefix(c.Spec.Type, "state.") && !slices.Contains(StateTypes, c.Spec.Type) {
-		return c.errorf("spec.type %q is not supported; accepted state stores: %s", c.Spec.Type, strings.Join(StateTypes, ", "))
-	}
-	if !strings.HasPrefix(c.Spec.Type, "state.") {
-		return c.errorf("spec.type %q is not supported by this sidecar; accepted: %s", c.Spec.Type, strings.Join(StateTypes, ", "))
+	switch {
+	case c.Spec.Type == "":
+		return c.errorf("spec.type is missing; accepted: %s", strings.Join(StateTypes, ", "))
+	case !slices.Contains(StateTypes, c.Spec.Type):
+		return c.errorf("spec.type %q is not supported; accepted: %s", c.Spec.Type, strings.Join(StateTypes, ", "))
 	}
 	_, err := c.MetadataMap()
 	return err
