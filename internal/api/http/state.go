@@ -234,23 +234,23 @@ func (it saveItem) setRequest() (state.SetRequest, error) {
 }
 
 func parseConcurrency(s string) (firstWrite bool, err error) {
-	switch s {
-	case "", state.LastWrite:
-		return false, nil
-	case state.FirstWrite:
-		return true, nil
-	}
-	return false, fmt.Errorf("concurrency %q is not valid; accepted: first-write, last-write: %w", s, state.ErrBadRequest)
+	return parseChoice("concurrency", s, state.FirstWrite, state.LastWrite)
 }
 
 func parseConsistency(s string) (strong bool, err error) {
+	return parseChoice("consistency", s, state.Strong, state.Eventual)
+}
+
+// parseChoice parses a two-valued option: on is true, off or empty false,
+// anything else an error naming the option and both values.
+func parseChoice(name, s, on, off string) (bool, error) {
 	switch s {
-	case "", state.Eventual:
+	case "", off:
 		return false, nil
-	case state.Strong:
+	case on:
 		return true, nil
 	}
-	return false, fmt.Errorf("consistency %q is not valid; accepted: strong, eventual: %w", s, state.ErrBadRequest)
+	return false, fmt.Errorf("%s %q is not valid; accepted: %s, %s: %w", name, s, on, off, state.ErrBadRequest)
 }
 
 // jsonValue returns a stored value as JSON: itself when it is JSON, else a
