@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +12,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/tandem-run/tandem/internal/testutil/counter"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/pkg/state"
 	"github.com/tandem-run/tandem/pkg/state/memory"
@@ -163,7 +162,10 @@ func TestConcurrentIncrements(t *testing.T) {
 			for range clients {
 				wg.Go(func() {
 					for range each {
-						increment(t, base)
+						if err := counter.Increment(base, "counter"); err != nil {
+							t.Error(err)
+							return
+						}
 					}
 				})
 			}
@@ -174,43 +176,4 @@ func TestConcurrentIncrements(t *testing.T) {
 			}
 		})
 	}
-}
-
-func increment(t *testing.T, base string) {
-	for attempt := 0; attempt < 1000; attempt++ {
-		req, _ := http.NewRequestWithContext(context.Background(), "GET", base+"/counter", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		n, _ := strconv.Atoi(string(b))
-		item := fmt.Sprintf(`[{"key":"counter","value":%d,"options":{"concurrency":"first-write"}`, n+1)
-		if etag := resp.Header.Get("ETag"); etag != "" {
-			item += `,"etag":"` + etag + `"`
-		}
-		status, _, body := callNoT(base, item+"}]")
-		switch status {
-		case 204:
-			return
-		case 409:
-			continue
-		default:
-			t.Errorf("save: %d %s", status, body)
-			return
-		}
-	}
-	t.Error("increment did not succeed after 1000 attempts")
-}
-
-func callNoT(url, body string) (int, http.Header, string) {
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		return 0, nil, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
 }
