@@ -4,34 +4,15 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"log"
-	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/tandem-run/tandem/samples/calculator/frontend"
+	"github.com/tandem-run/tandem/samples/calculator/internal/serve"
 )
 
 func main() {
-	port := envOr("APP_PORT", "8080")
 	fe := frontend.New(envOr("DAPR_HTTP_PORT", "3500"))
-	srv := &http.Server{Addr: ":" + port, Handler: fe.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	log.Printf("calculator front end listening on :%s", port)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		log.Fatal(err)
-	}
+	serve.Run("calculator front end", envOr("APP_PORT", "8080"), fe.Handler())
 }
 
 func envOr(k, def string) string {

@@ -3,17 +3,12 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"log"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
+	"github.com/tandem-run/tandem/samples/calculator/internal/serve"
 	"github.com/tandem-run/tandem/samples/calculator/operator"
 )
 
@@ -30,17 +25,5 @@ func main() {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/"+*op, operator.Handler(*op))
-	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	log.Printf("%s operator listening on :%s", *op, port)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		log.Fatal(err)
-	}
+	serve.Run(*op+" operator", port, mux)
 }
