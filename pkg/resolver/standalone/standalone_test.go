@@ -98,7 +98,7 @@ func TestNamespaces(t *testing.T) {
 func TestGarbageEntryIsSkipped(t *testing.T) {
 	dir := t.TempDir()
 	register(t, dir, "addapp", 1, "127.0.0.1:1001")
-	// A garbage file that someone holds locked, and one nobody holds.
+	// A garbage entry that nobody holds locked: skipped and removed.
 	bad := filepath.Join(dir, "addapp", "99.json")
 	if err := os.WriteFile(bad, []byte("{not json"), 0o644); err != nil {
 		t.Fatal(err)

@@ -154,9 +154,20 @@ func (s *Store) Transact(ctx context.Context, ops []state.Op) error {
 		}
 	}
 	txf := func(tx *redis.Tx) error {
-		versions := map[string]string{}
-		for _, k := range keys {
-			v, err := tx.HGet(ctx, k, "version").Result()
+		// Read every version in one round trip, under the WATCH.
+		cmds := make([]*redis.StringCmd, len(keys))
+		_, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range keys {
+				cmds[i] = p.HGet(ctx, k, "version")
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		versions := make(map[string]string, len(keys))
+		for i, k := range keys {
+			v, err := cmds[i].Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
 				return err
 			}
@@ -183,7 +194,7 @@ func (s *Store) Transact(ctx context.Context, ops []state.Op) error {
 				versions[key] = ""
 			}
 		}
-		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for _, op := range ops {
 				if op.Delete != nil {
 					p.Del(ctx, op.Delete.Key)
