@@ -59,7 +59,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	var grace int
 	fs.StringVar(&o.AppID, "app-id", "", "this app's id (required): a DNS-1123 label")
 	fs.StringVar(&appPort, "app-port", "", "port the app listens on; none: outbound-only sidecar")
-	fs.StringVar(&o.AppProtocol, "app-protocol", "http", "protocol of the app: http, h2c or https")
+	fs.StringVar(&o.AppProtocol, "app-protocol", "http", "protocol of the app: http, grpc, h2c or https")
 	fs.StringVar(&o.AppChannelAddress, "app-channel-address", "127.0.0.1", "host of the app")
 	fs.IntVar(&o.HTTPPort, "dapr-http-port", 3500, "HTTP API port (0: pick a free port)")
 	fs.IntVar(&o.GRPCPort, "dapr-grpc-port", 50001, "gRPC API port (0: pick a free port)")
@@ -103,11 +103,11 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		}
 	}
 	switch o.AppProtocol {
-	case "http", "h2c", "https":
-	case "grpc", "grpcs":
-		return o, fmt.Errorf("--app-protocol %q: gRPC apps are not supported by this version; accepted: http, h2c, https", o.AppProtocol)
+	case "http", "h2c", "https", "grpc":
+	case "grpcs":
+		return o, fmt.Errorf("--app-protocol grpcs (gRPC over TLS to the app) is not supported; the app channel is loopback: use grpc")
 	default:
-		return o, fmt.Errorf("--app-protocol %q is not valid; accepted: http, h2c, https", o.AppProtocol)
+		return o, fmt.Errorf("--app-protocol %q is not valid; accepted: http, grpc, h2c, https", o.AppProtocol)
 	}
 	if o.AppChannelAddress == "" {
 		return o, errors.New("--app-channel-address is empty; give the app's host, e.g. 127.0.0.1")

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tandem-run/tandem/internal/api"
+	grpcapi "github.com/tandem-run/tandem/internal/api/grpc"
 	httpapi "github.com/tandem-run/tandem/internal/api/http"
 	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/pkg/invoke"
@@ -79,25 +81,25 @@ func run(ctx context.Context, o Options) error {
 	}
 	defer stateSvc.Close()
 
-	ports := httpapi.Ports{
+	ports := api.Ports{
 		HTTP:     lns.port(lns.http...),
 		GRPC:     lns.port(lns.grpc...),
 		Internal: lns.port(lns.internal),
 		Public:   lns.port(lns.public),
 		Metrics:  lns.port(lns.metrics),
 	}
-	life := httpapi.Lifecycle{
+	life := api.Lifecycle{
 		AppReady: inv.AppReady,
 		Shutdown: shutdown,
-		Metadata: func() httpapi.Metadata { return metadata(o, ports, stateSvc) },
+		Metadata: func() api.Metadata { return metadata(o, ports, stateSvc) },
 	}
-	api := httpapi.NewRouter(nil)
-	api.Add(httpapi.InvokeRoutes(inv)...)
-	api.Add(httpapi.LifecycleRoutes(life)...)
-	api.Add(httpapi.StateRoutes(stateSvc, o.MaxBodySize)...)
+	router := httpapi.NewRouter(nil)
+	router.Add(httpapi.InvokeRoutes(inv)...)
+	router.Add(httpapi.LifecycleRoutes(life)...)
+	router.Add(httpapi.StateRoutes(stateSvc, o.MaxBodySize)...)
 
 	servers := []*server{
-		{name: "http", lns: lns.http, srv: newHTTPServer(api)},
+		{name: "http", lns: lns.http, srv: newHTTPServer(router)},
 		{name: "internal", lns: []net.Listener{lns.internal}, srv: newHopServer(inv.HopHandler())},
 	}
 	if lns.public != nil {
@@ -110,7 +112,15 @@ func run(ctx context.Context, o Options) error {
 		mux.Handle("GET /metrics", promhttp.Handler())
 		servers = append(servers, &server{name: "metrics", lns: []net.Listener{lns.metrics}, srv: newHTTPServer(mux)})
 	}
-	grpcSrv := grpc.NewServer()
+	grpcAPI := grpcapi.New(grpcapi.Config{
+		Invoker:     inv,
+		State:       stateSvc,
+		Lifecycle:   life,
+		MaxBodySize: o.MaxBodySize,
+		Logger:      log.With("component", "grpc"),
+	})
+	grpcSrv := grpc.NewServer(grpcAPI.ServerOptions()...)
+	grpcAPI.Register(grpcSrv)
 	healthpb.RegisterHealthServer(grpcSrv, health.NewServer())
 
 	var reg interface{ Close() error }
@@ -238,7 +248,7 @@ func registryDir(o Options) (string, error) {
 	return standalone.DefaultDir()
 }
 
-func register(o Options, internalAddr string, p httpapi.Ports) (*standalone.Registration, error) {
+func register(o Options, internalAddr string, p api.Ports) (*standalone.Registration, error) {
 	dir, err := registryDir(o)
 	if err != nil {
 		return nil, err
@@ -258,13 +268,13 @@ func register(o Options, internalAddr string, p httpapi.Ports) (*standalone.Regi
 	return reg, nil
 }
 
-func metadata(o Options, p httpapi.Ports, st *state.Service) httpapi.Metadata {
-	m := httpapi.Metadata{
+func metadata(o Options, p api.Ports, st *state.Service) api.Metadata {
+	m := api.Metadata{
 		ID:              o.AppID,
 		RuntimeVersion:  version,
 		EnabledFeatures: []string{},
 		Actors:          []any{},
-		Components:      []httpapi.Component{},
+		Components:      []api.Component{},
 		Subscriptions:   []any{},
 		HTTPEndpoints:   []any{},
 		Extended: map[string]string{
@@ -277,11 +287,11 @@ func metadata(o Options, p httpapi.Ports, st *state.Service) httpapi.Metadata {
 		Ports: p,
 	}
 	for _, c := range st.Stores() {
-		m.Components = append(m.Components, httpapi.Component{Name: c.Name, Type: c.Type, Version: "v1",
+		m.Components = append(m.Components, api.Component{Name: c.Name, Type: c.Type, Version: "v1",
 			Capabilities: []string{"ETAG", "TRANSACTIONAL", "TTL"}})
 	}
 	if o.AppPort != 0 {
-		m.AppConnectionProperties = httpapi.AppConnection{Port: o.AppPort, Protocol: o.AppProtocol, ChannelAddress: o.AppChannelAddress}
+		m.AppConnectionProperties = api.AppConnection{Port: o.AppPort, Protocol: o.AppProtocol, ChannelAddress: o.AppChannelAddress}
 	}
 	return m
 }

@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"net/http"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Error codes, as Dapr names them.
@@ -47,6 +49,20 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 func (e *Error) Unwrap() error { return e.Err }
+
+// Domain is the ErrorInfo domain of gRPC errors, as Dapr sets it.
+const Domain = "dapr.io"
+
+// GRPCStatus renders the error for gRPC: its code and message, and an
+// ErrorInfo whose reason is the error code (Dapr's richer error model). A
+// gRPC handler can return an *Error as it is.
+func (e *Error) GRPCStatus() *status.Status {
+	st := status.New(e.GRPCCode, e.Message)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Code, Domain: Domain}); err == nil {
+		return d
+	}
+	return st
+}
 
 // New returns an Error whose message is formatted from format and args. When
 // the last arg is an error it becomes the cause (it is also formatted).

@@ -67,8 +67,10 @@ func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
 	} else {
 		err = copyFlushing(w, resp.Body)
 	}
+	// Trailers that were not announced (gRPC's never are) go out under
+	// the TrailerPrefix form, which net/http sends as trailers either way.
 	for k, vv := range resp.Trailer {
-		h[k] = append(h[k], vv...)
+		h[http.TrailerPrefix+k] = vv
 	}
 	return err
 }

@@ -100,6 +100,15 @@ func (inv *Invoker) callApp(ctx context.Context, verb, method, rawQuery string, 
 		closeBody(body)
 		return nil, errorf(KindNoApp, inv.cfg.AppID, "", nil, "app %q has no app port: its sidecar was started without --app-port", inv.cfg.AppID)
 	}
+	grpcCall := IsGRPC(h)
+	switch {
+	case inv.grpcApp != nil && !grpcCall:
+		return inv.onInvoke(ctx, verb, method, rawQuery, h, body)
+	case grpcCall && (inv.cfg.AppProtocol == "http" || inv.cfg.AppProtocol == ""):
+		closeBody(body)
+		return nil, errorf(KindBadRequest, inv.cfg.AppID, inv.cfg.AppAddress, nil,
+			"app %q is not a gRPC app: its sidecar runs with --app-protocol http; gRPC calls need --app-protocol grpc (or h2c)", inv.cfg.AppID)
+	}
 	scheme := "http"
 	if inv.cfg.AppProtocol == "https" {
 		scheme = "https"
@@ -118,6 +127,9 @@ func (inv *Invoker) callApp(ctx context.Context, verb, method, rawQuery string, 
 		return nil, errorf(KindBadRequest, inv.cfg.AppID, inv.cfg.AppAddress, err, "cannot build the call to app %q", inv.cfg.AppID)
 	}
 	removeHopByHop(h)
+	if grpcCall {
+		h["Te"] = []string{"trailers"} // gRPC servers require it
+	}
 	req.Header = h
 	req.ContentLength = contentLength
 	if body == nil {
@@ -148,7 +160,7 @@ func newAppTransport(protocol string, dialTimeout time.Duration) (*http.Transpor
 	switch protocol {
 	case "", "http":
 		p.SetHTTP1(true)
-	case "h2c":
+	case "h2c", "grpc":
 		p.SetUnencryptedHTTP2(true)
 	case "https":
 		p.SetHTTP1(true)
@@ -157,7 +169,7 @@ func newAppTransport(protocol string, dialTimeout time.Duration) (*http.Transpor
 		// the same host or pod, and its channel is loopback.
 		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // loopback app channel
 	default:
-		return nil, fmt.Errorf("app protocol %q is not supported; use http, h2c or https", protocol)
+		return nil, fmt.Errorf("app protocol %q is not supported; use http, h2c, https or grpc", protocol)
 	}
 	t.Protocols = &p
 	return t, nil

@@ -30,7 +30,7 @@ type Config struct {
 	Namespace string
 	// AppAddress is host:port of the app; empty when the sidecar has no app.
 	AppAddress string
-	// AppProtocol is "http", "h2c" or "https".
+	// AppProtocol is "http", "h2c", "https" or "grpc".
 	AppProtocol string
 	// MaxBodySize limits request bodies of invocations; 0 means no limit.
 	MaxBodySize int64
@@ -47,6 +47,7 @@ type Invoker struct {
 	resolver resolver.Resolver
 	hop      *http.Transport // to peer sidecars, h2c
 	app      *http.Transport // to the local app
+	grpcApp  *grpcApp        // to the local app's AppCallback, with --app-protocol grpc
 	appReady readiness
 	draining chan struct{}
 }
@@ -75,6 +76,15 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 	}
 	if cfg.AppAddress == "" {
 		inv.appReady.set()
+	}
+	if cfg.AppProtocol == "grpc" && cfg.AppAddress != "" {
+		maxMsg := defaultMaxMessage
+		if cfg.MaxBodySize > 0 {
+			maxMsg = int(min(cfg.MaxBodySize, 1<<31-1))
+		}
+		if inv.grpcApp, err = newGRPCApp(cfg.AppAddress, maxMsg); err != nil {
+			return nil, err
+		}
 	}
 	return inv, nil
 }
@@ -249,6 +259,7 @@ func (inv *Invoker) isDraining() bool {
 func (inv *Invoker) Close() {
 	inv.hop.CloseIdleConnections()
 	inv.app.CloseIdleConnections()
+	inv.grpcApp.close()
 }
 
 // limitedBody fails the read that passes the limit with ErrBodyTooLarge.

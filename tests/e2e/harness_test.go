@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-var sidecarBin, testappBin string
+var sidecarBin, testappBin, grpcappBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "tandem-e2e-")
@@ -29,7 +29,12 @@ func TestMain(m *testing.M) {
 	}
 	sidecarBin = filepath.Join(dir, "sidecar")
 	testappBin = filepath.Join(dir, "testapp")
-	for bin, pkg := range map[string]string{sidecarBin: "github.com/tandem-run/tandem/cmd/sidecar", testappBin: "github.com/tandem-run/tandem/tests/e2e/testapp"} {
+	grpcappBin = filepath.Join(dir, "grpcapp")
+	for bin, pkg := range map[string]string{
+		sidecarBin: "github.com/tandem-run/tandem/cmd/sidecar",
+		testappBin: "github.com/tandem-run/tandem/tests/e2e/testapp",
+		grpcappBin: "github.com/tandem-run/tandem/tests/e2e/grpcapp",
+	} {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -144,13 +149,23 @@ type sidecar struct {
 	*proc
 	appID    string
 	httpPort int
+	grpcPort int
 	url      string // base URL of its HTTP API
 }
 
 // app starts a testapp and returns its port.
 func (w *world) app(name string) (int, *proc) {
+	return w.appBin(name, testappBin)
+}
+
+// grpcApp starts a grpcapp and returns its port.
+func (w *world) grpcApp(name string) (int, *proc) {
+	return w.appBin(name, grpcappBin)
+}
+
+func (w *world) appBin(name, bin string) (int, *proc) {
 	port := freePort(w.t)
-	p := startProc(w.t, name, testappBin, []string{"APP_PORT=" + strconv.Itoa(port)})
+	p := startProc(w.t, name, bin, []string{"APP_PORT=" + strconv.Itoa(port)})
 	waitTCP(w.t, port)
 	return port, p
 }
@@ -158,11 +173,11 @@ func (w *world) app(name string) (int, *proc) {
 // sidecar starts a sidecar for appID; appPort 0 means no app.
 func (w *world) sidecar(appID string, appPort int, extra ...string) *sidecar {
 	w.t.Helper()
-	httpPort := freePort(w.t)
+	httpPort, grpcPort := freePort(w.t), freePort(w.t)
 	args := []string{
 		"--app-id", appID,
 		"--dapr-http-port", strconv.Itoa(httpPort),
-		"--dapr-grpc-port", "0",
+		"--dapr-grpc-port", strconv.Itoa(grpcPort),
 		"--dapr-internal-grpc-port", "0",
 		"--metrics-port", "0",
 		"--dapr-listen-addresses", "127.0.0.1",
@@ -177,9 +192,11 @@ func (w *world) sidecar(appID string, appPort int, extra ...string) *sidecar {
 		proc:     startProc(w.t, "sidecar "+appID, sidecarBin, nil, args...),
 		appID:    appID,
 		httpPort: httpPort,
+		grpcPort: grpcPort,
 		url:      "http://127.0.0.1:" + strconv.Itoa(httpPort),
 	}
 	waitTCP(w.t, httpPort)
+	waitTCP(w.t, grpcPort)
 	return s
 }
 

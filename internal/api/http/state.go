@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/pkg/state"
@@ -50,7 +48,7 @@ type saveItem struct {
 
 func (h *stateHandler) get(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if _, err := parseConsistency(q.Get("consistency")); err != nil {
+	if _, err := state.ParseConsistency(q.Get("consistency")); err != nil {
 		apierr.Write(w, apierr.State(apierr.CodeStateGet, err))
 		return
 	}
@@ -91,9 +89,9 @@ func (h *stateHandler) save(w http.ResponseWriter, r *http.Request) {
 
 func (h *stateHandler) delete(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	strong, err := parseConsistency(q.Get("consistency"))
+	strong, err := state.ParseConsistency(q.Get("consistency"))
 	if err == nil {
-		_, err = parseConcurrency(q.Get("concurrency"))
+		_, err = state.ParseConcurrency(q.Get("concurrency"))
 	}
 	if err != nil {
 		apierr.Write(w, apierr.State(apierr.CodeStateDelete, err))
@@ -211,46 +209,19 @@ func (it saveItem) setRequest() (state.SetRequest, error) {
 	if it.Value == nil {
 		return req, fmt.Errorf("key %q: value is missing (send null to store null)", it.Key)
 	}
+	var err error
 	if it.Options != nil {
-		var err error
-		if req.FirstWrite, err = parseConcurrency(it.Options.Concurrency); err != nil {
+		if req.FirstWrite, err = state.ParseConcurrency(it.Options.Concurrency); err != nil {
 			return req, err
 		}
-		if req.Strong, err = parseConsistency(it.Options.Consistency); err != nil {
+		if req.Strong, err = state.ParseConsistency(it.Options.Consistency); err != nil {
 			return req, err
 		}
 	}
-	if v, ok := it.Metadata["ttlInSeconds"]; ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < -1 || n == 0 {
-			return req, fmt.Errorf("key %q: metadata ttlInSeconds %q: want a positive whole number of seconds, or -1 for never", it.Key, v)
-		}
-		req.TTL = time.Duration(n) * time.Second
-		if n == -1 {
-			req.TTL = -1
-		}
+	if req.TTL, err = state.ParseTTL(it.Key, it.Metadata); err != nil {
+		return req, err
 	}
 	return req, nil
-}
-
-func parseConcurrency(s string) (firstWrite bool, err error) {
-	return parseChoice("concurrency", s, state.FirstWrite, state.LastWrite)
-}
-
-func parseConsistency(s string) (strong bool, err error) {
-	return parseChoice("consistency", s, state.Strong, state.Eventual)
-}
-
-// parseChoice parses a two-valued option: on is true, off or empty false,
-// anything else an error naming the option and both values.
-func parseChoice(name, s, on, off string) (bool, error) {
-	switch s {
-	case "", off:
-		return false, nil
-	case on:
-		return true, nil
-	}
-	return false, fmt.Errorf("%s %q is not valid; accepted: %s, %s: %w", name, s, on, off, state.ErrBadRequest)
 }
 
 // jsonValue returns a stored value as JSON: itself when it is JSON, else a

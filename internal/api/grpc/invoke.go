@@ -1,0 +1,203 @@
+package grpcapi
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
+	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/tandem-run/tandem/internal/apierr"
+	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/pkg/resolver"
+)
+
+// Metadata keys of InvokeService answers, as Dapr sets them.
+const (
+	mdHTTPStatus = "dapr-http-status"
+	headerPrefix = "dapr-" // for HTTP headers gRPC metadata cannot carry as they are
+)
+
+// InvokeService invokes a method of another app (or of this one). The call
+// reaches the target app as HTTP (verb and query string from
+// http_extension) or, for a gRPC app, as AppCallback.OnInvoke. The app's
+// HTTP status is the dapr-http-status header metadata; a non-2xx status is a
+// gRPC error, as Dapr's SDKs expect.
+func (s *Server) InvokeService(ctx context.Context, in *runtimev1pb.InvokeServiceRequest) (*commonv1pb.InvokeResponse, error) {
+	msg := in.GetMessage()
+	if in.GetId() == "" {
+		return nil, apierr.New(apierr.CodeDirectInvoke, http.StatusNotFound, codes.InvalidArgument,
+			"no app id in the request: set InvokeServiceRequest.id to the id of the app to call")
+	}
+	target, err := resolver.ParseTarget(in.GetId())
+	if err != nil {
+		return nil, apierr.Malformed("invalid app id: %v", err)
+	}
+	if msg == nil || msg.GetMethod() == "" {
+		return nil, apierr.Malformed("no method in the request: set InvokeServiceRequest.message.method")
+	}
+	method, err := invoke.ParseMethod(escapeMethod(msg.GetMethod()))
+	if err != nil {
+		return nil, apierr.Malformed("invalid method path: %v", err)
+	}
+	verb := http.MethodPost
+	if v := msg.GetHttpExtension().GetVerb(); v != commonv1pb.HTTPExtension_NONE {
+		if _, known := commonv1pb.HTTPExtension_Verb_name[int32(v)]; !known {
+			return nil, apierr.Malformed("http_extension.verb %d is not a known verb", v)
+		}
+		verb = v.String()
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	h := invoke.HeaderFromMetadata(md)
+	delete(h, invoke.HeaderAppID)
+	data := msg.GetData().GetValue()
+	if ct := msg.GetContentType(); ct != "" {
+		h.Set("Content-Type", ct)
+	}
+	call := &invoke.Call{
+		Target:        target,
+		Method:        method,
+		Verb:          verb,
+		RawQuery:      msg.GetHttpExtension().GetQuerystring(),
+		Header:        h,
+		ContentLength: int64(len(data)),
+		RemoteAddr:    remoteAddr(ctx),
+	}
+	if len(data) > 0 {
+		call.Body = io.NopCloser(bytes.NewReader(data))
+	}
+	resp, err := s.inv.Invoke(ctx, call)
+	if err != nil {
+		return nil, apierr.Invoke(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxBody+1))
+	if err != nil {
+		return nil, apierr.Invoke(fmt.Errorf("reading the answer of app %q: %w", target.ID, err))
+	}
+	if int64(len(body)) > s.maxBody {
+		return nil, apierr.New(apierr.CodeDirectInvoke, http.StatusInternalServerError, codes.ResourceExhausted,
+			"the answer of app %q is over %d bytes, and InvokeService holds whole messages: raise --max-body-size, or stream it with the HTTP API or a proxied gRPC call", target.ID, s.maxBody)
+	}
+
+	out := answerMetadata(resp.Header)
+	out.Set(mdHTTPStatus, strconv.Itoa(resp.StatusCode))
+	_ = grpc.SetHeader(ctx, out)
+
+	if c := resp.Header.Get(invoke.HeaderGRPCStatus); c != "" {
+		// A gRPC app's error, carried as JSON of its status.
+		var st spb.Status
+		if err := protojson.Unmarshal(body, &st); err != nil {
+			n, _ := strconv.Atoi(c)
+			return nil, status.Errorf(codes.Code(n), "app %q failed, and its status could not be read: %v", target.ID, err)
+		}
+		return nil, status.ErrorProto(&st)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, httpStatusError(target.ID, resp.StatusCode, body)
+	}
+	return &commonv1pb.InvokeResponse{
+		Data:        &anypb.Any{Value: body},
+		ContentType: resp.Header.Get("Content-Type"),
+	}, nil
+}
+
+// httpStatusError is a non-2xx answer of an HTTP app as a gRPC error: the
+// code Dapr maps the status to, and an ErrorInfo with the status and the
+// start of the body (Dapr's metadata keys http.code and http.error_message).
+func httpStatusError(appID string, code int, body []byte) error {
+	text := http.StatusText(code)
+	st := status.New(codeFromHTTPStatus(code), fmt.Sprintf("app %q answered HTTP %d %s", appID, code, text))
+	detail := string(body)
+	if len(detail) > 63 { // Dapr's limit on the metadata value
+		detail = detail[:63]
+	}
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason:   text,
+		Domain:   apierr.Domain,
+		Metadata: map[string]string{"http.code": strconv.Itoa(code), "http.error_message": detail},
+	}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// codeFromHTTPStatus maps an app's HTTP status to a gRPC code as Dapr does
+// (400 is Internal there, not InvalidArgument: the caller's request to the
+// sidecar was fine; the app refused it).
+func codeFromHTTPStatus(code int) codes.Code {
+	if code >= 200 && code < 300 {
+		return codes.OK
+	}
+	switch code {
+	case http.StatusRequestTimeout:
+		return codes.Canceled
+	case http.StatusBadRequest:
+		return codes.Internal
+	case http.StatusGatewayTimeout:
+		return codes.DeadlineExceeded
+	case http.StatusNotFound:
+		return codes.NotFound
+	case http.StatusConflict:
+		return codes.AlreadyExists
+	case http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	case http.StatusNotImplemented:
+		return codes.Unimplemented
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
+	}
+	return codes.Unknown
+}
+
+// answerMetadata turns an app's response headers into header metadata.
+// Headers that gRPC reserves (Content-Type, Content-Length, ...) are kept
+// under a dapr- prefix, as Dapr does.
+func answerMetadata(h http.Header) metadata.MD {
+	md := invoke.MetadataFromHeader(h)
+	for _, k := range []string{"Content-Type", "Content-Length"} {
+		if v := h.Get(k); v != "" {
+			md.Set(headerPrefix+strings.ToLower(k), v)
+		}
+	}
+	delete(md, strings.ToLower(invoke.HeaderGRPCStatus))
+	return md
+}
+
+// escapeMethod turns InvokeRequest.method, a plain string, into the escaped
+// path form ParseMethod checks: each segment is escaped, so a "?" or "%" in a
+// name stays part of the name and "." and ".." segments are still refused.
+func escapeMethod(m string) string {
+	m = strings.TrimPrefix(m, "/")
+	segs := strings.Split(m, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}
+
+func remoteAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
+}

@@ -1,0 +1,95 @@
+// Package grpcapi is the gRPC adapter of the sidecar: the Dapr service
+// dapr.proto.runtime.v1.Dapr (types generated from Dapr's own protos, the
+// module Dapr's SDKs use, so the wire format is Dapr's by construction), and
+// the gRPC proxy that forwards any other service, called with dapr-app-id
+// metadata, to that app. The behaviour lives in pkg/invoke and pkg/state;
+// errors are rendered by internal/apierr, the same catalog as HTTP.
+package grpcapi
+
+import (
+	"context"
+	"log/slog"
+
+	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/tandem-run/tandem/internal/api"
+	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/pkg/state"
+)
+
+// Server implements the Dapr gRPC service. Methods it does not implement
+// answer Unimplemented with the method's name.
+type Server struct {
+	runtimev1pb.UnimplementedDaprServer
+
+	inv     *invoke.Invoker
+	state   *state.Service
+	life    api.Lifecycle
+	maxBody int64
+	log     *slog.Logger
+}
+
+// Config is what the gRPC API serves.
+type Config struct {
+	Invoker   *invoke.Invoker
+	State     *state.Service
+	Lifecycle api.Lifecycle
+	// MaxBodySize bounds the messages of unary calls, as it bounds the
+	// buffered HTTP APIs.
+	MaxBodySize int64
+	Logger      *slog.Logger
+}
+
+// New returns the gRPC API server, ready to register.
+func New(c Config) *Server {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{inv: c.Invoker, state: c.State, life: c.Lifecycle, maxBody: c.MaxBodySize, log: c.Logger}
+}
+
+// ServerOptions are the options the grpc.Server of the API port needs: the
+// codec that lets proxied calls pass as raw bytes, the proxy for unknown
+// services, and message limits.
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(codec{}),
+		grpc.UnknownServiceHandler(s.proxy),
+		grpc.MaxRecvMsgSize(int(min(s.maxBody, 1<<31-1))),
+	}
+}
+
+// Register registers the Dapr service on g.
+func (s *Server) Register(g *grpc.Server) {
+	runtimev1pb.RegisterDaprServer(g, s)
+}
+
+// GetMetadata returns the sidecar's metadata.
+func (s *Server) GetMetadata(context.Context, *runtimev1pb.GetMetadataRequest) (*runtimev1pb.GetMetadataResponse, error) {
+	m := s.life.Metadata()
+	out := &runtimev1pb.GetMetadataResponse{
+		Id:               m.ID,
+		RuntimeVersion:   m.RuntimeVersion,
+		EnabledFeatures:  m.EnabledFeatures,
+		ExtendedMetadata: m.Extended,
+	}
+	for _, c := range m.Components {
+		out.RegisteredComponents = append(out.RegisteredComponents, &runtimev1pb.RegisteredComponents{
+			Name: c.Name, Type: c.Type, Version: c.Version, Capabilities: c.Capabilities,
+		})
+	}
+	if a := m.AppConnectionProperties; a.Port != 0 {
+		out.AppConnectionProperties = &runtimev1pb.AppConnectionProperties{
+			Port: int32(a.Port), Protocol: a.Protocol, ChannelAddress: a.ChannelAddress, MaxConcurrency: int32(a.MaxConcurrency),
+		}
+	}
+	return out, nil
+}
+
+// Shutdown asks the sidecar to stop gracefully.
+func (s *Server) Shutdown(context.Context, *runtimev1pb.ShutdownRequest) (*emptypb.Empty, error) {
+	s.life.Shutdown()
+	return &emptypb.Empty{}, nil
+}
