@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -21,6 +24,8 @@ import (
 	grpcapi "github.com/tandem-run/tandem/internal/api/grpc"
 	httpapi "github.com/tandem-run/tandem/internal/api/http"
 	"github.com/tandem-run/tandem/internal/components"
+	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/telemetry"
 	"github.com/tandem-run/tandem/pkg/invoke"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/resolver/kubernetes"
@@ -48,6 +53,25 @@ func run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	conf, err := loadConfiguration(o, log)
+	if err != nil {
+		return err
+	}
+	tset, err := conf.TracingSettings()
+	if err != nil {
+		return err
+	}
+	tracing, err := telemetry.NewTracing(tset, telemetry.Options{AppID: o.AppID, Logger: log.With("component", "tracing"), Registerer: prometheus.DefaultRegisterer})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(ctx); err != nil {
+			log.Warn("flushing spans on shutdown", "err", err)
+		}
+	}()
 	appAddr := ""
 	if o.AppPort != 0 {
 		appAddr = net.JoinHostPort(o.AppChannelAddress, strconv.Itoa(o.AppPort))
@@ -65,6 +89,14 @@ func run(ctx context.Context, o Options) error {
 		MaxBodySize:     invokeLimit,
 		InternalAddress: internalAddr,
 		Logger:          log.With("component", "invoke"),
+		WrapHop: func(rt http.RoundTripper) http.RoundTripper {
+			return tracing.HTTPClient(hopSpanName, hopSpanAttrs, rt)
+		},
+		WrapApp: func(rt http.RoundTripper) http.RoundTripper {
+			return tracing.HTTPClient(func(r *http.Request) string { return appSpanName(o.AppID, r.URL.Path) },
+				func(r *http.Request) []attribute.KeyValue { return peerAttrs(o.AppID, r.URL.Host) }, rt)
+		},
+		AppDialOptions: tracing.GRPCClientOptions(func(m string) string { return appSpanName(o.AppID, m) }),
 	}, res)
 	if err != nil {
 		return err
@@ -80,6 +112,7 @@ func run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer stateSvc.Close()
+	stateSvc.WrapStores(tracing.Store)
 
 	ports := api.Ports{
 		HTTP:     lns.port(lns.http...),
@@ -93,14 +126,17 @@ func run(ctx context.Context, o Options) error {
 		Shutdown: shutdown,
 		Metadata: func() api.Metadata { return metadata(o, ports, stateSvc) },
 	}
-	router := httpapi.NewRouter(nil)
+	router := httpapi.NewRouter(func(name string, h http.Handler) http.Handler {
+		return tracing.HTTPServer(func(r *http.Request) string { return httpapi.SpanName(name, r) }, h)
+	})
 	router.Add(httpapi.InvokeRoutes(inv)...)
 	router.Add(httpapi.LifecycleRoutes(life)...)
 	router.Add(httpapi.StateRoutes(stateSvc, o.MaxBodySize)...)
 
 	servers := []*server{
 		{name: "http", lns: lns.http, srv: newHTTPServer(router)},
-		{name: "internal", lns: []net.Listener{lns.internal}, srv: newHopServer(inv.HopHandler())},
+		{name: "internal", lns: []net.Listener{lns.internal}, srv: newHopServer(tracing.HTTPServer(
+			func(r *http.Request) string { return telemetry.InvokeSpanName(o.AppID, r.URL.Path) }, inv.HopHandler()))},
 	}
 	if lns.public != nil {
 		public := httpapi.NewRouter(nil)
@@ -119,7 +155,7 @@ func run(ctx context.Context, o Options) error {
 		MaxBodySize: o.MaxBodySize,
 		Logger:      log.With("component", "grpc"),
 	})
-	grpcSrv := grpc.NewServer(grpcAPI.ServerOptions()...)
+	grpcSrv := grpc.NewServer(append(grpcAPI.ServerOptions(), tracing.GRPCServerOptions()...)...)
 	grpcAPI.Register(grpcSrv)
 	healthpb.RegisterHealthServer(grpcSrv, health.NewServer())
 
@@ -175,6 +211,53 @@ func run(ctx context.Context, o Options) error {
 	err = g.Wait()
 	log.Info("sidecar stopped")
 	return err
+}
+
+// loadConfiguration reads the Configuration --config names: a file in
+// standalone mode; in kubernetes mode a file path, or the name of a
+// Configuration in --resources-path.
+func loadConfiguration(o Options, log *slog.Logger) (*config.Configuration, error) {
+	if o.Config == "" {
+		return nil, nil
+	}
+	var c *config.Configuration
+	var err error
+	if _, statErr := os.Stat(o.Config); statErr == nil || o.Mode == "standalone" {
+		c, err = config.LoadFile(o.Config)
+	} else {
+		c, err = config.FindInDir(o.ResourcesPath, o.Config)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Ignored) > 0 {
+		log.Warn("configuration sections without effect in this sidecar", "config", c.Metadata.Name, "sections", c.Ignored)
+	}
+	return c, nil
+}
+
+// Span names of the hop and the app channel.
+func hopSpanName(r *http.Request) string {
+	return telemetry.InvokeSpanName(r.Header.Get(invoke.HeaderCalleeAppID), r.URL.Path)
+}
+
+func hopSpanAttrs(r *http.Request) []attribute.KeyValue {
+	return peerAttrs(r.Header.Get(invoke.HeaderCalleeAppID), r.URL.Host)
+}
+
+func appSpanName(appID, method string) string {
+	return "CallApp/" + appID + "/" + strings.TrimPrefix(method, "/")
+}
+
+func peerAttrs(peer, hostport string) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{attribute.String("peer.service", peer)}
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		attrs = append(attrs, attribute.String("server.address", h))
+		if n, err := strconv.Atoi(p); err == nil {
+			attrs = append(attrs, attribute.Int("server.port", n))
+		}
+	}
+	return attrs
 }
 
 // drain shuts every server down gracefully within grace, then forcibly.

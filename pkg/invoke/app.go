@@ -55,7 +55,7 @@ func (inv *Invoker) WaitAppReady(ctx context.Context) error {
 func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
 	h := w.Header()
 	removeHopByHop(resp.Header)
-	delete(resp.Header, headerHopError)
+	delete(resp.Header, HeaderHopError)
 	copyHeader(h, resp.Header)
 	for k := range resp.Trailer {
 		h.Add("Trailer", k)

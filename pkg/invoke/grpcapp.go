@@ -50,11 +50,12 @@ type grpcApp struct {
 	max    int
 }
 
-func newGRPCApp(addr string, maxMsg int) (*grpcApp, error) {
-	conn, err := grpc.NewClient("passthrough:///"+addr,
+func newGRPCApp(addr string, maxMsg int, extra []grpc.DialOption) (*grpcApp, error) {
+	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)),
-	)
+	}, extra...)
+	conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("gRPC channel to the app at %s: %w", addr, err)
 	}

@@ -15,9 +15,9 @@ const (
 	HeaderCalleeAppID     = "Dapr-Callee-App-Id"
 	HeaderAppID           = "Dapr-App-Id" // the header form of invocation
 	HeaderAPIToken        = "Dapr-Api-Token"
-	// headerHopError marks a response of the internal hop that carries an
+	// HeaderHopError marks a response of the internal hop that carries an
 	// error of the callee sidecar rather than the app's answer.
-	headerHopError = "Tandem-Hop-Error"
+	HeaderHopError = "Tandem-Hop-Error"
 )
 
 // hopByHop lists the headers of one connection, which a proxy must not forward

@@ -88,7 +88,7 @@ func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
 
 func writeHopError(w http.ResponseWriter, status int, kind Kind, msg string) {
 	h := w.Header()
-	h.Set(headerHopError, string(kind))
+	h.Set(HeaderHopError, string(kind))
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, msg)

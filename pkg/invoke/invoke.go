@@ -21,6 +21,8 @@ import (
 	"net/http"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -39,15 +41,22 @@ type Config struct {
 	// DialTimeout bounds connecting to a peer sidecar or the app (default 5s).
 	DialTimeout time.Duration
 	Logger      *slog.Logger
+
+	// WrapHop and WrapApp, when set, wrap the clients of the hop to peer
+	// sidecars and of the app channel (tracing hooks in here).
+	WrapHop, WrapApp func(http.RoundTripper) http.RoundTripper
+	// AppDialOptions are added to the gRPC channel to a gRPC app.
+	AppDialOptions []grpc.DialOption
 }
 
 // Invoker carries out invocations. It is safe for concurrent use.
 type Invoker struct {
 	cfg      Config
 	resolver resolver.Resolver
-	hop      *http.Transport // to peer sidecars, h2c
-	app      *http.Transport // to the local app
-	grpcApp  *grpcApp        // to the local app's AppCallback, with --app-protocol grpc
+	hop      http.RoundTripper // to peer sidecars, h2c
+	app      http.RoundTripper // to the local app
+	closers  []interface{ CloseIdleConnections() }
+	grpcApp  *grpcApp // to the local app's AppCallback, with --app-protocol grpc
 	appReady readiness
 	draining chan struct{}
 }
@@ -67,12 +76,20 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 	if err != nil {
 		return nil, err
 	}
+	hop := newHopTransport(cfg.DialTimeout)
 	inv := &Invoker{
 		cfg:      cfg,
 		resolver: r,
-		hop:      newHopTransport(cfg.DialTimeout),
+		hop:      hop,
 		app:      app,
+		closers:  []interface{ CloseIdleConnections() }{hop, app},
 		draining: make(chan struct{}),
+	}
+	if cfg.WrapHop != nil {
+		inv.hop = cfg.WrapHop(inv.hop)
+	}
+	if cfg.WrapApp != nil {
+		inv.app = cfg.WrapApp(inv.app)
 	}
 	if cfg.AppAddress == "" {
 		inv.appReady.set()
@@ -82,7 +99,7 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 		if cfg.MaxBodySize > 0 {
 			maxMsg = int(min(cfg.MaxBodySize, 1<<31-1))
 		}
-		if inv.grpcApp, err = newGRPCApp(cfg.AppAddress, maxMsg); err != nil {
+		if inv.grpcApp, err = newGRPCApp(cfg.AppAddress, maxMsg, cfg.AppDialOptions); err != nil {
 			return nil, err
 		}
 	}
@@ -164,7 +181,7 @@ func (inv *Invoker) sendHop(ctx context.Context, c *Call, addrs []string) (*http
 		}
 		resp, err := inv.hop.RoundTrip(req)
 		if err == nil {
-			if kind := resp.Header.Get(headerHopError); kind != "" {
+			if kind := resp.Header.Get(HeaderHopError); kind != "" {
 				return nil, hopError(resp, c.Target.ID, addr)
 			}
 			return resp, nil
@@ -234,7 +251,7 @@ func (inv *Invoker) checkSize(c *Call) error {
 func hopError(resp *http.Response, appID, addr string) error {
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return &Error{Kind: Kind(resp.Header.Get(headerHopError)), AppID: appID, Addr: addr, Msg: string(msg)}
+	return &Error{Kind: Kind(resp.Header.Get(HeaderHopError)), AppID: appID, Addr: addr, Msg: string(msg)}
 }
 
 // StartDrain makes the Invoker refuse new calls; calls under way go on.
@@ -257,8 +274,9 @@ func (inv *Invoker) isDraining() bool {
 
 // Close releases idle connections.
 func (inv *Invoker) Close() {
-	inv.hop.CloseIdleConnections()
-	inv.app.CloseIdleConnections()
+	for _, c := range inv.closers {
+		c.CloseIdleConnections()
+	}
 	inv.grpcApp.close()
 }
 

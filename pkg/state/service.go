@@ -33,6 +33,7 @@ type Service struct {
 type named struct {
 	StoreConfig
 	prefix string // "" or "<prefix>||"
+	orig   Store  // the store as added, before WrapStores
 }
 
 // NewService returns a Service with no stores.
@@ -45,7 +46,7 @@ func (s *Service) Add(c StoreConfig) error {
 	if _, dup := s.stores[c.Name]; dup {
 		return fmt.Errorf("state store %q is defined twice", c.Name)
 	}
-	n := &named{StoreConfig: c}
+	n := &named{StoreConfig: c, orig: c.Store}
 	switch c.KeyPrefix {
 	case "", "appid":
 		n.prefix = s.appID
@@ -80,11 +81,20 @@ func (s *Service) Stores() []StoreConfig {
 	return out
 }
 
+// WrapStores replaces every store with wrap's answer for it, for
+// middleware such as tracing. A wrapper of a Transactional store should be
+// Transactional too. Call it before serving.
+func (s *Service) WrapStores(wrap func(StoreConfig) Store) {
+	for _, n := range s.stores {
+		n.Store = wrap(n.StoreConfig)
+	}
+}
+
 // Close closes every store that holds resources.
 func (s *Service) Close() error {
 	var errs []error
 	for _, n := range s.stores {
-		if c, ok := n.Store.(interface{ Close() error }); ok {
+		if c, ok := n.orig.(interface{ Close() error }); ok {
 			errs = append(errs, c.Close())
 		}
 	}

@@ -98,3 +98,26 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mux.ServeHTTP(w, req)
 }
+
+// SpanName is the span name of a request to the route named route, as Dapr
+// names them: CallLocal/<app-id>/<method> for invocation,
+// /v1.0/state/<store> (and .../bulk, .../transaction) for state, and the
+// route name otherwise.
+func SpanName(route string, r *http.Request) string {
+	switch route {
+	case "InvokeService":
+		if id := r.Header.Get("Dapr-App-Id"); id != "" {
+			return "CallLocal/" + id + "/" + strings.TrimPrefix(r.URL.Path, "/")
+		}
+		rest := strings.TrimPrefix(r.URL.Path, invokePrefix)
+		id, rest, _ := strings.Cut(rest, "/")
+		return "CallLocal/" + id + "/" + strings.TrimPrefix(rest, "method/")
+	case "GetState", "SaveState", "DeleteState":
+		return "/v1.0/state/" + r.PathValue("storeName")
+	case "GetBulkState":
+		return "/v1.0/state/" + r.PathValue("storeName") + "/bulk"
+	case "ExecuteStateTransaction":
+		return "/v1.0/state/" + r.PathValue("storeName") + "/transaction"
+	}
+	return route
+}

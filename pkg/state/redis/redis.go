@@ -67,6 +67,9 @@ func New(name string, client *redis.Client) *Store {
 }
 
 // Close closes the client.
+// Addr is the address of the Redis server, for telemetry.
+func (s *Store) Addr() string { return s.addr }
+
 func (s *Store) Close() error { return s.client.Close() }
 
 func (s *Store) wrap(op, key string, err error) error {

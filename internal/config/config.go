@@ -1,0 +1,269 @@
+// Package config reads the Dapr Configuration resource (apiVersion
+// dapr.io/v1alpha1, kind Configuration): the tracing settings now, access
+// control and the rest as they are supported. Fields this sidecar does not
+// know are errors, so a typo never silently turns a feature off; sections of
+// Dapr's Configuration that it does not implement are accepted and reported,
+// so real Dapr manifests load unchanged.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Configuration is a Dapr Configuration resource.
+type Configuration struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Metadata   struct {
+		Name        string            `yaml:"name"`
+		Namespace   string            `yaml:"namespace"`
+		Labels      map[string]string `yaml:"labels"`
+		Annotations map[string]string `yaml:"annotations"`
+	} `yaml:"metadata"`
+	Spec Spec `yaml:"spec"`
+	// Source names where it was read from, for messages.
+	Source string `yaml:"-"`
+	// Ignored lists the spec sections present that this sidecar does not
+	// implement.
+	Ignored []string `yaml:"-"`
+}
+
+// Spec is a Configuration's spec. Only tracing is read; the other sections
+// of Dapr's schema are accepted (see unsupported) and left alone.
+type Spec struct {
+	Tracing *Tracing `yaml:"tracing"`
+}
+
+// Tracing is spec.tracing.
+type Tracing struct {
+	// SamplingRate is a string, as in Dapr: "1" samples every trace, "0"
+	// turns tracing off.
+	SamplingRate string  `yaml:"samplingRate"`
+	Stdout       bool    `yaml:"stdout"`
+	Zipkin       *Zipkin `yaml:"zipkin"`
+	Otel         *Otel   `yaml:"otel"`
+}
+
+// Zipkin is spec.tracing.zipkin.
+type Zipkin struct {
+	EndpointAddress string `yaml:"endpointAddress"`
+}
+
+// Otel is spec.tracing.otel: an OTLP collector.
+type Otel struct {
+	EndpointAddress string `yaml:"endpointAddress"`
+	IsSecure        bool   `yaml:"isSecure"`
+	Protocol        string `yaml:"protocol"` // http (default) or grpc
+}
+
+// unsupported are the sections of Dapr's Configuration spec that load
+// without effect.
+var unsupported = []string{
+	"accessControl", "api", "appHttpPipeline", "components", "features", "httpPipeline",
+	"logging", "metric", "metrics", "mtls", "nameResolution", "secrets", "wasm", "workflow",
+}
+
+// DefaultSamplingRate is Dapr's rate when a Configuration names none.
+const DefaultSamplingRate = 0.0001
+
+// LoadFile reads the Configuration in the YAML file at path. The file may
+// hold several documents; exactly one must be a Configuration.
+func LoadFile(path string) (*Configuration, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	return Parse(b, path)
+}
+
+// Parse reads a Configuration from YAML; source names it in errors.
+func Parse(b []byte, source string) (*Configuration, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var found *Configuration
+	for doc := 1; ; doc++ {
+		var node yaml.Node
+		if err := dec.Decode(&node); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: not valid YAML: %w", source, err)
+		}
+		var head struct {
+			Kind string `yaml:"kind"`
+		}
+		if err := node.Decode(&head); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", source, doc, err)
+		}
+		if head.Kind != "Configuration" {
+			continue
+		}
+		if found != nil {
+			return nil, fmt.Errorf("%s: holds more than one Configuration; give one file per Configuration", source)
+		}
+		c, err := decode(&node, source)
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", source, doc, err)
+		}
+		found = c
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%s: no document of kind Configuration", source)
+	}
+	return found, nil
+}
+
+func decode(node *yaml.Node, source string) (*Configuration, error) {
+	// Take out the spec sections that are accepted but not implemented, so
+	// that the strict decoder sees only what is.
+	var ignored []string
+	if spec := mappingValue(docRoot(node), "spec"); spec != nil && spec.Kind == yaml.MappingNode {
+		kept := spec.Content[:0:0]
+		for i := 0; i+1 < len(spec.Content); i += 2 {
+			if k := spec.Content[i].Value; slices.Contains(unsupported, k) {
+				ignored = append(ignored, k)
+				continue
+			}
+			kept = append(kept, spec.Content[i], spec.Content[i+1])
+		}
+		spec.Content = kept
+	}
+	out, err := yaml.Marshal(node)
+	if err != nil {
+		return nil, err
+	}
+	c := &Configuration{Source: source, Ignored: ignored}
+	d := yaml.NewDecoder(bytes.NewReader(out))
+	d.KnownFields(true)
+	if err := d.Decode(c); err != nil {
+		return nil, fmt.Errorf("%w (spec accepts tracing; also, without effect: %s)", err, strings.Join(unsupported, ", "))
+	}
+	if c.APIVersion != "dapr.io/v1alpha1" {
+		return nil, fmt.Errorf("configuration %q: apiVersion %q is not supported; use dapr.io/v1alpha1", c.Metadata.Name, c.APIVersion)
+	}
+	if _, err := c.TracingSettings(); err != nil {
+		return nil, err
+	}
+	sort.Strings(c.Ignored)
+	return c, nil
+}
+
+func docRoot(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		return n.Content[0]
+	}
+	return n
+}
+
+func mappingValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// TracingSettings is the tracing part of a Configuration, checked.
+type TracingSettings struct {
+	// SamplingRate is in [0, 1]; 0 means tracing is off.
+	SamplingRate float64
+	// ZipkinEndpoint is the URL spans are POSTed to, or "".
+	ZipkinEndpoint string
+	// OTLPEndpoint is host:port (or a URL) of an OTLP collector, or "".
+	OTLPEndpoint string
+	OTLPInsecure bool
+	OTLPProtocol string // "http" or "grpc"
+	Stdout       bool
+}
+
+// Enabled reports whether any trace is sampled and exported.
+func (t TracingSettings) Enabled() bool {
+	return t.SamplingRate > 0 && (t.ZipkinEndpoint != "" || t.OTLPEndpoint != "" || t.Stdout)
+}
+
+// TracingSettings checks and returns the tracing settings. A Configuration
+// with no tracing section, or none at all (c nil), traces nothing.
+func (c *Configuration) TracingSettings() (TracingSettings, error) {
+	var s TracingSettings
+	if c == nil || c.Spec.Tracing == nil {
+		return s, nil
+	}
+	t := c.Spec.Tracing
+	name := c.Metadata.Name
+	s.SamplingRate = DefaultSamplingRate
+	if r := strings.TrimSpace(t.SamplingRate); r != "" {
+		f, err := strconv.ParseFloat(r, 64)
+		if err != nil || f < 0 || f > 1 {
+			return s, fmt.Errorf("configuration %q: spec.tracing.samplingRate %q is not valid: give a number from \"0\" (tracing off) to \"1\" (every trace), as a string", name, t.SamplingRate)
+		}
+		s.SamplingRate = f
+	}
+	s.Stdout = t.Stdout
+	if z := t.Zipkin; z != nil && z.EndpointAddress != "" {
+		u, err := url.Parse(z.EndpointAddress)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return s, fmt.Errorf("configuration %q: spec.tracing.zipkin.endpointAddress %q is not an http(s) URL; for example http://zipkin.default.svc.cluster.local:9411/api/v2/spans", name, z.EndpointAddress)
+		}
+		s.ZipkinEndpoint = z.EndpointAddress
+	}
+	if o := t.Otel; o != nil && o.EndpointAddress != "" {
+		s.OTLPEndpoint = o.EndpointAddress
+		s.OTLPInsecure = !o.IsSecure
+		switch o.Protocol {
+		case "", "http":
+			s.OTLPProtocol = "http"
+		case "grpc":
+			s.OTLPProtocol = "grpc"
+		default:
+			return s, fmt.Errorf("configuration %q: spec.tracing.otel.protocol %q is not valid; accepted: http, grpc", name, o.Protocol)
+		}
+	}
+	return s, nil
+}
+
+// FindInDir returns the Configuration named name among the YAML files of
+// dir (kubernetes mode without the API server: --config names it).
+func FindInDir(dir, name string) (*Configuration, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("--config %q: no such file, and no --resources-path to find a Configuration of that name in", name)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--resources-path: %w", err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
+			continue
+		}
+		path := dir + string(os.PathSeparator) + n
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Contains(b, []byte("Configuration")) {
+			continue
+		}
+		c, err := Parse(b, path)
+		if err != nil {
+			return nil, err
+		}
+		if c.Metadata.Name == name {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("--config %q: no Configuration of that name in %s", name, dir)
+}

@@ -1,0 +1,97 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+const appconfig = `apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: appconfig
+spec:
+  tracing:
+    samplingRate: "1"
+    zipkin:
+      endpointAddress: "http://zipkin.default.svc.cluster.local:9411/api/v2/spans"
+  metric:
+    enabled: true
+  features:
+  - name: Resiliency
+    enabled: true
+`
+
+func TestParseDaprConfiguration(t *testing.T) {
+	c, err := Parse([]byte("kind: Component\n---\n"+appconfig), "appconfig.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.TracingSettings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Metadata.Name != "appconfig" || s.SamplingRate != 1 || s.ZipkinEndpoint != "http://zipkin.default.svc.cluster.local:9411/api/v2/spans" || !s.Enabled() {
+		t.Errorf("got %+v %+v", c.Metadata, s)
+	}
+	if strings.Join(c.Ignored, ",") != "features,metric" {
+		t.Errorf("ignored sections %v", c.Ignored)
+	}
+}
+
+func TestTracingDefaultsAndOff(t *testing.T) {
+	var none *Configuration
+	if s, err := none.TracingSettings(); err != nil || s.Enabled() {
+		t.Errorf("no configuration: %+v %v", s, err)
+	}
+	c, err := Parse([]byte(strings.Replace(appconfig, `samplingRate: "1"`, `samplingRate: "0"`, 1)), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := c.TracingSettings(); s.Enabled() {
+		t.Error(`samplingRate "0" leaves tracing on`)
+	}
+	c, err = Parse([]byte(strings.Replace(appconfig, `    samplingRate: "1"`+"\n", "", 1)), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := c.TracingSettings(); s.SamplingRate != DefaultSamplingRate {
+		t.Errorf("default rate %v", s.SamplingRate)
+	}
+	c, err = Parse([]byte(strings.Replace(appconfig, "zipkin:\n      endpointAddress: \"http://zipkin.default.svc.cluster.local:9411/api/v2/spans\"", "otel:\n      endpointAddress: localhost:4318\n      isSecure: false", 1)), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := c.TracingSettings(); s.OTLPEndpoint != "localhost:4318" || !s.OTLPInsecure || s.OTLPProtocol != "http" || !s.Enabled() {
+		t.Errorf("otel settings %+v", s)
+	}
+}
+
+func TestBadConfigurationsNameTheField(t *testing.T) {
+	for name, c := range map[string]struct{ from, to, want string }{
+		"rate text":     {`samplingRate: "1"`, `samplingRate: "often"`, `spec.tracing.samplingRate "often"`},
+		"rate above 1":  {`samplingRate: "1"`, `samplingRate: "2"`, `from "0" (tracing off) to "1"`},
+		"rate negative": {`samplingRate: "1"`, `samplingRate: "-0.5"`, `samplingRate "-0.5"`},
+		"typo":          {`samplingRate: "1"`, `samplingrate: "1"`, `samplingrate`},
+		"unknown spec":  {`  metric:`, `  metrix:`, `metrix`},
+		"zipkin url":    {`"http://zipkin.default.svc.cluster.local:9411/api/v2/spans"`, `zipkin:9411`, `spec.tracing.zipkin.endpointAddress "zipkin:9411"`},
+		"otel protocol": {"zipkin:\n      endpointAddress: \"http://zipkin.default.svc.cluster.local:9411/api/v2/spans\"", "otel:\n      endpointAddress: x:1\n      protocol: udp", `protocol "udp"`},
+		"api version":   {`dapr.io/v1alpha1`, `dapr.io/v2`, `apiVersion "dapr.io/v2"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			doc := strings.Replace(appconfig, c.from, c.to, 1)
+			if doc == appconfig {
+				t.Fatalf("the case changes nothing")
+			}
+			_, err := Parse([]byte(doc), "bad.yaml")
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+	if _, err := Parse([]byte("kind: Component\n"), "only.yaml"); err == nil || !strings.Contains(err.Error(), "no document of kind Configuration") {
+		t.Errorf("no configuration: %v", err)
+	}
+	if _, err := Parse([]byte(appconfig+"---\n"+appconfig), "two.yaml"); err == nil || !strings.Contains(err.Error(), "more than one") {
+		t.Errorf("two configurations: %v", err)
+	}
+}

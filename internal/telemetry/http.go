@@ -1,0 +1,184 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tandem-run/tandem/pkg/invoke"
+)
+
+// Span attribute keys: OpenTelemetry's semantic conventions, and Dapr's own.
+const (
+	attrDaprAPI        = "dapr.api"
+	attrDaprProtocol   = "dapr.protocol"
+	attrDaprStatusCode = "dapr.status_code"
+	attrDaprMethod     = "dapr.invoke_method"
+	attrHTTPMethod     = "http.request.method"
+	attrHTTPStatus     = "http.response.status_code"
+	attrURLFull        = "url.full"
+	attrClientAddr     = "client.address"
+	attrServerAddr     = "server.address"
+	attrServerPort     = "server.port"
+	attrPeerService    = "peer.service"
+	attrRPCSystem      = "rpc.system"
+	attrRPCService     = "rpc.service"
+	attrRPCMethod      = "rpc.method"
+	attrGRPCStatus     = "rpc.grpc.status_code"
+)
+
+// HTTPServer wraps an HTTP handler with a server span named by name(r). The
+// trace context comes from the request (W3C, else B3), and the span's
+// traceparent goes back on the response.
+func (t *Tracing) HTTPServer(name func(r *http.Request) string, next http.Handler) http.Handler {
+	if !t.Enabled() {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		for _, h := range b3Headers {
+			delete(r.Header, h)
+		}
+		ctx, span := t.tracer.Start(ctx, name(r), trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(
+				attribute.String(attrDaprProtocol, "http"),
+				attribute.String(attrDaprAPI, r.Method+" "+r.URL.Path),
+				attribute.String(attrHTTPMethod, r.Method),
+				attribute.String(attrURLFull, r.URL.RequestURI()),
+				attribute.String(attrClientAddr, hostOf(r.RemoteAddr)),
+			))
+		sw := &statusWriter{ResponseWriter: w, t: t, span: span}
+		defer func() {
+			status := sw.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			span.SetAttributes(attribute.Int(attrHTTPStatus, status), attribute.Int(attrDaprStatusCode, status))
+			if status >= 500 {
+				span.SetStatus(codes.Error, fmt.Sprintf("HTTP %d %s", status, http.StatusText(status)))
+			}
+			span.End()
+		}()
+		next.ServeHTTP(sw, r.WithContext(ctx))
+	})
+}
+
+// statusWriter records the status and puts the span's traceparent on the
+// response, replacing any a downstream answer carried.
+type statusWriter struct {
+	http.ResponseWriter
+	t      *Tracing
+	span   trace.Span
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+		h := w.Header()
+		delete(h, "Traceparent")
+		delete(h, "Tracestate")
+		w.t.prop.Inject(trace.ContextWithSpan(context.Background(), w.span), propagation.HeaderCarrier(h))
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach Flush and full duplex.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// HTTPClient wraps a RoundTripper with client spans named by name(req),
+// and sends the span's context with the request. It sets the trace headers
+// on the request it is given: its callers (the hop and the app channel)
+// build each request for one round trip. The span ends when the response
+// body is closed or read to the end, so a stream's span covers the stream.
+func (t *Tracing) HTTPClient(name func(*http.Request) string, attrs func(*http.Request) []attribute.KeyValue, rt http.RoundTripper) http.RoundTripper {
+	if !t.Enabled() {
+		return rt
+	}
+	return &clientTransport{t: t, name: name, attrs: attrs, rt: rt}
+}
+
+type clientTransport struct {
+	t     *Tracing
+	name  func(*http.Request) string
+	attrs func(*http.Request) []attribute.KeyValue
+	rt    http.RoundTripper
+}
+
+func (c *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, span := c.t.tracer.Start(req.Context(), c.name(req), trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String(attrHTTPMethod, req.Method)),
+		trace.WithAttributes(c.attrs(req)...))
+	req = req.WithContext(ctx)
+	c.t.prop.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	resp, err := c.rt.RoundTrip(req)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		span.End()
+		return nil, err
+	}
+	span.SetAttributes(attribute.Int(attrHTTPStatus, resp.StatusCode))
+	if kind := resp.Header.Get(invoke.HeaderHopError); kind != "" {
+		span.SetStatus(codes.Error, "the peer sidecar failed: "+kind)
+	} else if resp.StatusCode >= 500 {
+		span.SetStatus(codes.Error, fmt.Sprintf("HTTP %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
+	}
+	resp.Body = &spanBody{ReadCloser: resp.Body, span: span}
+	return resp, nil
+}
+
+// spanBody ends its span at EOF, error or Close, once.
+type spanBody struct {
+	io.ReadCloser
+	span  trace.Span
+	ended atomic.Bool
+}
+
+func (b *spanBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && b.ended.CompareAndSwap(false, true) {
+		if err != io.EOF {
+			b.span.RecordError(err)
+			b.span.SetStatus(codes.Error, err.Error())
+		}
+		b.span.End()
+	}
+	return n, err
+}
+
+func (b *spanBody) Close() error {
+	if b.ended.CompareAndSwap(false, true) {
+		b.span.End()
+	}
+	return b.ReadCloser.Close()
+}
+
+// InvokeSpanName is the name of invocation spans, as Dapr names them:
+// CallLocal/<app-id>/<method>.
+func InvokeSpanName(appID, method string) string {
+	return "CallLocal/" + appID + "/" + strings.TrimPrefix(method, "/")
+}
+
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}

@@ -1,0 +1,216 @@
+package telemetry
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/pkg/state"
+	"github.com/tandem-run/tandem/pkg/state/memory"
+)
+
+// recording returns a Tracing that samples everything into a recorder.
+func recording(t *testing.T, appID string) (*Tracing, *tracetest.SpanRecorder) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithSpanProcessor(rec),
+		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", appID))),
+	)
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return &Tracing{tp: tp, tracer: tp.Tracer(instrumentation), prop: Propagator(), appID: appID}, rec
+}
+
+const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+func TestHTTPServerContinuesTheAppsTrace(t *testing.T) {
+	tr, rec := recording(t, "front")
+	var seen trace.SpanContext
+	h := tr.HTTPServer(func(r *http.Request) string { return "CallLocal/addapp/add" }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = trace.SpanContextFromContext(r.Context())
+		w.Header().Set("Traceparent", "00-11111111111111111111111111111111-2222222222222222-01") // from downstream
+		w.WriteHeader(http.StatusCreated)
+	}))
+	req := httptest.NewRequest("POST", "/v1.0/invoke/addapp/method/add", nil)
+	req.Header.Set("traceparent", parent)
+	req.Header.Set("baggage", "tenant=blue")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+
+	spans := rec.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	s := spans[0]
+	if s.Name() != "CallLocal/addapp/add" || s.SpanKind() != trace.SpanKindServer {
+		t.Errorf("span %q kind %s", s.Name(), s.SpanKind())
+	}
+	if s.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || s.Parent().SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("span is not the app's trace's child: trace %s parent %s", s.SpanContext().TraceID(), s.Parent().SpanID())
+	}
+	if seen.SpanID() != s.SpanContext().SpanID() {
+		t.Error("the handler does not see the server span in its context")
+	}
+	// The answer carries this span's traceparent, not the downstream one.
+	want := "00-4bf92f3577b34da6a3ce929d0e0e4736-" + s.SpanContext().SpanID().String() + "-01"
+	if got := w.Header().Values("Traceparent"); len(got) != 1 || got[0] != want {
+		t.Errorf("response traceparent %v, want %s", got, want)
+	}
+	if v := attr(s, attrHTTPStatus); v != "201" {
+		t.Errorf("status attribute %q", v)
+	}
+}
+
+func TestHTTPServerAcceptsB3AndStartsNewTraces(t *testing.T) {
+	tr, rec := recording(t, "front")
+	var fwd http.Header
+	h := tr.HTTPServer(func(*http.Request) string { return "x" }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fwd = r.Header.Clone()
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("X-B3-TraceId", "463ac35c9f6413ad48485a3953bb6124")
+	req.Header.Set("X-B3-SpanId", "a2fb4a1d1a96d312")
+	req.Header.Set("X-B3-Sampled", "1")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	if spans[0].SpanContext().TraceID().String() != "463ac35c9f6413ad48485a3953bb6124" || spans[0].Parent().SpanID().String() != "a2fb4a1d1a96d312" {
+		t.Errorf("B3 context not continued: %s %s", spans[0].SpanContext().TraceID(), spans[0].Parent().SpanID())
+	}
+	if fwd.Get("X-B3-TraceId") != "" {
+		t.Error("B3 headers are passed on after being read")
+	}
+	if spans[1].Parent().IsValid() || spans[1].SpanContext().TraceID() == spans[0].SpanContext().TraceID() {
+		t.Error("a call without context does not start a new trace")
+	}
+	if spans[0].Status().Code != codes.Error {
+		t.Errorf("a 500 leaves the span status %v", spans[0].Status())
+	}
+}
+
+func TestHTTPClientInjectsAndEndsWithTheBody(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		_, _ = io.WriteString(w, "body")
+	}))
+	defer srv.Close()
+	tr, rec := recording(t, "front")
+	rt := tr.HTTPClient(func(*http.Request) string { return "CallLocal/addapp/add" },
+		func(*http.Request) []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("peer.service", "addapp")}
+		},
+		http.DefaultTransport)
+	ctx, parentSpan := tr.tracer.Start(context.Background(), "api")
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.Ended()); n != 0 {
+		t.Fatalf("the client span ended before the body was read (%d ended)", n)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	parentSpan.End()
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	c := spans[0]
+	if c.SpanKind() != trace.SpanKindClient || c.Parent().SpanID() != parentSpan.SpanContext().SpanID() {
+		t.Errorf("client span kind %s parent %s", c.SpanKind(), c.Parent().SpanID())
+	}
+	if !strings.Contains(got.Get("Traceparent"), c.SpanContext().SpanID().String()) {
+		t.Errorf("sent traceparent %q does not name the client span %s", got.Get("Traceparent"), c.SpanContext().SpanID())
+	}
+
+	// A failed connection is an error span.
+	req, _ = http.NewRequest("GET", "http://127.0.0.1:1/", nil)
+	if _, err := rt.RoundTrip(req); err == nil {
+		t.Fatal("no error from port 1")
+	}
+	if s := rec.Ended()[2]; s.Status().Code != codes.Error {
+		t.Errorf("failed call status %v", s.Status())
+	}
+}
+
+func TestStoreSpans(t *testing.T) {
+	tr, rec := recording(t, "app")
+	st := tr.Store(state.StoreConfig{Name: "statestore", Type: "state.in-memory", Store: memory.New(0)})
+	if _, ok := st.(state.Transactional); !ok {
+		t.Fatal("the traced store of a transactional store is not transactional")
+	}
+	ctx := context.Background()
+	_ = st.Set(ctx, state.SetRequest{Key: "k", Value: []byte("v")})
+	bad := "999"
+	err := st.Set(ctx, state.SetRequest{Key: "k", Value: []byte("v"), ETag: &bad})
+	if err == nil {
+		t.Fatal("a stale etag was accepted")
+	}
+	_, _ = st.Get(ctx, "k")
+	spans := rec.Ended()
+	if len(spans) != 3 || spans[0].Name() != "SET statestore" || spans[2].Name() != "GET statestore" {
+		t.Fatalf("spans %v", names(spans))
+	}
+	if attr(spans[2], "db.system.name") != "in-memory" || attr(spans[2], "db.operation.name") != "GET" || attr(spans[2], "db.namespace") != "statestore" {
+		t.Errorf("attributes %v", spans[2].Attributes())
+	}
+	if spans[1].Status().Code == codes.Error {
+		t.Error("an ETag conflict marks the store span as failed")
+	}
+	// Off: the store as it was.
+	var off *Tracing
+	inner := memory.New(0)
+	if off.Store(state.StoreConfig{Store: inner}) != state.Store(inner) {
+		t.Error("with tracing off the store is wrapped")
+	}
+}
+
+func TestSamplingRateZeroTurnsTracingOff(t *testing.T) {
+	tr, err := NewTracing(config.TracingSettings{SamplingRate: 0, ZipkinEndpoint: "http://127.0.0.1:1/api/v2/spans"}, Options{AppID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Enabled() {
+		t.Fatal("rate 0 is enabled")
+	}
+	h := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	if got := tr.HTTPServer(func(*http.Request) string { return "" }, h); got == nil || tr.GRPCServerOptions() != nil {
+		t.Error("an untraced sidecar gets wrappers")
+	}
+}
+
+func attr(s sdktrace.ReadOnlySpan, key string) string {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value.Emit()
+		}
+	}
+	return ""
+}
+
+func names(spans []sdktrace.ReadOnlySpan) []string {
+	var out []string
+	for _, s := range spans {
+		out = append(out, s.Name())
+	}
+	return out
+}
+
+func attrString(k, v string) attribute.KeyValue { return attribute.String(k, v) }

@@ -1,0 +1,189 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tandem-run/tandem/internal/config"
+)
+
+// collector is a Zipkin v2 API endpoint that keeps what it is sent.
+type collector struct {
+	mu     sync.Mutex
+	spans  []map[string]any
+	status int
+}
+
+func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var batch []map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&batch); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status != 0 {
+		w.WriteHeader(c.status)
+		return
+	}
+	c.spans = append(c.spans, batch...)
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func TestZipkinExport(t *testing.T) {
+	col := &collector{}
+	srv := httptest.NewServer(col)
+	defer srv.Close()
+	tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: srv.URL + "/api/v2/spans"}, Options{AppID: "front"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, root := tr.tracer.Start(context.Background(), "CallLocal/addapp/add", trace.WithSpanKind(trace.SpanKindServer))
+	_, child := tr.tracer.Start(ctx, "GET statestore", trace.WithSpanKind(trace.SpanKindClient))
+	child.SetAttributes(attrString("peer.service", "redis"), attrString("server.address", "127.0.0.1"), attrString("server.port", "6379"))
+	child.SetStatus(codes.Error, "redis down")
+	child.End()
+	root.End()
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if len(col.spans) != 2 {
+		t.Fatalf("collector got %d spans", len(col.spans))
+	}
+	c, r := col.spans[0], col.spans[1]
+	// Zipkin names are lower case (zipkin-go writes them so, as Zipkin does).
+	if r["name"] != "calllocal/addapp/add" || r["kind"] != "SERVER" || r["parentId"] != nil {
+		t.Errorf("root %v", r)
+	}
+	if c["parentId"] != r["id"] || c["traceId"] != r["traceId"] || c["kind"] != "CLIENT" {
+		t.Errorf("child %v of root %v", c, r)
+	}
+	if r["traceId"] != root.SpanContext().TraceID().String() || r["id"] != root.SpanContext().SpanID().String() {
+		t.Errorf("ids %v %v, want %s %s", r["traceId"], r["id"], root.SpanContext().TraceID(), root.SpanContext().SpanID())
+	}
+	if le := c["localEndpoint"].(map[string]any); le["serviceName"] != "front" {
+		t.Errorf("local endpoint %v", le)
+	}
+	if re := c["remoteEndpoint"].(map[string]any); re["serviceName"] != "redis" || re["ipv4"] != "127.0.0.1" || re["port"] != float64(6379) {
+		t.Errorf("remote endpoint %v", re)
+	}
+	if tags := c["tags"].(map[string]any); tags["error"] != "redis down" || tags["otel.status_code"] != "ERROR" {
+		t.Errorf("tags %v", tags)
+	}
+}
+
+func TestZipkinDropsAreCountedAndLogged(t *testing.T) {
+	// A collector that refuses every batch.
+	col := &collector{status: http.StatusServiceUnavailable}
+	srv := httptest.NewServer(col)
+	defer srv.Close()
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	reg := prometheus.NewRegistry()
+	tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: srv.URL}, Options{AppID: "a", Logger: logger, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		_, s := tr.tracer.Start(context.Background(), "x")
+		s.End()
+	}
+	_ = tr.Shutdown(context.Background())
+	n := testutil.ToFloat64(counterOf(t, reg, "collector_rejected"))
+	if n != 10 {
+		t.Errorf("collector_rejected = %v, want 10", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "dropping spans") || !strings.Contains(logs.String(), "503") {
+		t.Errorf("log: %s", logs.String())
+	}
+}
+
+func TestZipkinCollectorDownNeverBlocks(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every post fails
+	reg := prometheus.NewRegistry()
+	tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: "http://" + addr + "/api/v2/spans"}, Options{AppID: "a", Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3 * (zipkinQueue + zipkinBacklog)
+	for range n {
+		_, s := tr.tracer.Start(context.Background(), "x")
+		s.End()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = tr.tp.ForceFlush(ctx)
+	// Let the reporter take the queue in and fail a post.
+	deadline := time.Now().Add(10 * time.Second)
+	var dropped float64
+	for time.Now().Before(deadline) {
+		dropped = testutil.ToFloat64(counterOf(t, reg, "queue_full")) + testutil.ToFloat64(counterOf(t, reg, "collector_unreachable"))
+		if dropped >= n-zipkinBacklog-zipkinQueue {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if dropped < n-zipkinBacklog-zipkinQueue {
+		t.Errorf("dropped %v of %d spans; at most %d can be held", dropped, n, zipkinBacklog+zipkinQueue)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer scancel()
+	_ = tr.Shutdown(sctx)
+}
+
+func counterOf(t *testing.T, reg *prometheus.Registry, reason string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+	for _, mf := range mfs {
+		if mf.GetName() != "tandem_trace_spans_dropped_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					c.Add(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	return c
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+var _ io.Writer = writerFunc(nil)
