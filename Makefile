@@ -1,11 +1,20 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test vet lint calculator sidecar deps
+.PHONY: test vet lint calculator sidecar deps tools bench-tracing
 
 ## test: everything CI runs: formatting, vet, and the whole suite with -race.
-test: deps lint
+test: deps lint tools
 	$(GO) test -race -count=1 ./...
+
+## tools: build (once; cached under ~/.cache/tandem/tools) the programs the
+## end-to-end tests run: Jaeger as the trace collector.
+tools:
+	./tools/build jaeger >/dev/null
+
+## bench-tracing: what tracing costs per invocation through two sidecars.
+bench-tracing:
+	$(GO) test -run '^$$' -bench Invoke -benchmem -count 5 ./cmd/sidecar
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

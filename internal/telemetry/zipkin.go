@@ -75,6 +75,7 @@ func newZipkinProcessor(endpoint string, logger *slog.Logger, reg prometheus.Reg
 			}}}),
 			// The reporter says what it drops only in its log: read it.
 			zipkinhttp.Logger(log.New(d, "", 0)),
+			zipkinhttp.Serializer(zipkinJSON{}),
 		),
 	}
 	go p.run()

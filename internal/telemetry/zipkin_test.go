@@ -9,11 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/openzipkin/zipkin-go/model"
+	"github.com/openzipkin/zipkin-go/reporter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/codes"
@@ -187,3 +190,64 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 var _ io.Writer = writerFunc(nil)
+
+// The hand-written serializer writes what zipkin-go's reflective one does.
+func TestZipkinJSONMatchesZipkinGo(t *testing.T) {
+	parent := model.ID(7)
+	now := time.Date(2026, 11, 24, 22, 0, 0, 123456789, time.UTC)
+	spans := []*model.SpanModel{
+		{
+			SpanContext: model.SpanContext{TraceID: model.TraceID{High: 1, Low: 0xabcdef}, ID: 0x1f, ParentID: &parent},
+			Name:        "CallLocal/addapp/add", Kind: model.Server, Timestamp: now, Duration: 1500 * time.Microsecond,
+			LocalEndpoint:  &model.Endpoint{ServiceName: "Front"},
+			RemoteEndpoint: &model.Endpoint{ServiceName: "addapp", IPv4: net.ParseIP("127.0.0.1").To4(), Port: 50002},
+			Annotations:    []model.Annotation{{Timestamp: now, Value: "event: k=v"}},
+			Tags:           map[string]string{"error": "quote \" backslash \\ nl \n ctl \x01 bad \xff é", "http.status": "500"},
+		},
+		{SpanContext: model.SpanContext{TraceID: model.TraceID{Low: 2}, ID: 3}, Name: "x", Timestamp: now, Duration: 0},
+	}
+	got, err := zipkinJSON{}.Serialize(spans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := reporter.JSONSerializer{}.Serialize(spans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, w []map[string]any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("%v: %s", err, got)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatal(err)
+	}
+	// zipkin-go writes a zero duration as absent; a duration is required by
+	// Zipkin, so ours is at least 1 µs.
+	delete(w[1], "duration")
+	delete(g[1], "duration")
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func BenchmarkZipkinSerialize(b *testing.B) {
+	parent := model.ID(7)
+	s := &model.SpanModel{
+		SpanContext: model.SpanContext{TraceID: model.TraceID{High: 1, Low: 2}, ID: 3, ParentID: &parent},
+		Name:        "CallLocal/addapp/add", Kind: model.Client, Timestamp: time.Now(), Duration: time.Millisecond,
+		LocalEndpoint: &model.Endpoint{ServiceName: "front"}, RemoteEndpoint: &model.Endpoint{ServiceName: "addapp"},
+		Tags: map[string]string{"http.request.method": "POST", "http.response.status_code": "200", "peer.service": "addapp", "server.address": "127.0.0.1"},
+	}
+	batch := []*model.SpanModel{s, s, s, s}
+	for _, c := range []struct {
+		name string
+		ser  reporter.SpanSerializer
+	}{{"zipkin-go", reporter.JSONSerializer{}}, {"ours", zipkinJSON{}}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = c.ser.Serialize(batch)
+			}
+		})
+	}
+}

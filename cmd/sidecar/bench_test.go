@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// BenchmarkInvoke measures one invocation through two in-process sidecars
+// (HTTP API, h2c hop, app channel) to an app, with tracing off and with
+// every call sampled and exported to a Zipkin endpoint. The difference of
+// the two is what tracing costs per call:
+//
+//	go test -run '^$' -bench Invoke -benchmem ./cmd/sidecar
+func BenchmarkInvoke(b *testing.B) {
+	payload := bytes.Repeat([]byte("x"), 1024)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(body)
+	}))
+	defer app.Close()
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer collector.Close()
+	conf := filepath.Join(b.TempDir(), "tracing.yaml")
+	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: tracing
+spec:
+  tracing:
+    samplingRate: "1"
+    zipkin:
+      endpointAddress: `+collector.URL+`/api/v2/spans
+`), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	_, appPort, _ := net.SplitHostPort(app.Listener.Addr().String())
+
+	for _, traced := range []bool{false, true} {
+		b.Run(map[bool]string{false: "untraced", true: "traced"}[traced], func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			reg := b.TempDir()
+			var extra []string
+			if traced {
+				extra = []string{"--config", conf}
+			}
+			callee := startInProcess(b, ctx, reg, append([]string{"--app-id", "bench-app", "--app-port", appPort}, extra...))
+			caller := startInProcess(b, ctx, reg, append([]string{"--app-id", "bench-client"}, extra...))
+			_ = callee
+			url := "http://" + caller + "/v1.0/invoke/bench-app/method/echo"
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+			call := func() error {
+				resp, err := client.Post(url, "application/octet-stream", bytes.NewReader(payload))
+				if err != nil {
+					return err
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || n != int64(len(payload)) {
+					return fmt.Errorf("status %d, %d bytes", resp.StatusCode, n)
+				}
+				return nil
+			}
+			if err := call(); err != nil { // warm the connections
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if err := call(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// startInProcess runs a sidecar in this process and returns its HTTP API
+// address once it answers.
+func startInProcess(b *testing.B, ctx context.Context, registry string, args []string) string {
+	b.Helper()
+	port := func() int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	httpPort := port()
+	args = append(args, "--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", "0", "--dapr-internal-grpc-port", "0",
+		"--enable-metrics=false", "--dapr-listen-addresses", "127.0.0.1", "--registry-dir", registry, "--log-level", "error")
+	o, err := parseOptions(args, func(string) string { return "" })
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, o) }()
+	b.Cleanup(func() { <-done })
+	addr := "127.0.0.1:" + strconv.Itoa(httpPort)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/v1.0/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNoContent {
+				return addr
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("in-process sidecar %v did not become healthy", args)
+	return ""
+}

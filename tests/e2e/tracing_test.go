@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// toolBin builds (once, cached) and returns a program pinned under tools/.
+func toolBin(t *testing.T, name string) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(root, "tools", "build"), name)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tools/build %s: %v", name, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// jaeger is a running Jaeger all-in-one: a real collector with Zipkin's
+// span API, and its query API to read traces back.
+type jaeger struct {
+	zipkinURL string // POST spans here (Zipkin v2 JSON)
+	queryURL  string // base URL of the query API
+}
+
+func startJaeger(t *testing.T) *jaeger {
+	t.Helper()
+	bin := toolBin(t, "jaeger")
+	zipkin, query := freePort(t), freePort(t)
+	hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	startProc(t, "jaeger", bin, nil,
+		"--collector.zipkin.host-port="+hp(zipkin),
+		"--query.http-server.host-port="+hp(query),
+		"--query.grpc-server.host-port="+hp(freePort(t)),
+		"--collector.grpc-server.host-port="+hp(freePort(t)),
+		"--collector.http-server.host-port="+hp(freePort(t)),
+		"--collector.otlp.grpc.host-port="+hp(freePort(t)),
+		"--collector.otlp.http.host-port="+hp(freePort(t)),
+		"--admin.http.host-port="+hp(freePort(t)),
+	)
+	waitTCP(t, zipkin)
+	waitTCP(t, query)
+	return &jaeger{
+		zipkinURL: "http://" + hp(zipkin) + "/api/v2/spans",
+		queryURL:  "http://" + hp(query),
+	}
+}
+
+// jaegerSpan is a span as Jaeger's query API returns it.
+type jaegerSpan struct {
+	TraceID       string `json:"traceID"`
+	SpanID        string `json:"spanID"`
+	OperationName string `json:"operationName"`
+	References    []struct {
+		RefType string `json:"refType"`
+		SpanID  string `json:"spanID"`
+	} `json:"references"`
+	ProcessID string `json:"processID"`
+	Tags      []struct {
+		Key   string `json:"key"`
+		Value any    `json:"value"`
+	} `json:"tags"`
+	service string
+}
+
+func (s jaegerSpan) parent() string {
+	for _, r := range s.References {
+		if r.RefType == "CHILD_OF" {
+			return r.SpanID
+		}
+	}
+	return ""
+}
+
+func (s jaegerSpan) tag(k string) string {
+	for _, t := range s.Tags {
+		if t.Key == k {
+			return fmt.Sprint(t.Value)
+		}
+	}
+	return ""
+}
+
+// trace polls the query API until the trace has at least n spans.
+func (j *jaeger) trace(t *testing.T, traceID string, n int) []jaegerSpan {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var spans []jaegerSpan
+	for time.Now().Before(deadline) {
+		spans = nil
+		resp, err := http.Get(j.queryURL + "/api/traces/" + traceID)
+		if err == nil {
+			var body struct {
+				Data []struct {
+					Spans     []jaegerSpan `json:"spans"`
+					Processes map[string]struct {
+						ServiceName string `json:"serviceName"`
+					} `json:"processes"`
+				} `json:"data"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if len(body.Data) > 1 {
+				t.Fatalf("trace %s came back as %d traces", traceID, len(body.Data))
+			}
+			for _, d := range body.Data {
+				for _, s := range d.Spans {
+					s.service = d.Processes[s.ProcessID].ServiceName
+					spans = append(spans, s)
+				}
+			}
+			if len(spans) >= n {
+				return spans
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("trace %s has %d spans in Jaeger after 20 s, want %d: %+v", traceID, len(spans), n, spans)
+	return nil
+}
+
+func TestTracingThroughTwoSidecarsToZipkinCollector(t *testing.T) {
+	j := startJaeger(t)
+	conf := filepath.Join(t.TempDir(), "appconfig.yaml")
+	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: appconfig
+spec:
+  tracing:
+    samplingRate: "1"
+    zipkin:
+      endpointAddress: "`+j.zipkinURL+`"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	appPort, _ := w.app("addapp")
+	callee := w.sidecar("addapp", appPort, "--config", conf)
+	caller := w.sidecar("front", 0, "--config", conf)
+	callee.waitHealthy(t)
+
+	// The "front end" starts the trace, as an app with its own tracing would.
+	const traceID, appSpan = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
+	tp := "00-" + traceID + "-" + appSpan + "-01"
+	resp, b := do(t, "POST", caller.url+"/v1.0/invoke/addapp/method/echo/add", strings.NewReader(`{"operandOne":"52"}`),
+		http.Header{"Traceparent": {tp}, "Content-Type": {"application/json"}})
+	if resp.StatusCode != 200 {
+		t.Fatalf("invoke: %d %s", resp.StatusCode, b)
+	}
+	var echo struct {
+		Headers map[string][]string
+	}
+	if err := json.Unmarshal(b, &echo); err != nil {
+		t.Fatal(err)
+	}
+	appTP := strings.Split(strings.Join(echo.Headers["Traceparent"], ""), "-")
+	if len(appTP) != 4 || appTP[1] != traceID {
+		t.Fatalf("the app got traceparent %v, want trace %s", echo.Headers["Traceparent"], traceID)
+	}
+	if back := resp.Header.Get("Traceparent"); !strings.HasPrefix(back, "00-"+traceID+"-") {
+		t.Errorf("the answer carries traceparent %q", back)
+	}
+	// A state call in the same trace, failing one too.
+	resp, b = do(t, "POST", caller.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"k","value":1}]`), http.Header{"Traceparent": {tp}})
+	if resp.StatusCode != 204 {
+		t.Fatalf("save: %d %s", resp.StatusCode, b)
+	}
+
+	spans := j.trace(t, traceID, 6)
+	byName := map[string]jaegerSpan{}
+	for _, s := range spans {
+		key := s.service + " " + s.OperationName + " " + s.tag("span.kind")
+		if _, dup := byName[key]; dup {
+			t.Errorf("span %q twice", key)
+		}
+		byName[key] = s
+	}
+	get := func(key string) jaegerSpan {
+		s, ok := byName[key]
+		if !ok {
+			names := make([]string, 0, len(byName))
+			for k := range byName {
+				names = append(names, k)
+			}
+			t.Fatalf("no span %q; spans: %q", key, names)
+		}
+		return s
+	}
+	api := get("front calllocal/addapp/echo/add server")
+	hop := get("front calllocal/addapp/echo/add client")
+	recv := get("addapp calllocal/addapp/echo/add server")
+	app := get("addapp callapp/addapp/echo/add client")
+	save := get("front /v1.0/state/statestore server")
+	set := get("front set statestore client")
+	for _, c := range []struct {
+		child, parent jaegerSpan
+		what          string
+	}{
+		{api, jaegerSpan{SpanID: appSpan}, "API call under the app's span"},
+		{hop, api, "hop under the API call"},
+		{recv, hop, "receipt under the hop"},
+		{app, recv, "app call under the receipt"},
+		{save, jaegerSpan{SpanID: appSpan}, "state API call under the app's span"},
+		{set, save, "store operation under the state API call"},
+	} {
+		if c.child.parent() != c.parent.SpanID {
+			t.Errorf("%s: parent %s, want %s", c.what, c.child.parent(), c.parent.SpanID)
+		}
+	}
+	if appTP[2] != app.SpanID {
+		t.Errorf("the app's traceparent names span %s, want the app call span %s", appTP[2], app.SpanID)
+	}
+	if set.tag("db.system.name") != "in-memory" || api.tag("http.request.method") != "POST" || hop.tag("peer.service") != "addapp" {
+		t.Errorf("attributes: set %v api %v hop %v", set.Tags, api.Tags, hop.Tags)
+	}
+}
