@@ -11,7 +11,8 @@ import (
 )
 
 // TestBrowserClicksAndReload drives the page in a real headless Chromium:
-// 52 + 34 = shows 86, and a reload shows the persisted 86 again.
+// 52 + 34 = shows 86, a reload shows the persisted 86 again, and keys
+// clicked without waiting (12 x 3 =) are none of them lost.
 func TestBrowserClicksAndReload(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -61,9 +62,15 @@ func TestBrowserClicksAndReload(t *testing.T) {
 		chromedp.WaitVisible("#display", chromedp.ByID),
 		waitDisplay("86"),
 		chromedp.Text("#display", &display, chromedp.ByID),
+		// Keys typed faster than the back end answers are all taken, in order.
+		click("AC"), click("1"), click("2"), click("x"), click("3"), click("="),
+		waitDisplay("36"),
 	)
 	if err != nil {
-		t.Fatalf("driving the page: %v", err)
+		// Say what the page showed when it stopped.
+		var shown string
+		_ = chromedp.Run(ctx, chromedp.Evaluate(`"display=" + document.getElementById("display").textContent + " error=" + document.getElementById("error").textContent`, &shown))
+		t.Fatalf("driving the page: %v (page: %s)", err, shown)
 	}
 	if display != "86" {
 		t.Errorf("after reload the display shows %q, want 86", display)

@@ -2,7 +2,7 @@
 // the sidecar and the apps, starts the five apps each beside its own sidecar
 // in standalone mode, and serves the page on http://localhost:8080.
 //
-//	go run ./samples/calculator/cmd/local [-port 8080] [-redis host:port]
+//	go run ./samples/calculator/cmd/local [-port 8080] [-redis host:port] [-zipkin URL]
 package main
 
 import (
@@ -40,16 +40,17 @@ var apps = []app{
 func main() {
 	port := flag.Int("port", 8080, "port of the web front end")
 	redisAddr := flag.String("redis", os.Getenv("CALCULATOR_REDIS"), "host:port of a Redis server for the state store (env CALCULATOR_REDIS); default: the embedded store")
+	zipkin := flag.String("zipkin", os.Getenv("CALCULATOR_ZIPKIN"), "Zipkin span endpoint, e.g. http://localhost:9411/api/v2/spans, to trace every call (env CALCULATOR_ZIPKIN); default: no tracing")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *port, *redisAddr); err != nil {
+	if err := run(ctx, *port, *redisAddr, *zipkin); err != nil {
 		fmt.Fprintf(os.Stderr, "calculator: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, port int, redisAddr string) error {
+func run(ctx context.Context, port int, redisAddr, zipkin string) error {
 	if ln, err := net.Listen("tcp", ":"+strconv.Itoa(port)); err != nil {
 		return fmt.Errorf("port %d is taken (%v): stop what uses it or pick another with -port", port, err)
 	} else {
@@ -74,6 +75,14 @@ func run(ctx context.Context, port int, redisAddr string) error {
 		logf("runner", "state store: Redis at %s", redisAddr)
 	} else {
 		logf("runner", "state store: the embedded in-memory store (use -redis host:port for Redis)")
+	}
+	if zipkin != "" {
+		conf := filepath.Join(work, "appconfig.yaml")
+		if err := writeTracingConfig(conf, zipkin); err != nil {
+			return err
+		}
+		args = append(args, "--config", conf)
+		logf("runner", "tracing: every call, to Zipkin at %s", zipkin)
 	}
 
 	g := &group{}
@@ -155,6 +164,22 @@ spec:
     value: %q
 `, addr)
 	return os.WriteFile(filepath.Join(dir, "statestore.yaml"), []byte(comp), 0o644)
+}
+
+// writeTracingConfig writes the appconfig Configuration of the Kubernetes
+// manifests, with the Zipkin endpoint given.
+func writeTracingConfig(path, zipkin string) error {
+	conf := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: appconfig
+spec:
+  tracing:
+    samplingRate: "1"
+    zipkin:
+      endpointAddress: %q
+`, zipkin)
+	return os.WriteFile(path, []byte(conf), 0o644)
 }
 
 func waitHealthy(ctx context.Context, g *group, urls []string) error {

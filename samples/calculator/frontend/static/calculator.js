@@ -6,7 +6,10 @@
   "use strict";
   const ops = { "+": "add", "-": "subtract", "x": "multiply", "÷": "divide" };
   let state = { total: null, next: null, operation: null };
-  let busy = false;
+  // Keys are handled one after another, in the order pressed: a key
+  // pressed while an earlier one is still being calculated or saved waits
+  // for it rather than being lost.
+  let queue = Promise.resolve();
   const display = document.getElementById("display");
   const errorBox = document.getElementById("error");
 
@@ -85,18 +88,18 @@
     await persist();
   }
 
-  document.querySelector(".keys").addEventListener("click", async ev => {
+  document.querySelector(".keys").addEventListener("click", ev => {
     const btn = ev.target.closest("button");
-    if (!btn || busy) return;
-    busy = true;
-    try {
-      showError("");
-      await press(btn.dataset.key);
-    } catch (e) {
-      showError(e.message);
-    } finally {
-      busy = false;
-    }
+    if (!btn) return;
+    const key = btn.dataset.key;
+    queue = queue.then(async () => {
+      try {
+        showError("");
+        await press(key);
+      } catch (e) {
+        showError(e.message);
+      }
+    });
   });
 
   document.addEventListener("keydown", ev => {
@@ -106,7 +109,8 @@
     if (btn) { ev.preventDefault(); btn.click(); }
   });
 
-  (async function restore() {
+  // Keys pressed before the saved state is back wait for it.
+  queue = (async function restore() {
     try {
       const saved = JSON.parse(await request("/state"));
       if (saved && typeof saved === "object") {
