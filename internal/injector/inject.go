@@ -1,0 +1,245 @@
+package injector
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// The sidecar's ports in a pod.
+const (
+	SidecarName  = "daprd" // the container's name, as Dapr's tools expect it
+	HTTPPort     = 3500
+	GRPCPort     = 50001
+	InternalPort = 50002
+	PublicPort   = 3501
+	// AnnInjected marks a pod the injector has patched.
+	AnnInjected = "dapr.io/sidecar-injected"
+	// TokenSecretKey is the key of the API and app token Secrets, as in Dapr.
+	TokenSecretKey = "token"
+)
+
+var sidecarPorts = []int{HTTPPort, GRPCPort, InternalPort, PublicPort}
+
+// Config is the injector's own configuration: what every sidecar gets
+// unless its pod's annotations say otherwise.
+type Config struct {
+	// SidecarImage is the sidecar image, e.g. tandem/sidecar:1.0.
+	SidecarImage string
+	PullPolicy   corev1.PullPolicy
+	// Resources are the sidecar's default requests and limits.
+	Resources corev1.ResourceRequirements
+	// ClusterDomain is the cluster's DNS domain (cluster.local).
+	ClusterDomain string
+	// AllowedUsers are the users (service accounts, as
+	// system:serviceaccount:<ns>:<name>, and controller identities) whose
+	// pod creations are injected; see DefaultAllowedUsers.
+	AllowedUsers []string
+}
+
+// DefaultAllowedUsers are Kubernetes' workload controllers: the service
+// accounts kube-controller-manager uses for them (with
+// --use-service-account-credentials, the default of most clusters), and
+// its own identity otherwise.
+var DefaultAllowedUsers = []string{
+	"system:serviceaccount:kube-system:replicaset-controller",
+	"system:serviceaccount:kube-system:deployment-controller",
+	"system:serviceaccount:kube-system:statefulset-controller",
+	"system:serviceaccount:kube-system:daemon-set-controller",
+	"system:serviceaccount:kube-system:job-controller",
+	"system:serviceaccount:kube-system:cronjob-controller",
+	"system:serviceaccount:kube-system:replication-controller",
+	"system:kube-controller-manager",
+}
+
+// PatchOp is one JSON patch operation (RFC 6902).
+type PatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// Inject returns the JSON patch that adds the sidecar to pod, and warnings
+// for the user. A pod that does not ask for a sidecar, or already has one,
+// gets no patch. Bad annotations are an error naming them.
+func Inject(cfg Config, pod *corev1.Pod) ([]PatchOp, []string, error) {
+	on, err := Enabled(pod.Annotations)
+	if err != nil || !on {
+		return nil, nil, err
+	}
+	if slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == SidecarName }) {
+		return nil, nil, nil // injected already: re-invocation changes nothing
+	}
+	spec, err := ParseSpec(pod.Annotations)
+	if err != nil {
+		return nil, nil, err
+	}
+	var warnings []string
+	if len(spec.Ignored) > 0 {
+		warnings = append(warnings, fmt.Sprintf("annotations without effect in this injector: %s", strings.Join(spec.Ignored, ", ")))
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if slices.Contains(sidecarPorts, int(p.ContainerPort)) || (spec.EnableMetrics && int(p.ContainerPort) == spec.MetricsPort) {
+				return nil, nil, fmt.Errorf("container %q uses port %d, which the sidecar needs (%v, metrics %d)", c.Name, p.ContainerPort, sidecarPorts, spec.MetricsPort)
+			}
+		}
+	}
+
+	sidecar := cfg.container(spec)
+	ops := []PatchOp{{Op: "add", Path: "/spec/containers/-", Value: sidecar}}
+	appEnv := []corev1.EnvVar{
+		{Name: "DAPR_HTTP_PORT", Value: strconv.Itoa(HTTPPort)},
+		{Name: "DAPR_GRPC_PORT", Value: strconv.Itoa(GRPCPort)},
+	}
+	for i, c := range pod.Spec.Containers {
+		var add []corev1.EnvVar
+		for _, e := range appEnv {
+			if !slices.ContainsFunc(c.Env, func(x corev1.EnvVar) bool { return x.Name == e.Name }) {
+				add = append(add, e)
+			}
+		}
+		switch {
+		case len(add) == 0:
+		case len(c.Env) == 0:
+			ops = append(ops, PatchOp{Op: "add", Path: fmt.Sprintf("/spec/containers/%d/env", i), Value: add})
+		default:
+			for _, e := range add {
+				ops = append(ops, PatchOp{Op: "add", Path: fmt.Sprintf("/spec/containers/%d/env/-", i), Value: e})
+			}
+		}
+	}
+	if pod.Annotations[AnnInjected] == "" {
+		ops = append(ops, PatchOp{Op: "add", Path: "/metadata/annotations/" + escapePointer(AnnInjected), Value: "true"})
+	}
+	return ops, warnings, nil
+}
+
+// container is the sidecar container for spec.
+func (cfg Config) container(s *Spec) corev1.Container {
+	image := cfg.SidecarImage
+	if s.Image != "" {
+		image = s.Image
+	}
+	args := []string{
+		"--mode", "kubernetes",
+		"--app-id", s.AppID,
+		"--app-protocol", s.AppProtocol,
+		"--dapr-http-port", strconv.Itoa(HTTPPort),
+		"--dapr-grpc-port", strconv.Itoa(GRPCPort),
+		"--dapr-internal-grpc-port", strconv.Itoa(InternalPort),
+		"--dapr-public-port", strconv.Itoa(PublicPort),
+		"--dapr-listen-addresses", "[::1],127.0.0.1",
+		"--log-level", s.LogLevel,
+	}
+	if s.AppPort != 0 {
+		args = append(args, "--app-port", strconv.Itoa(s.AppPort))
+	}
+	if s.Config != "" {
+		args = append(args, "--config", s.Config)
+	}
+	if s.LogAsJSON {
+		args = append(args, "--log-as-json")
+	}
+	if cfg.ClusterDomain != "" && cfg.ClusterDomain != "cluster.local" {
+		args = append(args, "--kubernetes-cluster-domain", cfg.ClusterDomain)
+	}
+	ports := []corev1.ContainerPort{
+		{Name: "dapr-http", ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP},
+		{Name: "dapr-grpc", ContainerPort: GRPCPort, Protocol: corev1.ProtocolTCP},
+		{Name: "dapr-internal", ContainerPort: InternalPort, Protocol: corev1.ProtocolTCP},
+		{Name: "dapr-public", ContainerPort: PublicPort, Protocol: corev1.ProtocolTCP},
+	}
+	if s.EnableMetrics {
+		args = append(args, "--metrics-port", strconv.Itoa(s.MetricsPort))
+		ports = append(ports, corev1.ContainerPort{Name: "dapr-metrics", ContainerPort: int32(s.MetricsPort), Protocol: corev1.ProtocolTCP})
+	} else {
+		args = append(args, "--enable-metrics=false")
+	}
+	if s.MaxBodySize != 0 {
+		args = append(args, "--max-body-size", strconv.FormatInt(s.MaxBodySize, 10))
+	}
+	if s.GracefulShutdown >= 0 {
+		args = append(args, "--dapr-graceful-shutdown-seconds", strconv.Itoa(s.GracefulShutdown))
+	}
+
+	env := []corev1.EnvVar{
+		{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
+		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
+	}
+	for _, t := range []struct{ name, secret string }{{"DAPR_API_TOKEN", s.APITokenSecret}, {"APP_API_TOKEN", s.AppTokenSecret}} {
+		if t.secret != "" {
+			env = append(env, corev1.EnvVar{Name: t.name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: t.secret}, Key: TokenSecretKey,
+			}}})
+		}
+	}
+	for _, kv := range s.Env {
+		env = append(env, corev1.EnvVar{Name: kv[0], Value: kv[1]})
+	}
+
+	res := *cfg.Resources.DeepCopy()
+	setQty := func(l *corev1.ResourceList, name corev1.ResourceName, q *resource.Quantity) {
+		if q == nil {
+			return
+		}
+		if *l == nil {
+			*l = corev1.ResourceList{}
+		}
+		(*l)[name] = *q
+	}
+	setQty(&res.Requests, corev1.ResourceCPU, s.CPURequest)
+	setQty(&res.Limits, corev1.ResourceCPU, s.CPULimit)
+	setQty(&res.Requests, corev1.ResourceMemory, s.MemoryRequest)
+	setQty(&res.Limits, corev1.ResourceMemory, s.MemoryLimit)
+	// A default request above an annotated limit would make the pod invalid.
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if l, ok := res.Limits[name]; ok {
+			if r, ok := res.Requests[name]; ok && r.Cmp(l) > 0 {
+				res.Requests[name] = l
+			}
+		}
+	}
+
+	no, yes := false, true
+	nonRoot := int64(65532)
+	probe := func(path string, delay, period, failures int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(PublicPort)}},
+			InitialDelaySeconds: delay, PeriodSeconds: period, TimeoutSeconds: 3, FailureThreshold: failures,
+		}
+	}
+	return corev1.Container{
+		Name:            SidecarName,
+		Image:           image,
+		ImagePullPolicy: cfg.PullPolicy,
+		Args:            args,
+		Ports:           ports,
+		Env:             env,
+		Resources:       res,
+		// Ready once the app answers; alive while the sidecar itself serves.
+		ReadinessProbe:           probe("/v1.0/healthz", 1, 5, 3),
+		LivenessProbe:            probe("/v1.0/healthz/outbound", 3, 10, 3),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot:             &yes,
+			RunAsUser:                &nonRoot,
+			RunAsGroup:               &nonRoot,
+			AllowPrivilegeEscalation: &no,
+			ReadOnlyRootFilesystem:   &yes,
+			Privileged:               &no,
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+}
+
+// escapePointer escapes a JSON pointer segment (RFC 6901).
+func escapePointer(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}

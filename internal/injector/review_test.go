@@ -1,0 +1,105 @@
+package injector
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+func reviewOf(kind, user string, obj string) *admissionv1.AdmissionReview {
+	return &admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       "uid-1",
+			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: kind},
+			Namespace: "default",
+			Name:      "x",
+			Operation: admissionv1.Create,
+			UserInfo:  authnv1.UserInfo{Username: user},
+			Object:    runtime.RawExtension{Raw: []byte(obj)},
+		},
+	}
+}
+
+const (
+	rsController = "system:serviceaccount:kube-system:replicaset-controller"
+	goodPod      = `{"metadata":{"generateName":"addapp-","annotations":{"dapr.io/enabled":"true","dapr.io/app-id":"addapp"}},"spec":{"containers":[{"name":"app","image":"app"}]}}`
+	badPod       = `{"metadata":{"name":"p","annotations":{"dapr.io/enabled":"true","dapr.io/app-id":"addapp","dapr.io/app-port":"0"}},"spec":{"containers":[{"name":"app","image":"app"}]}}`
+)
+
+func TestReviewInjectsPodsOfWorkloadControllers(t *testing.T) {
+	out := Review(testConfig, reviewOf("Pod", rsController, goodPod))
+	r := out.Response
+	if out.Kind != "AdmissionReview" || out.APIVersion != "admission.k8s.io/v1" || r.UID != "uid-1" || !r.Allowed {
+		t.Fatalf("review %+v", out)
+	}
+	if r.PatchType == nil || *r.PatchType != admissionv1.PatchTypeJSONPatch {
+		t.Fatalf("patch type %v", r.PatchType)
+	}
+	var ops []PatchOp
+	if err := json.Unmarshal(r.Patch, &ops); err != nil || len(ops) == 0 || ops[0].Path != "/spec/containers/-" {
+		t.Errorf("patch %s %v", r.Patch, err)
+	}
+}
+
+func TestReviewOtherUsersAreNotInjected(t *testing.T) {
+	r := Review(testConfig, reviewOf("Pod", "kubernetes-admin", goodPod)).Response
+	if !r.Allowed || r.Patch != nil {
+		t.Fatalf("a pod created by a user was patched: %+v", r)
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "kubernetes-admin") || !strings.Contains(r.Warnings[0], "--allowed-users") {
+		t.Errorf("warnings %v", r.Warnings)
+	}
+	// A user named in the configuration is injected.
+	cfg := testConfig
+	cfg.AllowedUsers = append([]string{"kubernetes-admin"}, cfg.AllowedUsers...)
+	if r := Review(cfg, reviewOf("Pod", "kubernetes-admin", goodPod)).Response; r.Patch == nil {
+		t.Error("an allowed user's pod was not injected")
+	}
+}
+
+func TestReviewRefusesBadAnnotations(t *testing.T) {
+	for _, c := range []struct {
+		kind, user, obj string
+	}{
+		{"Pod", rsController, badPod},
+		{"Pod", "kubernetes-admin", badPod},
+		{"Deployment", "kubernetes-admin", `{"spec":{"template":{"metadata":{"annotations":{"dapr.io/enabled":"true","dapr.io/app-id":"addapp","dapr.io/app-port":"0"}}}}}`},
+		{"StatefulSet", "kubernetes-admin", `{"spec":{"template":{"metadata":{"annotations":{"dapr.io/enabled":"true","dapr.io/app-id":"addapp","dapr.io/app-port":"0"}}}}}`},
+	} {
+		r := Review(testConfig, reviewOf(c.kind, c.user, c.obj)).Response
+		if r.Allowed || r.Result == nil || !strings.Contains(r.Result.Message, `dapr.io/app-port "0" is not a port; accepted: 1 to 65535`) || r.Result.Code != 422 {
+			t.Errorf("%s by %s: %+v", c.kind, c.user, r.Result)
+		}
+	}
+}
+
+func TestReviewPassesEverythingElse(t *testing.T) {
+	for _, c := range []struct {
+		kind, obj string
+		op        admissionv1.Operation
+	}{
+		{"Pod", `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","image":"a"}]}}`, admissionv1.Create},
+		{"Pod", goodPod, admissionv1.Delete},
+		{"Pod", goodPod, admissionv1.Update},
+		{"ConfigMap", `{}`, admissionv1.Create},
+		{"Deployment", `{"spec":{"template":{"metadata":{"annotations":{"dapr.io/enabled":"false","dapr.io/app-id":"BAD"}}}}}`, admissionv1.Create},
+	} {
+		ar := reviewOf(c.kind, rsController, c.obj)
+		ar.Request.Operation = c.op
+		if r := Review(testConfig, ar).Response; !r.Allowed || r.Patch != nil || r.UID != "uid-1" {
+			t.Errorf("%s %s: %+v", c.op, c.kind, r)
+		}
+	}
+	if r := Review(testConfig, reviewOf("Pod", rsController, `{not json`)).Response; r.Allowed {
+		t.Error("an unreadable pod was allowed")
+	}
+	if r := Review(testConfig, &admissionv1.AdmissionReview{}).Response; r.Allowed {
+		t.Error("a review without a request was allowed")
+	}
+}
