@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/tandem-run/tandem/internal/injector"
+)
+
+// Options is everything the command line and environment say.
+type Options struct {
+	ListenAddress string // host:port of the HTTPS webhook server
+	CertFile      string
+	KeyFile       string
+	TLSHosts      []string // names of the self-made serving certificate
+	WebhookConfig string   // MutatingWebhookConfiguration whose caBundle to set; "" none
+	Kubeconfig    string   // "": in-cluster
+	Services      bool     // run the headless Services controller
+	Injector      injector.Config
+	LogLevel      slog.Level
+	LogJSON       bool
+}
+
+// parseOptions parses the flags and environment. It is pure.
+func parseOptions(args []string, getenv func(string) string) (Options, error) {
+	var o Options
+	fs := flag.NewFlagSet("injector", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var hosts, users, pull, logLevel, service, namespace string
+	var cpuReq, cpuLim, memReq, memLim string
+	fs.StringVar(&o.ListenAddress, "listen-address", ":4000", "host:port of the HTTPS webhook server")
+	fs.StringVar(&o.CertFile, "tls-cert-file", "", "serving certificate (PEM); reloaded when it changes. None: a CA and certificate are made at start")
+	fs.StringVar(&o.KeyFile, "tls-key-file", "", "key of --tls-cert-file (PEM)")
+	fs.StringVar(&service, "service-name", "tandem-injector", "the injector's Service, for the self-made certificate's names")
+	fs.StringVar(&namespace, "namespace", getenv("NAMESPACE"), "the injector's namespace (env NAMESPACE)")
+	fs.StringVar(&hosts, "tls-hosts", "", "comma-separated names (or IPs) of the self-made certificate; default <service>.<namespace>.svc and .svc.<cluster-domain>")
+	fs.StringVar(&o.WebhookConfig, "webhook-config-name", "tandem-injector", "MutatingWebhookConfiguration whose caBundle the self-made CA goes into; empty: none")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig file (env KUBECONFIG); default: the in-cluster service account")
+	fs.BoolVar(&o.Services, "services-controller", true, "keep the headless <app-id>-dapr Service of each annotated Deployment and StatefulSet")
+	fs.StringVar(&o.Injector.SidecarImage, "sidecar-image", getenv("SIDECAR_IMAGE"), "the sidecar image (env SIDECAR_IMAGE); pods may override it with dapr.io/sidecar-image")
+	fs.StringVar(&pull, "sidecar-pull-policy", "IfNotPresent", "Always, IfNotPresent or Never")
+	fs.StringVar(&cpuReq, "sidecar-cpu-request", "10m", "default CPU request of a sidecar (empty: none)")
+	fs.StringVar(&cpuLim, "sidecar-cpu-limit", "", "default CPU limit of a sidecar (empty: none)")
+	fs.StringVar(&memReq, "sidecar-memory-request", "32Mi", "default memory request of a sidecar (empty: none)")
+	fs.StringVar(&memLim, "sidecar-memory-limit", "256Mi", "default memory limit of a sidecar (empty: none)")
+	fs.StringVar(&o.Injector.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
+	fs.StringVar(&users, "allowed-users", "", "comma-separated users whose pod creations are injected too, e.g. system:serviceaccount:ci:deployer (workload controllers always are)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.LogJSON, "log-as-json", false, "log as JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			var b strings.Builder
+			b.WriteString("Usage: injector --sidecar-image IMAGE [flags]\n\n")
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return o, &usageError{b.String()}
+		}
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q: every option is a flag", fs.Arg(0))
+	}
+	if o.Injector.SidecarImage == "" {
+		return o, errors.New("--sidecar-image (or SIDECAR_IMAGE) is required: the image of the sidecar to inject")
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return o, errors.New("--tls-cert-file and --tls-key-file go together: give both, or neither for a self-made certificate")
+	}
+	switch p := corev1.PullPolicy(pull); p {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+		o.Injector.PullPolicy = p
+	default:
+		return o, fmt.Errorf("--sidecar-pull-policy %q is not valid; accepted: Always, IfNotPresent, Never", pull)
+	}
+	for _, q := range []struct {
+		flag, v string
+		list   *corev1.ResourceList
+		name   corev1.ResourceName
+	}{
+		{"--sidecar-cpu-request", cpuReq, &o.Injector.Resources.Requests, corev1.ResourceCPU},
+		{"--sidecar-cpu-limit", cpuLim, &o.Injector.Resources.Limits, corev1.ResourceCPU},
+		{"--sidecar-memory-request", memReq, &o.Injector.Resources.Requests, corev1.ResourceMemory},
+		{"--sidecar-memory-limit", memLim, &o.Injector.Resources.Limits, corev1.ResourceMemory},
+	} {
+		if q.v == "" {
+			continue
+		}
+		qty, err := resource.ParseQuantity(q.v)
+		if err != nil || qty.Sign() <= 0 {
+			return o, fmt.Errorf("%s %q is not a positive quantity, such as 100m (CPU) or 64Mi (memory)", q.flag, q.v)
+		}
+		if *q.list == nil {
+			*q.list = corev1.ResourceList{}
+		}
+		(*q.list)[q.name] = qty
+	}
+	o.Injector.AllowedUsers = append([]string(nil), injector.DefaultAllowedUsers...)
+	for u := range strings.SplitSeq(users, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			o.Injector.AllowedUsers = append(o.Injector.AllowedUsers, u)
+		}
+	}
+	for h := range strings.SplitSeq(hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			o.TLSHosts = append(o.TLSHosts, h)
+		}
+	}
+	if len(o.TLSHosts) == 0 && o.CertFile == "" {
+		if namespace == "" {
+			return o, errors.New("--namespace (or NAMESPACE) is needed to name the self-made certificate; or give --tls-hosts, or --tls-cert-file and --tls-key-file")
+		}
+		o.TLSHosts = []string{service + "." + namespace + ".svc", service + "." + namespace + ".svc." + o.Injector.ClusterDomain}
+	}
+	if err := o.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return o, fmt.Errorf("--log-level %q is not valid; accepted: debug, info, warn, error", logLevel)
+	}
+	return o, nil
+}
+
+type usageError struct{ text string }
+
+func (e *usageError) Error() string { return e.text }

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tandem-run/tandem/internal/injector"
+)
+
+// run serves the webhook and runs the Services controller until ctx ends.
+func run(ctx context.Context, o Options) error {
+	hopts := &slog.HandlerOptions{Level: o.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
+	if o.LogJSON {
+		h = slog.NewJSONHandler(os.Stderr, hopts)
+	}
+	log := slog.New(h)
+
+	client, err := newClient(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	var caPEM []byte
+	if o.CertFile != "" {
+		fc, err := injector.NewFileCert(o.CertFile, o.KeyFile, log)
+		if err != nil {
+			return err
+		}
+		tlsConf.GetCertificate = fc.GetCertificate
+	} else {
+		ss, err := injector.NewSelfSigned(o.TLSHosts)
+		if err != nil {
+			return fmt.Errorf("making the serving certificate: %w", err)
+		}
+		tlsConf.Certificates = []tls.Certificate{ss.Cert}
+		caPEM = ss.CAPEM
+		log.Info("serving with a certificate of a CA made at start", "hosts", o.TLSHosts)
+	}
+	ln, err := net.Listen("tcp", o.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("--listen-address %s: %w", o.ListenAddress, err)
+	}
+	srv := &http.Server{
+		Handler:           injector.Handler(o.Injector, log.With("component", "webhook")),
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(h, slog.LevelDebug),
+	}
+	log.Info("injector started", "address", ln.Addr().String(), "sidecar_image", o.Injector.SidecarImage, "allowed_users", o.Injector.AllowedUsers)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("webhook server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if caPEM != nil && o.WebhookConfig != "" {
+		g.Go(func() error {
+			// Failing to set it is logged and retried; the server runs on.
+			_ = injector.PatchCABundle(gctx, client, o.WebhookConfig, caPEM, log.With("component", "tls"))
+			return nil
+		})
+	}
+	if o.Services {
+		g.Go(func() error {
+			return injector.NewServices(client, log.With("component", "services")).Run(gctx)
+		})
+	}
+	err = g.Wait()
+	log.Info("injector stopped")
+	return err
+}
+
+func newClient(kubeconfig string) (kubernetes.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the Kubernetes API (give --kubeconfig outside a cluster): %w", err)
+	}
+	cfg.UserAgent = "tandem-injector"
+	return kubernetes.NewForConfig(cfg)
+}

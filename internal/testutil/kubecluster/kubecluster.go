@@ -1,0 +1,296 @@
+// Package kubecluster starts a real Kubernetes control plane on loopback for
+// tests: etcd, kube-apiserver and kube-controller-manager, built from the
+// versions pinned under tools/ (tools/build caches them). No kubelet runs,
+// so pods stay Pending; everything the API server and the controllers do
+// (admission webhooks, ReplicaSets creating pods, garbage collection of
+// owned objects) happens for real.
+package kubecluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Cluster is a running control plane.
+type Cluster struct {
+	// Kubeconfig is a kubeconfig file for an administrator (system:masters).
+	Kubeconfig string
+	// Config is the same as a rest.Config.
+	Config *rest.Config
+	Client kubernetes.Interface
+	// URL is the API server's address; CAFile verifies its certificate.
+	URL, CAFile string
+	// Token is the administrator's bearer token.
+	Token string
+}
+
+// Start starts the control plane and stops it when the test ends. Its
+// processes' output is logged if the test fails.
+func Start(t testing.TB) *Cluster {
+	t.Helper()
+	root := repoRoot(t)
+	bins := build(t, root, "etcd", "kube-apiserver", "kube-controller-manager")
+	dir := t.TempDir()
+
+	// etcd
+	etcdClient, etcdPeer := freePort(t), freePort(t)
+	startProc(t, "etcd", bins[0],
+		"--data-dir", filepath.Join(dir, "etcd"),
+		"--listen-client-urls", "http://127.0.0.1:"+etcdClient,
+		"--advertise-client-urls", "http://127.0.0.1:"+etcdClient,
+		"--listen-peer-urls", "http://127.0.0.1:"+etcdPeer,
+		"--initial-advertise-peer-urls", "http://127.0.0.1:"+etcdPeer,
+		"--initial-cluster", "default=http://127.0.0.1:"+etcdPeer,
+		"--log-level", "warn",
+		"--unsafe-no-fsync",
+	)
+	waitTCP(t, etcdClient, 30*time.Second)
+
+	// kube-apiserver
+	saKey, saPub := serviceAccountKeys(t, dir)
+	token := "tandem-test-admin-token"
+	tokens := filepath.Join(dir, "tokens.csv")
+	write(t, tokens, token+",admin,admin,system:masters\n")
+	certDir := filepath.Join(dir, "apiserver")
+	apiPort := freePort(t)
+	api := startProc(t, "kube-apiserver", bins[1],
+		"--etcd-servers", "http://127.0.0.1:"+etcdClient,
+		"--bind-address", "127.0.0.1",
+		"--advertise-address", "127.0.0.1",
+		"--secure-port", apiPort,
+		"--cert-dir", certDir,
+		"--token-auth-file", tokens,
+		"--authorization-mode", "RBAC",
+		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file", saPub,
+		"--service-account-signing-key-file", saKey,
+		"--service-cluster-ip-range", "10.96.0.0/16",
+		"--api-audiences", "https://kubernetes.default.svc.cluster.local",
+		// The kubernetes Service's endpoints would be 127.0.0.1, which the
+		// reconciler refuses; nothing here needs them.
+		"--endpoint-reconciler-type", "none",
+		"--v", "1",
+	)
+	url := "https://127.0.0.1:" + apiPort
+	caFile := filepath.Join(certDir, "apiserver.crt")
+	c := &Cluster{URL: url, CAFile: caFile, Token: token, Kubeconfig: filepath.Join(dir, "kubeconfig")}
+	waitReady(t, c, caFile, api)
+	write(t, c.Kubeconfig, fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: %s
+    certificate-authority: %s
+users:
+- name: admin
+  user:
+    token: %s
+contexts:
+- name: test
+  context: {cluster: test, user: admin}
+current-context: test
+`, url, caFile, token))
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Config = cfg
+	if c.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	// kube-controller-manager, with a service account per controller, as
+	// in most clusters: pods come from system:serviceaccount:kube-system:replicaset-controller.
+	startProc(t, "kube-controller-manager", bins[2],
+		"--kubeconfig", c.Kubeconfig,
+		"--authentication-kubeconfig", c.Kubeconfig,
+		"--authorization-kubeconfig", c.Kubeconfig,
+		"--bind-address", "127.0.0.1",
+		"--secure-port", freePort(t),
+		"--leader-elect=false",
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file", saKey,
+		"--root-ca-file", caFile,
+		"--cluster-name", "tandem-test",
+		"--controllers", "*",
+		"--v", "1",
+	)
+	return c
+}
+
+// build returns the paths of the named programs, building them if needed.
+func build(t testing.TB, root string, names ...string) []string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(root, "tools", "build"), names...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tools/build %v: %v", names, err)
+	}
+	paths := strings.Fields(string(out))
+	if len(paths) != len(names) {
+		t.Fatalf("tools/build %v printed %q", names, out)
+	}
+	return paths
+}
+
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "tools", "build")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no tools/build above the test's folder")
+		}
+		dir = parent
+	}
+}
+
+// waitReady waits for /readyz, which answers once the API server has its
+// storage and bootstrap policies.
+func waitReady(t testing.TB, c *Cluster, caFile string, api <-chan struct{}) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		select {
+		case <-api:
+			t.Fatal("kube-apiserver exited while starting")
+		default:
+		}
+		if _, err := os.Stat(caFile); err == nil {
+			cfg := &rest.Config{Host: c.URL, BearerToken: c.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: caFile}}
+			if cs, err := kubernetes.NewForConfig(cfg); err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				b, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+				cancel()
+				if err == nil && strings.TrimSpace(string(b)) == "ok" {
+					return
+				}
+				last = fmt.Sprint(err, string(b))
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("kube-apiserver not ready after 90 s: %s", last)
+}
+
+func serviceAccountKeys(t testing.TB, dir string) (keyFile, pubFile string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile, pubFile = filepath.Join(dir, "sa.key"), filepath.Join(dir, "sa.pub")
+	write(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})))
+	write(t, pubFile, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})))
+	return keyFile, pubFile
+}
+
+func write(t testing.TB, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+func waitTCP(t testing.TB, port string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 100*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on port %s after %s", port, d)
+}
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startProc starts bin; the channel closes when it exits.
+func startProc(t testing.TB, name, bin string, args ...string) <-chan struct{} {
+	t.Helper()
+	out := &lockedBuffer{}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			s := out.String()
+			if len(s) > 20000 {
+				s = "...\n" + s[len(s)-20000:]
+			}
+			t.Logf("--- output of %s ---\n%s", name, s)
+		}
+	})
+	return done
+}
