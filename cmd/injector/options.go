@@ -81,8 +81,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	for _, q := range []struct {
 		flag, v string
-		list   *corev1.ResourceList
-		name   corev1.ResourceName
+		list    *corev1.ResourceList
+		name    corev1.ResourceName
 	}{
 		{"--sidecar-cpu-request", cpuReq, &o.Injector.Resources.Requests, corev1.ResourceCPU},
 		{"--sidecar-cpu-limit", cpuLim, &o.Injector.Resources.Limits, corev1.ResourceCPU},
