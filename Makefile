@@ -8,9 +8,10 @@ test: deps lint tools
 	$(GO) test -race -count=1 ./...
 
 ## tools: build (once; cached under ~/.cache/tandem/tools) the programs the
-## end-to-end tests run: Jaeger as the trace collector.
+## end-to-end tests run: Jaeger as the trace collector, and the Kubernetes
+## control plane the injector is tested against.
 tools:
-	./tools/build jaeger >/dev/null
+	./tools/build jaeger etcd kube-apiserver kube-controller-manager >/dev/null
 
 ## bench-tracing: what tracing costs per invocation through two sidecars.
 bench-tracing:

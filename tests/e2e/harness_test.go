@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-var sidecarBin, testappBin, grpcappBin string
+var sidecarBin, testappBin, grpcappBin, injectorBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "tandem-e2e-")
@@ -30,10 +30,12 @@ func TestMain(m *testing.M) {
 	sidecarBin = filepath.Join(dir, "sidecar")
 	testappBin = filepath.Join(dir, "testapp")
 	grpcappBin = filepath.Join(dir, "grpcapp")
+	injectorBin = filepath.Join(dir, "injector")
 	for bin, pkg := range map[string]string{
-		sidecarBin: "github.com/tandem-run/tandem/cmd/sidecar",
-		testappBin: "github.com/tandem-run/tandem/tests/e2e/testapp",
-		grpcappBin: "github.com/tandem-run/tandem/tests/e2e/grpcapp",
+		injectorBin: "github.com/tandem-run/tandem/cmd/injector",
+		sidecarBin:  "github.com/tandem-run/tandem/cmd/sidecar",
+		testappBin:  "github.com/tandem-run/tandem/tests/e2e/testapp",
+		grpcappBin:  "github.com/tandem-run/tandem/tests/e2e/grpcapp",
 	} {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
