@@ -9,9 +9,9 @@ test: deps lint tools
 
 ## tools: build (once; cached under ~/.cache/tandem/tools) the programs the
 ## end-to-end tests run: Jaeger as the trace collector, and the Kubernetes
-## control plane the injector is tested against.
+## control plane and CoreDNS the injector and kubernetes mode are tested against.
 tools:
-	./tools/build jaeger etcd kube-apiserver kube-controller-manager >/dev/null
+	./tools/build jaeger etcd kube-apiserver kube-controller-manager coredns >/dev/null
 
 ## bench-tracing: what tracing costs per invocation through two sidecars.
 bench-tracing:

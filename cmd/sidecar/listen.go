@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -27,8 +28,9 @@ func listenAll(o Options) (*listeners, error) {
 	if l.grpc, err = l.listenAPI("--dapr-grpc-port", o.ListenAddresses, o.GRPCPort); err != nil {
 		return nil, err
 	}
-	// Peers reach the internal port from other hosts, so it binds everywhere.
-	if l.internal, err = l.listen("--dapr-internal-grpc-port", "", o.InternalPort); err != nil {
+	// Peers reach the internal port from other hosts, so by default it
+	// binds everywhere.
+	if l.internal, err = l.listen("--dapr-internal-grpc-port", strings.Trim(o.InternalAddress, "[]"), o.InternalPort); err != nil {
 		return nil, err
 	}
 	if o.PublicPort >= 0 {

@@ -25,7 +25,8 @@ type Options struct {
 	HTTPPort        int // 0: pick a free port
 	GRPCPort        int
 	InternalPort    int
-	PublicPort      int // -1: none
+	InternalAddress string // host the internal port binds; empty: all
+	PublicPort      int    // -1: none
 	MetricsPort     int
 	EnableMetrics   bool
 	ListenAddresses []string // empty: all interfaces
@@ -64,6 +65,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.IntVar(&o.HTTPPort, "dapr-http-port", 3500, "HTTP API port (0: pick a free port)")
 	fs.IntVar(&o.GRPCPort, "dapr-grpc-port", 50001, "gRPC API port (0: pick a free port)")
 	fs.IntVar(&o.InternalPort, "dapr-internal-grpc-port", 50002, "sidecar-to-sidecar port (0: pick a free port)")
+	fs.StringVar(&o.InternalAddress, "dapr-internal-listen-address", "", "address the sidecar-to-sidecar port binds; default all, as peers reach it from other hosts")
 	fs.StringVar(&publicPort, "dapr-public-port", "", "port for healthz and metadata only; none by default")
 	fs.IntVar(&o.MetricsPort, "metrics-port", 9090, "Prometheus metrics port (0: pick a free port)")
 	fs.BoolVar(&o.EnableMetrics, "enable-metrics", true, "serve Prometheus metrics on --metrics-port")

@@ -25,6 +25,7 @@ import (
 	httpapi "github.com/tandem-run/tandem/internal/api/http"
 	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/kube"
 	"github.com/tandem-run/tandem/internal/telemetry"
 	"github.com/tandem-run/tandem/pkg/invoke"
 	"github.com/tandem-run/tandem/pkg/resolver"
@@ -53,7 +54,7 @@ func run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	conf, err := loadConfiguration(o, log)
+	comps, conf, err := loadResources(ctx, o, log)
 	if err != nil {
 		return err
 	}
@@ -76,7 +77,11 @@ func run(ctx context.Context, o Options) error {
 	if o.AppPort != 0 {
 		appAddr = net.JoinHostPort(o.AppChannelAddress, strconv.Itoa(o.AppPort))
 	}
-	internalAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lns.port(lns.internal)))
+	internalHost := "127.0.0.1"
+	if h := strings.Trim(o.InternalAddress, "[]"); h != "" && h != "0.0.0.0" && h != "::" {
+		internalHost = h
+	}
+	internalAddr := net.JoinHostPort(internalHost, strconv.Itoa(lns.port(lns.internal)))
 	var invokeLimit int64
 	if o.MaxBodySizeSet {
 		invokeLimit = o.MaxBodySize
@@ -103,10 +108,6 @@ func run(ctx context.Context, o Options) error {
 	}
 	defer inv.Close()
 
-	comps, err := components.LoadDir(o.ResourcesPath, o.AppID)
-	if err != nil {
-		return err
-	}
 	stateSvc, err := components.StateService(comps, o.AppID, o.Namespace, o.Mode == "standalone", log.With("component", "state"))
 	if err != nil {
 		return err
@@ -213,27 +214,42 @@ func run(ctx context.Context, o Options) error {
 	return err
 }
 
-// loadConfiguration reads the Configuration --config names: a file in
-// standalone mode; in kubernetes mode a file path, or the name of a
-// Configuration in --resources-path.
-func loadConfiguration(o Options, log *slog.Logger) (*config.Configuration, error) {
-	if o.Config == "" {
-		return nil, nil
-	}
-	var c *config.Configuration
-	var err error
-	if _, statErr := os.Stat(o.Config); statErr == nil || o.Mode == "standalone" {
-		c, err = config.LoadFile(o.Config)
-	} else {
-		c, err = config.FindInDir(o.ResourcesPath, o.Config)
-	}
+// loadResources reads the Components and the Configuration: in standalone
+// mode from --resources-path and the --config file; in kubernetes mode from
+// the API server (the namespace's Components, the Configuration --config
+// names), plus any files in --resources-path.
+func loadResources(ctx context.Context, o Options, log *slog.Logger) ([]components.Component, *config.Configuration, error) {
+	comps, err := components.LoadDir(o.ResourcesPath, o.AppID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if len(c.Ignored) > 0 {
-		log.Warn("configuration sections without effect in this sidecar", "config", c.Metadata.Name, "sections", c.Ignored)
+	var conf *config.Configuration
+	if o.Mode == "kubernetes" {
+		kc, err := kube.InCluster(o.Namespace, os.Getenv)
+		if err != nil {
+			return nil, nil, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		fromAPI, err := kc.Components(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		comps = append(comps, components.Scoped(fromAPI, o.AppID)...)
+		if o.Config != "" {
+			if conf, err = kc.Configuration(ctx, o.Config); err != nil {
+				return nil, nil, err
+			}
+		}
+	} else if o.Config != "" {
+		if conf, err = config.LoadFile(o.Config); err != nil {
+			return nil, nil, err
+		}
 	}
-	return c, nil
+	if conf != nil && len(conf.Ignored) > 0 {
+		log.Warn("configuration sections without effect in this sidecar", "config", conf.Metadata.Name, "sections", conf.Ignored)
+	}
+	return comps, conf, nil
 }
 
 // Span names of the hop and the app channel.
@@ -312,6 +328,7 @@ func newHopServer(h http.Handler) *http.Server {
 func newResolver(o Options) (resolver.Resolver, error) {
 	if o.Mode == "kubernetes" {
 		return kubernetes.New(kubernetes.Config{
+			Port:          o.InternalPort,
 			Namespace:     o.Namespace,
 			ClusterDomain: o.ClusterDomain,
 			DNSServer:     o.DNSServer,

@@ -117,14 +117,23 @@ func LoadDir(dir, appID string) ([]Component, error) {
 				return nil, fmt.Errorf("%s: component %q is also defined in %s; names must be unique", path, c.Metadata.Name, prev)
 			}
 			seen[c.Metadata.Name] = path
-			if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, appID) {
-				continue
-			}
-			out = append(out, c)
+			out = append(out, Scoped([]Component{c}, appID)...)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })
 	return out, nil
+}
+
+// Scoped returns the components whose scopes include appID (no scopes: all
+// apps), as Dapr does.
+func Scoped(comps []Component, appID string) []Component {
+	var out []Component
+	for _, c := range comps {
+		if len(c.Scopes) == 0 || slices.Contains(c.Scopes, appID) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // LoadFile reads the Components of one YAML file (several documents allowed).
@@ -133,6 +142,12 @@ func LoadFile(path string) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
+	return Parse(b, path)
+}
+
+// Parse reads the Components of YAML documents; path names where they come
+// from in errors (a file, or a resource of the API server).
+func Parse(b []byte, path string) ([]Component, error) {
 	var out []Component
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	for doc := 1; ; doc++ {

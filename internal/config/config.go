@@ -233,37 +233,3 @@ func (c *Configuration) TracingSettings() (TracingSettings, error) {
 	}
 	return s, nil
 }
-
-// FindInDir returns the Configuration named name among the YAML files of
-// dir (kubernetes mode without the API server: --config names it).
-func FindInDir(dir, name string) (*Configuration, error) {
-	if dir == "" {
-		return nil, fmt.Errorf("--config %q: no such file, and no --resources-path to find a Configuration of that name in", name)
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("--resources-path: %w", err)
-	}
-	for _, e := range entries {
-		n := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
-			continue
-		}
-		path := dir + string(os.PathSeparator) + n
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		if !bytes.Contains(b, []byte("Configuration")) {
-			continue
-		}
-		c, err := Parse(b, path)
-		if err != nil {
-			return nil, err
-		}
-		if c.Metadata.Name == name {
-			return c, nil
-		}
-	}
-	return nil, fmt.Errorf("--config %q: no Configuration of that name in %s", name, dir)
-}

@@ -1,0 +1,191 @@
+// Package kube reads the sidecar's resources from the Kubernetes API server
+// in kubernetes mode: the Components of its namespace and the Configuration
+// its pod names. It is a few GET requests with the pod's service account,
+// not a client library, so the sidecar stays small.
+package kube
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/tandem-run/tandem/internal/components"
+	"github.com/tandem-run/tandem/internal/config"
+)
+
+// Where a pod finds its service account.
+const (
+	tokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	caFile    = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+)
+
+// Client reads dapr.io resources of one namespace.
+type Client struct {
+	base      string // https://host:port
+	tokenFile string
+	http      *http.Client
+	namespace string
+}
+
+// InCluster returns a Client for the API server of the pod's cluster. Out
+// of a cluster (tests, development), TANDEM_KUBE_API, TANDEM_KUBE_TOKEN_FILE
+// and TANDEM_KUBE_CA_FILE name the server, a bearer token file and a CA.
+func InCluster(namespace string, getenv func(string) string) (*Client, error) {
+	base := getenv("TANDEM_KUBE_API")
+	if base == "" {
+		host, port := getenv("KUBERNETES_SERVICE_HOST"), getenv("KUBERNETES_SERVICE_PORT")
+		if host == "" || port == "" {
+			return nil, errors.New("kubernetes mode: no API server: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (outside a pod, set TANDEM_KUBE_API)")
+		}
+		base = "https://" + net.JoinHostPort(host, port)
+	}
+	tf, cf := or(getenv("TANDEM_KUBE_TOKEN_FILE"), tokenFile), or(getenv("TANDEM_KUBE_CA_FILE"), caFile)
+	pem, err := os.ReadFile(cf)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes mode: the API server's CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("kubernetes mode: %s holds no PEM certificate", cf)
+	}
+	if _, err := os.ReadFile(tf); err != nil {
+		return nil, fmt.Errorf("kubernetes mode: the service account token: %w", err)
+	}
+	return &Client{
+		base:      strings.TrimSuffix(base, "/"),
+		tokenFile: tf,
+		namespace: namespace,
+		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+			Proxy:           http.ProxyFromEnvironment,
+		}},
+	}, nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// get fetches path into v; notFound is returned, wrapped, on 404.
+func (c *Client) get(ctx context.Context, path string, v any) error {
+	token, err := os.ReadFile(c.tokenFile) // re-read: projected tokens rotate
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "tandem-sidecar")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("GET %s: %w", path, errNotFound)
+	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("GET %s: %s: the sidecar's service account may not read it; grant get and list on components.dapr.io and configurations.dapr.io (the chart's RBAC does): %s", path, resp.Status, apiMessage(body))
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, apiMessage(body))
+	}
+	return json.Unmarshal(body, v)
+}
+
+var errNotFound = errors.New("not found")
+
+func apiMessage(b []byte) string {
+	var st struct{ Message string }
+	if json.Unmarshal(b, &st) == nil && st.Message != "" {
+		return st.Message
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// resource is a dapr.io object as the API server returns it; only what the
+// sidecar's own loaders accept is passed on (not uid, managedFields, ...).
+type resource struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		Labels      map[string]string `json:"labels,omitempty"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	} `json:"metadata"`
+	Spec   json.RawMessage `json:"spec,omitempty"`
+	Scopes []string        `json:"scopes,omitempty"`
+	Auth   json.RawMessage `json:"auth,omitempty"`
+}
+
+func (r resource) yaml() ([]byte, error) {
+	r.Metadata.Annotations = nil // kubectl's last-applied-configuration and the like
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return yaml.JSONToYAML(b)
+}
+
+// Components lists the Components of the namespace.
+func (c *Client) Components(ctx context.Context) ([]components.Component, error) {
+	var list struct{ Items []resource }
+	path := "/apis/dapr.io/v1alpha1/namespaces/" + c.namespace + "/components"
+	if err := c.get(ctx, path, &list); err != nil {
+		if errors.Is(err, errNotFound) {
+			return nil, fmt.Errorf("%w: is the components.dapr.io CRD installed? (the chart installs it)", err)
+		}
+		return nil, err
+	}
+	var out []components.Component
+	for _, it := range list.Items {
+		y, err := it.yaml()
+		if err != nil {
+			return nil, err
+		}
+		cs, err := components.Parse(y, "Component "+c.namespace+"/"+it.Metadata.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cs...)
+	}
+	return out, nil
+}
+
+// Configuration reads the Configuration name of the namespace.
+func (c *Client) Configuration(ctx context.Context, name string) (*config.Configuration, error) {
+	var r resource
+	path := "/apis/dapr.io/v1alpha1/namespaces/" + c.namespace + "/configurations/" + name
+	if err := c.get(ctx, path, &r); err != nil {
+		if errors.Is(err, errNotFound) {
+			return nil, fmt.Errorf("Configuration %q (dapr.io/config) not found in namespace %q: create it, or remove the annotation: %w", name, c.namespace, err)
+		}
+		return nil, err
+	}
+	y, err := r.yaml()
+	if err != nil {
+		return nil, err
+	}
+	return config.Parse(y, "Configuration "+c.namespace+"/"+name)
+}
