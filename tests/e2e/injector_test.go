@@ -228,22 +228,25 @@ func TestInjectorAgainstARealAPIServer(t *testing.T) {
 	if err := client.AppsV1().Deployments("default").Delete(ctx, "addapp", metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		_, err := client.CoreV1().Services("default").Get(ctx, "addapp-dapr", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("addapp-dapr outlived its Deployment")
-		}
-		time.Sleep(200 * time.Millisecond)
+	waitGone(t, ctx, client, "addapp-dapr")
+
+	// A new app id moves the Service.
+	d, err := client.AppsV1().Deployments("default").Get(ctx, "subtractapp", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	d.Spec.Template.Annotations["dapr.io/app-id"] = "minusapp"
+	if _, err := client.AppsV1().Deployments("default").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitService(t, ctx, client, "minusapp-dapr")
+	waitGone(t, ctx, client, "subtractapp-dapr")
 
 	// A bad annotation is refused at apply time, with its message.
 	bad := objects(t, "../../samples/calculator/deploy/subtractapp.yaml")[0]
 	bad.SetName("badapp")
 	_ = unstructured.SetNestedField(bad.Object, "sixty", "spec", "template", "metadata", "annotations", "dapr.io/app-port")
-	err := ap.create(ctx, "default", bad)
+	err = ap.create(ctx, "default", bad)
 	if err == nil || !strings.Contains(err.Error(), `dapr.io/app-port "sixty" is not a port; accepted: 1 to 65535`) {
 		t.Errorf("a Deployment with a bad annotation: %v", err)
 	}
@@ -291,6 +294,20 @@ func waitService(t *testing.T, ctx context.Context, client kubernetes.Interface,
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("no Service %s", name)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func waitGone(t *testing.T, ctx context.Context, client kubernetes.Interface, name string) {
+	t.Helper()
+	for {
+		_, err := client.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("Service %s is still there", name)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
