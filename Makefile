@@ -9,9 +9,10 @@ test: deps lint tools
 
 ## tools: build (once; cached under ~/.cache/tandem/tools) the programs the
 ## end-to-end tests run: Jaeger as the trace collector, and the Kubernetes
-## control plane and CoreDNS the injector and kubernetes mode are tested against.
+## control plane and CoreDNS the injector and kubernetes mode are tested
+## against, and Helm for the chart.
 tools:
-	./tools/build jaeger etcd kube-apiserver kube-controller-manager coredns >/dev/null
+	./tools/build jaeger etcd kube-apiserver kube-controller-manager coredns helm >/dev/null
 
 ## bench-tracing: what tracing costs per invocation through two sidecars.
 bench-tracing:

@@ -88,6 +88,9 @@ func Start(t testing.TB) *Cluster {
 		// The kubernetes Service's endpoints would be 127.0.0.1, which the
 		// reconciler refuses; nothing here needs them.
 		"--endpoint-reconciler-type", "none",
+		// Webhooks behind a Service are called at its endpoints (the pods'
+		// addresses) rather than its cluster IP: no kube-proxy runs here.
+		"--enable-aggregator-routing=true",
 		"--v", "1",
 	)
 	url := "https://127.0.0.1:" + apiPort
