@@ -25,6 +25,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -296,4 +299,54 @@ func startProc(t testing.TB, name, bin string, args ...string) <-chan struct{} {
 		}
 	})
 	return done
+}
+
+// NodeName is the Node that PlayKubelet binds pods to.
+const NodeName = "tandem-test-node"
+
+// PlayKubelet does for one pod what a kubelet would: binds it to a Node (made
+// on first use), and reports it running and ready at ip, where the test runs
+// its process. Controllers then treat it as any running pod: the
+// EndpointSlices of its Services list it, and Services route to it.
+func (c *Cluster) PlayKubelet(ctx context.Context, namespace, pod, ip string) error {
+	nodes := c.Client.CoreV1().Nodes()
+	if _, err := nodes.Get(ctx, NodeName, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		_, err = nodes.Create(ctx, &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: NodeName},
+			Status: corev1.NodeStatus{
+				Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}},
+				Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	pods := c.Client.CoreV1().Pods(namespace)
+	err := pods.Bind(ctx, &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Name: pod},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: NodeName},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("binding pod %s/%s: %w", namespace, pod, err)
+	}
+	p, err := pods.Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	now := metav1.Now()
+	p.Status.Phase = corev1.PodRunning
+	p.Status.HostIP, p.Status.HostIPs = ip, []corev1.HostIP{{IP: ip}}
+	p.Status.PodIP, p.Status.PodIPs = ip, []corev1.PodIP{{IP: ip}}
+	p.Status.StartTime = &now
+	p.Status.Conditions = []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+	}
+	_, err = pods.UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	return err
 }
