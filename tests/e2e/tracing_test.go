@@ -33,13 +33,14 @@ func toolBin(t *testing.T, name string) string {
 // span API, and its query API to read traces back.
 type jaeger struct {
 	zipkinURL string // POST spans here (Zipkin v2 JSON)
+	otlpAddr  string // host:port of its OTLP/HTTP receiver
 	queryURL  string // base URL of the query API
 }
 
 func startJaeger(t *testing.T) *jaeger {
 	t.Helper()
 	bin := toolBin(t, "jaeger")
-	zipkin, query := freePort(t), freePort(t)
+	zipkin, query, otlp := freePort(t), freePort(t), freePort(t)
 	hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	startProc(t, "jaeger", bin, nil,
 		"--collector.zipkin.host-port="+hp(zipkin),
@@ -48,13 +49,14 @@ func startJaeger(t *testing.T) *jaeger {
 		"--collector.grpc-server.host-port="+hp(freePort(t)),
 		"--collector.http-server.host-port="+hp(freePort(t)),
 		"--collector.otlp.grpc.host-port="+hp(freePort(t)),
-		"--collector.otlp.http.host-port="+hp(freePort(t)),
+		"--collector.otlp.http.host-port="+hp(otlp),
 		"--admin.http.host-port="+hp(freePort(t)),
 	)
 	waitTCP(t, zipkin)
 	waitTCP(t, query)
 	return &jaeger{
 		zipkinURL: "http://" + hp(zipkin) + "/api/v2/spans",
+		otlpAddr:  hp(otlp),
 		queryURL:  "http://" + hp(query),
 	}
 }
@@ -226,5 +228,44 @@ spec:
 	}
 	if set.tag("db.system.name") != "in-memory" || api.tag("http.request.method") != "POST" || hop.tag("peer.service") != "addapp" {
 		t.Errorf("attributes: set %v api %v hop %v", set.Tags, api.Tags, hop.Tags)
+	}
+}
+
+// The same collector over OTLP (spec.tracing.otel) instead of Zipkin.
+func TestTracingOverOTLP(t *testing.T) {
+	j := startJaeger(t)
+	conf := filepath.Join(t.TempDir(), "otel.yaml")
+	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: otel
+spec:
+  tracing:
+    samplingRate: "1"
+    otel:
+      endpointAddress: "`+j.otlpAddr+`"
+      isSecure: false
+      protocol: http
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	s := w.sidecar("otlpapp", 0, "--config", conf)
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	resp, b := do(t, "POST", s.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"k","value":1}]`),
+		http.Header{"Traceparent": {"00-" + traceID + "-b7ad6b7169203331-01"}})
+	if resp.StatusCode != 204 {
+		t.Fatalf("save: %d %s", resp.StatusCode, b)
+	}
+	spans := j.trace(t, traceID, 2)
+	names := map[string]bool{}
+	for _, sp := range spans {
+		if sp.service != "otlpapp" {
+			t.Errorf("span %s of service %q", sp.OperationName, sp.service)
+		}
+		names[sp.OperationName] = true
+	}
+	if !names["/v1.0/state/statestore"] || !names["SET statestore"] {
+		t.Errorf("spans %v", names)
 	}
 }
