@@ -1,7 +1,7 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test vet lint calculator sidecar deps tools bench-tracing
+.PHONY: test vet lint calculator sidecar deps tools bench bench-tracing
 
 ## test: everything CI runs: formatting, vet, and the whole suite with -race.
 test: deps lint tools
@@ -13,6 +13,11 @@ test: deps lint tools
 ## against, and Helm for the chart.
 tools:
 	./tools/build jaeger etcd kube-apiserver kube-controller-manager coredns helm >/dev/null
+
+## bench: added latency, CPU and memory per hop against a floor measured in
+## the same run (writes bench/RESULTS.md and bench/latency.png).
+bench:
+	$(GO) run ./bench
 
 ## bench-tracing: what tracing costs per invocation through two sidecars.
 bench-tracing:
