@@ -113,4 +113,3 @@ func selected(only, name string) bool {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
