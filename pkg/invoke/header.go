@@ -62,44 +62,73 @@ func setForwarded(h http.Header, remoteAddr, host, by string) {
 	if ip == "" {
 		return
 	}
-	h["X-Forwarded-For"] = []string{ip}
-	fwd := "for=" + forwardedNode(ip)
+	var b strings.Builder
+	b.Grow(16 + len(ip) + len(by) + len(host))
+	b.WriteString("for=")
+	writeNode(&b, ip)
 	if by != "" {
-		fwd += ";by=" + forwardedNode(by)
+		b.WriteString(";by=")
+		writeNode(&b, by)
 	}
 	if host != "" {
-		h["X-Forwarded-Host"] = []string{host}
-		fwd += ";host=" + quoteIfNeeded(host)
+		b.WriteString(";host=")
+		writeQuotedIfNeeded(&b, host)
 	}
-	h["Forwarded"] = []string{fwd}
+	// One backing array for the two values that are set every time.
+	vals := [2]string{ip, b.String()}
+	h["X-Forwarded-For"] = vals[0:1:1]
+	h["Forwarded"] = vals[1:2:2]
+	if host != "" {
+		h["X-Forwarded-Host"] = []string{host}
+	}
 }
 
-// forwardedNode formats an address, with or without a port, as a Forwarded
-// node (RFC 7239): IPv6 addresses are bracketed, and anything with a colon
-// or bracket is quoted.
-func forwardedNode(addr string) string {
+// writeNode writes an address, with or without a port, as a Forwarded node
+// (RFC 7239): IPv6 addresses are bracketed, and anything with a colon or
+// bracket is quoted.
+func writeNode(b *strings.Builder, addr string) {
 	if host, port, err := net.SplitHostPort(addr); err == nil {
+		b.WriteByte('"')
 		if strings.Contains(host, ":") {
-			host = "[" + host + "]"
+			b.WriteByte('[')
+			b.WriteString(host)
+			b.WriteByte(']')
+		} else {
+			b.WriteString(host)
 		}
-		return `"` + host + ":" + port + `"`
+		b.WriteByte(':')
+		b.WriteString(port)
+		b.WriteByte('"')
+		return
 	}
 	if strings.Contains(addr, ":") && !strings.HasPrefix(addr, "[") {
-		return `"[` + addr + `]"`
+		b.WriteString(`"[`)
+		b.WriteString(addr)
+		b.WriteString(`]"`)
+		return
 	}
-	return quoteIfNeeded(addr)
+	writeQuotedIfNeeded(b, addr)
 }
 
-func quoteIfNeeded(s string) string {
+func writeQuotedIfNeeded(b *strings.Builder, s string) {
 	if strings.ContainsAny(s, ":[]") {
-		return `"` + s + `"`
+		b.WriteByte('"')
+		b.WriteString(s)
+		b.WriteByte('"')
+		return
 	}
-	return s
+	b.WriteString(s)
 }
 
-// copyHeader adds every value of src to dst.
+// copyHeader adds every value of src to dst. A name dst does not have yet
+// takes src's slice as it is: src is a response header that nothing else
+// reads or changes afterwards, and sharing it saves a copy per header.
 func copyHeader(dst, src http.Header) {
 	for k, vv := range src {
-		dst[k] = append(dst[k], vv...)
+		if old, ok := dst[k]; ok {
+			dst[k] = append(old, vv...)
+		} else {
+			dst[k] = vv
+		}
 	}
 }

@@ -94,6 +94,8 @@ func writeHopError(w http.ResponseWriter, status int, kind Kind, msg string) {
 	_, _ = io.WriteString(w, msg)
 }
 
+var teTrailers = []string{"trailers"}
+
 // callApp sends the call to this sidecar's app.
 func (inv *Invoker) callApp(ctx context.Context, verb, method, rawQuery string, h http.Header, body io.ReadCloser, contentLength int64) (*http.Response, *Error) {
 	if inv.cfg.AppAddress == "" {
@@ -113,27 +115,21 @@ func (inv *Invoker) callApp(ctx context.Context, verb, method, rawQuery string, 
 	if inv.cfg.AppProtocol == "https" {
 		scheme = "https"
 	}
-	target := scheme + "://" + inv.cfg.AppAddress + "/" + method
-	if rawQuery != "" {
-		target += "?" + rawQuery
-	}
-	var rb io.Reader
-	if body != nil {
-		rb = body
-	}
-	req, err := http.NewRequestWithContext(ctx, verb, target, rb)
+	u, err := methodURL(scheme, inv.cfg.AppAddress, method, rawQuery)
 	if err != nil {
 		closeBody(body)
 		return nil, errorf(KindBadRequest, inv.cfg.AppID, inv.cfg.AppAddress, err, "cannot build the call to app %q", inv.cfg.AppID)
 	}
 	removeHopByHop(h)
 	if grpcCall {
-		h["Te"] = []string{"trailers"} // gRPC servers require it
+		h["Te"] = teTrailers // gRPC servers require it
 	}
-	req.Header = h
-	req.ContentLength = contentLength
 	if body == nil {
-		req.ContentLength = 0
+		contentLength = 0
+	}
+	req := newRequest(ctx, verb, u, h, body, contentLength)
+	if body != nil && contentLength == 0 {
+		closeBody(body) // a known empty body is sent as none
 	}
 	resp, err := inv.app.RoundTrip(req)
 	if err != nil {

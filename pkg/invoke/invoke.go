@@ -19,6 +19,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -59,6 +61,8 @@ type Invoker struct {
 	grpcApp  *grpcApp // to the local app's AppCallback, with --app-protocol grpc
 	appReady readiness
 	draining chan struct{}
+	// Header values set on every call, made once: nothing changes them.
+	callerID, callerNS []string
 }
 
 // New returns an Invoker that finds peers with r.
@@ -84,6 +88,8 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 		app:      app,
 		closers:  []interface{ CloseIdleConnections() }{hop, app},
 		draining: make(chan struct{}),
+		callerID: []string{cfg.AppID},
+		callerNS: []string{cfg.Namespace},
 	}
 	if cfg.WrapHop != nil {
 		inv.hop = cfg.WrapHop(inv.hop)
@@ -140,10 +146,10 @@ func (inv *Invoker) Invoke(ctx context.Context, c *Call) (*http.Response, error)
 	delete(h, HeaderAPIToken)
 	delete(h, HeaderAppID)
 	setForwarded(h, c.RemoteAddr, c.Host, inv.cfg.InternalAddress)
-	h[HeaderCallerAppID] = []string{inv.cfg.AppID}
+	h[HeaderCallerAppID] = inv.callerID
 	h[HeaderCalleeAppID] = []string{c.Target.ID}
 	if inv.cfg.Namespace != "" {
-		h[HeaderCallerNamespace] = []string{inv.cfg.Namespace}
+		h[HeaderCallerNamespace] = inv.callerNS
 	} else {
 		delete(h, HeaderCallerNamespace)
 	}
@@ -203,24 +209,50 @@ func (inv *Invoker) sendHop(ctx context.Context, c *Call, addrs []string) (*http
 }
 
 func (inv *Invoker) newHopRequest(ctx context.Context, c *Call, addr string) (*http.Request, error) {
-	target := "http://" + addr + "/" + c.Method
-	if c.RawQuery != "" {
-		target += "?" + c.RawQuery
-	}
-	body := c.Body
-	if body != nil {
-		body = noCloseBody{body}
-	}
-	req, err := http.NewRequestWithContext(ctx, c.Verb, target, body)
+	u, err := methodURL("http", addr, c.Method, c.RawQuery)
 	if err != nil {
 		return nil, err
 	}
-	req.Header = c.Header
-	req.ContentLength = c.ContentLength
-	if c.Body == nil || c.ContentLength == 0 {
-		req.Body, req.ContentLength = nil, 0
+	var body io.ReadCloser
+	if c.Body != nil && c.ContentLength != 0 {
+		body = noCloseBody{c.Body}
 	}
-	return req, nil
+	return newRequest(ctx, c.Verb, u, c.Header, body, c.ContentLength), nil
+}
+
+// methodURL builds the URL of a call from its parts, without parsing a
+// string: the method path is already checked (ParseMethod), and building it
+// directly saves the parser's allocations on every call.
+func methodURL(scheme, host, method, rawQuery string) (*url.URL, error) {
+	u := &url.URL{Scheme: scheme, Host: host, Path: "/" + method, RawQuery: rawQuery}
+	if strings.IndexByte(method, '%') >= 0 {
+		p, err := url.PathUnescape(method)
+		if err != nil {
+			return nil, err
+		}
+		u.Path, u.RawPath = "/"+p, "/"+method
+	}
+	return u, nil
+}
+
+// newRequest is http.NewRequestWithContext for a URL already built. body
+// nil or length 0 means no body.
+func newRequest(ctx context.Context, verb string, u *url.URL, h http.Header, body io.ReadCloser, length int64) *http.Request {
+	if body == nil || length == 0 {
+		body, length = nil, 0
+	}
+	req := &http.Request{
+		Method:        verb,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          body,
+		ContentLength: length,
+		Host:          u.Host,
+	}
+	return req.WithContext(ctx)
 }
 
 // canRetry reports whether a failed attempt may be repeated on another

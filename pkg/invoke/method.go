@@ -20,17 +20,20 @@ func ParseMethod(escaped string) (string, error) {
 	if escaped == "" {
 		return "", errors.New("method is empty: call /v1.0/invoke/<app-id>/method/<method>")
 	}
-	segs := strings.Split(escaped, "/")
-	for i, seg := range segs {
+	for rest, first := escaped, true; ; first = false {
+		seg, tail, more := strings.Cut(rest, "/")
 		if seg == "" {
-			if i == len(segs)-1 && i > 0 {
-				continue // a trailing slash is the app's business
+			if !more && !first {
+				return escaped, nil // a trailing slash is the app's business
 			}
 			return "", fmt.Errorf("method %q has an empty path segment", escaped)
 		}
-		dec, err := url.PathUnescape(seg)
-		if err != nil {
-			return "", fmt.Errorf("method %q has a malformed percent-escape: %w", escaped, err)
+		dec := seg
+		if strings.IndexByte(seg, '%') >= 0 {
+			var err error
+			if dec, err = url.PathUnescape(seg); err != nil {
+				return "", fmt.Errorf("method %q has a malformed percent-escape: %w", escaped, err)
+			}
 		}
 		if dec == "." || dec == ".." {
 			return "", fmt.Errorf("method %q has a %q segment; relative segments are not allowed", escaped, dec)
@@ -46,6 +49,9 @@ func ParseMethod(escaped string) (string, error) {
 				return "", fmt.Errorf("method %q contains an encoded %q, which is not allowed in a method path", escaped, c)
 			}
 		}
+		if !more {
+			return escaped, nil
+		}
+		rest = tail
 	}
-	return escaped, nil
 }
