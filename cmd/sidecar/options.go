@@ -43,6 +43,9 @@ type Options struct {
 	MaxBodySizeSet   bool // streamed invocation is limited only when set
 	GracefulShutdown time.Duration
 
+	APIToken string // DAPR_API_TOKEN: required of every API call
+	AppToken string // APP_API_TOKEN: sent to this sidecar's app
+
 	RegistryDir   string // standalone: registry folder
 	ClusterDomain string // kubernetes: DNS cluster domain
 	DNSServer     string // kubernetes: host:port of the DNS server; empty: system
@@ -146,6 +149,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	if err = o.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return o, fmt.Errorf("--log-level %q is not valid; accepted: debug, info, warn, error", logLevel)
 	}
+	o.APIToken, o.AppToken = getenv("DAPR_API_TOKEN"), getenv("APP_API_TOKEN")
 	o.MaxBodySize = defaultMaxBodySize
 	if maxBody != "" {
 		if o.MaxBodySize, err = ParseSize(maxBody); err != nil {

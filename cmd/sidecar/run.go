@@ -23,6 +23,7 @@ import (
 	"github.com/tandem-run/tandem/internal/api"
 	grpcapi "github.com/tandem-run/tandem/internal/api/grpc"
 	httpapi "github.com/tandem-run/tandem/internal/api/http"
+	"github.com/tandem-run/tandem/internal/api/token"
 	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/kube"
@@ -102,6 +103,7 @@ func run(ctx context.Context, o Options) error {
 				func(r *http.Request) []attribute.KeyValue { return peerAttrs(o.AppID, r.URL.Host) }, rt)
 		},
 		AppDialOptions: tracing.GRPCClientOptions(func(m string) string { return appSpanName(o.AppID, m) }),
+		AppToken:       o.AppToken,
 	}, res)
 	if err != nil {
 		return err
@@ -134,15 +136,16 @@ func run(ctx context.Context, o Options) error {
 	router.Add(httpapi.LifecycleRoutes(life)...)
 	router.Add(httpapi.StateRoutes(stateSvc, o.MaxBodySize)...)
 
+	guard := token.New(o.APIToken)
 	servers := []*server{
-		{name: "http", lns: lns.http, srv: newHTTPServer(router)},
+		{name: "http", lns: lns.http, srv: newHTTPServer(guard.HTTP(router))},
 		{name: "internal", lns: []net.Listener{lns.internal}, srv: newHopServer(tracing.HTTPServer(
 			func(r *http.Request) string { return telemetry.InvokeSpanName(o.AppID, r.URL.Path) }, inv.HopHandler()))},
 	}
 	if lns.public != nil {
 		public := httpapi.NewRouter(nil)
 		public.Add(httpapi.HealthRoutes(life)...)
-		servers = append(servers, &server{name: "public", lns: []net.Listener{lns.public}, srv: newHTTPServer(public)})
+		servers = append(servers, &server{name: "public", lns: []net.Listener{lns.public}, srv: newHTTPServer(guard.HTTP(public))})
 	}
 	if lns.metrics != nil {
 		mux := http.NewServeMux()
@@ -156,7 +159,8 @@ func run(ctx context.Context, o Options) error {
 		MaxBodySize: o.MaxBodySize,
 		Logger:      log.With("component", "grpc"),
 	})
-	grpcSrv := grpc.NewServer(append(grpcAPI.ServerOptions(), tracing.GRPCServerOptions()...)...)
+	gopts := append(grpcAPI.ServerOptions(), guard.GRPCServerOptions()...)
+	grpcSrv := grpc.NewServer(append(gopts, tracing.GRPCServerOptions()...)...)
 	grpcAPI.Register(grpcSrv)
 	healthpb.RegisterHealthServer(grpcSrv, health.NewServer())
 
@@ -168,7 +172,7 @@ func run(ctx context.Context, o Options) error {
 		defer reg.Close()
 	}
 
-	log.Info("sidecar started", "mode", o.Mode, "version", version,
+	log.Info("sidecar started", "mode", o.Mode, "version", version, "api_token", o.APIToken != "", "app_token", o.AppToken != "",
 		"http_port", ports.HTTP, "grpc_port", ports.GRPC, "internal_port", ports.Internal,
 		"public_port", ports.Public, "metrics_port", ports.Metrics, "app_address", appAddr)
 

@@ -102,6 +102,12 @@ func (inv *Invoker) callApp(ctx context.Context, verb, method, rawQuery string, 
 		closeBody(body)
 		return nil, errorf(KindNoApp, inv.cfg.AppID, "", nil, "app %q has no app port: its sidecar was started without --app-port", inv.cfg.AppID)
 	}
+	// The app sees its own token or none: never a caller's or a peer's.
+	if inv.appToken != nil {
+		h[HeaderAPIToken] = inv.appToken
+	} else {
+		delete(h, HeaderAPIToken)
+	}
 	grpcCall := IsGRPC(h)
 	switch {
 	case inv.grpcApp != nil && !grpcCall:

@@ -49,6 +49,9 @@ type Config struct {
 	WrapHop, WrapApp func(http.RoundTripper) http.RoundTripper
 	// AppDialOptions are added to the gRPC channel to a gRPC app.
 	AppDialOptions []grpc.DialOption
+	// AppToken, when set, goes to this sidecar's own app, and only to it,
+	// in the dapr-api-token header (APP_API_TOKEN).
+	AppToken string
 }
 
 // Invoker carries out invocations. It is safe for concurrent use.
@@ -62,7 +65,7 @@ type Invoker struct {
 	appReady readiness
 	draining chan struct{}
 	// Header values set on every call, made once: nothing changes them.
-	callerID, callerNS []string
+	callerID, callerNS, appToken []string
 }
 
 // New returns an Invoker that finds peers with r.
@@ -90,6 +93,9 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 		draining: make(chan struct{}),
 		callerID: []string{cfg.AppID},
 		callerNS: []string{cfg.Namespace},
+	}
+	if cfg.AppToken != "" {
+		inv.appToken = []string{cfg.AppToken}
 	}
 	if cfg.WrapHop != nil {
 		inv.hop = cfg.WrapHop(inv.hop)

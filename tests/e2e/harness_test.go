@@ -175,6 +175,12 @@ func (w *world) appBin(name, bin string) (int, *proc) {
 // sidecar starts a sidecar for appID; appPort 0 means no app.
 func (w *world) sidecar(appID string, appPort int, extra ...string) *sidecar {
 	w.t.Helper()
+	return w.sidecarEnv(appID, appPort, nil, extra...)
+}
+
+// sidecarEnv is sidecar with environment variables for the process.
+func (w *world) sidecarEnv(appID string, appPort int, env []string, extra ...string) *sidecar {
+	w.t.Helper()
 	httpPort, grpcPort := freePort(w.t), freePort(w.t)
 	args := []string{
 		"--app-id", appID,
@@ -191,7 +197,7 @@ func (w *world) sidecar(appID string, appPort int, extra ...string) *sidecar {
 	}
 	args = append(args, extra...)
 	s := &sidecar{
-		proc:     startProc(w.t, "sidecar "+appID, sidecarBin, nil, args...),
+		proc:     startProc(w.t, "sidecar "+appID, sidecarBin, env, args...),
 		appID:    appID,
 		httpPort: httpPort,
 		grpcPort: grpcPort,

@@ -1,0 +1,107 @@
+// Package token guards the sidecar's APIs with the API token
+// (DAPR_API_TOKEN): every HTTP request and gRPC call must carry it in the
+// dapr-api-token header or metadata, compared in constant time. The only
+// exemptions are GET /v1.0/healthz and GET /v1.0/healthz/outbound, matched
+// exactly, so that probes work; nothing else in a path or query exempts a
+// request.
+package token
+
+import (
+	"context"
+	"crypto/subtle"
+	"net/http"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/tandem-run/tandem/internal/apierr"
+)
+
+// Header is the header (and, lower case, the metadata key) of the token.
+const Header = "Dapr-Api-Token"
+
+const metadataKey = "dapr-api-token"
+
+// Guard checks tokens against one expected value.
+type Guard struct{ want []byte }
+
+// New returns a Guard, or nil when token is empty (no guard).
+func New(token string) *Guard {
+	if token == "" {
+		return nil
+	}
+	return &Guard{want: []byte(token)}
+}
+
+func (g *Guard) ok(got string) bool {
+	return subtle.ConstantTimeCompare([]byte(got), g.want) == 1
+}
+
+func unauthorized() *apierr.Error {
+	return apierr.New(apierr.CodeInvalidToken, http.StatusUnauthorized, codes.Unauthenticated,
+		"invalid api token: send the dapr-api-token header (gRPC metadata) with the value of the sidecar's DAPR_API_TOKEN")
+}
+
+// exempt reports whether r is a health probe: a GET of exactly one of the
+// two health paths, as sent (no cleaning, no decoding).
+func exempt(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	p := r.URL.EscapedPath()
+	return (p == "/v1.0/healthz" || p == "/v1.0/healthz/outbound") && r.URL.Path == p
+}
+
+// HTTP wraps an API handler. A nil Guard returns next as it is.
+func (g *Guard) HTTP(next http.Handler) http.Handler {
+	if g == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !exempt(r) {
+			vv := r.Header[Header]
+			if len(vv) != 1 || !g.ok(vv[0]) {
+				apierr.Write(w, unauthorized())
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// GRPCServerOptions are the interceptors that check every call, proxied
+// calls included. None for a nil Guard.
+func (g *Guard) GRPCServerOptions() []grpc.ServerOption {
+	if g == nil {
+		return nil
+	}
+	check := func(ctx context.Context) error {
+		md, _ := metadata.FromIncomingContext(ctx)
+		vv := md.Get(metadataKey)
+		if len(vv) != 1 || !g.ok(vv[0]) {
+			return unauthorized()
+		}
+		return nil
+	}
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if info.FullMethod == "/grpc.health.v1.Health/Check" {
+				return h(ctx, req)
+			}
+			if err := check(ctx); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if info.FullMethod == "/grpc.health.v1.Health/Watch" {
+				return h(srv, ss)
+			}
+			if err := check(ss.Context()); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	}
+}

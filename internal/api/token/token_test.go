@@ -1,0 +1,83 @@
+package token
+
+import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// The hostile shapes: every request but the two exact probes needs the token.
+func TestHTTPGuard(t *testing.T) {
+	g := New("s3cret")
+	h := g.HTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(Header) != "" && r.Header.Get(Header) != "s3cret" {
+			t.Errorf("a bad token reached the handler")
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	for _, c := range []struct {
+		req   string // request line
+		token string
+		want  int
+	}{
+		{"GET /v1.0/healthz", "", 204},
+		{"GET /v1.0/healthz/outbound", "", 204},
+		{"GET /v1.0/healthz?probe=1", "", 204},
+		{"GET /v1.0/metadata", "", 401},
+		{"GET /v1.0/metadata", "wrong", 401},
+		{"GET /v1.0/metadata", "s3cret", 204},
+		{"POST /v1.0/healthz", "", 401},
+		{"GET /v1.0/healthz/", "", 401},
+		{"GET /v1.0/healthz/../state/s/k", "", 401},
+		{"GET /v1.0/healthz/..%2Fstate%2Fs%2Fk", "", 401},
+		{"GET /v1.0/healthz%2F..%2Fmetadata", "", 401},
+		{"GET //v1.0/healthz", "", 401},
+		{"GET /v1.0/state/s/k?x=/v1.0/healthz", "", 401},
+		{"GET /v1.0/invoke/a/method/v1.0/healthz", "", 401},
+		{"GET /v1.0/HEALTHZ", "", 401},
+		{"GET /v1.0/%68ealthz", "", 401},
+		{"GET /v1.0/healthz%00", "", 401},
+		{"POST /v1.0/invoke/a/method/x", "", 401},
+	} {
+		raw := c.req + " HTTP/1.1\r\nHost: x\r\n"
+		if c.token != "" {
+			raw += "dapr-api-token: " + c.token + "\r\n"
+		}
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw + "\r\n")))
+		if err != nil {
+			if c.want != 401 {
+				t.Errorf("%s: %v", c.req, err)
+			}
+			continue
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != c.want {
+			t.Errorf("%s (token %q): %d, want %d", c.req, c.token, w.Code, c.want)
+		}
+		if w.Code == 401 && !strings.Contains(w.Body.String(), `"errorCode":"invalid api token"`) {
+			t.Errorf("%s: body %s", c.req, w.Body)
+		}
+	}
+	// Two tokens, one right: refused.
+	req := httptest.NewRequest("GET", "/v1.0/metadata", nil)
+	req.Header[Header] = []string{"wrong", "s3cret"}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != 401 {
+		t.Errorf("two tokens: %d", w.Code)
+	}
+}
+
+func TestNoTokenNoGuard(t *testing.T) {
+	next := http.NotFoundHandler()
+	var g *Guard = New("")
+	if g != nil || g.GRPCServerOptions() != nil {
+		t.Fatal("an empty token makes a guard")
+	}
+	if h := g.HTTP(next); h == nil {
+		t.Fatal("nil handler")
+	}
+}
