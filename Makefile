@@ -1,11 +1,26 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test vet lint calculator sidecar deps tools bench bench-tracing
+.PHONY: test vet lint calculator sidecar deps tools bench bench-tracing fuzz
 
-## test: everything CI runs: formatting, vet, and the whole suite with -race.
+## test: everything CI runs: formatting, vet, the whole suite with -race,
+## and a short run of every fuzz target.
 test: deps lint tools
 	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz
+
+## fuzz: run each fuzz target for FUZZTIME (their corpora are under testdata/fuzz).
+FUZZTIME ?= 3s
+FUZZ_TARGETS = ./pkg/invoke:FuzzParseMethod ./pkg/resolver:FuzzParseTarget \
+	./internal/config:FuzzParse ./internal/components:FuzzParse \
+	./internal/injector:FuzzReview ./internal/api/http:FuzzStateBodies
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
+			{ $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+	done
 
 ## tools: build (once; cached under ~/.cache/tandem/tools) the programs the
 ## end-to-end tests run: Jaeger as the trace collector, and the Kubernetes
