@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/config"
 )
 
 // BenchmarkInvoke measures one invocation through two in-process sidecars
@@ -34,16 +36,7 @@ func BenchmarkInvoke(b *testing.B) {
 	}))
 	defer collector.Close()
 	conf := filepath.Join(b.TempDir(), "tracing.yaml")
-	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
-kind: Configuration
-metadata:
-  name: tracing
-spec:
-  tracing:
-    samplingRate: "1"
-    zipkin:
-      endpointAddress: `+collector.URL+`/api/v2/spans
-`), 0o644); err != nil {
+	if err := os.WriteFile(conf, config.ZipkinYAML("tracing", collector.URL+"/api/v2/spans"), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	_, appPort, _ := net.SplitHostPort(app.Listener.Addr().String())

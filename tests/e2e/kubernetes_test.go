@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/config"
+
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -127,16 +129,7 @@ spec:
   version: v1
   metadata: []
 ---
-apiVersion: dapr.io/v1alpha1
-kind: Configuration
-metadata:
-  name: appconfig
-spec:
-  tracing:
-    samplingRate: "1"
-    zipkin:
-      endpointAddress: `+zipkin.URL+`/api/v2/spans
-`), 0o644); err != nil {
+`+string(config.ZipkinYAML("appconfig", zipkin.URL+"/api/v2/spans"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range objects(t, res) {

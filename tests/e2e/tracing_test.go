@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/config"
 )
 
 // toolBin builds (once, cached) and returns a program pinned under tools/.
@@ -137,16 +139,7 @@ func (j *jaeger) trace(t *testing.T, traceID string, n int) []jaegerSpan {
 func TestTracingThroughTwoSidecarsToZipkinCollector(t *testing.T) {
 	j := startJaeger(t)
 	conf := filepath.Join(t.TempDir(), "appconfig.yaml")
-	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
-kind: Configuration
-metadata:
-  name: appconfig
-spec:
-  tracing:
-    samplingRate: "1"
-    zipkin:
-      endpointAddress: "`+j.zipkinURL+`"
-`), 0o644); err != nil {
+	if err := os.WriteFile(conf, config.ZipkinYAML("appconfig", j.zipkinURL), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w := newWorld(t)

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/config"
 )
 
 // app is one of the calculator's services.
@@ -169,17 +171,7 @@ spec:
 // writeTracingConfig writes the appconfig Configuration of the Kubernetes
 // manifests, with the Zipkin endpoint given.
 func writeTracingConfig(path, zipkin string) error {
-	conf := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
-kind: Configuration
-metadata:
-  name: appconfig
-spec:
-  tracing:
-    samplingRate: "1"
-    zipkin:
-      endpointAddress: %q
-`, zipkin)
-	return os.WriteFile(path, []byte(conf), 0o644)
+	return os.WriteFile(path, config.ZipkinYAML("appconfig", zipkin), 0o644)
 }
 
 func waitHealthy(ctx context.Context, g *group, urls []string) error {
