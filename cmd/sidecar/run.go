@@ -67,6 +67,7 @@ func run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	metrics := telemetry.NewMetrics(o.AppID, prometheus.DefaultRegisterer)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -96,7 +97,7 @@ func run(ctx context.Context, o Options) error {
 		InternalAddress: internalAddr,
 		Logger:          log.With("component", "invoke"),
 		WrapHop: func(rt http.RoundTripper) http.RoundTripper {
-			return tracing.HTTPClient(hopSpanName, hopSpanAttrs, rt)
+			return metrics.HopClient(tracing.HTTPClient(hopSpanName, hopSpanAttrs, rt))
 		},
 		WrapApp: func(rt http.RoundTripper) http.RoundTripper {
 			return tracing.HTTPClient(func(r *http.Request) string { return appSpanName(o.AppID, r.URL.Path) },
@@ -115,7 +116,10 @@ func run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer stateSvc.Close()
-	stateSvc.WrapStores(tracing.Store)
+	stateSvc.WrapStores(func(c state.StoreConfig) state.Store {
+		c.Store = tracing.Store(c)
+		return metrics.Store(c)
+	})
 
 	ports := api.Ports{
 		HTTP:     lns.port(lns.http...),
@@ -130,7 +134,7 @@ func run(ctx context.Context, o Options) error {
 		Metadata: func() api.Metadata { return metadata(o, ports, stateSvc) },
 	}
 	router := httpapi.NewRouter(func(name string, h http.Handler) http.Handler {
-		return tracing.HTTPServer(func(r *http.Request) string { return httpapi.SpanName(name, r) }, h)
+		return tracing.HTTPServer(func(r *http.Request) string { return httpapi.SpanName(name, r) }, metrics.HTTP(name, h))
 	})
 	router.Add(httpapi.InvokeRoutes(inv)...)
 	router.Add(httpapi.LifecycleRoutes(life)...)
@@ -160,6 +164,7 @@ func run(ctx context.Context, o Options) error {
 		Logger:      log.With("component", "grpc"),
 	})
 	gopts := append(grpcAPI.ServerOptions(), guard.GRPCServerOptions()...)
+	gopts = append(gopts, metrics.GRPCServerOptions()...)
 	grpcSrv := grpc.NewServer(append(gopts, tracing.GRPCServerOptions()...)...)
 	grpcAPI.Register(grpcSrv)
 	healthpb.RegisterHealthServer(grpcSrv, health.NewServer())

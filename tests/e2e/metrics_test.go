@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestPrometheusMetrics(t *testing.T) {
+	w := newWorld(t)
+	appPort, _ := w.app("metapp")
+	callee := w.sidecar("metapp", appPort)
+	caller := w.sidecar("front", 0)
+	callee.waitHealthy(t)
+
+	for range 3 {
+		if resp, b := do(t, "POST", caller.url+"/v1.0/invoke/metapp/method/echo/secret-path-123", strings.NewReader("x"), nil); resp.StatusCode != 200 {
+			t.Fatalf("invoke: %d %s", resp.StatusCode, b)
+		}
+	}
+	do(t, "GET", caller.url+"/v1.0/invoke/nosuchapp/method/x", nil, nil)
+	if resp, b := do(t, "POST", caller.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"k","value":1}]`), nil); resp.StatusCode != 204 {
+		t.Fatalf("save: %d %s", resp.StatusCode, b)
+	}
+	do(t, "POST", caller.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"k","value":2,"etag":"999"}]`), nil)
+	if _, err := sdkClient(t, caller).GetState(ctxT(t), "statestore", "k", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	_, b := do(t, "GET", caller.url+"/v1.0/metadata", nil, nil)
+	var md struct{ Ports struct{ Metrics int } }
+	if err := json.Unmarshal(b, &md); err != nil || md.Ports.Metrics == 0 {
+		t.Fatalf("metadata: %s %v", b, err)
+	}
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(md.Ports.Metrics) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	text := string(body)
+	for _, want := range []string{
+		`tandem_http_server_requests_total{app_id="front",route="InvokeService",status="200"} 3`,
+		`tandem_http_server_requests_total{app_id="front",route="InvokeService",status="500"} 1`,
+		`tandem_http_server_requests_total{app_id="front",route="SaveState",status="409"} 1`,
+		`tandem_invoke_requests_total{app_id="front",status="200",target="metapp"} 3`,
+		`tandem_state_operations_total{app_id="front",operation="set",outcome="ok",store="statestore"} 1`,
+		`tandem_state_operations_total{app_id="front",operation="set",outcome="conflict",store="statestore"} 1`,
+		`tandem_grpc_server_requests_total{app_id="front",code="OK",method="/dapr.proto.runtime.v1.Dapr/GetState"} 1`,
+		`tandem_http_server_request_duration_seconds_count{app_id="front",route="InvokeService"} 4`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(text, "secret-path") || strings.Contains(text, `key="k"`) {
+		t.Error("a method path or key became a label")
+	}
+	if t.Failed() {
+		for line := range strings.SplitSeq(text, "\n") {
+			if strings.HasPrefix(line, "tandem_") && !strings.Contains(line, "_bucket") {
+				t.Log(line)
+			}
+		}
+	}
+}
