@@ -39,6 +39,8 @@ type Options struct {
 	LogLevel slog.Level
 	LogJSON  bool
 
+	AppMaxConcurrency int // 0: no bound
+
 	MaxBodySize      int64
 	MaxBodySizeSet   bool // streamed invocation is limited only when set
 	GracefulShutdown time.Duration
@@ -65,6 +67,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&appPort, "app-port", "", "port the app listens on; none: outbound-only sidecar")
 	fs.StringVar(&o.AppProtocol, "app-protocol", "http", "protocol of the app: http, grpc, h2c or https")
 	fs.StringVar(&o.AppChannelAddress, "app-channel-address", "127.0.0.1", "host of the app")
+	fs.IntVar(&o.AppMaxConcurrency, "app-max-concurrency", 0, "most calls in flight to the app; more wait for a free slot (0: no bound)")
 	fs.IntVar(&o.HTTPPort, "dapr-http-port", 3500, "HTTP API port (0: pick a free port)")
 	fs.IntVar(&o.GRPCPort, "dapr-grpc-port", 50001, "gRPC API port (0: pick a free port)")
 	fs.IntVar(&o.InternalPort, "dapr-internal-grpc-port", 50002, "sidecar-to-sidecar port (0: pick a free port)")
@@ -113,6 +116,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		return o, fmt.Errorf("--app-protocol grpcs (gRPC over TLS to the app) is not supported; the app channel is loopback: use grpc")
 	default:
 		return o, fmt.Errorf("--app-protocol %q is not valid; accepted: http, grpc, h2c, https", o.AppProtocol)
+	}
+	if o.AppMaxConcurrency < 0 {
+		return o, fmt.Errorf("--app-max-concurrency %d is negative; give 0 for no bound or the most calls in flight", o.AppMaxConcurrency)
 	}
 	if o.AppChannelAddress == "" {
 		return o, errors.New("--app-channel-address is empty; give the app's host, e.g. 127.0.0.1")

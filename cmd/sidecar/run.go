@@ -103,8 +103,9 @@ func run(ctx context.Context, o Options) error {
 			return tracing.HTTPClient(func(r *http.Request) string { return appSpanName(o.AppID, r.URL.Path) },
 				func(r *http.Request) []attribute.KeyValue { return peerAttrs(o.AppID, r.URL.Host) }, rt)
 		},
-		AppDialOptions: tracing.GRPCClientOptions(func(m string) string { return appSpanName(o.AppID, m) }),
-		AppToken:       o.AppToken,
+		AppDialOptions:    tracing.GRPCClientOptions(func(m string) string { return appSpanName(o.AppID, m) }),
+		AppToken:          o.AppToken,
+		AppMaxConcurrency: o.AppMaxConcurrency,
 	}, res)
 	if err != nil {
 		return err
@@ -400,7 +401,7 @@ func metadata(o Options, p api.Ports, st *state.Service) api.Metadata {
 			Capabilities: []string{"ETAG", "TRANSACTIONAL", "TTL"}})
 	}
 	if o.AppPort != 0 {
-		m.AppConnectionProperties = api.AppConnection{Port: o.AppPort, Protocol: o.AppProtocol, ChannelAddress: o.AppChannelAddress}
+		m.AppConnectionProperties = api.AppConnection{Port: o.AppPort, Protocol: o.AppProtocol, ChannelAddress: o.AppChannelAddress, MaxConcurrency: o.AppMaxConcurrency}
 	}
 	return m
 }

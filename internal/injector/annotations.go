@@ -40,6 +40,7 @@ const (
 	AnnMetricsPort      = "dapr.io/metrics-port"
 	AnnMaxBodySize      = "dapr.io/max-body-size"
 	AnnGracefulShutdown = "dapr.io/graceful-shutdown-seconds"
+	AnnMaxConcurrency   = "dapr.io/app-max-concurrency"
 )
 
 // known lists every annotation read; other dapr.io/* annotations are
@@ -48,7 +49,7 @@ var known = []string{
 	AnnEnabled, AnnAppID, AnnAppPort, AnnAppProtocol, AnnConfig, AnnLogLevel, AnnLogAsJSON,
 	AnnSidecarImage, AnnCPURequest, AnnCPULimit, AnnMemoryRequest, AnnMemoryLimit,
 	AnnAPITokenSecret, AnnAppTokenSecret, AnnEnv, AnnEnableMetrics, AnnMetricsPort,
-	AnnMaxBodySize, AnnGracefulShutdown,
+	AnnMaxBodySize, AnnGracefulShutdown, AnnMaxConcurrency,
 }
 
 // Spec is what a pod's annotations ask of its sidecar, checked.
@@ -71,6 +72,7 @@ type Spec struct {
 	MetricsPort      int
 	MaxBodySize      int64 // 0: the sidecar's default
 	GracefulShutdown int   // -1: the sidecar's default
+	MaxConcurrency   int   // 0: no bound
 	// Ignored are dapr.io/* annotations present that have no effect here.
 	Ignored []string
 }
@@ -207,6 +209,14 @@ func ParseSpec(a map[string]string) (*Spec, error) {
 			fail("%s %q is not valid; give whole seconds from 0 to 3600", AnnGracefulShutdown, v)
 		} else {
 			s.GracefulShutdown = n
+		}
+	}
+	if v, ok := a[AnnMaxConcurrency]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			fail("%s %q is not valid; give the most calls in flight to the app, a whole number from 1", AnnMaxConcurrency, v)
+		} else {
+			s.MaxConcurrency = n
 		}
 	}
 	if s.AppPort != 0 && (s.AppPort == s.MetricsPort && s.EnableMetrics || slices.Contains(sidecarPorts, s.AppPort)) {

@@ -164,6 +164,9 @@ func (cfg Config) container(s *Spec) corev1.Container {
 	if s.MaxBodySize != 0 {
 		args = append(args, "--max-body-size", strconv.FormatInt(s.MaxBodySize, 10))
 	}
+	if s.MaxConcurrency > 0 {
+		args = append(args, "--app-max-concurrency", strconv.Itoa(s.MaxConcurrency))
+	}
 	if s.GracefulShutdown >= 0 {
 		args = append(args, "--dapr-graceful-shutdown-seconds", strconv.Itoa(s.GracefulShutdown))
 	}

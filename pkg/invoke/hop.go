@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -102,6 +103,51 @@ func (inv *Invoker) callApp(ctx context.Context, verb, method, rawQuery string, 
 		closeBody(body)
 		return nil, errorf(KindNoApp, inv.cfg.AppID, "", nil, "app %q has no app port: its sidecar was started without --app-port", inv.cfg.AppID)
 	}
+	release, ierr := inv.acquireApp(ctx)
+	if ierr != nil {
+		closeBody(body)
+		return nil, ierr
+	}
+	resp, ierr := inv.sendToApp(ctx, verb, method, rawQuery, h, body, contentLength)
+	if ierr != nil || resp == nil {
+		release()
+		return resp, ierr
+	}
+	// The slot is the app's until its answer has been read or dropped.
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: release}
+	return resp, nil
+}
+
+// acquireApp takes a slot of --app-max-concurrency, waiting for one while
+// ctx lasts; release gives it back (once).
+func (inv *Invoker) acquireApp(ctx context.Context) (release func(), _ *Error) {
+	if inv.appSlots == nil {
+		return func() {}, nil
+	}
+	select {
+	case inv.appSlots <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-inv.appSlots }) }, nil
+	case <-ctx.Done():
+		return nil, errorf(KindAppUnreachable, inv.cfg.AppID, inv.cfg.AppAddress, ctx.Err(),
+			"app %q is at its --app-max-concurrency of %d calls and none ended in time", inv.cfg.AppID, cap(inv.appSlots))
+	}
+}
+
+// releasingBody gives the app's slot back when the answer is closed.
+type releasingBody struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.release()
+	return err
+}
+
+// sendToApp makes the call to the app over its protocol.
+func (inv *Invoker) sendToApp(ctx context.Context, verb, method, rawQuery string, h http.Header, body io.ReadCloser, contentLength int64) (*http.Response, *Error) {
 	// The app sees its own token or none: never a caller's or a peer's.
 	if inv.appToken != nil {
 		h[HeaderAPIToken] = inv.appToken

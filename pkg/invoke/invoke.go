@@ -52,6 +52,9 @@ type Config struct {
 	// AppToken, when set, goes to this sidecar's own app, and only to it,
 	// in the dapr-api-token header (APP_API_TOKEN).
 	AppToken string
+	// AppMaxConcurrency bounds the calls in flight to the app; more wait
+	// for a free slot (or their deadline). 0: no bound.
+	AppMaxConcurrency int
 }
 
 // Invoker carries out invocations. It is safe for concurrent use.
@@ -66,6 +69,7 @@ type Invoker struct {
 	draining chan struct{}
 	// Header values set on every call, made once: nothing changes them.
 	callerID, callerNS, appToken []string
+	appSlots                     chan struct{} // nil: no bound
 }
 
 // New returns an Invoker that finds peers with r.
@@ -96,6 +100,9 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 	}
 	if cfg.AppToken != "" {
 		inv.appToken = []string{cfg.AppToken}
+	}
+	if cfg.AppMaxConcurrency > 0 {
+		inv.appSlots = make(chan struct{}, cfg.AppMaxConcurrency)
 	}
 	if cfg.WrapHop != nil {
 		inv.hop = cfg.WrapHop(inv.hop)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -121,6 +122,9 @@ func (s *Service) store(name string) (*named, error) {
 func (n *named) key(k string) (string, error) {
 	if k == "" {
 		return "", fmt.Errorf("key is empty: %w", ErrBadRequest)
+	}
+	if !utf8.ValidString(k) {
+		return "", fmt.Errorf("key %q is not valid UTF-8: %w", k, ErrBadRequest)
 	}
 	if strings.Contains(k, "||") {
 		return "", fmt.Errorf("key %q contains \"||\", which separates the key prefix: %w", k, ErrBadRequest)

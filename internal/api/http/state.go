@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/pkg/state"
@@ -177,9 +179,15 @@ func (h *stateHandler) transaction(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// bodyReadTimeout bounds how long reading a buffered request body may take.
+const bodyReadTimeout = 30 * time.Second
+
 // decode reads a JSON body of at most maxBody bytes into v; on failure it
 // writes the error and returns false.
 func (h *stateHandler) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	// A buffered body must arrive in time: a client trickling it cannot
+	// hold a connection and a goroutine for ever.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
 	var tooLarge *http.MaxBytesError
 	switch {
@@ -191,6 +199,10 @@ func (h *stateHandler) decode(w http.ResponseWriter, r *http.Request, v any) boo
 		return false
 	case len(body) == 0:
 		apierr.Write(w, apierr.Malformed("the request body is empty; it must be JSON"))
+		return false
+	}
+	if !utf8.Valid(body) {
+		apierr.Write(w, apierr.Malformed("the request body is not valid UTF-8, which JSON must be"))
 		return false
 	}
 	if err := json.Unmarshal(body, v); err != nil {
