@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tandem-run/tandem/internal/acl"
 	"github.com/tandem-run/tandem/internal/api"
 	grpcapi "github.com/tandem-run/tandem/internal/api/grpc"
 	httpapi "github.com/tandem-run/tandem/internal/api/http"
@@ -145,7 +146,8 @@ func run(ctx context.Context, o Options) error {
 	servers := []*server{
 		{name: "http", lns: lns.http, srv: newHTTPServer(guard.HTTP(router))},
 		{name: "internal", lns: []net.Listener{lns.internal}, srv: newHopServer(tracing.HTTPServer(
-			func(r *http.Request) string { return telemetry.InvokeSpanName(o.AppID, r.URL.Path) }, inv.HopHandler()))},
+			func(r *http.Request) string { return telemetry.InvokeSpanName(o.AppID, r.URL.Path) },
+			acl.New(conf.AccessControlSpec(), o.Namespace).Hop(inv.HopHandler())))},
 	}
 	if lns.public != nil {
 		public := httpapi.NewRouter(nil)

@@ -35,6 +35,7 @@ const (
 	CodeNotFound           = "ERR_NOT_FOUND"
 	CodeMethodNotAllowed   = "ERR_METHOD_NOT_ALLOWED"
 	CodeShuttingDown       = "ERR_SHUTTING_DOWN"
+	CodePermissionDenied   = "ERR_PERMISSION_DENIED"
 	CodeInvalidToken       = "invalid api token"
 )
 

@@ -23,6 +23,8 @@ func Invoke(err error) *Error {
 			"%s; raise it with --max-body-size", ie.Error())
 	case invoke.KindShuttingDown:
 		return New(CodeShuttingDown, http.StatusServiceUnavailable, codes.Unavailable, "%s", ie.Error())
+	case invoke.KindPermissionDenied:
+		return New(CodePermissionDenied, http.StatusForbidden, codes.PermissionDenied, "%s", ie.Error())
 	case invoke.KindNotFound:
 		return New(CodeDirectInvoke, http.StatusInternalServerError, codes.NotFound, "%s", ie.Error())
 	default:

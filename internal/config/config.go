@@ -42,7 +42,33 @@ type Configuration struct {
 // Spec is a Configuration's spec. Only tracing is read; the other sections
 // of Dapr's schema are accepted (see unsupported) and left alone.
 type Spec struct {
-	Tracing *Tracing `yaml:"tracing"`
+	Tracing       *Tracing       `yaml:"tracing"`
+	AccessControl *AccessControl `yaml:"accessControl"`
+}
+
+// AccessControl is spec.accessControl: which callers may invoke which
+// methods of this app, enforced by this app's sidecar.
+type AccessControl struct {
+	DefaultAction string   `yaml:"defaultAction"`
+	TrustDomain   string   `yaml:"trustDomain"`
+	Policies      []Policy `yaml:"policies"`
+}
+
+// Policy is the access of one calling app.
+type Policy struct {
+	AppID         string      `yaml:"appId"`
+	DefaultAction string      `yaml:"defaultAction"`
+	TrustDomain   string      `yaml:"trustDomain"`
+	Namespace     string      `yaml:"namespace"`
+	Operations    []Operation `yaml:"operations"`
+}
+
+// Operation allows or denies a method path pattern (with * for one path
+// segment and ** for any number) and HTTP verbs.
+type Operation struct {
+	Name     string   `yaml:"name"`
+	HTTPVerb []string `yaml:"httpVerb"`
+	Action   string   `yaml:"action"`
 }
 
 // Tracing is spec.tracing.
@@ -70,7 +96,7 @@ type Otel struct {
 // unsupported are the sections of Dapr's Configuration spec that load
 // without effect.
 var unsupported = []string{
-	"accessControl", "api", "appHttpPipeline", "components", "features", "httpPipeline",
+	"api", "appHttpPipeline", "components", "features", "httpPipeline",
 	"logging", "metric", "metrics", "mtls", "nameResolution", "secrets", "wasm", "workflow",
 }
 
@@ -151,6 +177,9 @@ func decode(node *yaml.Node, source string) (*Configuration, error) {
 		return nil, fmt.Errorf("configuration %q: apiVersion %q is not supported; use dapr.io/v1alpha1", c.Metadata.Name, c.APIVersion)
 	}
 	if _, err := c.TracingSettings(); err != nil {
+		return nil, err
+	}
+	if err := c.checkAccessControl(); err != nil {
 		return nil, err
 	}
 	sort.Strings(c.Ignored)
@@ -248,4 +277,64 @@ spec:
     zipkin:
       endpointAddress: %q
 `, name, endpoint)
+}
+
+// checkAccessControl refuses actions, verbs and operation names that are
+// not valid, naming the policy.
+func (c *Configuration) checkAccessControl() error {
+	ac := c.Spec.AccessControl
+	if ac == nil {
+		return nil
+	}
+	bad := func(where, format string, args ...any) error {
+		return fmt.Errorf("configuration %q: spec.accessControl%s: %s", c.Metadata.Name, where, fmt.Sprintf(format, args...))
+	}
+	action := func(where, a string, empty bool) error {
+		if a == "allow" || a == "deny" || (a == "" && empty) {
+			return nil
+		}
+		return bad(where, "action %q is not valid; accepted: allow, deny", a)
+	}
+	if err := action(".defaultAction", ac.DefaultAction, true); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for i, p := range ac.Policies {
+		where := fmt.Sprintf(".policies[%d]", i)
+		if p.AppID == "" {
+			return bad(where, "appId is missing")
+		}
+		key := p.AppID + "/" + p.Namespace
+		if seen[key] {
+			return bad(where, "app %q (namespace %q) has two policies; merge them", p.AppID, p.Namespace)
+		}
+		seen[key] = true
+		if err := action(where+".defaultAction", p.DefaultAction, true); err != nil {
+			return err
+		}
+		for j, op := range p.Operations {
+			w := fmt.Sprintf("%s.operations[%d]", where, j)
+			if !strings.HasPrefix(op.Name, "/") {
+				return bad(w, "name %q must be a method path starting with /, such as /orders/* or /admin/**", op.Name)
+			}
+			if err := action(w, op.Action, true); err != nil {
+				return err
+			}
+			for _, v := range op.HTTPVerb {
+				if v != "*" && !slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}, v) {
+					return bad(w, "httpVerb %q is not valid; accepted: GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS, CONNECT, TRACE or *", v)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// AccessControlSpec is spec.accessControl, or nil (also for a nil
+// Configuration).
+func (c *Configuration) AccessControlSpec() *AccessControl {
+	if c == nil {
+		return nil
+	}
+	return c.Spec.AccessControl
 }

@@ -11,15 +11,16 @@ type Kind string
 
 // The kinds of invocation failure.
 const (
-	KindNotFound       Kind = "not-found"       // no sidecar of the app id is known
-	KindUnreachable    Kind = "unreachable"     // the peer sidecar did not answer
-	KindAppUnreachable Kind = "app-unreachable" // the target app did not answer its sidecar
-	KindNoApp          Kind = "no-app"          // the target sidecar has no app port
-	KindWrongTarget    Kind = "wrong-target"    // the hop reached a sidecar of another app
-	KindBadRequest     Kind = "bad-request"     // the call itself is malformed
-	KindBodyTooLarge   Kind = "body-too-large"  // the request body is over the limit
-	KindShuttingDown   Kind = "shutting-down"   // the sidecar is draining
-	KindInternal       Kind = "internal"
+	KindNotFound         Kind = "not-found"         // no sidecar of the app id is known
+	KindUnreachable      Kind = "unreachable"       // the peer sidecar did not answer
+	KindAppUnreachable   Kind = "app-unreachable"   // the target app did not answer its sidecar
+	KindNoApp            Kind = "no-app"            // the target sidecar has no app port
+	KindWrongTarget      Kind = "wrong-target"      // the hop reached a sidecar of another app
+	KindBadRequest       Kind = "bad-request"       // the call itself is malformed
+	KindBodyTooLarge     Kind = "body-too-large"    // the request body is over the limit
+	KindShuttingDown     Kind = "shutting-down"     // the sidecar is draining
+	KindPermissionDenied Kind = "permission-denied" // the callee's access control refuses the call
+	KindInternal         Kind = "internal"
 )
 
 // ErrBodyTooLarge is returned, wrapped, when a request body exceeds the limit.

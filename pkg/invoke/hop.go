@@ -87,6 +87,12 @@ func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
 	_ = WriteResponse(w, resp)
 }
 
+// WriteHopError answers a peer sidecar with an error of this sidecar (not of
+// the app), which the peer turns into an *Error of that kind.
+func WriteHopError(w http.ResponseWriter, status int, kind Kind, msg string) {
+	writeHopError(w, status, kind, msg)
+}
+
 func writeHopError(w http.ResponseWriter, status int, kind Kind, msg string) {
 	h := w.Header()
 	h.Set(HeaderHopError, string(kind))

@@ -1,0 +1,148 @@
+// Package acl enforces a Configuration's spec.accessControl on the calls
+// that reach this sidecar from peers, before they reach the app, with
+// Dapr's rules:
+//
+//   - no access control, or neither a default action nor policies: allow;
+//   - policies but no default action: the default is deny;
+//   - a caller with a policy (same namespace and trust domain): the first
+//     operation whose path pattern (* one segment, ** any) and verb match
+//     decides; else the policy's default action; else the global one;
+//   - any other caller: the global default action.
+//
+// Callers are known by the caller app id and namespace their sidecar sends.
+// Without mutual TLS between sidecars, that is as trustworthy as the network
+// that reaches the internal port.
+package acl
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/pkg/invoke"
+)
+
+// ACL decides whether a caller may call a method.
+type ACL struct {
+	defaultAllow bool
+	namespace    string
+	trustDomain  string
+	policies     map[string]config.Policy // by app id
+}
+
+// New returns the ACL of ac for an app in namespace, or nil when ac allows
+// everything.
+func New(ac *config.AccessControl, namespace string) *ACL {
+	if ac == nil || (ac.DefaultAction == "" && len(ac.Policies) == 0) {
+		return nil
+	}
+	a := &ACL{
+		defaultAllow: ac.DefaultAction == "allow",
+		namespace:    namespace,
+		trustDomain:  or(ac.TrustDomain, "public"),
+		policies:     map[string]config.Policy{},
+	}
+	for _, p := range ac.Policies {
+		a.policies[p.AppID] = p
+	}
+	return a
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Allowed reports whether caller (in callerNS) may call method (the escaped
+// path, without its leading slash) with verb ("" for gRPC calls), and why.
+func (a *ACL) Allowed(caller, callerNS, method, verb string) (bool, string) {
+	if a == nil {
+		return true, ""
+	}
+	p, ok := a.policies[caller]
+	if !ok || or(p.TrustDomain, "public") != a.trustDomain || (p.Namespace != "" && p.Namespace != or(callerNS, a.namespace)) {
+		return a.defaultAllow, fmt.Sprintf("app %q has no policy here; the default action is %s", caller, action(a.defaultAllow))
+	}
+	path := "/" + unescape(method)
+	for _, op := range p.Operations {
+		if match(op.Name, path) && (verb == "" || len(op.HTTPVerb) == 0 || slices.Contains(op.HTTPVerb, "*") || slices.Contains(op.HTTPVerb, verb)) {
+			allow := op.Action != "deny"
+			return allow, fmt.Sprintf("operation %s of app %q's policy says %s", op.Name, caller, action(allow))
+		}
+	}
+	if p.DefaultAction != "" {
+		allow := p.DefaultAction == "allow"
+		return allow, fmt.Sprintf("no operation of app %q's policy matches %s %s; its default action is %s", caller, verb, path, action(allow))
+	}
+	return a.defaultAllow, fmt.Sprintf("no operation of app %q's policy matches %s %s; the default action is %s", caller, verb, path, action(a.defaultAllow))
+}
+
+func action(allow bool) string {
+	if allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+func unescape(m string) string {
+	if u, err := url.PathUnescape(m); err == nil {
+		return u
+	}
+	return m
+}
+
+// match matches a path against a pattern of segments, where * is any one
+// segment and ** any number of them (at least one).
+func match(pattern, path string) bool {
+	return matchSegs(strings.Split(strings.Trim(pattern, "/"), "/"), strings.Split(strings.Trim(path, "/"), "/"))
+}
+
+func matchSegs(pat, segs []string) bool {
+	for len(pat) > 0 {
+		switch p := pat[0]; p {
+		case "**":
+			if len(pat) == 1 {
+				return len(segs) > 0
+			}
+			for i := 1; i <= len(segs); i++ {
+				if matchSegs(pat[1:], segs[i:]) {
+					return true
+				}
+			}
+			return false
+		default:
+			if len(segs) == 0 || (p != "*" && p != segs[0]) {
+				return false
+			}
+			pat, segs = pat[1:], segs[1:]
+		}
+	}
+	return len(segs) == 0
+}
+
+// Hop wraps the internal port's handler: a call the ACL denies is answered
+// 403 as a hop error, which the caller's sidecar reports as
+// ERR_PERMISSION_DENIED; the app never sees it.
+func (a *ACL) Hop(next http.Handler) http.Handler {
+	if a == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		verb := r.Method
+		if invoke.IsGRPC(r.Header) {
+			verb = ""
+		}
+		caller := r.Header.Get(invoke.HeaderCallerAppID)
+		ok, why := a.Allowed(caller, r.Header.Get(invoke.HeaderCallerNamespace), strings.TrimPrefix(r.URL.EscapedPath(), "/"), verb)
+		if !ok {
+			invoke.WriteHopError(w, http.StatusForbidden, invoke.KindPermissionDenied, "access control denies the call: "+why)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
