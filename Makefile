@@ -13,7 +13,8 @@ test: deps lint tools
 FUZZTIME ?= 3s
 FUZZ_TARGETS = ./pkg/invoke:FuzzParseMethod ./pkg/resolver:FuzzParseTarget \
 	./internal/config:FuzzParse ./internal/components:FuzzParse \
-	./internal/injector:FuzzReview ./internal/api/http:FuzzStateBodies
+	./internal/injector:FuzzReview ./internal/api/http:FuzzStateBodies \
+	./internal/resiliency:FuzzParse
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -28,6 +28,7 @@ import (
 	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/kube"
+	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/telemetry"
 	"github.com/tandem-run/tandem/pkg/invoke"
 	"github.com/tandem-run/tandem/pkg/resolver"
@@ -118,10 +119,16 @@ func run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer stateSvc.Close()
+	res9y, err := resiliency.LoadDir(o.ResourcesPath, o.AppID)
+	if err != nil {
+		return err
+	}
 	stateSvc.WrapStores(func(c state.StoreConfig) state.Store {
 		c.Store = tracing.Store(c)
-		return metrics.Store(c)
+		c.Store = metrics.Store(c)
+		return res9y.Store(c)
 	})
+	caller := resiliency.WrapInvoker(inv, res9y)
 
 	ports := api.Ports{
 		HTTP:     lns.port(lns.http...),
@@ -138,7 +145,7 @@ func run(ctx context.Context, o Options) error {
 	router := httpapi.NewRouter(func(name string, h http.Handler) http.Handler {
 		return tracing.HTTPServer(func(r *http.Request) string { return httpapi.SpanName(name, r) }, metrics.HTTP(name, h))
 	})
-	router.Add(httpapi.InvokeRoutes(inv)...)
+	router.Add(httpapi.InvokeRoutes(caller)...)
 	router.Add(httpapi.LifecycleRoutes(life)...)
 	router.Add(httpapi.StateRoutes(stateSvc, o.MaxBodySize)...)
 
@@ -160,7 +167,7 @@ func run(ctx context.Context, o Options) error {
 		servers = append(servers, &server{name: "metrics", lns: []net.Listener{lns.metrics}, srv: newHTTPServer(mux)})
 	}
 	grpcAPI := grpcapi.New(grpcapi.Config{
-		Invoker:     inv,
+		Invoker:     caller,
 		State:       stateSvc,
 		Lifecycle:   life,
 		MaxBodySize: o.MaxBodySize,

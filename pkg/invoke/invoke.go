@@ -57,6 +57,14 @@ type Config struct {
 	AppMaxConcurrency int
 }
 
+// Caller makes invocations: an *Invoker, or middleware around one (such as
+// resiliency policies). The API adapters take a Caller.
+type Caller interface {
+	Invoke(ctx context.Context, c *Call) (*http.Response, error)
+}
+
+var _ Caller = (*Invoker)(nil)
+
 // Invoker carries out invocations. It is safe for concurrent use.
 type Invoker struct {
 	cfg      Config

@@ -24,7 +24,7 @@ import (
 type Server struct {
 	runtimev1pb.UnimplementedDaprServer
 
-	inv     *invoke.Invoker
+	inv     invoke.Caller
 	state   *state.Service
 	life    api.Lifecycle
 	maxBody int64
@@ -33,7 +33,7 @@ type Server struct {
 
 // Config is what the gRPC API serves.
 type Config struct {
-	Invoker   *invoke.Invoker
+	Invoker   invoke.Caller
 	State     *state.Service
 	Lifecycle api.Lifecycle
 	// MaxBodySize bounds the messages of unary calls, as it bounds the

@@ -14,7 +14,7 @@ const invokePrefix = "/v1.0/invoke/"
 
 // InvokeRoutes is the invocation API: /v1.0/invoke/{app-id}/method/{method...}
 // with any verb, and the same call made on any path with a dapr-app-id header.
-func InvokeRoutes(inv *invoke.Invoker) []Route {
+func InvokeRoutes(inv invoke.Caller) []Route {
 	h := &invokeHandler{inv: inv}
 	return []Route{
 		{Pattern: invokePrefix, Raw: true, Name: "InvokeService", Handler: h.byPath},
@@ -22,7 +22,7 @@ func InvokeRoutes(inv *invoke.Invoker) []Route {
 	}
 }
 
-type invokeHandler struct{ inv *invoke.Invoker }
+type invokeHandler struct{ inv invoke.Caller }
 
 // byPath serves /v1.0/invoke/{app-id}/method/{method...}.
 func (h *invokeHandler) byPath(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,258 @@
+package resiliency
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/pkg/state"
+)
+
+// ErrOpen is returned, wrapped, while a circuit breaker is open.
+var ErrOpen = errors.New("circuit breaker open")
+
+// breaker is a circuit breaker's state: closed, open until a time, or
+// half-open letting a few calls through to test the target.
+type breaker struct {
+	cfg      BreakerConfig
+	mu       sync.Mutex
+	failures int
+	openTill time.Time
+	half     bool
+	trials   int
+}
+
+func (b *breaker) allow(now time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.Before(b.openTill) {
+		return fmt.Errorf("%w after %d consecutive failures; it half-opens in %s", ErrOpen, b.cfg.Trip, b.openTill.Sub(now).Round(time.Millisecond))
+	}
+	if !b.openTill.IsZero() && !b.half {
+		b.half, b.trials = true, 0
+	}
+	if b.half {
+		if b.trials >= b.cfg.MaxRequests {
+			return fmt.Errorf("%w: half-open, %d trial calls under way", ErrOpen, b.trials)
+		}
+		b.trials++
+	}
+	return nil
+}
+
+func (b *breaker) done(ok bool, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.half {
+		b.trials--
+		if ok {
+			b.half, b.openTill, b.failures = false, time.Time{}, 0
+		} else {
+			b.openTill = now.Add(b.cfg.Timeout)
+			b.half = false
+		}
+		return
+	}
+	if ok {
+		b.failures = 0
+		return
+	}
+	b.failures++
+	if b.failures >= b.cfg.Trip {
+		b.openTill, b.failures = now.Add(b.cfg.Timeout), 0
+	}
+}
+
+// runner applies one Policy; it keeps the breaker's state.
+type runner struct {
+	p *Policy
+	b *breaker
+}
+
+func newRunner(p *Policy) *runner {
+	r := &runner{p: p}
+	if p.Breaker != nil {
+		r.b = &breaker{cfg: *p.Breaker}
+	}
+	return r
+}
+
+// do runs try until it succeeds, the retries run out, or a failure may not
+// be retried. try returns whether it failed (for the breaker and retries)
+// and whether a new try is safe. Each try gets the policy's timeout through
+// its context; keep reports that the try's result outlives the call (a
+// streamed answer), so its context must not be cancelled yet.
+func (r *runner) do(ctx context.Context, try func(ctx context.Context) (failed, retryable bool, err error)) error {
+	var err error
+	for n := 0; ; n++ {
+		if r.b != nil {
+			if berr := r.b.allow(time.Now()); berr != nil {
+				return fmt.Errorf("resiliency %s: %w", r.p.Name, berr)
+			}
+		}
+		failed, retryable, terr := try(ctx)
+		if r.b != nil {
+			r.b.done(!failed, time.Now())
+		}
+		err = terr
+		if !failed || !retryable || r.p.Retry == nil || (r.p.Retry.MaxRetries >= 0 && n >= r.p.Retry.MaxRetries) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(r.p.Retry.Delay(n + 1)):
+		}
+	}
+}
+
+// Invoker applies the policies of target apps to invocations: a timeout to
+// the answer's header (a streamed body is not cut off), retries of calls
+// that are safe to repeat (no request body, an idempotent verb, or a
+// connection that never reached the peer), and circuit breakers. A 5xx
+// answer counts as a failure; the last answer is what the caller gets.
+type Invoker struct {
+	next    invoke.Caller
+	set     *Set
+	runners map[string]*runner
+}
+
+// WrapInvoker returns next with the policies of set, or next itself.
+func WrapInvoker(next invoke.Caller, set *Set) invoke.Caller {
+	if set == nil || len(set.Apps) == 0 {
+		return next
+	}
+	w := &Invoker{next: next, set: set, runners: map[string]*runner{}}
+	for id, p := range set.Apps {
+		w.runners[id] = newRunner(p)
+	}
+	return w
+}
+
+func idempotent(verb string) bool {
+	switch verb {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// Invoke implements invoke.Caller.
+func (w *Invoker) Invoke(ctx context.Context, c *invoke.Call) (*http.Response, error) {
+	r := w.runners[c.Target.ID]
+	if r == nil {
+		return w.next.Invoke(ctx, c)
+	}
+	noBody := c.Body == nil || c.ContentLength == 0
+	header := c.Header.Clone() // Invoke edits the header it is given
+	var resp *http.Response
+	err := r.do(ctx, func(ctx context.Context) (bool, bool, error) {
+		if resp != nil { // a 5xx answer being retried
+			_ = resp.Body.Close()
+			resp = nil
+		}
+		call := *c
+		call.Header = header.Clone()
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if r.p.Timeout > 0 {
+			tctx, cancel = context.WithTimeout(ctx, r.p.Timeout)
+		}
+		res, err := w.next.Invoke(tctx, &call)
+		if err != nil {
+			cancel()
+			if tctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+				err = &invoke.Error{Kind: invoke.KindUnreachable, AppID: c.Target.ID, Err: context.DeadlineExceeded,
+					Msg: fmt.Sprintf("app %q: no answer within the timeout of %s (resiliency %s)", c.Target.ID, r.p.Timeout, r.p.Name)}
+			}
+			var ie *invoke.Error
+			notReached := errors.As(err, &ie) && (ie.Kind == invoke.KindUnreachable || ie.Kind == invoke.KindNotFound)
+			return true, (noBody && (idempotent(c.Verb) || notReached)), err
+		}
+		res.Body = &cancelBody{ReadCloser: res.Body, cancel: cancel}
+		resp = res
+		return res.StatusCode >= 500, noBody && idempotent(c.Verb), nil
+	})
+	if resp != nil {
+		return resp, nil
+	}
+	return nil, err
+}
+
+// cancelBody ends a try's context when its answer is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// Store applies a component's policy to its operations: a timeout per try,
+// retries of the operations that can be repeated without changing their
+// meaning (gets, deletes and last-write saves without an ETag), and a
+// circuit breaker. ETag conflicts are answers, not failures.
+func (s *Set) Store(c state.StoreConfig) state.Store {
+	p := s.Component(c.Name)
+	if p == nil {
+		return c.Store
+	}
+	rs := &resilientStore{r: newRunner(p), inner: c.Store}
+	if tx, ok := c.Store.(state.Transactional); ok {
+		return &resilientTxStore{resilientStore: rs, tx: tx}
+	}
+	return rs
+}
+
+type resilientStore struct {
+	r     *runner
+	inner state.Store
+}
+
+func (s *resilientStore) run(ctx context.Context, repeatable bool, op func(ctx context.Context) error) error {
+	return s.r.do(ctx, func(ctx context.Context) (bool, bool, error) {
+		if s.r.p.Timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.r.p.Timeout)
+			defer cancel()
+		}
+		err := op(ctx)
+		failed := err != nil && !errors.Is(err, state.ErrETagMismatch) && !errors.Is(err, state.ErrETagInvalid) && !errors.Is(err, state.ErrBadRequest)
+		return failed, repeatable, err
+	})
+}
+
+func (s *resilientStore) Get(ctx context.Context, key string) (*state.Item, error) {
+	var it *state.Item
+	err := s.run(ctx, true, func(ctx context.Context) error {
+		var err error
+		it, err = s.inner.Get(ctx, key)
+		return err
+	})
+	return it, err
+}
+
+func (s *resilientStore) Set(ctx context.Context, req state.SetRequest) error {
+	return s.run(ctx, req.ETag == nil && !req.FirstWrite, func(ctx context.Context) error { return s.inner.Set(ctx, req) })
+}
+
+func (s *resilientStore) Delete(ctx context.Context, req state.DeleteRequest) error {
+	return s.run(ctx, req.ETag == nil, func(ctx context.Context) error { return s.inner.Delete(ctx, req) })
+}
+
+type resilientTxStore struct {
+	*resilientStore
+	tx state.Transactional
+}
+
+// Transact is not retried: a transaction that timed out may have applied.
+func (s *resilientTxStore) Transact(ctx context.Context, ops []state.Op) error {
+	return s.run(ctx, false, func(ctx context.Context) error { return s.tx.Transact(ctx, ops) })
+}

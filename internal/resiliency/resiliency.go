@@ -1,0 +1,345 @@
+// Package resiliency reads Dapr's Resiliency resource (timeouts, retries and
+// circuit breakers, and the apps and components they apply to) and applies
+// it: to invocations by target app id, and to state store operations by
+// component name.
+package resiliency
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Resource is a Resiliency resource as written.
+type Resource struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Metadata   struct {
+		Name      string `yaml:"name"`
+		Namespace string `yaml:"namespace"`
+	} `yaml:"metadata"`
+	Scopes []string `yaml:"scopes"`
+	Spec   struct {
+		Policies struct {
+			Timeouts        map[string]string      `yaml:"timeouts"`
+			Retries         map[string]RetrySpec   `yaml:"retries"`
+			CircuitBreakers map[string]BreakerSpec `yaml:"circuitBreakers"`
+		} `yaml:"policies"`
+		Targets struct {
+			Apps       map[string]TargetSpec `yaml:"apps"`
+			Components map[string]struct {
+				Outbound TargetSpec `yaml:"outbound"`
+				Inbound  TargetSpec `yaml:"inbound"`
+			} `yaml:"components"`
+			Actors map[string]any `yaml:"actors"`
+		} `yaml:"targets"`
+	} `yaml:"spec"`
+}
+
+// RetrySpec is a named retry policy.
+type RetrySpec struct {
+	Policy      string `yaml:"policy"` // constant or exponential
+	Duration    string `yaml:"duration"`
+	MaxInterval string `yaml:"maxInterval"`
+	MaxRetries  *int   `yaml:"maxRetries"`
+	Matching    any    `yaml:"matching"`
+}
+
+// BreakerSpec is a named circuit breaker.
+type BreakerSpec struct {
+	MaxRequests int    `yaml:"maxRequests"`
+	Interval    string `yaml:"interval"`
+	Timeout     string `yaml:"timeout"`
+	Trip        string `yaml:"trip"`
+}
+
+// TargetSpec names the policies of one target.
+type TargetSpec struct {
+	Timeout        string `yaml:"timeout"`
+	Retry          string `yaml:"retry"`
+	CircuitBreaker string `yaml:"circuitBreaker"`
+}
+
+// Policy is what applies to one target, checked.
+type Policy struct {
+	Timeout time.Duration // 0: none
+	Retry   *Retry
+	Breaker *BreakerConfig
+	// Name is "<resiliency>/<target>", for messages.
+	Name string
+}
+
+// Retry is a checked retry policy.
+type Retry struct {
+	Exponential bool
+	Interval    time.Duration // constant: between tries; exponential: the first
+	MaxInterval time.Duration
+	MaxRetries  int // -1: for ever
+}
+
+// Delay is the wait before retry number n (from 1).
+func (r *Retry) Delay(n int) time.Duration {
+	if !r.Exponential {
+		return r.Interval
+	}
+	d := float64(r.Interval) * math.Pow(2, float64(n-1))
+	if d > float64(r.MaxInterval) {
+		return r.MaxInterval
+	}
+	return time.Duration(d)
+}
+
+// BreakerConfig is a checked circuit breaker.
+type BreakerConfig struct {
+	Trip        int           // consecutive failures that open it
+	Timeout     time.Duration // how long it stays open
+	MaxRequests int           // calls let through while half-open
+}
+
+// Set is every policy of the Resiliency resources that apply to one app.
+type Set struct {
+	Apps       map[string]*Policy
+	Components map[string]*Policy
+}
+
+// App returns the policy of calls to app id, or nil.
+func (s *Set) App(id string) *Policy {
+	if s == nil {
+		return nil
+	}
+	return s.Apps[id]
+}
+
+// Component returns the outbound policy of a component, or nil.
+func (s *Set) Component(name string) *Policy {
+	if s == nil {
+		return nil
+	}
+	return s.Components[name]
+}
+
+// LoadDir reads the Resiliency resources of dir's YAML files that apply to
+// appID (no scopes, or scopes naming it). Other kinds are skipped.
+func LoadDir(dir, appID string) (*Set, error) {
+	set := &Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}}
+	if dir == "" {
+		return set, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--resources-path: %w", err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
+			continue
+		}
+		path := filepath.Join(dir, n)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		rs, err := Parse(b, path)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			if len(r.Scopes) > 0 && !slices.Contains(r.Scopes, appID) {
+				continue
+			}
+			if err := set.add(r, path); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return set, nil
+}
+
+// Parse reads the Resiliency documents of YAML; source names it in errors.
+// Fields it does not know are errors.
+func Parse(b []byte, source string) ([]Resource, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var out []Resource
+	for doc := 1; ; doc++ {
+		var node yaml.Node
+		if err := dec.Decode(&node); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: not valid YAML: %w", source, err)
+		}
+		var head struct {
+			Kind string `yaml:"kind"`
+		}
+		if err := node.Decode(&head); err != nil || head.Kind != "Resiliency" {
+			continue
+		}
+		raw, err := yaml.Marshal(&node)
+		if err != nil {
+			return nil, err
+		}
+		var r Resource
+		d := yaml.NewDecoder(bytes.NewReader(raw))
+		d.KnownFields(true)
+		if err := d.Decode(&r); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", source, doc, err)
+		}
+		if r.APIVersion != "dapr.io/v1alpha1" {
+			return nil, fmt.Errorf("%s: resiliency %q: apiVersion %q is not supported; use dapr.io/v1alpha1", source, r.Metadata.Name, r.APIVersion)
+		}
+		if _, err := (&Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}}).build(r); err != nil {
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (s *Set) add(r Resource, source string) error {
+	if _, err := s.build(r); err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	return nil
+}
+
+// build checks r and adds its targets to s.
+func (s *Set) build(r Resource) (*Set, error) {
+	name := r.Metadata.Name
+	errf := func(format string, args ...any) error {
+		return fmt.Errorf("resiliency %q: %s", name, fmt.Sprintf(format, args...))
+	}
+	pol := r.Spec.Policies
+	policy := func(where string, t TargetSpec) (*Policy, error) {
+		p := &Policy{Name: name + "/" + where}
+		if t.Timeout != "" {
+			v, ok := pol.Timeouts[t.Timeout]
+			if !ok {
+				// Dapr also accepts a duration in place of a name.
+				v = t.Timeout
+			}
+			d, err := duration(v)
+			if err != nil || d <= 0 {
+				return nil, errf("%s: timeout %q is neither a policy under spec.policies.timeouts nor a duration such as 5s", where, t.Timeout)
+			}
+			p.Timeout = d
+		}
+		if t.Retry != "" {
+			rs, ok := pol.Retries[t.Retry]
+			if !ok {
+				return nil, errf("%s: retry %q is not a policy under spec.policies.retries", where, t.Retry)
+			}
+			rt, err := retry(rs)
+			if err != nil {
+				return nil, errf("retries.%s: %v", t.Retry, err)
+			}
+			p.Retry = rt
+		}
+		if t.CircuitBreaker != "" {
+			bs, ok := pol.CircuitBreakers[t.CircuitBreaker]
+			if !ok {
+				return nil, errf("%s: circuitBreaker %q is not a policy under spec.policies.circuitBreakers", where, t.CircuitBreaker)
+			}
+			b, err := breakerConfig(bs)
+			if err != nil {
+				return nil, errf("circuitBreakers.%s: %v", t.CircuitBreaker, err)
+			}
+			p.Breaker = b
+		}
+		return p, nil
+	}
+	for id, t := range r.Spec.Targets.Apps {
+		p, err := policy("apps."+id, t)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := s.Apps[id]; dup {
+			return nil, errf("app %q has policies in two Resiliency resources", id)
+		}
+		s.Apps[id] = p
+	}
+	for c, t := range r.Spec.Targets.Components {
+		p, err := policy("components."+c+".outbound", t.Outbound)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := s.Components[c]; dup {
+			return nil, errf("component %q has policies in two Resiliency resources", c)
+		}
+		s.Components[c] = p
+	}
+	return s, nil
+}
+
+func retry(r RetrySpec) (*Retry, error) {
+	out := &Retry{MaxRetries: -1}
+	if r.MaxRetries != nil {
+		if *r.MaxRetries < -1 {
+			return nil, fmt.Errorf("maxRetries %d: give -1 (for ever) or a count", *r.MaxRetries)
+		}
+		out.MaxRetries = *r.MaxRetries
+	}
+	var err error
+	switch r.Policy {
+	case "", "constant":
+		out.Interval, err = durationOr(r.Duration, 5*time.Second)
+	case "exponential":
+		out.Exponential = true
+		out.Interval, err = durationOr(r.Duration, 500*time.Millisecond)
+		if err == nil {
+			out.MaxInterval, err = durationOr(r.MaxInterval, time.Minute)
+		}
+	default:
+		return nil, fmt.Errorf("policy %q is not valid; accepted: constant, exponential", r.Policy)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+var tripExpr = regexp.MustCompile(`^\s*consecutiveFailures\s*(>=|>)\s*([0-9]+)\s*$`)
+
+func breakerConfig(b BreakerSpec) (*BreakerConfig, error) {
+	m := tripExpr.FindStringSubmatch(b.Trip)
+	if m == nil {
+		return nil, fmt.Errorf("trip %q is not supported; write consecutiveFailures >= N (or > N)", b.Trip)
+	}
+	n, _ := strconv.Atoi(m[2])
+	if m[1] == ">" {
+		n++
+	}
+	if n < 1 {
+		return nil, fmt.Errorf("trip %q never holds or always does; N must be at least 1", b.Trip)
+	}
+	timeout, err := durationOr(b.Timeout, time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	if b.MaxRequests < 0 {
+		return nil, fmt.Errorf("maxRequests %d is negative", b.MaxRequests)
+	}
+	return &BreakerConfig{Trip: n, Timeout: timeout, MaxRequests: max(b.MaxRequests, 1)}, nil
+}
+
+func durationOr(s string, def time.Duration) (time.Duration, error) {
+	if s == "" {
+		return def, nil
+	}
+	d, err := duration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration such as 500ms or 5s", s)
+	}
+	return d, nil
+}
+
+func duration(s string) (time.Duration, error) { return time.ParseDuration(strings.TrimSpace(s)) }

@@ -1,0 +1,156 @@
+package resiliency
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tandem-run/tandem/pkg/state"
+	"github.com/tandem-run/tandem/pkg/state/memory"
+)
+
+const doc = `apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: myresiliency
+scopes: [front]
+spec:
+  policies:
+    timeouts:
+      general: 300ms
+    retries:
+      quick: {policy: constant, duration: 10ms, maxRetries: 2}
+      growing: {policy: exponential, duration: 100ms, maxInterval: 1s, maxRetries: -1}
+    circuitBreakers:
+      cb: {maxRequests: 1, timeout: 200ms, trip: consecutiveFailures >= 3}
+  targets:
+    apps:
+      addapp: {timeout: general, retry: quick, circuitBreaker: cb}
+    components:
+      statestore:
+        outbound: {timeout: 1s, retry: quick}
+`
+
+func TestParse(t *testing.T) {
+	rs, err := Parse([]byte("kind: Component\n---\n"+doc), "r.yaml")
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("%v %v", rs, err)
+	}
+	s := &Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}}
+	if _, err := s.build(rs[0]); err != nil {
+		t.Fatal(err)
+	}
+	p := s.App("addapp")
+	if p.Timeout != 300*time.Millisecond || p.Retry.MaxRetries != 2 || p.Retry.Interval != 10*time.Millisecond || p.Breaker.Trip != 3 || p.Breaker.Timeout != 200*time.Millisecond {
+		t.Errorf("policy %+v %+v %+v", p, p.Retry, p.Breaker)
+	}
+	if c := s.Component("statestore"); c.Timeout != time.Second || c.Retry == nil {
+		t.Errorf("component %+v", c)
+	}
+	g := &Retry{Exponential: true, Interval: 100 * time.Millisecond, MaxInterval: time.Second}
+	if g.Delay(1) != 100*time.Millisecond || g.Delay(3) != 400*time.Millisecond || g.Delay(10) != time.Second {
+		t.Errorf("exponential delays %s %s %s", g.Delay(1), g.Delay(3), g.Delay(10))
+	}
+}
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	for name, c := range map[string]struct{ from, to, want string }{
+		"unknown retry":    {"retry: quick, circuitBreaker", "retry: slow, circuitBreaker", `retry "slow" is not a policy`},
+		"bad duration":     {"general: 300ms", "general: soon", `timeout "general"`},
+		"bad policy":       {"policy: constant", "policy: linear", `policy "linear" is not valid`},
+		"bad trip":         {"trip: consecutiveFailures >= 3", "trip: requests > 3", `trip "requests > 3" is not supported`},
+		"unknown field":    {"maxRequests: 1,", "maxRequest: 1,", "maxRequest"},
+		"negative retries": {"maxRetries: 2", "maxRetries: -5", "maxRetries -5"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := strings.Replace(doc, c.from, c.to, 1)
+			if d == doc {
+				t.Fatal("the case changes nothing")
+			}
+			if _, err := Parse([]byte(d), "r.yaml"); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestBreaker(t *testing.T) {
+	b := &breaker{cfg: BreakerConfig{Trip: 2, Timeout: time.Second, MaxRequests: 1}}
+	now := time.Now()
+	for range 2 {
+		if err := b.allow(now); err != nil {
+			t.Fatal(err)
+		}
+		b.done(false, now)
+	}
+	if err := b.allow(now); !errors.Is(err, ErrOpen) {
+		t.Fatalf("not open after 2 failures: %v", err)
+	}
+	later := now.Add(1100 * time.Millisecond)
+	if err := b.allow(later); err != nil {
+		t.Fatalf("not half-open after the timeout: %v", err)
+	}
+	if err := b.allow(later); !errors.Is(err, ErrOpen) {
+		t.Fatal("half-open let a second trial through")
+	}
+	b.done(true, later)
+	if err := b.allow(later); err != nil {
+		t.Fatalf("a good trial did not close it: %v", err)
+	}
+}
+
+// failing is a store that fails its first n calls (a test double of an
+// outage; the real-Redis outage is in pkg/state/redis's tests).
+type failing struct {
+	state.Store
+	left  atomic.Int32
+	calls atomic.Int32
+}
+
+func (f *failing) Get(ctx context.Context, key string) (*state.Item, error) {
+	f.calls.Add(1)
+	if f.left.Add(-1) >= 0 {
+		return nil, errors.New("connection refused")
+	}
+	return f.Store.Get(ctx, key)
+}
+
+func (f *failing) Set(ctx context.Context, req state.SetRequest) error {
+	f.calls.Add(1)
+	if f.left.Add(-1) >= 0 {
+		return errors.New("connection refused")
+	}
+	return f.Store.Set(ctx, req)
+}
+
+func TestStoreRetriesOnlyRepeatableOperations(t *testing.T) {
+	rs, _ := Parse([]byte(doc), "r.yaml")
+	s := &Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}}
+	if _, err := s.build(rs[0]); err != nil {
+		t.Fatal(err)
+	}
+	f := &failing{Store: memory.New(0)}
+	st := s.Store(state.StoreConfig{Name: "statestore", Store: f})
+	ctx := context.Background()
+	f.left.Store(2)
+	if _, err := st.Get(ctx, "k"); err != nil || f.calls.Load() != 3 {
+		t.Errorf("get: %v after %d calls, want success on the third", err, f.calls.Load())
+	}
+	f.calls.Store(0)
+	f.left.Store(1)
+	etag := "1"
+	if err := st.Set(ctx, state.SetRequest{Key: "k", Value: []byte("v"), ETag: &etag}); err == nil || f.calls.Load() != 1 {
+		t.Errorf("a set with an ETag was retried: %v, %d calls", err, f.calls.Load())
+	}
+	f.calls.Store(0)
+	f.left.Store(1)
+	if err := st.Set(ctx, state.SetRequest{Key: "k", Value: []byte("v")}); err != nil || f.calls.Load() != 2 {
+		t.Errorf("a last-write set: %v, %d calls", err, f.calls.Load())
+	}
+	if s.Store(state.StoreConfig{Name: "other", Store: f}) != state.Store(f) {
+		t.Error("a store without a policy was wrapped")
+	}
+}
