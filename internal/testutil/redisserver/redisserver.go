@@ -32,6 +32,14 @@ func Start(t testing.TB) *Server {
 	return start(t)
 }
 
+// StartDurable starts a redis-server that writes every change to its
+// append-only file before answering, so a restart loses no acknowledged
+// write.
+func StartDurable(t testing.TB) *Server {
+	t.Helper()
+	return start(t, "--appendonly", "yes", "--appendfsync", "always")
+}
+
 // StartReplica starts a redis-server that replicates primary.
 func StartReplica(t testing.TB, primary *Server) *Server {
 	t.Helper()
