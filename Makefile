@@ -1,7 +1,7 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test vet lint calculator sidecar deps tools bench bench-tracing fuzz
+.PHONY: test vet lint calculator sidecar deps tools bench bench-tracing fuzz soak
 
 ## test: everything CI runs: formatting, vet, the whole suite with -race,
 ## and a short run of every fuzz target.
@@ -34,6 +34,12 @@ tools:
 ## the same run (writes bench/RESULTS.md and bench/latency.png).
 bench:
 	$(GO) run ./bench
+
+## soak: two sidecars under load for SOAK (3m); their goroutines and memory
+## must return to the baseline.
+SOAK ?= 3m
+soak:
+	$(GO) run ./bench -soak $(SOAK) -warmup 10s
 
 ## bench-tracing: what tracing costs per invocation through two sidecars.
 bench-tracing:

@@ -59,6 +59,11 @@ func (s *stats) add(lat time.Duration, err error) {
 // attackHTTP drives an HTTP target with vegeta: an open-loop attack at a
 // fixed rate over a fixed pool of keep-alive connections.
 func attackHTTP(tgt vegeta.Target, l load, h2c bool) *stats {
+	return attackWith(newAttacker(l, h2c), tgt, l)
+}
+
+// newAttacker is vegeta's attacker with l.Conns keep-alive connections.
+func newAttacker(l load, h2c bool) *vegeta.Attacker {
 	opts := []func(*vegeta.Attacker){
 		vegeta.Connections(l.Conns), vegeta.MaxConnections(l.Conns),
 		vegeta.Workers(uint64(l.Conns)), vegeta.MaxWorkers(uint64(l.Conns)),
@@ -67,7 +72,11 @@ func attackHTTP(tgt vegeta.Target, l load, h2c bool) *stats {
 	if h2c {
 		opts = append(opts, vegeta.H2C(true))
 	}
-	a := vegeta.NewAttacker(opts...)
+	return vegeta.NewAttacker(opts...)
+}
+
+// attackWith runs one attack with a, whose connections stay open after.
+func attackWith(a *vegeta.Attacker, tgt vegeta.Target, l load) *stats {
 	var p vegeta.Pacer = vegeta.ConstantPacer{Freq: l.Rate, Per: time.Second}
 	s := &stats{}
 	start := time.Now()

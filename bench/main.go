@@ -45,6 +45,7 @@ func main() {
 		return
 	}
 	var o options
+	soakFor := flag.Duration("soak", 0, "instead of the paths: run two sidecars under load this long and compare their goroutines and memory before and after")
 	short := flag.Bool("short", false, "a quick run: 3 s per path after a 1 s warm-up, 1 s at maximum throughput")
 	flag.IntVar(&o.Rate, "rate", 1000, "requests per second of each measured run")
 	flag.IntVar(&o.Conns, "conns", 16, "connections (and concurrent requests)")
@@ -62,6 +63,12 @@ func main() {
 	}
 	if o.Rate < 0 || o.Conns < 1 || o.Size < 1 || o.Duration <= 0 {
 		log.Fatal("bench: -rate must be at least 0, -conns, -size and -duration positive")
+	}
+	if *soakFor > 0 {
+		if err := soak(o, *soakFor); err != nil {
+			log.Fatalf("bench: %v", err)
+		}
+		return
 	}
 	if err := run(o); err != nil {
 		log.Fatalf("bench: %v", err)
