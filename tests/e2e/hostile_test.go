@@ -127,3 +127,54 @@ func TestAppMaxConcurrency(t *testing.T) {
 		t.Fatal("the second call never ran")
 	}
 }
+
+// Slow-header clients (slowloris) hold nothing for long: the sidecar serves
+// others meanwhile, and drops each slow connection when its header has not
+// arrived within the header timeout.
+func TestSlowHeaderClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the header timeout")
+	}
+	w := newWorld(t)
+	s := w.sidecar("slowloris", 0)
+	var conns []net.Conn
+	for range 200 {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.httpPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /v1.0/metadata HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // a byte a second on every connection, never the end
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+				for _, c := range conns {
+					_, _ = c.Write([]byte("a"))
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	if resp, b := do(t, "GET", s.url+"/v1.0/metadata", nil, nil); resp.StatusCode != 200 || time.Since(start) > 2*time.Second {
+		t.Errorf("a normal request beside 200 slow ones: %d after %s: %.100s", resp.StatusCode, time.Since(start), b)
+	}
+	closed := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		if _, err := io.ReadAll(c); err == nil { // EOF: the server closed it
+			closed++
+		}
+	}
+	if closed != len(conns) {
+		t.Errorf("%d of %d slow connections were closed by the sidecar within 15 s", closed, len(conns))
+	}
+}
