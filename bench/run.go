@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/components"
+
 	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	goredis "github.com/redis/go-redis/v9"
@@ -338,8 +340,7 @@ func (e *env) stateSidecar() ([]*proc, sidecarAddrs, error) {
 	if err := os.MkdirAll(res, 0o755); err != nil {
 		return nil, sidecarAddrs{}, err
 	}
-	comp := "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: " + e.redis + "\n"
-	if err := os.WriteFile(filepath.Join(res, "statestore.yaml"), []byte(comp), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(res, "statestore.yaml"), components.RedisYAML("statestore", e.redis), 0o644); err != nil {
 		return nil, sidecarAddrs{}, err
 	}
 	reg, err := os.MkdirTemp(e.dir, "registry-")

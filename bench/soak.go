@@ -50,8 +50,9 @@ func (e *env) sampleOf(p *proc, metricsURL string) (sample, error) {
 
 // soak runs the HTTP path through two sidecars for d at the fixed rate and
 // compares each sidecar before and after: goroutines, heap in use and
-// resident memory, sampled with the load's connections still open and
-// after a pause, so that what remains is what the load left behind.
+// resident memory. The baseline is taken after a warm-up that fills every
+// connection pool, with the same client connections as the soak, so what
+// remains after is what the load left behind.
 func soak(o options, d time.Duration) error {
 	dir, err := os.MkdirTemp("", "tandem-soak-")
 	if err != nil {
@@ -102,6 +103,10 @@ func soak(o options, d time.Duration) error {
 		return vegeta.NewAttacker(vegeta.Client(client), vegeta.Workers(uint64(o.Conns)), vegeta.MaxWorkers(uint64(o.Conns)))
 	}
 	attackWith(attacker(), tgt, load{Rate: o.Rate, Conns: o.Conns, Duration: o.Warmup})
+	// Then flat out for a moment, so that every connection pool on the
+	// way (ours to the caller, the hop, the callee's to the app) has grown
+	// to what the load can make it: growth after that is not the pools.
+	attackWith(attacker(), tgt, load{Conns: o.Conns, Duration: 3 * time.Second})
 	time.Sleep(2 * time.Second)
 	before := make([]sample, 2)
 	for i, p := range procs {

@@ -61,3 +61,14 @@ func StateService(comps []Component, appID, namespace string, withDefault bool, 
 	}
 	return svc, nil
 }
+
+// RedisYAML is a state.redis Component named name for the Redis at addr,
+// with more metadata as name, value pairs: what the calculator's runner
+// writes for -redis, and what tests give sidecars.
+func RedisYAML(name, addr string, metadata ...string) []byte {
+	b := fmt.Appendf(nil, "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: %s\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: %q\n", name, addr)
+	for i := 0; i+1 < len(metadata); i += 2 {
+		b = fmt.Appendf(b, "  - name: %s\n    value: %q\n", metadata[i], metadata[i+1])
+	}
+	return b
+}

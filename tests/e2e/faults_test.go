@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/components"
+
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 )
 
@@ -19,19 +21,7 @@ import (
 func TestRedisOutageUnderLoad(t *testing.T) {
 	srv := redisserver.StartDurable(t)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), []byte(`apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: statestore
-spec:
-  type: state.redis
-  version: v1
-  metadata:
-  - name: redisHost
-    value: `+srv.Addr+`
-  - name: dialTimeout
-    value: 300ms
-`), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), components.RedisYAML("statestore", srv.Addr, "dialTimeout", "300ms"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w := newWorld(t)

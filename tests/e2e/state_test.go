@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/components"
+
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tandem-run/tandem/internal/testutil/counter"
@@ -39,20 +41,7 @@ func TestStateEmbeddedDefault(t *testing.T) {
 func TestStateRedisComponent(t *testing.T) {
 	srv := redisserver.Start(t)
 	dir := t.TempDir()
-	comp := `apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: statestore
-spec:
-  type: state.redis
-  version: v1
-  metadata:
-  - name: redisHost
-    value: ` + srv.Addr + `
-  - name: dialTimeout
-    value: 300ms
-`
-	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), []byte(comp), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), components.RedisYAML("statestore", srv.Addr, "dialTimeout", "300ms"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w := newWorld(t)

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/components"
+
 	"github.com/tandem-run/tandem/internal/config"
 )
 
@@ -154,18 +156,7 @@ func writeRedisComponent(dir, addr string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	comp := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: statestore
-spec:
-  type: state.redis
-  version: v1
-  metadata:
-  - name: redisHost
-    value: %q
-`, addr)
-	return os.WriteFile(filepath.Join(dir, "statestore.yaml"), []byte(comp), 0o644)
+	return os.WriteFile(filepath.Join(dir, "statestore.yaml"), components.RedisYAML("statestore", addr), 0o644)
 }
 
 // writeTracingConfig writes the appconfig Configuration of the Kubernetes
