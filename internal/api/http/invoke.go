@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"io"
 	"net/http"
 	"strings"
 
@@ -53,6 +54,11 @@ func (h *invokeHandler) byHeader(w http.ResponseWriter, r *http.Request) {
 	h.serve(w, r, id, strings.TrimPrefix(r.URL.EscapedPath(), "/"))
 }
 
+// serverBody is a request body the server closes itself.
+type serverBody struct{ io.Reader }
+
+func (serverBody) Close() error { return nil }
+
 func (h *invokeHandler) serve(w http.ResponseWriter, r *http.Request, id, method string) {
 	target, err := resolver.ParseTarget(id)
 	if err != nil {
@@ -64,12 +70,11 @@ func (h *invokeHandler) serve(w http.ResponseWriter, r *http.Request, id, method
 		apierr.Write(w, apierr.Malformed("invalid method path: %v", err))
 		return
 	}
-	var body = r.Body
-	if r.ContentLength == 0 {
-		body = nil
-	} else {
-		// Read the request while the response streams back (HTTP/1.1).
-		_ = http.NewResponseController(w).EnableFullDuplex()
+	var body io.ReadCloser
+	if r.ContentLength != 0 {
+		// The server closes the request body after the handler; closing it
+		// here too races with the server's own reading.
+		body = serverBody{r.Body}
 	}
 	resp, err := h.inv.Invoke(r.Context(), &invoke.Call{
 		Target:        target,
@@ -87,5 +92,11 @@ func (h *invokeHandler) serve(w http.ResponseWriter, r *http.Request, id, method
 		return
 	}
 	defer resp.Body.Close()
+	if body != nil {
+		// Go on reading the request while the answer streams back
+		// (HTTP/1.1). Only now: an error answered early, before the body
+		// was read, must not leave the server reading ahead in full duplex.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	_ = invoke.WriteResponse(w, resp)
 }
