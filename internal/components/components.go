@@ -4,17 +4,15 @@
 package components
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tandem-run/tandem/internal/yamldoc"
 )
 
 // Component is a Dapr Component resource.
@@ -96,18 +94,13 @@ func LoadDir(dir, appID string) ([]Component, error) {
 	if dir == "" {
 		return nil, nil
 	}
-	entries, err := os.ReadDir(dir)
+	files, err := yamldoc.Files(dir)
 	if err != nil {
 		return nil, fmt.Errorf("--resources-path: %w", err)
 	}
 	var out []Component
 	seen := map[string]string{}
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
-			continue
-		}
-		path := filepath.Join(dir, name)
+	for _, path := range files {
 		comps, err := LoadFile(path)
 		if err != nil {
 			return nil, err
@@ -149,45 +142,21 @@ func LoadFile(path string) ([]Component, error) {
 // from in errors (a file, or a resource of the API server).
 func Parse(b []byte, path string) ([]Component, error) {
 	var out []Component
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	for doc := 1; ; doc++ {
-		var node yaml.Node
-		if err := dec.Decode(&node); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("%s: not valid YAML: %w", path, err)
-		}
-		var head struct {
-			Kind string `yaml:"kind"`
-		}
-		if err := node.Decode(&head); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
-		}
-		if head.Kind != "Component" {
-			continue
-		}
+	err := yamldoc.Each(b, path, "Component", func(doc int, node *yaml.Node) error {
 		c := Component{File: path}
-		if err := decodeStrict(&node, &c); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
+		if err := yamldoc.Strict(node, &c); err != nil {
+			return fmt.Errorf("%s: document %d: %w", path, doc, err)
 		}
 		if err := c.validate(); err != nil {
-			return nil, err
+			return err
 		}
 		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
-}
-
-// decodeStrict decodes node into v, refusing unknown fields so that a typo
-// is an error rather than a silent default.
-func decodeStrict(node *yaml.Node, v any) error {
-	b, err := yaml.Marshal(node)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	return dec.Decode(v)
 }
 
 func (c *Component) validate() error {

@@ -7,10 +7,7 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"slices"
@@ -19,6 +16,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tandem-run/tandem/internal/yamldoc"
 )
 
 // Configuration is a Dapr Configuration resource.
@@ -115,32 +114,20 @@ func LoadFile(path string) (*Configuration, error) {
 
 // Parse reads a Configuration from YAML; source names it in errors.
 func Parse(b []byte, source string) (*Configuration, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var found *Configuration
-	for doc := 1; ; doc++ {
-		var node yaml.Node
-		if err := dec.Decode(&node); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("%s: not valid YAML: %w", source, err)
-		}
-		var head struct {
-			Kind string `yaml:"kind"`
-		}
-		if err := node.Decode(&head); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", source, doc, err)
-		}
-		if head.Kind != "Configuration" {
-			continue
-		}
+	err := yamldoc.Each(b, source, "Configuration", func(doc int, node *yaml.Node) error {
 		if found != nil {
-			return nil, fmt.Errorf("%s: holds more than one Configuration; give one file per Configuration", source)
+			return fmt.Errorf("%s: holds more than one Configuration; give one file per Configuration", source)
 		}
-		c, err := decode(&node, source)
+		c, err := decode(node, source)
 		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", source, doc, err)
+			return fmt.Errorf("%s: document %d: %w", source, doc, err)
 		}
 		found = c
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if found == nil {
 		return nil, fmt.Errorf("%s: no document of kind Configuration", source)
@@ -163,14 +150,8 @@ func decode(node *yaml.Node, source string) (*Configuration, error) {
 		}
 		spec.Content = kept
 	}
-	out, err := yaml.Marshal(node)
-	if err != nil {
-		return nil, err
-	}
 	c := &Configuration{Source: source, Ignored: ignored}
-	d := yaml.NewDecoder(bytes.NewReader(out))
-	d.KnownFields(true)
-	if err := d.Decode(c); err != nil {
+	if err := yamldoc.Strict(node, c); err != nil {
 		return nil, fmt.Errorf("%w (spec accepts tracing; also, without effect: %s)", err, strings.Join(unsupported, ", "))
 	}
 	if c.APIVersion != "dapr.io/v1alpha1" {

@@ -5,13 +5,9 @@
 package resiliency
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -19,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tandem-run/tandem/internal/yamldoc"
 )
 
 // Resource is a Resiliency resource as written.
@@ -132,20 +130,15 @@ func (s *Set) Component(name string) *Policy {
 // LoadDir reads the Resiliency resources of dir's YAML files that apply to
 // appID (no scopes, or scopes naming it). Other kinds are skipped.
 func LoadDir(dir, appID string) (*Set, error) {
-	set := &Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}}
+	set := newSet()
 	if dir == "" {
 		return set, nil
 	}
-	entries, err := os.ReadDir(dir)
+	files, err := yamldoc.Files(dir)
 	if err != nil {
 		return nil, fmt.Errorf("--resources-path: %w", err)
 	}
-	for _, e := range entries {
-		n := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
-			continue
-		}
-		path := filepath.Join(dir, n)
+	for _, path := range files {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, err
@@ -158,8 +151,8 @@ func LoadDir(dir, appID string) (*Set, error) {
 			if len(r.Scopes) > 0 && !slices.Contains(r.Scopes, appID) {
 				continue
 			}
-			if err := set.add(r, path); err != nil {
-				return nil, err
+			if _, err := set.build(r); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
 			}
 		}
 	}
@@ -169,48 +162,28 @@ func LoadDir(dir, appID string) (*Set, error) {
 // Parse reads the Resiliency documents of YAML; source names it in errors.
 // Fields it does not know are errors.
 func Parse(b []byte, source string) ([]Resource, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var out []Resource
-	for doc := 1; ; doc++ {
-		var node yaml.Node
-		if err := dec.Decode(&node); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("%s: not valid YAML: %w", source, err)
-		}
-		var head struct {
-			Kind string `yaml:"kind"`
-		}
-		if err := node.Decode(&head); err != nil || head.Kind != "Resiliency" {
-			continue
-		}
-		raw, err := yaml.Marshal(&node)
-		if err != nil {
-			return nil, err
-		}
+	err := yamldoc.Each(b, source, "Resiliency", func(doc int, node *yaml.Node) error {
 		var r Resource
-		d := yaml.NewDecoder(bytes.NewReader(raw))
-		d.KnownFields(true)
-		if err := d.Decode(&r); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", source, doc, err)
+		if err := yamldoc.Strict(node, &r); err != nil {
+			return fmt.Errorf("%s: document %d: %w", source, doc, err)
 		}
 		if r.APIVersion != "dapr.io/v1alpha1" {
-			return nil, fmt.Errorf("%s: resiliency %q: apiVersion %q is not supported; use dapr.io/v1alpha1", source, r.Metadata.Name, r.APIVersion)
+			return fmt.Errorf("%s: resiliency %q: apiVersion %q is not supported; use dapr.io/v1alpha1", source, r.Metadata.Name, r.APIVersion)
 		}
-		if _, err := (&Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}}).build(r); err != nil {
-			return nil, fmt.Errorf("%s: %w", source, err)
+		if _, err := newSet().build(r); err != nil {
+			return fmt.Errorf("%s: %w", source, err)
 		}
 		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-func (s *Set) add(r Resource, source string) error {
-	if _, err := s.build(r); err != nil {
-		return fmt.Errorf("%s: %w", source, err)
-	}
-	return nil
-}
+func newSet() *Set { return &Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}} }
 
 // build checks r and adds its targets to s.
 func (s *Set) build(r Resource) (*Set, error) {
