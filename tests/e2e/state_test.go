@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -123,18 +122,9 @@ func TestConcurrentIncrementsThroughSidecar(t *testing.T) {
 			s := w.sidecar("counter-"+name, 0, extra...)
 			base := s.url + "/v1.0/state/statestore"
 			const clients, each = 20, 5
-			var wg sync.WaitGroup
-			for range clients {
-				wg.Go(func() {
-					for range each {
-						if err := counter.Increment(base, "counter"); err != nil {
-							t.Error(err)
-							return
-						}
-					}
-				})
+			if err := counter.Concurrently(base, "counter", clients, each); err != nil {
+				t.Error(err)
 			}
-			wg.Wait()
 			_, b := do(t, "GET", base+"/counter", nil, nil)
 			if string(b) != strconv.Itoa(clients*each) {
 				t.Errorf("counter = %s, want %d", b, clients*each)

@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -158,18 +157,9 @@ func TestConcurrentIncrements(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			base := stateAPI(t, newStore(t)).URL + "/v1.0/state/statestore"
 			const clients, each = 20, 10
-			var wg sync.WaitGroup
-			for range clients {
-				wg.Go(func() {
-					for range each {
-						if err := counter.Increment(base, "counter"); err != nil {
-							t.Error(err)
-							return
-						}
-					}
-				})
+			if err := counter.Concurrently(base, "counter", clients, each); err != nil {
+				t.Error(err)
 			}
-			wg.Wait()
 			_, _, v := call(t, "GET", base+"/counter", "", nil)
 			if v != strconv.Itoa(clients*each) {
 				t.Errorf("counter = %s, want %d", v, clients*each)

@@ -9,7 +9,29 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 )
+
+// Concurrently has clients writers each Increment key each times, all at
+// once, and returns the first error any of them met (each stops at its
+// first error).
+func Concurrently(storeURL, key string, clients, each int) error {
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for range each {
+				if err := Increment(storeURL, key); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
 
 // maxAttempts bounds the retries of one increment.
 const maxAttempts = 1000
