@@ -60,13 +60,17 @@ func (p *proc) cpu() time.Duration {
 }
 
 // peakRSS returns the process's peak resident memory (VmHWM), in bytes.
-func (p *proc) peakRSS() int64 {
+func (p *proc) peakRSS() int64 { return p.memory("VmHWM") }
+
+// memory returns a memory field (in kB there) of the process's
+// /proc/<pid>/status, in bytes; 0 when it cannot be read.
+func (p *proc) memory(field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		return 0
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb << 10
 		}

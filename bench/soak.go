@@ -36,15 +36,7 @@ func (e *env) sampleOf(p *proc, metricsURL string) (sample, error) {
 			}
 		}
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-				s.rss = kb << 10
-			}
-		}
-	}
+	s.rss = p.memory("VmRSS")
 	return s, sc.Err()
 }
 

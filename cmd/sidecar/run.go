@@ -119,16 +119,16 @@ func run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer stateSvc.Close()
-	res9y, err := resiliency.LoadDir(o.ResourcesPath, o.AppID)
+	policies, err := resiliency.LoadDir(o.ResourcesPath, o.AppID)
 	if err != nil {
 		return err
 	}
 	stateSvc.WrapStores(func(c state.StoreConfig) state.Store {
 		c.Store = tracing.Store(c)
 		c.Store = metrics.Store(c)
-		return res9y.Store(c)
+		return policies.Store(c)
 	})
-	caller := resiliency.WrapInvoker(inv, res9y)
+	caller := resiliency.WrapInvoker(inv, policies)
 
 	ports := api.Ports{
 		HTTP:     lns.port(lns.http...),

@@ -15,6 +15,7 @@
 package acl
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -42,20 +43,13 @@ func New(ac *config.AccessControl, namespace string) *ACL {
 	a := &ACL{
 		defaultAllow: ac.DefaultAction == "allow",
 		namespace:    namespace,
-		trustDomain:  or(ac.TrustDomain, "public"),
+		trustDomain:  cmp.Or(ac.TrustDomain, "public"),
 		policies:     map[string]config.Policy{},
 	}
 	for _, p := range ac.Policies {
 		a.policies[p.AppID] = p
 	}
 	return a
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Allowed reports whether caller (in callerNS) may call method (the escaped
@@ -65,7 +59,7 @@ func (a *ACL) Allowed(caller, callerNS, method, verb string) (bool, string) {
 		return true, ""
 	}
 	p, ok := a.policies[caller]
-	if !ok || or(p.TrustDomain, "public") != a.trustDomain || (p.Namespace != "" && p.Namespace != or(callerNS, a.namespace)) {
+	if !ok || cmp.Or(p.TrustDomain, "public") != a.trustDomain || (p.Namespace != "" && p.Namespace != cmp.Or(callerNS, a.namespace)) {
 		return a.defaultAllow, fmt.Sprintf("app %q has no policy here; the default action is %s", caller, action(a.defaultAllow))
 	}
 	path := "/" + unescape(method)

@@ -5,6 +5,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -50,7 +51,7 @@ func InCluster(namespace string, getenv func(string) string) (*Client, error) {
 		}
 		base = "https://" + net.JoinHostPort(host, port)
 	}
-	tf, cf := or(getenv("TANDEM_KUBE_TOKEN_FILE"), tokenFile), or(getenv("TANDEM_KUBE_CA_FILE"), caFile)
+	tf, cf := cmp.Or(getenv("TANDEM_KUBE_TOKEN_FILE"), tokenFile), cmp.Or(getenv("TANDEM_KUBE_CA_FILE"), caFile)
 	pem, err := os.ReadFile(cf)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes mode: the API server's CA: %w", err)
@@ -71,13 +72,6 @@ func InCluster(namespace string, getenv func(string) string) (*Client, error) {
 			Proxy:           http.ProxyFromEnvironment,
 		}},
 	}, nil
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // get fetches path into v; notFound is returned, wrapped, on 404.
