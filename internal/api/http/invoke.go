@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"io"
 	"net/http"
 	"strings"
 
@@ -54,11 +53,6 @@ func (h *invokeHandler) byHeader(w http.ResponseWriter, r *http.Request) {
 	h.serve(w, r, id, strings.TrimPrefix(r.URL.EscapedPath(), "/"))
 }
 
-// serverBody is a request body the server closes itself.
-type serverBody struct{ io.Reader }
-
-func (serverBody) Close() error { return nil }
-
 func (h *invokeHandler) serve(w http.ResponseWriter, r *http.Request, id, method string) {
 	target, err := resolver.ParseTarget(id)
 	if err != nil {
@@ -70,11 +64,9 @@ func (h *invokeHandler) serve(w http.ResponseWriter, r *http.Request, id, method
 		apierr.Write(w, apierr.Malformed("invalid method path: %v", err))
 		return
 	}
-	var body io.ReadCloser
-	if r.ContentLength != 0 {
-		// The server closes the request body after the handler; closing it
-		// here too races with the server's own reading.
-		body = serverBody{r.Body}
+	body := r.Body
+	if r.ContentLength == 0 {
+		body = nil
 	}
 	resp, err := h.inv.Invoke(r.Context(), &invoke.Call{
 		Target:        target,
