@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -15,18 +16,24 @@ import (
 )
 
 // Options is everything the command line and environment say. It is filled
-// once, by parseOptions, and handed to run.
+// once, by parseOptions, and handed to run. Every number in it has been
+// range-checked: run never sees a port past 65535, a negative size or a
+// duration that wrapped.
 type Options struct {
 	AppID             string
-	AppPort           int // 0: no app
+	AppPort           int // 0: no app (--app-port absent or 0)
 	AppProtocol       string
 	AppChannelAddress string
 
-	HTTPPort        int // 0: pick a free port
-	GRPCPort        int
-	InternalPort    int
-	InternalAddress string // host the internal port binds; empty: all
-	PublicPort      int    // -1: none
+	HTTPPort     int // 0: pick a free port
+	GRPCPort     int
+	InternalPort int
+	// InternalAddress is the host the internal (sidecar-to-sidecar) port
+	// binds: 127.0.0.1 in standalone mode, where every peer runs on this
+	// host; "" (all interfaces) in kubernetes mode, where peers reach it
+	// from other pods. --dapr-internal-grpc-listen-address overrides both.
+	InternalAddress string
+	PublicPort      int // -1: none
 	MetricsPort     int
 	EnableMetrics   bool
 	ListenAddresses []string // empty: all interfaces
@@ -39,11 +46,15 @@ type Options struct {
 	LogLevel slog.Level
 	LogJSON  bool
 
-	AppMaxConcurrency int // 0: no bound
+	AppMaxConcurrency int // 0: no bound; at most maxAppConcurrency
 
-	MaxBodySize      int64
-	MaxBodySizeSet   bool // streamed invocation is limited only when set
-	GracefulShutdown time.Duration
+	MaxBodySize    int64 // bytes, 1 to maxBodySize; default 4 MiB
+	MaxBodySizeSet bool  // streamed invocation is limited only when set
+	// ReadBufferSize is the largest request header block the HTTP API
+	// reads, in bytes (daprd's read buffer): minReadBufferSize to
+	// maxReadBufferSize, default 64 KiB.
+	ReadBufferSize   int
+	GracefulShutdown time.Duration // 0 to maxGraceSeconds seconds; default 5 s
 
 	APIToken string // DAPR_API_TOKEN: required of every API call
 	AppToken string // APP_API_TOKEN: sent to this sidecar's app
@@ -53,7 +64,33 @@ type Options struct {
 	DNSServer     string // kubernetes: host:port of the DNS server; empty: system
 }
 
-const defaultMaxBodySize = 4 << 20
+// Defaults and bounds of the numeric flags. The injector checks its
+// annotations against the same numbers (internal/injector), so an admitted
+// pod's sidecar always starts.
+const (
+	defaultMaxBodySize    = 4 << 20
+	maxBodySize           = 1 << 40 // 1 TiB: a limit, never allocated
+	defaultReadBufferSize = 64 << 10
+	minReadBufferSize     = 1 << 10
+	maxReadBufferSize     = 8 << 20 // as Envoy's largest max_request_headers_kb
+	// maxAppConcurrency bounds --app-max-concurrency: the sidecar allocates a
+	// channel of that capacity.
+	maxAppConcurrency   = 1 << 20
+	defaultGraceSeconds = 5
+	maxGraceSeconds     = 3600
+)
+
+// The accepted values of each numeric flag. -1 means "unset: the default, or
+// no bound" where daprd gives it that meaning.
+var (
+	portRange        = intRange{lo: 0, hi: math.MaxUint16, accepted: "0 to 65535 (0 picks a free port)"}
+	appPortRange     = intRange{lo: 0, hi: math.MaxUint16, accepted: "0 to 65535 (0: no app port)"}
+	publicPortRange  = intRange{lo: 0, hi: math.MaxUint16, accepted: "0 to 65535 (0 picks a free port; leave it out for none)"}
+	concurrencyRange = intRange{lo: 0, hi: maxAppConcurrency, unset: true, accepted: "-1 or 0 for no bound, or 1 to 1048576 calls in flight"}
+	graceRange       = intRange{lo: 0, hi: maxGraceSeconds, unset: true, accepted: "-1 for the default (5), or 0 to 3600 seconds"}
+	readBufferKB     = intRange{lo: minReadBufferSize >> 10, hi: maxReadBufferSize >> 10, unset: true, accepted: "-1 for the default (64 KB), or 1 to 8192 KB"}
+	maxRequestMB     = intRange{lo: 1, hi: maxBodySize >> 20, unset: true, accepted: "-1 for the default (4 MB for buffered APIs, invocation unlimited), or 1 to 1048576 MB"}
+)
 
 // parseOptions parses the sidecar's flags (daprd's names) and environment.
 // It is pure: tests call it with any args and getenv.
@@ -61,19 +98,27 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	var o Options
 	fs := flag.NewFlagSet("sidecar", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var appPort, publicPort, maxBody, listen, logLevel string
-	var grace int
+	// refused keeps the first refusal of a numeric flag: the flag package
+	// rewords the errors of Set.
+	var refused error
+	intVar := func(p *int, name string, def int, r intRange, usage string) {
+		*p = def
+		fs.Var(&intFlag{p: p, name: name, r: r, refused: &refused}, name, usage+"; accepted: "+r.accepted)
+	}
+	var appPort, publicPort, maxBody, readBuffer, listen, logLevel string
+	var grace, readBufferSizeKB, maxRequestSizeMB int
 	fs.StringVar(&o.AppID, "app-id", "", "this app's id (required): a DNS-1123 label")
-	fs.StringVar(&appPort, "app-port", "", "port the app listens on; none: outbound-only sidecar")
+	fs.StringVar(&appPort, "app-port", "", "port the app listens on; none or 0: outbound-only sidecar")
 	fs.StringVar(&o.AppProtocol, "app-protocol", "http", "protocol of the app: http, grpc, h2c or https")
 	fs.StringVar(&o.AppChannelAddress, "app-channel-address", "127.0.0.1", "host of the app")
-	fs.IntVar(&o.AppMaxConcurrency, "app-max-concurrency", 0, "most calls in flight to the app; more wait for a free slot (0: no bound)")
-	fs.IntVar(&o.HTTPPort, "dapr-http-port", 3500, "HTTP API port (0: pick a free port)")
-	fs.IntVar(&o.GRPCPort, "dapr-grpc-port", 50001, "gRPC API port (0: pick a free port)")
-	fs.IntVar(&o.InternalPort, "dapr-internal-grpc-port", 50002, "sidecar-to-sidecar port (0: pick a free port)")
-	fs.StringVar(&o.InternalAddress, "dapr-internal-listen-address", "", "address the sidecar-to-sidecar port binds; default all, as peers reach it from other hosts")
-	fs.StringVar(&publicPort, "dapr-public-port", "", "port for healthz and metadata only; none by default")
-	fs.IntVar(&o.MetricsPort, "metrics-port", 9090, "Prometheus metrics port (0: pick a free port)")
+	intVar(&o.AppMaxConcurrency, "app-max-concurrency", -1, concurrencyRange, "most `calls` in flight to the app; more wait for a free slot")
+	intVar(&o.HTTPPort, "dapr-http-port", 3500, portRange, "HTTP API `port`")
+	intVar(&o.GRPCPort, "dapr-grpc-port", 50001, portRange, "gRPC API `port`")
+	intVar(&o.InternalPort, "dapr-internal-grpc-port", 50002, portRange, "sidecar-to-sidecar `port`")
+	fs.StringVar(&o.InternalAddress, "dapr-internal-grpc-listen-address", "", "address the sidecar-to-sidecar port binds; default 127.0.0.1 in standalone mode (peers run on this host), all interfaces in kubernetes mode; 0.0.0.0 or :: for all")
+	fs.StringVar(&o.InternalAddress, "dapr-internal-listen-address", "", "alias of --dapr-internal-grpc-listen-address")
+	fs.StringVar(&publicPort, "dapr-public-port", "", "port for the two health routes only; none by default")
+	intVar(&o.MetricsPort, "metrics-port", 9090, portRange, "Prometheus metrics `port`")
 	fs.BoolVar(&o.EnableMetrics, "enable-metrics", true, "serve Prometheus metrics on --metrics-port")
 	fs.StringVar(&listen, "dapr-listen-addresses", "", "comma-separated addresses the APIs bind to; default all")
 	fs.StringVar(&o.Mode, "mode", "standalone", "standalone or kubernetes")
@@ -82,8 +127,11 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.Config, "config", "", "Configuration file (standalone) or name (kubernetes)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.LogJSON, "log-as-json", false, "log as JSON")
-	fs.StringVar(&maxBody, "max-body-size", "", "largest request body, e.g. 4Mi (default 4Mi for buffered APIs; invocation unlimited unless set)")
-	fs.IntVar(&grace, "dapr-graceful-shutdown-seconds", 5, "how long in-flight calls may take to finish on shutdown")
+	fs.StringVar(&maxBody, "max-body-size", "", "largest request body, e.g. 4Mi, up to 1Ti (default 4Mi for buffered APIs; invocation unlimited unless set)")
+	intVar(&maxRequestSizeMB, "dapr-http-max-request-size", -1, maxRequestMB, "largest request body in `MB` (daprd's older flag; --max-body-size in MB)")
+	fs.StringVar(&readBuffer, "read-buffer-size", "", "largest request header block the HTTP API reads, e.g. 64Ki; a plain number is bytes, as in daprd; 1Ki to 8Mi (default 64Ki)")
+	intVar(&readBufferSizeKB, "dapr-http-read-buffer-size", -1, readBufferKB, "largest request header block in `KB` (daprd's older flag; --read-buffer-size in KB)")
+	intVar(&grace, "dapr-graceful-shutdown-seconds", defaultGraceSeconds, graceRange, "how many `seconds` in-flight calls may take to finish on shutdown")
 	fs.StringVar(&o.RegistryDir, "registry-dir", getenv("TANDEM_REGISTRY_DIR"), "standalone: registry folder of running sidecars (env TANDEM_REGISTRY_DIR)")
 	fs.StringVar(&o.ClusterDomain, "kubernetes-cluster-domain", "cluster.local", "kubernetes: the cluster's DNS domain")
 	fs.StringVar(&o.DNSServer, "kubernetes-dns-server", "", "kubernetes: DNS server host:port (default: the system's)")
@@ -95,19 +143,24 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 			fs.PrintDefaults()
 			return o, &usageError{b.String()}
 		}
+		if refused != nil {
+			return o, refused
+		}
 		return o, flagError(err)
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q: every option is a flag (--name value)", fs.Arg(0))
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
 	var err error
 	if err = resolver.ValidateID(o.AppID); err != nil {
 		return o, fmt.Errorf("--app-id: %w", err)
 	}
 	if appPort != "" {
-		if o.AppPort, err = parsePort(appPort, false); err != nil {
-			return o, fmt.Errorf("--app-port: %w", err)
+		if o.AppPort, err = appPortRange.parse("--app-port", appPort); err != nil {
+			return o, err
 		}
 	}
 	switch o.AppProtocol {
@@ -117,24 +170,14 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	default:
 		return o, fmt.Errorf("--app-protocol %q is not valid; accepted: http, grpc, h2c, https", o.AppProtocol)
 	}
-	if o.AppMaxConcurrency < 0 {
-		return o, fmt.Errorf("--app-max-concurrency %d is negative; give 0 for no bound or the most calls in flight", o.AppMaxConcurrency)
-	}
+	o.AppMaxConcurrency = max(o.AppMaxConcurrency, 0) // -1: no bound, as 0
 	if o.AppChannelAddress == "" {
 		return o, errors.New("--app-channel-address is empty; give the app's host, e.g. 127.0.0.1")
 	}
-	for _, p := range []struct {
-		name string
-		v    int
-	}{{"--dapr-http-port", o.HTTPPort}, {"--dapr-grpc-port", o.GRPCPort}, {"--dapr-internal-grpc-port", o.InternalPort}, {"--metrics-port", o.MetricsPort}} {
-		if p.v < 0 || p.v > math.MaxUint16 {
-			return o, fmt.Errorf("%s %d is not a port: use 0 to 65535 (0 picks a free port)", p.name, p.v)
-		}
-	}
 	o.PublicPort = -1
 	if publicPort != "" {
-		if o.PublicPort, err = parsePort(publicPort, true); err != nil {
-			return o, fmt.Errorf("--dapr-public-port: %w", err)
+		if o.PublicPort, err = publicPortRange.parse("--dapr-public-port", publicPort); err != nil {
+			return o, err
 		}
 	}
 	for a := range strings.SplitSeq(listen, ",") {
@@ -144,6 +187,11 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	switch o.Mode {
 	case "standalone":
+		// Peers of a standalone sidecar run on this host: nothing else
+		// needs its internal port.
+		if o.InternalAddress == "" {
+			o.InternalAddress = "127.0.0.1"
+		}
 	case "kubernetes":
 		o.Namespace = getenv("NAMESPACE")
 		if o.Namespace == "" {
@@ -152,22 +200,99 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	default:
 		return o, fmt.Errorf("--mode %q is not valid; accepted: standalone, kubernetes", o.Mode)
 	}
+	if o.DNSServer != "" {
+		_, port, err := net.SplitHostPort(o.DNSServer)
+		if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 1 || p > math.MaxUint16 {
+			return o, fmt.Errorf("--kubernetes-dns-server %q is not valid; accepted: host:port with a port from 1 to 65535, e.g. 10.96.0.10:53", o.DNSServer)
+		}
+	}
 	if err = o.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return o, fmt.Errorf("--log-level %q is not valid; accepted: debug, info, warn, error", logLevel)
 	}
 	o.APIToken, o.AppToken = getenv("DAPR_API_TOKEN"), getenv("APP_API_TOKEN")
+
 	o.MaxBodySize = defaultMaxBodySize
-	if maxBody != "" {
-		if o.MaxBodySize, err = ParseSize(maxBody); err != nil {
-			return o, fmt.Errorf("--max-body-size: %w", err)
+	switch {
+	case maxBody != "" && maxRequestSizeMB >= 0:
+		return o, errors.New("--max-body-size and --dapr-http-max-request-size set the same limit; give one")
+	case maxBody != "":
+		if o.MaxBodySize, err = parseSizeIn("--max-body-size", maxBody, 1, maxBodySize, "1 to 1Ti, e.g. 16Mi"); err != nil {
+			return o, err
 		}
 		o.MaxBodySizeSet = true
+	case maxRequestSizeMB >= 0:
+		o.MaxBodySize, o.MaxBodySizeSet = int64(maxRequestSizeMB)<<20, true
+	}
+	o.ReadBufferSize = defaultReadBufferSize
+	switch {
+	case readBuffer != "" && readBufferSizeKB >= 0:
+		return o, errors.New("--read-buffer-size and --dapr-http-read-buffer-size set the same limit; give one")
+	case readBuffer != "":
+		n, err := parseSizeIn("--read-buffer-size", readBuffer, minReadBufferSize, maxReadBufferSize, "1Ki to 8Mi, e.g. 64Ki (a plain number is bytes)")
+		if err != nil {
+			return o, err
+		}
+		o.ReadBufferSize = int(n)
+	case readBufferSizeKB >= 0:
+		o.ReadBufferSize = readBufferSizeKB << 10
 	}
 	if grace < 0 {
-		return o, fmt.Errorf("--dapr-graceful-shutdown-seconds %d is negative", grace)
+		grace = defaultGraceSeconds
 	}
 	o.GracefulShutdown = time.Duration(grace) * time.Second
 	return o, nil
+}
+
+// intRange is what a numeric flag accepts: lo to hi, and -1 when unset is
+// true. Parsing never wraps: strconv refuses what an int cannot hold.
+type intRange struct {
+	lo, hi   int
+	unset    bool // -1 is accepted: the default, or no bound
+	accepted string
+}
+
+func (r intRange) parse(flag, s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || (n < r.lo || n > r.hi) && !(r.unset && n == -1) {
+		return 0, fmt.Errorf("%s %q is not valid; accepted: %s", flag, s, r.accepted)
+	}
+	return n, nil
+}
+
+// intFlag is a numeric flag checked against its range as it is parsed.
+type intFlag struct {
+	p       *int
+	name    string
+	r       intRange
+	refused *error
+}
+
+func (f *intFlag) String() string {
+	if f == nil || f.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*f.p)
+}
+
+func (f *intFlag) Set(s string) error {
+	n, err := f.r.parse("--"+f.name, s)
+	if err != nil {
+		if *f.refused == nil {
+			*f.refused = err
+		}
+		return err
+	}
+	*f.p = n
+	return nil
+}
+
+// parseSizeIn parses a size with ParseSize and checks it is in [lo, hi].
+func parseSizeIn(flag, s string, lo, hi int64, accepted string) (int64, error) {
+	n, err := ParseSize(s)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s %q is not valid; accepted: %s", flag, s, accepted)
+	}
+	return n, nil
 }
 
 // usageError carries the usage text asked for with --help.
@@ -183,17 +308,6 @@ func flagError(err error) error {
 		return fmt.Errorf("unknown flag %s; run with --help for the list", strings.TrimPrefix(msg, "flag provided but not defined: "))
 	}
 	return err
-}
-
-func parsePort(s string, allowZero bool) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > math.MaxUint16 || (n == 0 && !allowZero) {
-		if allowZero {
-			return 0, fmt.Errorf("%q is not a port: use 0 to 65535", s)
-		}
-		return 0, fmt.Errorf("%q is not a port: use 1 to 65535", s)
-	}
-	return n, nil
 }
 
 // ParseSize parses a byte size: a plain number of bytes, or a number with a
