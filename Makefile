@@ -14,7 +14,7 @@ FUZZTIME ?= 3s
 FUZZ_TARGETS = ./pkg/invoke:FuzzParseMethod ./pkg/resolver:FuzzParseTarget \
 	./internal/config:FuzzParse ./internal/components:FuzzParse \
 	./internal/injector:FuzzReview ./internal/api/http:FuzzStateBodies \
-	./internal/resiliency:FuzzParse
+	./internal/resiliency:FuzzParse ./internal/api/grpc:FuzzInvokeRequest
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

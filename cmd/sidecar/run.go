@@ -151,7 +151,7 @@ func run(ctx context.Context, o Options) error {
 
 	guard := token.New(o.APIToken)
 	servers := []*server{
-		{name: "http", lns: lns.http, srv: newHTTPServer(guard.HTTP(router))},
+		{name: "http", lns: lns.http, srv: newHTTPServer(guard.HTTP(router, router.Public))},
 		{name: "internal", lns: []net.Listener{lns.internal}, srv: newHopServer(tracing.HTTPServer(
 			func(r *http.Request) string { return telemetry.InvokeSpanName(o.AppID, r.URL.Path) },
 			acl.New(conf.AccessControlSpec(), o.Namespace).Hop(inv.HopHandler())))},
@@ -159,7 +159,7 @@ func run(ctx context.Context, o Options) error {
 	if lns.public != nil {
 		public := httpapi.NewRouter(nil)
 		public.Add(httpapi.HealthRoutes(life)...)
-		servers = append(servers, &server{name: "public", lns: []net.Listener{lns.public}, srv: newHTTPServer(guard.HTTP(public))})
+		servers = append(servers, &server{name: "public", lns: []net.Listener{lns.public}, srv: newHTTPServer(guard.HTTP(public, public.Public))})
 	}
 	if lns.metrics != nil {
 		mux := http.NewServeMux()

@@ -25,6 +25,10 @@ func Invoke(err error) *Error {
 		return New(CodeShuttingDown, http.StatusServiceUnavailable, codes.Unavailable, "%s", ie.Error())
 	case invoke.KindPermissionDenied:
 		return New(CodePermissionDenied, http.StatusForbidden, codes.PermissionDenied, "%s", ie.Error())
+	case invoke.KindHeadersTooLarge:
+		return New(CodeMalformedRequest, http.StatusRequestHeaderFieldsTooLarge, codes.ResourceExhausted, "%s", ie.Error())
+	case invoke.KindOverloaded:
+		return New(CodeDirectInvoke, http.StatusServiceUnavailable, codes.ResourceExhausted, "%s", ie.Error())
 	case invoke.KindNotFound:
 		return New(CodeDirectInvoke, http.StatusInternalServerError, codes.NotFound, "%s", ie.Error())
 	default:

@@ -20,6 +20,8 @@ const (
 	KindBodyTooLarge     Kind = "body-too-large"    // the request body is over the limit
 	KindShuttingDown     Kind = "shutting-down"     // the sidecar is draining
 	KindPermissionDenied Kind = "permission-denied" // the callee's access control refuses the call
+	KindHeadersTooLarge  Kind = "headers-too-large" // the header list is over the peer's limit
+	KindOverloaded       Kind = "overloaded"        // the callee's sidecar has too many calls in flight
 	KindInternal         Kind = "internal"
 )
 

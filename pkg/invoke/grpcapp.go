@@ -3,6 +3,7 @@ package invoke
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -182,12 +183,21 @@ var reservedMD = map[string]bool{
 }
 
 // MetadataFromHeader turns HTTP headers into gRPC metadata, leaving out what
-// gRPC owns (content-type, te, grpc-*, ...).
+// gRPC owns (content-type, te, grpc-*, ...). Binary (-bin) values, base64 on
+// the wire, are decoded; one that does not decode is left out.
 func MetadataFromHeader(h http.Header) metadata.MD {
 	md := make(metadata.MD, len(h))
 	for k, vv := range h {
 		lk := strings.ToLower(k)
 		if reservedMD[lk] || strings.HasPrefix(lk, ":") {
+			continue
+		}
+		if strings.HasSuffix(lk, "-bin") {
+			for _, v := range vv {
+				if b, err := decodeBin(v); err == nil {
+					md[lk] = append(md[lk], string(b))
+				}
+			}
 			continue
 		}
 		md[lk] = append(md[lk], vv...)
@@ -196,16 +206,31 @@ func MetadataFromHeader(h http.Header) metadata.MD {
 }
 
 // HeaderFromMetadata turns gRPC metadata into HTTP headers, leaving out what
-// gRPC owns and binary (-bin) values.
+// gRPC owns. Binary (-bin) values are base64-encoded, as gRPC sends them.
 func HeaderFromMetadata(md metadata.MD) http.Header {
 	h := make(http.Header, len(md))
 	for k, vv := range md {
-		if reservedMD[k] || strings.HasPrefix(k, ":") || strings.HasSuffix(k, "-bin") {
+		if reservedMD[k] || strings.HasPrefix(k, ":") {
 			continue
+		}
+		if strings.HasSuffix(k, "-bin") {
+			enc := make([]string, len(vv))
+			for i, v := range vv {
+				enc[i] = base64.RawStdEncoding.EncodeToString([]byte(v))
+			}
+			vv = enc
 		}
 		h[http.CanonicalHeaderKey(k)] = vv
 	}
 	return h
+}
+
+// decodeBin decodes a -bin metadata value, padded or not.
+func decodeBin(v string) ([]byte, error) {
+	if len(v)%4 == 0 {
+		return base64.StdEncoding.DecodeString(v)
+	}
+	return base64.RawStdEncoding.DecodeString(v)
 }
 
 var errTooLarge = errors.New("message too large")

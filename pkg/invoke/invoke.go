@@ -95,7 +95,7 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 	if err != nil {
 		return nil, err
 	}
-	hop := newHopTransport(cfg.DialTimeout)
+	hop := newHopPool(cfg.DialTimeout)
 	inv := &Invoker{
 		cfg:      cfg,
 		resolver: r,
@@ -162,6 +162,10 @@ func (inv *Invoker) Invoke(ctx context.Context, c *Call) (*http.Response, error)
 		closeBody(c.Body)
 		return nil, err
 	}
+	if err := checkCall(c); err != nil {
+		closeBody(c.Body)
+		return nil, errorf(KindBadRequest, c.Target.ID, "", nil, "%v", err)
+	}
 	h := c.Header
 	removeHopByHop(h)
 	delete(h, HeaderAPIToken)
@@ -216,6 +220,10 @@ func (inv *Invoker) sendHop(ctx context.Context, c *Call, addrs []string) (*http
 		lastErr, lastAddr = err, addr
 		if errors.Is(err, ErrBodyTooLarge) {
 			return nil, errorf(KindBodyTooLarge, c.Target.ID, addr, err, "request body is over the limit of %d bytes", inv.cfg.MaxBodySize)
+		}
+		if kerr := refused(err, c.Header, c.Target.ID, addr); kerr != nil {
+			closeBody(c.Body)
+			return nil, kerr
 		}
 		if ctx.Err() != nil || !canRetry(c, err) || i == len(addrs)-1 {
 			break
@@ -274,6 +282,46 @@ func newRequest(ctx context.Context, verb string, u *url.URL, h http.Header, bod
 		Host:          u.Host,
 	}
 	return req.WithContext(ctx)
+}
+
+// checkCall checks what becomes part of the request to the app before it
+// goes anywhere: verb, query and header fields as they go on the wire.
+func checkCall(c *Call) error {
+	if err := checkVerb(c.Verb); err != nil {
+		return err
+	}
+	if err := CheckQuery(c.RawQuery); err != nil {
+		return err
+	}
+	return CheckHeader(c.Header, "header")
+}
+
+// refused turns the peer's refusal of a call, as opposed to a failure to
+// reach it, into an error of its own kind: these say nothing about the
+// peer's health, so they do not count against circuit breakers.
+func refused(err error, h http.Header, appID, addr string) *Error {
+	size := headerListSize(h)
+	// A peer's limit is known once its settings have arrived; before that,
+	// on a new connection, it refuses a header list over it as malformed.
+	if headerListTooLarge(err) || (size > 16<<10 && strings.Contains(err.Error(), "PROTOCOL_ERROR")) {
+		return errorf(KindHeadersTooLarge, appID, addr, nil,
+			"the call's headers (%d bytes) are larger than the sidecar of app %q at %s accepts (its --read-buffer-size); send fewer or smaller headers", size, appID, addr)
+	}
+	if strings.Contains(err.Error(), "PROTOCOL_ERROR") {
+		return errorf(KindBadRequest, appID, addr, err, "the sidecar of app %q at %s refused the call as malformed", appID, addr)
+	}
+	return nil
+}
+
+// headerListSize is the size of h as HTTP/2 counts it (RFC 9113, 6.5.2).
+func headerListSize(h http.Header) int {
+	n := 0
+	for k, vv := range h {
+		for _, v := range vv {
+			n += len(k) + len(v) + 32
+		}
+	}
+	return n
 }
 
 // canRetry reports whether a failed attempt may be repeated on another

@@ -2,7 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -26,3 +31,25 @@ func appAddrOf(t *testing.T, s *sidecar) string {
 	}
 	return m.App.Address + ":" + itoa(m.App.Port)
 }
+
+// recordingApp is an app in the test process that counts the requests it
+// receives, so a test can assert that a refused call never reached it.
+type recordingApp struct {
+	port int
+	n    atomic.Int64
+}
+
+func newRecordingApp(t *testing.T) *recordingApp {
+	t.Helper()
+	a := &recordingApp{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.n.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	a.port = srv.Listener.Addr().(*net.TCPAddr).Port
+	return a
+}
+
+func (a *recordingApp) received() int64 { return a.n.Load() }

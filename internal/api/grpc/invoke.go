@@ -39,48 +39,13 @@ const (
 // HTTP status is the dapr-http-status header metadata; a non-2xx status is a
 // gRPC error, as Dapr's SDKs expect.
 func (s *Server) InvokeService(ctx context.Context, in *runtimev1pb.InvokeServiceRequest) (*commonv1pb.InvokeResponse, error) {
-	msg := in.GetMessage()
-	if in.GetId() == "" {
-		return nil, apierr.New(apierr.CodeDirectInvoke, http.StatusNotFound, codes.InvalidArgument,
-			"no app id in the request: set InvokeServiceRequest.id to the id of the app to call")
-	}
-	target, err := resolver.ParseTarget(in.GetId())
-	if err != nil {
-		return nil, apierr.Malformed("invalid app id: %v", err)
-	}
-	if msg == nil || msg.GetMethod() == "" {
-		return nil, apierr.Malformed("no method in the request: set InvokeServiceRequest.message.method")
-	}
-	method, err := invoke.ParseMethod(escapeMethod(msg.GetMethod()))
-	if err != nil {
-		return nil, apierr.Malformed("invalid method path: %v", err)
-	}
-	verb := http.MethodPost
-	if v := msg.GetHttpExtension().GetVerb(); v != commonv1pb.HTTPExtension_NONE {
-		if _, known := commonv1pb.HTTPExtension_Verb_name[int32(v)]; !known {
-			return nil, apierr.Malformed("http_extension.verb %d is not a known verb", v)
-		}
-		verb = v.String()
-	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	h := invoke.HeaderFromMetadata(md)
-	delete(h, invoke.HeaderAppID)
-	data := msg.GetData().GetValue()
-	if ct := msg.GetContentType(); ct != "" {
-		h.Set("Content-Type", ct)
+	call, err := invokeCall(in, md)
+	if err != nil {
+		return nil, err
 	}
-	call := &invoke.Call{
-		Target:        target,
-		Method:        method,
-		Verb:          verb,
-		RawQuery:      msg.GetHttpExtension().GetQuerystring(),
-		Header:        h,
-		ContentLength: int64(len(data)),
-		RemoteAddr:    remoteAddr(ctx),
-	}
-	if len(data) > 0 {
-		call.Body = io.NopCloser(bytes.NewReader(data))
-	}
+	call.RemoteAddr = remoteAddr(ctx)
+	target := call.Target
 	resp, err := s.inv.Invoke(ctx, call)
 	if err != nil {
 		return nil, apierr.Invoke(err)
@@ -115,6 +80,74 @@ func (s *Server) InvokeService(ctx context.Context, in *runtimev1pb.InvokeServic
 		Data:        &anypb.Any{Value: body},
 		ContentType: resp.Header.Get("Content-Type"),
 	}, nil
+}
+
+// invokeCall checks an InvokeServiceRequest and its metadata and turns them
+// into the call to make. Everything that becomes part of the request to the
+// app is checked here, naming the field: method, query, verb, metadata.
+func invokeCall(in *runtimev1pb.InvokeServiceRequest, md metadata.MD) (*invoke.Call, error) {
+	msg := in.GetMessage()
+	if in.GetId() == "" {
+		return nil, apierr.New(apierr.CodeDirectInvoke, http.StatusNotFound, codes.InvalidArgument,
+			"no app id in the request: set InvokeServiceRequest.id to the id of the app to call")
+	}
+	target, err := resolver.ParseTarget(in.GetId())
+	if err != nil {
+		return nil, apierr.Malformed("invalid app id: %v", err)
+	}
+	if msg == nil || msg.GetMethod() == "" {
+		return nil, apierr.Malformed("no method in the request: set InvokeServiceRequest.message.method")
+	}
+	// A query string in the method (the Dapr JS SDK sends "echo?x=1") is
+	// the call's query, as daprd takes it, before http_extension's.
+	name, query, _ := strings.Cut(msg.GetMethod(), "?")
+	method, err := invoke.ParseMethod(escapeMethod(name))
+	if err != nil {
+		return nil, apierr.Malformed("invalid method path: %v", err)
+	}
+	if err := invoke.CheckQuery(query); err != nil {
+		return nil, apierr.Malformed("invalid message.method: %v", err)
+	}
+	if q := msg.GetHttpExtension().GetQuerystring(); q != "" {
+		if err := invoke.CheckQuery(q); err != nil {
+			return nil, apierr.Malformed("invalid message.http_extension.querystring: %v", err)
+		}
+		if query != "" {
+			query += "&"
+		}
+		query += q
+	}
+	verb := http.MethodPost
+	if v := msg.GetHttpExtension().GetVerb(); v != commonv1pb.HTTPExtension_NONE {
+		if _, known := commonv1pb.HTTPExtension_Verb_name[int32(v)]; !known {
+			return nil, apierr.Malformed("message.http_extension.verb %d is not a known verb", v)
+		}
+		verb = v.String()
+	}
+	h := invoke.HeaderFromMetadata(md)
+	delete(h, invoke.HeaderAppID)
+	if err := invoke.CheckHeader(h, "metadata"); err != nil {
+		return nil, apierr.Malformed("%v", err)
+	}
+	if ct := msg.GetContentType(); ct != "" {
+		h.Set("Content-Type", ct)
+		if err := invoke.CheckHeader(http.Header{"Content-Type": {ct}}, "message.content_type"); err != nil {
+			return nil, apierr.Malformed("%v", err)
+		}
+	}
+	data := msg.GetData().GetValue()
+	call := &invoke.Call{
+		Target:        target,
+		Method:        method,
+		Verb:          verb,
+		RawQuery:      query,
+		Header:        h,
+		ContentLength: int64(len(data)),
+	}
+	if len(data) > 0 {
+		call.Body = io.NopCloser(bytes.NewReader(data))
+	}
+	return call, nil
 }
 
 // httpStatusError is a non-2xx answer of an HTTP app as a gRPC error: the

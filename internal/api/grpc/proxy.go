@@ -50,6 +50,9 @@ func (s *Server) proxy(_ any, ss grpc.ServerStream) error {
 	}
 
 	h := invoke.HeaderFromMetadata(md)
+	if err := invoke.CheckHeader(h, "metadata"); err != nil {
+		return apierr.Malformed("%v", err)
+	}
 	h.Set("Content-Type", "application/grpc")
 	if dl, ok := ctx.Deadline(); ok {
 		h.Set("Grpc-Timeout", encodeTimeout(time.Until(dl)))

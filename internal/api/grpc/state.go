@@ -3,10 +3,13 @@ package grpcapi
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
 	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/tandem-run/tandem/internal/apierr"
@@ -29,18 +32,26 @@ func (s *Server) GetState(ctx context.Context, in *runtimev1pb.GetStateRequest) 
 }
 
 // GetBulkState reads many keys; a key that fails has its error in its item.
+// The answer is one message, held whole until it is sent, so it may not be
+// larger than --max-body-size (as InvokeService's answers); the HTTP API
+// streams its answer instead.
 func (s *Server) GetBulkState(ctx context.Context, in *runtimev1pb.GetBulkStateRequest) (*runtimev1pb.GetBulkStateResponse, error) {
-	items, err := s.state.BulkGet(ctx, in.GetStoreName(), in.GetKeys(), int(in.GetParallelism()))
-	if err != nil {
-		return nil, apierr.State(apierr.CodeStateBulkGet, err)
-	}
-	out := &runtimev1pb.GetBulkStateResponse{Items: make([]*runtimev1pb.BulkStateItem, len(items))}
-	for i, it := range items {
+	out := &runtimev1pb.GetBulkStateResponse{}
+	size := 0
+	err := s.state.BulkGet(ctx, in.GetStoreName(), in.GetKeys(), int(in.GetParallelism()), func(it state.BulkItem) error {
 		b := &runtimev1pb.BulkStateItem{Key: it.Key, Data: it.Value, Etag: it.ETag}
 		if it.Err != nil {
 			b.Error = it.Err.Error()
 		}
-		out.Items[i] = b
+		if size += proto.Size(b); s.maxBody > 0 && int64(size) > s.maxBody {
+			return apierr.New(apierr.CodeStateBulkGet, http.StatusInternalServerError, codes.ResourceExhausted,
+				"the answer to GetBulkState is over %d bytes by item %d, and it is held whole: ask for fewer keys, raise --max-body-size, or use the HTTP API, which streams it", s.maxBody, len(out.Items))
+		}
+		out.Items = append(out.Items, b)
+		return nil
+	})
+	if err != nil {
+		return nil, apierr.State(apierr.CodeStateBulkGet, err)
 	}
 	return out, nil
 }
@@ -98,20 +109,20 @@ func (s *Server) ExecuteStateTransaction(ctx context.Context, in *runtimev1pb.Ex
 			return nil, apierr.Malformed("operations[%d]: request is missing", i)
 		}
 		switch op.GetOperationType() {
-		case "upsert":
+		case state.OpUpsert:
 			set, err := setRequest(r)
 			if err != nil {
 				return nil, apierr.State(apierr.CodeStateTransaction, fmt.Errorf("operations[%d]: %w", i, err))
 			}
 			ops[i].Set = &set
-		case "delete":
+		case state.OpDelete:
 			del, err := deleteRequest(r.GetKey(), r.GetEtag(), r.GetOptions())
 			if err != nil {
 				return nil, apierr.State(apierr.CodeStateTransaction, fmt.Errorf("operations[%d]: %w", i, err))
 			}
 			ops[i].Delete = &del
 		default:
-			return nil, apierr.Malformed("operations[%d]: operationType %q is not valid; accepted: upsert, delete", i, op.GetOperationType())
+			return nil, apierr.State(apierr.CodeStateTransaction, fmt.Errorf("operations[%d]: %w", i, state.UnsupportedOperation(op.GetOperationType())))
 		}
 	}
 	if err := s.state.Transact(ctx, in.GetStoreName(), ops); err != nil {

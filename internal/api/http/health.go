@@ -12,7 +12,7 @@ import (
 // HealthRoutes are the routes the public port serves too: health and metadata.
 func HealthRoutes(l api.Lifecycle) []Route {
 	return []Route{
-		{Method: http.MethodGet, Pattern: "/v1.0/healthz", Name: "Healthz", Handler: func(w http.ResponseWriter, r *http.Request) {
+		{Method: http.MethodGet, Pattern: "/v1.0/healthz", Name: "Healthz", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) {
 			if !l.AppReady(r.Context()) {
 				apierr.Write(w, apierr.New(apierr.CodeHealthNotReady, http.StatusInternalServerError, codes.Unavailable,
 					"the app is not ready: its app port does not answer yet"))
@@ -20,7 +20,7 @@ func HealthRoutes(l api.Lifecycle) []Route {
 			}
 			w.WriteHeader(http.StatusNoContent)
 		}},
-		{Method: http.MethodGet, Pattern: "/v1.0/healthz/outbound", Name: "HealthzOutbound", Handler: func(w http.ResponseWriter, r *http.Request) {
+		{Method: http.MethodGet, Pattern: "/v1.0/healthz/outbound", Name: "HealthzOutbound", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 		}},
 		{Method: http.MethodGet, Pattern: "/v1.0/metadata", Name: "GetMetadata", Handler: func(w http.ResponseWriter, r *http.Request) {

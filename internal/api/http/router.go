@@ -24,6 +24,8 @@ type Route struct {
 	// Header, when set, routes every request that carries this header here,
 	// whatever its path (the dapr-app-id form of invocation).
 	Header string
+	// Public routes are served without the API token (the health probes).
+	Public bool
 }
 
 // Router is the one HTTP mux of the public API. Feature files add their route
@@ -33,6 +35,7 @@ type Router struct {
 	wrap   func(name string, h http.Handler) http.Handler
 	raw    []rawRoute
 	header []headerRoute
+	public map[string]bool // patterns of public routes
 }
 
 type rawRoute struct {
@@ -48,7 +51,7 @@ type headerRoute struct {
 // NewRouter returns an empty router. wrap, when not nil, is applied to every
 // handler with its route name (tracing, metrics and token checks hook in here).
 func NewRouter(wrap func(name string, h http.Handler) http.Handler) *Router {
-	r := &Router{mux: http.NewServeMux(), wrap: wrap}
+	r := &Router{mux: http.NewServeMux(), wrap: wrap, public: map[string]bool{}}
 	r.mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		apierr.Write(w, apierr.New(apierr.CodeNotFound, http.StatusNotFound, codes.NotFound,
 			"no API route for %s %s; the API is under /v1.0 (invoke, state, healthz, metadata, shutdown)", req.Method, req.URL.Path))
@@ -76,7 +79,29 @@ func (r *Router) Add(routes ...Route) {
 			p = rt.Method + " " + p
 		}
 		r.mux.Handle(p, h)
+		if rt.Public {
+			r.public[p] = true
+		}
 	}
+}
+
+// Public reports whether req would be served by a public route. The route is
+// decided as ServeHTTP decides it: a request with the dapr-app-id header is
+// an invocation whatever its path, and never public.
+func (r *Router) Public(req *http.Request) bool {
+	for _, hr := range r.header {
+		if _, ok := req.Header[hr.name]; ok {
+			return false
+		}
+	}
+	p := req.URL.EscapedPath()
+	for _, rr := range r.raw {
+		if strings.HasPrefix(p, rr.prefix) {
+			return false
+		}
+	}
+	_, pattern := r.mux.Handler(req)
+	return r.public[pattern]
 }
 
 // ServeHTTP implements http.Handler.

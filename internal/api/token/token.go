@@ -2,8 +2,10 @@
 // (DAPR_API_TOKEN): every HTTP request and gRPC call must carry it in the
 // dapr-api-token header or metadata, compared in constant time. The only
 // exemptions are GET /v1.0/healthz and GET /v1.0/healthz/outbound, matched
-// exactly, so that probes work; nothing else in a path or query exempts a
-// request.
+// exactly, so that probes work, and only when the router serves the request
+// with a health route: a request that is an invocation (the dapr-app-id
+// header on any path) needs the token whatever its path. Nothing else in a
+// path, query or header exempts a request.
 package token
 
 import (
@@ -43,9 +45,9 @@ func unauthorized() *apierr.Error {
 		"invalid api token: send the dapr-api-token header (gRPC metadata) with the value of the sidecar's DAPR_API_TOKEN")
 }
 
-// exempt reports whether r is a health probe: a GET of exactly one of the
-// two health paths, as sent (no cleaning, no decoding).
-func exempt(r *http.Request) bool {
+// probe reports whether r looks like a health probe: a GET of exactly one of
+// the two health paths, as sent (no cleaning, no decoding).
+func probe(r *http.Request) bool {
 	if r.Method != http.MethodGet {
 		return false
 	}
@@ -53,13 +55,16 @@ func exempt(r *http.Request) bool {
 	return (p == "/v1.0/healthz" || p == "/v1.0/healthz/outbound") && r.URL.Path == p
 }
 
-// HTTP wraps an API handler. A nil Guard returns next as it is.
-func (g *Guard) HTTP(next http.Handler) http.Handler {
+// HTTP wraps an API handler. public reports whether next serves a request
+// with a public route (the router decides; see httpapi.Router.Public); a
+// request is exempt only when it is a probe and public says so. A nil Guard
+// returns next as it is.
+func (g *Guard) HTTP(next http.Handler, public func(*http.Request) bool) http.Handler {
 	if g == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !exempt(r) {
+		if !probe(r) || !public(r) {
 			vv := r.Header[Header]
 			if len(vv) != 1 || !g.ok(vv[0]) {
 				apierr.Write(w, unauthorized())

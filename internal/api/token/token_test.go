@@ -6,44 +6,59 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/tandem-run/tandem/internal/api"
+	httpapi "github.com/tandem-run/tandem/internal/api/http"
 )
 
 // The hostile shapes: every request but the two exact probes needs the token.
 func TestHTTPGuard(t *testing.T) {
 	g := New("s3cret")
+	// The sidecar's own router decides which requests are public.
+	router := httpapi.NewRouter(nil)
+	router.Add(httpapi.InvokeRoutes(nil)...)
+	router.Add(httpapi.LifecycleRoutes(api.Lifecycle{})...)
 	h := g.HTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(Header) != "" && r.Header.Get(Header) != "s3cret" {
-			t.Errorf("a bad token reached the handler")
+		if r.Header.Get(Header) != "s3cret" && !router.Public(r) {
+			t.Errorf("%s %s reached the handler without the token", r.Method, r.URL)
 		}
 		w.WriteHeader(http.StatusNoContent)
-	}))
+	}), router.Public)
 	for _, c := range []struct {
 		req   string // request line
 		token string
 		want  int
+		appID string // a dapr-app-id header: the request is an invocation
 	}{
-		{"GET /v1.0/healthz", "", 204},
-		{"GET /v1.0/healthz/outbound", "", 204},
-		{"GET /v1.0/healthz?probe=1", "", 204},
-		{"GET /v1.0/metadata", "", 401},
-		{"GET /v1.0/metadata", "wrong", 401},
-		{"GET /v1.0/metadata", "s3cret", 204},
-		{"POST /v1.0/healthz", "", 401},
-		{"GET /v1.0/healthz/", "", 401},
-		{"GET /v1.0/healthz/../state/s/k", "", 401},
-		{"GET /v1.0/healthz/..%2Fstate%2Fs%2Fk", "", 401},
-		{"GET /v1.0/healthz%2F..%2Fmetadata", "", 401},
-		{"GET //v1.0/healthz", "", 401},
-		{"GET /v1.0/state/s/k?x=/v1.0/healthz", "", 401},
-		{"GET /v1.0/invoke/a/method/v1.0/healthz", "", 401},
-		{"GET /v1.0/HEALTHZ", "", 401},
-		{"GET /v1.0/%68ealthz", "", 401},
-		{"GET /v1.0/healthz%00", "", 401},
-		{"POST /v1.0/invoke/a/method/x", "", 401},
+		{"GET /v1.0/healthz?anything", "", 401, "target"},
+		{"GET /v1.0/healthz", "", 401, "target"},
+		{"GET /v1.0/healthz/outbound", "", 401, "target.ns"},
+		{"GET /v1.0/healthz", "s3cret", 204, "target"},
+		{"GET /v1.0/healthz", "", 204, ""},
+		{"GET /v1.0/healthz/outbound", "", 204, ""},
+		{"GET /v1.0/healthz?probe=1", "", 204, ""},
+		{"GET /v1.0/metadata", "", 401, ""},
+		{"GET /v1.0/metadata", "wrong", 401, ""},
+		{"GET /v1.0/metadata", "s3cret", 204, ""},
+		{"POST /v1.0/healthz", "", 401, ""},
+		{"GET /v1.0/healthz/", "", 401, ""},
+		{"GET /v1.0/healthz/../state/s/k", "", 401, ""},
+		{"GET /v1.0/healthz/..%2Fstate%2Fs%2Fk", "", 401, ""},
+		{"GET /v1.0/healthz%2F..%2Fmetadata", "", 401, ""},
+		{"GET //v1.0/healthz", "", 401, ""},
+		{"GET /v1.0/state/s/k?x=/v1.0/healthz", "", 401, ""},
+		{"GET /v1.0/invoke/a/method/v1.0/healthz", "", 401, ""},
+		{"GET /v1.0/HEALTHZ", "", 401, ""},
+		{"GET /v1.0/%68ealthz", "", 401, ""},
+		{"GET /v1.0/healthz%00", "", 401, ""},
+		{"POST /v1.0/invoke/a/method/x", "", 401, ""},
 	} {
 		raw := c.req + " HTTP/1.1\r\nHost: x\r\n"
 		if c.token != "" {
 			raw += "dapr-api-token: " + c.token + "\r\n"
+		}
+		if c.appID != "" {
+			raw += "dapr-app-id: " + c.appID + "\r\n"
 		}
 		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw + "\r\n")))
 		if err != nil {
@@ -77,7 +92,7 @@ func TestNoTokenNoGuard(t *testing.T) {
 	if g != nil || g.GRPCServerOptions() != nil {
 		t.Fatal("an empty token makes a guard")
 	}
-	if h := g.HTTP(next); h == nil {
+	if h := g.HTTP(next, nil); h == nil {
 		t.Fatal("nil handler")
 	}
 }
