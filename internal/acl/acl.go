@@ -128,7 +128,7 @@ func (a *ACL) Hop(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		verb := r.Method
-		if invoke.IsGRPC(r.Header) {
+		if invoke.IsGRPCProxy(r.Header) {
 			verb = ""
 		}
 		caller := r.Header.Get(invoke.HeaderCallerAppID)

@@ -160,7 +160,8 @@ func (inv *Invoker) sendToApp(ctx context.Context, verb, method, rawQuery string
 	} else {
 		delete(h, HeaderAPIToken)
 	}
-	grpcCall := IsGRPC(h)
+	grpcCall := IsGRPCProxy(h)
+	delete(h, HeaderCallKind)
 	switch {
 	case inv.grpcApp != nil && !grpcCall:
 		return inv.onInvoke(ctx, verb, method, rawQuery, h, body)

@@ -148,6 +148,10 @@ type Call struct {
 	ContentLength int64 // -1 when unknown
 	RemoteAddr    string
 	Host          string
+	// GRPCProxy marks a gRPC call proxied from the gRPC port (dapr-app-id
+	// metadata); access control has no verb for it. Only the gRPC adapter
+	// sets it: a Content-Type an app sends makes no call a gRPC one.
+	GRPCProxy bool
 }
 
 // Invoke sends c to the target app and returns its response, whose body
@@ -173,6 +177,11 @@ func (inv *Invoker) Invoke(ctx context.Context, c *Call) (*http.Response, error)
 	setForwarded(h, c.RemoteAddr, c.Host, inv.cfg.InternalAddress)
 	h[HeaderCallerAppID] = inv.callerID
 	h[HeaderCalleeAppID] = []string{c.Target.ID}
+	if c.GRPCProxy {
+		h[HeaderCallKind] = callKindGRPC
+	} else {
+		h[HeaderCallKind] = callKindHTTP
+	}
 	if inv.cfg.Namespace != "" {
 		h[HeaderCallerNamespace] = inv.callerNS
 	} else {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,5 +66,45 @@ spec:
 		"--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--registry-dir", w.registry, "--config", bad)
 	if code := p.exited(t, 10e9); code == 0 || !strings.Contains(p.out.String(), `spec.accessControl.defaultAction: action "maybe" is not valid; accepted: allow, deny`) {
 		t.Errorf("exit %d: %s", code, p.out.String())
+	}
+}
+
+// A Content-Type the calling app picks does not make its call a gRPC one:
+// verb rules apply to every call but those proxied from the gRPC port.
+func TestAccessControlNoVerbBypass(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "acl.yaml")
+	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: acl
+spec:
+  accessControl:
+    defaultAction: deny
+    policies:
+    - appId: front
+      defaultAction: deny
+      operations:
+      - name: /items/*
+        httpVerb: ["GET"]
+        action: allow
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	app := newRecordingApp(t)
+	callee := w.sidecar("orders", app.port, "--config", conf, "--app-protocol", "h2c")
+	front := w.sidecar("front", 0)
+	callee.waitHealthy(t)
+	for _, ct := range []string{"application/grpc", "application/grpc+proto", "application/grpc; charset=utf-8"} {
+		resp, b := do(t, "DELETE", front.url+"/v1.0/invoke/orders/method/items/1", nil, http.Header{"Content-Type": {ct}})
+		if resp.StatusCode != 403 || !strings.Contains(string(b), "ERR_PERMISSION_DENIED") {
+			t.Errorf("DELETE with Content-Type %s: %d %s, want 403", ct, resp.StatusCode, b)
+		}
+	}
+	if n := app.received(); n != 0 {
+		t.Fatalf("the app received %d calls the policy denies", n)
+	}
+	if resp, b := do(t, "GET", front.url+"/v1.0/invoke/orders/method/items/1", nil, nil); resp.StatusCode != 200 || app.received() != 1 {
+		t.Errorf("allowed GET: %d %s, app received %d", resp.StatusCode, b, app.received())
 	}
 }

@@ -42,11 +42,16 @@ type recordingApp struct {
 func newRecordingApp(t *testing.T) *recordingApp {
 	t.Helper()
 	a := &recordingApp{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.n.Add(1)
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusOK)
 	}))
+	// HTTP/1.1 and h2c, for sidecars with --app-protocol http or h2c.
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	a.port = srv.Listener.Addr().(*net.TCPAddr).Port
 	return a

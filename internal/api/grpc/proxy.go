@@ -67,6 +67,7 @@ func (s *Server) proxy(_ any, ss grpc.ServerStream) error {
 		Body:          pr,
 		ContentLength: -1,
 		RemoteAddr:    remoteAddr(ctx),
+		GRPCProxy:     true,
 	})
 	if err != nil {
 		return apierr.Invoke(err)
