@@ -32,6 +32,7 @@ const (
 	CodeStateBulkGet       = "ERR_STATE_BULK_GET"
 	CodeStateTransaction   = "ERR_STATE_TRANSACTION"
 	CodeStateQuery         = "ERR_STATE_QUERY"
+	CodeStateUnsupportedOp = "ERR_NOT_SUPPORTED_STATE_OPERATION"
 	CodeNotFound           = "ERR_NOT_FOUND"
 	CodeMethodNotAllowed   = "ERR_METHOD_NOT_ALLOWED"
 	CodeShuttingDown       = "ERR_SHUTTING_DOWN"

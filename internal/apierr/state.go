@@ -18,8 +18,10 @@ func State(code string, err error) *Error {
 		return e
 	case errors.Is(err, state.ErrStoreNotFound):
 		return New(CodeStateStoreNotFound, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
-	case errors.Is(err, state.ErrBadRequest):
+	case errors.Is(err, state.ErrBadRequest), errors.Is(err, state.ErrTooLarge):
 		return New(CodeMalformedRequest, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
+	case errors.Is(err, state.ErrUnsupportedOperation):
+		return New(CodeStateUnsupportedOp, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
 	case errors.Is(err, state.ErrETagMismatch):
 		return New(code, http.StatusConflict, codes.Aborted, "%v", err)
 	case errors.Is(err, state.ErrETagInvalid):

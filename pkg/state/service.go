@@ -1,15 +1,15 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // StoreConfig names a store and says how its keys are prefixed.
@@ -23,7 +23,26 @@ type StoreConfig struct {
 	KeyPrefix string
 	// DefaultTTL applies to saves that name no TTL; 0 means none.
 	DefaultTTL time.Duration
+	// MaxTransactionOperations bounds the operations of one transaction:
+	// 0 means DefaultMaxTransactionOperations, at most
+	// HighestMaxTransactionOperations (Component metadata
+	// maxTransactionOperations).
+	MaxTransactionOperations int
 }
+
+// Bounds of one transaction.
+const (
+	// DefaultMaxTransactionOperations is how many operations a transaction
+	// may have unless the store's Component says otherwise. A transaction
+	// runs as one atomic step of the store (one script on Redis), during
+	// which the store serves no one else: 1,000 operations hold Redis for a
+	// few milliseconds (bench/TRANSACTIONS.md), and are already more than
+	// the 4 MiB default body limit holds with values of more than 4 KB.
+	DefaultMaxTransactionOperations = 1000
+	// HighestMaxTransactionOperations is the most maxTransactionOperations
+	// may be set to.
+	HighestMaxTransactionOperations = 100_000
+)
 
 // Service is the state API over the named stores. It is safe for concurrent use.
 type Service struct {
@@ -35,6 +54,7 @@ type named struct {
 	StoreConfig
 	prefix string // "" or "<prefix>||"
 	orig   Store  // the store as added, before WrapStores
+	maxOps int    // operations a transaction may have
 }
 
 // NewService returns a Service with no stores.
@@ -47,7 +67,10 @@ func (s *Service) Add(c StoreConfig) error {
 	if _, dup := s.stores[c.Name]; dup {
 		return fmt.Errorf("state store %q is defined twice", c.Name)
 	}
-	n := &named{StoreConfig: c, orig: c.Store}
+	n := &named{StoreConfig: c, orig: c.Store, maxOps: cmp.Or(c.MaxTransactionOperations, DefaultMaxTransactionOperations)}
+	if c.MaxTransactionOperations < 0 || c.MaxTransactionOperations > HighestMaxTransactionOperations {
+		return fmt.Errorf("state store %q: maxTransactionOperations %d: want 1 to %d", c.Name, c.MaxTransactionOperations, HighestMaxTransactionOperations)
+	}
 	switch c.KeyPrefix {
 	case "", "appid":
 		n.prefix = s.appID
@@ -132,6 +155,33 @@ func (n *named) key(k string) (string, error) {
 	return n.prefix + k, nil
 }
 
+// hide removes the store's key prefix from err's text. Keys reach stores
+// prefixed, and stores may name them in errors, but no answer may show how
+// keys are stored. errors.Is and errors.As still see the cause.
+func (n *named) hide(err error) error {
+	if err == nil || n.prefix == "" {
+		return err
+	}
+	return &unprefixed{err: err, prefix: n.prefix}
+}
+
+// unprefixed is an error whose text has a key prefix taken out, as it is
+// and as %q quotes it. Keys cannot contain "||", so only prefixes match.
+type unprefixed struct {
+	err    error
+	prefix string
+}
+
+func (e *unprefixed) Error() string {
+	msg := strings.ReplaceAll(e.err.Error(), e.prefix, "")
+	if q := strconv.Quote(e.prefix); q[1:len(q)-1] != e.prefix {
+		msg = strings.ReplaceAll(msg, q[1:len(q)-1], "")
+	}
+	return msg
+}
+
+func (e *unprefixed) Unwrap() error { return e.err }
+
 // ttl resolves a request's TTL against the store's default.
 func (n *named) ttl(d time.Duration) time.Duration {
 	switch {
@@ -155,7 +205,7 @@ func (s *Service) Get(ctx context.Context, store, key string) (*Item, error) {
 	}
 	it, err := n.Store.Get(ctx, k)
 	if err != nil {
-		return nil, fmt.Errorf("state store %q: get %q: %w", store, key, err)
+		return nil, fmt.Errorf("state store %q: get %q: %w", store, key, n.hide(err))
 	}
 	return it, nil
 }
@@ -174,7 +224,7 @@ func (s *Service) Save(ctx context.Context, store string, items []SetRequest) er
 	}
 	for _, it := range items {
 		if err := n.Store.Set(ctx, it); err != nil {
-			return fmt.Errorf("state store %q: save %q: %w", store, strings.TrimPrefix(it.Key, n.prefix), err)
+			return fmt.Errorf("state store %q: save %q: %w", store, strings.TrimPrefix(it.Key, n.prefix), n.hide(err))
 		}
 	}
 	return nil
@@ -191,59 +241,14 @@ func (s *Service) Delete(ctx context.Context, store string, req DeleteRequest) e
 		return err
 	}
 	if err := n.Store.Delete(ctx, req); err != nil {
-		return fmt.Errorf("state store %q: delete %q: %w", store, key, err)
+		return fmt.Errorf("state store %q: delete %q: %w", store, key, n.hide(err))
 	}
 	return nil
 }
 
-// BulkItem is one answer of BulkGet: Value nil when the key is missing, Err
-// set when reading it failed.
-type BulkItem struct {
-	Key   string
-	Value []byte
-	ETag  string
-	Err   error
-}
-
-// BulkGet reads keys with at most parallelism reads at once (0: 10).
-func (s *Service) BulkGet(ctx context.Context, store string, keys []string, parallelism int) ([]BulkItem, error) {
-	n, err := s.store(store)
-	if err != nil {
-		return nil, err
-	}
-	if parallelism < 0 {
-		return nil, fmt.Errorf("parallelism %d is negative: %w", parallelism, ErrBadRequest)
-	}
-	if parallelism == 0 {
-		parallelism = 10
-	}
-	prefixed := make([]string, len(keys))
-	for i, k := range keys {
-		if prefixed[i], err = n.key(k); err != nil {
-			return nil, err
-		}
-	}
-	out := make([]BulkItem, len(keys))
-	var g errgroup.Group
-	g.SetLimit(parallelism)
-	for i := range keys {
-		g.Go(func() error {
-			out[i].Key = keys[i]
-			it, err := n.Store.Get(ctx, prefixed[i])
-			switch {
-			case err != nil:
-				out[i].Err = err
-			case it != nil:
-				out[i].Value, out[i].ETag = it.Value, it.ETag
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
-	return out, nil
-}
-
-// Transact applies ops atomically, in order.
+// Transact applies ops atomically, in order. A transaction of more
+// operations than the store's MaxTransactionOperations is refused before
+// it reaches the store: the store serves no one else while it runs.
 func (s *Service) Transact(ctx context.Context, store string, ops []Op) error {
 	n, err := s.store(store)
 	if err != nil {
@@ -252,6 +257,13 @@ func (s *Service) Transact(ctx context.Context, store string, ops []Op) error {
 	tx, ok := n.Store.(Transactional)
 	if !ok {
 		return fmt.Errorf("state store %q (%s) does not support transactions: %w", store, n.Type, ErrBadRequest)
+	}
+	if len(ops) > n.maxOps {
+		return fmt.Errorf("the transaction has %d operations, over the limit of %d of state store %q; raise it with the Component's metadata maxTransactionOperations (1 to %d): %w",
+			len(ops), n.maxOps, store, HighestMaxTransactionOperations, ErrTooLarge)
+	}
+	if len(ops) == 0 {
+		return nil
 	}
 	for i, op := range ops {
 		switch {
@@ -269,7 +281,7 @@ func (s *Service) Transact(ctx context.Context, store string, ops []Op) error {
 		}
 	}
 	if err := tx.Transact(ctx, ops); err != nil {
-		return fmt.Errorf("state store %q: transaction: %w", store, err)
+		return fmt.Errorf("state store %q: transaction: %w", store, n.hide(err))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -20,7 +21,25 @@ var (
 	ErrStoreNotFound = errors.New("state store not found")
 	// ErrBadRequest: the request itself is malformed (key, option, metadata).
 	ErrBadRequest = errors.New("bad state request")
+	// ErrTooLarge: the request asks for more than a bound allows (keys of a
+	// bulk read, operations of a transaction); the message names the bound.
+	ErrTooLarge = errors.New("state request over a limit")
+	// ErrUnsupportedOperation: a transaction operation is neither an upsert
+	// nor a delete.
+	ErrUnsupportedOperation = errors.New("unsupported state operation")
 )
+
+// Transaction operation types, as Dapr names them.
+const (
+	OpUpsert = "upsert"
+	OpDelete = "delete"
+)
+
+// UnsupportedOperation is the error of a transaction operation type other
+// than OpUpsert and OpDelete.
+func UnsupportedOperation(op string) error {
+	return fmt.Errorf("operation type %q is not supported; accepted: %s, %s: %w", op, OpUpsert, OpDelete, ErrUnsupportedOperation)
+}
 
 // Concurrency and consistency options, as Dapr names them.
 const (

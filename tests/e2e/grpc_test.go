@@ -284,7 +284,7 @@ func TestGRPCStateWithSDK(t *testing.T) {
 	api := runtimev1pb.NewDaprClient(grpcConn(t, s))
 	_, err = api.ExecuteStateTransaction(ctx, &runtimev1pb.ExecuteStateTransactionRequest{StoreName: store,
 		Operations: []*runtimev1pb.TransactionalStateOperation{{OperationType: "merge", Request: &commonv1pb.StateItem{Key: "a"}}}})
-	wantStatus(t, err, codes.InvalidArgument, "ERR_MALFORMED_REQUEST", "merge", "upsert, delete")
+	wantStatus(t, err, codes.InvalidArgument, "ERR_NOT_SUPPORTED_STATE_OPERATION", "merge", "upsert, delete")
 	_, err = api.PublishEvent(ctx, &runtimev1pb.PublishEventRequest{PubsubName: "p", Topic: "t"})
 	wantStatus(t, err, codes.Unimplemented, "", "PublishEvent")
 

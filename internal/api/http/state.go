@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,6 +119,12 @@ type bulkItem struct {
 	Error string          `json:"error,omitempty"`
 }
 
+// bulk answers a bulk read as a JSON array written item by item, as the
+// store returns them: the answer's size costs the sidecar no memory. An
+// error about the request comes before the first item and is an ordinary
+// error answer; once the answer has begun, a failure (the client gone, the
+// server stopping) breaks the connection, so that a cut-short array is
+// never taken for a whole one.
 func (h *stateHandler) bulk(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Keys        []string          `json:"keys"`
@@ -127,21 +134,40 @@ func (h *stateHandler) bulk(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &req) {
 		return
 	}
-	items, err := h.svc.BulkGet(r.Context(), r.PathValue("storeName"), req.Keys, req.Parallelism)
-	if err != nil {
-		apierr.Write(w, apierr.State(apierr.CodeStateBulkGet, err))
-		return
-	}
-	out := make([]bulkItem, len(items))
-	for i, it := range items {
-		out[i] = bulkItem{Key: it.Key, ETag: it.ETag}
+	bw := bufio.NewWriterSize(w, 32<<10)
+	started := false
+	err := h.svc.BulkGet(r.Context(), r.PathValue("storeName"), req.Keys, req.Parallelism, func(it state.BulkItem) error {
+		out := bulkItem{Key: it.Key, ETag: it.ETag}
 		if it.Err != nil {
-			out[i].Error = it.Err.Error()
+			out.Error = it.Err.Error()
 		} else if it.Value != nil {
-			out[i].Data = jsonValue(it.Value)
+			out.Data = jsonValue(it.Value)
 		}
+		b, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		sep := byte(',')
+		if !started {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			started, sep = true, '['
+		}
+		_ = bw.WriteByte(sep)
+		_, err = bw.Write(b)
+		return err
+	})
+	switch {
+	case err != nil && !started:
+		apierr.Write(w, apierr.State(apierr.CodeStateBulkGet, err))
+	case err != nil:
+		panic(http.ErrAbortHandler)
+	case !started:
+		writeJSON(w, http.StatusOK, []bulkItem{})
+	default:
+		_ = bw.WriteByte(']')
+		_ = bw.Flush()
 	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *stateHandler) transaction(w http.ResponseWriter, r *http.Request) {
@@ -158,17 +184,17 @@ func (h *stateHandler) transaction(w http.ResponseWriter, r *http.Request) {
 	ops := make([]state.Op, len(req.Operations))
 	for i, op := range req.Operations {
 		switch op.Operation {
-		case "upsert":
+		case state.OpUpsert:
 			set, err := op.Request.setRequest()
 			if err != nil {
 				apierr.Write(w, apierr.Malformed("operation %d: %v", i, err))
 				return
 			}
 			ops[i].Set = &set
-		case "delete":
+		case state.OpDelete:
 			ops[i].Delete = &state.DeleteRequest{Key: op.Request.Key, ETag: op.Request.ETag}
 		default:
-			apierr.Write(w, apierr.Malformed("operation %d: operation %q is not valid; accepted: upsert, delete", i, op.Operation))
+			apierr.Write(w, apierr.State(apierr.CodeStateTransaction, fmt.Errorf("operation %d: %w", i, state.UnsupportedOperation(op.Operation))))
 			return
 		}
 	}

@@ -213,8 +213,11 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		if it, _ := st.Get(ctx, "myapp||k"); it == nil || string(it.Value) != `"v"` {
 			t.Errorf("store holds no myapp||k: %+v", it)
 		}
-		items, err := svc.BulkGet(ctx, "s1", []string{"k", "missing"}, 2)
-		must(t, err)
+		var items []state.BulkItem
+		must(t, svc.BulkGet(ctx, "s1", []string{"k", "missing"}, 2, func(it state.BulkItem) error {
+			items = append(items, it)
+			return nil
+		}))
 		if len(items) != 2 || items[0].Key != "k" || string(items[0].Value) != `"v"` || items[1].Key != "missing" || items[1].Value != nil {
 			t.Errorf("BulkGet = %+v", items)
 		}
