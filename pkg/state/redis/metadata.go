@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tandem-run/tandem/pkg/state"
 )
 
 // Config is what a state.redis component's metadata says.
@@ -18,21 +20,23 @@ type Config struct {
 
 // Metadata fields of a state.redis component and their meaning.
 var fields = map[string]string{
-	"redisHost":       "host:port of the server (required)",
-	"redisPassword":   "password",
-	"redisUsername":   "ACL user name",
-	"redisDB":         "database number, 0 to 15",
-	"enableTLS":       "true or false",
-	"ttlInSeconds":    "default time to live, whole seconds",
-	"dialTimeout":     "Go duration, e.g. 2s",
-	"readTimeout":     "Go duration",
-	"writeTimeout":    "Go duration",
-	"poolTimeout":     "Go duration",
-	"poolSize":        "connections in the pool",
-	"minIdleConns":    "idle connections kept open",
-	"maxRetries":      "retries of a failed command",
-	"keyPrefix":       "appid, name, namespace, none or a literal prefix",
-	"actorStateStore": "true or false (accepted, unused)",
+	"redisHost":     "host:port of the server (required)",
+	"redisPassword": "password",
+	"redisUsername": "ACL user name",
+	"redisDB":       "database number, 0 to 15",
+	"enableTLS":     "true or false",
+	"ttlInSeconds":  "default time to live, whole seconds (0 or -1: none)",
+	"dialTimeout":   "Go duration, e.g. 2s",
+	"readTimeout":   "Go duration",
+	"writeTimeout":  "Go duration",
+	"poolTimeout":   "Go duration",
+	"poolSize":      "connections in the pool",
+	"minIdleConns":  "idle connections kept open",
+	"maxRetries":    "retries of a failed command",
+	"keyPrefix":     "appid, name, namespace, none or a literal prefix",
+	// Read by the state API, for every store.
+	"maxTransactionOperations": "operations one transaction may have",
+	"actorStateStore":          "true or false (accepted, unused)",
 }
 
 // ParseMetadata validates a state.redis component's metadata. Errors name
@@ -40,7 +44,7 @@ var fields = map[string]string{
 func ParseMetadata(md map[string]string) (Config, error) {
 	for k := range md {
 		if _, ok := fields[k]; !ok {
-			return Config{}, fmt.Errorf("metadata %q is not a state.redis field; accepted: redisHost, redisPassword, redisUsername, redisDB, enableTLS, ttlInSeconds, dialTimeout, readTimeout, writeTimeout, poolTimeout, poolSize, minIdleConns, maxRetries, keyPrefix", k)
+			return Config{}, fmt.Errorf("metadata %q is not a state.redis field; accepted: redisHost, redisPassword, redisUsername, redisDB, enableTLS, ttlInSeconds, dialTimeout, readTimeout, writeTimeout, poolTimeout, poolSize, minIdleConns, maxRetries, keyPrefix, maxTransactionOperations", k)
 		}
 	}
 	o := &redis.Options{
@@ -93,12 +97,10 @@ func ParseMetadata(md map[string]string) (Config, error) {
 			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
 	}
-	if v, ok := md["ttlInSeconds"]; ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return Config{}, fmt.Errorf("metadata ttlInSeconds %q: want a whole number of seconds, 0 or more", v)
+	if v, ok := md[state.MetadataTTL]; ok {
+		if c.TTL, err = state.ParseDefaultTTL(v); err != nil {
+			return Config{}, err
 		}
-		c.TTL = time.Duration(n) * time.Second
 	}
 	c.Options = o
 	return c, nil

@@ -2,8 +2,10 @@
 //
 // Each key is a hash holding "data" and "version"; the version is the ETag.
 // Check-and-set runs as one Lua script on the server (loaded once, run by
-// SHA), so ETag checks and first-write are atomic; transactions use
-// WATCH/MULTI/EXEC and are retried when a watched key changes under them.
+// SHA), so ETag checks and first-write are atomic. A transaction is one
+// script run too: it checks every operation, then applies them all, and
+// Redis runs nobody else's command in between. Its cost grows linearly
+// with its operations; the state Service bounds how many there are.
 package redis
 
 import (
@@ -66,23 +68,26 @@ func New(name string, client *redis.Client) *Store {
 	return &Store{name: name, client: client, addr: o.Addr, timeout: o.ReadTimeout + o.WriteTimeout + o.DialTimeout}
 }
 
-// Close closes the client.
 // Addr is the address of the Redis server, for telemetry.
 func (s *Store) Addr() string { return s.addr }
 
+// Close closes the client.
 func (s *Store) Close() error { return s.client.Close() }
 
-func (s *Store) wrap(op, key string, err error) error {
+// wrap says which server and operation failed. It does not name the key:
+// keys reach the store prefixed, and the caller names the key as its user
+// knows it.
+func (s *Store) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if strings.Contains(err.Error(), "ETAG_MISMATCH") {
-		return fmt.Errorf("key %q: etag does not match: %w", key, state.ErrETagMismatch)
+		return fmt.Errorf("etag does not match: %w", state.ErrETagMismatch)
 	}
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-		return fmt.Errorf("redis at %s: %s %q timed out (%v)", s.addr, op, key, err)
+		return fmt.Errorf("redis at %s: %s timed out (%v)", s.addr, op, err)
 	}
-	return fmt.Errorf("redis at %s: %s %q: %w", s.addr, op, key, err)
+	return fmt.Errorf("redis at %s: %s: %w", s.addr, op, err)
 }
 
 func isTimeout(err error) bool {
@@ -94,7 +99,7 @@ func isTimeout(err error) bool {
 func (s *Store) Get(ctx context.Context, key string) (*state.Item, error) {
 	vals, err := s.client.HMGet(ctx, key, "data", "version").Result()
 	if err != nil {
-		return nil, s.wrap("get", key, err)
+		return nil, s.wrap("get", err)
 	}
 	data, ok1 := vals[0].(string)
 	ver, ok2 := vals[1].(string)
@@ -117,9 +122,9 @@ func (s *Store) Set(ctx context.Context, req state.SetRequest) error {
 	err = setScript.Run(ctx, s.client, []string{req.Key}, etag, fw, req.Value, ttlSeconds(req.TTL)).Err()
 	if err != nil {
 		if strings.Contains(err.Error(), "ETAG_MISMATCH") && req.ETag == nil {
-			return fmt.Errorf("key %q exists and first-write needs an etag to update it: %w", req.Key, state.ErrETagMismatch)
+			return fmt.Errorf("the key exists and first-write needs an etag to update it: %w", state.ErrETagMismatch)
 		}
-		return s.wrap("set", req.Key, err)
+		return s.wrap("set", err)
 	}
 	return s.wait(ctx, req.Strong)
 }
@@ -131,103 +136,108 @@ func (s *Store) Delete(ctx context.Context, req state.DeleteRequest) error {
 		return err
 	}
 	if err := deleteScript.Run(ctx, s.client, []string{req.Key}, etag).Err(); err != nil {
-		return s.wrap("delete", req.Key, err)
+		return s.wrap("delete", err)
 	}
 	return s.wait(ctx, req.Strong)
 }
 
-// Transact checks every ETag under WATCH and applies all operations in one
-// MULTI/EXEC; when a watched key changes first, it starts again.
+// txScript applies a transaction as one script run, which Redis runs
+// atomically: first it checks every operation's ETag or first-write, as
+// the operations before it in the transaction left the key, and only when
+// all pass does it apply them all, in order. KEYS[i] is operation i's key;
+// ARGV holds five values per operation: "set" or "del", the ETag ("" for
+// none), first-write ("1" or "0"), the TTL in seconds (0: none, PERSIST) and
+// the value. Reading every key's version first also means a key of another
+// type fails the script before anything is written.
+var txScript = redis.NewScript(`
+local ver = {}
+for i = 1, #KEYS do
+  local k, a = KEYS[i], (i - 1) * 5
+  local v = ver[k]
+  if v == nil then v = redis.call("HGET", k, "version") or "" end
+  if ARGV[a + 2] ~= "" then
+    if v ~= ARGV[a + 2] then return redis.error_reply("ETAG_MISMATCH " .. i) end
+  elseif ARGV[a + 3] == "1" and v ~= "" then
+    return redis.error_reply("ETAG_MISMATCH " .. i)
+  end
+  if ARGV[a + 1] == "set" then ver[k] = "written" else ver[k] = "" end
+end
+for i = 1, #KEYS do
+  local k, a = KEYS[i], (i - 1) * 5
+  if ARGV[a + 1] == "del" then
+    redis.call("DEL", k)
+  else
+    redis.call("HSET", k, "data", ARGV[a + 5])
+    redis.call("HINCRBY", k, "version", 1)
+    local ttl = tonumber(ARGV[a + 4])
+    if ttl > 0 then redis.call("EXPIRE", k, ttl) else redis.call("PERSIST", k) end
+  end
+end
+return #KEYS
+`)
+
+// Transact checks every ETag and first-write and applies all operations
+// in one script run (txScript), so that no other client sees or changes a
+// key in between and Redis is held once, for as long as the operations
+// take. A key written earlier in the same transaction matches no ETag.
 func (s *Store) Transact(ctx context.Context, ops []state.Op) error {
-	keys := make([]string, 0, len(ops))
+	if len(ops) == 0 {
+		return nil
+	}
+	keys := make([]string, len(ops))
+	args := make([]any, 0, 5*len(ops))
 	strong := false
-	for _, op := range ops {
+	for i, op := range ops {
 		if op.Set != nil {
-			keys = append(keys, op.Set.Key)
+			etag, err := checkETag(op.Set.ETag)
+			if err != nil {
+				return fmt.Errorf("operation %d: %w", i, err)
+			}
+			fw := "0"
+			if op.Set.FirstWrite {
+				fw = "1"
+			}
+			keys[i] = op.Set.Key
+			args = append(args, "set", etag, fw, ttlSeconds(op.Set.TTL), op.Set.Value)
 			strong = strong || op.Set.Strong
-			if _, err := checkETag(op.Set.ETag); err != nil {
-				return err
-			}
-		} else {
-			keys = append(keys, op.Delete.Key)
-			strong = strong || op.Delete.Strong
-			if _, err := checkETag(op.Delete.ETag); err != nil {
-				return err
-			}
-		}
-	}
-	txf := func(tx *redis.Tx) error {
-		// Read every version in one round trip, under the WATCH.
-		cmds := make([]*redis.StringCmd, len(keys))
-		_, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, k := range keys {
-				cmds[i] = p.HGet(ctx, k, "version")
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return err
-		}
-		versions := make(map[string]string, len(keys))
-		for i, k := range keys {
-			v, err := cmds[i].Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
-			versions[k] = v
-		}
-		for i, op := range ops {
-			var key string
-			var etag *string
-			if op.Set != nil {
-				key, etag = op.Set.Key, op.Set.ETag
-				if etag == nil && op.Set.FirstWrite && versions[key] != "" {
-					return fmt.Errorf("operation %d: key %q exists and first-write needs an etag: %w", i, key, state.ErrETagMismatch)
-				}
-			} else {
-				key, etag = op.Delete.Key, op.Delete.ETag
-			}
-			if etag != nil && versions[key] != *etag {
-				return fmt.Errorf("operation %d: key %q: etag does not match: %w", i, key, state.ErrETagMismatch)
-			}
-			// Later operations see the effect of earlier ones.
-			if op.Set != nil {
-				versions[key] = "pending"
-			} else {
-				versions[key] = ""
-			}
-		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			for _, op := range ops {
-				if op.Delete != nil {
-					p.Del(ctx, op.Delete.Key)
-					continue
-				}
-				p.HSet(ctx, op.Set.Key, "data", op.Set.Value)
-				p.HIncrBy(ctx, op.Set.Key, "version", 1)
-				if op.Set.TTL > 0 {
-					p.Expire(ctx, op.Set.Key, op.Set.TTL)
-				} else {
-					p.Persist(ctx, op.Set.Key)
-				}
-			}
-			return nil
-		})
-		return err
-	}
-	for attempt := 0; ; attempt++ {
-		err := s.client.Watch(ctx, txf, keys...)
-		if errors.Is(err, redis.TxFailedErr) && attempt < 10 {
 			continue
 		}
-		if errors.Is(err, state.ErrETagMismatch) {
-			return err
-		}
+		etag, err := checkETag(op.Delete.ETag)
 		if err != nil {
-			return s.wrap("transaction on", strings.Join(keys, ","), err)
+			return fmt.Errorf("operation %d: %w", i, err)
 		}
-		return s.wait(ctx, strong)
+		keys[i] = op.Delete.Key
+		args = append(args, "del", etag, "0", 0, "")
+		strong = strong || op.Delete.Strong
 	}
+	err := txScript.Run(ctx, s.client, keys, args...).Err()
+	if i, ok := mismatchAt(err); ok && i < len(ops) {
+		if op := ops[i]; op.Set != nil && op.Set.ETag == nil {
+			return fmt.Errorf("operation %d: key %q exists and first-write needs an etag to update it: %w", i, keys[i], state.ErrETagMismatch)
+		}
+		return fmt.Errorf("operation %d: key %q: etag does not match: %w", i, keys[i], state.ErrETagMismatch)
+	}
+	if err != nil {
+		return s.wrap(fmt.Sprintf("transaction of %d operations", len(ops)), err)
+	}
+	return s.wait(ctx, strong)
+}
+
+// mismatchAt reads txScript's "ETAG_MISMATCH <n>" (n counting from 1) as
+// the index of the operation that failed.
+func mismatchAt(err error) (int, bool) {
+	if err == nil {
+		return 0, false
+	}
+	rest, ok := strings.CutPrefix(err.Error(), "ETAG_MISMATCH ")
+	if !ok {
+		return 0, false
+	}
+	n, convErr := strconv.Atoi(rest)
+	if convErr != nil || n < 1 {
+		return 0, false
+	}
+	return n - 1, true
 }
 
 // wait makes a strong write wait until the replicas have it.
@@ -281,11 +291,17 @@ func checkETag(etag *string) (string, error) {
 	return *etag, nil
 }
 
+// ttlSeconds is d in whole seconds, rounded up; 0 for none. It cannot
+// overflow: it divides before it rounds.
 func ttlSeconds(d time.Duration) int64 {
 	if d <= 0 {
 		return 0
 	}
-	return max(1, int64((d+time.Second-1)/time.Second))
+	n := int64(d / time.Second)
+	if d%time.Second != 0 {
+		n++
+	}
+	return n
 }
 
 var (

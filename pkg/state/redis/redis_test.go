@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,7 +67,7 @@ func TestRedisDownFailsFastAndRecovers(t *testing.T) {
 }
 
 func TestParseMetadata(t *testing.T) {
-	good, err := ParseMetadata(map[string]string{"redisHost": "h:1", "redisDB": "3", "enableTLS": "true", "ttlInSeconds": "60", "poolSize": "20", "dialTimeout": "1s"})
+	good, err := ParseMetadata(map[string]string{"redisHost": "h:1", "redisDB": "3", "enableTLS": "true", "ttlInSeconds": "60", "poolSize": "20", "dialTimeout": "1s", "maxTransactionOperations": "10"})
 	if err != nil || good.Options.DB != 3 || good.Options.TLSConfig == nil || good.TTL != time.Minute || good.Options.PoolSize != 20 || good.Options.DialTimeout != time.Second {
 		t.Fatalf("got %+v, %v", good, err)
 	}
@@ -76,6 +77,7 @@ func TestParseMetadata(t *testing.T) {
 		"enableTLS":    {"redisHost": "h:1", "enableTLS": "yes please"},
 		"dialTimeout":  {"redisHost": "h:1", "dialTimeout": "5"},
 		"ttlInSeconds": {"redisHost": "h:1", "ttlInSeconds": "-3"},
+		"0 to 9223372036": {"redisHost": "h:1", "ttlInSeconds": "18446744074"},
 		"redisHots":    {"redisHost": "h:1", "redisHots": "typo"},
 	}
 	for field, md := range bad {
@@ -134,5 +136,151 @@ func TestStrongConsistencyWaitsForReplica(t *testing.T) {
 		if got, err := rc.HGet(ctx, "k", "data").Result(); err != nil || got != v {
 			t.Fatalf("replica has %q, %v right after a strong write of %q", got, err, v)
 		}
+		err := s.Transact(ctx, []state.Op{{Set: &state.SetRequest{Key: "t", Value: []byte(v), Strong: true}}, {Delete: &state.DeleteRequest{Key: "k"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := rc.HGet(ctx, "t", "data").Result(); err != nil || got != v {
+			t.Fatalf("replica has %q, %v right after a strong transaction writing %q", got, err, v)
+		}
+	}
+}
+
+func TestTTLSeconds(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want int64
+	}{
+		{0, 0},
+		{-1, 0},
+		{time.Nanosecond, 1},
+		{time.Second, 1},
+		{1500 * time.Millisecond, 2},
+		{time.Hour, 3600},
+		{time.Duration(state.MaxTTLSeconds) * time.Second, state.MaxTTLSeconds},
+		{math.MaxInt64, state.MaxTTLSeconds + 1}, // rounding up used to overflow to 1 s
+	} {
+		if got := ttlSeconds(c.d); got != c.want {
+			t.Errorf("ttlSeconds(%v) = %d, want %d", c.d, got, c.want)
+		}
+	}
+}
+
+// TestTransactScript: the transaction script's checks, each against a real
+// Redis: all operations apply, or (on any failed check) none.
+func TestTransactScript(t *testing.T) {
+	srv := redisserver.Start(t)
+	s := newStore(t, srv.Addr)
+	defer s.Close()
+	ctx := context.Background()
+	etag := func(v string) *string { return &v }
+	set := func(k, v string) state.Op { return state.Op{Set: &state.SetRequest{Key: k, Value: []byte(v)}} }
+	for _, c := range []struct {
+		name string
+		ops  []state.Op
+		// err: "" for success, else what the error says; ErrETagMismatch
+		// when mismatch is set.
+		err      string
+		mismatch bool
+		want     map[string]string // values after; "" for missing
+	}{
+		{"etags that match", []state.Op{
+			{Set: &state.SetRequest{Key: "a", Value: []byte("a2"), ETag: etag("1")}},
+			{Delete: &state.DeleteRequest{Key: "b", ETag: etag("1")}},
+		}, "", false, map[string]string{"a": "a2", "b": ""}},
+		{"a stale etag last", []state.Op{
+			set("new", "n"),
+			{Delete: &state.DeleteRequest{Key: "a"}},
+			{Set: &state.SetRequest{Key: "b", Value: []byte("b2"), ETag: etag("7")}},
+		}, `operation 2: key "b": etag does not match`, true, map[string]string{"new": "", "a": "a1", "b": "b1"}},
+		{"an etag of a missing key", []state.Op{
+			set("a", "a2"),
+			{Delete: &state.DeleteRequest{Key: "missing", ETag: etag("1")}},
+		}, "operation 1", true, map[string]string{"a": "a1"}},
+		{"first-write of an existing key", []state.Op{
+			set("new", "n"),
+			{Set: &state.SetRequest{Key: "a", Value: []byte("a2"), FirstWrite: true}},
+		}, `operation 1: key "a" exists and first-write`, true, map[string]string{"new": "", "a": "a1"}},
+		{"first-write after a delete in the same transaction", []state.Op{
+			{Delete: &state.DeleteRequest{Key: "a"}},
+			{Set: &state.SetRequest{Key: "a", Value: []byte("a2"), FirstWrite: true}},
+		}, "", false, map[string]string{"a": "a2"}},
+		{"first-write after a set in the same transaction", []state.Op{
+			set("new", "n1"),
+			{Set: &state.SetRequest{Key: "new", Value: []byte("n2"), FirstWrite: true}},
+		}, "operation 1", true, map[string]string{"new": ""}},
+		{"an etag after a set in the same transaction", []state.Op{
+			set("a", "a2"),
+			{Set: &state.SetRequest{Key: "a", Value: []byte("a3"), ETag: etag("2")}},
+		}, "operation 1", true, map[string]string{"a": "a1"}},
+		{"a key of another type", []state.Op{
+			set("a", "a2"),
+			set("str", "x"),
+		}, "WRONGTYPE", false, map[string]string{"a": "a1"}},
+		{"a malformed etag", []state.Op{
+			set("a", "a2"),
+			{Delete: &state.DeleteRequest{Key: "b", ETag: etag("x")}},
+		}, "operation 1", false, map[string]string{"a": "a1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := s.client.FlushAll(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []string{"a", "b"} {
+				if err := s.Set(ctx, state.SetRequest{Key: k, Value: []byte(k + "1")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.client.Set(ctx, "str", "a plain string", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			err := s.Transact(ctx, c.ops)
+			switch {
+			case c.err == "" && err != nil:
+				t.Fatalf("Transact: %v", err)
+			case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+				t.Fatalf("Transact: %v; want an error with %q", err, c.err)
+			case c.mismatch != errors.Is(err, state.ErrETagMismatch):
+				t.Fatalf("Transact: %v; ErrETagMismatch: %v, want %v", err, errors.Is(err, state.ErrETagMismatch), c.mismatch)
+			}
+			for k, want := range c.want {
+				it, err := s.Get(ctx, k)
+				got := ""
+				if it != nil {
+					got = string(it.Value)
+				}
+				if err != nil || got != want {
+					t.Errorf("%s = %q, %v; want %q", k, got, err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestTransactTTLAndSize(t *testing.T) {
+	srv := redisserver.Start(t)
+	s := newStore(t, srv.Addr)
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Set(ctx, state.SetRequest{Key: "p", Value: []byte("v"), TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	ops := make([]state.Op, state.DefaultMaxTransactionOperations)
+	for i := range ops {
+		ops[i].Set = &state.SetRequest{Key: "k" + strconv.Itoa(i), Value: []byte(strconv.Itoa(i)), TTL: time.Hour}
+	}
+	ops[0].Set = &state.SetRequest{Key: "p", Value: []byte("permanent now")} // no TTL: PERSIST
+	ops[1].Set.TTL = time.Duration(state.MaxTTLSeconds) * time.Second
+	if err := s.Transact(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]time.Duration{"p": -1, "k1": time.Duration(state.MaxTTLSeconds) * time.Second, "k2": time.Hour, "k999": time.Hour} {
+		got, err := s.client.TTL(ctx, k).Result()
+		if err != nil || (want < 0) != (got < 0) || (want > 0 && (got > want || got < want-time.Minute)) {
+			t.Errorf("TTL of %s = %v, %v; want %v", k, got, err, want)
+		}
+	}
+	if n, err := s.client.DBSize(ctx).Result(); err != nil || n != int64(len(ops)) {
+		t.Errorf("%d keys, %v; want %d", n, err, len(ops))
 	}
 }
