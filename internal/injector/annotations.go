@@ -6,6 +6,7 @@
 package injector
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -67,7 +68,7 @@ type Spec struct {
 	MemoryLimit      *resource.Quantity
 	APITokenSecret   string
 	AppTokenSecret   string
-	Env              [][2]string
+	Env              [][2]string // never a variable the injector sets (ownedEnv)
 	EnableMetrics    bool
 	MetricsPort      int
 	MaxBodySize      int64 // 0: the sidecar's default
@@ -254,9 +255,13 @@ func parsePort(ann, v string) (int, error) {
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// parseEnv reads "KEY=value,KEY2=value2" (Dapr's format).
+// parseEnv reads "KEY=value,KEY2=value2" (Dapr's format). A variable the
+// injector sets itself (ownedEnv) is refused: appended after the
+// injector's own, it would win, replacing a token from a Secret or the
+// namespace the sidecar claims.
 func parseEnv(v string) ([][2]string, error) {
 	var out [][2]string
+	var owned, twice []string
 	for kv := range strings.SplitSeq(v, ",") {
 		kv = strings.TrimSpace(kv)
 		if kv == "" {
@@ -267,7 +272,23 @@ func parseEnv(v string) ([][2]string, error) {
 		if !ok || !envName.MatchString(k) {
 			return nil, fmt.Errorf("%s %q: %q is not NAME=value with NAME a letter or _ followed by letters, digits or _", AnnEnv, v, kv)
 		}
+		switch {
+		case slices.Contains(ownedEnv, k):
+			owned = append(owned, k)
+		case slices.ContainsFunc(out, func(e [2]string) bool { return e[0] == k }):
+			twice = append(twice, k)
+		}
 		out = append(out, [2]string{k, strings.TrimSpace(val)})
+	}
+	var errs []string
+	if len(owned) > 0 {
+		errs = append(errs, fmt.Sprintf("%s sets %s, which the injector sets itself (it owns %s); remove them: the tokens come from %s and %s, the namespace and ports from the pod", AnnEnv, strings.Join(owned, ", "), strings.Join(ownedEnv, ", "), AnnAPITokenSecret, AnnAppTokenSecret))
+	}
+	if len(twice) > 0 {
+		errs = append(errs, fmt.Sprintf("%s sets %s twice; give each variable once", AnnEnv, strings.Join(twice, ", ")))
+	}
+	if len(errs) > 0 {
+		return nil, errors.New(strings.Join(errs, "; "))
 	}
 	return out, nil
 }

@@ -26,6 +26,39 @@ const (
 
 var sidecarPorts = []int{HTTPPort, GRPCPort, InternalPort, PublicPort}
 
+// sidecarEnv is every variable the injector sets on the sidecar, and where
+// its value comes from; a nil source leaves it out of this pod.
+var sidecarEnv = []struct {
+	name string
+	from func(*Spec) *corev1.EnvVarSource
+}{
+	{"NAMESPACE", func(*Spec) *corev1.EnvVarSource { return fieldRef("metadata.namespace") }},
+	{"POD_NAME", func(*Spec) *corev1.EnvVarSource { return fieldRef("metadata.name") }},
+	{"DAPR_API_TOKEN", func(s *Spec) *corev1.EnvVarSource { return secretRef(s.APITokenSecret) }},
+	{"APP_API_TOKEN", func(s *Spec) *corev1.EnvVarSource { return secretRef(s.AppTokenSecret) }},
+}
+
+// appEnv is what the injector sets on every app container that lacks it:
+// how the app finds its sidecar.
+var appEnv = []corev1.EnvVar{
+	{Name: "DAPR_HTTP_PORT", Value: strconv.Itoa(HTTPPort)},
+	{Name: "DAPR_GRPC_PORT", Value: strconv.Itoa(GRPCPort)},
+}
+
+// ownedEnv names every variable the injector sets, on the sidecar or the
+// app, taken from the two lists above so that it cannot drift from them;
+// dapr.io/env may set none of them.
+var ownedEnv = func() []string {
+	var names []string
+	for _, e := range sidecarEnv {
+		names = append(names, e.name)
+	}
+	for _, e := range appEnv {
+		names = append(names, e.Name)
+	}
+	return names
+}()
+
 // Config is the injector's own configuration: what every sidecar gets
 // unless its pod's annotations say otherwise.
 type Config struct {
@@ -93,10 +126,6 @@ func Inject(cfg Config, pod *corev1.Pod) ([]PatchOp, []string, error) {
 
 	sidecar := cfg.container(spec)
 	ops := []PatchOp{{Op: "add", Path: "/spec/containers/-", Value: sidecar}}
-	appEnv := []corev1.EnvVar{
-		{Name: "DAPR_HTTP_PORT", Value: strconv.Itoa(HTTPPort)},
-		{Name: "DAPR_GRPC_PORT", Value: strconv.Itoa(GRPCPort)},
-	}
 	for i, c := range pod.Spec.Containers {
 		var add []corev1.EnvVar
 		for _, e := range appEnv {
@@ -171,17 +200,13 @@ func (cfg Config) container(s *Spec) corev1.Container {
 		args = append(args, "--dapr-graceful-shutdown-seconds", strconv.Itoa(s.GracefulShutdown))
 	}
 
-	env := []corev1.EnvVar{
-		{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
-		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
-	}
-	for _, t := range []struct{ name, secret string }{{"DAPR_API_TOKEN", s.APITokenSecret}, {"APP_API_TOKEN", s.AppTokenSecret}} {
-		if t.secret != "" {
-			env = append(env, corev1.EnvVar{Name: t.name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: t.secret}, Key: TokenSecretKey,
-			}}})
+	var env []corev1.EnvVar
+	for _, e := range sidecarEnv {
+		if from := e.from(s); from != nil {
+			env = append(env, corev1.EnvVar{Name: e.name, ValueFrom: from})
 		}
 	}
+	// ParseSpec refused any of the injector's own: these come after them.
 	for _, kv := range s.Env {
 		env = append(env, corev1.EnvVar{Name: kv[0], Value: kv[1]})
 	}
@@ -240,6 +265,20 @@ func (cfg Config) container(s *Spec) corev1.Container {
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
+}
+
+func fieldRef(path string) *corev1.EnvVarSource {
+	return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}
+}
+
+// secretRef is the token key of a Secret; nil without a Secret.
+func secretRef(secret string) *corev1.EnvVarSource {
+	if secret == "" {
+		return nil
+	}
+	return &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: TokenSecretKey,
+	}}
 }
 
 // escapePointer escapes a JSON pointer segment (RFC 6901).

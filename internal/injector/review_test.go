@@ -103,3 +103,34 @@ func TestReviewPassesEverythingElse(t *testing.T) {
 		t.Error("a review without a request was allowed")
 	}
 }
+
+// TestReviewRefusesOwnedEnvAndOutOfRange: a dapr.io/env that sets a
+// variable the injector owns is refused
+// at admission for pods (whoever creates them) and for workloads, with the
+// message naming them.
+func TestReviewRefusesOwnedEnvAndOutOfRange(t *testing.T) {
+	for _, c := range []struct {
+		ann  string // JSON of the dapr.io annotations beyond enabled and app-id
+		want string
+	}{
+		{`"dapr.io/api-token-secret":"api","dapr.io/env":"DAPR_API_TOKEN=guessed"`, "dapr.io/env sets DAPR_API_TOKEN, which the injector sets itself"},
+		{`"dapr.io/env":"NAMESPACE=kube-system"`, "dapr.io/env sets NAMESPACE, which the injector sets itself"},
+	} {
+		ann := `{"dapr.io/enabled":"true","dapr.io/app-id":"addapp",` + c.ann + `}`
+		pod := `{"metadata":{"name":"p","annotations":` + ann + `},"spec":{"containers":[{"name":"app","image":"app"}]}}`
+		workload := `{"spec":{"template":{"metadata":{"annotations":` + ann + `}}}}`
+		for _, r := range []struct{ kind, user, obj string }{
+			{"Pod", rsController, pod},
+			{"Pod", "kubernetes-admin", pod},
+			{"Deployment", "kubernetes-admin", workload},
+			{"StatefulSet", "kubernetes-admin", workload},
+			{"DaemonSet", "kubernetes-admin", workload},
+			{"ReplicaSet", rsController, workload},
+		} {
+			out := Review(testConfig, reviewOf(r.kind, r.user, r.obj)).Response
+			if out.Allowed || out.Patch != nil || out.Result == nil || out.Result.Code != 422 || !strings.Contains(out.Result.Message, c.want) {
+				t.Errorf("%s by %s with %s: %+v", r.kind, r.user, c.ann, out.Result)
+			}
+		}
+	}
+}
