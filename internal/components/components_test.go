@@ -1,11 +1,16 @@
 package components
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tandem-run/tandem/pkg/state"
 )
 
 func TestLoadDir(t *testing.T) {
@@ -77,5 +82,63 @@ func TestDefaultStore(t *testing.T) {
 	}
 	if _, err := LoadDir("testdata/nonexistent", "a"); err == nil || !strings.Contains(err.Error(), "--resources-path") {
 		t.Errorf("missing folder: %v", err)
+	}
+}
+
+func TestStoreLimitsMetadata(t *testing.T) {
+	memoryYAML := func(md ...string) []byte {
+		b := []byte("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.in-memory\n  version: v1\n  metadata:\n")
+		for i := 0; i+1 < len(md); i += 2 {
+			b = fmt.Appendf(b, "  - name: %s\n    value: %q\n", md[i], md[i+1])
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name   string
+		yaml   []byte
+		maxOps int      // a transaction of one more is refused; 0 when the file is refused
+		want   []string // in the error, when refused
+	}{
+		{"redis default", RedisYAML("statestore", "127.0.0.1:1"), 1000, nil},
+		{"redis raised", RedisYAML("statestore", "127.0.0.1:1", "maxTransactionOperations", "5000"), 5000, nil},
+		{"memory lowered", memoryYAML("maxTransactionOperations", "3"), 3, nil},
+		{"memory highest", memoryYAML("maxTransactionOperations", "100000"), 100000, nil},
+		{"zero", memoryYAML("maxTransactionOperations", "0"), 0, []string{"maxTransactionOperations", `"0"`, "1 to 100000"}},
+		{"over", RedisYAML("statestore", "127.0.0.1:1", "maxTransactionOperations", "100001"), 0, []string{"maxTransactionOperations", "1 to 100000"}},
+		{"not a number", memoryYAML("maxTransactionOperations", "lots"), 0, []string{"maxTransactionOperations", "1 to 100000"}},
+		{"negative", memoryYAML("maxTransactionOperations", "-1"), 0, []string{"maxTransactionOperations", "1 to 100000"}},
+		{"ttl past a Duration", RedisYAML("statestore", "127.0.0.1:1", "ttlInSeconds", "18446744074"), 0, []string{"ttlInSeconds", "0 to 9223372036"}},
+		{"ttl not whole", RedisYAML("statestore", "127.0.0.1:1", "ttlInSeconds", "1.5"), 0, []string{"ttlInSeconds", "0 to 9223372036"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			comps, err := Parse(c.yaml, "store.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc, err := StateService(comps, "myapp", "", false, slog.New(slog.DiscardHandler))
+			if c.maxOps == 0 {
+				if err == nil {
+					svc.Close()
+					t.Fatal("no error")
+				}
+				for _, w := range append(c.want, "store.yaml") {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not mention %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer svc.Close()
+			ops := make([]state.Op, c.maxOps+1)
+			for i := range ops {
+				ops[i].Delete = &state.DeleteRequest{Key: fmt.Sprint("k", i)}
+			}
+			if err := svc.Transact(context.Background(), "statestore", ops); !errors.Is(err, state.ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprintf("limit of %d", c.maxOps)) {
+				t.Errorf("a transaction of %d operations: %v; want it refused at the limit of %d", len(ops), err, c.maxOps)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package components
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -27,14 +28,19 @@ func StateService(comps []Component, appID, namespace string, withDefault bool, 
 			return nil, err
 		}
 		prefix := md["keyPrefix"]
+		maxOps, err := maxTransactionOperations(md)
+		if err != nil {
+			_ = svc.Close()
+			return nil, c.errorf("%v", err)
+		}
 		var st state.Store
 		var ttl time.Duration
 		switch c.Spec.Type {
 		case "state.in-memory":
 			for k := range md {
-				if k != "keyPrefix" {
+				if k != "keyPrefix" && k != MetadataMaxTransactionOperations {
 					_ = svc.Close()
-					return nil, c.errorf("metadata %q is not a state.in-memory field; accepted: keyPrefix", k)
+					return nil, c.errorf("metadata %q is not a state.in-memory field; accepted: keyPrefix, %s", k, MetadataMaxTransactionOperations)
 				}
 			}
 			st = memory.New(0)
@@ -46,7 +52,7 @@ func StateService(comps []Component, appID, namespace string, withDefault bool, 
 			}
 			st, ttl = redis.New(c.Metadata.Name, goredis.NewClient(cfg.Options)), cfg.TTL
 		}
-		if err := svc.Add(state.StoreConfig{Name: c.Metadata.Name, Type: c.Spec.Type, Store: st, KeyPrefix: prefix, DefaultTTL: ttl}); err != nil {
+		if err := svc.Add(state.StoreConfig{Name: c.Metadata.Name, Type: c.Spec.Type, Store: st, KeyPrefix: prefix, DefaultTTL: ttl, MaxTransactionOperations: maxOps}); err != nil {
 			_ = svc.Close()
 			return nil, fmt.Errorf("%s: %w", c.File, err)
 		}
@@ -60,6 +66,24 @@ func StateService(comps []Component, appID, namespace string, withDefault bool, 
 			"store", DefaultStore)
 	}
 	return svc, nil
+}
+
+// MetadataMaxTransactionOperations is the metadata field of every state
+// store Component that bounds the operations of one transaction.
+const MetadataMaxTransactionOperations = "maxTransactionOperations"
+
+// maxTransactionOperations reads the field: 0 when absent (the default).
+func maxTransactionOperations(md map[string]string) (int, error) {
+	v, ok := md[MetadataMaxTransactionOperations]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > state.HighestMaxTransactionOperations {
+		return 0, fmt.Errorf("metadata %s %q: want a whole number from 1 to %d (default %d)",
+			MetadataMaxTransactionOperations, v, state.HighestMaxTransactionOperations, state.DefaultMaxTransactionOperations)
+	}
+	return n, nil
 }
 
 // RedisYAML is a state.redis Component named name for the Redis at addr,
