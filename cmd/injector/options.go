@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/tandem-run/tandem/internal/injector"
 )
@@ -92,9 +91,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		if q.v == "" {
 			continue
 		}
-		qty, err := resource.ParseQuantity(q.v)
-		if err != nil || qty.Sign() <= 0 {
-			return o, fmt.Errorf("%s %q is not a positive quantity, such as 100m (CPU) or 64Mi (memory)", q.flag, q.v)
+		qty, err := injector.ParseResource(q.flag, q.name, q.v)
+		if err != nil {
+			return o, err
 		}
 		if *q.list == nil {
 			*q.list = corev1.ResourceList{}

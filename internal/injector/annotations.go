@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -42,6 +43,8 @@ const (
 	AnnMaxBodySize      = "dapr.io/max-body-size"
 	AnnGracefulShutdown = "dapr.io/graceful-shutdown-seconds"
 	AnnMaxConcurrency   = "dapr.io/app-max-concurrency"
+	AnnReadBufferSize   = "dapr.io/http-read-buffer-size" // in KB, as in Dapr
+	AnnMaxRequestSize   = "dapr.io/http-max-request-size" // in MB, as in Dapr
 )
 
 // known lists every annotation read; other dapr.io/* annotations are
@@ -50,8 +53,25 @@ var known = []string{
 	AnnEnabled, AnnAppID, AnnAppPort, AnnAppProtocol, AnnConfig, AnnLogLevel, AnnLogAsJSON,
 	AnnSidecarImage, AnnCPURequest, AnnCPULimit, AnnMemoryRequest, AnnMemoryLimit,
 	AnnAPITokenSecret, AnnAppTokenSecret, AnnEnv, AnnEnableMetrics, AnnMetricsPort,
-	AnnMaxBodySize, AnnGracefulShutdown, AnnMaxConcurrency,
+	AnnMaxBodySize, AnnGracefulShutdown, AnnMaxConcurrency, AnnReadBufferSize, AnnMaxRequestSize,
 }
+
+// The bounds of numeric annotations: those of the sidecar flags they become
+// (cmd/sidecar/options.go), so an admitted pod's sidecar always starts.
+// Resource quantities are bounded too: a value an int64 cannot hold would
+// wrap on its way to the kubelet.
+const (
+	maxBodySize       = 1 << 40 // --max-body-size: 1 byte to 1Ti
+	minReadBufferSize = 1 << 10 // --read-buffer-size: 1Ki to 8Mi
+	maxReadBufferSize = 8 << 20
+	maxConcurrency    = 1 << 20 // --app-max-concurrency
+	maxGraceSeconds   = 3600    // --dapr-graceful-shutdown-seconds
+)
+
+var (
+	maxCPU    = resource.MustParse("1024")
+	maxMemory = resource.MustParse("64Ti")
+)
 
 // Spec is what a pod's annotations ask of its sidecar, checked.
 type Spec struct {
@@ -71,7 +91,8 @@ type Spec struct {
 	Env              [][2]string // never a variable the injector sets (ownedEnv)
 	EnableMetrics    bool
 	MetricsPort      int
-	MaxBodySize      int64 // 0: the sidecar's default
+	MaxBodySize      int64 // bytes; 0: the sidecar's default
+	ReadBufferSize   int   // bytes; 0: the sidecar's default
 	GracefulShutdown int   // -1: the sidecar's default
 	MaxConcurrency   int   // 0: no bound
 	// Ignored are dapr.io/* annotations present that have no effect here.
@@ -144,16 +165,20 @@ func ParseSpec(a map[string]string) (*Spec, error) {
 		s.Image = v
 	}
 	for _, q := range []struct {
-		ann string
-		dst **resource.Quantity
-	}{{AnnCPURequest, &s.CPURequest}, {AnnCPULimit, &s.CPULimit}, {AnnMemoryRequest, &s.MemoryRequest}, {AnnMemoryLimit, &s.MemoryLimit}} {
+		ann  string
+		name corev1.ResourceName
+		dst  **resource.Quantity
+	}{
+		{AnnCPURequest, corev1.ResourceCPU, &s.CPURequest}, {AnnCPULimit, corev1.ResourceCPU, &s.CPULimit},
+		{AnnMemoryRequest, corev1.ResourceMemory, &s.MemoryRequest}, {AnnMemoryLimit, corev1.ResourceMemory, &s.MemoryLimit},
+	} {
 		v, ok := a[q.ann]
 		if !ok {
 			continue
 		}
-		qty, err := resource.ParseQuantity(v)
-		if err != nil || qty.Sign() <= 0 {
-			fail("%s %q is not a positive quantity; use Kubernetes quantities such as 100m or 0.5 (CPU), 64Mi or 1Gi (memory)", q.ann, v)
+		qty, err := ParseResource(q.ann, q.name, v)
+		if err != nil {
+			fail("%v", err)
 			continue
 		}
 		*q.dst = &qty
@@ -198,26 +223,42 @@ func ParseSpec(a map[string]string) (*Spec, error) {
 	}
 	if v, ok := a[AnnMaxBodySize]; ok {
 		qty, err := resource.ParseQuantity(v)
-		if err != nil || qty.Sign() <= 0 || qty.Value() > 1<<40 {
-			fail("%s %q is not a size; use a quantity such as 4Mi or 16Mi", AnnMaxBodySize, v)
+		if err != nil || qty.Sign() <= 0 || qty.Cmp(*resource.NewQuantity(maxBodySize, resource.BinarySI)) > 0 {
+			fail("%s %q is not valid; accepted: a size from 1 byte to 1Ti, such as 4Mi or 16Mi", AnnMaxBodySize, v)
 		} else {
 			s.MaxBodySize = qty.Value()
 		}
 	}
+	if v, ok := a[AnnMaxRequestSize]; ok {
+		_, both := a[AnnMaxBodySize]
+		switch n, err := parseInt(AnnMaxRequestSize, v, 1, maxBodySize>>20, "-1 for the sidecar's default (4 MB), or 1 to 1048576 MB"); {
+		case err != nil:
+			fail("%v", err)
+		case n > 0 && both:
+			fail("%s and %s set the same limit; give one", AnnMaxBodySize, AnnMaxRequestSize)
+		case n > 0:
+			s.MaxBodySize = int64(n) << 20
+		}
+	}
+	if v, ok := a[AnnReadBufferSize]; ok {
+		if n, err := parseInt(AnnReadBufferSize, v, minReadBufferSize>>10, maxReadBufferSize>>10, "-1 for the sidecar's default (64 KB), or 1 to 8192 KB"); err != nil {
+			fail("%v", err)
+		} else if n > 0 {
+			s.ReadBufferSize = n << 10
+		}
+	}
 	if v, ok := a[AnnGracefulShutdown]; ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 3600 {
-			fail("%s %q is not valid; give whole seconds from 0 to 3600", AnnGracefulShutdown, v)
+		if n, err := parseInt(AnnGracefulShutdown, v, 0, maxGraceSeconds, "-1 for the sidecar's default (5), or 0 to 3600 seconds"); err != nil {
+			fail("%v", err)
 		} else {
 			s.GracefulShutdown = n
 		}
 	}
 	if v, ok := a[AnnMaxConcurrency]; ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			fail("%s %q is not valid; give the most calls in flight to the app, a whole number from 1", AnnMaxConcurrency, v)
+		if n, err := parseInt(AnnMaxConcurrency, v, 0, maxConcurrency, "-1 or 0 for no bound, or 1 to 1048576 calls in flight to the app"); err != nil {
+			fail("%v", err)
 		} else {
-			s.MaxConcurrency = n
+			s.MaxConcurrency = max(n, 0)
 		}
 	}
 	if s.AppPort != 0 && (s.AppPort == s.MetricsPort && s.EnableMetrics || slices.Contains(sidecarPorts, s.AppPort)) {
@@ -243,6 +284,32 @@ func parseBool(ann, v string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("%s %q is not valid; accepted: \"true\", \"false\"", ann, v)
+}
+
+// parseInt parses a whole number from lo to hi, or -1 (unset: the default,
+// or no bound, as in Dapr). It never wraps: strconv refuses what an int
+// cannot hold.
+func parseInt(ann, v string, lo, hi int, accepted string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || (n < lo || n > hi) && n != -1 {
+		return 0, fmt.Errorf("%s %q is not valid; accepted: %s", ann, v, accepted)
+	}
+	return n, nil
+}
+
+// ParseResource parses the quantity of a sidecar's CPU or memory request or
+// limit, given by what (an annotation or a flag): positive, and at most 1024
+// CPUs or 64Ti of memory, so that it fits the int64 the kubelet uses.
+func ParseResource(what string, name corev1.ResourceName, v string) (resource.Quantity, error) {
+	hi, accepted := maxCPU, "a positive quantity of CPUs up to 1024, such as 100m or 0.5"
+	if name == corev1.ResourceMemory {
+		hi, accepted = maxMemory, "a positive quantity of memory up to 64Ti, such as 64Mi or 1Gi"
+	}
+	qty, err := resource.ParseQuantity(v)
+	if err != nil || qty.Sign() <= 0 || qty.Cmp(hi) > 0 {
+		return resource.Quantity{}, fmt.Errorf("%s %q is not valid; accepted: %s", what, v, accepted)
+	}
+	return qty, nil
 }
 
 func parsePort(ann, v string) (int, error) {

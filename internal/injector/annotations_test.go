@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,6 +18,91 @@ func annotated(kv ...string) map[string]string {
 		a[kv[i]] = kv[i+1]
 	}
 	return a
+}
+
+// TestNumericAnnotationRanges: every numeric annotation takes the range of
+// the sidecar flag it becomes (and -1 where Dapr gives it a meaning), and
+// refuses anything past it, however large, naming the annotation, the
+// value and what is accepted.
+func TestNumericAnnotationRanges(t *testing.T) {
+	const huge = "99999999999999999999" // past int64
+	cases := []struct {
+		ann      string
+		ok, bad  []string
+		accepted string
+	}{
+		{AnnAppPort, []string{"1", "65535"}, []string{"0", "-1", "65536", huge, "http"}, "1 to 65535"},
+		{AnnMetricsPort, []string{"1", "65535"}, []string{"0", "-1", "65536", huge}, "1 to 65535"},
+		{AnnMaxBodySize, []string{"1", "16Mi", "1Ti", "1099511627776"}, []string{"0", "-1", "1099511627777", "1025Gi", "1e100", "999999Ei", huge + "Ei", "big"}, "a size from 1 byte to 1Ti"},
+		{AnnMaxRequestSize, []string{"-1", "1", "1048576"}, []string{"0", "-2", "1048577", huge, "16Mi"}, "-1 for the sidecar's default (4 MB), or 1 to 1048576 MB"},
+		{AnnReadBufferSize, []string{"-1", "1", "8192"}, []string{"0", "-2", "8193", huge, "16Ki"}, "-1 for the sidecar's default (64 KB), or 1 to 8192 KB"},
+		{AnnGracefulShutdown, []string{"-1", "0", "3600"}, []string{"-2", "3601", "9223372036854775807", huge, "5s"}, "-1 for the sidecar's default (5), or 0 to 3600 seconds"},
+		{AnnMaxConcurrency, []string{"-1", "0", "1", "1048576"}, []string{"-2", "1048577", "9223372036854775807", huge}, "-1 or 0 for no bound, or 1 to 1048576"},
+		{AnnCPURequest, []string{"1m", "0.5", "1024"}, []string{"0", "-1", "1025", "1e100", "999999Ei", "lots"}, "a positive quantity of CPUs up to 1024"},
+		{AnnCPULimit, []string{"1m", "1024"}, []string{"1025", "1e100", "999999Ei"}, "a positive quantity of CPUs up to 1024"},
+		{AnnMemoryRequest, []string{"1", "64Mi", "64Ti"}, []string{"0", "-1Mi", "65Ti", "1e100", "999999Ei"}, "a positive quantity of memory up to 64Ti"},
+		{AnnMemoryLimit, []string{"1Gi", "64Ti"}, []string{"65Ti", "1e100", "999999Ei"}, "a positive quantity of memory up to 64Ti"},
+	}
+	for _, c := range cases {
+		for _, v := range c.ok {
+			t.Run(c.ann+"="+v, func(t *testing.T) {
+				if _, err := ParseSpec(annotated(c.ann, v)); err != nil {
+					t.Errorf("refused: %v", err)
+				}
+			})
+		}
+		for _, v := range c.bad {
+			t.Run(c.ann+"="+v, func(t *testing.T) {
+				_, err := ParseSpec(annotated(c.ann, v))
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				for _, w := range []string{c.ann + " " + strconv.Quote(v), "accepted: " + c.accepted} {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not contain %q", err, w)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestSizesBecomeSidecarFlags: Dapr's units (MB, KB) become the sidecar's
+// flags in bytes; -1 leaves the sidecar's default and no flag.
+func TestSizesBecomeSidecarFlags(t *testing.T) {
+	cases := []struct {
+		ann       map[string]string
+		want, not []string
+	}{
+		{annotated(AnnMaxRequestSize, "16"), []string{"--max-body-size 16777216"}, nil},
+		{annotated(AnnMaxBodySize, "16Mi"), []string{"--max-body-size 16777216"}, nil},
+		{annotated(AnnMaxBodySize, "16Mi", AnnMaxRequestSize, "-1"), []string{"--max-body-size 16777216"}, nil},
+		{annotated(AnnReadBufferSize, "32"), []string{"--read-buffer-size 32768"}, nil},
+		{annotated(AnnMaxRequestSize, "-1", AnnReadBufferSize, "-1", AnnMaxConcurrency, "-1", AnnGracefulShutdown, "-1"), nil,
+			[]string{"--max-body-size", "--read-buffer-size", "--app-max-concurrency", "--dapr-graceful-shutdown-seconds"}},
+		{annotated(AnnMaxConcurrency, "0"), nil, []string{"--app-max-concurrency"}},
+		{annotated(AnnGracefulShutdown, "0"), []string{"--dapr-graceful-shutdown-seconds 0"}, nil},
+	}
+	for _, c := range cases {
+		s, err := ParseSpec(c.ann)
+		if err != nil {
+			t.Fatalf("%v: %v", c.ann, err)
+		}
+		args := strings.Join(testConfig.container(s).Args, " ")
+		for _, w := range c.want {
+			if !strings.Contains(args, w) {
+				t.Errorf("%v: args %q lack %q", c.ann, args, w)
+			}
+		}
+		for _, n := range c.not {
+			if strings.Contains(args, n) {
+				t.Errorf("%v: args %q have %q", c.ann, args, n)
+			}
+		}
+	}
+	if _, err := ParseSpec(annotated(AnnMaxBodySize, "4Mi", AnnMaxRequestSize, "4")); err == nil || !strings.Contains(err.Error(), "set the same limit; give one") {
+		t.Errorf("both body sizes: %v", err)
+	}
 }
 
 // TestEnvRefusesOwnedVariables: dapr.io/env may set none of the variables

@@ -193,6 +193,9 @@ func (cfg Config) container(s *Spec) corev1.Container {
 	if s.MaxBodySize != 0 {
 		args = append(args, "--max-body-size", strconv.FormatInt(s.MaxBodySize, 10))
 	}
+	if s.ReadBufferSize != 0 {
+		args = append(args, "--read-buffer-size", strconv.Itoa(s.ReadBufferSize))
+	}
 	if s.MaxConcurrency > 0 {
 		args = append(args, "--app-max-concurrency", strconv.Itoa(s.MaxConcurrency))
 	}

@@ -105,7 +105,7 @@ func TestReviewPassesEverythingElse(t *testing.T) {
 }
 
 // TestReviewRefusesOwnedEnvAndOutOfRange: a dapr.io/env that sets a
-// variable the injector owns is refused
+// variable the injector owns, and numbers past their range, are refused
 // at admission for pods (whoever creates them) and for workloads, with the
 // message naming them.
 func TestReviewRefusesOwnedEnvAndOutOfRange(t *testing.T) {
@@ -115,6 +115,10 @@ func TestReviewRefusesOwnedEnvAndOutOfRange(t *testing.T) {
 	}{
 		{`"dapr.io/api-token-secret":"api","dapr.io/env":"DAPR_API_TOKEN=guessed"`, "dapr.io/env sets DAPR_API_TOKEN, which the injector sets itself"},
 		{`"dapr.io/env":"NAMESPACE=kube-system"`, "dapr.io/env sets NAMESPACE, which the injector sets itself"},
+		{`"dapr.io/sidecar-memory-limit":"999999Ei"`, `dapr.io/sidecar-memory-limit "999999Ei" is not valid; accepted: a positive quantity of memory up to 64Ti`},
+		{`"dapr.io/sidecar-cpu-request":"1e100"`, `dapr.io/sidecar-cpu-request "1e100" is not valid; accepted: a positive quantity of CPUs up to 1024`},
+		{`"dapr.io/app-max-concurrency":"9223372036854775807"`, `dapr.io/app-max-concurrency "9223372036854775807" is not valid; accepted: -1 or 0 for no bound, or 1 to 1048576`},
+		{`"dapr.io/http-read-buffer-size":"8193"`, `dapr.io/http-read-buffer-size "8193" is not valid; accepted: -1 for the sidecar's default (64 KB), or 1 to 8192 KB`},
 	} {
 		ann := `{"dapr.io/enabled":"true","dapr.io/app-id":"addapp",` + c.ann + `}`
 		pod := `{"metadata":{"name":"p","annotations":` + ann + `},"spec":{"containers":[{"name":"app","image":"app"}]}}`
