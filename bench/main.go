@@ -8,6 +8,7 @@
 //
 //	go run ./bench            # 10 s warm-up, 60 s per path
 //	go run ./bench -short     # a few seconds per path
+//	go run ./bench -transactions bench/TRANSACTIONS.md   # how long transactions hold Redis
 //
 // It writes a Markdown report (-out, bench/RESULTS.md) and a PNG of the
 // latency distributions (-png, bench/latency.png), and prints the ratio
@@ -46,6 +47,7 @@ func main() {
 	}
 	var o options
 	soakFor := flag.Duration("soak", 0, "instead of the paths: run two sidecars under load this long and compare their goroutines and memory before and after")
+	txOut := flag.String("transactions", "", "instead of the paths: time the largest state transactions against Redis and write the report to this file (e.g. bench/TRANSACTIONS.md)")
 	short := flag.Bool("short", false, "a quick run: 3 s per path after a 1 s warm-up, 1 s at maximum throughput")
 	flag.IntVar(&o.Rate, "rate", 1000, "requests per second of each measured run")
 	flag.IntVar(&o.Conns, "conns", 16, "connections (and concurrent requests)")
@@ -63,6 +65,12 @@ func main() {
 	}
 	if o.Rate < 0 || o.Conns < 1 || o.Size < 1 || o.Duration <= 0 {
 		log.Fatal("bench: -rate must be at least 0, -conns, -size and -duration positive")
+	}
+	if *txOut != "" {
+		if err := transactions(o, *txOut); err != nil {
+			log.Fatalf("bench: %v", err)
+		}
+		return
 	}
 	if *soakFor > 0 {
 		if err := soak(o, *soakFor); err != nil {

@@ -74,6 +74,7 @@ func report(o options, results []*result) error {
 	if d, s := get("state-get-direct"), get("state-get-sidecar"); d != nil && s != nil {
 		fmt.Fprintf(&b, "- State get through the sidecar over direct go-redis at p90, target under 150 µs: %s.\n", us(s.Fixed.quantile(.9)-d.Fixed.quantile(.9)))
 	}
+	b.WriteString("- How long the largest state transaction holds Redis: [TRANSACTIONS.md](TRANSACTIONS.md) (`go run ./bench -transactions bench/TRANSACTIONS.md`).\n")
 	if o.PNG != "" {
 		if err := chart(o.PNG, results); err != nil {
 			return err
