@@ -28,8 +28,9 @@ func listenAll(o Options) (*listeners, error) {
 	if l.grpc, err = l.listenAPI("--dapr-grpc-port", o.ListenAddresses, o.GRPCPort); err != nil {
 		return nil, err
 	}
-	// Peers reach the internal port from other hosts, so by default it
-	// binds everywhere.
+	// The internal port binds --dapr-internal-grpc-listen-address: loopback
+	// by default in standalone mode (peers run on this host), every
+	// interface in kubernetes mode (peers are other pods).
 	if l.internal, err = l.listen("--dapr-internal-grpc-port", strings.Trim(o.InternalAddress, "[]"), o.InternalPort); err != nil {
 		return nil, err
 	}

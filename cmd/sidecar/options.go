@@ -59,6 +59,12 @@ type Options struct {
 	APIToken string // DAPR_API_TOKEN: required of every API call
 	AppToken string // APP_API_TOKEN: sent to this sidecar's app
 
+	// InternalStallTimeout ends a call on the internal port whose answer
+	// makes no progress for this long because the peer keeps its HTTP/2
+	// flow-control window shut (a call that waits for the app, such as an
+	// idle event stream, is not stalled).
+	InternalStallTimeout time.Duration
+
 	RegistryDir   string // standalone: registry folder
 	ClusterDomain string // kubernetes: DNS cluster domain
 	DNSServer     string // kubernetes: host:port of the DNS server; empty: system
@@ -132,6 +138,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&readBuffer, "read-buffer-size", "", "largest request header block the HTTP API reads, e.g. 64Ki; a plain number is bytes, as in daprd; 1Ki to 8Mi (default 64Ki)")
 	intVar(&readBufferSizeKB, "dapr-http-read-buffer-size", -1, readBufferKB, "largest request header block in `KB` (daprd's older flag; --read-buffer-size in KB)")
 	intVar(&grace, "dapr-graceful-shutdown-seconds", defaultGraceSeconds, graceRange, "how many `seconds` in-flight calls may take to finish on shutdown")
+	fs.DurationVar(&o.InternalStallTimeout, "internal-stall-timeout", 30*time.Second, "end a call on the internal port whose answer the peer has not accepted for this long (its flow-control window stays shut); 1s to 1h")
 	fs.StringVar(&o.RegistryDir, "registry-dir", getenv("TANDEM_REGISTRY_DIR"), "standalone: registry folder of running sidecars (env TANDEM_REGISTRY_DIR)")
 	fs.StringVar(&o.ClusterDomain, "kubernetes-cluster-domain", "cluster.local", "kubernetes: the cluster's DNS domain")
 	fs.StringVar(&o.DNSServer, "kubernetes-dns-server", "", "kubernetes: DNS server host:port (default: the system's)")
@@ -235,6 +242,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		o.ReadBufferSize = int(n)
 	case readBufferSizeKB >= 0:
 		o.ReadBufferSize = readBufferSizeKB << 10
+	}
+	if o.InternalStallTimeout < time.Second || o.InternalStallTimeout > time.Hour {
+		return o, fmt.Errorf("--internal-stall-timeout %s is not valid; accepted: 1s to 1h, e.g. 30s", o.InternalStallTimeout)
 	}
 	if grace < 0 {
 		grace = defaultGraceSeconds

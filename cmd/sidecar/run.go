@@ -108,6 +108,7 @@ func run(ctx context.Context, o Options) error {
 		AppDialOptions:    tracing.GRPCClientOptions(func(m string) string { return appSpanName(o.AppID, m) }),
 		AppToken:          o.AppToken,
 		AppMaxConcurrency: o.AppMaxConcurrency,
+		StallTimeout:      o.InternalStallTimeout,
 	}, res)
 	if err != nil {
 		return err
@@ -151,27 +152,28 @@ func run(ctx context.Context, o Options) error {
 
 	guard := token.New(o.APIToken)
 	servers := []*server{
-		{name: "http", lns: lns.http, srv: newHTTPServer(guard.HTTP(router, router.Public))},
-		{name: "internal", lns: []net.Listener{lns.internal}, srv: newHopServer(tracing.HTTPServer(
+		{name: "http", lns: lns.http, srv: newHTTPServer(o.ReadBufferSize, httpapi.LimitHeaders(o.ReadBufferSize, guard.HTTP(router, router.Public)))},
+		{name: "internal", lns: []net.Listener{lns.internal}, srv: newHopServer(o.ReadBufferSize+invoke.HopHeaderSlack, tracing.HTTPServer(
 			func(r *http.Request) string { return telemetry.InvokeSpanName(o.AppID, r.URL.Path) },
 			acl.New(conf.AccessControlSpec(), o.Namespace).Hop(inv.HopHandler())))},
 	}
 	if lns.public != nil {
 		public := httpapi.NewRouter(nil)
 		public.Add(httpapi.HealthRoutes(life)...)
-		servers = append(servers, &server{name: "public", lns: []net.Listener{lns.public}, srv: newHTTPServer(guard.HTTP(public, public.Public))})
+		servers = append(servers, &server{name: "public", lns: []net.Listener{lns.public}, srv: newHTTPServer(o.ReadBufferSize, httpapi.LimitHeaders(o.ReadBufferSize, guard.HTTP(public, public.Public)))})
 	}
 	if lns.metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.Handler())
-		servers = append(servers, &server{name: "metrics", lns: []net.Listener{lns.metrics}, srv: newHTTPServer(mux)})
+		servers = append(servers, &server{name: "metrics", lns: []net.Listener{lns.metrics}, srv: newHTTPServer(o.ReadBufferSize, mux)})
 	}
 	grpcAPI := grpcapi.New(grpcapi.Config{
-		Invoker:     caller,
-		State:       stateSvc,
-		Lifecycle:   life,
-		MaxBodySize: o.MaxBodySize,
-		Logger:      log.With("component", "grpc"),
+		Invoker:        caller,
+		State:          stateSvc,
+		Lifecycle:      life,
+		MaxBodySize:    o.MaxBodySize,
+		MaxHeaderBytes: o.ReadBufferSize,
+		Logger:         log.With("component", "grpc"),
 	})
 	gopts := append(grpcAPI.ServerOptions(), guard.GRPCServerOptions()...)
 	gopts = append(gopts, metrics.GRPCServerOptions()...)
@@ -327,18 +329,20 @@ type server struct {
 	srv  *http.Server
 }
 
-func newHTTPServer(h http.Handler) *http.Server {
+// newHTTPServer returns a server for h reading at most maxHeader bytes of
+// request headers (--read-buffer-size; more is a 431).
+func newHTTPServer(maxHeader int, h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    1 << 20,
+		MaxHeaderBytes:    maxHeader,
 	}
 }
 
 // newHopServer serves the internal port: h2c for peer sidecars.
-func newHopServer(h http.Handler) *http.Server {
-	s := newHTTPServer(h)
+func newHopServer(maxHeader int, h http.Handler) *http.Server {
+	s := newHTTPServer(maxHeader, h)
 	s.Protocols = invoke.HopProtocols()
 	s.HTTP2 = invoke.HopHTTP2Config()
 	return s

@@ -170,7 +170,12 @@ func (w *Invoker) Invoke(ctx context.Context, c *invoke.Call) (*http.Response, e
 					Msg: fmt.Sprintf("app %q: no answer within the timeout of %s (resiliency %s)", c.Target.ID, r.p.Timeout, r.p.Name)}
 			}
 			var ie *invoke.Error
-			notReached := errors.As(err, &ie) && (ie.Kind == invoke.KindUnreachable || ie.Kind == invoke.KindNotFound)
+			if errors.As(err, &ie) && refusal(ie.Kind) {
+				// The call itself was refused: the same call fails
+				// again, and it says nothing of the target's health.
+				return false, false, err
+			}
+			notReached := ie != nil && (ie.Kind == invoke.KindUnreachable || ie.Kind == invoke.KindNotFound)
 			return true, (noBody && (idempotent(c.Verb) || notReached)), err
 		}
 		res.Body = &cancelBody{ReadCloser: res.Body, cancel: cancel}
@@ -181,6 +186,16 @@ func (w *Invoker) Invoke(ctx context.Context, c *invoke.Call) (*http.Response, e
 		return resp, nil
 	}
 	return nil, err
+}
+
+// refusal reports the kinds of invocation error that are about the call,
+// not the target: neither failures for a breaker nor worth a retry.
+func refusal(k invoke.Kind) bool {
+	switch k {
+	case invoke.KindBadRequest, invoke.KindHeadersTooLarge, invoke.KindBodyTooLarge, invoke.KindPermissionDenied:
+		return true
+	}
+	return false
 }
 
 // cancelBody ends a try's context when its answer is closed.

@@ -3,11 +3,14 @@ package resiliency
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/state"
 	"github.com/tandem-run/tandem/pkg/state/memory"
 )
@@ -152,5 +155,56 @@ func TestStoreRetriesOnlyRepeatableOperations(t *testing.T) {
 	}
 	if s.Store(state.StoreConfig{Name: "other", Store: f}) != state.Store(f) {
 		t.Error("a store without a policy was wrapped")
+	}
+}
+
+// refusingCaller answers every call with an invocation error of one kind
+// (a test double of the hop's answers; the real ones are in tests/e2e).
+type refusingCaller struct {
+	kind  invoke.Kind
+	calls atomic.Int32
+}
+
+func (r *refusingCaller) Invoke(context.Context, *invoke.Call) (*http.Response, error) {
+	r.calls.Add(1)
+	return nil, &invoke.Error{Kind: r.kind, AppID: "addapp", Msg: string(r.kind)}
+}
+
+// A refused call (malformed, headers too large, denied) is neither retried
+// nor counted against the breaker; an unreachable target is both.
+func TestInvokerRefusalsAreNotFailures(t *testing.T) {
+	rs, _ := Parse([]byte(doc), "r.yaml")
+	s := newSet()
+	if _, err := s.build(rs[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		kind      invoke.Kind
+		calls     int32 // per Invoke: 1 + retries
+		breakerOK bool  // still closed after 5 calls
+	}{
+		{invoke.KindBadRequest, 1, true},
+		{invoke.KindHeadersTooLarge, 1, true},
+		{invoke.KindPermissionDenied, 1, true},
+		{invoke.KindUnreachable, 3, false},
+	} {
+		t.Run(string(c.kind), func(t *testing.T) {
+			next := &refusingCaller{kind: c.kind}
+			inv := WrapInvoker(next, s)
+			call := func() error {
+				_, err := inv.Invoke(context.Background(), &invoke.Call{Target: resolver.Target{ID: "addapp"}, Verb: "GET", Header: http.Header{}})
+				return err
+			}
+			_ = call()
+			if got := next.calls.Load(); got != c.calls {
+				t.Errorf("%d tries of one call, want %d", got, c.calls)
+			}
+			for range 4 {
+				_ = call()
+			}
+			if err := call(); errors.Is(err, ErrOpen) == c.breakerOK {
+				t.Errorf("after 6 calls the breaker says %v; want open=%v", err, !c.breakerOK)
+			}
+		})
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"mime"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -53,6 +55,13 @@ func (inv *Invoker) WaitAppReady(ctx context.Context) error {
 // server-sent events) is flushed after every read, so that each event
 // reaches the caller when it is produced. It returns the copy's error.
 func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
+	return writeResponse(w, resp, 0)
+}
+
+// writeResponse is WriteResponse; with stall > 0, a write of the answer that
+// makes no progress for stall (the peer keeps its flow-control window shut)
+// ends the stream. Waiting for the app to produce more is not a stall.
+func writeResponse(w http.ResponseWriter, resp *http.Response, stall time.Duration) error {
 	h := w.Header()
 	removeHopByHop(resp.Header)
 	delete(resp.Header, HeaderHopError)
@@ -60,9 +69,15 @@ func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
 	for k := range resp.Trailer {
 		h.Add("Trailer", k)
 	}
+	var g *stallGuard
+	if stall > 0 {
+		g = &stallGuard{rc: http.NewResponseController(w), d: stall}
+		defer g.close()
+		w = guardedWriter{w, g}
+	}
 	w.WriteHeader(resp.StatusCode)
 	var err error
-	if resp.ContentLength >= 0 && resp.Header.Get("Content-Type") != "text/event-stream" {
+	if resp.ContentLength >= 0 && !isEventStream(resp.Header) {
 		_, err = io.Copy(w, resp.Body)
 	} else {
 		err = copyFlushing(w, resp.Body)
@@ -72,8 +87,87 @@ func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
 	}
+	if g != nil && err == nil {
+		// What is still buffered goes out under the guard too: after the
+		// handler returns, the server would wait for the window unguarded.
+		err = w.(guardedWriter).flush()
+	}
 	return err
 }
+
+// isEventStream reports a server-sent events answer, whatever its media
+// type parameters.
+func isEventStream(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "text/event-stream"
+}
+
+// stallGuard ends a stream whose writes make no progress: armed around each
+// write, it sets a write deadline in the past when one takes longer than d,
+// which resets the stream and fails the write. It never fires after close.
+type stallGuard struct {
+	rc *http.ResponseController
+	d  time.Duration
+	t  *time.Timer
+
+	mu   sync.Mutex
+	done bool
+}
+
+func (g *stallGuard) arm() {
+	if g.t == nil {
+		g.t = time.AfterFunc(g.d, g.fire)
+		return
+	}
+	g.t.Reset(g.d)
+}
+
+func (g *stallGuard) disarm() { g.t.Stop() }
+
+func (g *stallGuard) fire() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.done {
+		_ = g.rc.SetWriteDeadline(time.Unix(1, 0))
+	}
+}
+
+func (g *stallGuard) close() {
+	g.mu.Lock()
+	g.done = true
+	g.mu.Unlock()
+	if g.t != nil {
+		g.t.Stop()
+	}
+}
+
+// guardedWriter arms its guard around every write and flush.
+type guardedWriter struct {
+	http.ResponseWriter
+	g *stallGuard
+}
+
+func (w guardedWriter) Write(p []byte) (int, error) {
+	w.g.arm()
+	defer w.g.disarm()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w guardedWriter) flush() error {
+	w.g.arm()
+	defer w.g.disarm()
+	return w.g.rc.Flush()
+}
+
+// FlushError flushes under the guard (http.ResponseController finds it).
+func (w guardedWriter) FlushError() error { return w.flush() }
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (w guardedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 var bufPool = make(chan []byte, 64)
 

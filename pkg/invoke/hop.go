@@ -43,12 +43,21 @@ func HopProtocols() *http.Protocols {
 	return &p
 }
 
+// HopHeaderSlack is what the internal port accepts over the API's header
+// limit (--read-buffer-size): the headers the caller's sidecar adds (caller
+// id, Forwarded, trace context). No sidecar's internal port accepts less.
+const HopHeaderSlack = 16 << 10
+
+// HopMaxStreamsPerConn is how many calls one connection to the internal
+// port carries at once; callers open more connections for more.
+const HopMaxStreamsPerConn = 250
+
 // HopHTTP2Config is the server side of the flow-control settings.
 func HopHTTP2Config() *http.HTTP2Config {
 	return &http.HTTP2Config{
 		MaxReceiveBufferPerStream:     1 << 20,
 		MaxReceiveBufferPerConnection: 8 << 20,
-		MaxConcurrentStreams:          1000,
+		MaxConcurrentStreams:          HopMaxStreamsPerConn,
 	}
 }
 
@@ -69,6 +78,13 @@ func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("the sidecar of app %q is shutting down and accepts no new calls", inv.cfg.AppID))
 		return
 	}
+	if n := inv.hopCalls.Add(1); n > int64(inv.cfg.MaxHopCalls) {
+		inv.hopCalls.Add(-1)
+		writeHopError(w, http.StatusServiceUnavailable, KindOverloaded,
+			fmt.Sprintf("the sidecar of app %q has %d calls from peers in flight, its limit; try again later", inv.cfg.AppID, inv.cfg.MaxHopCalls))
+		return
+	}
+	defer inv.hopCalls.Add(-1)
 	method, err := ParseMethod(strings.TrimPrefix(r.URL.EscapedPath(), "/"))
 	if err != nil {
 		writeHopError(w, http.StatusBadRequest, KindBadRequest, err.Error())
@@ -84,7 +100,9 @@ func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
-	_ = WriteResponse(w, resp)
+	if err := writeResponse(w, resp, inv.cfg.StallTimeout); err != nil {
+		inv.cfg.Logger.Debug("answer to a peer cut short", "app", inv.cfg.AppID, "err", err)
+	}
 }
 
 // WriteHopError answers a peer sidecar with an error of this sidecar (not of

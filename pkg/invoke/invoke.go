@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,7 +56,18 @@ type Config struct {
 	// AppMaxConcurrency bounds the calls in flight to the app; more wait
 	// for a free slot (or their deadline). 0: no bound.
 	AppMaxConcurrency int
+	// MaxHopCalls bounds the calls from peers in flight on the internal
+	// port, over all connections (each also carries at most
+	// HopMaxStreamsPerConn); more are refused at once as overloaded.
+	// 0: DefaultMaxHopCalls.
+	MaxHopCalls int
+	// StallTimeout ends a call from a peer whose answer the peer has not
+	// accepted for this long (its flow-control window stays shut). 0: 30s.
+	StallTimeout time.Duration
 }
+
+// DefaultMaxHopCalls is the default bound of calls from peers in flight.
+const DefaultMaxHopCalls = 4096
 
 // Caller makes invocations: an *Invoker, or middleware around one (such as
 // resiliency policies). The API adapters take a Caller.
@@ -78,6 +90,7 @@ type Invoker struct {
 	// Header values set on every call, made once: nothing changes them.
 	callerID, callerNS, appToken []string
 	appSlots                     chan struct{} // nil: no bound
+	hopCalls                     atomic.Int64  // calls from peers in flight
 }
 
 // New returns an Invoker that finds peers with r.
@@ -87,6 +100,12 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.MaxHopCalls <= 0 {
+		cfg.MaxHopCalls = DefaultMaxHopCalls
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -311,8 +330,11 @@ func checkCall(c *Call) error {
 func refused(err error, h http.Header, appID, addr string) *Error {
 	size := headerListSize(h)
 	// A peer's limit is known once its settings have arrived; before that,
-	// on a new connection, it refuses a header list over it as malformed.
-	if headerListTooLarge(err) || (size > 16<<10 && strings.Contains(err.Error(), "PROTOCOL_ERROR")) {
+	// on a new connection, it refuses a header list over it as malformed
+	// (or as too large for its decoder). Every sidecar accepts at least
+	// HopHeaderSlack, so below that such an error means something else.
+	msg := err.Error()
+	if headerListTooLarge(err) || (size > HopHeaderSlack && (strings.Contains(msg, "PROTOCOL_ERROR") || strings.Contains(msg, "COMPRESSION_ERROR"))) {
 		return errorf(KindHeadersTooLarge, appID, addr, nil,
 			"the call's headers (%d bytes) are larger than the sidecar of app %q at %s accepts (its --read-buffer-size); send fewer or smaller headers", size, appID, addr)
 	}

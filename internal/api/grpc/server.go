@@ -28,6 +28,7 @@ type Server struct {
 	state   *state.Service
 	life    api.Lifecycle
 	maxBody int64
+	maxHdr  int
 	log     *slog.Logger
 }
 
@@ -39,7 +40,11 @@ type Config struct {
 	// MaxBodySize bounds the messages of unary calls, as it bounds the
 	// buffered HTTP APIs.
 	MaxBodySize int64
-	Logger      *slog.Logger
+	// MaxHeaderBytes bounds a call's metadata, counted as HTTP/2 counts a
+	// header list; over it a call fails with ResourceExhausted. 0: no bound
+	// of ours.
+	MaxHeaderBytes int
+	Logger         *slog.Logger
 }
 
 // New returns the gRPC API server, ready to register.
@@ -47,18 +52,22 @@ func New(c Config) *Server {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{inv: c.Invoker, state: c.State, life: c.Lifecycle, maxBody: c.MaxBodySize, log: c.Logger}
+	return &Server{inv: c.Invoker, state: c.State, life: c.Lifecycle, maxBody: c.MaxBodySize, maxHdr: c.MaxHeaderBytes, log: c.Logger}
 }
 
 // ServerOptions are the options the grpc.Server of the API port needs: the
 // codec that lets proxied calls pass as raw bytes, the proxy for unknown
-// services, and message limits.
+// services, and message and metadata limits.
 func (s *Server) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec{}),
 		grpc.UnknownServiceHandler(s.proxy),
 		grpc.MaxRecvMsgSize(int(min(s.maxBody, 1<<31-1))),
 	}
+	if s.maxHdr > 0 {
+		opts = append(opts, headerLimit(s.maxHdr)...)
+	}
+	return opts
 }
 
 // Register registers the Dapr service on g.
