@@ -72,13 +72,13 @@ func TestParseMetadata(t *testing.T) {
 		t.Fatalf("got %+v, %v", good, err)
 	}
 	bad := map[string]map[string]string{
-		"redisHost":    {},
-		"redisDB":      {"redisHost": "h:1", "redisDB": "16"},
-		"enableTLS":    {"redisHost": "h:1", "enableTLS": "yes please"},
-		"dialTimeout":  {"redisHost": "h:1", "dialTimeout": "5"},
-		"ttlInSeconds": {"redisHost": "h:1", "ttlInSeconds": "-3"},
+		"redisHost":       {},
+		"redisDB":         {"redisHost": "h:1", "redisDB": "16"},
+		"enableTLS":       {"redisHost": "h:1", "enableTLS": "yes please"},
+		"dialTimeout":     {"redisHost": "h:1", "dialTimeout": "5"},
+		"ttlInSeconds":    {"redisHost": "h:1", "ttlInSeconds": "-3"},
 		"0 to 9223372036": {"redisHost": "h:1", "ttlInSeconds": "18446744074"},
-		"redisHots":    {"redisHost": "h:1", "redisHots": "typo"},
+		"redisHots":       {"redisHost": "h:1", "redisHots": "typo"},
 	}
 	for field, md := range bad {
 		if _, err := ParseMetadata(md); err == nil || !strings.Contains(err.Error(), field) {
