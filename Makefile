@@ -11,7 +11,7 @@ test: deps lint tools
 
 ## fuzz: run each fuzz target for FUZZTIME (their corpora are under testdata/fuzz).
 FUZZTIME ?= 3s
-FUZZ_TARGETS = ./pkg/invoke:FuzzParseMethod ./pkg/resolver:FuzzParseTarget \
+FUZZ_TARGETS = ./internal/invoke:FuzzParseMethod ./pkg/resolver:FuzzParseTarget \
 	./internal/config:FuzzParse ./internal/components:FuzzParse \
 	./internal/injector:FuzzReview ./internal/api/http:FuzzStateBodies \
 	./internal/resiliency:FuzzParse ./internal/api/grpc:FuzzInvokeRequest

@@ -30,7 +30,7 @@ import (
 	"github.com/tandem-run/tandem/internal/kube"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/telemetry"
-	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/resolver/kubernetes"
 	"github.com/tandem-run/tandem/pkg/resolver/standalone"

@@ -23,7 +23,7 @@ import (
 	"strings"
 
 	"github.com/tandem-run/tandem/internal/config"
-	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/internal/invoke"
 )
 
 // ACL decides whether a caller may call a method.

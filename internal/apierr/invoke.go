@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/internal/invoke"
 )
 
 // Invoke maps an invocation failure to its API error.

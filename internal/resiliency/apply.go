@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 

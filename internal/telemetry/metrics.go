@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
-	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 

@@ -9,7 +9,7 @@ import (
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/internal/invoke"
 )
 
 // FuzzInvokeRequest: whatever an InvokeServiceRequest holds, invokeCall

@@ -2,7 +2,7 @@
 // dapr.proto.runtime.v1.Dapr (types generated from Dapr's own protos, the
 // module Dapr's SDKs use, so the wire format is Dapr's by construction), and
 // the gRPC proxy that forwards any other service, called with dapr-app-id
-// metadata, to that app. The behaviour lives in pkg/invoke and pkg/state;
+// metadata, to that app. The behaviour lives in internal/invoke and pkg/state;
 // errors are rendered by internal/apierr, the same catalog as HTTP.
 package grpcapi
 
@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/tandem-run/tandem/internal/api"
-	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 

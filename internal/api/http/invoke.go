@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/tandem-run/tandem/internal/apierr"
-	"github.com/tandem-run/tandem/pkg/invoke"
+	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"google.golang.org/grpc/codes"
 )

@@ -1,5 +1,5 @@
 // Package httpapi is the HTTP adapter of the sidecar: route tables that decode
-// requests, call pkg/invoke or pkg/state, and encode the answer. Errors are
+// requests, call internal/invoke or pkg/state, and encode the answer. Errors are
 // rendered by internal/apierr.
 package httpapi
 
