@@ -101,21 +101,34 @@ func (s *Store) Delete(_ context.Context, req state.DeleteRequest) error {
 	return nil
 }
 
-// Transact checks every operation, then applies them all in order.
+// Transact checks every operation against the key as the operations
+// before it in the transaction leave it, then applies them all in order.
+// A key written earlier in the same transaction matches no ETag.
 func (s *Store) Transact(_ context.Context, ops []state.Op) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	written := map[string]bool{} // keys set (true) or deleted (false) by an earlier operation
 	for i, op := range ops {
+		var key string
 		var err error
 		switch {
 		case op.Set != nil:
+			key = op.Set.Key
 			err = s.checkSet(*op.Set)
+			if w, ok := written[key]; ok {
+				err = checkAfter(w, key, op.Set.ETag, op.Set.FirstWrite)
+			}
 		case op.Delete != nil:
-			err = s.checkETag(op.Delete.Key, op.Delete.ETag)
+			key = op.Delete.Key
+			err = s.checkETag(key, op.Delete.ETag)
+			if w, ok := written[key]; ok {
+				err = checkAfter(w, key, op.Delete.ETag, false)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("operation %d: %w", i, err)
 		}
+		written[key] = op.Set != nil
 	}
 	for _, op := range ops {
 		s.apply(op)
@@ -146,6 +159,22 @@ func (s *Store) checkETag(key string, etag *string) error {
 	e, ok := s.items[key]
 	if !ok || e.expired(s.now()) || e.version != v {
 		return fmt.Errorf("key %q: etag %q does not match: %w", key, *etag, state.ErrETagMismatch)
+	}
+	return nil
+}
+
+// checkAfter checks an operation on a key an earlier operation of the same
+// transaction set (set) or deleted: no ETag matches either, and first-write
+// finds a set key there.
+func checkAfter(set bool, key string, etag *string, firstWrite bool) error {
+	if etag != nil {
+		if _, err := strconv.ParseUint(*etag, 10, 64); err != nil {
+			return fmt.Errorf("etag %q is not one this store issued (a decimal version): %w", *etag, state.ErrETagInvalid)
+		}
+		return fmt.Errorf("key %q: etag %q does not match a value this transaction wrote or deleted: %w", key, *etag, state.ErrETagMismatch)
+	}
+	if firstWrite && set {
+		return fmt.Errorf("key %q exists (this transaction set it) and first-write needs an etag to update it: %w", key, state.ErrETagMismatch)
 	}
 	return nil
 }

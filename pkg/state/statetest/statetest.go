@@ -149,6 +149,58 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		}
 	})
 
+	t.Run("transactions check each operation after the ones before it", func(t *testing.T) {
+		s := fresh(t)
+		tx, ok := s.(state.Transactional)
+		if !ok {
+			t.Skip("store is not transactional")
+		}
+		must(t, s.Set(ctx, state.SetRequest{Key: "a", Value: []byte("a1")}))
+		ea := get(t, s, "a").ETag
+		for _, c := range []struct {
+			name string
+			ops  []state.Op
+			ok   bool
+		}{
+			{"first-write of a key set before", []state.Op{
+				{Set: &state.SetRequest{Key: "n", Value: []byte("1")}},
+				{Set: &state.SetRequest{Key: "n", Value: []byte("2"), FirstWrite: true}},
+			}, false},
+			{"an etag of a key set before", []state.Op{
+				{Set: &state.SetRequest{Key: "a", Value: []byte("x")}},
+				{Set: &state.SetRequest{Key: "a", Value: []byte("y"), ETag: &ea}},
+			}, false},
+			{"an etag of a key deleted before", []state.Op{
+				{Delete: &state.DeleteRequest{Key: "a"}},
+				{Delete: &state.DeleteRequest{Key: "a", ETag: &ea}},
+			}, false},
+			{"first-write of a key deleted before", []state.Op{
+				{Delete: &state.DeleteRequest{Key: "a", ETag: &ea}},
+				{Set: &state.SetRequest{Key: "a", Value: []byte("a2"), FirstWrite: true}},
+			}, true},
+		} {
+			err := tx.Transact(ctx, c.ops)
+			if c.ok {
+				if err != nil {
+					t.Errorf("%s: %v", c.name, err)
+				}
+				continue
+			}
+			if !errors.Is(err, state.ErrETagMismatch) {
+				t.Errorf("%s: %v, want ErrETagMismatch", c.name, err)
+			}
+			if it, _ := s.Get(ctx, "n"); it != nil {
+				t.Errorf("%s: a failed transaction wrote n", c.name)
+			}
+			if v := string(get(t, s, "a").Value); v != "a1" {
+				t.Errorf("%s: a failed transaction changed a to %q", c.name, v)
+			}
+		}
+		if v := string(get(t, s, "a").Value); v != "a2" {
+			t.Errorf("a = %q after the last transaction, want a2", v)
+		}
+	})
+
 	t.Run("ttl expiry", func(t *testing.T) {
 		s := fresh(t)
 		must(t, s.Set(ctx, state.SetRequest{Key: "short", Value: []byte("v"), TTL: time.Second}))
