@@ -6,6 +6,9 @@
 //
 // Domain packages return plain, wrapped errors; only the adapters in
 // internal/api turn them into *Error values, through the constructors here.
+// The sidecar's own invocation errors (internal/invoke) carry their kind and
+// render themselves with these constructors (APIError), so this package
+// imports no package of ours.
 package apierr
 
 import (
@@ -33,11 +36,14 @@ const (
 	CodeStateTransaction   = "ERR_STATE_TRANSACTION"
 	CodeStateQuery         = "ERR_STATE_QUERY"
 	CodeStateUnsupportedOp = "ERR_NOT_SUPPORTED_STATE_OPERATION"
-	CodeNotFound           = "ERR_NOT_FOUND"
-	CodeMethodNotAllowed   = "ERR_METHOD_NOT_ALLOWED"
-	CodeShuttingDown       = "ERR_SHUTTING_DOWN"
-	CodePermissionDenied   = "ERR_PERMISSION_DENIED"
-	CodeInvalidToken       = "invalid api token"
+	// CodeStateTooManyTransactions is daprd's code for a transaction over
+	// its store's operation limit.
+	CodeStateTooManyTransactions = "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS"
+	CodeNotFound                 = "ERR_NOT_FOUND"
+	CodeMethodNotAllowed         = "ERR_METHOD_NOT_ALLOWED"
+	CodeShuttingDown             = "ERR_SHUTTING_DOWN"
+	CodePermissionDenied         = "ERR_PERMISSION_DENIED"
+	CodeInvalidToken             = "invalid api token"
 )
 
 // Error is an error as the API shows it.
@@ -89,15 +95,27 @@ func BodyTooLarge(limit int64) *Error {
 		"request body is larger than the limit of %d bytes; raise it with --max-body-size (for example --max-body-size 16Mi)", limit)
 }
 
-// As returns err as an *Error. An error that is not one becomes a 500 with
-// fallbackCode, so that nothing reaches the user without a code.
+// Coded is an error that knows how the API shows it.
+type Coded interface{ APIError() *Error }
+
+// As returns err as an *Error: itself, or what a Coded error in its chain
+// says. Any other error becomes a 500 with fallbackCode, so that nothing
+// reaches the user without a code.
 func As(err error, fallbackCode string) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
+	var c Coded
+	if errors.As(err, &c) {
+		return c.APIError()
+	}
 	return New(fallbackCode, http.StatusInternalServerError, codes.Internal, "%v", err)
 }
+
+// Invoke maps an invocation failure to its API error: an *invoke.Error says
+// which; anything else is a 500 ERR_DIRECT_INVOKE.
+func Invoke(err error) *Error { return As(err, CodeDirectInvoke) }
 
 // body is the JSON shape of every error response.
 type body struct {

@@ -18,6 +18,8 @@ func State(code string, err error) *Error {
 		return e
 	case errors.Is(err, state.ErrStoreNotFound):
 		return New(CodeStateStoreNotFound, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
+	case errors.Is(err, state.ErrTooManyOperations):
+		return New(CodeStateTooManyTransactions, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
 	case errors.Is(err, state.ErrBadRequest), errors.Is(err, state.ErrTooLarge):
 		return New(CodeMalformedRequest, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
 	case errors.Is(err, state.ErrUnsupportedOperation):

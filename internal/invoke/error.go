@@ -3,6 +3,11 @@ package invoke
 import (
 	"errors"
 	"fmt"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/tandem-run/tandem/internal/apierr"
 )
 
 // Kind says what went wrong with an invocation, so the API edge can pick the
@@ -45,6 +50,29 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// APIError is how the API shows e (apierr.Coded): the error code, HTTP
+// status and gRPC code of its kind.
+func (e *Error) APIError() *apierr.Error {
+	switch e.Kind {
+	case KindBadRequest:
+		return apierr.New(apierr.CodeMalformedRequest, http.StatusBadRequest, codes.InvalidArgument, "%s", e.Error())
+	case KindBodyTooLarge:
+		return apierr.New(apierr.CodeBodyTooLarge, http.StatusRequestEntityTooLarge, codes.ResourceExhausted,
+			"%s; raise it with --max-body-size", e.Error())
+	case KindShuttingDown:
+		return apierr.New(apierr.CodeShuttingDown, http.StatusServiceUnavailable, codes.Unavailable, "%s", e.Error())
+	case KindPermissionDenied:
+		return apierr.New(apierr.CodePermissionDenied, http.StatusForbidden, codes.PermissionDenied, "%s", e.Error())
+	case KindHeadersTooLarge:
+		return apierr.New(apierr.CodeMalformedRequest, http.StatusRequestHeaderFieldsTooLarge, codes.ResourceExhausted, "%s", e.Error())
+	case KindOverloaded:
+		return apierr.New(apierr.CodeDirectInvoke, http.StatusServiceUnavailable, codes.ResourceExhausted, "%s", e.Error())
+	case KindNotFound:
+		return apierr.New(apierr.CodeDirectInvoke, http.StatusInternalServerError, codes.NotFound, "%s", e.Error())
+	}
+	return apierr.New(apierr.CodeDirectInvoke, http.StatusInternalServerError, codes.Unavailable, "%s", e.Error())
+}
 
 func errorf(kind Kind, appID, addr string, err error, format string, args ...any) *Error {
 	return &Error{Kind: kind, AppID: appID, Addr: addr, Err: err, Msg: fmt.Sprintf(format, args...)}

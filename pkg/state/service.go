@@ -260,7 +260,7 @@ func (s *Service) Transact(ctx context.Context, store string, ops []Op) error {
 	}
 	if len(ops) > n.maxOps {
 		return fmt.Errorf("the transaction has %d operations, over the limit of %d of state store %q; raise it with the Component's metadata maxTransactionOperations (1 to %d): %w",
-			len(ops), n.maxOps, store, HighestMaxTransactionOperations, ErrTooLarge)
+			len(ops), n.maxOps, store, HighestMaxTransactionOperations, ErrTooManyOperations)
 	}
 	if len(ops) == 0 {
 		return nil

@@ -24,6 +24,9 @@ var (
 	// ErrTooLarge: the request asks for more than a bound allows (keys of a
 	// bulk read, operations of a transaction); the message names the bound.
 	ErrTooLarge = errors.New("state request over a limit")
+	// ErrTooManyOperations: a transaction has more operations than its
+	// store allows (it is also ErrTooLarge).
+	ErrTooManyOperations = fmt.Errorf("too many operations in a transaction: %w", ErrTooLarge)
 	// ErrUnsupportedOperation: a transaction operation is neither an upsert
 	// nor a delete.
 	ErrUnsupportedOperation = errors.New("unsupported state operation")

@@ -84,8 +84,8 @@ func TestStateHostile(t *testing.T) {
 		code             string   // errorCode, when not 2xx
 		msgHas           []string // in the message
 	}{
-		{"transaction of 85,000 deletes", "/transaction", big, 400, "ERR_MALFORMED_REQUEST", []string{"85000 operations", "limit of 1000", "maxTransactionOperations"}},
-		{"transaction one over the limit", "/transaction", deletesBody(1001), 400, "ERR_MALFORMED_REQUEST", []string{"limit of 1000", "maxTransactionOperations"}},
+		{"transaction of 85,000 deletes", "/transaction", big, 400, "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", []string{"85000 operations", "limit of 1000", "maxTransactionOperations"}},
+		{"transaction one over the limit", "/transaction", deletesBody(1001), 400, "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", []string{"limit of 1000", "maxTransactionOperations"}},
 		{"transaction at the limit", "/transaction", deletesBody(1000), 204, "", nil},
 		{"unknown transaction operation", "/transaction", `{"operations":[{"operation":"upsert","request":{"key":"op","value":1}},{"operation":"merge","request":{"key":"a"}}]}`,
 			400, "ERR_NOT_SUPPORTED_STATE_OPERATION", []string{`"merge"`, "upsert, delete"}},
@@ -131,7 +131,7 @@ func TestStateHostile(t *testing.T) {
 	}
 	ttlItem := &commonv1pb.StateItem{Key: "ttl", Value: []byte("1"), Metadata: map[string]string{"ttlInSeconds": "18446744074"}}
 	_, err := api.ExecuteStateTransaction(ctx, &runtimev1pb.ExecuteStateTransactionRequest{StoreName: "statestore", Operations: ops(1001)})
-	wantStatus(t, err, codes.InvalidArgument, "ERR_MALFORMED_REQUEST", "limit of 1000", "maxTransactionOperations")
+	wantStatus(t, err, codes.InvalidArgument, "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", "limit of 1000", "maxTransactionOperations")
 	_, err = api.ExecuteStateTransaction(ctx, &runtimev1pb.ExecuteStateTransactionRequest{StoreName: "statestore",
 		Operations: append(ops(1), &runtimev1pb.TransactionalStateOperation{OperationType: "merge", Request: &commonv1pb.StateItem{Key: "a"}})})
 	wantStatus(t, err, codes.InvalidArgument, "ERR_NOT_SUPPORTED_STATE_OPERATION", "operations[1]", `"merge"`, "upsert, delete")

@@ -155,7 +155,7 @@ func invokeCall(in *runtimev1pb.InvokeServiceRequest, md metadata.MD) (*invoke.C
 // start of the body (Dapr's metadata keys http.code and http.error_message).
 func httpStatusError(appID string, code int, body []byte) error {
 	text := http.StatusText(code)
-	st := status.New(codeFromHTTPStatus(code), fmt.Sprintf("app %q answered HTTP %d %s", appID, code, text))
+	st := status.New(apierr.CodeFromHTTPStatus(code), fmt.Sprintf("app %q answered HTTP %d %s", appID, code, text))
 	detail := string(body)
 	if len(detail) > 63 { // Dapr's limit on the metadata value
 		detail = detail[:63]
@@ -168,38 +168,6 @@ func httpStatusError(appID string, code int, body []byte) error {
 		st = d
 	}
 	return st.Err()
-}
-
-// codeFromHTTPStatus maps an app's HTTP status to a gRPC code as Dapr does
-// (400 is Internal there, not InvalidArgument: the caller's request to the
-// sidecar was fine; the app refused it).
-func codeFromHTTPStatus(code int) codes.Code {
-	if code >= 200 && code < 300 {
-		return codes.OK
-	}
-	switch code {
-	case http.StatusRequestTimeout:
-		return codes.Canceled
-	case http.StatusBadRequest:
-		return codes.Internal
-	case http.StatusGatewayTimeout:
-		return codes.DeadlineExceeded
-	case http.StatusNotFound:
-		return codes.NotFound
-	case http.StatusConflict:
-		return codes.AlreadyExists
-	case http.StatusForbidden:
-		return codes.PermissionDenied
-	case http.StatusUnauthorized:
-		return codes.Unauthenticated
-	case http.StatusTooManyRequests:
-		return codes.ResourceExhausted
-	case http.StatusNotImplemented:
-		return codes.Unimplemented
-	case http.StatusServiceUnavailable:
-		return codes.Unavailable
-	}
-	return codes.Unknown
 }
 
 // answerMetadata turns an app's response headers into header metadata.

@@ -72,11 +72,3 @@ func TestGRPCStatusFromTrailers(t *testing.T) {
 		}
 	}
 }
-
-func TestCodeFromHTTPStatus(t *testing.T) {
-	for code, want := range map[int]codes.Code{200: codes.OK, 204: codes.OK, 400: codes.Internal, 404: codes.NotFound, 409: codes.AlreadyExists, 418: codes.Unknown, 503: codes.Unavailable} {
-		if got := codeFromHTTPStatus(code); got != want {
-			t.Errorf("codeFromHTTPStatus(%d) = %s, want %s", code, got, want)
-		}
-	}
-}

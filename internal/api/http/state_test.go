@@ -203,7 +203,7 @@ func TestStateLimits(t *testing.T) {
 		msgHas           []string
 	}{
 		{"transaction at the limit", "/transaction", ops(2), 204, "", nil},
-		{"transaction over the limit", "/transaction", ops(3), 400, "ERR_MALFORMED_REQUEST", []string{"3 operations", "limit of 2", "maxTransactionOperations"}},
+		{"transaction over the limit", "/transaction", ops(3), 400, "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", []string{"3 operations", "limit of 2", "maxTransactionOperations"}},
 		{"bulk at the key bound, parallelism a million", "/bulk", bulk(state.MaxBulkKeys, 1_000_000), 200, "", nil},
 		{"bulk one key over the bound", "/bulk", bulk(state.MaxBulkKeys+1, 10), 400, "ERR_MALFORMED_REQUEST", []string{"10001 keys", "limit of 10000"}},
 	} {
