@@ -48,26 +48,38 @@ type env struct {
 	payload  []byte
 }
 
-func run(o options) error {
+// newEnv makes the work folder, builds the sidecar and starts the HTTP
+// echo app; cleanup removes the folder.
+func newEnv(o options) (e *env, cleanup func(), err error) {
 	dir, err := os.MkdirTemp("", "tandem-bench-")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer os.RemoveAll(dir)
-	e := &env{o: o, dir: dir, payload: bytes.Repeat([]byte("x"), o.Size)}
+	cleanup = func() { _ = os.RemoveAll(dir) }
+	e = &env{o: o, dir: dir, payload: bytes.Repeat([]byte("x"), o.Size)}
 	if e.sidecar, err = buildSidecar(dir); err != nil {
-		return err
+		cleanup()
+		return nil, nil, err
 	}
-	if e.self, err = os.Executable(); err != nil {
-		return err
-	}
-
 	ln, addr, err := listenLocal()
 	if err != nil {
-		return err
+		cleanup()
+		return nil, nil, err
 	}
 	e.appAddr = addr
 	go func() { _ = (&http.Server{Handler: echoApp(o.Size)}).Serve(ln) }()
+	return e, cleanup, nil
+}
+
+func run(o options) error {
+	e, cleanup, err := newEnv(o)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if e.self, err = os.Executable(); err != nil {
+		return err
+	}
 	gln, gaddr, err := listenLocal()
 	if err != nil {
 		return err

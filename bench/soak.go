@@ -46,23 +46,12 @@ func (e *env) sampleOf(p *proc, metricsURL string) (sample, error) {
 // connection pool, with the same client connections as the soak, so what
 // remains after is what the load left behind.
 func soak(o options, d time.Duration) error {
-	dir, err := os.MkdirTemp("", "tandem-soak-")
+	e, cleanup, err := newEnv(o)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	e := &env{o: o, dir: dir, payload: make([]byte, o.Size)}
-	if e.sidecar, err = buildSidecar(dir); err != nil {
-		return err
-	}
-	ln, addr, err := listenLocal()
-	if err != nil {
-		return err
-	}
-	e.appAddr = addr
-	go func() { _ = (&http.Server{Handler: echoApp(o.Size)}).Serve(ln) }()
-
-	reg, err := os.MkdirTemp(dir, "registry-")
+	defer cleanup()
+	reg, err := os.MkdirTemp(e.dir, "registry-")
 	if err != nil {
 		return err
 	}
