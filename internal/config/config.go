@@ -1,6 +1,6 @@
 // Package config reads the Dapr Configuration resource (apiVersion
-// dapr.io/v1alpha1, kind Configuration): the tracing settings now, access
-// control and the rest as they are supported. Fields this sidecar does not
+// dapr.io/v1alpha1, kind Configuration): its tracing settings and its access
+// control (which internal/acl enforces). Fields this sidecar does not
 // know are errors, so a typo never silently turns a feature off; sections of
 // Dapr's Configuration that it does not implement are accepted and reported,
 // so real Dapr manifests load unchanged.
@@ -38,8 +38,9 @@ type Configuration struct {
 	Ignored []string `yaml:"-"`
 }
 
-// Spec is a Configuration's spec. Only tracing is read; the other sections
-// of Dapr's schema are accepted (see unsupported) and left alone.
+// Spec is a Configuration's spec. Tracing and access control are read; the
+// other sections of Dapr's schema are accepted (see unsupported) and left
+// alone.
 type Spec struct {
 	Tracing       *Tracing       `yaml:"tracing"`
 	AccessControl *AccessControl `yaml:"accessControl"`

@@ -1,8 +1,9 @@
 // Package injector adds the sidecar to pods: Inject is a pure function from
 // a pod and the injector's Config to a JSON patch, Review wraps it in the
-// AdmissionReview exchange, and Server serves it over HTTPS. The Services
-// controller keeps the headless <app-id>-dapr Service of each annotated
-// workload, through which sidecars find each other by DNS.
+// AdmissionReview exchange, and Handler serves Review over HTTP (cmd/injector
+// listens with TLS, its certificate from FileCert or SelfSigned). The
+// Services controller keeps the headless <app-id>-dapr Service of each
+// annotated workload, through which sidecars find each other by DNS.
 package injector
 
 import (

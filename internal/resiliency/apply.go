@@ -84,9 +84,11 @@ func newRunner(p *Policy) *runner {
 
 // do runs try until it succeeds, the retries run out, or a failure may not
 // be retried. try returns whether it failed (for the breaker and retries)
-// and whether a new try is safe. Each try gets the policy's timeout through
-// its context; keep reports that the try's result outlives the call (a
-// streamed answer), so its context must not be cancelled yet.
+// and whether a new try is safe. The breaker, when the policy has one, is
+// asked before each try and told its outcome; retries wait the policy's
+// delay and stop when ctx ends. try gets ctx as it is: the caller applies
+// the policy's timeout, since only it knows when a try's result is done with
+// (an invocation's streamed answer outlives the try).
 func (r *runner) do(ctx context.Context, try func(ctx context.Context) (failed, retryable bool, err error)) error {
 	var err error
 	for n := 0; ; n++ {
