@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,7 +164,7 @@ func TestZipkinCollectorDownNeverBlocks(t *testing.T) {
 	_ = tr.Shutdown(sctx)
 }
 
-func counterOf(t *testing.T, reg *prometheus.Registry, reason string) prometheus.Collector {
+func counterOf(t testing.TB, reg *prometheus.Registry, reason string) prometheus.Collector {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -249,5 +250,50 @@ func BenchmarkZipkinSerialize(b *testing.B) {
 				_, _ = c.ser.Serialize(batch)
 			}
 		})
+	}
+}
+
+// BenchmarkZipkinExport measures a span from End to the collector, over
+// many spans: the time and allocations of the sidecar (and of the test's
+// collector) per span, not the latency of a batch.
+func BenchmarkZipkinExport(b *testing.B) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got.Add(int64(bytes.Count(body, []byte(`"traceId"`))))
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: srv.URL}, Options{AppID: "front", Registerer: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	ctx, root := tr.tracer.Start(context.Background(), "CallLocal/addapp/add", trace.WithSpanKind(trace.SpanKindServer))
+	defer root.End()
+	var sent int64
+	// wait until the collector has all but max of the spans sent: the
+	// queue is never full, so none is dropped.
+	wait := func(max int64) {
+		for sent-got.Load() > max {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_, s := tr.tracer.Start(ctx, "GET statestore", trace.WithSpanKind(trace.SpanKindClient))
+		s.SetAttributes(attrString("peer.service", "redis"), attrString("server.address", "127.0.0.1"), attrString("server.port", "6379"))
+		s.End()
+		if sent++; sent%zipkinBatchSize == 0 {
+			wait(2 * zipkinBatchSize)
+		}
+	}
+	b.StopTimer()
+	wait(sent % zipkinBatchSize)
+	for _, reason := range []string{"queue_full", "collector_unreachable", "collector_rejected"} {
+		if n := testutil.ToFloat64(counterOf(b, reg, reason)); n != 0 {
+			b.Fatalf("%v spans dropped: %s", n, reason)
+		}
 	}
 }
