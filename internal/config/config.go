@@ -153,7 +153,7 @@ func decode(node *yaml.Node, source string) (*Configuration, error) {
 	}
 	c := &Configuration{Source: source, Ignored: ignored}
 	if err := yamldoc.Strict(node, c); err != nil {
-		return nil, fmt.Errorf("%w (spec accepts tracing; also, without effect: %s)", err, strings.Join(unsupported, ", "))
+		return nil, fmt.Errorf("%w (spec accepts tracing and accessControl; also, without effect: %s)", err, strings.Join(unsupported, ", "))
 	}
 	if c.APIVersion != "dapr.io/v1alpha1" {
 		return nil, fmt.Errorf("configuration %q: apiVersion %q is not supported; use dapr.io/v1alpha1", c.Metadata.Name, c.APIVersion)

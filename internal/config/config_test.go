@@ -73,6 +73,7 @@ func TestBadConfigurationsNameTheField(t *testing.T) {
 		"rate negative": {`samplingRate: "1"`, `samplingRate: "-0.5"`, `samplingRate "-0.5"`},
 		"typo":          {`samplingRate: "1"`, `samplingrate: "1"`, `samplingrate`},
 		"unknown spec":  {`  metric:`, `  metrix:`, `metrix`},
+		"what is read":  {`  metric:`, `  metrix:`, `spec accepts tracing and accessControl`},
 		"zipkin url":    {`"http://zipkin.default.svc.cluster.local:9411/api/v2/spans"`, `zipkin:9411`, `spec.tracing.zipkin.endpointAddress "zipkin:9411"`},
 		"otel protocol": {"zipkin:\n      endpointAddress: \"http://zipkin.default.svc.cluster.local:9411/api/v2/spans\"", "otel:\n      endpointAddress: x:1\n      protocol: udp", `protocol "udp"`},
 		"api version":   {`dapr.io/v1alpha1`, `dapr.io/v2`, `apiVersion "dapr.io/v2"`},
