@@ -34,13 +34,11 @@ const (
 	CodeStateDelete        = "ERR_STATE_DELETE"
 	CodeStateBulkGet       = "ERR_STATE_BULK_GET"
 	CodeStateTransaction   = "ERR_STATE_TRANSACTION"
-	CodeStateQuery         = "ERR_STATE_QUERY"
 	CodeStateUnsupportedOp = "ERR_NOT_SUPPORTED_STATE_OPERATION"
 	// CodeStateTooManyTransactions is daprd's code for a transaction over
 	// its store's operation limit.
 	CodeStateTooManyTransactions = "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS"
 	CodeNotFound                 = "ERR_NOT_FOUND"
-	CodeMethodNotAllowed         = "ERR_METHOD_NOT_ALLOWED"
 	CodeShuttingDown             = "ERR_SHUTTING_DOWN"
 	CodePermissionDenied         = "ERR_PERMISSION_DENIED"
 	CodeInvalidToken             = "invalid api token"

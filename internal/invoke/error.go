@@ -27,7 +27,6 @@ const (
 	KindPermissionDenied Kind = "permission-denied" // the callee's access control refuses the call
 	KindHeadersTooLarge  Kind = "headers-too-large" // the header list is over the peer's limit
 	KindOverloaded       Kind = "overloaded"        // the callee's sidecar has too many calls in flight
-	KindInternal         Kind = "internal"
 )
 
 // ErrBodyTooLarge is returned, wrapped, when a request body exceeds the limit.
