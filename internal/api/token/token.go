@@ -18,12 +18,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/tandem-run/tandem/internal/apierr"
+	"github.com/tandem-run/tandem/internal/invoke"
 )
-
-// Header is the header (and, lower case, the metadata key) of the token.
-const Header = "Dapr-Api-Token"
-
-const metadataKey = "dapr-api-token"
 
 // Guard checks tokens against one expected value.
 type Guard struct{ want []byte }
@@ -65,7 +61,7 @@ func (g *Guard) HTTP(next http.Handler, public func(*http.Request) bool) http.Ha
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !probe(r) || !public(r) {
-			vv := r.Header[Header]
+			vv := r.Header[invoke.HeaderAPIToken]
 			if len(vv) != 1 || !g.ok(vv[0]) {
 				apierr.Write(w, unauthorized())
 				return
@@ -83,7 +79,7 @@ func (g *Guard) GRPCServerOptions() []grpc.ServerOption {
 	}
 	check := func(ctx context.Context) error {
 		md, _ := metadata.FromIncomingContext(ctx)
-		vv := md.Get(metadataKey)
+		vv := md.Get(invoke.HeaderAPIToken) // Get lower-cases the key, as metadata keys are
 		if len(vv) != 1 || !g.ok(vv[0]) {
 			return unauthorized()
 		}
