@@ -35,6 +35,18 @@ type Resolver interface {
 	Resolve(ctx context.Context, target Target) ([]string, error)
 }
 
+// Rotate returns addrs starting at the n-th modulo their count, the ones
+// before it moved to the end: a Resolver that calls it with a counter it
+// advances per call spreads load over the addresses. addrs is not changed.
+func Rotate(addrs []string, n uint32) []string {
+	if len(addrs) < 2 {
+		return addrs
+	}
+	k := int(n % uint32(len(addrs)))
+	out := make([]string, 0, len(addrs))
+	return append(append(out, addrs[k:]...), addrs[:k]...)
+}
+
 // ParseTarget parses "id" or "id.namespace" as used in invocation URLs and in
 // the dapr-app-id header. The id must be a DNS-1123 label.
 func ParseTarget(s string) (Target, error) {

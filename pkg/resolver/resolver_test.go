@@ -45,3 +45,27 @@ func TestParseTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestRotate(t *testing.T) {
+	abc := []string{"a", "b", "c"}
+	for _, c := range []struct {
+		addrs []string
+		n     uint32
+		want  string
+	}{
+		{nil, 5, ""},
+		{[]string{"a"}, 7, "a"},
+		{abc, 0, "a b c"},
+		{abc, 1, "b c a"},
+		{abc, 2, "c a b"},
+		{abc, 3, "a b c"},
+		{abc, 1<<32 - 1, "a b c"}, // 4294967295 % 3 == 0: no overflow at the top
+	} {
+		if got := strings.Join(Rotate(c.addrs, c.n), " "); got != c.want {
+			t.Errorf("Rotate(%q, %d) = %q, want %q", c.addrs, c.n, got, c.want)
+		}
+	}
+	if strings.Join(abc, " ") != "a b c" {
+		t.Errorf("Rotate changed its input: %q", abc)
+	}
+}

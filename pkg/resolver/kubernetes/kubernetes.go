@@ -94,7 +94,7 @@ func (r *Resolver) Resolve(ctx context.Context, target resolver.Target) ([]strin
 		}
 		e = v.(entry)
 	}
-	return rotate(e.addrs, int(r.next.Add(1))), nil
+	return resolver.Rotate(e.addrs, r.next.Add(1)), nil
 }
 
 func (r *Resolver) lookup(ctx context.Context, target resolver.Target, name string) (entry, error) {
@@ -125,15 +125,6 @@ func (r *Resolver) lookup(ctx context.Context, target resolver.Target, name stri
 		r.mu.Unlock()
 	}
 	return e, nil
-}
-
-func rotate(addrs []string, n int) []string {
-	if len(addrs) < 2 {
-		return addrs
-	}
-	k := n % len(addrs)
-	out := make([]string, 0, len(addrs))
-	return append(append(out, addrs[k:]...), addrs[:k]...)
 }
 
 var _ resolver.Resolver = (*Resolver)(nil)

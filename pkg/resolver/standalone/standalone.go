@@ -163,7 +163,7 @@ func (r *Resolver) Resolve(_ context.Context, target resolver.Target) ([]string,
 			r.mu.Unlock()
 		}
 	}
-	return rotate(c.addrs, int(r.next.Add(1))), nil
+	return resolver.Rotate(c.addrs, r.next.Add(1)), nil
 }
 
 func (r *Resolver) notFound(target resolver.Target) error {
@@ -181,16 +181,6 @@ func (r *Resolver) notFound(target resolver.Target) error {
 		return fmt.Errorf("app id %q is not running on this machine; no sidecars are running (registry: %s): %w", target.String(), r.dir, resolver.ErrNotFound)
 	}
 	return fmt.Errorf("app id %q is not running on this machine; running: %s: %w", target.String(), strings.Join(ids, ", "), resolver.ErrNotFound)
-}
-
-// rotate returns addrs starting at n modulo their count.
-func rotate(addrs []string, n int) []string {
-	if len(addrs) < 2 {
-		return addrs
-	}
-	k := n % len(addrs)
-	out := make([]string, 0, len(addrs))
-	return append(append(out, addrs[k:]...), addrs[:k]...)
 }
 
 // List returns every live entry in dir.
