@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/ports"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -118,13 +119,13 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.AppProtocol, "app-protocol", "http", "protocol of the app: http, grpc, h2c or https")
 	fs.StringVar(&o.AppChannelAddress, "app-channel-address", "127.0.0.1", "host of the app")
 	intVar(&o.AppMaxConcurrency, "app-max-concurrency", -1, concurrencyRange, "most `calls` in flight to the app; more wait for a free slot")
-	intVar(&o.HTTPPort, "dapr-http-port", 3500, portRange, "HTTP API `port`")
-	intVar(&o.GRPCPort, "dapr-grpc-port", 50001, portRange, "gRPC API `port`")
-	intVar(&o.InternalPort, "dapr-internal-grpc-port", 50002, portRange, "sidecar-to-sidecar `port`")
+	intVar(&o.HTTPPort, "dapr-http-port", ports.HTTP, portRange, "HTTP API `port`")
+	intVar(&o.GRPCPort, "dapr-grpc-port", ports.GRPC, portRange, "gRPC API `port`")
+	intVar(&o.InternalPort, "dapr-internal-grpc-port", ports.Internal, portRange, "sidecar-to-sidecar `port`")
 	fs.StringVar(&o.InternalAddress, "dapr-internal-grpc-listen-address", "", "address the sidecar-to-sidecar port binds; default 127.0.0.1 in standalone mode (peers run on this host), all interfaces in kubernetes mode; 0.0.0.0 or :: for all")
 	fs.StringVar(&o.InternalAddress, "dapr-internal-listen-address", "", "alias of --dapr-internal-grpc-listen-address")
 	fs.StringVar(&publicPort, "dapr-public-port", "", "port for the two health routes only; none by default")
-	intVar(&o.MetricsPort, "metrics-port", 9090, portRange, "Prometheus metrics `port`")
+	intVar(&o.MetricsPort, "metrics-port", ports.Metrics, portRange, "Prometheus metrics `port`")
 	fs.BoolVar(&o.EnableMetrics, "enable-metrics", true, "serve Prometheus metrics on --metrics-port")
 	fs.StringVar(&listen, "dapr-listen-addresses", "", "comma-separated addresses the APIs bind to; default all")
 	fs.StringVar(&o.Mode, "mode", "standalone", "standalone or kubernetes")

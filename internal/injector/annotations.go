@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/tandem-run/tandem/internal/ports"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -115,7 +116,7 @@ func Enabled(annotations map[string]string) (bool, error) {
 // sidecar. Every error names the annotation, the value, and what is
 // accepted.
 func ParseSpec(a map[string]string) (*Spec, error) {
-	s := &Spec{AppProtocol: "http", LogLevel: "info", EnableMetrics: true, MetricsPort: 9090, GracefulShutdown: -1}
+	s := &Spec{AppProtocol: "http", LogLevel: "info", EnableMetrics: true, MetricsPort: ports.Metrics, GracefulShutdown: -1}
 	var errs []string
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 

@@ -9,22 +9,20 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/tandem-run/tandem/internal/ports"
 )
 
-// The sidecar's ports in a pod.
 const (
-	SidecarName  = "daprd" // the container's name, as Dapr's tools expect it
-	HTTPPort     = 3500
-	GRPCPort     = 50001
-	InternalPort = 50002
-	PublicPort   = 3501
+	SidecarName = "daprd" // the container's name, as Dapr's tools expect it
 	// AnnInjected marks a pod the injector has patched.
 	AnnInjected = "dapr.io/sidecar-injected"
 	// TokenSecretKey is the key of the API and app token Secrets, as in Dapr.
 	TokenSecretKey = "token"
 )
 
-var sidecarPorts = []int{HTTPPort, GRPCPort, InternalPort, PublicPort}
+// sidecarPorts are the sidecar's ports in a pod, the metrics port aside.
+var sidecarPorts = []int{ports.HTTP, ports.GRPC, ports.Internal, ports.Public}
 
 // sidecarEnv is every variable the injector sets on the sidecar, and where
 // its value comes from; a nil source leaves it out of this pod.
@@ -41,8 +39,8 @@ var sidecarEnv = []struct {
 // appEnv is what the injector sets on every app container that lacks it:
 // how the app finds its sidecar.
 var appEnv = []corev1.EnvVar{
-	{Name: "DAPR_HTTP_PORT", Value: strconv.Itoa(HTTPPort)},
-	{Name: "DAPR_GRPC_PORT", Value: strconv.Itoa(GRPCPort)},
+	{Name: "DAPR_HTTP_PORT", Value: strconv.Itoa(ports.HTTP)},
+	{Name: "DAPR_GRPC_PORT", Value: strconv.Itoa(ports.GRPC)},
 }
 
 // ownedEnv names every variable the injector sets, on the sidecar or the
@@ -159,10 +157,10 @@ func (cfg Config) container(s *Spec) corev1.Container {
 		"--mode", "kubernetes",
 		"--app-id", s.AppID,
 		"--app-protocol", s.AppProtocol,
-		"--dapr-http-port", strconv.Itoa(HTTPPort),
-		"--dapr-grpc-port", strconv.Itoa(GRPCPort),
-		"--dapr-internal-grpc-port", strconv.Itoa(InternalPort),
-		"--dapr-public-port", strconv.Itoa(PublicPort),
+		"--dapr-http-port", strconv.Itoa(ports.HTTP),
+		"--dapr-grpc-port", strconv.Itoa(ports.GRPC),
+		"--dapr-internal-grpc-port", strconv.Itoa(ports.Internal),
+		"--dapr-public-port", strconv.Itoa(ports.Public),
 		"--dapr-listen-addresses", "[::1],127.0.0.1",
 		"--log-level", s.LogLevel,
 	}
@@ -178,15 +176,15 @@ func (cfg Config) container(s *Spec) corev1.Container {
 	if cfg.ClusterDomain != "" && cfg.ClusterDomain != "cluster.local" {
 		args = append(args, "--kubernetes-cluster-domain", cfg.ClusterDomain)
 	}
-	ports := []corev1.ContainerPort{
-		{Name: "dapr-http", ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP},
-		{Name: "dapr-grpc", ContainerPort: GRPCPort, Protocol: corev1.ProtocolTCP},
-		{Name: "dapr-internal", ContainerPort: InternalPort, Protocol: corev1.ProtocolTCP},
-		{Name: "dapr-public", ContainerPort: PublicPort, Protocol: corev1.ProtocolTCP},
+	containerPorts := []corev1.ContainerPort{
+		{Name: "dapr-http", ContainerPort: ports.HTTP, Protocol: corev1.ProtocolTCP},
+		{Name: "dapr-grpc", ContainerPort: ports.GRPC, Protocol: corev1.ProtocolTCP},
+		{Name: "dapr-internal", ContainerPort: ports.Internal, Protocol: corev1.ProtocolTCP},
+		{Name: "dapr-public", ContainerPort: ports.Public, Protocol: corev1.ProtocolTCP},
 	}
 	if s.EnableMetrics {
 		args = append(args, "--metrics-port", strconv.Itoa(s.MetricsPort))
-		ports = append(ports, corev1.ContainerPort{Name: "dapr-metrics", ContainerPort: int32(s.MetricsPort), Protocol: corev1.ProtocolTCP})
+		containerPorts = append(containerPorts, corev1.ContainerPort{Name: "dapr-metrics", ContainerPort: int32(s.MetricsPort), Protocol: corev1.ProtocolTCP})
 	} else {
 		args = append(args, "--enable-metrics=false")
 	}
@@ -241,7 +239,7 @@ func (cfg Config) container(s *Spec) corev1.Container {
 	nonRoot := int64(65532)
 	probe := func(path string, delay, period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
-			ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(PublicPort)}},
+			ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(ports.Public)}},
 			InitialDelaySeconds: delay, PeriodSeconds: period, TimeoutSeconds: 3, FailureThreshold: failures,
 		}
 	}
@@ -250,7 +248,7 @@ func (cfg Config) container(s *Spec) corev1.Container {
 		Image:           image,
 		ImagePullPolicy: cfg.PullPolicy,
 		Args:            args,
-		Ports:           ports,
+		Ports:           containerPorts,
 		Env:             env,
 		Resources:       res,
 		// Ready once the app answers; alive while the sidecar itself serves.

@@ -21,6 +21,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/tandem-run/tandem/internal/ports"
 )
 
 // Labels of the Services the controller keeps.
@@ -226,13 +228,13 @@ func desiredService(w *workload, s *Spec) *corev1.Service {
 		selector = w.selector.MatchLabels
 	}
 	yes := true
-	ports := []corev1.ServicePort{
-		{Name: "http", Port: 80, TargetPort: intstr.FromInt32(HTTPPort), Protocol: corev1.ProtocolTCP},
-		{Name: "dapr-grpc", Port: GRPCPort, TargetPort: intstr.FromInt32(GRPCPort), Protocol: corev1.ProtocolTCP},
-		{Name: "dapr-internal", Port: InternalPort, TargetPort: intstr.FromInt32(InternalPort), Protocol: corev1.ProtocolTCP},
+	servicePorts := []corev1.ServicePort{
+		{Name: "http", Port: 80, TargetPort: intstr.FromInt32(ports.HTTP), Protocol: corev1.ProtocolTCP},
+		{Name: "dapr-grpc", Port: ports.GRPC, TargetPort: intstr.FromInt32(ports.GRPC), Protocol: corev1.ProtocolTCP},
+		{Name: "dapr-internal", Port: ports.Internal, TargetPort: intstr.FromInt32(ports.Internal), Protocol: corev1.ProtocolTCP},
 	}
 	if s.EnableMetrics {
-		ports = append(ports, corev1.ServicePort{Name: "dapr-metrics", Port: int32(s.MetricsPort), TargetPort: intstr.FromInt32(int32(s.MetricsPort)), Protocol: corev1.ProtocolTCP})
+		servicePorts = append(servicePorts, corev1.ServicePort{Name: "dapr-metrics", Port: int32(s.MetricsPort), TargetPort: intstr.FromInt32(int32(s.MetricsPort)), Protocol: corev1.ProtocolTCP})
 	}
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
@@ -253,7 +255,7 @@ func desiredService(w *workload, s *Spec) *corev1.Service {
 		Spec: corev1.ServiceSpec{
 			ClusterIP: corev1.ClusterIPNone,
 			Selector:  maps.Clone(selector),
-			Ports:     ports,
+			Ports:     servicePorts,
 		},
 	}
 }

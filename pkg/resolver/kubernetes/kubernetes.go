@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tandem-run/tandem/internal/ports"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -23,7 +24,7 @@ type Config struct {
 	Namespace     string        // the caller's namespace, used when a target names none
 	ClusterDomain string        // default "cluster.local"
 	DNSServer     string        // host:port; empty: the system's resolver
-	Port          int           // internal port of peer sidecars; default 50002
+	Port          int           // internal port of peer sidecars; default ports.Internal (50002)
 	CacheTTL      time.Duration // default 5s; negative disables the cache
 }
 
@@ -48,7 +49,7 @@ func New(cfg Config) (*Resolver, error) {
 		cfg.ClusterDomain = "cluster.local"
 	}
 	if cfg.Port == 0 {
-		cfg.Port = 50002
+		cfg.Port = ports.Internal
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("kubernetes resolver: port %d is not a port", cfg.Port)
