@@ -14,6 +14,7 @@ import (
 
 	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -22,6 +23,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/tandem-run/tandem/internal/apierr"
 )
 
 // HeaderGRPCStatus carries, on an HTTP-shaped answer of a gRPC app, the
@@ -44,64 +47,77 @@ func IsGRPC(h http.Header) bool {
 // grpcApp is the channel to an app that is a gRPC server (--app-protocol
 // grpc). A call shaped like HTTP (from the HTTP API or InvokeService) reaches
 // it as AppCallback.OnInvoke; a gRPC call proxied with dapr-app-id reaches
-// the app's own service unchanged, over h2c (see callApp).
+// the app's own service unchanged, over h2c.
 type grpcApp struct {
-	conn   *grpc.ClientConn
-	client runtimev1pb.AppCallbackClient
-	max    int
+	appID, addr string
+	conn        *grpc.ClientConn
+	client      runtimev1pb.AppCallbackClient
+	max         int
+	raw         *httpApp // h2c, for proxied gRPC calls
 }
 
-func newGRPCApp(addr string, maxMsg int, extra []grpc.DialOption) (*grpcApp, error) {
+func newGRPCApp(cfg Config, raw *httpApp) (*grpcApp, error) {
+	maxMsg := defaultMaxMessage
+	if cfg.MaxBodySize > 0 {
+		maxMsg = int(min(cfg.MaxBodySize, 1<<31-1))
+	}
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)),
-	}, extra...)
-	conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	}, cfg.AppDialOptions...)
+	conn, err := grpc.NewClient("passthrough:///"+cfg.AppAddress, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("gRPC channel to the app at %s: %w", addr, err)
+		return nil, fmt.Errorf("gRPC channel to the app at %s: %w", cfg.AppAddress, err)
 	}
-	return &grpcApp{conn: conn, client: runtimev1pb.NewAppCallbackClient(conn), max: maxMsg}, nil
+	return &grpcApp{appID: cfg.AppID, addr: cfg.AppAddress, conn: conn, client: runtimev1pb.NewAppCallbackClient(conn), max: maxMsg, raw: raw}, nil
+}
+
+func (a *grpcApp) call(ctx context.Context, c *Call) (*http.Response, error) {
+	if c.GRPCProxy {
+		return a.raw.call(ctx, c)
+	}
+	return a.onInvoke(ctx, c)
+}
+
+func (a *grpcApp) close() {
+	_ = a.conn.Close()
+	a.raw.close()
 }
 
 // onInvoke calls the app's AppCallback.OnInvoke with the call and returns its
-// answer as an HTTP response: 200 with the data and content type, or the
-// app's gRPC error as the matching HTTP status with the status as JSON (as
-// Dapr answers) and HeaderGRPCStatus set.
-func (inv *Invoker) onInvoke(ctx context.Context, verb, method, rawQuery string, h http.Header, body io.ReadCloser) (*http.Response, *Error) {
-	app := inv.grpcApp
-	data, err := readAtMost(body, app.max)
+// answer as an HTTP response (200 with the data and content type), or the
+// app's error status as an *AppError.
+func (a *grpcApp) onInvoke(ctx context.Context, c *Call) (*http.Response, error) {
+	data, err := readAtMost(c.Body, a.max)
 	switch {
 	case errors.Is(err, errTooLarge) || errors.Is(err, ErrBodyTooLarge):
-		return nil, errorf(KindBodyTooLarge, inv.cfg.AppID, inv.cfg.AppAddress, err,
-			"request to gRPC app %q: the body is over the limit of %d bytes of a unary OnInvoke call", inv.cfg.AppID, app.max)
+		return nil, errorf(KindBodyTooLarge, a.appID, a.addr, err,
+			"request to gRPC app %q: the body is over the limit of %d bytes of a unary OnInvoke call", a.appID, a.max)
 	case err != nil:
-		return nil, errorf(KindBadRequest, inv.cfg.AppID, inv.cfg.AppAddress, err, "reading the request body for gRPC app %q", inv.cfg.AppID)
+		return nil, errorf(KindBadRequest, a.appID, a.addr, err, "reading the request body for gRPC app %q", a.appID)
 	}
-	m, err := url.PathUnescape(method)
+	m, err := url.PathUnescape(c.Method)
 	if err != nil { // ParseMethod has checked it; keep the escaped form
-		m = method
+		m = c.Method
 	}
 	req := &commonv1pb.InvokeRequest{
 		Method:        m,
-		ContentType:   h.Get("Content-Type"),
-		HttpExtension: &commonv1pb.HTTPExtension{Verb: verbOf(verb), Querystring: rawQuery},
+		ContentType:   c.Header.Get("Content-Type"),
+		HttpExtension: &commonv1pb.HTTPExtension{Verb: verbOf(c.Verb), Querystring: c.RawQuery},
 	}
 	if len(data) > 0 {
 		req.Data = &anypb.Any{Value: data}
 	}
-	ctx = metadata.NewOutgoingContext(ctx, MetadataFromHeader(h))
+	ctx = metadata.NewOutgoingContext(ctx, MetadataFromHeader(c.Header))
 	var hdr metadata.MD
-	resp, err := app.client.OnInvoke(ctx, req, grpc.Header(&hdr))
+	resp, err := a.client.OnInvoke(ctx, req, grpc.Header(&hdr))
 	if err != nil {
 		st := status.Convert(err)
-		if st.Code() == codes.Unavailable && app.conn.GetState() != connectivity.Ready {
-			return nil, errorf(KindAppUnreachable, inv.cfg.AppID, inv.cfg.AppAddress, err,
-				"gRPC app %q does not answer at %s", inv.cfg.AppID, inv.cfg.AppAddress)
+		if st.Code() == codes.Unavailable && a.conn.GetState() != connectivity.Ready {
+			return nil, errorf(KindAppUnreachable, a.appID, a.addr, err, "gRPC app %q does not answer at %s", a.appID, a.addr)
 		}
-		inv.appReady.set()
-		return grpcErrorResponse(st, hdr), nil
+		return nil, &AppError{AppID: a.appID, Status: st, Header: HeaderFromMetadata(hdr)}
 	}
-	inv.appReady.set()
 	out := &http.Response{
 		StatusCode: http.StatusOK,
 		Status:     "200 OK",
@@ -117,53 +133,54 @@ func (inv *Invoker) onInvoke(ctx context.Context, verb, method, rawQuery string,
 	return out, nil
 }
 
-// grpcErrorResponse is a gRPC app's error as an HTTP answer.
-func grpcErrorResponse(st *status.Status, hdr metadata.MD) *http.Response {
-	b, err := protojson.Marshal(st.Proto())
-	if err != nil {
-		b = []byte(`{"code":` + strconv.Itoa(int(st.Code())) + `}`)
-	}
-	code := HTTPStatusFromCode(st.Code())
-	h := HeaderFromMetadata(hdr)
-	h.Set("Content-Type", "application/json")
-	h.Set(HeaderGRPCStatus, strconv.Itoa(int(st.Code())))
-	return &http.Response{
-		StatusCode: code,
-		Status:     strconv.Itoa(code) + " " + http.StatusText(code),
-		Proto:      "HTTP/2.0", ProtoMajor: 2,
-		Header:        h,
-		Body:          io.NopCloser(bytes.NewReader(b)),
-		ContentLength: int64(len(b)),
-	}
+// AppError is a gRPC app's error status, as the app returned it from
+// AppCallback.OnInvoke: a value until an adapter shows it, as Dapr does (on
+// the HTTP API the matching HTTP status with the status as JSON; on the gRPC
+// API the status itself). Between sidecars it travels in the HTTP form with
+// HeaderGRPCStatus set, as the previous release sends it.
+type AppError struct {
+	AppID  string
+	Status *status.Status
+	Header http.Header // the app's header metadata
 }
 
-// HTTPStatusFromCode maps a gRPC code to the HTTP status Dapr uses for it.
-func HTTPStatusFromCode(c codes.Code) int {
-	switch c {
-	case codes.OK:
-		return http.StatusOK
-	case codes.Canceled:
-		return http.StatusRequestTimeout
-	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
-		return http.StatusBadRequest
-	case codes.DeadlineExceeded:
-		return http.StatusGatewayTimeout
-	case codes.NotFound:
-		return http.StatusNotFound
-	case codes.AlreadyExists, codes.Aborted:
-		return http.StatusConflict
-	case codes.PermissionDenied:
-		return http.StatusForbidden
-	case codes.Unauthenticated:
-		return http.StatusUnauthorized
-	case codes.ResourceExhausted:
-		return http.StatusTooManyRequests
-	case codes.Unimplemented:
-		return http.StatusNotImplemented
-	case codes.Unavailable:
-		return http.StatusServiceUnavailable
+func (e *AppError) Error() string {
+	return fmt.Sprintf("app %q answered %s: %s", e.AppID, e.Status.Code(), e.Status.Message())
+}
+
+// HTTPStatus is the HTTP status Dapr shows the app's status as.
+func (e *AppError) HTTPStatus() int { return apierr.HTTPStatusFromCode(e.Status.Code()) }
+
+// WriteHTTP renders e for an HTTP caller: the app's header metadata, the
+// HTTP status of its code and the status as JSON.
+func (e *AppError) WriteHTTP(w http.ResponseWriter) {
+	b, err := protojson.Marshal(e.Status.Proto())
+	if err != nil {
+		b = []byte(`{"code":` + strconv.Itoa(int(e.Status.Code())) + `}`)
 	}
-	return http.StatusInternalServerError
+	h := w.Header()
+	copyHeader(h, e.Header)
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(e.HTTPStatus())
+	_, _ = w.Write(b)
+}
+
+// appError reads the HTTP form of a gRPC app's status from a peer.
+func appError(resp *http.Response, appID string) *AppError {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	h := resp.Header
+	var st spb.Status
+	if err := protojson.Unmarshal(b, &st); err != nil {
+		n, _ := strconv.Atoi(h.Get(HeaderGRPCStatus))
+		return &AppError{AppID: appID, Status: status.Newf(codes.Code(n), "app %q failed, and its status could not be read: %v", appID, err)}
+	}
+	removeHopByHop(h)
+	for _, k := range []string{HeaderGRPCStatus, "Content-Type", "Content-Length"} {
+		delete(h, k)
+	}
+	return &AppError{AppID: appID, Status: status.FromProto(&st), Header: h}
 }
 
 func verbOf(verb string) commonv1pb.HTTPExtension_Verb {
@@ -249,10 +266,4 @@ func readAtMost(r io.ReadCloser, limit int) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	return b, nil
-}
-
-func (a *grpcApp) close() {
-	if a != nil {
-		_ = a.conn.Close()
-	}
 }

@@ -81,10 +81,9 @@ var _ Caller = (*Invoker)(nil)
 type Invoker struct {
 	cfg      Config
 	resolver resolver.Resolver
-	hop      http.RoundTripper // to peer sidecars, h2c
-	app      http.RoundTripper // to the local app
-	closers  []interface{ CloseIdleConnections() }
-	grpcApp  *grpcApp // to the local app's AppCallback, with --app-protocol grpc
+	pool     *hopPool
+	hop      http.RoundTripper // to peer sidecars: pool, wrapped by Config.WrapHop
+	app      appChannel        // nil: no app
 	appReady readiness
 	draining chan struct{}
 	// Header values set on every call, made once: nothing changes them.
@@ -110,20 +109,22 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	app, err := newAppTransport(cfg.AppProtocol, cfg.DialTimeout)
+	app, err := newAppChannel(cfg)
 	if err != nil {
 		return nil, err
 	}
-	hop := newHopPool(cfg.DialTimeout)
 	inv := &Invoker{
 		cfg:      cfg,
 		resolver: r,
-		hop:      hop,
+		pool:     newHopPool(cfg.DialTimeout),
 		app:      app,
-		closers:  []interface{ CloseIdleConnections() }{hop, app},
 		draining: make(chan struct{}),
 		callerID: []string{cfg.AppID},
 		callerNS: []string{cfg.Namespace},
+	}
+	inv.hop = inv.pool
+	if cfg.WrapHop != nil {
+		inv.hop = cfg.WrapHop(inv.pool)
 	}
 	if cfg.AppToken != "" {
 		inv.appToken = []string{cfg.AppToken}
@@ -131,23 +132,8 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 	if cfg.AppMaxConcurrency > 0 {
 		inv.appSlots = make(chan struct{}, cfg.AppMaxConcurrency)
 	}
-	if cfg.WrapHop != nil {
-		inv.hop = cfg.WrapHop(inv.hop)
-	}
-	if cfg.WrapApp != nil {
-		inv.app = cfg.WrapApp(inv.app)
-	}
-	if cfg.AppAddress == "" {
+	if app == nil {
 		inv.appReady.set()
-	}
-	if cfg.AppProtocol == "grpc" && cfg.AppAddress != "" {
-		maxMsg := defaultMaxMessage
-		if cfg.MaxBodySize > 0 {
-			maxMsg = int(min(cfg.MaxBodySize, 1<<31-1))
-		}
-		if inv.grpcApp, err = newGRPCApp(cfg.AppAddress, maxMsg, cfg.AppDialOptions); err != nil {
-			return nil, err
-		}
 	}
 	return inv, nil
 }
@@ -174,19 +160,22 @@ type Call struct {
 }
 
 // Invoke sends c to the target app and returns its response, whose body
-// streams from the app; the caller must close it. A non-2xx status of the app
-// is a response, not an error. Errors are *Error.
+// streams from the app; the caller must close it. A non-2xx status of an
+// HTTP app is a response, not an error; a gRPC app's error status is an
+// *AppError; every other error is an *Error. Invoke owns c.Body and closes
+// it (see withBody).
 func (inv *Invoker) Invoke(ctx context.Context, c *Call) (*http.Response, error) {
+	return withBody(c, func() (*http.Response, error) { return inv.invoke(ctx, c) })
+}
+
+func (inv *Invoker) invoke(ctx context.Context, c *Call) (*http.Response, error) {
 	if inv.isDraining() {
-		closeBody(c.Body)
 		return nil, errorf(KindShuttingDown, c.Target.ID, "", nil, "sidecar %q is shutting down and accepts no new calls", inv.cfg.AppID)
 	}
 	if err := inv.checkSize(c); err != nil {
-		closeBody(c.Body)
 		return nil, err
 	}
 	if err := checkCall(c); err != nil {
-		closeBody(c.Body)
 		return nil, errorf(KindBadRequest, c.Target.ID, "", nil, "%v", err)
 	}
 	h := c.Header
@@ -209,22 +198,35 @@ func (inv *Invoker) Invoke(ctx context.Context, c *Call) (*http.Response, error)
 
 	if c.Target.ID == inv.cfg.AppID && (c.Target.Namespace == "" || c.Target.Namespace == inv.cfg.Namespace) {
 		// An app calling itself needs no hop.
-		resp, ierr := inv.callApp(ctx, c.Verb, c.Method, c.RawQuery, h, c.Body, c.ContentLength)
-		if ierr != nil {
-			return nil, ierr
-		}
-		return resp, nil
+		return inv.callApp(ctx, c)
 	}
-
 	addrs, err := inv.resolver.Resolve(ctx, c.Target)
 	if err != nil {
-		closeBody(c.Body)
 		if errors.Is(err, resolver.ErrNotFound) {
 			return nil, errorf(KindNotFound, c.Target.ID, "", err, "cannot invoke app %q", c.Target.String())
 		}
 		return nil, errorf(KindUnreachable, c.Target.ID, "", err, "cannot resolve app %q", c.Target.String())
 	}
 	return inv.sendHop(ctx, c, addrs)
+}
+
+// withBody runs call, which owns c.Body: the one place where a call's request
+// body is closed. The transports get the body behind keepOpen, so that their
+// closing it does nothing (a try on another address still has it); it is
+// closed here when the call fails, or when its answer is closed.
+func withBody(c *Call, call func() (*http.Response, error)) (*http.Response, error) {
+	owned := c.Body
+	if owned == nil {
+		return call()
+	}
+	c.Body = keepOpen{owned}
+	resp, err := call()
+	if err != nil {
+		_ = owned.Close()
+		return nil, err
+	}
+	resp.Body = &onClose{ReadCloser: resp.Body, fn: func() { _ = owned.Close() }}
+	return resp, nil
 }
 
 // sendHop sends the call to the first peer sidecar that accepts a connection.
@@ -235,13 +237,15 @@ func (inv *Invoker) sendHop(ctx context.Context, c *Call, addrs []string) (*http
 	for i, addr := range addrs {
 		req, err := inv.newHopRequest(ctx, c, addr)
 		if err != nil {
-			closeBody(c.Body)
 			return nil, errorf(KindBadRequest, c.Target.ID, addr, err, "cannot build the call to app %q", c.Target.ID)
 		}
 		resp, err := inv.hop.RoundTrip(req)
 		if err == nil {
-			if kind := resp.Header.Get(HeaderHopError); kind != "" {
+			switch {
+			case resp.Header.Get(HeaderHopError) != "":
 				return nil, hopError(resp, c.Target.ID, addr)
+			case resp.Header.Get(HeaderGRPCStatus) != "":
+				return nil, appError(resp, c.Target.ID)
 			}
 			return resp, nil
 		}
@@ -250,7 +254,6 @@ func (inv *Invoker) sendHop(ctx context.Context, c *Call, addrs []string) (*http
 			return nil, errorf(KindBodyTooLarge, c.Target.ID, addr, err, "request body is over the limit of %d bytes", inv.cfg.MaxBodySize)
 		}
 		if kerr := refused(err, c.Header, c.Target.ID, addr); kerr != nil {
-			closeBody(c.Body)
 			return nil, kerr
 		}
 		if ctx.Err() != nil || !canRetry(c, err) || i == len(addrs)-1 {
@@ -258,7 +261,6 @@ func (inv *Invoker) sendHop(ctx context.Context, c *Call, addrs []string) (*http
 		}
 		inv.cfg.Logger.Debug("peer sidecar unreachable, trying the next", "app", c.Target.ID, "addr", addr, "err", err)
 	}
-	closeBody(c.Body)
 	if ctx.Err() != nil {
 		return nil, errorf(KindUnreachable, c.Target.ID, lastAddr, ctx.Err(), "call to app %q via its sidecar at %s was cancelled", c.Target.ID, lastAddr)
 	}
@@ -270,11 +272,7 @@ func (inv *Invoker) newHopRequest(ctx context.Context, c *Call, addr string) (*h
 	if err != nil {
 		return nil, err
 	}
-	var body io.ReadCloser
-	if c.Body != nil && c.ContentLength != 0 {
-		body = noCloseBody{c.Body}
-	}
-	return newRequest(ctx, c.Verb, u, c.Header, body, c.ContentLength), nil
+	return newRequest(ctx, c.Verb, u, c.Header, c.Body, c.ContentLength), nil
 }
 
 // methodURL builds the URL of a call from its parts, without parsing a
@@ -406,10 +404,10 @@ func (inv *Invoker) isDraining() bool {
 
 // Close releases idle connections.
 func (inv *Invoker) Close() {
-	for _, c := range inv.closers {
-		c.CloseIdleConnections()
+	inv.pool.CloseIdleConnections()
+	if inv.app != nil {
+		inv.app.close()
 	}
-	inv.grpcApp.close()
 }
 
 // limitedBody fails the read that passes the limit with ErrBodyTooLarge.
@@ -435,14 +433,8 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 
 func (l *limitedBody) Close() error { return l.rc.Close() }
 
-// noCloseBody keeps the transport from closing the caller's body, so that a
-// retry on another address can decide for itself.
-type noCloseBody struct{ io.Reader }
+// keepOpen is a call's body as the transports see it: their Close does
+// nothing, as the body is withBody's to close.
+type keepOpen struct{ io.Reader }
 
-func (noCloseBody) Close() error { return nil }
-
-func closeBody(b io.ReadCloser) {
-	if b != nil {
-		_ = b.Close()
-	}
-}
+func (keepOpen) Close() error { return nil }

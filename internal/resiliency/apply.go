@@ -171,6 +171,11 @@ func (w *Invoker) Invoke(ctx context.Context, c *invoke.Call) (*http.Response, e
 				err = &invoke.Error{Kind: invoke.KindUnreachable, AppID: c.Target.ID, Err: context.DeadlineExceeded,
 					Msg: fmt.Sprintf("app %q: no answer within the timeout of %s (resiliency %s)", c.Target.ID, r.p.Timeout, r.p.Name)}
 			}
+			if ae := (*invoke.AppError)(nil); errors.As(err, &ae) {
+				// A gRPC app's status: an answer, failed as its
+				// HTTP form would be (5xx).
+				return ae.HTTPStatus() >= 500, noBody && idempotent(c.Verb), err
+			}
 			var ie *invoke.Error
 			if errors.As(err, &ie) && refusal(ie.Kind) {
 				// The call itself was refused: the same call fails
@@ -212,64 +217,50 @@ func (b *cancelBody) Close() error {
 	return err
 }
 
-// Store applies a component's policy to its operations: a timeout per try,
-// retries of the operations that can be repeated without changing their
-// meaning (gets, deletes and last-write saves without an ETag), and a
-// circuit breaker. ETag conflicts are answers, not failures.
-func (s *Set) Store(c state.StoreConfig) state.Store {
-	p := s.Component(c.Name)
-	if p == nil {
-		return c.Store
+// StateMiddleware applies each component's policy to its state store's
+// calls: a timeout per try, retries of the calls that can be repeated
+// without changing their meaning (see repeatable), and a circuit breaker.
+// ETag conflicts and bad requests are answers, not failures. Give it to
+// state.Service.Use outside tracing and metrics, so that each try is its
+// own span and sample. Each middleware has its own breakers. Without
+// component policies it is nil.
+func (s *Set) StateMiddleware() state.Middleware {
+	if s == nil || len(s.Components) == 0 {
+		return nil
 	}
-	rs := &resilientStore{r: newRunner(p), inner: c.Store}
-	if tx, ok := c.Store.(state.Transactional); ok {
-		return &resilientTxStore{resilientStore: rs, tx: tx}
+	runners := make(map[string]*runner, len(s.Components))
+	for name, p := range s.Components {
+		runners[name] = newRunner(p)
 	}
-	return rs
-}
-
-type resilientStore struct {
-	r     *runner
-	inner state.Store
-}
-
-func (s *resilientStore) run(ctx context.Context, repeatable bool, op func(ctx context.Context) error) error {
-	return s.r.do(ctx, func(ctx context.Context) (bool, bool, error) {
-		if s.r.p.Timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.r.p.Timeout)
-			defer cancel()
+	return func(ctx context.Context, c *state.Call, next func(context.Context) error) error {
+		r := runners[c.Store.Name]
+		if r == nil {
+			return next(ctx)
 		}
-		err := op(ctx)
-		failed := err != nil && !errors.Is(err, state.ErrETagMismatch) && !errors.Is(err, state.ErrETagInvalid) && !errors.Is(err, state.ErrBadRequest)
-		return failed, repeatable, err
-	})
+		return r.do(ctx, func(ctx context.Context) (bool, bool, error) {
+			if r.p.Timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, r.p.Timeout)
+				defer cancel()
+			}
+			err := next(ctx)
+			failed := err != nil && !errors.Is(err, state.ErrETagMismatch) && !errors.Is(err, state.ErrETagInvalid) && !errors.Is(err, state.ErrBadRequest)
+			return failed, repeatable(c), err
+		})
+	}
 }
 
-func (s *resilientStore) Get(ctx context.Context, key string) (*state.Item, error) {
-	var it *state.Item
-	err := s.run(ctx, true, func(ctx context.Context) error {
-		var err error
-		it, err = s.inner.Get(ctx, key)
-		return err
-	})
-	return it, err
-}
-
-func (s *resilientStore) Set(ctx context.Context, req state.SetRequest) error {
-	return s.run(ctx, req.ETag == nil && !req.FirstWrite, func(ctx context.Context) error { return s.inner.Set(ctx, req) })
-}
-
-func (s *resilientStore) Delete(ctx context.Context, req state.DeleteRequest) error {
-	return s.run(ctx, req.ETag == nil, func(ctx context.Context) error { return s.inner.Delete(ctx, req) })
-}
-
-type resilientTxStore struct {
-	*resilientStore
-	tx state.Transactional
-}
-
-// Transact is not retried: a transaction that timed out may have applied.
-func (s *resilientTxStore) Transact(ctx context.Context, ops []state.Op) error {
-	return s.run(ctx, false, func(ctx context.Context) error { return s.tx.Transact(ctx, ops) })
+// repeatable reports whether a store call means the same when tried again:
+// gets, deletes without an ETag and last-write saves without one. A
+// transaction is never repeated: one that timed out may have applied.
+func repeatable(c *state.Call) bool {
+	switch c.Kind {
+	case state.KindGet:
+		return true
+	case state.KindSet:
+		return c.Set.ETag == nil && !c.Set.FirstWrite
+	case state.KindDelete:
+		return c.Delete.ETag == nil
+	}
+	return false
 }

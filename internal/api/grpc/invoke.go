@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,13 +14,11 @@ import (
 	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/tandem-run/tandem/internal/apierr"
@@ -47,6 +46,13 @@ func (s *Server) InvokeService(ctx context.Context, in *runtimev1pb.InvokeServic
 	call.RemoteAddr = remoteAddr(ctx)
 	target := call.Target
 	resp, err := s.inv.Invoke(ctx, call)
+	if ae := (*invoke.AppError)(nil); errors.As(err, &ae) {
+		// A gRPC app's status, as it returned it.
+		out := answerMetadata(ae.Header)
+		out.Set(mdHTTPStatus, strconv.Itoa(ae.HTTPStatus()))
+		_ = grpc.SetHeader(ctx, out)
+		return nil, ae.Status.Err()
+	}
 	if err != nil {
 		return nil, apierr.Invoke(err)
 	}
@@ -64,15 +70,6 @@ func (s *Server) InvokeService(ctx context.Context, in *runtimev1pb.InvokeServic
 	out.Set(mdHTTPStatus, strconv.Itoa(resp.StatusCode))
 	_ = grpc.SetHeader(ctx, out)
 
-	if c := resp.Header.Get(invoke.HeaderGRPCStatus); c != "" {
-		// A gRPC app's error, carried as JSON of its status.
-		var st spb.Status
-		if err := protojson.Unmarshal(body, &st); err != nil {
-			n, _ := strconv.Atoi(c)
-			return nil, status.Errorf(codes.Code(n), "app %q failed, and its status could not be read: %v", target.ID, err)
-		}
-		return nil, status.ErrorProto(&st)
-	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, httpStatusError(target.ID, resp.StatusCode, body)
 	}
@@ -180,7 +177,6 @@ func answerMetadata(h http.Header) metadata.MD {
 			md.Set(headerPrefix+strings.ToLower(k), v)
 		}
 	}
-	delete(md, strings.ToLower(invoke.HeaderGRPCStatus))
 	return md
 }
 

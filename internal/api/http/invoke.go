@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -79,6 +80,10 @@ func (h *invokeHandler) serve(w http.ResponseWriter, r *http.Request, id, method
 		RemoteAddr:    r.RemoteAddr,
 		Host:          r.Host,
 	})
+	if ae := (*invoke.AppError)(nil); errors.As(err, &ae) {
+		ae.WriteHTTP(w) // a gRPC app's status, as Dapr shows it
+		return
+	}
 	if err != nil {
 		apierr.Write(w, apierr.Invoke(err))
 		return

@@ -1,0 +1,161 @@
+package invoke
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// appChannel is how a sidecar reaches its app, chosen once at start from
+// --app-protocol: an HTTP app (http, h2c, https) or a gRPC app.
+type appChannel interface {
+	// call sends c to the app. A gRPC app's error status is an *AppError;
+	// a failure to reach the app is an *Error.
+	call(ctx context.Context, c *Call) (*http.Response, error)
+	close()
+}
+
+func newAppChannel(cfg Config) (appChannel, error) {
+	if cfg.AppAddress == "" {
+		return nil, nil
+	}
+	app, err := newHTTPApp(cfg, cfg.AppProtocol)
+	if err != nil || cfg.AppProtocol != "grpc" {
+		return app, err
+	}
+	return newGRPCApp(cfg, app)
+}
+
+// callApp sends c to this sidecar's app, within --app-max-concurrency.
+func (inv *Invoker) callApp(ctx context.Context, c *Call) (*http.Response, error) {
+	if inv.app == nil {
+		return nil, errorf(KindNoApp, inv.cfg.AppID, "", nil, "app %q has no app port: its sidecar was started without --app-port", inv.cfg.AppID)
+	}
+	release, ierr := inv.acquireApp(ctx)
+	if ierr != nil {
+		return nil, ierr
+	}
+	// The app sees its own token or none: never a caller's or a peer's.
+	if inv.appToken != nil {
+		c.Header[HeaderAPIToken] = inv.appToken
+	} else {
+		delete(c.Header, HeaderAPIToken)
+	}
+	delete(c.Header, HeaderCallKind)
+	resp, err := inv.app.call(ctx, c)
+	if err != nil {
+		release()
+		if _, answered := err.(*AppError); answered {
+			inv.appReady.set()
+		}
+		return nil, err
+	}
+	inv.appReady.set()
+	// The slot is the app's until its answer has been read or dropped.
+	resp.Body = &onClose{ReadCloser: resp.Body, fn: release}
+	return resp, nil
+}
+
+// acquireApp takes a slot of --app-max-concurrency, waiting for one while
+// ctx lasts; release gives it back (once).
+func (inv *Invoker) acquireApp(ctx context.Context) (release func(), _ *Error) {
+	if inv.appSlots == nil {
+		return func() {}, nil
+	}
+	select {
+	case inv.appSlots <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-inv.appSlots }) }, nil
+	case <-ctx.Done():
+		return nil, errorf(KindAppUnreachable, inv.cfg.AppID, inv.cfg.AppAddress, ctx.Err(),
+			"app %q is at its --app-max-concurrency of %d calls and none ended in time", inv.cfg.AppID, cap(inv.appSlots))
+	}
+}
+
+// httpApp is the channel to an app that speaks HTTP: HTTP/1.1 (http),
+// HTTP/2 without TLS (h2c, and gRPC calls proxied to a gRPC app), or TLS
+// (https).
+type httpApp struct {
+	appID, addr, protocol, scheme string
+	t                             *http.Transport
+	rt                            http.RoundTripper // t, wrapped by Config.WrapApp
+}
+
+func newHTTPApp(cfg Config, protocol string) (*httpApp, error) {
+	a := &httpApp{appID: cfg.AppID, addr: cfg.AppAddress, protocol: protocol, scheme: "http"}
+	a.t = &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DisableCompression:  true,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	var p http.Protocols
+	switch protocol {
+	case "", "http":
+		p.SetHTTP1(true)
+	case "h2c", "grpc":
+		p.SetUnencryptedHTTP2(true)
+	case "https":
+		p.SetHTTP1(true)
+		p.SetHTTP2(true)
+		a.scheme = "https"
+		// Like Dapr, the app's certificate is not verified: the app is on
+		// the same host or pod, and its channel is loopback.
+		a.t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // loopback app channel
+	default:
+		return nil, fmt.Errorf("app protocol %q is not supported; use http, h2c, https or grpc", protocol)
+	}
+	a.t.Protocols = &p
+	a.rt = a.t
+	if cfg.WrapApp != nil {
+		a.rt = cfg.WrapApp(a.t)
+	}
+	return a, nil
+}
+
+var teTrailers = []string{"trailers"}
+
+func (a *httpApp) call(ctx context.Context, c *Call) (*http.Response, error) {
+	if c.GRPCProxy && (a.protocol == "http" || a.protocol == "") {
+		return nil, errorf(KindBadRequest, a.appID, a.addr, nil,
+			"app %q is not a gRPC app: its sidecar runs with --app-protocol http; gRPC calls need --app-protocol grpc (or h2c)", a.appID)
+	}
+	u, err := methodURL(a.scheme, a.addr, c.Method, c.RawQuery)
+	if err != nil {
+		return nil, errorf(KindBadRequest, a.appID, a.addr, err, "cannot build the call to app %q", a.appID)
+	}
+	removeHopByHop(c.Header)
+	if c.GRPCProxy {
+		c.Header["Te"] = teTrailers // gRPC servers require it
+	}
+	resp, err := a.rt.RoundTrip(newRequest(ctx, c.Verb, u, c.Header, c.Body, c.ContentLength))
+	if err != nil {
+		if errors.Is(err, ErrBodyTooLarge) {
+			return nil, errorf(KindBodyTooLarge, a.appID, a.addr, err, "request body is over the limit")
+		}
+		return nil, errorf(KindAppUnreachable, a.appID, a.addr, err, "app %q does not answer at %s://%s", a.appID, a.scheme, a.addr)
+	}
+	return resp, nil
+}
+
+func (a *httpApp) close() { a.t.CloseIdleConnections() }
+
+// onClose runs fn once when the body is closed.
+type onClose struct {
+	io.ReadCloser
+	fn   func()
+	once sync.Once
+}
+
+func (b *onClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.fn)
+	return err
+}
