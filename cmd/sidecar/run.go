@@ -124,11 +124,7 @@ func run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	stateSvc.WrapStores(func(c state.StoreConfig) state.Store {
-		c.Store = tracing.Store(c)
-		c.Store = metrics.Store(c)
-		return policies.Store(c)
-	})
+	stateSvc.Use(policies.StateMiddleware(), metrics.StateMiddleware(), tracing.StateMiddleware())
 	caller := resiliency.WrapInvoker(inv, policies)
 
 	ports := api.Ports{

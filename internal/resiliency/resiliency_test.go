@@ -136,25 +136,41 @@ func TestStoreRetriesOnlyRepeatableOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &failing{Store: memory.New(0)}
-	st := s.Store(state.StoreConfig{Name: "statestore", Store: f})
+	other := &failing{Store: memory.New(0)}
+	svc := state.NewService("app", "")
+	for name, st := range map[string]state.Store{"statestore": f, "other": other} {
+		if err := svc.Add(state.StoreConfig{Name: name, Store: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc.Use(s.StateMiddleware())
 	ctx := context.Background()
 	f.left.Store(2)
-	if _, err := st.Get(ctx, "k"); err != nil || f.calls.Load() != 3 {
+	if _, err := svc.Get(ctx, "statestore", "k"); err != nil || f.calls.Load() != 3 {
 		t.Errorf("get: %v after %d calls, want success on the third", err, f.calls.Load())
 	}
 	f.calls.Store(0)
 	f.left.Store(1)
 	etag := "1"
-	if err := st.Set(ctx, state.SetRequest{Key: "k", Value: []byte("v"), ETag: &etag}); err == nil || f.calls.Load() != 1 {
+	if err := svc.Save(ctx, "statestore", []state.SetRequest{{Key: "k", Value: []byte("v"), ETag: &etag}}); err == nil || f.calls.Load() != 1 {
 		t.Errorf("a set with an ETag was retried: %v, %d calls", err, f.calls.Load())
 	}
 	f.calls.Store(0)
 	f.left.Store(1)
-	if err := st.Set(ctx, state.SetRequest{Key: "k", Value: []byte("v")}); err != nil || f.calls.Load() != 2 {
+	if err := svc.Save(ctx, "statestore", []state.SetRequest{{Key: "k", Value: []byte("v")}}); err != nil || f.calls.Load() != 2 {
 		t.Errorf("a last-write set: %v, %d calls", err, f.calls.Load())
 	}
-	if s.Store(state.StoreConfig{Name: "other", Store: f}) != state.Store(f) {
-		t.Error("a store without a policy was wrapped")
+	f.calls.Store(0)
+	f.left.Store(1)
+	if err := svc.Save(ctx, "statestore", []state.SetRequest{{Key: "k", Value: []byte("v"), FirstWrite: true}}); err == nil || f.calls.Load() != 1 {
+		t.Errorf("a first-write set was retried: %v, %d calls", err, f.calls.Load())
+	}
+	other.left.Store(1)
+	if _, err := svc.Get(ctx, "other", "k"); err == nil || other.calls.Load() != 1 {
+		t.Errorf("a store without a policy was retried: %v, %d calls", err, other.calls.Load())
+	}
+	if newSet().StateMiddleware() != nil {
+		t.Error("a set without component policies gives middleware")
 	}
 }
 

@@ -175,65 +175,25 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// Store wraps a state store so that each operation is counted and timed.
-func (m *Metrics) Store(c state.StoreConfig) state.Store {
+// StateMiddleware counts and times each state store call, by store,
+// operation and outcome (ok, conflict, error). Give it to
+// state.Service.Use. Without metrics (m nil) it is nil.
+func (m *Metrics) StateMiddleware() state.Middleware {
 	if m == nil {
-		return c.Store
+		return nil
 	}
-	ms := &meteredStore{m: m, name: c.Name, inner: c.Store}
-	if tx, ok := c.Store.(state.Transactional); ok {
-		return &meteredTxStore{meteredStore: ms, tx: tx}
+	return func(ctx context.Context, c *state.Call, next func(context.Context) error) error {
+		start := time.Now()
+		err := next(ctx)
+		outcome := "ok"
+		switch {
+		case errors.Is(err, state.ErrETagMismatch) || errors.Is(err, state.ErrETagInvalid):
+			outcome = "conflict"
+		case err != nil:
+			outcome = "error"
+		}
+		m.stateOps.WithLabelValues(m.appID, c.Store.Name, string(c.Kind), outcome).Inc()
+		m.stateTime.WithLabelValues(m.appID, c.Store.Name, string(c.Kind)).Observe(time.Since(start).Seconds())
+		return err
 	}
-	return ms
-}
-
-type meteredStore struct {
-	m     *Metrics
-	name  string
-	inner state.Store
-}
-
-func (s *meteredStore) observe(op string, start time.Time, err error) {
-	outcome := "ok"
-	switch {
-	case errors.Is(err, state.ErrETagMismatch) || errors.Is(err, state.ErrETagInvalid):
-		outcome = "conflict"
-	case err != nil:
-		outcome = "error"
-	}
-	s.m.stateOps.WithLabelValues(s.m.appID, s.name, op, outcome).Inc()
-	s.m.stateTime.WithLabelValues(s.m.appID, s.name, op).Observe(time.Since(start).Seconds())
-}
-
-func (s *meteredStore) Get(ctx context.Context, key string) (*state.Item, error) {
-	start := time.Now()
-	it, err := s.inner.Get(ctx, key)
-	s.observe("get", start, err)
-	return it, err
-}
-
-func (s *meteredStore) Set(ctx context.Context, req state.SetRequest) error {
-	start := time.Now()
-	err := s.inner.Set(ctx, req)
-	s.observe("set", start, err)
-	return err
-}
-
-func (s *meteredStore) Delete(ctx context.Context, req state.DeleteRequest) error {
-	start := time.Now()
-	err := s.inner.Delete(ctx, req)
-	s.observe("delete", start, err)
-	return err
-}
-
-type meteredTxStore struct {
-	*meteredStore
-	tx state.Transactional
-}
-
-func (s *meteredTxStore) Transact(ctx context.Context, ops []state.Op) error {
-	start := time.Now()
-	err := s.tx.Transact(ctx, ops)
-	s.observe("transaction", start, err)
-	return err
 }

@@ -14,15 +14,30 @@ import (
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
-// Store wraps a state store so that each operation is a client span with
+// StateMiddleware makes each state store call a client span with
 // OpenTelemetry's db.* attributes (and Dapr's older db.name and
-// db.statement): "<OPERATION> <store>", for example "GET statestore".
-// Pass it to state.Service.WrapStores. With tracing off it returns the
-// store as it is.
-func (t *Tracing) Store(c state.StoreConfig) state.Store {
+// db.statement): "<OPERATION> <store>", for example "GET statestore". Give
+// it to state.Service.Use. With tracing off it is nil.
+func (t *Tracing) StateMiddleware() state.Middleware {
 	if !t.Enabled() {
-		return c.Store
+		return nil
 	}
+	return func(ctx context.Context, c *state.Call, next func(context.Context) error) error {
+		op := strings.ToUpper(string(c.Kind))
+		ctx, span := t.tracer.Start(ctx, op+" "+c.Store.Name, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(storeAttrs(c.Store)...),
+			trace.WithAttributes(attribute.String("db.operation.name", op), attribute.String("db.statement", op)))
+		if c.Kind == state.KindTransaction {
+			span.SetAttributes(attribute.Int("db.operation.batch.size", len(c.Ops)))
+		}
+		err := next(ctx)
+		end(span, err)
+		return err
+	}
+}
+
+// storeAttrs are the attributes of every span of a store.
+func storeAttrs(c state.StoreConfig) []attribute.KeyValue {
 	system := strings.TrimPrefix(c.Type, "state.")
 	attrs := []attribute.KeyValue{
 		attribute.String("db.system.name", system),
@@ -38,24 +53,7 @@ func (t *Tracing) Store(c state.StoreConfig) state.Store {
 			}
 		}
 	}
-	ts := &tracedStore{t: t, name: c.Name, inner: c.Store, attrs: attrs}
-	if tx, ok := c.Store.(state.Transactional); ok {
-		return &tracedTxStore{tracedStore: ts, tx: tx}
-	}
-	return ts
-}
-
-type tracedStore struct {
-	t     *Tracing
-	name  string
-	inner state.Store
-	attrs []attribute.KeyValue
-}
-
-func (s *tracedStore) start(ctx context.Context, op string) (context.Context, trace.Span) {
-	return s.t.tracer.Start(ctx, op+" "+s.name, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(s.attrs...),
-		trace.WithAttributes(attribute.String("db.operation.name", op), attribute.String("db.statement", op)))
+	return attrs
 }
 
 func end(span trace.Span, err error) {
@@ -67,38 +65,4 @@ func end(span trace.Span, err error) {
 		span.SetAttributes(attribute.String("db.response.status_code", "etag_mismatch"))
 	}
 	span.End()
-}
-
-func (s *tracedStore) Get(ctx context.Context, key string) (*state.Item, error) {
-	ctx, span := s.start(ctx, "GET")
-	it, err := s.inner.Get(ctx, key)
-	end(span, err)
-	return it, err
-}
-
-func (s *tracedStore) Set(ctx context.Context, req state.SetRequest) error {
-	ctx, span := s.start(ctx, "SET")
-	err := s.inner.Set(ctx, req)
-	end(span, err)
-	return err
-}
-
-func (s *tracedStore) Delete(ctx context.Context, req state.DeleteRequest) error {
-	ctx, span := s.start(ctx, "DELETE")
-	err := s.inner.Delete(ctx, req)
-	end(span, err)
-	return err
-}
-
-type tracedTxStore struct {
-	*tracedStore
-	tx state.Transactional
-}
-
-func (s *tracedTxStore) Transact(ctx context.Context, ops []state.Op) error {
-	ctx, span := s.start(ctx, "TRANSACTION")
-	span.SetAttributes(attribute.Int("db.operation.batch.size", len(ops)))
-	err := s.tx.Transact(ctx, ops)
-	end(span, err)
-	return err
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -152,18 +154,19 @@ func TestHTTPClientInjectsAndEndsWithTheBody(t *testing.T) {
 
 func TestStoreSpans(t *testing.T) {
 	tr, rec := recording(t, "app")
-	st := tr.Store(state.StoreConfig{Name: "statestore", Type: "state.in-memory", Store: memory.New(0)})
-	if _, ok := st.(state.Transactional); !ok {
-		t.Fatal("the traced store of a transactional store is not transactional")
+	svc := state.NewService("app", "")
+	if err := svc.Add(state.StoreConfig{Name: "statestore", Type: "state.in-memory", Store: memory.New(0)}); err != nil {
+		t.Fatal(err)
 	}
+	svc.Use(tr.StateMiddleware())
 	ctx := context.Background()
-	_ = st.Set(ctx, state.SetRequest{Key: "k", Value: []byte("v")})
+	_ = svc.Save(ctx, "statestore", []state.SetRequest{{Key: "k", Value: []byte("v")}})
 	bad := "999"
-	err := st.Set(ctx, state.SetRequest{Key: "k", Value: []byte("v"), ETag: &bad})
+	err := svc.Save(ctx, "statestore", []state.SetRequest{{Key: "k", Value: []byte("v"), ETag: &bad}})
 	if err == nil {
 		t.Fatal("a stale etag was accepted")
 	}
-	_, _ = st.Get(ctx, "k")
+	_, _ = svc.Get(ctx, "statestore", "k")
 	spans := rec.Ended()
 	if len(spans) != 3 || spans[0].Name() != "SET statestore" || spans[2].Name() != "GET statestore" {
 		t.Fatalf("spans %v", names(spans))
@@ -174,11 +177,41 @@ func TestStoreSpans(t *testing.T) {
 	if spans[1].Status().Code == codes.Error {
 		t.Error("an ETag conflict marks the store span as failed")
 	}
-	// Off: the store as it was.
+	ops := []state.Op{{Delete: &state.DeleteRequest{Key: "k"}}, {Delete: &state.DeleteRequest{Key: "j"}}}
+	if err := svc.Transact(ctx, "statestore", ops); err != nil {
+		t.Fatal(err)
+	}
+	if s := rec.Ended()[3]; s.Name() != "TRANSACTION statestore" || attr(s, "db.operation.batch.size") != "2" {
+		t.Errorf("transaction span %s %v", s.Name(), s.Attributes())
+	}
+	// Off: no middleware.
 	var off *Tracing
-	inner := memory.New(0)
-	if off.Store(state.StoreConfig{Store: inner}) != state.Store(inner) {
-		t.Error("with tracing off the store is wrapped")
+	if off.StateMiddleware() != nil {
+		t.Error("with tracing off store calls are traced")
+	}
+}
+
+func TestStoreMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics("app", reg)
+	svc := state.NewService("app", "")
+	if err := svc.Add(state.StoreConfig{Name: "statestore", Type: "state.in-memory", Store: memory.New(0)}); err != nil {
+		t.Fatal(err)
+	}
+	svc.Use(m.StateMiddleware())
+	ctx := context.Background()
+	_ = svc.Save(ctx, "statestore", []state.SetRequest{{Key: "k", Value: []byte("v")}})
+	bad := "999"
+	_ = svc.Delete(ctx, "statestore", state.DeleteRequest{Key: "k", ETag: &bad})
+	_, _ = svc.Get(ctx, "statestore", "k")
+	_ = svc.Transact(ctx, "statestore", []state.Op{{Delete: &state.DeleteRequest{Key: "k"}}})
+	for _, c := range []struct{ op, outcome string }{{"set", "ok"}, {"delete", "conflict"}, {"get", "ok"}, {"transaction", "ok"}} {
+		if n := testutil.ToFloat64(m.stateOps.WithLabelValues("app", "statestore", c.op, c.outcome)); n != 1 {
+			t.Errorf("%s %s counted %v times, want 1", c.op, c.outcome, n)
+		}
+	}
+	if (*Metrics)(nil).StateMiddleware() != nil {
+		t.Error("without metrics store calls are counted")
 	}
 }
 

@@ -85,7 +85,7 @@ func (s *Service) BulkGet(ctx context.Context, store string, keys []string, para
 			}
 			c := make(chan BulkItem, 1)
 			queue <- c
-			go func() { c <- n.read(ctx, keys[i], prefixed[i]) }()
+			go func() { c <- s.read(ctx, n, keys[i], prefixed[i]) }()
 		}
 	}()
 	var failed error
@@ -104,9 +104,14 @@ func (s *Service) BulkGet(ctx context.Context, store string, keys []string, para
 	return failed
 }
 
-// read is one key of a bulk read; prefixed is the key as stored.
-func (n *named) read(ctx context.Context, key, prefixed string) BulkItem {
-	it, err := n.Store.Get(ctx, prefixed)
+// read is one key of a bulk read of n; prefixed is the key as stored.
+func (s *Service) read(ctx context.Context, n *named, key, prefixed string) BulkItem {
+	var it *Item
+	err := s.call(ctx, &Call{Store: n.StoreConfig, Kind: KindGet, Key: prefixed}, func(ctx context.Context) error {
+		var err error
+		it, err = n.Store.Get(ctx, prefixed)
+		return err
+	})
 	switch {
 	case err != nil:
 		return BulkItem{Key: key, Err: n.hide(err)}

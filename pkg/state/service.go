@@ -48,12 +48,12 @@ const (
 type Service struct {
 	appID, namespace string
 	stores           map[string]*named
+	mw               []Middleware // around every store call, the first outermost
 }
 
 type named struct {
 	StoreConfig
 	prefix string // "" or "<prefix>||"
-	orig   Store  // the store as added, before WrapStores
 	maxOps int    // operations a transaction may have
 }
 
@@ -67,7 +67,7 @@ func (s *Service) Add(c StoreConfig) error {
 	if _, dup := s.stores[c.Name]; dup {
 		return fmt.Errorf("state store %q is defined twice", c.Name)
 	}
-	n := &named{StoreConfig: c, orig: c.Store, maxOps: cmp.Or(c.MaxTransactionOperations, DefaultMaxTransactionOperations)}
+	n := &named{StoreConfig: c, maxOps: cmp.Or(c.MaxTransactionOperations, DefaultMaxTransactionOperations)}
 	if c.MaxTransactionOperations < 0 || c.MaxTransactionOperations > HighestMaxTransactionOperations {
 		return fmt.Errorf("state store %q: maxTransactionOperations %d: want 1 to %d", c.Name, c.MaxTransactionOperations, HighestMaxTransactionOperations)
 	}
@@ -105,20 +105,11 @@ func (s *Service) Stores() []StoreConfig {
 	return out
 }
 
-// WrapStores replaces every store with wrap's answer for it, for
-// middleware such as tracing. A wrapper of a Transactional store should be
-// Transactional too. Call it before serving.
-func (s *Service) WrapStores(wrap func(StoreConfig) Store) {
-	for _, n := range s.stores {
-		n.Store = wrap(n.StoreConfig)
-	}
-}
-
 // Close closes every store that holds resources.
 func (s *Service) Close() error {
 	var errs []error
 	for _, n := range s.stores {
-		if c, ok := n.orig.(interface{ Close() error }); ok {
+		if c, ok := n.Store.(interface{ Close() error }); ok {
 			errs = append(errs, c.Close())
 		}
 	}
@@ -203,7 +194,12 @@ func (s *Service) Get(ctx context.Context, store, key string) (*Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	it, err := n.Store.Get(ctx, k)
+	var it *Item
+	err = s.call(ctx, &Call{Store: n.StoreConfig, Kind: KindGet, Key: k}, func(ctx context.Context) error {
+		var err error
+		it, err = n.Store.Get(ctx, k)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("state store %q: get %q: %w", store, key, n.hide(err))
 	}
@@ -223,7 +219,10 @@ func (s *Service) Save(ctx context.Context, store string, items []SetRequest) er
 		items[i].TTL = n.ttl(items[i].TTL)
 	}
 	for _, it := range items {
-		if err := n.Store.Set(ctx, it); err != nil {
+		err := s.call(ctx, &Call{Store: n.StoreConfig, Kind: KindSet, Set: &it}, func(ctx context.Context) error {
+			return n.Store.Set(ctx, it)
+		})
+		if err != nil {
 			return fmt.Errorf("state store %q: save %q: %w", store, strings.TrimPrefix(it.Key, n.prefix), n.hide(err))
 		}
 	}
@@ -240,7 +239,10 @@ func (s *Service) Delete(ctx context.Context, store string, req DeleteRequest) e
 	if req.Key, err = n.key(req.Key); err != nil {
 		return err
 	}
-	if err := n.Store.Delete(ctx, req); err != nil {
+	err = s.call(ctx, &Call{Store: n.StoreConfig, Kind: KindDelete, Delete: &req}, func(ctx context.Context) error {
+		return n.Store.Delete(ctx, req)
+	})
+	if err != nil {
 		return fmt.Errorf("state store %q: delete %q: %w", store, key, n.hide(err))
 	}
 	return nil
@@ -280,7 +282,10 @@ func (s *Service) Transact(ctx context.Context, store string, ops []Op) error {
 			return fmt.Errorf("operation %d is neither an upsert nor a delete: %w", i, ErrBadRequest)
 		}
 	}
-	if err := tx.Transact(ctx, ops); err != nil {
+	err = s.call(ctx, &Call{Store: n.StoreConfig, Kind: KindTransaction, Ops: ops}, func(ctx context.Context) error {
+		return tx.Transact(ctx, ops)
+	})
+	if err != nil {
 		return fmt.Errorf("state store %q: transaction: %w", store, n.hide(err))
 	}
 	return nil

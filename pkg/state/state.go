@@ -1,6 +1,7 @@
 // Package state is the state API's behaviour, written once for the HTTP and
 // gRPC adapters: the Store contract that stores implement, key validation
-// and prefixing, bulk reads and transactions over named stores.
+// and prefixing, bulk reads and transactions over named stores, and the
+// middleware (tracing, metrics, resiliency) around every store call.
 package state
 
 import (
