@@ -1,16 +1,16 @@
 package telemetry
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/openzipkin/zipkin-go/model"
-	"github.com/openzipkin/zipkin-go/reporter"
-	zipkinhttp "github.com/openzipkin/zipkin-go/reporter/http"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -27,126 +25,210 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Zipkin export. OpenTelemetry's own Zipkin exporter is deprecated, so the
-// export is built on zipkin-go: its span model, and its HTTP reporter, which
-// batches and posts to the collector and keeps a bounded backlog when the
-// collector is down. This file is the whole of the conversion.
+// Zipkin export: the OpenTelemetry SDK's batcher in front of an exporter of
+// our own, which converts spans to zipkin-go's model, writes them in Zipkin's
+// v2 JSON (zipkinjson.go) and posts them to the collector. (OpenTelemetry's
+// Zipkin exporter is deprecated, and zipkin-go's reporter tells what it
+// drops only in its log.)
+//
+// A request never waits on export. Spans are held in two bounded places,
+// and every span dropped is counted in tandem_trace_spans_dropped_total by
+// reason and logged, at most once every warnEvery per reason:
+//   - the batcher's queue of ended spans, zipkinQueue long: a span ended
+//     when it is full is dropped ("queue_full");
+//   - the spans of posts that could not reach the collector, kept and sent
+//     again with the next post, up to zipkinBacklog: the oldest beyond it
+//     are dropped ("collector_unreachable"), as are those still kept when
+//     the sidecar stops.
+//
+// A collector that answers a post with other than 2xx has refused it: its
+// spans are dropped ("collector_rejected"), not sent again.
 
 const (
-	zipkinQueue      = 2048 // ended spans waiting for conversion
-	zipkinBacklog    = 4096 // spans the reporter keeps while the collector is down
+	zipkinQueue      = 2048 // ended spans waiting for export
+	zipkinBacklog    = 4096 // spans kept while the collector cannot be reached
 	zipkinBatchSize  = 256
 	zipkinBatchEvery = time.Second
 	zipkinTimeout    = 5 * time.Second
 	warnEvery        = 30 * time.Second
+
+	// flushRoom is room in the batcher's queue beyond zipkinQueue for the
+	// marker each ForceFlush puts in it.
+	flushRoom = 64
 )
 
-// zipkinProcessor hands each ended, sampled span to a bounded queue; one
-// goroutine converts queued spans and gives them to the reporter. A request
-// never waits on it: when the queue is full the span is dropped and counted.
+// zipkinProcessor is the SDK's batcher, counting the spans its queue has no
+// room for, which the batcher drops without saying. It hands the batcher no
+// more than zipkinQueue spans that have not reached the exporter yet, so
+// the batcher's own queue is never full.
 type zipkinProcessor struct {
-	endpoint string
-	queue    chan sdktrace.ReadOnlySpan
-	stop     chan struct{}
-	done     chan struct{}
-	closed   atomic.Bool
-	once     sync.Once
-	rep      reporter.Reporter
-	drops    *drops
+	sdktrace.SpanProcessor // the batcher
+
+	exp    *zipkinExporter
+	queued atomic.Int64 // spans given to the batcher and not yet to exp
+	closed atomic.Bool
 }
 
 func newZipkinProcessor(endpoint string, logger *slog.Logger, reg prometheus.Registerer) (*zipkinProcessor, error) {
-	d := newDrops(endpoint, logger, reg)
-	p := &zipkinProcessor{
-		endpoint: endpoint,
-		queue:    make(chan sdktrace.ReadOnlySpan, zipkinQueue),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		drops:    d,
-		rep: zipkinhttp.NewReporter(endpoint,
-			zipkinhttp.BatchSize(zipkinBatchSize),
-			zipkinhttp.BatchInterval(zipkinBatchEvery),
-			zipkinhttp.MaxBacklog(zipkinBacklog),
-			zipkinhttp.Timeout(zipkinTimeout),
-			zipkinhttp.Client(&http.Client{Transport: rejectCounter{d: d, rt: &http.Transport{
-				DialContext:     (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-				MaxIdleConns:    2,
-				IdleConnTimeout: 90 * time.Second,
-			}}}),
-			// The reporter says what it drops only in its log: read it.
-			zipkinhttp.Logger(log.New(d, "", 0)),
-			zipkinhttp.Serializer(zipkinJSON{}),
-		),
+	exp, err := newZipkinExporter(endpoint, newDrops(endpoint, logger, reg))
+	if err != nil {
+		return nil, err
 	}
-	go p.run()
+	p := &zipkinProcessor{exp: exp}
+	p.SpanProcessor = sdktrace.NewBatchSpanProcessor(batcherExport{p},
+		sdktrace.WithMaxQueueSize(zipkinQueue+flushRoom),
+		sdktrace.WithMaxExportBatchSize(zipkinBatchSize),
+		sdktrace.WithBatchTimeout(zipkinBatchEvery),
+	)
 	return p, nil
 }
-
-func (p *zipkinProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
 
 func (p *zipkinProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 	if !s.SpanContext().IsSampled() || p.closed.Load() {
 		return
 	}
-	select {
-	case p.queue <- s:
-	default:
-		p.drops.add("queue_full", 1, "the export queue is full")
+	if p.queued.Add(1) > zipkinQueue {
+		p.queued.Add(-1)
+		p.exp.drops.add("queue_full", 1, "the export queue is full")
+		return
 	}
+	p.SpanProcessor.OnEnd(s)
 }
 
-func (p *zipkinProcessor) run() {
-	defer close(p.done)
-	for {
-		select {
-		case s := <-p.queue:
-			p.rep.Send(zipkinSpan(s))
-		case <-p.stop:
-			for {
-				select {
-				case s := <-p.queue:
-					p.rep.Send(zipkinSpan(s))
-				default:
-					return
-				}
-			}
-		}
-	}
-}
-
-// Shutdown sends what is queued and stops; the reporter makes one last post.
+// Shutdown exports what is queued, makes a last post of the spans kept,
+// and stops.
 func (p *zipkinProcessor) Shutdown(ctx context.Context) error {
-	var err error
-	p.once.Do(func() {
-		p.closed.Store(true)
-		close(p.stop)
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			err = ctx.Err()
-			return
+	p.closed.Store(true)
+	return p.SpanProcessor.Shutdown(ctx)
+}
+
+// batcherExport is the exporter as the batcher sees it: it counts spans
+// out of the queue, and returns no error, because the exporter has counted
+// and logged each failure and the batcher would hand the error to
+// otel.Handle, which prints every one to stderr: a line a second while the
+// collector is down.
+type batcherExport struct{ p *zipkinProcessor }
+
+func (b batcherExport) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	b.p.queued.Add(-int64(len(spans)))
+	_ = b.p.exp.ExportSpans(ctx, spans)
+	return nil
+}
+
+func (b batcherExport) Shutdown(ctx context.Context) error { return b.p.exp.Shutdown(ctx) }
+
+// zipkinExporter posts spans to a Zipkin collector's v2 API. The spans of a
+// post that cannot reach the collector are kept and sent with the next
+// post, up to zipkinBacklog, the oldest dropped beyond it.
+type zipkinExporter struct {
+	endpoint string
+	client   *http.Client
+	drops    *drops
+
+	mu      sync.Mutex
+	pending []*model.SpanModel // spans to post, oldest first
+}
+
+func newZipkinExporter(endpoint string, d *drops) (*zipkinExporter, error) {
+	if _, err := http.NewRequest(http.MethodPost, endpoint, nil); err != nil {
+		return nil, fmt.Errorf("zipkin: %w", err)
+	}
+	return &zipkinExporter{endpoint: endpoint, drops: d, client: &http.Client{
+		Timeout: zipkinTimeout,
+		Transport: &http.Transport{
+			DialContext:     (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			MaxIdleConns:    2,
+			IdleConnTimeout: 90 * time.Second,
+		},
+	}}, nil
+}
+
+// ExportSpans posts spans, after those kept from posts that failed. It
+// returns the post's error: the collector could not be reached (the spans
+// are kept), or it refused them (a *rejectedError; the spans are dropped).
+func (e *zipkinExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	models := make([]model.SpanModel, len(spans))
+	for i, s := range spans {
+		models[i] = zipkinSpan(s)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range models {
+		e.pending = append(e.pending, &models[i])
+	}
+	return e.flush(ctx)
+}
+
+// Shutdown makes a last post of the spans kept from failed posts; those it
+// cannot send are dropped.
+func (e *zipkinExporter) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.flush(ctx); err != nil && len(e.pending) > 0 {
+		e.drops.add("collector_unreachable", len(e.pending), "the sidecar is stopping and the collector cannot be reached ("+err.Error()+")")
+		e.pending = nil
+	}
+	return nil
+}
+
+// flush posts the pending spans. Called with mu held.
+func (e *zipkinExporter) flush(ctx context.Context) error {
+	if len(e.pending) == 0 {
+		return nil
+	}
+	err := e.post(ctx, e.pending)
+	var rejected *rejectedError
+	switch {
+	case err == nil:
+	case errors.As(err, &rejected):
+		e.drops.add("collector_rejected", len(e.pending), "the collector answered "+rejected.status+rejected.detail())
+	default:
+		if over := len(e.pending) - zipkinBacklog; over > 0 {
+			e.pending = slices.Delete(e.pending, 0, over)
+			e.drops.add("collector_unreachable", over, fmt.Sprintf("the collector cannot be reached (%v) and %d spans are kept already", err, zipkinBacklog))
 		}
-		closed := make(chan error, 1)
-		go func() { closed <- p.rep.Close() }()
-		select {
-		case err = <-closed:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-	})
+		e.drops.warn("post", "cannot post spans to the collector; keeping up to a backlog, then dropping", "err", err, "kept", len(e.pending), "backlog", zipkinBacklog)
+		return err
+	}
+	clear(e.pending)
+	e.pending = e.pending[:0]
 	return err
 }
 
-// ForceFlush waits until the queue has been handed to the reporter.
-func (p *zipkinProcessor) ForceFlush(ctx context.Context) error {
-	for len(p.queue) > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
+func (e *zipkinExporter) post(ctx context.Context, spans []*model.SpanModel) error {
+	body, _ := zipkinJSON{}.Serialize(spans) // it does not fail
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("zipkin: %w", err)
+	}
+	req.Header.Set("Content-Type", zipkinJSON{}.ContentType())
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("zipkin: %w", err) // it names the endpoint
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return &rejectedError{endpoint: e.endpoint, status: resp.Status, body: strings.TrimSpace(string(msg))}
 	}
 	return nil
+}
+
+// rejectedError is a collector's answer to a post other than 2xx: the
+// collector was reached and did not take the spans.
+type rejectedError struct {
+	endpoint, status, body string
+}
+
+func (e *rejectedError) Error() string {
+	return "zipkin: " + e.endpoint + " answered " + e.status + e.detail()
+}
+
+func (e *rejectedError) detail() string {
+	if e.body == "" {
+		return ""
+	}
+	return ": " + e.body
 }
 
 // zipkinSpan converts an OpenTelemetry span to Zipkin's model.
@@ -247,10 +329,9 @@ func zipkinKind(k trace.SpanKind) model.Kind {
 	return model.Undetermined
 }
 
-// drops counts the spans an exporter drops, by reason, and logs them, at
-// most once every warnEvery per reason so a collector outage does not flood
-// the log. It is also the io.Writer of the Zipkin reporter's log, from which
-// it learns of failed posts and of spans the reporter discards.
+// drops counts the spans the Zipkin export drops, by reason, and logs
+// them, at most once every warnEvery per reason, so that a collector outage
+// does not flood the log.
 type drops struct {
 	endpoint string
 	log      *slog.Logger
@@ -258,7 +339,6 @@ type drops struct {
 	mu       sync.Mutex
 	total    map[string]int64
 	lastWarn map[string]time.Time
-	lastErr  string
 }
 
 func newDrops(endpoint string, logger *slog.Logger, reg prometheus.Registerer) *drops {
@@ -281,77 +361,26 @@ func (d *drops) add(reason string, n int, why string) {
 	d.mu.Lock()
 	d.total[reason] += int64(n)
 	total := d.total[reason]
-	warn := time.Since(d.lastWarn[reason]) >= warnEvery
-	if warn {
-		d.lastWarn[reason] = time.Now()
+	d.mu.Unlock()
+	d.warn(reason, "dropping spans", "reason", reason, "why", why, "dropped_total", total)
+}
+
+// warn logs msg unless a warning of the same kind was logged less than
+// warnEvery ago.
+func (d *drops) warn(kind, msg string, args ...any) {
+	d.mu.Lock()
+	due := time.Since(d.lastWarn[kind]) >= warnEvery
+	if due {
+		d.lastWarn[kind] = time.Now()
 	}
 	d.mu.Unlock()
-	if warn {
-		d.log.Warn("dropping spans", "reason", reason, "why", why, "dropped_total", total, "collector", d.endpoint)
+	if due {
+		d.log.Warn(msg, append(args, "collector", d.endpoint)...)
 	}
 }
 
-// Total returns how many spans were dropped for reason.
-func (d *drops) Total(reason string) int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.total[reason]
-}
-
-// Write reads the reporter's log lines.
-func (d *drops) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(strings.NewReader(string(p)))
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "backlog too long, disposing "):
-			var n int
-			if _, err := fmt.Sscanf(line, "backlog too long, disposing %d spans", &n); err == nil {
-				d.mu.Lock()
-				why := d.lastErr
-				d.mu.Unlock()
-				d.add("collector_unreachable", n, "the collector does not accept spans ("+why+") and the backlog is full")
-			}
-		case strings.HasPrefix(line, "failed"):
-			d.mu.Lock()
-			d.lastErr = line
-			warn := time.Since(d.lastWarn["post"]) >= warnEvery
-			if warn {
-				d.lastWarn["post"] = time.Now()
-			}
-			d.mu.Unlock()
-			if warn {
-				d.log.Warn("cannot post spans to the collector; keeping up to a backlog, then dropping", "collector", d.endpoint, "err", line, "backlog", zipkinBacklog)
-			}
-		default:
-			d.log.Warn("zipkin reporter", "msg", line)
-		}
-	}
-	return len(p), nil
-}
-
-var _ io.Writer = (*drops)(nil)
-
-// rejectCounter counts the spans of posts the collector refuses: the
-// reporter drops such a batch, saying only the status in its log.
-type rejectCounter struct {
-	d  *drops
-	rt http.RoundTripper
-}
-
-func (c rejectCounter) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := c.rt.RoundTrip(req)
-	if err == nil && (resp.StatusCode < 200 || resp.StatusCode > 299) {
-		n := 1
-		if req.GetBody != nil {
-			if body, gerr := req.GetBody(); gerr == nil {
-				var spans []json.RawMessage
-				if json.NewDecoder(body).Decode(&spans) == nil {
-					n = len(spans)
-				}
-			}
-		}
-		c.d.add("collector_rejected", n, "the collector answered "+resp.Status)
-	}
-	return resp, err
-}
+var (
+	_ sdktrace.SpanProcessor = (*zipkinProcessor)(nil)
+	_ sdktrace.SpanExporter  = (*zipkinExporter)(nil)
+	_ sdktrace.SpanExporter  = batcherExport{}
+)
