@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
 // BenchmarkInvoke measures one invocation through two in-process sidecars
@@ -36,7 +36,7 @@ func BenchmarkInvoke(b *testing.B) {
 	}))
 	defer collector.Close()
 	conf := filepath.Join(b.TempDir(), "tracing.yaml")
-	if err := os.WriteFile(conf, config.ZipkinYAML("tracing", collector.URL+"/api/v2/spans"), 0o644); err != nil {
+	if err := os.WriteFile(conf, resources.ZipkinYAML("tracing", collector.URL+"/api/v2/spans"), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	_, appPort, _ := net.SplitHostPort(app.Listener.Addr().String())

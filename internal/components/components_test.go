@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
@@ -99,16 +100,16 @@ func TestStoreLimitsMetadata(t *testing.T) {
 		maxOps int      // a transaction of one more is refused; 0 when the file is refused
 		want   []string // in the error, when refused
 	}{
-		{"redis default", RedisYAML("statestore", "127.0.0.1:1"), 1000, nil},
-		{"redis raised", RedisYAML("statestore", "127.0.0.1:1", "maxTransactionOperations", "5000"), 5000, nil},
+		{"redis default", resources.RedisYAML("statestore", "127.0.0.1:1"), 1000, nil},
+		{"redis raised", resources.RedisYAML("statestore", "127.0.0.1:1", "maxTransactionOperations", "5000"), 5000, nil},
 		{"memory lowered", memoryYAML("maxTransactionOperations", "3"), 3, nil},
 		{"memory highest", memoryYAML("maxTransactionOperations", "100000"), 100000, nil},
 		{"zero", memoryYAML("maxTransactionOperations", "0"), 0, []string{"maxTransactionOperations", `"0"`, "1 to 100000"}},
-		{"over", RedisYAML("statestore", "127.0.0.1:1", "maxTransactionOperations", "100001"), 0, []string{"maxTransactionOperations", "1 to 100000"}},
+		{"over", resources.RedisYAML("statestore", "127.0.0.1:1", "maxTransactionOperations", "100001"), 0, []string{"maxTransactionOperations", "1 to 100000"}},
 		{"not a number", memoryYAML("maxTransactionOperations", "lots"), 0, []string{"maxTransactionOperations", "1 to 100000"}},
 		{"negative", memoryYAML("maxTransactionOperations", "-1"), 0, []string{"maxTransactionOperations", "1 to 100000"}},
-		{"ttl past a Duration", RedisYAML("statestore", "127.0.0.1:1", "ttlInSeconds", "18446744074"), 0, []string{"ttlInSeconds", "0 to 9223372036"}},
-		{"ttl not whole", RedisYAML("statestore", "127.0.0.1:1", "ttlInSeconds", "1.5"), 0, []string{"ttlInSeconds", "0 to 9223372036"}},
+		{"ttl past a Duration", resources.RedisYAML("statestore", "127.0.0.1:1", "ttlInSeconds", "18446744074"), 0, []string{"ttlInSeconds", "0 to 9223372036"}},
+		{"ttl not whole", resources.RedisYAML("statestore", "127.0.0.1:1", "ttlInSeconds", "1.5"), 0, []string{"ttlInSeconds", "0 to 9223372036"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			comps, err := Parse(c.yaml, "store.yaml")

@@ -8,6 +8,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 	"github.com/tandem-run/tandem/pkg/state"
 	"github.com/tandem-run/tandem/pkg/state/memory"
 	"github.com/tandem-run/tandem/pkg/state/redis"
@@ -86,13 +87,10 @@ func maxTransactionOperations(md map[string]string) (int, error) {
 	return n, nil
 }
 
-// RedisYAML is a state.redis Component named name for the Redis at addr,
-// with more metadata as name, value pairs: what the calculator's runner
-// writes for -redis, and what tests give sidecars.
+// RedisYAML is resources.RedisYAML.
+//
+// Deprecated: tests and tools write resources with
+// internal/testutil/resources; this stays only until bench/run.go does.
 func RedisYAML(name, addr string, metadata ...string) []byte {
-	b := fmt.Appendf(nil, "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: %s\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: %q\n", name, addr)
-	for i := 0; i+1 < len(metadata); i += 2 {
-		b = fmt.Appendf(b, "  - name: %s\n    value: %q\n", metadata[i], metadata[i+1])
-	}
-	return b
+	return resources.RedisYAML(name, addr, metadata...)
 }

@@ -245,22 +245,6 @@ func (c *Configuration) TracingSettings() (TracingSettings, error) {
 	return s, nil
 }
 
-// ZipkinYAML is a Configuration named name that samples every trace and
-// sends it to the Zipkin endpoint: what the calculator's runner writes for
-// -zipkin, and what tests give sidecars.
-func ZipkinYAML(name, endpoint string) []byte {
-	return fmt.Appendf(nil, `apiVersion: dapr.io/v1alpha1
-kind: Configuration
-metadata:
-  name: %s
-spec:
-  tracing:
-    samplingRate: "1"
-    zipkin:
-      endpointAddress: %q
-`, name, endpoint)
-}
-
 // checkAccessControl refuses actions, verbs and operation names that are
 // not valid, naming the policy.
 func (c *Configuration) checkAccessControl() error {

@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/components"
-
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
 // Redis stopped and restarted under load: while it is down every save fails
@@ -21,7 +20,7 @@ import (
 func TestRedisOutageUnderLoad(t *testing.T) {
 	srv := redisserver.StartDurable(t)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), components.RedisYAML("statestore", srv.Addr, "dialTimeout", "300ms"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), resources.RedisYAML("statestore", srv.Addr, "dialTimeout", "300ms"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w := newWorld(t)

@@ -14,14 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/config"
-
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
 // startCoreDNS runs CoreDNS with its kubernetes plugin on the cluster, as a
@@ -129,7 +128,7 @@ spec:
   version: v1
   metadata: []
 ---
-`+string(config.ZipkinYAML("appconfig", zipkin.URL+"/api/v2/spans"))), 0o644); err != nil {
+`+string(resources.ZipkinYAML("appconfig", zipkin.URL+"/api/v2/spans"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range objects(t, res) {

@@ -14,8 +14,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 
-	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
 // bodyLimit is the sidecar's default --max-body-size.
@@ -27,7 +27,7 @@ func redisSidecar(t *testing.T, appID string) (*sidecar, *goredis.Client) {
 	t.Helper()
 	srv := redisserver.Start(t)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), components.RedisYAML("statestore", srv.Addr), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), resources.RedisYAML("statestore", srv.Addr), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rc := goredis.NewClient(&goredis.Options{Addr: srv.Addr})

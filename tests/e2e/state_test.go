@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/components"
-
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tandem-run/tandem/internal/testutil/counter"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
 func TestStateEmbeddedDefault(t *testing.T) {
@@ -40,7 +39,7 @@ func TestStateEmbeddedDefault(t *testing.T) {
 func TestStateRedisComponent(t *testing.T) {
 	srv := redisserver.Start(t)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), components.RedisYAML("statestore", srv.Addr, "dialTimeout", "300ms"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), resources.RedisYAML("statestore", srv.Addr, "dialTimeout", "300ms"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w := newWorld(t)

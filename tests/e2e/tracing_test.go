@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
 // toolBin builds (once, cached) and returns a program pinned under tools/.
@@ -139,7 +139,7 @@ func (j *jaeger) trace(t *testing.T, traceID string, n int) []jaegerSpan {
 func TestTracingThroughTwoSidecarsToZipkinCollector(t *testing.T) {
 	j := startJaeger(t)
 	conf := filepath.Join(t.TempDir(), "appconfig.yaml")
-	if err := os.WriteFile(conf, config.ZipkinYAML("appconfig", j.zipkinURL), 0o644); err != nil {
+	if err := os.WriteFile(conf, resources.ZipkinYAML("appconfig", j.zipkinURL), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w := newWorld(t)

@@ -21,9 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/components"
-
-	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
 // app is one of the calculator's services.
@@ -156,13 +154,13 @@ func writeRedisComponent(dir, addr string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "statestore.yaml"), components.RedisYAML("statestore", addr), 0o644)
+	return os.WriteFile(filepath.Join(dir, "statestore.yaml"), resources.RedisYAML("statestore", addr), 0o644)
 }
 
 // writeTracingConfig writes the appconfig Configuration of the Kubernetes
 // manifests, with the Zipkin endpoint given.
 func writeTracingConfig(path, zipkin string) error {
-	return os.WriteFile(path, config.ZipkinYAML("appconfig", zipkin), 0o644)
+	return os.WriteFile(path, resources.ZipkinYAML("appconfig", zipkin), 0o644)
 }
 
 func waitHealthy(ctx context.Context, g *group, urls []string) error {
