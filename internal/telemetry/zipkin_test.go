@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tandem-run/tandem/internal/config"
@@ -28,9 +34,10 @@ import (
 
 // collector is a Zipkin v2 API endpoint that keeps what it is sent.
 type collector struct {
-	mu     sync.Mutex
-	spans  []map[string]any
-	status int
+	mu      sync.Mutex
+	spans   []map[string]any
+	status  int // if not 0, the answer to every post, which is refused
+	refused int // spans in posts refused
 }
 
 func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -42,6 +49,7 @@ func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.status != 0 {
+		c.refused += len(batch)
 		w.WriteHeader(c.status)
 		return
 	}
@@ -162,6 +170,239 @@ func TestZipkinCollectorDownNeverBlocks(t *testing.T) {
 	sctx, scancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer scancel()
 	_ = tr.Shutdown(sctx)
+}
+
+// A collector that cannot be reached and then can: the spans ended
+// meanwhile reach it afterwards, up to the backlog; the oldest beyond it are
+// dropped and counted.
+func TestZipkinCollectorDownThenUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every post fails
+	reg := prometheus.NewRegistry()
+	logs := &logBuffer{}
+	tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: "http://" + addr + "/api/v2/spans"},
+		Options{AppID: "a", Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	const over = 100
+	var want []string
+	for i := range zipkinBacklog + over {
+		name := fmt.Sprintf("s%d", i)
+		_, s := tr.tracer.Start(context.Background(), name)
+		s.End()
+		if i >= over {
+			want = append(want, name)
+		}
+		// Never more ended spans than the queue holds.
+		if (i+1)%zipkinQueue == 0 {
+			flush(t, tr)
+		}
+	}
+	flush(t, tr)
+	if n := testutil.ToFloat64(counterOf(t, reg, "collector_unreachable")); n != over {
+		t.Errorf("collector_unreachable = %v, want %d", n, over)
+	}
+	if n := testutil.ToFloat64(counterOf(t, reg, "queue_full")); n != 0 {
+		t.Errorf("queue_full = %v, want 0", n)
+	}
+	if got := logs.String(); strings.Count(got, "cannot post spans to the collector") != 1 || strings.Count(got, "dropping spans") != 1 ||
+		!strings.Contains(got, "reason=collector_unreachable") || !strings.Contains(got, "connection refused") {
+		t.Errorf("log: %s", got)
+	}
+
+	// The collector comes up, at the same address.
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := &collector{}
+	srv := httptest.NewUnstartedServer(col)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
+	_, s := tr.tracer.Start(context.Background(), "after")
+	s.End()
+	flush(t, tr)
+	want = append(want, "after")
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	got := make([]string, len(col.spans))
+	for i, s := range col.spans {
+		got[i], _ = s["name"].(string)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the collector got %d spans, %q ... %q; want %d, %q ... %q", len(got), head(got), tail(got), len(want), head(want), tail(want))
+	}
+}
+
+// A collector that refuses posts: their spans are dropped, not sent again,
+// counted, and logged once.
+func TestZipkinCollectorRefuses(t *testing.T) {
+	for _, status := range []int{http.StatusBadRequest, http.StatusInternalServerError} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			col := &collector{status: status}
+			srv := httptest.NewServer(col)
+			defer srv.Close()
+			reg := prometheus.NewRegistry()
+			logs := &logBuffer{}
+			tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: srv.URL},
+				Options{AppID: "a", Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []int{3, 2} {
+				for range n {
+					_, s := tr.tracer.Start(context.Background(), "x")
+					s.End()
+				}
+				flush(t, tr)
+			}
+			if err := tr.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n := testutil.ToFloat64(counterOf(t, reg, "collector_rejected")); n != 5 {
+				t.Errorf("collector_rejected = %v, want 5", n)
+			}
+			col.mu.Lock()
+			defer col.mu.Unlock()
+			if col.refused != 5 {
+				t.Errorf("the collector was sent %d spans, want 5, each once", col.refused)
+			}
+			if got := logs.String(); strings.Count(got, "dropping spans") != 1 || !strings.Contains(got, "answered "+strconv.Itoa(status)) {
+				t.Errorf("log: %s", got)
+			}
+		})
+	}
+}
+
+// The exporter's error names the collector and what went wrong; the spans
+// of a post that did not reach the collector are kept, those of a post it
+// refused are not.
+func TestZipkinExporterErrors(t *testing.T) {
+	srv := httptest.NewServer(&collector{status: http.StatusBadRequest})
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String() + "/api/v2/spans"
+	ln.Close()
+	for _, c := range []struct {
+		name, endpoint, want string
+		rejected             bool
+		kept                 int
+	}{
+		{"refused", srv.URL, srv.URL + " answered 400 Bad Request", true, 0},
+		{"unreachable", down, down, false, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			exp, err := newZipkinExporter(c.endpoint, newDrops(c.endpoint, slog.New(slog.DiscardHandler), nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			span := tracetest.SpanStub{Name: "x", SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled,
+			})}.Snapshot()
+			err = exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{span})
+			var rejected *rejectedError
+			if err == nil || !strings.Contains(err.Error(), c.want) || errors.As(err, &rejected) != c.rejected {
+				t.Errorf("err = %v, want one naming %q (rejected: %v)", err, c.want, c.rejected)
+			}
+			if len(exp.pending) != c.kept {
+				t.Errorf("%d spans kept, want %d", len(exp.pending), c.kept)
+			}
+		})
+	}
+}
+
+// A collector that takes posts in and does not answer never holds up the
+// end of a span: the spans the queue has no room for are dropped and
+// counted.
+func TestZipkinBlockedCollectorNeverBlocksEnd(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	var mu sync.Mutex
+	got := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var batch []json.RawMessage
+		if err := json.NewDecoder(r.Body).Decode(&batch); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-release
+		mu.Lock()
+		got += len(batch)
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	reg := prometheus.NewRegistry()
+	tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: srv.URL}, Options{AppID: "a", Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, s := tr.tracer.Start(context.Background(), "first")
+	s.End()
+	<-arrived // posted after the batch interval, and held: the export waits
+	const over = 10
+	for range zipkinQueue + over {
+		_, s := tr.tracer.Start(context.Background(), "x")
+		s.End()
+	}
+	if n := testutil.ToFloat64(counterOf(t, reg, "queue_full")); n != over {
+		t.Errorf("queue_full = %v, want %d", n, over)
+	}
+	unblock()
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got != 1+zipkinQueue {
+		t.Errorf("the collector got %d spans, want %d", got, 1+zipkinQueue)
+	}
+}
+
+func flush(t *testing.T, tr *Tracing) {
+	t.Helper()
+	if err := tr.tp.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func head(s []string) []string { return s[:min(len(s), 3)] }
+func tail(s []string) []string { return s[max(len(s)-3, 0):] }
+
+// logBuffer is a log's output, written to by several goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func counterOf(t testing.TB, reg *prometheus.Registry, reason string) prometheus.Collector {
