@@ -24,6 +24,7 @@ import (
 	"github.com/openzipkin/zipkin-go/reporter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -535,6 +536,33 @@ func BenchmarkZipkinExport(b *testing.B) {
 	for _, reason := range []string{"queue_full", "collector_unreachable", "collector_rejected"} {
 		if n := testutil.ToFloat64(counterOf(b, reg, reason)); n != 0 {
 			b.Fatalf("%v spans dropped: %s", n, reason)
+		}
+	}
+}
+
+// BenchmarkZipkinExportSpans measures one post of 4 spans: conversion,
+// serialization and the round trip to a collector that reads the body.
+func BenchmarkZipkinExportSpans(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	exp, err := newZipkinExporter(srv.URL, newDrops(srv.URL, slog.New(slog.DiscardHandler), nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+	span := tracetest.SpanStub{
+		Name: "GET statestore", SpanKind: trace.SpanKindClient, SpanContext: sc, Parent: sc,
+		StartTime: time.Now(), EndTime: time.Now().Add(time.Millisecond),
+		Attributes: []attribute.KeyValue{attrString("peer.service", "redis"), attrString("server.address", "127.0.0.1"), attrString("server.port", "6379")},
+	}.Snapshot()
+	batch := []sdktrace.ReadOnlySpan{span, span, span, span}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := exp.ExportSpans(context.Background(), batch); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
