@@ -22,6 +22,7 @@ type breaker struct {
 	cfg      BreakerConfig
 	mu       sync.Mutex
 	failures int
+	since    time.Time // when the current interval began (with cfg.Interval)
 	openTill time.Time
 	half     bool
 	trials   int
@@ -51,7 +52,7 @@ func (b *breaker) done(ok bool, now time.Time) {
 	if b.half {
 		b.trials--
 		if ok {
-			b.half, b.openTill, b.failures = false, time.Time{}, 0
+			b.half, b.openTill, b.failures, b.since = false, time.Time{}, 0, now
 		} else {
 			b.openTill = now.Add(b.cfg.Timeout)
 			b.half = false
@@ -61,6 +62,9 @@ func (b *breaker) done(ok bool, now time.Time) {
 	if ok {
 		b.failures = 0
 		return
+	}
+	if b.cfg.Interval > 0 && now.Sub(b.since) >= b.cfg.Interval {
+		b.failures, b.since = 0, now // a new interval: the failures of the last are forgotten
 	}
 	b.failures++
 	if b.failures >= b.cfg.Trip {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -103,12 +104,18 @@ type BreakerConfig struct {
 	Trip        int           // consecutive failures that open it
 	Timeout     time.Duration // how long it stays open
 	MaxRequests int           // calls let through while half-open
+	// Interval, when not 0, is how often a closed breaker forgets the
+	// failures it has counted, as Dapr's interval.
+	Interval time.Duration
 }
 
 // Set is every policy of the Resiliency resources that apply to one app.
 type Set struct {
 	Apps       map[string]*Policy
 	Components map[string]*Policy
+	// Ignored lists the fields present that are accepted without effect,
+	// each naming its file and resource (see Resource.Ignored).
+	Ignored []string
 }
 
 // App returns the policy of calls to app id, or nil.
@@ -154,6 +161,9 @@ func LoadDir(dir, appID string) (*Set, error) {
 			if _, err := set.build(r); err != nil {
 				return nil, fmt.Errorf("%s: %w", path, err)
 			}
+			for _, f := range r.Ignored() {
+				set.Ignored = append(set.Ignored, path+": "+f)
+			}
 		}
 	}
 	return set, nil
@@ -181,6 +191,31 @@ func Parse(b []byte, source string) ([]Resource, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Ignored lists the fields of r that this sidecar accepts from Dapr's
+// schema without acting on them, each as `resiliency "name": <path>`:
+// retries' matching (retries are decided by whether a call is safe to
+// repeat), components' inbound policies (no component calls the app here)
+// and actors (this sidecar has none).
+func (r Resource) Ignored() []string {
+	var out []string
+	add := func(path string) { out = append(out, fmt.Sprintf("resiliency %q: %s", r.Metadata.Name, path)) }
+	for name, rs := range r.Spec.Policies.Retries {
+		if rs.Matching != nil {
+			add("spec.policies.retries." + name + ".matching")
+		}
+	}
+	for name, c := range r.Spec.Targets.Components {
+		if c.Inbound != (TargetSpec{}) {
+			add("spec.targets.components." + name + ".inbound")
+		}
+	}
+	if len(r.Spec.Targets.Actors) > 0 {
+		add("spec.targets.actors")
+	}
+	sort.Strings(out)
+	return out
 }
 
 func newSet() *Set { return &Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}} }
@@ -298,10 +333,14 @@ func breakerConfig(b BreakerSpec) (*BreakerConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	interval, err := durationOr(b.Interval, 0)
+	if err != nil {
+		return nil, fmt.Errorf("interval: %w", err)
+	}
 	if b.MaxRequests < 0 {
 		return nil, fmt.Errorf("maxRequests %d is negative", b.MaxRequests)
 	}
-	return &BreakerConfig{Trip: n, Timeout: timeout, MaxRequests: max(b.MaxRequests, 1)}, nil
+	return &BreakerConfig{Trip: n, Timeout: timeout, MaxRequests: max(b.MaxRequests, 1), Interval: interval}, nil
 }
 
 func durationOr(s string, def time.Duration) (time.Duration, error) {

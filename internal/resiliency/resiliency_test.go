@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -102,6 +105,76 @@ func TestBreaker(t *testing.T) {
 	b.done(true, later)
 	if err := b.allow(later); err != nil {
 		t.Fatalf("a good trial did not close it: %v", err)
+	}
+}
+
+// With an interval, a closed breaker forgets the failures of the last
+// interval: failures further apart than it never open the breaker.
+func TestBreakerInterval(t *testing.T) {
+	rs, err := Parse([]byte(strings.Replace(doc, "cb: {maxRequests: 1,", "cb: {maxRequests: 1, interval: 1s,", 1)), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSet()
+	if _, err := s.build(rs[0]); err != nil {
+		t.Fatal(err)
+	}
+	cfg := *s.App("addapp").Breaker
+	if cfg.Interval != time.Second {
+		t.Fatalf("interval %s, want 1s", cfg.Interval)
+	}
+	b := &breaker{cfg: cfg} // trips at 3 consecutive failures
+	now := time.Now()
+	fail := func(at time.Duration) error {
+		if err := b.allow(now.Add(at)); err != nil {
+			return err
+		}
+		b.done(false, now.Add(at))
+		return nil
+	}
+	for _, at := range []time.Duration{0, 500 * time.Millisecond, 1100 * time.Millisecond, 1200 * time.Millisecond} {
+		if err := fail(at); err != nil {
+			t.Fatalf("failure at %s: %v; the first two were an interval before", at, err)
+		}
+	}
+	_ = fail(1300 * time.Millisecond) // the third of this interval
+	if err := b.allow(now.Add(1400 * time.Millisecond)); !errors.Is(err, ErrOpen) {
+		t.Fatalf("three failures within an interval did not open it: %v", err)
+	}
+	if _, err := Parse([]byte(strings.Replace(doc, "cb: {maxRequests: 1,", "cb: {maxRequests: 1, interval: often,", 1)), "r.yaml"); err == nil || !strings.Contains(err.Error(), `interval: "often"`) {
+		t.Errorf("a bad interval: %v", err)
+	}
+}
+
+// Dapr's fields that have no effect here load, and are listed by file and
+// resource so the sidecar can say so once.
+func TestIgnoredFieldsAreListed(t *testing.T) {
+	dir := t.TempDir()
+	d := strings.Replace(doc, "maxRetries: 2}", "maxRetries: 2, matching: {httpStatusCodes: \"429,500-599\", gRPCStatusCodes: \"1-4\"}}", 1)
+	d = strings.Replace(d, "outbound: {timeout: 1s, retry: quick}", "outbound: {timeout: 1s, retry: quick}\n        inbound: {timeout: 1s}", 1)
+	d += "    actors:\n      myActorType: {timeout: general}\n"
+	path := filepath.Join(dir, "resiliency.yaml")
+	if err := os.WriteFile(path, []byte(d), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, err := LoadDir(dir, "front")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		path + `: resiliency "myresiliency": spec.policies.retries.quick.matching`,
+		path + `: resiliency "myresiliency": spec.targets.actors`,
+		path + `: resiliency "myresiliency": spec.targets.components.statestore.inbound`,
+	}
+	if !slices.Equal(set.Ignored, want) {
+		t.Errorf("ignored\n%s\nwant\n%s", strings.Join(set.Ignored, "\n"), strings.Join(want, "\n"))
+	}
+	if set.Component("statestore") == nil || set.App("addapp") == nil {
+		t.Error("the policies that apply were not loaded")
+	}
+	rs, _ := Parse([]byte(doc), "r.yaml")
+	if got := rs[0].Ignored(); len(got) != 0 {
+		t.Errorf("a resource using only what applies lists %v", got)
 	}
 }
 
