@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
 // echo is what testapp's /echo/ answers.
@@ -141,7 +143,7 @@ func TestInvokeTrailers(t *testing.T) {
 func TestInvokeErrors(t *testing.T) {
 	w, caller, _ := twoApps(t)
 	// A sidecar whose app port has nothing listening.
-	deadApp := w.sidecar("deadapp", freePort(t))
+	deadApp := w.sidecar("deadapp", proc.For(t).FreePort())
 	_ = deadApp
 
 	cases := []struct {
@@ -226,7 +228,7 @@ func readEvent(t *testing.T, r *bufio.Reader) string {
 
 func TestHealthzBeforeAndAfterApp(t *testing.T) {
 	w := newWorld(t)
-	port := freePort(t)
+	port := proc.For(t).FreePort()
 	s := w.sidecar("lateapp", port)
 	resp, b := do(t, "GET", s.url+"/v1.0/healthz", nil, nil)
 	var e apiError
@@ -234,7 +236,7 @@ func TestHealthzBeforeAndAfterApp(t *testing.T) {
 	if resp.StatusCode != 500 || e.ErrorCode != "ERR_HEALTH_NOT_READY" {
 		t.Fatalf("before the app: %d %s, want 500 ERR_HEALTH_NOT_READY", resp.StatusCode, b)
 	}
-	startProc(t, "late app", testappBin, []string{"APP_PORT=" + itoa(port)})
+	proc.For(t).Start("late app", testappBin, []string{"APP_PORT=" + itoa(port)})
 	s.waitHealthy(t)
 	resp, _ = do(t, "GET", s.url+"/v1.0/healthz/outbound", nil, nil)
 	if resp.StatusCode != 204 {
@@ -261,13 +263,24 @@ func TestMetadataReportsChosenPorts(t *testing.T) {
 			t.Errorf("metadata reports no %s port: %s", p, b)
 		}
 	}
-	// The public port serves health and metadata, but no invocation.
+	// The public port serves the two health routes and nothing else, as
+	// daprd's: no metadata (components, ports) to the pod network, and its
+	// 404 names no route it does not serve.
 	pub := "http://127.0.0.1:" + itoa(m.Ports["public"])
-	if resp, _ := do(t, "GET", pub+"/v1.0/healthz", nil, nil); resp.StatusCode != 204 {
-		t.Errorf("public healthz: %d", resp.StatusCode)
+	for _, p := range []string{"/v1.0/healthz", "/v1.0/healthz/outbound"} {
+		if resp, _ := do(t, "GET", pub+p, nil, nil); resp.StatusCode != 204 {
+			t.Errorf("public %s: %d", p, resp.StatusCode)
+		}
 	}
-	if resp, _ := do(t, "GET", pub+"/v1.0/invoke/metaapp/method/x", nil, nil); resp.StatusCode != 404 {
-		t.Errorf("public port serves invocation: %d", resp.StatusCode)
+	for _, p := range []string{"/v1.0/metadata", "/v1.0/invoke/metaapp/method/x", "/v1.0/state/statestore/k"} {
+		resp, b := do(t, "GET", pub+p, nil, nil)
+		_, served, _ := strings.Cut(string(b), "this port serves")
+		if resp.StatusCode != 404 || served != ` GET /v1.0/healthz, GET /v1.0/healthz/outbound"}` {
+			t.Errorf("public port %s: %d %s; want 404 naming the health routes only", p, resp.StatusCode, b)
+		}
+	}
+	if resp, _ := do(t, "POST", pub+"/v1.0/shutdown", nil, nil); resp.StatusCode != 404 {
+		t.Errorf("public port serves shutdown: %d", resp.StatusCode)
 	}
 }
 
@@ -292,7 +305,7 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 	}()
 	// Wait until the call reached the app, then stop the callee's sidecar.
 	time.Sleep(300 * time.Millisecond)
-	if err := callee.cmd.Process.Signal(sigterm); err != nil {
+	if err := callee.Cmd.Process.Signal(sigterm); err != nil {
 		t.Fatal(err)
 	}
 	// New calls are refused while the one in flight goes on.
@@ -318,7 +331,7 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 	if r.err != nil || r.status != 200 || r.body != "done" {
 		t.Fatalf("in-flight call: %d %q %v; want 200 done", r.status, r.body, r.err)
 	}
-	if code := callee.exited(t, 10*time.Second); code != 0 {
+	if code := proc.For(t).ExitCode(callee.Proc, 10*time.Second); code != 0 {
 		t.Errorf("sidecar exit code %d after SIGTERM, want 0", code)
 	}
 }
@@ -330,7 +343,7 @@ func TestShutdownEndpoint(t *testing.T) {
 	if resp.StatusCode != 204 {
 		t.Fatalf("shutdown: %d", resp.StatusCode)
 	}
-	if code := s.exited(t, 10*time.Second); code != 0 {
+	if code := proc.For(t).ExitCode(s.Proc, 10*time.Second); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
 }

@@ -9,7 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// HealthRoutes are the routes the public port serves too: health and metadata.
+// HealthRoutes are the two health routes: all the public port serves, as
+// daprd's.
 func HealthRoutes(l api.Lifecycle) []Route {
 	return []Route{
 		{Method: http.MethodGet, Pattern: "/v1.0/healthz", Name: "Healthz", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) {
@@ -23,21 +24,21 @@ func HealthRoutes(l api.Lifecycle) []Route {
 		{Method: http.MethodGet, Pattern: "/v1.0/healthz/outbound", Name: "HealthzOutbound", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 		}},
-		{Method: http.MethodGet, Pattern: "/v1.0/metadata", Name: "GetMetadata", Handler: func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, l.Metadata())
-		}},
 	}
 }
 
-// LifecycleRoutes are HealthRoutes plus shutdown, for the API port.
+// LifecycleRoutes are HealthRoutes plus metadata and shutdown, for the API
+// port.
 func LifecycleRoutes(l api.Lifecycle) []Route {
-	return append(HealthRoutes(l), Route{
-		Method: http.MethodPost, Pattern: "/v1.0/shutdown", Name: "Shutdown",
-		Handler: func(w http.ResponseWriter, r *http.Request) {
+	return append(HealthRoutes(l),
+		Route{Method: http.MethodGet, Pattern: "/v1.0/metadata", Name: "GetMetadata", Handler: func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, l.Metadata())
+		}},
+		Route{Method: http.MethodPost, Pattern: "/v1.0/shutdown", Name: "Shutdown", Handler: func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 			l.Shutdown()
-		},
-	})
+		}},
+	)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -36,6 +36,7 @@ type Router struct {
 	raw    []rawRoute
 	header []headerRoute
 	public map[string]bool // patterns of public routes
+	served []string        // what it serves, for the 404's message
 }
 
 type rawRoute struct {
@@ -54,7 +55,7 @@ func NewRouter(wrap func(name string, h http.Handler) http.Handler) *Router {
 	r := &Router{mux: http.NewServeMux(), wrap: wrap, public: map[string]bool{}}
 	r.mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		apierr.Write(w, apierr.New(apierr.CodeNotFound, http.StatusNotFound, codes.NotFound,
-			"no API route for %s %s; the API is under /v1.0 (invoke, state, healthz, metadata, shutdown)", req.Method, req.URL.Path))
+			"no API route for %s %s; this port serves %s", req.Method, req.URL.Path, strings.Join(r.served, ", ")))
 	})
 	return r
 }
@@ -62,6 +63,7 @@ func NewRouter(wrap func(name string, h http.Handler) http.Handler) *Router {
 // Add registers routes.
 func (r *Router) Add(routes ...Route) {
 	for _, rt := range routes {
+		r.served = append(r.served, routeLabel(rt))
 		var h http.Handler = rt.Handler
 		if r.wrap != nil {
 			h = r.wrap(rt.Name, h)
@@ -83,6 +85,19 @@ func (r *Router) Add(routes ...Route) {
 			r.public[p] = true
 		}
 	}
+}
+
+// routeLabel is how a route is named in the 404's list of routes.
+func routeLabel(rt Route) string {
+	switch {
+	case rt.Header != "":
+		return "any path with a " + strings.ToLower(rt.Header) + " header"
+	case rt.Raw:
+		return rt.Pattern + "..."
+	case rt.Method != "":
+		return rt.Method + " " + rt.Pattern
+	}
+	return rt.Pattern
 }
 
 // Public reports whether req would be served by a public route. The route is

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/tandem-run/tandem/internal/api"
+	"github.com/tandem-run/tandem/internal/components"
+	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/kube"
+	"github.com/tandem-run/tandem/pkg/resolver"
+	"github.com/tandem-run/tandem/pkg/resolver/kubernetes"
+	"github.com/tandem-run/tandem/pkg/resolver/standalone"
+	"github.com/tandem-run/tandem/pkg/state"
+)
+
+// loadResources reads the Components and the Configuration: in standalone
+// mode from --resources-path and the --config file; in kubernetes mode from
+// the API server (the namespace's Components, the Configuration --config
+// names), plus any files in --resources-path.
+func loadResources(ctx context.Context, o Options, log *slog.Logger) ([]components.Component, *config.Configuration, error) {
+	comps, err := components.LoadDir(o.ResourcesPath, o.AppID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var conf *config.Configuration
+	if o.Mode == "kubernetes" {
+		kc, err := kube.InCluster(o.Namespace, os.Getenv)
+		if err != nil {
+			return nil, nil, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		fromAPI, err := kc.Components(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		comps = append(comps, components.Scoped(fromAPI, o.AppID)...)
+		if o.Config != "" {
+			if conf, err = kc.Configuration(ctx, o.Config); err != nil {
+				return nil, nil, err
+			}
+		}
+	} else if o.Config != "" {
+		if conf, err = config.LoadFile(o.Config); err != nil {
+			return nil, nil, err
+		}
+	}
+	if conf != nil && len(conf.Ignored) > 0 {
+		log.Warn("configuration sections without effect in this sidecar", "config", conf.Metadata.Name, "sections", conf.Ignored)
+	}
+	if ignored := components.Ignored(comps, o.Namespace); len(ignored) > 0 {
+		log.Warn("component fields without effect in this sidecar", "fields", ignored)
+	}
+	return comps, conf, nil
+}
+
+func newResolver(o Options) (resolver.Resolver, error) {
+	if o.Mode == "kubernetes" {
+		return kubernetes.New(kubernetes.Config{
+			Port:          o.InternalPort,
+			Namespace:     o.Namespace,
+			ClusterDomain: o.ClusterDomain,
+			DNSServer:     o.DNSServer,
+		})
+	}
+	dir, err := registryDir(o)
+	if err != nil {
+		return nil, err
+	}
+	return standalone.NewResolver(dir), nil
+}
+
+func registryDir(o Options) (string, error) {
+	if o.RegistryDir != "" {
+		return o.RegistryDir, nil
+	}
+	return standalone.DefaultDir()
+}
+
+func register(o Options, internalAddr string, p api.Ports) (*standalone.Registration, error) {
+	dir, err := registryDir(o)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := standalone.Register(dir, standalone.Entry{
+		AppID:           o.AppID,
+		Namespace:       o.Namespace,
+		PID:             os.Getpid(),
+		InternalAddress: internalAddr,
+		HTTPPort:        p.HTTP,
+		GRPCPort:        p.GRPC,
+		StartedAt:       time.Now(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registering app %q in %s: %w", o.AppID, dir, err)
+	}
+	return reg, nil
+}
+
+func metadata(o Options, p api.Ports, st *state.Service) api.Metadata {
+	m := api.Metadata{
+		ID:              o.AppID,
+		RuntimeVersion:  version,
+		EnabledFeatures: []string{},
+		Actors:          []any{},
+		Components:      []api.Component{},
+		Subscriptions:   []any{},
+		HTTPEndpoints:   []any{},
+		Extended: map[string]string{
+			"mode":          o.Mode,
+			"namespace":     o.Namespace,
+			"http_port":     strconv.Itoa(p.HTTP),
+			"grpc_port":     strconv.Itoa(p.GRPC),
+			"internal_port": strconv.Itoa(p.Internal),
+		},
+		Ports: p,
+	}
+	for _, c := range st.Stores() {
+		m.Components = append(m.Components, api.Component{Name: c.Name, Type: c.Type, Version: "v1",
+			Capabilities: []string{"ETAG", "TRANSACTIONAL", "TTL"}})
+	}
+	if o.AppPort != 0 {
+		m.AppConnectionProperties = api.AppConnection{Port: o.AppPort, Protocol: o.AppProtocol, ChannelAddress: o.AppChannelAddress, MaxConcurrency: o.AppMaxConcurrency}
+	}
+	return m
+}
+
+func newLogger(o Options) *slog.Logger {
+	hopts := &slog.HandlerOptions{Level: o.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
+	if o.LogJSON {
+		h = slog.NewJSONHandler(os.Stderr, hopts)
+	}
+	return slog.New(h).With("app_id", o.AppID)
+}

@@ -1,0 +1,58 @@
+package telemetry
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"google.golang.org/grpc"
+
+	"github.com/tandem-run/tandem/internal/invoke"
+)
+
+// The spans of an invocation, named as Dapr names them: CallLocal/<app>/<method>
+// for the hop (both sides), CallApp/<app>/<method> for the call to the app.
+
+// HopClient traces the calls to peer sidecars.
+func (t *Tracing) HopClient(rt http.RoundTripper) http.RoundTripper {
+	return t.HTTPClient(func(r *http.Request) string {
+		return InvokeSpanName(r.Header.Get(invoke.HeaderCalleeAppID), r.URL.Path)
+	}, func(r *http.Request) []attribute.KeyValue {
+		return peerAttrs(r.Header.Get(invoke.HeaderCalleeAppID), r.URL.Host)
+	}, rt)
+}
+
+// HopServer traces the calls from peer sidecars to app appID.
+func (t *Tracing) HopServer(appID string, next http.Handler) http.Handler {
+	return t.HTTPServer(func(r *http.Request) string { return InvokeSpanName(appID, r.URL.Path) }, next)
+}
+
+// AppClient traces the calls of app appID's sidecar to its app over HTTP.
+func (t *Tracing) AppClient(appID string) func(http.RoundTripper) http.RoundTripper {
+	return func(rt http.RoundTripper) http.RoundTripper {
+		return t.HTTPClient(func(r *http.Request) string { return appSpanName(appID, r.URL.Path) },
+			func(r *http.Request) []attribute.KeyValue { return peerAttrs(appID, r.URL.Host) }, rt)
+	}
+}
+
+// AppGRPCOptions trace the calls of app appID's sidecar to its gRPC app.
+func (t *Tracing) AppGRPCOptions(appID string) []grpc.DialOption {
+	return t.GRPCClientOptions(func(m string) string { return appSpanName(appID, m) })
+}
+
+func appSpanName(appID, method string) string {
+	return "CallApp/" + appID + "/" + strings.TrimPrefix(method, "/")
+}
+
+func peerAttrs(peer, hostport string) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{attribute.String("peer.service", peer)}
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		attrs = append(attrs, attribute.String("server.address", h))
+		if n, err := strconv.Atoi(p); err == nil {
+			attrs = append(attrs, attribute.Int("server.port", n))
+		}
+	}
+	return attrs
+}
