@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
 // The callee's sidecar enforces its Configuration's accessControl on calls
@@ -62,10 +64,10 @@ spec:
 	// A bad action is a start-up error naming it.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	_ = os.WriteFile(bad, []byte("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: bad\nspec:\n  accessControl:\n    defaultAction: maybe\n"), 0o644)
-	p := startProc(t, "bad sidecar", sidecarBin, nil, "--app-id", "bad", "--dapr-http-port", "0", "--dapr-grpc-port", "0",
+	p := proc.For(t).Start("bad sidecar", sidecarBin, nil, "--app-id", "bad", "--dapr-http-port", "0", "--dapr-grpc-port", "0",
 		"--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--registry-dir", w.registry, "--config", bad)
-	if code := p.exited(t, 10e9); code == 0 || !strings.Contains(p.out.String(), `spec.accessControl.defaultAction: action "maybe" is not valid; accepted: allow, deny`) {
-		t.Errorf("exit %d: %s", code, p.out.String())
+	if code := proc.For(t).ExitCode(p, 10e9); code == 0 || !strings.Contains(p.Out.String(), `spec.accessControl.defaultAction: action "maybe" is not valid; accepted: allow, deny`) {
+		t.Errorf("exit %d: %s", code, p.Out.String())
 	}
 }
 

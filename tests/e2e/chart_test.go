@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
 // TestHelmInstall installs the chart into a real API server with helm, runs
@@ -31,7 +32,7 @@ func TestHelmInstall(t *testing.T) {
 	c := kubecluster.Start(t)
 	helm := toolBin(t, "helm")
 	hostIP := hostAddress(t)
-	port := freePort(t)
+	port := proc.For(t).FreePort()
 	out, err := exec.Command(helm, "install", "tandem", "../../charts/tandem",
 		"--kubeconfig", c.Kubeconfig, "--namespace", "tandem-system", "--create-namespace",
 		"--set", "injector.port="+strconv.Itoa(port), "--set", "webhook.failurePolicy=Fail",
@@ -58,7 +59,7 @@ func TestHelmInstall(t *testing.T) {
 		}
 		args = append(args, a)
 	}
-	startProc(t, "injector", injectorBin, []string{"NAMESPACE=tandem-system"}, append(args, "--kubeconfig", c.Kubeconfig)...)
+	proc.For(t).Start("injector", injectorBin, []string{"NAMESPACE=tandem-system"}, append(args, "--kubeconfig", c.Kubeconfig)...)
 
 	// Its pod, made by the chart's Deployment, "runs" here.
 	var pod corev1.Pod

@@ -109,7 +109,7 @@ func TestCalleeSidecarKilledMidCall(t *testing.T) {
 		done <- fmt.Sprintf("%d %s", resp.StatusCode, b)
 	}()
 	time.Sleep(300 * time.Millisecond) // the call waits in the app
-	if err := callee.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := callee.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	select {

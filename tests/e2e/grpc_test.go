@@ -20,6 +20,8 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
 // sdkClient connects the Dapr Go SDK to a sidecar's gRPC port.
@@ -295,7 +297,7 @@ func TestGRPCStateWithSDK(t *testing.T) {
 	if err := c.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if code := s.exited(t, 10*time.Second); code != 0 {
+	if code := proc.For(t).ExitCode(s.Proc, 10*time.Second); code != 0 {
 		t.Errorf("sidecar exit code after Shutdown: %d", code)
 	}
 }

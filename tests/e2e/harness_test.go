@@ -3,24 +3,24 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/testutil/syncbuf"
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
 var sidecarBin, testappBin, grpcappBin, injectorBin string
+
+// listenWait bounds the wait for a process of a test to listen.
+const listenWait = 15 * time.Second
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "tandem-e2e-")
@@ -50,74 +50,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a running process of a test.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *syncbuf.Buffer
-	done chan struct{}
-	err  error
-}
-
-// startProc starts bin and stops it when the test ends; its output is
-// logged when the test fails.
-func startProc(t *testing.T, name, bin string, env []string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, out: &syncbuf.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(5 * time.Second)
-		if t.Failed() {
-			t.Logf("--- output of %s ---\n%s", name, p.out.String())
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM and waits up to grace before killing.
-func (p *proc) stop(grace time.Duration) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// exited waits up to d for the process to end and returns its exit code.
-func (p *proc) exited(t *testing.T, d time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(d):
-		t.Fatalf("%s did not exit within %s", p.name, d)
-		return -1
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // world is a set of apps and sidecars that see each other through one
 // registry folder.
 type world struct {
@@ -131,7 +63,7 @@ func newWorld(t *testing.T) *world {
 
 // sidecar is a running sidecar process.
 type sidecar struct {
-	*proc
+	*proc.Proc
 	appID    string
 	httpPort int
 	grpcPort int
@@ -139,19 +71,20 @@ type sidecar struct {
 }
 
 // app starts a testapp and returns its port.
-func (w *world) app(name string) (int, *proc) {
+func (w *world) app(name string) (int, *proc.Proc) {
 	return w.appBin(name, testappBin)
 }
 
 // grpcApp starts a grpcapp and returns its port.
-func (w *world) grpcApp(name string) (int, *proc) {
+func (w *world) grpcApp(name string) (int, *proc.Proc) {
 	return w.appBin(name, grpcappBin)
 }
 
-func (w *world) appBin(name, bin string) (int, *proc) {
-	port := freePort(w.t)
-	p := startProc(w.t, name, bin, []string{"APP_PORT=" + strconv.Itoa(port)})
-	waitTCP(w.t, port)
+func (w *world) appBin(name, bin string) (int, *proc.Proc) {
+	pt := proc.For(w.t)
+	port := pt.FreePort()
+	p := pt.Start(name, bin, []string{"APP_PORT=" + strconv.Itoa(port)})
+	pt.WaitTCP("127.0.0.1:"+strconv.Itoa(port), listenWait)
 	return port, p
 }
 
@@ -164,7 +97,8 @@ func (w *world) sidecar(appID string, appPort int, extra ...string) *sidecar {
 // sidecarEnv is sidecar with environment variables for the process.
 func (w *world) sidecarEnv(appID string, appPort int, env []string, extra ...string) *sidecar {
 	w.t.Helper()
-	httpPort, grpcPort := freePort(w.t), freePort(w.t)
+	pt := proc.For(w.t)
+	httpPort, grpcPort := pt.FreePort(), pt.FreePort()
 	args := []string{
 		"--app-id", appID,
 		"--dapr-http-port", strconv.Itoa(httpPort),
@@ -180,14 +114,14 @@ func (w *world) sidecarEnv(appID string, appPort int, env []string, extra ...str
 	}
 	args = append(args, extra...)
 	s := &sidecar{
-		proc:     startProc(w.t, "sidecar "+appID, sidecarBin, env, args...),
+		Proc:     pt.Start("sidecar "+appID, sidecarBin, env, args...),
 		appID:    appID,
 		httpPort: httpPort,
 		grpcPort: grpcPort,
 		url:      "http://127.0.0.1:" + strconv.Itoa(httpPort),
 	}
-	waitTCP(w.t, httpPort)
-	waitTCP(w.t, grpcPort)
+	pt.WaitTCP("127.0.0.1:"+strconv.Itoa(httpPort), listenWait)
+	pt.WaitTCP("127.0.0.1:"+strconv.Itoa(grpcPort), listenWait)
 	return s
 }
 
@@ -206,20 +140,6 @@ func (s *sidecar) waitHealthy(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("sidecar %s did not become healthy", s.appID)
-}
-
-func waitTCP(t *testing.T, port int) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on port %d", port)
 }
 
 // do sends a request and returns the response with its body read.
@@ -246,22 +166,12 @@ func do(t *testing.T, method, url string, body io.Reader, header http.Header) (*
 	return resp, b
 }
 
-// peakRSS returns the peak resident memory of pid in bytes (VmHWM).
-func peakRSS(t *testing.T, pid int) int64 {
+// peakRSS returns the peak resident memory of p in bytes (VmHWM).
+func peakRSS(t *testing.T, p *proc.Proc) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := p.Memory("VmHWM")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range bytes.SplitSeq(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
-			kb, err := strconv.ParseInt(string(bytes.TrimSpace(bytes.TrimSuffix(bytes.TrimSpace(v), []byte("kB")))), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc status")
-	return 0
+	return n
 }

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
 // applier creates the objects of YAML files, as kubectl apply would for new
@@ -108,8 +109,9 @@ func (w *warnings) all() string {
 // fill in.
 func startInjector(t *testing.T, c *kubecluster.Cluster) {
 	t.Helper()
-	port := freePort(t)
-	startProc(t, "injector", injectorBin, nil,
+	pt := proc.For(t)
+	port := pt.FreePort()
+	pt.Start("injector", injectorBin, nil,
 		"--kubeconfig", c.Kubeconfig,
 		"--listen-address", "127.0.0.1:"+strconv.Itoa(port),
 		"--tls-hosts", "127.0.0.1",
@@ -117,7 +119,7 @@ func startInjector(t *testing.T, c *kubecluster.Cluster) {
 		"--webhook-config-name", "tandem-injector",
 		"--log-level", "debug",
 	)
-	waitTCP(t, port)
+	pt.WaitTCP("127.0.0.1:"+strconv.Itoa(port), listenWait)
 	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/mutate"
 	fail, none, ifNeeded, timeout := admissionregv1.Fail, admissionregv1.SideEffectClassNone, admissionregv1.IfNeededReinvocationPolicy, int32(5)
 	scope := admissionregv1.NamespacedScope

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
@@ -28,7 +29,7 @@ import (
 func startCoreDNS(t *testing.T, c *kubecluster.Cluster, name string) string {
 	t.Helper()
 	bin := toolBin(t, "coredns")
-	port := freePort(t)
+	port := proc.For(t).FreePort()
 	corefile := filepath.Join(t.TempDir(), "Corefile")
 	if err := os.WriteFile(corefile, []byte(`cluster.local:`+strconv.Itoa(port)+` {
     bind 127.0.0.1
@@ -40,7 +41,7 @@ func startCoreDNS(t *testing.T, c *kubecluster.Cluster, name string) string {
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	startProc(t, "coredns", bin, nil, "-conf", corefile)
+	proc.For(t).Start("coredns", bin, nil, "-conf", corefile)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -141,7 +142,7 @@ spec:
 	// API server refuses loopback addresses in EndpointSlices), as a pod
 	// listens on its own.
 	hostIP := hostAddress(t)
-	internal := freePort(t)
+	internal := proc.For(t).FreePort()
 	_, err := c.Client.CoreV1().Services("default").Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "addapp-dapr"},
 		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "dapr-internal", Port: int32(internal)}}},
@@ -167,7 +168,7 @@ spec:
 	}
 	env := []string{"NAMESPACE=default", "TANDEM_KUBE_API=" + c.URL, "TANDEM_KUBE_TOKEN_FILE=" + tokenFile, "TANDEM_KUBE_CA_FILE=" + c.CAFile}
 	kubeSidecar := func(id, ip string, appPort int) string {
-		httpPort := freePort(t)
+		httpPort := proc.For(t).FreePort()
 		args := []string{"--mode", "kubernetes", "--app-id", id, "--config", "appconfig",
 			"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", "0", "--metrics-port", "0",
 			"--dapr-listen-addresses", "127.0.0.1",
@@ -176,8 +177,8 @@ spec:
 		if appPort != 0 {
 			args = append(args, "--app-port", strconv.Itoa(appPort))
 		}
-		startProc(t, "sidecar "+id, sidecarBin, env, args...)
-		waitTCP(t, httpPort)
+		proc.For(t).Start("sidecar "+id, sidecarBin, env, args...)
+		proc.For(t).WaitTCP("127.0.0.1:"+strconv.Itoa(httpPort), listenWait)
 		return "http://127.0.0.1:" + strconv.Itoa(httpPort)
 	}
 	appPort, _ := newWorld(t).app("addapp")

@@ -227,7 +227,7 @@ func TestBulkLargest(t *testing.T) {
 		t.Errorf("gRPC: the unreadable key's error %q; want one without the key prefix", e)
 	}
 
-	if peak := peakRSS(t, s.cmd.Process.Pid); peak > 128<<20 {
+	if peak := peakRSS(t, s.Proc); peak > 128<<20 {
 		t.Errorf("sidecar peak RSS %.1f MiB; want under 128 MiB", float64(peak)/(1<<20))
 	} else {
 		t.Logf("sidecar peak RSS %.1f MiB", float64(peak)/(1<<20))

@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tandem-run/tandem/internal/testutil/counter"
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
@@ -27,7 +28,7 @@ func TestStateEmbeddedDefault(t *testing.T) {
 	if resp.StatusCode != 200 || string(b) != `{"total":"54","next":null,"operation":null}` {
 		t.Fatalf("get: %d %s", resp.StatusCode, b)
 	}
-	if !strings.Contains(s.out.String(), "embedded in-memory store") {
+	if !strings.Contains(s.Out.String(), "embedded in-memory store") {
 		t.Errorf("the log does not say the embedded store is in use")
 	}
 	_, b = do(t, "GET", s.url+"/v1.0/metadata", nil, nil)
@@ -84,25 +85,25 @@ func TestBadComponentStopsTheSidecar(t *testing.T) {
 	if err := os.WriteFile(file, []byte("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.cassandra\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := startProc(t, "sidecar", sidecarBin, nil, "--app-id", "x", "--dapr-http-port", "0", "--dapr-grpc-port", "0",
+	p := proc.For(t).Start("sidecar", sidecarBin, nil, "--app-id", "x", "--dapr-http-port", "0", "--dapr-grpc-port", "0",
 		"--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--resources-path", dir, "--registry-dir", t.TempDir())
-	if code := p.exited(t, 10*time.Second); code == 0 {
+	if code := proc.For(t).ExitCode(p, 10*time.Second); code == 0 {
 		t.Fatal("sidecar started with a bad component")
 	}
 	for _, want := range []string{file, "state.cassandra", "state.redis"} {
-		if !strings.Contains(p.out.String(), want) {
-			t.Errorf("output does not mention %q:\n%s", want, p.out.String())
+		if !strings.Contains(p.Out.String(), want) {
+			t.Errorf("output does not mention %q:\n%s", want, p.Out.String())
 		}
 	}
 }
 
 func TestBadFlagExitsNamingIt(t *testing.T) {
-	p := startProc(t, "sidecar", sidecarBin, nil, "--app-id", "x", "--app-port", "99999")
-	if code := p.exited(t, 10*time.Second); code != 2 {
+	p := proc.For(t).Start("sidecar", sidecarBin, nil, "--app-id", "x", "--app-port", "99999")
+	if code := proc.For(t).ExitCode(p, 10*time.Second); code != 2 {
 		t.Errorf("exit code %d, want 2", code)
 	}
-	if !strings.Contains(p.out.String(), "--app-port") {
-		t.Errorf("output does not name the flag: %s", p.out.String())
+	if !strings.Contains(p.Out.String(), "--app-port") {
+		t.Errorf("output does not name the flag: %s", p.Out.String())
 	}
 }
 

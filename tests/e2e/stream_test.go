@@ -127,7 +127,7 @@ func TestStreamLargeBodies(t *testing.T) {
 		}
 	})
 	for _, s := range []*sidecar{caller, callee} {
-		rss := peakRSS(t, s.cmd.Process.Pid)
+		rss := peakRSS(t, s.Proc)
 		t.Logf("sidecar %s peak RSS after %d-byte transfers: %.1f MiB", s.appID, n, float64(rss)/(1<<20))
 		if rss > rssLimit {
 			t.Errorf("sidecar %s peak RSS %.1f MiB, over %d MiB", s.appID, float64(rss)/(1<<20), rssLimit>>20)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
@@ -42,20 +43,21 @@ type jaeger struct {
 func startJaeger(t *testing.T) *jaeger {
 	t.Helper()
 	bin := toolBin(t, "jaeger")
-	zipkin, query, otlp := freePort(t), freePort(t), freePort(t)
+	pt := proc.For(t)
+	zipkin, query, otlp := pt.FreePort(), pt.FreePort(), pt.FreePort()
 	hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-	startProc(t, "jaeger", bin, nil,
+	pt.Start("jaeger", bin, nil,
 		"--collector.zipkin.host-port="+hp(zipkin),
 		"--query.http-server.host-port="+hp(query),
-		"--query.grpc-server.host-port="+hp(freePort(t)),
-		"--collector.grpc-server.host-port="+hp(freePort(t)),
-		"--collector.http-server.host-port="+hp(freePort(t)),
-		"--collector.otlp.grpc.host-port="+hp(freePort(t)),
+		"--query.grpc-server.host-port="+hp(pt.FreePort()),
+		"--collector.grpc-server.host-port="+hp(pt.FreePort()),
+		"--collector.http-server.host-port="+hp(pt.FreePort()),
+		"--collector.otlp.grpc.host-port="+hp(pt.FreePort()),
 		"--collector.otlp.http.host-port="+hp(otlp),
-		"--admin.http.host-port="+hp(freePort(t)),
+		"--admin.http.host-port="+hp(pt.FreePort()),
 	)
-	waitTCP(t, zipkin)
-	waitTCP(t, query)
+	pt.WaitTCP(hp(zipkin), listenWait)
+	pt.WaitTCP(hp(query), listenWait)
 	return &jaeger{
 		zipkinURL: "http://" + hp(zipkin) + "/api/v2/spans",
 		otlpAddr:  hp(otlp),
