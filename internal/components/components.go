@@ -182,5 +182,33 @@ func (c *Component) validate() error {
 	return err
 }
 
+// Ignored lists the fields of comps that this sidecar accepts from Dapr's
+// schema without acting on them, one entry per field, each naming where
+// the component was read and the component:
+//   - spec.initTimeout: stores connect on first use, so building them
+//     waits on nothing a timeout could cut short;
+//   - auth: there are no secret stores (a secretKeyRef is refused);
+//   - metadata.namespace, when it is not namespace (the sidecar's, when it
+//     has one): components are not left out by namespace; scopes choose
+//     the apps.
+func Ignored(comps []Component, namespace string) []string {
+	var out []string
+	for _, c := range comps {
+		add := func(field string) {
+			out = append(out, fmt.Sprintf("%s: component %q: %s", c.File, c.Metadata.Name, field))
+		}
+		if c.Spec.InitTimeout != "" {
+			add("spec.initTimeout")
+		}
+		if c.Auth != nil {
+			add("auth")
+		}
+		if ns := c.Metadata.Namespace; ns != "" && namespace != "" && ns != namespace {
+			add(fmt.Sprintf("metadata.namespace %q", ns))
+		}
+	}
+	return out
+}
+
 // StateTypes are the state store types this sidecar builds.
 var StateTypes = []string{"state.redis", "state.in-memory"}

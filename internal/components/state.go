@@ -18,44 +18,22 @@ import (
 // when no components are configured.
 const DefaultStore = "statestore"
 
-// StateService builds the state stores of comps. With no state components
+// StateService builds the state stores of comps. A component that fails
+// to build stops it, unless the component sets spec.ignoreErrors: then it
+// is left out and the error logged, as Dapr does. With no state components
 // and withDefault set, it adds the embedded in-memory store "statestore"
 // and logs that it did.
 func StateService(comps []Component, appID, namespace string, withDefault bool, log *slog.Logger) (*state.Service, error) {
 	svc := state.NewService(appID, namespace)
 	for _, c := range comps {
-		md, err := c.MetadataMap()
+		err := addStore(svc, c)
+		if err != nil && c.Spec.IgnoreErrors {
+			log.Error("state store not loaded; going on without it, as its spec.ignoreErrors asks", "store", c.Metadata.Name, "file", c.File, "err", err)
+			continue
+		}
 		if err != nil {
+			_ = svc.Close()
 			return nil, err
-		}
-		prefix := md["keyPrefix"]
-		maxOps, err := maxTransactionOperations(md)
-		if err != nil {
-			_ = svc.Close()
-			return nil, c.errorf("%v", err)
-		}
-		var st state.Store
-		var ttl time.Duration
-		switch c.Spec.Type {
-		case "state.in-memory":
-			for k := range md {
-				if k != "keyPrefix" && k != MetadataMaxTransactionOperations {
-					_ = svc.Close()
-					return nil, c.errorf("metadata %q is not a state.in-memory field; accepted: keyPrefix, %s", k, MetadataMaxTransactionOperations)
-				}
-			}
-			st = memory.New(0)
-		case "state.redis":
-			cfg, err := redis.ParseMetadata(md)
-			if err != nil {
-				_ = svc.Close()
-				return nil, c.errorf("%v", err)
-			}
-			st, ttl = redis.New(c.Metadata.Name, goredis.NewClient(cfg.Options)), cfg.TTL
-		}
-		if err := svc.Add(state.StoreConfig{Name: c.Metadata.Name, Type: c.Spec.Type, Store: st, KeyPrefix: prefix, DefaultTTL: ttl, MaxTransactionOperations: maxOps}); err != nil {
-			_ = svc.Close()
-			return nil, fmt.Errorf("%s: %w", c.File, err)
 		}
 		log.Info("state store ready", "store", c.Metadata.Name, "type", c.Spec.Type, "file", c.File)
 	}
@@ -67,6 +45,43 @@ func StateService(comps []Component, appID, namespace string, withDefault bool, 
 			"store", DefaultStore)
 	}
 	return svc, nil
+}
+
+// addStore builds the store of c and adds it to svc.
+func addStore(svc *state.Service, c Component) error {
+	md, err := c.MetadataMap()
+	if err != nil {
+		return err
+	}
+	prefix := md["keyPrefix"]
+	maxOps, err := maxTransactionOperations(md)
+	if err != nil {
+		return c.errorf("%v", err)
+	}
+	var st state.Store
+	var ttl time.Duration
+	switch c.Spec.Type {
+	case "state.in-memory":
+		for k := range md {
+			if k != "keyPrefix" && k != MetadataMaxTransactionOperations {
+				return c.errorf("metadata %q is not a state.in-memory field; accepted: keyPrefix, %s", k, MetadataMaxTransactionOperations)
+			}
+		}
+		st = memory.New(0)
+	case "state.redis":
+		cfg, err := redis.ParseMetadata(md)
+		if err != nil {
+			return c.errorf("%v", err)
+		}
+		st, ttl = redis.New(c.Metadata.Name, goredis.NewClient(cfg.Options)), cfg.TTL
+	}
+	if err := svc.Add(state.StoreConfig{Name: c.Metadata.Name, Type: c.Spec.Type, Store: st, KeyPrefix: prefix, DefaultTTL: ttl, MaxTransactionOperations: maxOps}); err != nil {
+		if cl, ok := st.(interface{ Close() error }); ok {
+			_ = cl.Close()
+		}
+		return fmt.Errorf("%s: %w", c.File, err)
+	}
+	return nil
 }
 
 // MetadataMaxTransactionOperations is the metadata field of every state
