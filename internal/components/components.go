@@ -188,9 +188,9 @@ func (c *Component) validate() error {
 //   - spec.initTimeout: stores connect on first use, so building them
 //     waits on nothing a timeout could cut short;
 //   - auth: there are no secret stores (a secretKeyRef is refused);
-//   - metadata.namespace, when it is not namespace (the sidecar's, when it
-//     has one): components are not left out by namespace; scopes choose
-//     the apps.
+//   - metadata.namespace, when it is not namespace (the sidecar's; ""
+//     in standalone mode, which has none): components are not left out
+//     by namespace as daprd does; scopes choose the apps.
 func Ignored(comps []Component, namespace string) []string {
 	var out []string
 	for _, c := range comps {
@@ -203,7 +203,7 @@ func Ignored(comps []Component, namespace string) []string {
 		if c.Auth != nil {
 			add("auth")
 		}
-		if ns := c.Metadata.Namespace; ns != "" && namespace != "" && ns != namespace {
+		if ns := c.Metadata.Namespace; ns != "" && ns != namespace {
 			add(fmt.Sprintf("metadata.namespace %q", ns))
 		}
 	}
