@@ -53,6 +53,9 @@ func loadResources(ctx context.Context, o Options, log *slog.Logger) ([]componen
 	if conf != nil && len(conf.Ignored) > 0 {
 		log.Warn("configuration sections without effect in this sidecar", "config", conf.Metadata.Name, "sections", conf.Ignored)
 	}
+	if ignored := components.Ignored(comps, o.Namespace); len(ignored) > 0 {
+		log.Warn("component fields without effect in this sidecar", "fields", ignored)
+	}
 	return comps, conf, nil
 }
 
