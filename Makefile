@@ -58,6 +58,7 @@ deps:
 sidecar:
 	$(GO) build -o bin/sidecar ./cmd/sidecar
 
-## calculator: run the distributed calculator reference app on this machine.
+## calculator: run the distributed calculator reference app on this machine
+## (TRACES=1: with a trace collector and a page of its traces).
 calculator:
-	$(GO) run ./samples/calculator/cmd/local
+	$(GO) run ./samples/calculator/cmd/local$(if $(TRACES), -traces)

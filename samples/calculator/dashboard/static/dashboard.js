@@ -235,6 +235,7 @@ function drawTrace() {
 function details(s, t) {
   const box = el("div", "attrs");
   box.dataset.spanId = s.id;
+  box.style.marginLeft = 24 + s.depth * 18 + "px";
   const table = el("table");
   const add = (k, v, cls) => {
     const tr = el("tr", cls);
