@@ -1,7 +1,7 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test vet lint calculator sidecar deps tools bench bench-tracing fuzz soak
+.PHONY: test vet lint calculator sidecar images deps tools bench bench-tracing fuzz soak
 
 ## test: everything CI runs: formatting, vet, the whole suite with -race,
 ## and a short run of every fuzz target.
@@ -57,6 +57,14 @@ deps:
 ## sidecar: build the sidecar binary into ./bin.
 sidecar:
 	$(GO) build -o bin/sidecar ./cmd/sidecar
+
+## images: the sidecar, injector and calculator images, as OCI tarballs in
+## bin/images (static binaries on an empty base, user 65532; reproducible).
+## VERSION is their tag (default: the chart's appVersion); with IMAGE_REGISTRY
+## (e.g. localhost:5000/tandem) they are pushed there too. IMAGES=-all adds
+## the test node's pause, redis and collector.
+images:
+	$(GO) run ./tools/images -out bin/images $(IMAGES)
 
 ## calculator: run the distributed calculator reference app on this machine
 ## (TRACES=1: with a trace collector and a page of its traces).
