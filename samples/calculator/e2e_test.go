@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
-	"github.com/tandem-run/tandem/internal/testutil/syncbuf"
 )
 
 // startCalculator runs the one-command local runner as a real process and
@@ -25,48 +25,32 @@ func startCalculator(t *testing.T, extra ...string) string {
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/local").CombinedOutput(); err != nil {
 		t.Fatalf("building the runner: %v\n%s", err, out)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port := proc.For(t).FreePort()
+	p, err := proc.Start("runner", bin, nil, append([]string{"-port", strconv.Itoa(port)}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	out := &syncbuf.Buffer{}
-	cmd := exec.Command(bin, append([]string{"-port", strconv.Itoa(port)}, extra...)...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("runner exited with %v after Ctrl-C", err)
-			}
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("runner did not stop within 15s of Ctrl-C")
+		if err := p.Stop(syscall.SIGINT, 15*time.Second); err != nil {
+			t.Errorf("runner after Ctrl-C: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("runner output:\n%s", out.String())
+			t.Logf("runner output:\n%s", p.Out.String())
 		}
 	})
 	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(out.String(), "calculator ready") {
+	for !strings.Contains(p.Out.String(), "calculator ready") {
 		select {
-		case err := <-done:
-			t.Fatalf("runner exited: %v\n%s", err, out.String())
+		case <-p.Done():
+			t.Fatalf("runner exited: %v\n%s", p.Err(), p.Out.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("runner not ready after 2 minutes:\n%s", out.String())
+			t.Fatalf("runner not ready after 2 minutes:\n%s", p.Out.String())
 		}
 	}
 	for _, id := range []string{"addapp", "subtractapp", "multiplyapp", "divideapp", "calculator-front-end"} {
-		if !strings.Contains(out.String(), id+" sidecar") {
+		if !strings.Contains(p.Out.String(), id+" sidecar") {
 			t.Errorf("no log lines prefixed with %q", id+" sidecar")
 		}
 	}

@@ -13,13 +13,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,7 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/tandem-run/tandem/internal/testutil/syncbuf"
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
 // Cluster is a running control plane.
@@ -53,10 +51,12 @@ func Start(t testing.TB) *Cluster {
 	root := repoRoot(t)
 	bins := build(t, root, "etcd", "kube-apiserver", "kube-controller-manager")
 	dir := t.TempDir()
+	pt := proc.For(t)
+	port := func() string { return strconv.Itoa(pt.FreePort()) }
 
 	// etcd
-	etcdClient, etcdPeer := freePort(t), freePort(t)
-	startProc(t, "etcd", bins[0],
+	etcdClient, etcdPeer := port(), port()
+	pt.Start("etcd", bins[0], nil,
 		"--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", "http://127.0.0.1:"+etcdClient,
 		"--advertise-client-urls", "http://127.0.0.1:"+etcdClient,
@@ -66,7 +66,7 @@ func Start(t testing.TB) *Cluster {
 		"--log-level", "warn",
 		"--unsafe-no-fsync",
 	)
-	waitTCP(t, etcdClient, 30*time.Second)
+	pt.WaitTCP("127.0.0.1:"+etcdClient, 30*time.Second)
 
 	// kube-apiserver
 	saKey, saPub := serviceAccountKeys(t, dir)
@@ -74,8 +74,8 @@ func Start(t testing.TB) *Cluster {
 	tokens := filepath.Join(dir, "tokens.csv")
 	write(t, tokens, token+",admin,admin,system:masters\n")
 	certDir := filepath.Join(dir, "apiserver")
-	apiPort := freePort(t)
-	api := startProc(t, "kube-apiserver", bins[1],
+	apiPort := port()
+	api := pt.Start("kube-apiserver", bins[1], nil,
 		"--etcd-servers", "http://127.0.0.1:"+etcdClient,
 		"--bind-address", "127.0.0.1",
 		"--advertise-address", "127.0.0.1",
@@ -99,7 +99,7 @@ func Start(t testing.TB) *Cluster {
 	url := "https://127.0.0.1:" + apiPort
 	caFile := filepath.Join(certDir, "apiserver.crt")
 	c := &Cluster{URL: url, CAFile: caFile, Token: token, Kubeconfig: filepath.Join(dir, "kubeconfig")}
-	waitReady(t, c, caFile, api)
+	waitReady(t, c, caFile, api.Done())
 	write(t, c.Kubeconfig, fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -127,12 +127,12 @@ current-context: test
 
 	// kube-controller-manager, with a service account per controller, as
 	// in most clusters: pods come from system:serviceaccount:kube-system:replicaset-controller.
-	startProc(t, "kube-controller-manager", bins[2],
+	pt.Start("kube-controller-manager", bins[2], nil,
 		"--kubeconfig", c.Kubeconfig,
 		"--authentication-kubeconfig", c.Kubeconfig,
 		"--authorization-kubeconfig", c.Kubeconfig,
 		"--bind-address", "127.0.0.1",
-		"--secure-port", freePort(t),
+		"--secure-port", port(),
 		"--leader-elect=false",
 		"--use-service-account-credentials=true",
 		"--service-account-private-key-file", saKey,
@@ -228,59 +228,6 @@ func write(t testing.TB, path, s string) {
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
-
-func waitTCP(t testing.TB, port string, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 100*time.Millisecond); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on port %s after %s", port, d)
-}
-
-// startProc starts bin; the channel closes when it exits.
-func startProc(t testing.TB, name, bin string, args ...string) <-chan struct{} {
-	t.Helper()
-	out := &syncbuf.Buffer{}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			s := out.String()
-			if len(s) > 20000 {
-				s = "...\n" + s[len(s)-20000:]
-			}
-			t.Logf("--- output of %s ---\n%s", name, s)
-		}
-	})
-	return done
 }
 
 // NodeName is the Node that PlayKubelet binds pods to.

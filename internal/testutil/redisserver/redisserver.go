@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
 // Server is a running redis-server.
@@ -54,12 +56,7 @@ func start(t testing.TB, extra ...string) *Server {
 		}
 		t.Skip("redis-server is not installed: apt-get install -y redis-server (or run make test)")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := proc.For(t).FreePort()
 	// Its own folder: a replica writes the data it syncs as dump.rdb even
 	// with --save "", and that must not land in the package under test.
 	extra = append([]string{"--dir", t.TempDir()}, extra...)
