@@ -1,15 +1,20 @@
 // Command local runs the distributed calculator on this machine: it builds
 // the sidecar and the apps, starts the five apps each beside its own sidecar
-// in standalone mode, and serves the page on http://localhost:8080.
+// in standalone mode, and serves the page on http://localhost:8080. With
+// -traces it also runs a trace collector (Jaeger all-in-one, built once by
+// tools/build) that every sidecar sends its spans to, and a page of the
+// traces on http://127.0.0.1:16686.
 //
-//	go run ./samples/calculator/cmd/local [-port 8080] [-redis host:port] [-zipkin URL]
+//	go run ./samples/calculator/cmd/local [-port 8080] [-redis host:port] [-zipkin URL | -traces [-traces-port 16686]]
 package main
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -40,24 +45,77 @@ var apps = []app{
 	{"calculator-front-end", "frontend", nil},
 }
 
+// options are the runner's flags.
+type options struct {
+	port       int    // the page's port
+	redis      string // host:port of a Redis server, or "" for the embedded store
+	zipkin     string // a Zipkin span endpoint of the user's, or ""
+	traces     bool   // run a collector and the traces page
+	tracesPort int    // the traces page's port
+}
+
+// parseOptions reads the flags, taking defaults of -redis and -zipkin from
+// the environment.
+func parseOptions(args []string, getenv func(string) string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("calculator", flag.ContinueOnError)
+	fs.IntVar(&o.port, "port", 8080, "port of the web front end")
+	fs.StringVar(&o.redis, "redis", getenv("CALCULATOR_REDIS"), "host:port of a Redis server for the state store (env CALCULATOR_REDIS); default: the embedded store")
+	fs.StringVar(&o.zipkin, "zipkin", getenv("CALCULATOR_ZIPKIN"), "Zipkin span endpoint of a collector of yours, e.g. http://localhost:9411/api/v2/spans, to trace every call (env CALCULATOR_ZIPKIN); default: no tracing")
+	fs.BoolVar(&o.traces, "traces", false, "trace every call into a collector the runner starts (Jaeger all-in-one, built once by tools/build) and serve a page of the traces")
+	fs.IntVar(&o.tracesPort, "traces-port", 16686, "port of the traces page, on 127.0.0.1 (with -traces)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected argument %q: the runner takes flags only (-h lists them)", fs.Arg(0))
+	case o.port < 1 || o.port > 65535:
+		return o, fmt.Errorf("-port %d: want a port from 1 to 65535", o.port)
+	case o.tracesPort < 1 || o.tracesPort > 65535:
+		return o, fmt.Errorf("-traces-port %d: want a port from 1 to 65535", o.tracesPort)
+	case set["traces-port"] && !o.traces:
+		return o, errors.New("-traces-port is the port of the traces page, which only -traces serves: add -traces")
+	case o.traces && o.zipkin != "":
+		return o, fmt.Errorf("-traces starts a collector of its own and -zipkin (or CALCULATOR_ZIPKIN) names yours, %s: use one of them", o.zipkin)
+	case o.traces && o.tracesPort == o.port:
+		return o, fmt.Errorf("-port and -traces-port are both %d: the calculator and the traces page need a port each", o.port)
+	}
+	return o, nil
+}
+
 func main() {
-	port := flag.Int("port", 8080, "port of the web front end")
-	redisAddr := flag.String("redis", os.Getenv("CALCULATOR_REDIS"), "host:port of a Redis server for the state store (env CALCULATOR_REDIS); default: the embedded store")
-	zipkin := flag.String("zipkin", os.Getenv("CALCULATOR_ZIPKIN"), "Zipkin span endpoint, e.g. http://localhost:9411/api/v2/spans, to trace every call (env CALCULATOR_ZIPKIN); default: no tracing")
-	flag.Parse()
+	o, err := parseOptions(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "calculator: %v\n", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *port, *redisAddr, *zipkin); err != nil {
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintf(os.Stderr, "calculator: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, port int, redisAddr, zipkin string) error {
-	if ln, err := net.Listen("tcp", ":"+strconv.Itoa(port)); err != nil {
-		return fmt.Errorf("port %d is taken (%v): stop what uses it or pick another with -port", port, err)
+func run(ctx context.Context, o options) error {
+	if ln, err := net.Listen("tcp", ":"+strconv.Itoa(o.port)); err != nil {
+		return fmt.Errorf("port %d is taken (%v): stop what uses it or pick another with -port", o.port, err)
 	} else {
 		ln.Close()
+	}
+	var pageLn net.Listener
+	if o.traces {
+		var err error
+		if pageLn, err = listenTracesPage(o.tracesPort); err != nil {
+			return err
+		}
+		defer pageLn.Close()
 	}
 	work, err := os.MkdirTemp("", "calculator-")
 	if err != nil {
@@ -68,16 +126,32 @@ func run(ctx context.Context, port int, redisAddr, zipkin string) error {
 	if err != nil {
 		return err
 	}
+	// The collector stops after the apps and sidecars, which send it their
+	// last spans as they stop.
+	g, collector := &group{}, &group{}
+	defer collector.stopAll()
+	defer g.stopAll()
 	args := []string{}
-	if redisAddr != "" {
+	if o.redis != "" {
 		dir := filepath.Join(work, "resources")
-		if err := writeRedisComponent(dir, redisAddr); err != nil {
+		if err := writeRedisComponent(dir, o.redis); err != nil {
 			return err
 		}
 		args = append(args, "--resources-path", dir)
-		logf("runner", "state store: Redis at %s", redisAddr)
+		logf("runner", "state store: Redis at %s", o.redis)
 	} else {
 		logf("runner", "state store: the embedded in-memory store (use -redis host:port for Redis)")
+	}
+	zipkin, ready := o.zipkin, fmt.Sprintf("calculator ready: http://localhost:%d", o.port)
+	var pageErr <-chan error // the traces page's server, once it stops
+	if o.traces {
+		tr, err := startTraces(ctx, collector, pageLn)
+		if err != nil {
+			return err
+		}
+		defer tr.page.Close()
+		zipkin, pageErr = tr.zipkin, tr.pageErr
+		ready += "  traces: " + tr.pageURL
 	}
 	if zipkin != "" {
 		conf := filepath.Join(work, "appconfig.yaml")
@@ -88,12 +162,10 @@ func run(ctx context.Context, port int, redisAddr, zipkin string) error {
 		logf("runner", "tracing: every call, to Zipkin at %s", zipkin)
 	}
 
-	g := &group{}
-	defer g.stopAll()
 	registry := filepath.Join(work, "registry")
 	var sidecarURLs []string
 	for _, a := range apps {
-		appPort := port
+		appPort := o.port
 		if a.id != "calculator-front-end" {
 			if appPort, err = proc.FreePort(); err != nil {
 				return err
@@ -121,14 +193,19 @@ func run(ctx context.Context, port int, redisAddr, zipkin string) error {
 	if err := waitHealthy(ctx, g, sidecarURLs); err != nil {
 		return err
 	}
-	logf("runner", "calculator ready: http://localhost:%d  (Ctrl-C stops everything)", port)
+	logf("runner", "%s  (Ctrl-C stops everything)", ready)
 	select {
 	case <-ctx.Done():
 		logf("runner", "stopping")
 		g.stopAll()
+		collector.stopAll()
 		return nil
 	case name := <-g.exited:
 		return fmt.Errorf("%s exited unexpectedly; stopping everything", name)
+	case name := <-collector.exited:
+		return fmt.Errorf("%s exited unexpectedly; stopping everything", name)
+	case err := <-pageErr:
+		return fmt.Errorf("the traces page stopped: %w; stopping everything", err)
 	}
 }
 
@@ -201,6 +278,11 @@ type group struct {
 }
 
 func (g *group) start(name, bin string, env []string, args ...string) error {
+	return g.startTo(&prefixWriter{name: name}, name, bin, env, args...)
+}
+
+// startTo starts a child that writes its output to out.
+func (g *group) startTo(out io.Writer, name, bin string, env []string, args ...string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.exited == nil {
@@ -208,8 +290,7 @@ func (g *group) start(name, bin string, env []string, args ...string) error {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = &prefixWriter{name: name}
-	cmd.Stderr = cmd.Stdout
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", name, err)
@@ -251,9 +332,11 @@ func (g *group) stopAll() {
 	}
 }
 
-// prefixWriter writes each line prefixed with the process's name.
+// prefixWriter writes each line prefixed with the process's name, but
+// those that skip (when set) is true of.
 type prefixWriter struct {
 	name string
+	skip func(line []byte) bool
 	mu   sync.Mutex
 	buf  []byte
 }
@@ -269,7 +352,9 @@ func (w *prefixWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		logf(w.name, "%s", w.buf[:i])
+		if w.skip == nil || !w.skip(w.buf[:i]) {
+			logf(w.name, "%s", w.buf[:i])
+		}
 		w.buf = w.buf[i+1:]
 	}
 	return len(p), nil
