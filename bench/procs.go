@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,40 +11,34 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	testproc "github.com/tandem-run/tandem/internal/testutil/proc"
+	"github.com/tandem-run/tandem/internal/testutil/syncbuf"
 )
 
 // proc is a process the harness started: a sidecar, a floor proxy, Redis.
 type proc struct {
+	*testproc.Proc
+	// name and out are Proc's Name and Out under the names run.go and
+	// soak.go use; they go when those read Name and Out.
 	name string
-	cmd  *exec.Cmd
-	out  bytes.Buffer
+	out  *syncbuf.Buffer
 }
 
 func start(name, bin string, env []string, args ...string) (*proc, error) {
-	p := &proc{name: name, cmd: exec.Command(bin, args...)}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	p, err := testproc.Start(name, bin, env, args...)
+	if err != nil {
+		return nil, err
 	}
-	return p, nil
+	return &proc{Proc: p, name: p.Name, out: &p.Out}, nil
 }
 
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
-	}
-}
+// stop sends SIGTERM and kills the process if it has not exited 5 s later.
+func (p *proc) stop() { _ = p.Stop(syscall.SIGTERM, 5*time.Second) }
 
 // cpu returns the process's user+system CPU time so far, from /proc.
 func (p *proc) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Cmd.Process.Pid))
 	if err != nil {
 		return 0
 	}
@@ -62,20 +55,11 @@ func (p *proc) cpu() time.Duration {
 // peakRSS returns the process's peak resident memory (VmHWM), in bytes.
 func (p *proc) peakRSS() int64 { return p.memory("VmHWM") }
 
-// memory returns a memory field (in kB there) of the process's
-// /proc/<pid>/status, in bytes; 0 when it cannot be read.
+// memory returns a memory field of the process's /proc/<pid>/status (see
+// Proc.Memory), in bytes; 0 when it cannot be read.
 func (p *proc) memory(field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	n, _ := p.Memory(field)
+	return n
 }
 
 // buildSidecar builds the sidecar into dir.
@@ -89,26 +73,10 @@ func buildSidecar(dir string) (string, error) {
 	return bin, nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-func waitTCP(addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("nothing listens on %s after %s", addr, d)
-}
+// freePort and waitTCP are the shared ones under the names run.go and
+// soak.go call; they go when those call testproc's.
+func freePort() (int, error)                     { return testproc.FreePort() }
+func waitTCP(addr string, d time.Duration) error { return testproc.WaitTCP(addr, d) }
 
 func waitHealthy(url string, d time.Duration) error {
 	deadline := time.Now().Add(d)
