@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/internal/ports"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
@@ -69,6 +71,30 @@ type Options struct {
 	RegistryDir   string // standalone: registry folder
 	ClusterDomain string // kubernetes: DNS cluster domain
 	DNSServer     string // kubernetes: host:port of the DNS server; empty: system
+
+	// UnixDomainSocket is the folder where the HTTP and gRPC APIs listen
+	// on Unix sockets, named as daprd names them, instead of their ports;
+	// "": on their ports.
+	UnixDomainSocket string
+	// ProfilePort is where Go's pprof is served when EnableProfiling
+	// (0 picks a free port); daprd's default 7777.
+	ProfilePort     int
+	EnableProfiling bool
+	// AppHealth checks the app's health (--enable-app-health-check); nil:
+	// the app is ready once its port answers, and stays so.
+	AppHealth        *invoke.HealthCheck
+	EnableAPILogging bool // log every API call
+	// BlockShutdown holds a SIGTERM's graceful shutdown back this long, or
+	// until the app's health check fails, while the sidecar serves as
+	// before (--dapr-block-shutdown-duration); 0: no wait.
+	BlockShutdown time.Duration
+	// AllowedOrigins are the origins CORS lets browsers call the HTTP API
+	// from; nil: no CORS headers (daprd's default "*" means the same).
+	AllowedOrigins []string
+
+	// Unused are the flags given that this sidecar accepts without effect,
+	// each with the reason; run logs them once.
+	Unused []string
 }
 
 // Defaults and bounds of the numeric flags. The injector checks its
@@ -85,6 +111,8 @@ const (
 	maxAppConcurrency   = 1 << 20
 	defaultGraceSeconds = 5
 	maxGraceSeconds     = 3600
+	defaultProfilePort  = 7777 // daprd's
+	maxBlockShutdown    = time.Hour
 )
 
 // The accepted values of each numeric flag. -1 means "unset: the default, or
@@ -97,6 +125,10 @@ var (
 	graceRange       = intRange{lo: 0, hi: maxGraceSeconds, unset: true, accepted: "-1 for the default (5), or 0 to 3600 seconds"}
 	readBufferKB     = intRange{lo: minReadBufferSize >> 10, hi: maxReadBufferSize >> 10, unset: true, accepted: "-1 for the default (64 KB), or 1 to 8192 KB"}
 	maxRequestMB     = intRange{lo: 1, hi: maxBodySize >> 20, unset: true, accepted: "-1 for the default (4 MB for buffered APIs, invocation unlimited), or 1 to 1048576 MB"}
+	profilePortRange = intRange{lo: 0, hi: math.MaxUint16, unset: true, accepted: "-1 for the default (7777), 0 to pick a free port, or 1 to 65535"}
+	probeInterval    = intRange{lo: 1, hi: 3600, accepted: "1 to 3600 seconds"}
+	probeTimeout     = intRange{lo: 1, hi: 3600 * 1000, accepted: "1 to 3600000 milliseconds, at most --app-health-probe-interval"}
+	healthThreshold  = intRange{lo: 1, hi: 1000000, accepted: "1 to 1000000 failed probes in a row"}
 )
 
 // parseOptions parses the sidecar's flags (daprd's names) and environment.
@@ -112,11 +144,17 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		*p = def
 		fs.Var(&intFlag{p: p, name: name, r: r, refused: &refused}, name, usage+"; accepted: "+r.accepted)
 	}
-	var appPort, publicPort, maxBody, readBuffer, listen, logLevel string
+	var appPort, publicPort, maxBody, readBuffer, listen, logLevel, origins string
 	var grace, readBufferSizeKB, maxRequestSizeMB int
+	var appSSL, showVersion bool
+	var health invoke.HealthCheck
+	var healthOn bool
+	var healthInterval, healthTimeout int
+	var placement, scheduler string
 	fs.StringVar(&o.AppID, "app-id", "", "this app's id (required): a DNS-1123 label")
 	fs.StringVar(&appPort, "app-port", "", "port the app listens on; none or 0: outbound-only sidecar")
-	fs.StringVar(&o.AppProtocol, "app-protocol", "http", "protocol of the app: http, grpc, h2c or https")
+	fs.StringVar(&o.AppProtocol, "app-protocol", "http", "protocol of the app: http, grpc, h2c, https or grpcs")
+	fs.BoolVar(&appSSL, "app-ssl", false, "TLS to the app: --app-protocol http becomes https, grpc grpcs (daprd's older flag)")
 	fs.StringVar(&o.AppChannelAddress, "app-channel-address", "127.0.0.1", "host of the app")
 	intVar(&o.AppMaxConcurrency, "app-max-concurrency", -1, concurrencyRange, "most `calls` in flight to the app; more wait for a free slot")
 	intVar(&o.HTTPPort, "dapr-http-port", ports.HTTP, portRange, "HTTP API `port`")
@@ -143,21 +181,51 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.RegistryDir, "registry-dir", getenv("TANDEM_REGISTRY_DIR"), "standalone: registry folder of running sidecars (env TANDEM_REGISTRY_DIR)")
 	fs.StringVar(&o.ClusterDomain, "kubernetes-cluster-domain", "cluster.local", "kubernetes: the cluster's DNS domain")
 	fs.StringVar(&o.DNSServer, "kubernetes-dns-server", "", "kubernetes: DNS server host:port (default: the system's)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			var b strings.Builder
-			b.WriteString("Usage: sidecar --app-id ID [--app-port PORT] [flags]\n\n")
-			fs.SetOutput(&b)
-			fs.PrintDefaults()
-			return o, &usageError{b.String()}
+	fs.StringVar(&o.UnixDomainSocket, "unix-domain-socket", "", "`folder` where the HTTP and gRPC APIs listen on Unix sockets (dapr-<app-id>-http.socket, dapr-<app-id>-grpc.socket) instead of their ports")
+	fs.BoolVar(&o.EnableProfiling, "enable-profiling", false, "serve Go's pprof (/debug/pprof/) on --profile-port")
+	intVar(&o.ProfilePort, "profile-port", -1, profilePortRange, "pprof `port` with --enable-profiling")
+	fs.BoolVar(&healthOn, "enable-app-health-check", false, "probe the app's health; while it fails, the app is reported unhealthy and not called")
+	fs.StringVar(&health.Path, "app-health-check-path", invoke.DefaultHealthPath, "path the health probe GETs (HTTP apps)")
+	intVar(&healthInterval, "app-health-probe-interval", int(invoke.DefaultHealthInterval/time.Second), probeInterval, "`seconds` between health probes")
+	intVar(&healthTimeout, "app-health-probe-timeout", int(invoke.DefaultHealthTimeout/time.Millisecond), probeTimeout, "`milliseconds` a health probe may take")
+	intVar(&health.Threshold, "app-health-threshold", invoke.DefaultHealthThreshold, healthThreshold, "failed `probes` in a row that make the app unhealthy")
+	fs.BoolVar(&o.EnableAPILogging, "enable-api-logging", false, "log every call to the HTTP and gRPC APIs")
+	fs.DurationVar(&o.BlockShutdown, "dapr-block-shutdown-duration", 0, "on SIGTERM, keep serving this long (or until the app's health check fails) before shutting down; 0 to 1h")
+	fs.StringVar(&origins, "allowed-origins", "*", "comma-separated origins browsers may call the HTTP API from (CORS), e.g. https://app.example.com; * (the default): no CORS headers, as daprd")
+	fs.StringVar(&placement, "placement-host-address", "", "accepted without effect: this sidecar has no actors")
+	fs.StringVar(&scheduler, "scheduler-host-address", "", "accepted without effect: this sidecar has no scheduler (jobs, reminders)")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	// An empty argument is skipped, and parsing goes on after it: the Dapr
+	// CLI passes one where it blanked a flag it takes the runtime not to
+	// know (--scheduler-host-address, for a runtime version before 1.14),
+	// and leaves that flag's value after it, which is skipped too.
+	var blanked []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				var b strings.Builder
+				b.WriteString("Usage: sidecar --app-id ID [--app-port PORT] [flags]\n\n")
+				fs.SetOutput(&b)
+				fs.PrintDefaults()
+				return o, &usageError{b.String()}
+			}
+			if refused != nil {
+				return o, refused
+			}
+			return o, flagError(err)
 		}
-		if refused != nil {
-			return o, refused
+		if rest = fs.Args(); len(rest) == 0 {
+			break
 		}
-		return o, flagError(err)
+		if rest[0] != "" {
+			return o, fmt.Errorf("unexpected argument %q: every option is a flag (--name value)", rest[0])
+		}
+		if rest = rest[1:]; len(rest) > 0 && rest[0] != "" && !strings.HasPrefix(rest[0], "-") {
+			blanked, rest = append(blanked, rest[0]), rest[1:]
+		}
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q: every option is a flag (--name value)", fs.Arg(0))
+	if showVersion {
+		return o, &usageError{version + "\n"}
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -172,11 +240,19 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		}
 	}
 	switch o.AppProtocol {
-	case "http", "h2c", "https", "grpc":
-	case "grpcs":
-		return o, fmt.Errorf("--app-protocol grpcs (gRPC over TLS to the app) is not supported; the app channel is loopback: use grpc")
+	case "http", "h2c", "https", "grpc", "grpcs":
 	default:
-		return o, fmt.Errorf("--app-protocol %q is not valid; accepted: http, grpc, h2c, https", o.AppProtocol)
+		return o, fmt.Errorf("--app-protocol %q is not valid; accepted: http, grpc, h2c, https, grpcs", o.AppProtocol)
+	}
+	if appSSL {
+		switch o.AppProtocol {
+		case "http":
+			o.AppProtocol = "https"
+		case "grpc":
+			o.AppProtocol = "grpcs"
+		case "h2c":
+			return o, errors.New("--app-ssl with --app-protocol h2c: h2c is HTTP/2 without TLS; for TLS use --app-protocol https")
+		}
 	}
 	o.AppMaxConcurrency = max(o.AppMaxConcurrency, 0) // -1: no bound, as 0
 	if o.AppChannelAddress == "" {
@@ -214,8 +290,11 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 			return o, fmt.Errorf("--kubernetes-dns-server %q is not valid; accepted: host:port with a port from 1 to 65535, e.g. 10.96.0.10:53", o.DNSServer)
 		}
 	}
+	if logLevel == "fatal" { // daprd's highest level: errors only, here
+		logLevel = "error"
+	}
 	if err = o.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
-		return o, fmt.Errorf("--log-level %q is not valid; accepted: debug, info, warn, error", logLevel)
+		return o, fmt.Errorf("--log-level %q is not valid; accepted: debug, info, warn, error, fatal", logLevel)
 	}
 	o.APIToken, o.AppToken = getenv("DAPR_API_TOKEN"), getenv("APP_API_TOKEN")
 
@@ -251,7 +330,87 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		grace = defaultGraceSeconds
 	}
 	o.GracefulShutdown = time.Duration(grace) * time.Second
+
+	profilePortSet := o.ProfilePort >= 0
+	if !profilePortSet {
+		o.ProfilePort = defaultProfilePort
+	}
+	if o.BlockShutdown < 0 || o.BlockShutdown > maxBlockShutdown {
+		return o, fmt.Errorf("--dapr-block-shutdown-duration %s is not valid; accepted: 0 to 1h, e.g. 10s", o.BlockShutdown)
+	}
+	if o.AllowedOrigins, err = parseOrigins(origins); err != nil {
+		return o, err
+	}
+	if healthOn {
+		health.Interval = time.Duration(healthInterval) * time.Second
+		health.Timeout = time.Duration(healthTimeout) * time.Millisecond
+		if health.Timeout > health.Interval {
+			return o, fmt.Errorf("--app-health-probe-timeout %d ms is longer than --app-health-probe-interval %d s; a probe must end before the next", healthTimeout, healthInterval)
+		}
+		if u, perr := url.ParseRequestURI(health.Path); perr != nil || !strings.HasPrefix(health.Path, "/") || u.Fragment != "" || strings.ContainsAny(health.Path, " \t") {
+			return o, fmt.Errorf("--app-health-check-path %q is not valid; accepted: a path from /, e.g. /healthz", health.Path)
+		}
+		o.AppHealth = &health
+	}
+	given["profile-port"] = profilePortSet // -1 is "not given"
+	o.Unused = unused(given, blanked, o)
 	return o, nil
+}
+
+// unused lists the flags given that have no effect here, each with why, and
+// the values skipped after empty arguments.
+func unused(given map[string]bool, blanked []string, o Options) []string {
+	var out []string
+	for _, f := range []struct{ name, why string }{
+		{"placement-host-address", "this sidecar has no actors"},
+		{"scheduler-host-address", "this sidecar has no scheduler (jobs, reminders)"},
+	} {
+		if given[f.name] {
+			out = append(out, "--"+f.name+": "+f.why)
+		}
+	}
+	if o.AppHealth == nil {
+		for _, f := range []string{"app-health-check-path", "app-health-probe-interval", "app-health-probe-timeout", "app-health-threshold"} {
+			if given[f] {
+				out = append(out, "--"+f+": app health checks are off without --enable-app-health-check")
+			}
+		}
+	}
+	// Parsed, and wired as their features land.
+	for _, f := range []string{"unix-domain-socket", "enable-profiling", "enable-app-health-check", "enable-api-logging", "dapr-block-shutdown-duration", "allowed-origins"} {
+		if given[f] {
+			out = append(out, "--"+f+": not served yet")
+		}
+	}
+	if given["profile-port"] && !o.EnableProfiling {
+		out = append(out, "--profile-port: profiling is off without --enable-profiling")
+	}
+	for _, v := range blanked {
+		out = append(out, fmt.Sprintf("an empty argument and the value after it, %q: the Dapr CLI blanks --scheduler-host-address, not its value, for runtimes it takes for older than 1.14", v))
+	}
+	return out
+}
+
+// parseOrigins parses --allowed-origins: "*" is daprd's default and means
+// no CORS headers; otherwise a comma-separated list of origins
+// (scheme://host[:port]), each with at most one "*" wildcard.
+func parseOrigins(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "*" {
+		return nil, nil
+	}
+	var out []string
+	for o := range strings.SplitSeq(s, ",") {
+		o = strings.TrimSpace(o)
+		scheme, host, ok := strings.Cut(o, "://")
+		if o == "*" {
+			return nil, fmt.Errorf("--allowed-origins %q mixes * with origins; give * alone (no CORS headers) or a list of origins", s)
+		}
+		if !ok || scheme == "" || host == "" || strings.ContainsAny(host, "/ \t") || strings.Count(o, "*") > 1 {
+			return nil, fmt.Errorf("--allowed-origins %q is not valid at %q; accepted: * or comma-separated origins such as https://app.example.com or https://*.example.com", s, o)
+		}
+		out = append(out, strings.ToLower(o))
+	}
+	return out, nil
 }
 
 // intRange is what a numeric flag accepts: lo to hi, and -1 when unset is
@@ -306,7 +465,8 @@ func parseSizeIn(flag, s string, lo, hi int64, accepted string) (int64, error) {
 	return n, nil
 }
 
-// usageError carries the usage text asked for with --help.
+// usageError carries the text asked for with --help or --version, which
+// main prints before it exits without running.
 type usageError struct{ text string }
 
 func (e *usageError) Error() string { return e.text }

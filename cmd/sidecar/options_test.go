@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/testutil/clistandin"
 )
 
 func env(m map[string]string) func(string) string {
@@ -97,6 +99,50 @@ func TestParseOptions(t *testing.T) {
 			func(o Options) bool { return o.InternalAddress == "10.0.0.5" }},
 		{"dns server", []string{"--app-id", "a", "--kubernetes-dns-server", "10.96.0.10:53"}, nil,
 			func(o Options) bool { return o.DNSServer == "10.96.0.10:53" }},
+		{"grpcs app", []string{"--app-id", "a", "--app-protocol", "grpcs"}, nil,
+			func(o Options) bool { return o.AppProtocol == "grpcs" }},
+		{"app ssl makes http https", []string{"--app-id", "a", "--app-ssl"}, nil,
+			func(o Options) bool { return o.AppProtocol == "https" }},
+		{"app ssl makes grpc grpcs", []string{"--app-id", "a", "--app-protocol", "grpc", "--app-ssl"}, nil,
+			func(o Options) bool { return o.AppProtocol == "grpcs" }},
+		{"an empty argument is ignored", []string{"", "--app-id", "a", "", "--log-level", "debug", ""}, nil,
+			func(o Options) bool { return o.AppID == "a" && o.LogLevel.String() == "DEBUG" && len(o.Unused) == 0 }},
+		{"the Dapr CLI's blanked scheduler flag", []string{"--app-id", "a", "", "localhost:50006", "--app-port", "0"}, nil,
+			func(o Options) bool {
+				return o.AppID == "a" && len(o.Unused) == 1 && strings.Contains(o.Unused[0], `"localhost:50006"`)
+			}},
+		{"flags without effect are listed", []string{"--app-id", "a", "--placement-host-address", "localhost:50005", "--scheduler-host-address", "localhost:50006"}, nil,
+			func(o Options) bool {
+				return len(o.Unused) == 2 && strings.HasPrefix(o.Unused[0], "--placement-host-address: ") && strings.HasPrefix(o.Unused[1], "--scheduler-host-address: ")
+			}},
+		{"health check defaults, daprd's", []string{"--app-id", "a", "--enable-app-health-check"}, nil,
+			func(o Options) bool {
+				h := o.AppHealth
+				return h != nil && h.Path == "/healthz" && h.Interval == 5*time.Second && h.Timeout == 500*time.Millisecond && h.Threshold == 3
+			}},
+		{"health check flags", []string{"--app-id", "a", "--enable-app-health-check", "--app-health-check-path", "/ready?deep=1", "--app-health-probe-interval", "2", "--app-health-probe-timeout", "2000", "--app-health-threshold", "1"}, nil,
+			func(o Options) bool {
+				h := o.AppHealth
+				return h != nil && h.Path == "/ready?deep=1" && h.Interval == 2*time.Second && h.Timeout == 2*time.Second && h.Threshold == 1
+			}},
+		{"health check off", []string{"--app-id", "a", "--app-health-threshold", "5"}, nil,
+			func(o Options) bool { return o.AppHealth == nil && len(o.Unused) == 1 }},
+		{"profiling on the default port", []string{"--app-id", "a", "--enable-profiling", "--profile-port", "-1"}, nil,
+			func(o Options) bool { return o.EnableProfiling && o.ProfilePort == 7777 }},
+		{"profiling off", []string{"--app-id", "a", "--profile-port", "-1"}, nil,
+			func(o Options) bool { return !o.EnableProfiling }},
+		{"origins", []string{"--app-id", "a", "--allowed-origins", "https://App.example, http://localhost:8080 ,https://*.example.com"}, nil,
+			func(o Options) bool {
+				return strings.Join(o.AllowedOrigins, "|") == "https://app.example|http://localhost:8080|https://*.example.com"
+			}},
+		{"origins *, daprd's default: no CORS", []string{"--app-id", "a", "--allowed-origins", "*"}, nil,
+			func(o Options) bool { return o.AllowedOrigins == nil }},
+		{"block shutdown", []string{"--app-id", "a", "--dapr-block-shutdown-duration", "10s"}, nil,
+			func(o Options) bool { return o.BlockShutdown == 10*time.Second }},
+		{"unix domain socket", []string{"--app-id", "a", "--unix-domain-socket", "/tmp/sockets"}, nil,
+			func(o Options) bool { return o.UnixDomainSocket == "/tmp/sockets" }},
+		{"log level fatal, daprd's", []string{"--app-id", "a", "--log-level", "fatal"}, nil,
+			func(o Options) bool { return o.LogLevel.String() == "ERROR" }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -124,8 +170,16 @@ func TestParseOptionsErrorsNameTheFlag(t *testing.T) {
 		{"app port text", []string{"--app-id", "a", "--app-port", "http"}, nil, []string{"--app-port", `"http"`}},
 		{"http port range", []string{"--app-id", "a", "--dapr-http-port", "70000"}, nil, []string{"--dapr-http-port", "70000", "0 to 65535"}},
 		{"http port text", []string{"--app-id", "a", "--dapr-http-port", "x"}, nil, []string{"dapr-http-port"}},
-		{"protocol", []string{"--app-id", "a", "--app-protocol", "ftp"}, nil, []string{"--app-protocol", "ftp", "http, grpc, h2c, https"}},
-		{"protocol grpcs", []string{"--app-id", "a", "--app-protocol", "grpcs"}, nil, []string{"--app-protocol grpcs", "use grpc"}},
+		{"protocol", []string{"--app-id", "a", "--app-protocol", "ftp"}, nil, []string{"--app-protocol", "ftp", "http, grpc, h2c, https, grpcs"}},
+		{"app ssl with h2c", []string{"--app-id", "a", "--app-protocol", "h2c", "--app-ssl"}, nil, []string{"--app-ssl", "h2c", "https"}},
+		{"stray argument after an empty one", []string{"--app-id", "a", "", "--log-level", "info", "extra"}, nil, []string{`"extra"`}},
+		{"probe timeout past the interval", []string{"--app-id", "a", "--enable-app-health-check", "--app-health-probe-interval", "1", "--app-health-probe-timeout", "1500"}, nil,
+			[]string{"--app-health-probe-timeout 1500 ms", "--app-health-probe-interval 1 s"}},
+		{"health path", []string{"--app-id", "a", "--enable-app-health-check", "--app-health-check-path", "healthz"}, nil, []string{"--app-health-check-path", `"healthz"`, "/healthz"}},
+		{"block shutdown too long", []string{"--app-id", "a", "--dapr-block-shutdown-duration", "2h"}, nil, []string{"--dapr-block-shutdown-duration", "0 to 1h"}},
+		{"block shutdown negative", []string{"--app-id", "a", "--dapr-block-shutdown-duration", "-1s"}, nil, []string{"--dapr-block-shutdown-duration", "0 to 1h"}},
+		{"origin without scheme", []string{"--app-id", "a", "--allowed-origins", "example.com"}, nil, []string{"--allowed-origins", "example.com", "https://app.example.com"}},
+		{"origins with *", []string{"--app-id", "a", "--allowed-origins", "https://a.example,*"}, nil, []string{"--allowed-origins", "* alone"}},
 		{"mode", []string{"--app-id", "a", "--mode", "cloud"}, nil, []string{"--mode", "standalone, kubernetes"}},
 		{"kubernetes without namespace", []string{"--app-id", "a", "--mode", "kubernetes"}, nil, []string{"NAMESPACE"}},
 		{"log level", []string{"--app-id", "a", "--log-level", "loud"}, nil, []string{"--log-level", "loud"}},
@@ -178,6 +232,10 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"--dapr-http-read-buffer-size", []string{"-1", "1", "8192"}, []string{"0", "-2", "8193", huge, "4Ki"}, "-1 for the default (64 KB), or 1 to 8192 KB"},
 		{"--max-body-size", []string{"1", "16Mi", "1Ti"}, []string{"0", "-1", "1099511627777", "1025Gi", "2Ti", "99999999999Ti", "4MB"}, "1 to 1Ti"},
 		{"--read-buffer-size", []string{"1Ki", "1024", "64Ki", "8Mi"}, []string{"16", "1023", "9Mi", "0", "-1", "1Ti", huge, "x"}, "1Ki to 8Mi"},
+		{"--profile-port", []string{"-1", "0", "65535"}, []string{"-2", "65536", huge, "x"}, "-1 for the default (7777), 0 to pick a free port, or 1 to 65535"},
+		{"--app-health-probe-interval", []string{"1", "3600"}, []string{"0", "-1", "3601", huge, "5s"}, "1 to 3600 seconds"},
+		{"--app-health-probe-timeout", []string{"1", "3600000"}, []string{"0", "-1", "3600001", huge, "500ms"}, "1 to 3600000 milliseconds"},
+		{"--app-health-threshold", []string{"1", "1000000"}, []string{"0", "-1", "1000001", huge, "x"}, "1 to 1000000"},
 	}
 	for _, c := range cases {
 		for _, v := range c.ok {
@@ -214,6 +272,41 @@ func TestParseSize(t *testing.T) {
 		if _, err := ParseSize(bad); err == nil {
 			t.Errorf("ParseSize(%q): no error", bad)
 		}
+	}
+}
+
+// TestVersion: --version prints one line, the version, and nothing runs:
+// the Dapr CLI reads it as the runtime's version.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"--app-id", "a", "--version"}, {"-version", ""}} {
+		_, err := parseOptions(args, env(nil))
+		u, ok := err.(*usageError)
+		if !ok || u.text != version+"\n" {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+}
+
+// TestDaprRunArgs: the argument lists the Dapr CLI (v1.14) passes its
+// runtime parse, with daprd's meanings.
+func TestDaprRunArgs(t *testing.T) {
+	ports := clistandin.Ports{HTTP: 3500, GRPC: 34481, Metrics: 38163, Internal: 46615}
+	for name, args := range clistandin.RunArgs("/home/u", "checkout", ports) {
+		t.Run(name, func(t *testing.T) {
+			o, err := parseOptions(args, env(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.AppID != "checkout" || o.AppPort != 0 || o.HTTPPort != 3500 || o.GRPCPort != 34481 || o.MetricsPort != 38163 ||
+				o.InternalPort != 46615 || o.AppMaxConcurrency != 0 || o.MaxBodySize != 4<<20 || o.MaxBodySizeSet ||
+				o.ReadBufferSize != 64<<10 || o.EnableProfiling || o.ResourcesPath != "/home/u/.dapr/components" ||
+				o.Config != "/home/u/.dapr/config.yaml" || o.AppProtocol != "http" {
+				t.Errorf("options %+v", o)
+			}
+			if want := map[bool]int{true: 1, false: 2}[name == "dapr run -f"]; len(o.Unused) != want {
+				t.Errorf("unused %q; want the placement and the scheduler", o.Unused)
+			}
+		})
 	}
 }
 

@@ -32,7 +32,7 @@ import (
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+var version = "0.0.0-dev"
 
 // run builds the sidecar and serves until ctx ends, a part fails, or the app
 // asks for shutdown.
@@ -66,6 +66,9 @@ type sidecar struct {
 // invocation, state and the servers. On error it closes what it opened.
 func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 	s := &sidecar{o: o, log: newLogger(o), stop: make(chan struct{})}
+	if len(o.Unused) > 0 {
+		s.log.Warn("flags accepted without effect in this sidecar", "flags", o.Unused)
+	}
 	defer func() {
 		if err != nil {
 			s.close()
