@@ -21,6 +21,14 @@ import (
 // returns the front end's base URL once it says it is ready.
 func startCalculator(t *testing.T, extra ...string) string {
 	t.Helper()
+	base, _ := startRunner(t, extra...)
+	return base
+}
+
+// startRunner is startCalculator that also returns the runner's process,
+// whose output says what it started.
+func startRunner(t *testing.T, extra ...string) (string, *proc.Proc) {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "calculator-local")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/local").CombinedOutput(); err != nil {
 		t.Fatalf("building the runner: %v\n%s", err, out)
@@ -54,7 +62,7 @@ func startCalculator(t *testing.T, extra ...string) string {
 			t.Errorf("no log lines prefixed with %q", id+" sidecar")
 		}
 	}
-	return "http://localhost:" + strconv.Itoa(port)
+	return "http://localhost:" + strconv.Itoa(port), p
 }
 
 func post(t *testing.T, url, body string) (int, string) {

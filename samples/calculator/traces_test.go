@@ -44,8 +44,12 @@ func TestBrowserTraces(t *testing.T) {
 		t.Fatalf("tools/build jaeger: %v\n%s", err, out)
 	}
 	tracesPort := proc.For(t).FreePort()
-	base := startCalculator(t, "-traces", "-traces-port", strconv.Itoa(tracesPort))
+	base, runner := startRunner(t, "-traces", "-traces-port", strconv.Itoa(tracesPort))
+	// The runner names the page beside the calculator.
 	page := "http://127.0.0.1:" + strconv.Itoa(tracesPort)
+	if ready := "calculator ready: " + base + "  traces: " + page + "  (Ctrl-C stops everything)"; !strings.Contains(runner.Out.String(), ready) {
+		t.Fatalf("the runner did not say %q:\n%s", ready, runner.Out.String())
+	}
 	ctx := browser(t, chromium)
 
 	screenshot := func(name string) {
