@@ -2,6 +2,7 @@ package components
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"time"
@@ -76,7 +77,7 @@ func addStore(svc *state.Service, c Component) error {
 		st, ttl = redis.New(c.Metadata.Name, goredis.NewClient(cfg.Options)), cfg.TTL
 	}
 	if err := svc.Add(state.StoreConfig{Name: c.Metadata.Name, Type: c.Spec.Type, Store: st, KeyPrefix: prefix, DefaultTTL: ttl, MaxTransactionOperations: maxOps}); err != nil {
-		if cl, ok := st.(interface{ Close() error }); ok {
+		if cl, ok := st.(io.Closer); ok {
 			_ = cl.Close()
 		}
 		return fmt.Errorf("%s: %w", c.File, err)
