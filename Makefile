@@ -1,13 +1,21 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test vet lint calculator sidecar images deps tools bench bench-tracing fuzz soak
+.PHONY: test test-node vet lint calculator sidecar images deps tools bench bench-tracing fuzz soak
 
 ## test: everything CI runs: formatting, vet, the whole suite with -race,
-## and a short run of every fuzz target.
+## the real Kubernetes node's tests (tests/node, their own run: they need
+## root and more than go test's default ten minutes), and a short run of
+## every fuzz target.
 test: deps lint tools
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/tests/node$$')
+	$(MAKE) test-node
 	$(MAKE) fuzz
+
+## test-node: the product on a real single-node cluster of this machine
+## (kubelet, containerd, runc, the CNI bridge, CoreDNS; see tests/node).
+test-node:
+	$(GO) test -race -count=1 -timeout 40m ./tests/node
 
 ## fuzz: run each fuzz target for FUZZTIME (their corpora are under testdata/fuzz).
 FUZZTIME ?= 3s
@@ -24,11 +32,12 @@ fuzz:
 	done
 
 ## tools: build (once; cached under ~/.cache/tandem/tools) the programs the
-## end-to-end tests run: Jaeger as the trace collector, and the Kubernetes
+## end-to-end tests run: Jaeger as the trace collector, the Kubernetes
 ## control plane and CoreDNS the injector and kubernetes mode are tested
-## against, and Helm for the chart.
+## against, the kube-scheduler and kubelet of the real node, and Helm for
+## the chart.
 tools:
-	./tools/build jaeger etcd kube-apiserver kube-controller-manager coredns helm >/dev/null
+	./tools/build jaeger etcd kube-apiserver kube-controller-manager kube-scheduler kubelet coredns helm >/dev/null
 
 ## bench: added latency, CPU and memory per hop against a floor measured in
 ## the same run (writes bench/RESULTS.md and bench/latency.png).
