@@ -68,6 +68,16 @@ type Options struct {
 	// idle event stream, is not stalled).
 	InternalStallTimeout time.Duration
 
+	// Mutual TLS between sidecars (internal/identity). EnableMTLS defaults
+	// to on in standalone mode (a local CA in the registry folder) and off
+	// in kubernetes mode until the control plane's CA is deployed.
+	EnableMTLS          bool
+	AllowPlaintextPeers bool          // accept (and fall back to) plaintext peers: an upgrade window
+	TrustDomain         string        // of this sidecar's SPIFFE ID
+	TrustAnchorsFile    string        // PEM roots to trust, watched; default: the CA's own root
+	SentryAddress       string        // the CA's address (kubernetes mode)
+	CertTTL             time.Duration // of this sidecar's certificate
+
 	RegistryDir   string // standalone: registry folder
 	ClusterDomain string // kubernetes: DNS cluster domain
 	DNSServer     string // kubernetes: host:port of the DNS server; empty: system
@@ -178,6 +188,12 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	intVar(&readBufferSizeKB, "dapr-http-read-buffer-size", -1, readBufferKB, "largest request header block in `KB` (daprd's older flag; --read-buffer-size in KB)")
 	intVar(&grace, "dapr-graceful-shutdown-seconds", defaultGraceSeconds, graceRange, "how many `seconds` in-flight calls may take to finish on shutdown")
 	fs.DurationVar(&o.InternalStallTimeout, "internal-stall-timeout", 30*time.Second, "end a call on the internal port whose answer the peer has not accepted for this long (its flow-control window stays shut); 1s to 1h")
+	fs.BoolVar(&o.EnableMTLS, "enable-mtls", false, "mutual TLS with SPIFFE identities on every hop between sidecars; default on in standalone mode, off in kubernetes mode")
+	fs.BoolVar(&o.AllowPlaintextPeers, "allow-plaintext-peers", false, "during a rollout, accept calls from peers without mutual TLS (counted in tandem_hop_plaintext_calls_total) and call peers that do not speak TLS in plaintext")
+	fs.StringVar(&o.TrustDomain, "trust-domain", "public", "trust domain of this sidecar's SPIFFE ID")
+	fs.StringVar(&o.TrustAnchorsFile, "trust-anchors-file", "", "PEM file of the roots to trust for peers' certificates, reloaded when it changes (default: the CA's root)")
+	fs.StringVar(&o.SentryAddress, "sentry-address", "", "address of the certificate authority (kubernetes mode)")
+	fs.DurationVar(&o.CertTTL, "workload-cert-ttl", 24*time.Hour, "how long this sidecar's certificate is valid; it is renewed at two thirds of that (10s to 720h)")
 	fs.StringVar(&o.RegistryDir, "registry-dir", getenv("TANDEM_REGISTRY_DIR"), "standalone: registry folder of running sidecars (env TANDEM_REGISTRY_DIR)")
 	fs.StringVar(&o.ClusterDomain, "kubernetes-cluster-domain", "cluster.local", "kubernetes: the cluster's DNS domain")
 	fs.StringVar(&o.DNSServer, "kubernetes-dns-server", "", "kubernetes: DNS server host:port (default: the system's)")
@@ -322,6 +338,12 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		o.ReadBufferSize = int(n)
 	case readBufferSizeKB >= 0:
 		o.ReadBufferSize = readBufferSizeKB << 10
+	}
+	if !given["enable-mtls"] {
+		o.EnableMTLS = o.Mode == "standalone"
+	}
+	if o.CertTTL < 10*time.Second || o.CertTTL > 720*time.Hour {
+		return o, fmt.Errorf("--workload-cert-ttl %s is not valid; accepted: 10s to 720h, e.g. 24h", o.CertTTL)
 	}
 	if o.InternalStallTimeout < time.Second || o.InternalStallTimeout > time.Hour {
 		return o, fmt.Errorf("--internal-stall-timeout %s is not valid; accepted: 1s to 1h, e.g. 30s", o.InternalStallTimeout)

@@ -1,16 +1,21 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/kube"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/resolver/kubernetes"
@@ -137,4 +142,50 @@ func newLogger(o Options) *slog.Logger {
 		h = slog.NewJSONHandler(os.Stderr, hopts)
 	}
 	return slog.New(h).With("app_id", o.AppID)
+}
+
+// newIdentity is the sidecar's workload identity when mutual TLS is on: in
+// standalone mode a certificate from the local CA in the registry folder.
+func newIdentity(ctx context.Context, o Options, log *slog.Logger) (*identity.Source, error) {
+	if !o.EnableMTLS {
+		log.Warn("mutual TLS between sidecars is off (--enable-mtls=false): peers are trusted by the network that reaches the internal port")
+		return nil, nil
+	}
+	id := identity.ID{TrustDomain: o.TrustDomain, Namespace: cmp.Or(o.Namespace, identity.DefaultNamespace), AppID: o.AppID}
+	if err := id.Validate(); err != nil {
+		return nil, fmt.Errorf("--trust-domain: %w", err)
+	}
+	if o.Mode == "kubernetes" {
+		return nil, errors.New("mutual TLS in kubernetes mode needs the control plane's certificate authority, which is not deployed yet; run with --enable-mtls=false")
+	}
+	dir, err := registryDir(o)
+	if err != nil {
+		return nil, err
+	}
+	caDir := filepath.Join(dir, "ca")
+	ca, err := identity.LocalCA(caDir)
+	if err != nil {
+		return nil, fmt.Errorf("the local certificate authority in %s: %w", caDir, err)
+	}
+	bundle := identity.BundleSource{File: o.TrustAnchorsFile}
+	if bundle.File == "" {
+		bundle.PEM = ca.CertPEM()
+	}
+	// The CA is read again for every certificate, so that replacing its
+	// files rotates the root (with a bundle that trusts both meanwhile).
+	issue := func(_ context.Context, csr []byte) ([][]byte, error) {
+		ca, err := identity.LocalCA(caDir)
+		if err != nil {
+			return nil, err
+		}
+		return ca.Sign(csr, id, o.CertTTL)
+	}
+	return identity.NewSource(ctx, identity.SourceConfig{
+		ID:         id,
+		Issue:      issue,
+		TTL:        o.CertTTL,
+		Bundle:     bundle,
+		Logger:     log.With("component", "identity"),
+		Registerer: prometheus.DefaultRegisterer,
+	})
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/tandem-run/tandem/internal/api/token"
 	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/telemetry"
@@ -52,6 +53,7 @@ type sidecar struct {
 	ports   api.Ports
 	appAddr string // empty: no app
 	inv     *invoke.Invoker
+	ident   *identity.Source // nil: mutual TLS off
 	state   *state.Service
 	servers []*server
 	grpc    *grpc.Server
@@ -102,6 +104,9 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 		}
 	})
 	metrics := telemetry.NewMetrics(o.AppID, prometheus.DefaultRegisterer)
+	if s.ident, err = newIdentity(ctx, o, s.log); err != nil {
+		return nil, err
+	}
 	if s.inv, err = s.newInvoker(res, tracing, metrics); err != nil {
 		return nil, err
 	}
@@ -157,19 +162,21 @@ func (s *sidecar) newInvoker(res resolver.Resolver, tracing *telemetry.Tracing, 
 		limit = o.MaxBodySize
 	}
 	return invoke.New(invoke.Config{
-		AppID:             o.AppID,
-		Namespace:         o.Namespace,
-		AppAddress:        s.appAddr,
-		AppProtocol:       o.AppProtocol,
-		MaxBodySize:       limit,
-		InternalAddress:   s.internalAddr(),
-		Logger:            s.log.With("component", "invoke"),
-		WrapHop:           func(rt http.RoundTripper) http.RoundTripper { return metrics.HopClient(tracing.HopClient(rt)) },
-		WrapApp:           tracing.AppClient(o.AppID),
-		AppDialOptions:    tracing.AppGRPCOptions(o.AppID),
-		AppToken:          o.AppToken,
-		AppMaxConcurrency: o.AppMaxConcurrency,
-		StallTimeout:      o.InternalStallTimeout,
+		AppID:               o.AppID,
+		Namespace:           o.Namespace,
+		AppAddress:          s.appAddr,
+		AppProtocol:         o.AppProtocol,
+		MaxBodySize:         limit,
+		InternalAddress:     s.internalAddr(),
+		Logger:              s.log.With("component", "invoke"),
+		WrapHop:             func(rt http.RoundTripper) http.RoundTripper { return metrics.HopClient(tracing.HopClient(rt)) },
+		WrapApp:             tracing.AppClient(o.AppID),
+		AppDialOptions:      tracing.AppGRPCOptions(o.AppID),
+		AppToken:            o.AppToken,
+		AppMaxConcurrency:   o.AppMaxConcurrency,
+		StallTimeout:        o.InternalStallTimeout,
+		Identity:            s.ident,
+		AllowPlaintextPeers: o.AllowPlaintextPeers,
 	}, res)
 }
 
@@ -177,7 +184,11 @@ func (s *sidecar) newInvoker(res resolver.Resolver, tracing *telemetry.Tracing, 
 func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, tracing *telemetry.Tracing, metrics *telemetry.Metrics) {
 	o := s.o
 	life := api.Lifecycle{
-		AppReady: s.inv.AppReady,
+		// Ready: the app answers, and the sidecar has a valid certificate
+		// (liveness, the outbound route, depends on neither).
+		AppReady: func(ctx context.Context) bool {
+			return (s.ident == nil || s.ident.Ready()) && s.inv.AppReady(ctx)
+		},
 		Shutdown: func() { s.stopOnce.Do(func() { close(s.stop) }) },
 		Metadata: func() api.Metadata { return metadata(o, s.ports, s.state) },
 	}
@@ -194,8 +205,8 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	}
 	s.servers = []*server{
 		{name: "http", lns: s.lns.http, srv: newHTTPServer(o.ReadBufferSize, api(router))},
-		{name: "internal", lns: []net.Listener{s.lns.internal}, srv: newHopServer(o.ReadBufferSize+invoke.HopHeaderSlack,
-			tracing.HopServer(o.AppID, acl.New(conf.AccessControlSpec(), o.Namespace).Hop(s.inv.HopHandler())))},
+		{name: "internal", lns: []net.Listener{s.internalListener()}, srv: newHopServer(o.ReadBufferSize+invoke.HopHeaderSlack,
+			tracing.HopServer(o.AppID, s.inv.Authenticate(acl.New(conf.AccessControlSpec(), o.Namespace).Hop(s.inv.HopHandler()))))},
 	}
 	if s.lns.public != nil {
 		public := httpapi.NewRouter(nil)
@@ -221,6 +232,15 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	s.grpc = grpc.NewServer(append(opts, tracing.GRPCServerOptions()...)...)
 	grpcAPI.Register(s.grpc)
 	healthpb.RegisterHealthServer(s.grpc, health.NewServer())
+}
+
+// internalListener is the internal port: with mutual TLS, TLS for every
+// connection (plaintext only with --allow-plaintext-peers).
+func (s *sidecar) internalListener() net.Listener {
+	if s.ident == nil {
+		return s.lns.internal
+	}
+	return identity.Listener(s.lns.internal, s.ident.ServerTLS(), s.o.AllowPlaintextPeers, 10*time.Second)
 }
 
 // close releases what newSidecar opened, last first.

@@ -42,10 +42,15 @@ func (s *sidecar) serve(ctx context.Context) error {
 			return nil
 		})
 	}
-	appCtx, appDone := context.WithCancel(gctx)
+	// The background work ends with the servers: on ctx's end, a failure,
+	// or the app's shutdown request.
+	bg, stopBG := context.WithCancel(gctx)
+	if s.ident != nil {
+		g.Go(func() error { return s.ident.Run(bg) })
+	}
 	if s.appAddr != "" {
 		g.Go(func() error {
-			if err := s.inv.WaitAppReady(appCtx); err == nil {
+			if err := s.inv.WaitAppReady(bg); err == nil {
 				s.log.Info("app is ready", "app_address", s.appAddr)
 			}
 			return nil
@@ -56,7 +61,7 @@ func (s *sidecar) serve(ctx context.Context) error {
 		case <-gctx.Done():
 		case <-s.stop:
 		}
-		appDone()
+		stopBG()
 		s.log.Info("shutting down: refusing new calls, draining calls in flight", "grace", s.o.GracefulShutdown)
 		if s.reg != nil {
 			_ = s.reg.Close()

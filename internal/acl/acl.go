@@ -9,9 +9,10 @@
 //     decides; else the policy's default action; else the global one;
 //   - any other caller: the global default action.
 //
-// Callers are known by the caller app id and namespace their sidecar sends.
-// Without mutual TLS between sidecars, that is as trustworthy as the network
-// that reaches the internal port.
+// With mutual TLS, callers are known by the app id, namespace and trust
+// domain of their verified certificate (invoke.Authenticate puts them in the
+// request); without it, by what their sidecar sends, which is as
+// trustworthy as the network that reaches the internal port.
 package acl
 
 import (
@@ -23,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke"
 )
 
@@ -52,14 +54,15 @@ func New(ac *config.AccessControl, namespace string) *ACL {
 	return a
 }
 
-// Allowed reports whether caller (in callerNS) may call method (the escaped
-// path, without its leading slash) with verb ("" for gRPC calls), and why.
-func (a *ACL) Allowed(caller, callerNS, method, verb string) (bool, string) {
+// Allowed reports whether caller (in callerNS, of trust domain callerTD, ""
+// for this app's) may call method (the escaped path, without its leading
+// slash) with verb ("" for gRPC calls), and why.
+func (a *ACL) Allowed(caller, callerNS, callerTD, method, verb string) (bool, string) {
 	if a == nil {
 		return true, ""
 	}
 	p, ok := a.policies[caller]
-	if !ok || cmp.Or(p.TrustDomain, "public") != a.trustDomain || (p.Namespace != "" && p.Namespace != cmp.Or(callerNS, a.namespace)) {
+	if !ok || cmp.Or(p.TrustDomain, "public") != cmp.Or(callerTD, a.trustDomain) || (p.Namespace != "" && p.Namespace != cmp.Or(callerNS, a.namespace)) {
 		return a.defaultAllow, fmt.Sprintf("app %q has no policy here; the default action is %s", caller, action(a.defaultAllow))
 	}
 	path := "/" + unescape(method)
@@ -132,7 +135,11 @@ func (a *ACL) Hop(next http.Handler) http.Handler {
 			verb = ""
 		}
 		caller := r.Header.Get(invoke.HeaderCallerAppID)
-		ok, why := a.Allowed(caller, r.Header.Get(invoke.HeaderCallerNamespace), strings.TrimPrefix(r.URL.EscapedPath(), "/"), verb)
+		var td string
+		if id, verified := identity.FromContext(r.Context()); verified {
+			td = id.TrustDomain
+		}
+		ok, why := a.Allowed(caller, r.Header.Get(invoke.HeaderCallerNamespace), td, strings.TrimPrefix(r.URL.EscapedPath(), "/"), verb)
 		if !ok {
 			invoke.WriteHopError(w, http.StatusForbidden, invoke.KindPermissionDenied, "access control denies the call: "+why)
 			return

@@ -56,7 +56,7 @@ func TestRules(t *testing.T) {
 		{"other namespace", &config.AccessControl{DefaultAction: "deny", Policies: []config.Policy{{AppID: "front", Namespace: "prod", DefaultAction: "allow"}}}, "front", "dev", "x", "GET", false},
 		{"same namespace", &config.AccessControl{DefaultAction: "deny", Policies: []config.Policy{{AppID: "front", Namespace: "prod", DefaultAction: "allow"}}}, "front", "prod", "x", "GET", true},
 	} {
-		got, why := New(c.ac, "prod").Allowed(c.caller, c.ns, c.method, c.verb)
+		got, why := New(c.ac, "prod").Allowed(c.caller, c.ns, "", c.method, c.verb)
 		if got != c.want {
 			t.Errorf("%s: %v (%s), want %v", c.name, got, why, c.want)
 		}

@@ -27,6 +27,7 @@ const (
 	KindPermissionDenied Kind = "permission-denied" // the callee's access control refuses the call
 	KindHeadersTooLarge  Kind = "headers-too-large" // the header list is over the peer's limit
 	KindOverloaded       Kind = "overloaded"        // the callee's sidecar has too many calls in flight
+	KindMTLS             Kind = "mtls"              // the peer requires mutual TLS, which this sidecar does not run
 )
 
 // ErrBodyTooLarge is returned, wrapped, when a request body exceeds the limit.

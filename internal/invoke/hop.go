@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -34,11 +35,13 @@ func newHopTransport(dialTimeout time.Duration) *http.Transport {
 	}
 }
 
-// HopProtocols are the protocols the internal port serves: h2c for peers, and
-// HTTP/1.1 so that plain tools (curl) can reach it for diagnostics.
+// HopProtocols are the protocols the internal port serves: HTTP/2 over
+// mutual TLS or h2c for peers, and HTTP/1.1 so that plain tools (curl) can
+// reach it for diagnostics.
 func HopProtocols() *http.Protocols {
 	var p http.Protocols
 	p.SetHTTP1(true)
+	p.SetHTTP2(true)
 	p.SetUnencryptedHTTP2(true)
 	return &p
 }
@@ -134,4 +137,40 @@ func WriteHopError(w http.ResponseWriter, status int, kind Kind, msg string) {
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, msg)
+}
+
+// Authenticate wraps the internal port's handler (before access control):
+// with an identity, the caller's app id and namespace are those of its
+// verified certificate, whatever headers came on the wire, and its identity
+// is in the request's context. A plaintext call (accepted only with
+// --allow-plaintext-peers) keeps the headers its sidecar sent, and is
+// counted. Without an identity, next is returned as it is.
+func (inv *Invoker) Authenticate(next http.Handler) http.Handler {
+	src := inv.cfg.Identity
+	if src == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			src.CountPlaintext()
+			next.ServeHTTP(w, r)
+			return
+		}
+		if len(r.TLS.PeerCertificates) == 0 {
+			WriteHopError(w, http.StatusForbidden, KindPermissionDenied, "the caller presented no certificate")
+			return
+		}
+		id, err := identity.FromCert(r.TLS.PeerCertificates[0])
+		if err != nil {
+			WriteHopError(w, http.StatusForbidden, KindPermissionDenied, "the caller's certificate: "+err.Error())
+			return
+		}
+		r.Header[HeaderCallerAppID] = []string{id.AppID}
+		if inv.cfg.Namespace == "" && id.Namespace == identity.DefaultNamespace {
+			delete(r.Header, HeaderCallerNamespace) // standalone, as without mutual TLS
+		} else {
+			r.Header[HeaderCallerNamespace] = []string{id.Namespace}
+		}
+		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
+	})
 }

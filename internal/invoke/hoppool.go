@@ -2,10 +2,15 @@ package invoke
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/identity"
 )
 
 // hopPool is the client side of the internal hop: HTTP/2 with prior
@@ -20,11 +25,19 @@ import (
 // call goes out once; the one repeat is ours, on a new connection, for a call
 // that a connection going away (GOAWAY, a closed idle connection) refused
 // before it was sent, and only when it has no body that could have been read.
+//
+// With an identity every connection is mutual TLS (HTTP/2 over TLS 1.3),
+// and connections are kept by address and the peer's expected identity, so
+// that a connection made to one app is never used for another.
 type hopPool struct {
-	t *http.Transport
+	t          *http.Transport
+	ident      *identity.Source // nil: h2c
+	allowPlain bool             // fall back to h2c for a peer that does not speak TLS
 
 	mu    sync.Mutex
 	peers map[string]*peerConns
+	plain map[*http.ClientConn]bool   // connections made in plaintext by the fallback
+	gen   map[*http.ClientConn]uint64 // the certificate generation each was made with
 }
 
 type peerConns struct {
@@ -38,16 +51,66 @@ type dialing struct {
 	err  error // set before done is closed
 }
 
-func newHopPool(dialTimeout time.Duration) *hopPool {
-	return &hopPool{t: newHopTransport(dialTimeout), peers: map[string]*peerConns{}}
+func newHopPool(dialTimeout time.Duration, ident *identity.Source, allowPlain bool) *hopPool {
+	p := &hopPool{t: newHopTransport(dialTimeout), ident: ident, allowPlain: allowPlain,
+		peers: map[string]*peerConns{}, plain: map[*http.ClientConn]bool{}, gen: map[*http.ClientConn]uint64{}}
+	if ident != nil {
+		dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+		p.t.ForceAttemptHTTP2 = true
+		p.t.Protocols.SetHTTP2(true)
+		p.t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			want, _ := ctx.Value(wantKey{}).(identity.ID)
+			raw, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(raw, ident.ClientTLS(want))
+			if err := tc.HandshakeContext(ctx); err != nil {
+				_ = raw.Close()
+				if rh := (tls.RecordHeaderError{}); errors.As(err, &rh) {
+					return nil, fmt.Errorf("%w: %v", errNotTLS, err)
+				}
+				return nil, fmt.Errorf("mutual TLS with %s at %s: %w", want, addr, err)
+			}
+			return tc, nil
+		}
+	}
+	return p
+}
+
+// errNotTLS: the peer answered the TLS handshake with something else (a
+// sidecar without mutual TLS).
+var errNotTLS = errors.New("the peer does not speak TLS on its internal port: it runs without mutual TLS")
+
+type wantKey struct{}
+
+// withWant returns ctx saying which identity the peer of a call must have.
+func withWant(ctx context.Context, id identity.ID) context.Context {
+	return context.WithValue(ctx, wantKey{}, id)
+}
+
+// key is where the pool keeps the connections of a call: by address, and by
+// the identity the peer must have.
+func (p *hopPool) key(req *http.Request) string {
+	if p.ident == nil {
+		return req.URL.Host
+	}
+	want, _ := req.Context().Value(wantKey{}).(identity.ID)
+	return req.URL.Host + "|" + want.String()
 }
 
 // RoundTrip sends req on a connection to req.URL.Host.
 func (p *hopPool) RoundTrip(req *http.Request) (*http.Response, error) {
-	addr := req.URL.Host
-	cc, fresh, err := p.get(req.Context(), addr)
+	key := p.key(req)
+	cc, fresh, err := p.get(req.Context(), key, req.URL.Host)
 	if err != nil {
 		return nil, err
+	}
+	p.mu.Lock()
+	plain := p.plain[cc]
+	p.mu.Unlock()
+	if plain {
+		p.ident.CountPlaintext()
 	}
 	resp, err := cc.RoundTrip(req)
 	if err == nil || fresh || !unsent(err) || (req.Body != nil && req.Body != http.NoBody) {
@@ -55,33 +118,60 @@ func (p *hopPool) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// The connection was going away and refused the call unsent: once
 	// more on a new connection.
-	p.forget(addr, cc)
-	if cc, _, err = p.dial(req.Context(), addr, nil); err != nil {
+	p.forget(key, cc)
+	if cc, _, err = p.dial(req.Context(), key, req.URL.Host, nil); err != nil {
 		return nil, err
 	}
 	return cc.RoundTrip(req)
 }
 
+// newConn opens a connection to addr: mutual TLS with an identity (or h2c
+// for a peer without TLS, when allowed), else h2c.
+func (p *hopPool) newConn(ctx context.Context, addr string) (*http.ClientConn, bool, error) {
+	if p.ident == nil {
+		cc, err := p.t.NewClientConn(ctx, "http", addr)
+		return cc, false, err
+	}
+	cc, err := p.t.NewClientConn(ctx, "https", addr)
+	if err != nil && p.allowPlain && errors.Is(err, errNotTLS) {
+		cc, err = p.t.NewClientConn(ctx, "http", addr)
+		return cc, true, err
+	}
+	return cc, false, err
+}
+
 // get returns a connection to addr with a stream reserved for one call,
 // dialling one when none has room. fresh reports a new connection.
-func (p *hopPool) get(ctx context.Context, addr string) (cc *http.ClientConn, fresh bool, err error) {
+func (p *hopPool) get(ctx context.Context, key, addr string) (cc *http.ClientConn, fresh bool, err error) {
 	for {
 		p.mu.Lock()
-		pc := p.peers[addr]
+		pc := p.peers[key]
 		if pc == nil {
 			pc = &peerConns{}
-			p.peers[addr] = pc
+			p.peers[key] = pc
 		}
 		live := pc.conns[:0]
 		for _, c := range pc.conns {
-			if c.Err() == nil {
+			switch {
+			case c.Err() != nil:
+				p.drop(c)
+			case p.stale(c):
+				// Made with a certificate since renewed: no new
+				// calls; closed once its calls are done.
+				if c.InFlight() == 0 {
+					_ = c.Close()
+					p.drop(c)
+				} else {
+					live = append(live, c)
+				}
+			default:
 				live = append(live, c)
 			}
 		}
 		clear(pc.conns[len(live):])
 		pc.conns = live
 		for _, c := range pc.conns {
-			if c.Reserve() == nil {
+			if !p.stale(c) && c.Reserve() == nil {
 				p.mu.Unlock()
 				return c, false, nil
 			}
@@ -102,20 +192,24 @@ func (p *hopPool) get(ctx context.Context, addr string) (cc *http.ClientConn, fr
 		d := &dialing{done: make(chan struct{})}
 		pc.dialing = d
 		p.mu.Unlock()
-		return p.dial(ctx, addr, d)
+		return p.dial(ctx, key, addr, d)
 	}
 }
 
 // dial opens a new connection to addr, adds it to the pool and reserves a
 // stream on it. d, when not nil, is the pool's dial under way, ended here.
-func (p *hopPool) dial(ctx context.Context, addr string, d *dialing) (*http.ClientConn, bool, error) {
-	cc, err := p.t.NewClientConn(ctx, "http", addr)
+func (p *hopPool) dial(ctx context.Context, key, addr string, d *dialing) (*http.ClientConn, bool, error) {
+	var gen uint64
+	if p.ident != nil {
+		gen = p.ident.Generation()
+	}
+	cc, plain, err := p.newConn(ctx, addr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pc := p.peers[addr]
+	pc := p.peers[key]
 	if pc == nil {
 		pc = &peerConns{}
-		p.peers[addr] = pc
+		p.peers[key] = pc
 	}
 	if d != nil {
 		d.err = err
@@ -132,13 +226,20 @@ func (p *hopPool) dial(ctx context.Context, addr string, d *dialing) (*http.Clie
 		return nil, false, err
 	}
 	pc.conns = append(pc.conns, cc)
+	if plain {
+		p.plain[cc] = true
+	}
+	if p.ident != nil {
+		p.gen[cc] = gen
+	}
 	return cc, true, nil
 }
 
-func (p *hopPool) forget(addr string, cc *http.ClientConn) {
+func (p *hopPool) forget(key string, cc *http.ClientConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pc := p.peers[addr]; pc != nil {
+	p.drop(cc)
+	if pc := p.peers[key]; pc != nil {
 		for i, c := range pc.conns {
 			if c == cc {
 				pc.conns = append(pc.conns[:i], pc.conns[i+1:]...)
@@ -147,6 +248,18 @@ func (p *hopPool) forget(addr string, cc *http.ClientConn) {
 		}
 	}
 	_ = cc.Close()
+}
+
+// stale reports a TLS connection made with an older certificate than the
+// current one. p.mu is held.
+func (p *hopPool) stale(c *http.ClientConn) bool {
+	return p.ident != nil && !p.plain[c] && p.gen[c] != p.ident.Generation()
+}
+
+// drop forgets what the pool knows of c. p.mu is held.
+func (p *hopPool) drop(c *http.ClientConn) {
+	delete(p.plain, c)
+	delete(p.gen, c)
 }
 
 // CloseIdleConnections closes every connection with no call in flight.
@@ -158,6 +271,7 @@ func (p *hopPool) CloseIdleConnections() {
 		for _, c := range pc.conns {
 			if c.InFlight() == 0 || c.Err() != nil {
 				_ = c.Close()
+				p.drop(c)
 				continue
 			}
 			live = append(live, c)

@@ -36,7 +36,7 @@ func countingHop(t *testing.T, h http.Handler, maxHeader int) (addr string, conn
 // client would repeat it on new connections until the deadline.
 func TestHopPoolNoRetryOnProtocolError(t *testing.T) {
 	addr, conns := countingHop(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), 0)
-	p := newHopPool(time.Second)
+	p := newHopPool(time.Second, nil, false)
 	defer p.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -62,7 +62,7 @@ func TestHopPoolReusesConnections(t *testing.T) {
 	addr, conns := countingHop(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}), 0)
-	p := newHopPool(time.Second)
+	p := newHopPool(time.Second, nil, false)
 	defer p.CloseIdleConnections()
 	u := &url.URL{Scheme: "http", Host: addr, Path: "/m"}
 	for range 20 {
@@ -88,8 +88,8 @@ func TestHopPoolReusesConnections(t *testing.T) {
 // net/http produces.
 func TestUnsentErrorsKnown(t *testing.T) {
 	addr, _ := countingHop(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), 1<<10)
-	p := newHopPool(time.Second)
-	cc, _, err := p.dial(context.Background(), addr, nil)
+	p := newHopPool(time.Second, nil, false)
+	cc, _, err := p.dial(context.Background(), addr, addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

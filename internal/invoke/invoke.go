@@ -13,6 +13,7 @@
 package invoke
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -26,6 +27,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -64,6 +66,14 @@ type Config struct {
 	// StallTimeout ends a call from a peer whose answer the peer has not
 	// accepted for this long (its flow-control window stays shut). 0: 30s.
 	StallTimeout time.Duration
+	// Identity, when set, runs every hop on mutual TLS: calls to peers
+	// present its certificate and check that the peer's is the target
+	// app's; a caller's app id and namespace come from its verified
+	// certificate (Authenticate), never from a header.
+	Identity *identity.Source
+	// AllowPlaintextPeers lets calls to peers that do not speak TLS fall
+	// back to h2c (a rollout window; each such call is counted).
+	AllowPlaintextPeers bool
 }
 
 // DefaultMaxHopCalls is the default bound of calls from peers in flight.
@@ -116,7 +126,7 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 	inv := &Invoker{
 		cfg:      cfg,
 		resolver: r,
-		pool:     newHopPool(cfg.DialTimeout),
+		pool:     newHopPool(cfg.DialTimeout, cfg.Identity, cfg.AllowPlaintextPeers),
 		app:      app,
 		draining: make(chan struct{}),
 		callerID: []string{cfg.AppID},
@@ -268,6 +278,10 @@ func (inv *Invoker) sendHop(ctx context.Context, c *Call, addrs []string) (*http
 }
 
 func (inv *Invoker) newHopRequest(ctx context.Context, c *Call, addr string) (*http.Request, error) {
+	if id := inv.cfg.Identity; id != nil {
+		ctx = withWant(ctx, identity.ID{TrustDomain: id.ID().TrustDomain, AppID: c.Target.ID,
+			Namespace: cmp.Or(c.Target.Namespace, inv.cfg.Namespace, identity.DefaultNamespace)})
+	}
 	u, err := methodURL("http", addr, c.Method, c.RawQuery)
 	if err != nil {
 		return nil, err
@@ -326,6 +340,10 @@ func checkCall(c *Call) error {
 // reach it, into an error of its own kind: these say nothing about the
 // peer's health, so they do not count against circuit breakers.
 func refused(err error, h http.Header, appID, addr string) *Error {
+	if identity.IsPlaintextRefusal(err) {
+		return errorf(KindMTLS, appID, addr, nil,
+			"the sidecar of app %q at %s requires mutual TLS, and this one runs without it (--enable-mtls=false): turn it on, or run the peer with --allow-plaintext-peers for a rollout", appID, addr)
+	}
 	size := headerListSize(h)
 	// A peer's limit is known once its settings have arrived; before that,
 	// on a new connection, it refuses a header list over it as malformed

@@ -203,7 +203,7 @@ func (w *Invoker) Invoke(ctx context.Context, c *invoke.Call) (*http.Response, e
 // not the target: neither failures for a breaker nor worth a retry.
 func refusal(k invoke.Kind) bool {
 	switch k {
-	case invoke.KindBadRequest, invoke.KindHeadersTooLarge, invoke.KindBodyTooLarge, invoke.KindPermissionDenied:
+	case invoke.KindBadRequest, invoke.KindHeadersTooLarge, invoke.KindBodyTooLarge, invoke.KindPermissionDenied, invoke.KindMTLS:
 		return true
 	}
 	return false

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,7 +60,9 @@ func goroutines(t *testing.T, metricsPort int) int {
 func TestInternalPortZeroWindowStreams(t *testing.T) {
 	w := newWorld(t)
 	appPort, _ := w.app("target")
-	callee := w.sidecar("target", appPort, "--internal-stall-timeout", "2s")
+	// Plaintext, so that this client can speak to the internal port at
+	// all; with mutual TLS a peer needs a certificate first (mtls_test.go).
+	callee := w.sidecar("target", appPort, "--internal-stall-timeout", "2s", "--enable-mtls=false")
 	callee.waitHealthy(t)
 	internal, metrics := sidecarPorts(t, callee)
 	base := goroutines(t, metrics)
@@ -77,6 +80,7 @@ func TestInternalPortZeroWindowStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	var answered, reset atomic.Int64
+	var writeMu sync.Mutex // a Framer's writes are not safe for concurrent use
 	go func() {
 		for {
 			f, err := fr.ReadFrame()
@@ -90,7 +94,9 @@ func TestInternalPortZeroWindowStreams(t *testing.T) {
 				reset.Add(1)
 			case *http2.SettingsFrame:
 				if !f.IsAck() {
+					writeMu.Lock()
 					_ = fr.WriteSettingsAck()
+					writeMu.Unlock()
 				}
 			}
 		}
@@ -107,7 +113,10 @@ func TestInternalPortZeroWindowStreams(t *testing.T) {
 		} {
 			_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 		}
-		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		writeMu.Lock()
+		err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+		writeMu.Unlock()
+		if err != nil {
 			break // the sidecar may hang up on a peer that breaks its limits
 		}
 	}
@@ -139,7 +148,7 @@ func TestInternalPortZeroWindowStreams(t *testing.T) {
 		t.Errorf("the connection was closed: %v", err)
 	}
 	// And the sidecar serves its peers.
-	front := w.sidecar("front", 0)
+	front := w.sidecar("front", 0, "--enable-mtls=false")
 	if resp, b := do(t, "GET", front.url+"/v1.0/invoke/target/method/echo/ok", nil, nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("a call after the attack: %d %s", resp.StatusCode, b)
 	}

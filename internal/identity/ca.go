@@ -1,0 +1,193 @@
+package identity
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// CA is a certificate authority that issues sidecar certificates.
+type CA struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+	// certPEM is the CA's certificate, the root of its trust bundle.
+	certPEM []byte
+}
+
+// NewCA makes a CA with a new key and a self-signed root valid for ttl.
+func NewCA(name string, ttl time.Duration) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"tandem"}},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(ttl),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &CA{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+}
+
+// ParseCA reads a CA from its PEM certificate and PEM (PKCS #8 or EC) key.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
+	cb, _ := pem.Decode(certPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	if !cert.IsCA {
+		return nil, errors.New("the certificate is not a CA's")
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, errors.New("no PEM key")
+	}
+	var key any
+	if key, err = x509.ParsePKCS8PrivateKey(kb.Bytes); err != nil {
+		if key, err = x509.ParseECPrivateKey(kb.Bytes); err != nil {
+			return nil, fmt.Errorf("the key is neither PKCS #8 nor EC: %w", err)
+		}
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("the key cannot sign")
+	}
+	return &CA{cert: cert, key: signer, certPEM: pem.EncodeToMemory(cb)}, nil
+}
+
+// CertPEM is the CA's certificate in PEM: what a trust bundle holds.
+func (ca *CA) CertPEM() []byte { return ca.certPEM }
+
+// KeyPEM is the CA's key in PEM (PKCS #8).
+func (ca *CA) KeyPEM() ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(ca.key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// Sign issues a certificate for id, valid for ttl, to the key of the
+// certificate request csrDER (whose signature must verify). It returns the
+// certificate chain in DER, leaf first. Who may have which id is the
+// caller's decision: Sign only issues.
+func (ca *CA) Sign(csrDER []byte, id ID, ttl time.Duration) ([][]byte, error) {
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	now := time.Now()
+	notAfter := now.Add(ttl)
+	if notAfter.After(ca.cert.NotAfter) {
+		notAfter = ca.cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: id.AppID, Organization: []string{id.Namespace}},
+		URIs:         []*url.URL{id.URL()},
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, csr.PublicKey, ca.key)
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{der}, nil
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}
+
+// LocalCA is the standalone mode's CA: files ca.crt and ca.key in dir (mode
+// 0700, files 0600), made by the first sidecar that needs them (under a lock,
+// so sidecars starting together make one) and read by every other.
+func LocalCA(dir string) (*CA, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, err
+	}
+	certFile, keyFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	certPEM, cerr := os.ReadFile(certFile)
+	keyPEM, kerr := os.ReadFile(keyFile)
+	if cerr == nil && kerr == nil {
+		ca, err := ParseCA(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("the local CA in %s: %w (remove the folder to make a new one)", dir, err)
+		}
+		if time.Until(ca.cert.NotAfter) > 24*time.Hour {
+			return ca, nil
+		}
+	} else if !errors.Is(cerr, os.ErrNotExist) && !errors.Is(kerr, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading the local CA in %s: %w", dir, errors.Join(cerr, kerr))
+	}
+	ca, err := NewCA("tandem local CA "+time.Now().UTC().Format(time.RFC3339), 365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ca.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(keyFile, k); err != nil {
+		return nil, err
+	}
+	if err := writeFile(certFile, ca.certPEM); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// writeFile writes b to path atomically with mode 0600.
+func writeFile(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

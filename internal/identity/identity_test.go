@@ -1,0 +1,217 @@
+package identity
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newSource(t *testing.T, ca *CA, id ID, bundle BundleSource) *Source {
+	t.Helper()
+	if bundle.File == "" && bundle.PEM == nil {
+		bundle.PEM = ca.CertPEM()
+	}
+	s, err := NewSource(context.Background(), SourceConfig{ID: id, TTL: time.Hour, Bundle: bundle,
+		Issue: func(_ context.Context, csr []byte) ([][]byte, error) { return ca.Sign(csr, id, time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// handshake runs a TLS handshake between a client and a server config over
+// loopback and returns each side's error.
+func handshake(t *testing.T, client, server *tls.Config) (cerr, serr error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := ln.Accept()
+		if err != nil {
+			serr = err
+			return
+		}
+		defer c.Close()
+		serr = tls.Server(c, server).Handshake()
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(c, client)
+	cerr = tc.Handshake()
+	if cerr == nil {
+		// In TLS 1.3 the server checks the client's certificate after the
+		// client is done: read to learn its verdict.
+		_ = tc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, rerr := tc.Read(make([]byte, 1))
+		if rerr != nil && !strings.Contains(rerr.Error(), "timeout") && !strings.Contains(rerr.Error(), "EOF") {
+			cerr = rerr
+		}
+	}
+	tc.Close()
+	wg.Wait()
+	return cerr, serr
+}
+
+func TestMutualTLS(t *testing.T) {
+	ca, err := NewCA("root-a", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := NewCA("root-b", time.Hour)
+	front := ID{TrustDomain: "public", Namespace: "default", AppID: "front"}
+	orders := ID{TrustDomain: "public", Namespace: "default", AppID: "orders"}
+	fs, os1 := newSource(t, ca, front, BundleSource{}), newSource(t, ca, orders, BundleSource{})
+	// A stranger's certificate is of another CA; it trusts both roots.
+	stranger := newSource(t, other, front, BundleSource{PEM: append(ca.CertPEM(), other.CertPEM()...)})
+
+	if cerr, serr := handshake(t, fs.ClientTLS(orders), os1.ServerTLS()); cerr != nil || serr != nil {
+		t.Fatalf("front -> orders: %v / %v", cerr, serr)
+	}
+	// The server is not the app the client meant.
+	if cerr, _ := handshake(t, fs.ClientTLS(ID{TrustDomain: "public", Namespace: "default", AppID: "payments"}), os1.ServerTLS()); cerr == nil ||
+		!strings.Contains(cerr.Error(), "not spiffe://public/ns/default/payments") {
+		t.Errorf("a server posing as another app: %v", cerr)
+	}
+	// A certificate of another CA is refused on both sides.
+	if _, serr := handshake(t, stranger.ClientTLS(orders), os1.ServerTLS()); serr == nil || !strings.Contains(serr.Error(), "trust bundle") {
+		t.Errorf("a client of another CA: %v", serr)
+	}
+	if cerr, _ := handshake(t, fs.ClientTLS(front), stranger.ServerTLS()); cerr == nil {
+		t.Error("a server of another CA was accepted")
+	}
+	// No client certificate: refused.
+	if _, serr := handshake(t, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}, os1.ServerTLS()); serr == nil { //nolint:gosec // the test's anonymous client
+		t.Error("a client without a certificate was accepted")
+	}
+	// TLS 1.2 is refused.
+	c12 := fs.ClientTLS(orders)
+	c12.MinVersion, c12.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+	if cerr, _ := handshake(t, c12, os1.ServerTLS()); cerr == nil {
+		t.Error("TLS 1.2 was accepted")
+	}
+}
+
+// A bundle file with two roots trusts both; rewritten with one, the other
+// is refused; a broken file keeps the previous bundle.
+func TestBundleReload(t *testing.T) {
+	a, _ := NewCA("root-a", time.Hour)
+	b, _ := NewCA("root-b", time.Hour)
+	file := filepath.Join(t.TempDir(), "bundle.pem")
+	write := func(pems ...[]byte) {
+		t.Helper()
+		tmp := file + ".new"
+		if err := os.WriteFile(tmp, []byte(strings.Join(func() []string {
+			var s []string
+			for _, p := range pems {
+				s = append(s, string(p))
+			}
+			return s
+		}(), "")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil { // as editors save
+			t.Fatal(err)
+		}
+	}
+	write(a.CertPEM(), b.CertPEM())
+	orders := ID{TrustDomain: "public", Namespace: "default", AppID: "orders"}
+	front := ID{TrustDomain: "public", Namespace: "default", AppID: "front"}
+	server := newSource(t, a, orders, BundleSource{File: file})
+	fromB := newSource(t, b, front, BundleSource{PEM: append(a.CertPEM(), b.CertPEM()...)})
+	if _, serr := handshake(t, fromB.ClientTLS(orders), server.ServerTLS()); serr != nil {
+		t.Fatalf("root b while both are trusted: %v", serr)
+	}
+	write(a.CertPEM())
+	if err := server.loadBundle(); err != nil {
+		t.Fatal(err)
+	}
+	if _, serr := handshake(t, fromB.ClientTLS(orders), server.ServerTLS()); serr == nil {
+		t.Fatal("root b still trusted after it left the bundle")
+	}
+	write([]byte("not PEM"))
+	if err := server.loadBundle(); err == nil {
+		t.Fatal("a broken bundle was taken")
+	}
+	fromA := newSource(t, a, front, BundleSource{})
+	if _, serr := handshake(t, fromA.ClientTLS(orders), server.ServerTLS()); serr != nil {
+		t.Fatalf("the previous bundle was dropped with the broken one: %v", serr)
+	}
+}
+
+func TestParse(t *testing.T) {
+	id, err := Parse("spiffe://public/ns/default/front")
+	if err != nil || id != (ID{"public", "default", "front"}) || id.String() != "spiffe://public/ns/default/front" {
+		t.Fatalf("%v %v", id, err)
+	}
+	for _, bad := range []string{"http://public/ns/default/front", "spiffe://public/default/front", "spiffe://public/ns/default/Front_1",
+		"spiffe:///ns/default/front", "spiffe://public/ns/default/front?x", "spiffe://public/ns/default/front/extra"} {
+		if _, err := Parse(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// The local CA is made once, by one of many sidecars starting together, and
+// only its user can read it.
+func TestLocalCA(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	var wg sync.WaitGroup
+	roots := make([]string, 8)
+	for i := range roots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ca, err := LocalCA(dir)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			roots[i] = string(ca.CertPEM())
+		}()
+	}
+	wg.Wait()
+	for _, r := range roots[1:] {
+		if r != roots[0] {
+			t.Fatal("sidecars starting together made more than one CA")
+		}
+	}
+	for _, p := range []string{dir, filepath.Join(dir, "ca.key"), filepath.Join(dir, "ca.crt")} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is %v: others can read it", p, st.Mode().Perm())
+		}
+	}
+}
+
+// Renewal is two thirds into the certificate's life, not at once (the
+// certificate's NotBefore is backdated).
+func TestRenewAt(t *testing.T) {
+	ca, _ := NewCA("root", time.Hour)
+	s, err := NewSource(context.Background(), SourceConfig{ID: ID{"public", "default", "a"}, Bundle: BundleSource{PEM: ca.CertPEM()},
+		Issue: func(_ context.Context, csr []byte) ([][]byte, error) {
+			return ca.Sign(csr, ID{"public", "default", "a"}, 30*time.Second)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(s.renewAt()); d < 15*time.Second || d > 21*time.Second {
+		t.Errorf("renewal in %v; want about 20s for a 30s certificate", d)
+	}
+}

@@ -1,0 +1,352 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/tandem-run/tandem/internal/identity"
+)
+
+// metric sums the samples of a metric whose labels contain every part of
+// labels, read from a sidecar's metrics port.
+func metric(t *testing.T, metricsPort int, name string, labels ...string) float64 {
+	t.Helper()
+	_, b := do(t, "GET", "http://127.0.0.1:"+strconv.Itoa(metricsPort)+"/metrics", nil, nil)
+	var sum float64
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// peerClient is an HTTP/2 client of a sidecar's internal port with cert (or
+// none), as another process on the machine would make one.
+func peerClient(cert *tls.Certificate) *http.Client {
+	cfg := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"}} //nolint:gosec // a test's peer
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http2.Transport{TLSClientConfig: cfg}}
+}
+
+// certFor mints a certificate for id from the CA in dir, as a process that
+// can read the registry folder could.
+func certFor(t *testing.T, caDir string, id identity.ID) *tls.Certificate {
+	t.Helper()
+	ca, err := identity.LocalCA(caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed(t, ca, id)
+}
+
+func signed(t *testing.T, ca *identity.CA, id identity.ID) *tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := ca.Sign(csr, id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(chain[0])
+	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}
+}
+
+// By default every hop is mutual TLS: the app's dapr-caller-app-id is the
+// caller's verified identity, a forged header changes nothing, and a peer
+// without a certificate of the registry's CA, or with one for an app the
+// policy refuses, never reaches the app.
+func TestMTLSIdentity(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "acl.yaml")
+	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: acl
+spec:
+  accessControl:
+    defaultAction: deny
+    policies:
+    - appId: front
+      defaultAction: allow
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	app := newRecordingApp(t)
+	callee := w.sidecar("orders", app.port, "--config", conf)
+	echoPort, _ := w.app("echoer")
+	echo := w.sidecar("echoer", echoPort)
+	front := w.sidecar("front", 0)
+	callee.waitHealthy(t)
+	echo.waitHealthy(t)
+
+	// The verified id reaches the app, whatever the caller's app sent.
+	resp, b := do(t, "GET", front.url+"/v1.0/invoke/echoer/method/echo/x", nil, http.Header{"Dapr-Caller-App-Id": {"admin"}})
+	var seen struct{ Headers map[string][]string }
+	if err := json.Unmarshal(b, &seen); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	if got := seen.Headers["Dapr-Caller-App-Id"]; len(got) != 1 || got[0] != "front" {
+		t.Errorf("the app saw caller %v, want [front]", got)
+	}
+	if resp, b := do(t, "GET", front.url+"/v1.0/invoke/orders/method/x", nil, nil); resp.StatusCode != 200 || app.received() != 1 {
+		t.Fatalf("front -> orders: %d %s", resp.StatusCode, b)
+	}
+
+	internal, metricsPort := sidecarPorts(t, callee)
+	url := "https://127.0.0.1:" + strconv.Itoa(internal) + "/x"
+	call := func(c *http.Client, callerHeader string) (int, error) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Dapr-Callee-App-Id", "orders")
+		req.Header.Set("Dapr-Caller-App-Id", callerHeader)
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	caDir := filepath.Join(w.registry, "ca")
+	// A certificate for another app, from the right CA: the forged
+	// header says "front", the certificate says "intruder"; refused.
+	if code, err := call(peerClient(certFor(t, caDir, identity.ID{TrustDomain: "public", Namespace: "default", AppID: "intruder"})), "front"); err != nil || code != 403 {
+		t.Errorf("a certificate for another app id: %d %v, want 403", code, err)
+	}
+	// A certificate of another CA: the handshake fails.
+	other, _ := identity.NewCA("someone else's CA", time.Hour)
+	if _, err := call(peerClient(signed(t, other, identity.ID{TrustDomain: "public", Namespace: "default", AppID: "front"})), "front"); err == nil {
+		t.Error("a certificate of another CA was accepted")
+	}
+	// No certificate: the handshake fails.
+	if _, err := call(peerClient(nil), "front"); err == nil {
+		t.Error("a client without a certificate was accepted")
+	}
+	// Plaintext h2c: refused before any request is read, saying why.
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(internal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, http2.ClientPreface)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if !bytes.Contains(got, []byte("requires mutual TLS")) {
+		t.Errorf("a plaintext peer got %q, want a GOAWAY saying mutual TLS is required", got)
+	}
+	if n := app.received(); n != 1 {
+		t.Errorf("the app received %d requests; only front's one was allowed", n)
+	}
+	if n := metric(t, metricsPort, "tandem_mtls_peer_certificates_total"); n < 2 {
+		t.Errorf("verified peer certificates: %v", n)
+	}
+	if n := metric(t, metricsPort, "tandem_mtls_certificate_expiry_timestamp_seconds"); n < float64(time.Now().Unix()) {
+		t.Errorf("certificate expiry metric %v is not in the future", n)
+	}
+}
+
+// A rollout from plaintext: a sidecar with --allow-plaintext-peers takes
+// calls from peers without mutual TLS and calls such peers in plaintext,
+// counting each; without it, a plaintext caller is told what to change.
+func TestMTLSRollout(t *testing.T) {
+	w := newWorld(t)
+	newPort, _ := w.app("newapp")
+	oldPort, _ := w.app("oldapp")
+	strictPort, _ := w.app("strictapp")
+	newer := w.sidecar("newapp", newPort, "--allow-plaintext-peers")
+	older := w.sidecar("oldapp", oldPort, "--enable-mtls=false")
+	strict := w.sidecar("strictapp", strictPort)
+	for _, s := range []*sidecar{newer, older, strict} {
+		s.waitHealthy(t)
+	}
+	_, newMetrics := sidecarPorts(t, newer)
+	for _, c := range []struct {
+		from *sidecar
+		to   string
+	}{{older, "newapp"}, {newer, "oldapp"}, {newer, "strictapp"}} {
+		if resp, b := do(t, "GET", c.from.url+"/v1.0/invoke/"+c.to+"/method/echo/x", nil, nil); resp.StatusCode != 200 {
+			t.Errorf("%s -> %s: %d %s", c.from.appID, c.to, resp.StatusCode, b)
+		}
+	}
+	if n := metric(t, newMetrics, "tandem_hop_plaintext_calls_total"); n != 2 {
+		t.Errorf("plaintext calls counted by the rolling sidecar: %v, want 2 (one in, one out)", n)
+	}
+	resp, b := do(t, "GET", older.url+"/v1.0/invoke/strictapp/method/echo/x", nil, nil)
+	if resp.StatusCode != 500 || !strings.Contains(string(b), "requires mutual TLS") || !strings.Contains(string(b), "--enable-mtls") {
+		t.Errorf("plaintext caller to a strict sidecar: %d %s", resp.StatusCode, b)
+	}
+}
+
+// load calls url from several goroutines until stop closes, counting
+// successes and failures (with the first failure kept).
+type load struct {
+	ok, failed atomic.Int64
+	first      atomic.Value
+	wg         sync.WaitGroup
+	stop       chan struct{}
+}
+
+func startLoad(url string, workers int) *load {
+	l := &load{stop: make(chan struct{})}
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				resp, err := client.Get(url)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = errorString("status " + strconv.Itoa(resp.StatusCode))
+					}
+				}
+				if err != nil {
+					l.failed.Add(1)
+					l.first.CompareAndSwap(nil, err.Error())
+				} else {
+					l.ok.Add(1)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) end() { close(l.stop); l.wg.Wait() }
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// Short-lived certificates renew under load with no failed call; and the
+// root rotates with a bundle that trusts both roots meanwhile: the callee
+// sees certificates of both roots, and no call fails.
+func TestMTLSRenewalAndRotationUnderLoad(t *testing.T) {
+	w := newWorld(t)
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	caDir := filepath.Join(w.registry, "ca")
+	oldCA, err := identity.LocalCA(caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bundle, oldCA.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"--workload-cert-ttl", "12s", "--trust-anchors-file", bundle}
+	appPort, _ := w.app("backend")
+	callee := w.sidecar("backend", appPort, flags...)
+	caller := w.sidecar("front", 0, flags...)
+	callee.waitHealthy(t)
+	_, calleeMetrics := sidecarPorts(t, callee)
+	_, callerMetrics := sidecarPorts(t, caller)
+
+	start := time.Now()
+	l := startLoad(caller.url+"/v1.0/invoke/backend/method/echo/x", 4)
+	// Renewal: certificates of 12 s renew every 8 s.
+	deadline := time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) && (metric(t, callerMetrics, "tandem_mtls_certificate_renewals_total", `outcome="ok"`) < 3 ||
+		metric(t, calleeMetrics, "tandem_mtls_certificate_renewals_total", `outcome="ok"`) < 3) {
+		time.Sleep(500 * time.Millisecond)
+	}
+	for _, m := range []int{callerMetrics, calleeMetrics} {
+		if n := metric(t, m, "tandem_mtls_certificate_renewals_total", `outcome="ok"`); n < 3 {
+			t.Fatalf("%v certificates issued; want the first and at least two renewals", n)
+		}
+	}
+
+	t.Logf("two renewals each after %v", time.Since(start).Round(time.Second))
+
+	// Rotation: trust both roots, switch the CA, wait for certificates of
+	// the new root, then trust the new root only.
+	newCA, err := identity.NewCA("rotated root", 365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeAtomic(bundle, append(oldCA.CertPEM(), newCA.CertPEM()...)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the bundle is polled every second
+	key, _ := newCA.KeyPEM()
+	if err := writeAtomic(filepath.Join(caDir, "ca.key"), key); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeAtomic(filepath.Join(caDir, "ca.crt"), newCA.CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) && metric(t, calleeMetrics, "tandem_mtls_peer_certificates_total", `root="rotated root"`) == 0 {
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(9 * time.Second) // every certificate is of the new root now
+	if err := writeAtomic(bundle, newCA.CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	l.end()
+
+	if n := metric(t, calleeMetrics, "tandem_mtls_peer_certificates_total", `root="tandem local CA`); n == 0 {
+		t.Error("the callee saw no certificate of the first root")
+	}
+	if n := metric(t, calleeMetrics, "tandem_mtls_peer_certificates_total", `root="rotated root"`); n == 0 {
+		t.Error("the callee saw no certificate of the rotated root")
+	}
+	if f := l.failed.Load(); f != 0 {
+		t.Errorf("%d of %d calls failed during renewal and rotation; first: %v", f, f+l.ok.Load(), l.first.Load())
+	}
+	if l.ok.Load() < 100 {
+		t.Errorf("only %d calls made: the load did not run", l.ok.Load())
+	}
+	t.Logf("%d calls, %d failed", l.ok.Load(), l.failed.Load())
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
