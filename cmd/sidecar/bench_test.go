@@ -81,29 +81,24 @@ func BenchmarkInvoke(b *testing.B) {
 	}
 }
 
-// startInProcess runs a sidecar in this process and returns its HTTP API
-// address once it answers.
+// startInProcess builds a sidecar in this process with the binary's own
+// builder, serves it, and returns its HTTP API address once it answers.
 func startInProcess(b *testing.B, ctx context.Context, registry string, args []string) string {
 	b.Helper()
-	port := func() int {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).Port
-	}
-	httpPort := port()
-	args = append(args, "--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", "0", "--dapr-internal-grpc-port", "0",
+	args = append(args, "--dapr-http-port", "0", "--dapr-grpc-port", "0", "--dapr-internal-grpc-port", "0",
 		"--enable-metrics=false", "--dapr-listen-addresses", "127.0.0.1", "--registry-dir", registry, "--log-level", "error")
 	o, err := parseOptions(args, func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}
+	s, err := newSidecar(ctx, o)
+	if err != nil {
+		b.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, o) }()
+	go func() { done <- s.serve(ctx) }()
 	b.Cleanup(func() { <-done })
-	addr := "127.0.0.1:" + strconv.Itoa(httpPort)
+	addr := "127.0.0.1:" + strconv.Itoa(s.ports.HTTP)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get("http://" + addr + "/v1.0/healthz"); err == nil {
