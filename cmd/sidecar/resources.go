@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,7 +107,13 @@ func register(o Options, internalAddr string, p api.Ports) (*standalone.Registra
 	return reg, nil
 }
 
-func metadata(o Options, p api.Ports, st *state.Service) api.Metadata {
+// metadata is the sidecar's metadata in daprd's shape, with extended (what
+// apps and the CLI set) and daprRuntimeVersion under "extended".
+func metadata(o Options, p api.Ports, st *state.Service, extended map[string]string) api.Metadata {
+	if extended == nil {
+		extended = map[string]string{}
+	}
+	extended[api.RuntimeVersionKey] = version
 	m := api.Metadata{
 		ID:              o.AppID,
 		RuntimeVersion:  version,
@@ -116,21 +122,25 @@ func metadata(o Options, p api.Ports, st *state.Service) api.Metadata {
 		Components:      []api.Component{},
 		Subscriptions:   []any{},
 		HTTPEndpoints:   []any{},
-		Extended: map[string]string{
-			"mode":          o.Mode,
-			"namespace":     o.Namespace,
-			"http_port":     strconv.Itoa(p.HTTP),
-			"grpc_port":     strconv.Itoa(p.GRPC),
-			"internal_port": strconv.Itoa(p.Internal),
-		},
-		Ports: p,
+		Extended:        extended,
+		AppConnectionProperties: api.AppConnection{Port: o.AppPort, Protocol: o.AppProtocol,
+			ChannelAddress: o.AppChannelAddress, MaxConcurrency: o.AppMaxConcurrency},
+		ActorRuntime: api.ActorsDisabled,
+		Ports:        p,
+		Mode:         o.Mode,
+		Namespace:    o.Namespace,
+		PID:          os.Getpid(),
 	}
 	for _, c := range st.Stores() {
 		m.Components = append(m.Components, api.Component{Name: c.Name, Type: c.Type, Version: "v1",
 			Capabilities: []string{"ETAG", "TRANSACTIONAL", "TTL"}})
 	}
-	if o.AppPort != 0 {
-		m.AppConnectionProperties = api.AppConnection{Port: o.AppPort, Protocol: o.AppProtocol, ChannelAddress: o.AppChannelAddress, MaxConcurrency: o.AppMaxConcurrency}
+	if h := o.AppHealth; h != nil {
+		m.AppConnectionProperties.Health = &api.AppHealth{HealthProbeInterval: h.Interval.String(),
+			HealthProbeTimeout: h.Timeout.String(), HealthThreshold: h.Threshold}
+		if !strings.HasPrefix(o.AppProtocol, "grpc") { // the path is for HTTP apps only, as daprd shows it
+			m.AppConnectionProperties.Health.HealthCheckPath = h.Path
+		}
 	}
 	return m
 }

@@ -183,6 +183,7 @@ func (s *sidecar) newInvoker(res resolver.Resolver, tracing *telemetry.Tracing, 
 // newServers makes the HTTP API, internal, public, metrics and gRPC servers.
 func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, tracing *telemetry.Tracing, metrics *telemetry.Metrics) {
 	o := s.o
+	var extended api.Extended
 	life := api.Lifecycle{
 		// Ready: the app answers, and the sidecar has a valid certificate
 		// (liveness, the outbound route, depends on neither).
@@ -190,7 +191,10 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 			return (s.ident == nil || s.ident.Ready()) && s.inv.AppReady(ctx)
 		},
 		Shutdown: func() { s.stopOnce.Do(func() { close(s.stop) }) },
-		Metadata: func() api.Metadata { return metadata(o, s.ports, s.state) },
+		Metadata: func() api.Metadata { return metadata(o, s.ports, s.state, extended.All()) },
+
+		// What apps and the Dapr CLI set, bounded.
+		SetMetadata: extended.Set,
 	}
 	router := httpapi.NewRouter(func(name string, h http.Handler) http.Handler {
 		return tracing.HTTPServer(func(r *http.Request) string { return httpapi.SpanName(name, r) }, metrics.HTTP(name, h))

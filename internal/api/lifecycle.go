@@ -6,20 +6,40 @@ package api
 import "context"
 
 // Metadata is what GET /v1.0/metadata and the gRPC GetMetadata return, in
-// Dapr's shape, with the ports this sidecar actually listens on added (port
-// 0 flags pick free ones).
+// daprd's shape and with its field names; what this sidecar adds is under
+// names daprd does not use (ports, mode, namespace, pid).
 type Metadata struct {
-	ID                      string            `json:"id"`
-	RuntimeVersion          string            `json:"runtimeVersion"`
-	EnabledFeatures         []string          `json:"enabledFeatures"`
-	Actors                  []any             `json:"actors"`
-	Components              []Component       `json:"components"`
+	ID              string      `json:"id"`
+	RuntimeVersion  string      `json:"runtimeVersion"`
+	EnabledFeatures []string    `json:"enabledFeatures"`
+	Actors          []any       `json:"actors"`
+	Components      []Component `json:"components"`
+	// Extended is what apps and the Dapr CLI set (PUT
+	// /v1.0/metadata/{key}, SetMetadata), and daprRuntimeVersion.
 	Extended                map[string]string `json:"extended"`
 	Subscriptions           []any             `json:"subscriptions"`
 	HTTPEndpoints           []any             `json:"httpEndpoints"`
 	AppConnectionProperties AppConnection     `json:"appConnectionProperties"`
-	Ports                   Ports             `json:"ports"`
+	ActorRuntime            ActorRuntime      `json:"actorRuntime"`
+
+	// Ports are the ports the sidecar listens on (port 0 flags pick free
+	// ones).
+	Ports     Ports  `json:"ports"`
+	Mode      string `json:"mode"`                // standalone or kubernetes
+	Namespace string `json:"namespace,omitempty"` // kubernetes mode
+	PID       int    `json:"pid"`                 // the sidecar's process id
 }
+
+// ActorRuntime is daprd's actorRuntime: this sidecar has no actors, so its
+// status is always DISABLED.
+type ActorRuntime struct {
+	RuntimeStatus string `json:"runtimeStatus"`
+	HostReady     bool   `json:"hostReady"`
+	Placement     string `json:"placement,omitempty"`
+}
+
+// ActorsDisabled is the ActorRuntime of a sidecar without actors.
+var ActorsDisabled = ActorRuntime{RuntimeStatus: "DISABLED"}
 
 // Component is a loaded component as metadata lists it.
 type Component struct {
@@ -31,10 +51,20 @@ type Component struct {
 
 // AppConnection describes the channel to the app.
 type AppConnection struct {
-	Port           int    `json:"port,omitempty"`
-	Protocol       string `json:"protocol,omitempty"`
-	ChannelAddress string `json:"channelAddress,omitempty"`
-	MaxConcurrency int    `json:"maxConcurrency,omitempty"`
+	Port           int        `json:"port,omitempty"`
+	Protocol       string     `json:"protocol,omitempty"`
+	ChannelAddress string     `json:"channelAddress,omitempty"`
+	MaxConcurrency int        `json:"maxConcurrency,omitempty"`
+	Health         *AppHealth `json:"health,omitempty"`
+}
+
+// AppHealth is how the app's health is checked, when it is, as daprd shows
+// it: durations as Go writes them ("5s", "500ms").
+type AppHealth struct {
+	HealthCheckPath     string `json:"healthCheckPath,omitempty"` // HTTP apps
+	HealthProbeInterval string `json:"healthProbeInterval,omitempty"`
+	HealthProbeTimeout  string `json:"healthProbeTimeout,omitempty"`
+	HealthThreshold     int    `json:"healthThreshold,omitempty"`
 }
 
 // Ports are the ports the sidecar listens on; 0 means not listening.
@@ -52,6 +82,9 @@ type Lifecycle struct {
 	AppReady func(ctx context.Context) bool
 	// Metadata returns the current metadata.
 	Metadata func() Metadata
+	// SetMetadata sets a key of the extended metadata; its errors are
+	// *apierr.Error values (see Extended.Set).
+	SetMetadata func(key, value string) error
 	// Shutdown asks the sidecar to stop gracefully. It must not block.
 	Shutdown func()
 }

@@ -83,18 +83,36 @@ func (s *Server) GetMetadata(context.Context, *runtimev1pb.GetMetadataRequest) (
 		RuntimeVersion:   m.RuntimeVersion,
 		EnabledFeatures:  m.EnabledFeatures,
 		ExtendedMetadata: m.Extended,
+		ActorRuntime: &runtimev1pb.ActorRuntime{
+			RuntimeStatus: runtimev1pb.ActorRuntime_ActorRuntimeStatus(runtimev1pb.ActorRuntime_ActorRuntimeStatus_value[m.ActorRuntime.RuntimeStatus]),
+			HostReady:     m.ActorRuntime.HostReady,
+			Placement:     m.ActorRuntime.Placement,
+		},
 	}
 	for _, c := range m.Components {
 		out.RegisteredComponents = append(out.RegisteredComponents, &runtimev1pb.RegisteredComponents{
 			Name: c.Name, Type: c.Type, Version: c.Version, Capabilities: c.Capabilities,
 		})
 	}
-	if a := m.AppConnectionProperties; a.Port != 0 {
-		out.AppConnectionProperties = &runtimev1pb.AppConnectionProperties{
-			Port: int32(a.Port), Protocol: a.Protocol, ChannelAddress: a.ChannelAddress, MaxConcurrency: int32(a.MaxConcurrency),
+	a := m.AppConnectionProperties
+	out.AppConnectionProperties = &runtimev1pb.AppConnectionProperties{
+		Port: int32(a.Port), Protocol: a.Protocol, ChannelAddress: a.ChannelAddress, MaxConcurrency: int32(a.MaxConcurrency),
+	}
+	if h := a.Health; h != nil {
+		out.AppConnectionProperties.Health = &runtimev1pb.AppConnectionHealthProperties{
+			HealthCheckPath: h.HealthCheckPath, HealthProbeInterval: h.HealthProbeInterval,
+			HealthProbeTimeout: h.HealthProbeTimeout, HealthThreshold: int32(h.HealthThreshold),
 		}
 	}
 	return out, nil
+}
+
+// SetMetadata sets a key of the sidecar's extended metadata.
+func (s *Server) SetMetadata(_ context.Context, in *runtimev1pb.SetMetadataRequest) (*emptypb.Empty, error) {
+	if err := s.life.SetMetadata(in.GetKey(), in.GetValue()); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
 }
 
 // Shutdown asks the sidecar to stop gracefully.
