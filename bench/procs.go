@@ -13,24 +13,17 @@ import (
 	"time"
 
 	testproc "github.com/tandem-run/tandem/internal/testutil/proc"
-	"github.com/tandem-run/tandem/internal/testutil/syncbuf"
 )
 
 // proc is a process the harness started: a sidecar, a floor proxy, Redis.
-type proc struct {
-	*testproc.Proc
-	// name and out are Proc's Name and Out under the names run.go and
-	// soak.go use; they go when those read Name and Out.
-	name string
-	out  *syncbuf.Buffer
-}
+type proc struct{ *testproc.Proc }
 
 func start(name, bin string, env []string, args ...string) (*proc, error) {
 	p, err := testproc.Start(name, bin, env, args...)
 	if err != nil {
 		return nil, err
 	}
-	return &proc{Proc: p, name: p.Name, out: &p.Out}, nil
+	return &proc{Proc: p}, nil
 }
 
 // stop sends SIGTERM and kills the process if it has not exited 5 s later.
@@ -72,11 +65,6 @@ func buildSidecar(dir string) (string, error) {
 	}
 	return bin, nil
 }
-
-// freePort and waitTCP are the shared ones under the names run.go and
-// soak.go call; they go when those call testproc's.
-func freePort() (int, error)                     { return testproc.FreePort() }
-func waitTCP(addr string, d time.Duration) error { return testproc.WaitTCP(addr, d) }
 
 func waitHealthy(url string, d time.Duration) error {
 	deadline := time.Now().Add(d)

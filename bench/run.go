@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/components"
+	testproc "github.com/tandem-run/tandem/internal/testutil/proc"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 
 	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
@@ -255,11 +256,11 @@ func stopAll(procs []*proc) {
 
 // floor starts two bare ReverseProxy processes in a row in front of the app.
 func (e *env) floor() ([]*proc, string, error) {
-	p2port, err := freePort()
+	p2port, err := testproc.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
-	p1port, err := freePort()
+	p1port, err := testproc.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
@@ -276,7 +277,7 @@ func (e *env) floor() ([]*proc, string, error) {
 	}
 	procs := []*proc{p1, p2}
 	for _, a := range []string{back, front} {
-		if err := waitTCP(a, 10*time.Second); err != nil {
+		if err := testproc.WaitTCP(a, 10*time.Second); err != nil {
 			stopAll(procs)
 			return nil, "", err
 		}
@@ -289,11 +290,11 @@ type sidecarAddrs struct{ httpURL, grpcAddr string }
 
 // startSidecar starts one sidecar; appAddr "" means no app.
 func (e *env) startSidecar(id, appAddr, protocol, registry string, extra ...string) (*proc, sidecarAddrs, error) {
-	hp, err := freePort()
+	hp, err := testproc.FreePort()
 	if err != nil {
 		return nil, sidecarAddrs{}, err
 	}
-	gp, err := freePort()
+	gp, err := testproc.FreePort()
 	if err != nil {
 		return nil, sidecarAddrs{}, err
 	}
@@ -310,7 +311,7 @@ func (e *env) startSidecar(id, appAddr, protocol, registry string, extra ...stri
 	a := sidecarAddrs{httpURL: "http://127.0.0.1:" + itoa(hp), grpcAddr: "127.0.0.1:" + itoa(gp)}
 	if err := waitHealthy(a.httpURL, 15*time.Second); err != nil {
 		p.stop()
-		return nil, sidecarAddrs{}, fmt.Errorf("%w\n%s", err, p.out.String())
+		return nil, sidecarAddrs{}, fmt.Errorf("%w\n%s", err, p.Out.String())
 	}
 	return p, a, nil
 }
@@ -334,7 +335,7 @@ func (e *env) sidecarPair(protocol, appAddr string) ([]*proc, sidecarAddrs, erro
 }
 
 func (e *env) startRedis() (*proc, error) {
-	port, err := freePort()
+	port, err := testproc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +344,7 @@ func (e *env) startRedis() (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (the state paths need redis-server: apt-get install redis-server)", err)
 	}
-	return p, waitTCP(e.redis, 10*time.Second)
+	return p, testproc.WaitTCP(e.redis, 10*time.Second)
 }
 
 // stateSidecar starts a sidecar whose statestore is the Redis.
@@ -352,7 +353,7 @@ func (e *env) stateSidecar() ([]*proc, sidecarAddrs, error) {
 	if err := os.MkdirAll(res, 0o755); err != nil {
 		return nil, sidecarAddrs{}, err
 	}
-	if err := os.WriteFile(filepath.Join(res, "statestore.yaml"), components.RedisYAML("statestore", e.redis), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(res, "statestore.yaml"), resources.RedisYAML("statestore", e.redis), 0o644); err != nil {
 		return nil, sidecarAddrs{}, err
 	}
 	reg, err := os.MkdirTemp(e.dir, "registry-")

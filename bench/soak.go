@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	testproc "github.com/tandem-run/tandem/internal/testutil/proc"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
@@ -57,7 +58,7 @@ func soak(o options, d time.Duration) error {
 	}
 	mports := [2]int{}
 	for i := range mports {
-		if mports[i], err = freePort(); err != nil {
+		if mports[i], err = testproc.FreePort(); err != nil {
 			return err
 		}
 	}
@@ -107,7 +108,7 @@ func soak(o options, d time.Duration) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB |\n", strings.TrimPrefix(p.name, "sidecar "),
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB |\n", strings.TrimPrefix(p.Name, "sidecar "),
 			before[i].goroutines, after.goroutines, before[i].heapInuse/(1<<20), after.heapInuse/(1<<20), float64(before[i].rss)/(1<<20), float64(after.rss)/(1<<20))
 		if after.goroutines > before[i].goroutines+5 || after.heapInuse > 2*before[i].heapInuse+(4<<20) {
 			grew = true

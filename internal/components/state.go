@@ -9,7 +9,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/tandem-run/tandem/internal/testutil/resources"
 	"github.com/tandem-run/tandem/pkg/state"
 	"github.com/tandem-run/tandem/pkg/state/memory"
 	"github.com/tandem-run/tandem/pkg/state/redis"
@@ -101,12 +100,4 @@ func maxTransactionOperations(md map[string]string) (int, error) {
 			MetadataMaxTransactionOperations, v, state.HighestMaxTransactionOperations, state.DefaultMaxTransactionOperations)
 	}
 	return n, nil
-}
-
-// RedisYAML is resources.RedisYAML.
-//
-// Deprecated: tests and tools write resources with
-// internal/testutil/resources; this stays only until bench/run.go does.
-func RedisYAML(name, addr string, metadata ...string) []byte {
-	return resources.RedisYAML(name, addr, metadata...)
 }

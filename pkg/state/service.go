@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,7 +110,7 @@ func (s *Service) Stores() []StoreConfig {
 func (s *Service) Close() error {
 	var errs []error
 	for _, n := range s.stores {
-		if c, ok := n.Store.(interface{ Close() error }); ok {
+		if c, ok := n.Store.(io.Closer); ok {
 			errs = append(errs, c.Close())
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,7 +23,7 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 	ctx := context.Background()
 	fresh := func(t *testing.T) state.Store {
 		s := newStore(t)
-		if c, ok := s.(interface{ Close() error }); ok {
+		if c, ok := s.(io.Closer); ok {
 			t.Cleanup(func() { _ = c.Close() })
 		}
 		return s
