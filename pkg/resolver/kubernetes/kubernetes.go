@@ -89,13 +89,37 @@ func (r *Resolver) Resolve(ctx context.Context, target resolver.Target) ([]strin
 	e, ok := r.cache[name]
 	r.mu.Unlock()
 	if !ok || time.Now().After(e.until) {
-		v, err, _ := r.group.Do(name, func() (any, error) { return r.lookup(ctx, target, name) })
-		if err != nil {
-			return nil, err
+		// One lookup per name at a time, shared by every caller that comes
+		// while it runs. It runs on a context of its own, bounded by
+		// lookupTimeout: a caller that gives up (its call cancelled, its
+		// deadline passed) stops waiting, but the lookup goes on for the
+		// others.
+		ch := r.group.DoChan(name, func() (any, error) {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+			defer cancel()
+			return r.lookup(lctx, target, name)
+		})
+		select {
+		case res := <-ch:
+			if res.Err != nil {
+				return nil, res.Err
+			}
+			e = res.Val.(entry)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("looking up %s with %s: %w", name, r.server(), context.Cause(ctx))
 		}
-		e = v.(entry)
 	}
 	return resolver.Rotate(e.addrs, r.next.Add(1)), nil
+}
+
+// lookupTimeout bounds one DNS lookup, whoever waits on it.
+const lookupTimeout = 10 * time.Second
+
+func (r *Resolver) server() string {
+	if r.cfg.DNSServer == "" {
+		return "the system resolver"
+	}
+	return r.cfg.DNSServer
 }
 
 func (r *Resolver) lookup(ctx context.Context, target resolver.Target, name string) (entry, error) {
@@ -106,11 +130,7 @@ func (r *Resolver) lookup(ctx context.Context, target resolver.Target, name stri
 			return entry{}, fmt.Errorf("app id %q: no sidecars at %s (is its Deployment annotated dapr.io/enabled and its Service %s-dapr there?): %w",
 				target.String(), name, target.ID, resolver.ErrNotFound)
 		}
-		server := r.cfg.DNSServer
-		if server == "" {
-			server = "the system resolver"
-		}
-		return entry{}, fmt.Errorf("looking up %s with %s: %w", name, server, err)
+		return entry{}, fmt.Errorf("looking up %s with %s: %w", name, r.server(), err)
 	}
 	if len(ips) == 0 {
 		return entry{}, fmt.Errorf("app id %q: %s has no addresses: %w", target.String(), name, resolver.ErrNotFound)

@@ -157,3 +157,66 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A lookup shared by several callers goes on when the caller that started
+// it gives up: the others get its answer, from the one query.
+func TestCallerGivingUpFailsNoOtherCaller(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var queries atomic.Int32
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		queries.Add(1)
+		<-release // answers only once the first caller has given up
+		m := new(dns.Msg)
+		m.SetReply(q)
+		m.Authoritative = true // an empty AAAA answer is final
+		if q.Question[0].Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.ParseIP("127.0.0.9")})
+		}
+		_ = w.WriteMsg(m)
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go func() { _ = srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { _ = srv.Shutdown() })
+
+	r, err := New(Config{Namespace: "default", DNSServer: pc.LocalAddr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, cancelFirst := context.WithCancel(context.Background())
+	firstErr := make(chan error, 1)
+	go func() {
+		_, err := r.Resolve(first, resolver.Target{ID: "a"})
+		firstErr <- err
+	}()
+	for queries.Load() == 0 { // the first caller's lookup is in flight
+		time.Sleep(time.Millisecond)
+	}
+	type answer struct {
+		addrs []string
+		err   error
+	}
+	second := make(chan answer, 1)
+	go func() {
+		addrs, err := r.Resolve(context.Background(), resolver.Target{ID: "a"})
+		second <- answer{addrs, err}
+	}()
+	time.Sleep(50 * time.Millisecond) // the second caller waits on the same lookup
+	cancelFirst()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "a-dapr.default.svc.cluster.local") {
+		t.Errorf("the caller that gave up: %v; want its cancellation, naming the name looked up", err)
+	}
+	close(release)
+	got := <-second
+	if got.err != nil || len(got.addrs) != 1 || got.addrs[0] != "127.0.0.9:50002" {
+		t.Fatalf("the caller still waiting: %v, %v; want the lookup's answer", got.addrs, got.err)
+	}
+	if n := queries.Load(); n > 2 { // A and AAAA, once
+		t.Errorf("%d queries; want the one lookup shared", n)
+	}
+}
