@@ -28,6 +28,15 @@ func run(ctx context.Context, o Options) error {
 	}
 	log := slog.New(h)
 
+	// The port is bound before anything else: the kubelet probes it as soon
+	// as the container runs, and a connection made while the certificate
+	// is being made waits in the listen queue instead of being refused.
+	ln, err := net.Listen("tcp", o.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("--listen-address %s: %w", o.ListenAddress, err)
+	}
+	defer ln.Close()
+
 	client, err := newClient(o.Kubeconfig)
 	if err != nil {
 		return err
@@ -48,10 +57,6 @@ func run(ctx context.Context, o Options) error {
 		tlsConf.Certificates = []tls.Certificate{ss.Cert}
 		caPEM = ss.CAPEM
 		log.Info("serving with a certificate of a CA made at start", "hosts", o.TLSHosts)
-	}
-	ln, err := net.Listen("tcp", o.ListenAddress)
-	if err != nil {
-		return fmt.Errorf("--listen-address %s: %w", o.ListenAddress, err)
 	}
 	srv := &http.Server{
 		Handler:           injector.Handler(o.Injector, log.With("component", "webhook")),

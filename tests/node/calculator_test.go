@@ -1,0 +1,371 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The calculator's five apps, their Deployments (samples/calculator/deploy)
+// and app ports.
+var apps = []struct{ id, deployment, port string }{
+	{"addapp", "addapp", "6000"},
+	{"subtractapp", "subtractapp", "6000"},
+	{"multiplyapp", "multiplyapp", "6000"},
+	{"divideapp", "divideapp", "6000"},
+	{"calculator-front-end", "calculator-front-end", "8080"},
+}
+
+const chartNS = "tandem-system"
+
+// chartArgs install the chart as the calculator's README says, with Redis
+// and the Zipkin-API collector on, their images the ones made here.
+func chartArgs() []string {
+	return []string{
+		"--namespace", chartNS, "--create-namespace", "--wait", "--timeout", "5m",
+		"--set", "redis.enabled=true", "--set", "zipkin.enabled=true",
+		"--set", "redis.image.repository=tandem/redis", "--set", "redis.image.tag=" + version,
+		"--set", "zipkin.image.repository=tandem/collector", "--set", "zipkin.image.tag=" + version,
+	}
+}
+
+var (
+	calcOnce sync.Once
+	calcErr  string
+)
+
+// calculator installs the chart and applies the calculator's manifests,
+// unchanged, once for the tests that need them, and waits until every
+// Deployment is available.
+func calculator(t *testing.T) {
+	t.Helper()
+	calcOnce.Do(func() {
+		start := time.Now()
+		out, err := helm(t, append([]string{"install", "tandem", filepath.Join(repo, "charts", "tandem")}, chartArgs()...)...)
+		if err != nil {
+			calcErr = fmt.Sprintf("helm install: %v\n%s", err, out)
+			return
+		}
+		t.Logf("chart installed in %s (helm install --wait)", time.Since(start).Round(100*time.Millisecond))
+		waitCABundle(t)
+		start = time.Now()
+		deploy, _ := filepath.Glob(filepath.Join(repo, "samples", "calculator", "deploy", "*.yaml"))
+		apply(t, "default", deploy...)
+		var names []string
+		for _, a := range apps {
+			names = append(names, a.deployment)
+		}
+		waitAvailable(t, "default", 3*time.Minute, names...)
+		t.Logf("calculator Ready %s after kubectl apply", time.Since(start).Round(100*time.Millisecond))
+	})
+	if calcErr != "" {
+		t.Fatal(calcErr)
+	}
+}
+
+// waitCABundle waits until the injector has put its CA into its webhook
+// configuration: pods created before would be admitted without a sidecar
+// (failurePolicy Ignore).
+func waitCABundle(t *testing.T) {
+	t.Helper()
+	ctx := ctxT(t, time.Minute)
+	for {
+		wc, err := cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "tandem-injector", metav1.GetOptions{})
+		if err == nil && len(wc.Webhooks) > 0 && len(wc.Webhooks[0].ClientConfig.CABundle) > 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the injector set no caBundle: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// frontEnd is the calculator's front end as its users reach it: through
+// its Service's cluster IP.
+func frontEnd(t *testing.T) string {
+	t.Helper()
+	svc, err := cluster.Client.CoreV1().Services("default").Get(ctxT(t, time.Minute), "calculator-front-end", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + svc.Spec.ClusterIP
+}
+
+func post(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestCalculator: the chart installed with helm, the injector serving its
+// webhook from its pod, the calculator's manifests applied unchanged; every
+// app's pod Running and Ready with its injected sidecar, the reference
+// session through the front end's Service, state in the Redis pod, and one
+// trace from the front end's sidecar to the operator read back from the
+// collector pod.
+func TestCalculator(t *testing.T) {
+	calculator(t)
+	ctx := ctxT(t, 3*time.Minute)
+
+	for _, a := range apps {
+		dep, err := cluster.Client.AppsV1().Deployments("default").Get(ctx, a.deployment, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods := deploymentPods("default", dep)
+		if len(pods) != 1 {
+			t.Fatalf("%s: %d pods", a.id, len(pods))
+		}
+		checkInjected(t, &pods[0], a.id, a.port)
+	}
+	// Redis and the collector are the chart's, not annotated: no sidecar.
+	for _, name := range []string{"tandem-redis", "tandem-zipkin"} {
+		dep, err := cluster.Client.AppsV1().Deployments(chartNS).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range deploymentPods(chartNS, dep) {
+			if len(p.Spec.Containers) != 1 || !podReady(&p) {
+				t.Errorf("%s: containers %d, ready %v", p.Name, len(p.Spec.Containers), podReady(&p))
+			}
+		}
+	}
+
+	// The injector's probes pass from its first try: no Unhealthy event.
+	checkNoProbeFailures(t, chartNS, "tandem-injector")
+
+	url := frontEnd(t)
+	operands := `{"operandOne":"52","operandTwo":"34"}`
+	for op, want := range map[string]string{"add": "86", "subtract": "18", "divide": "1.5294117647058822", "multiply": "1768"} {
+		if code, body := post(t, url+"/calculate/"+op, operands); code != 200 || strings.TrimSpace(body) != want {
+			t.Errorf("/calculate/%s: %d %q, want 200 %s", op, code, body, want)
+		}
+	}
+	if code, body := post(t, url+"/persist", `[{"key":"calculatorState","value":{"total":"54","next":null,"operation":null}}]`); code != 200 || body != "" {
+		t.Errorf("/persist: %d %q, want 200 and an empty body", code, body)
+	}
+	resp, err := http.Get(url + "/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var state map[string]any
+	if err := json.Unmarshal(b, &state); err != nil || resp.StatusCode != 200 || state["total"] != "54" || state["next"] != nil || state["operation"] != nil || len(state) != 3 {
+		t.Errorf("/state: %d %s, want {\"total\":\"54\",\"next\":null,\"operation\":null}", resp.StatusCode, b)
+	}
+
+	// The state is in the Redis pod, under the front end's key prefix.
+	if got := redisGet(t, "calculator-front-end||calculatorState"); !strings.Contains(got, `"total":"54"`) {
+		t.Errorf("Redis holds %q for calculator-front-end||calculatorState", got)
+	}
+
+	checkAddTrace(t)
+}
+
+// checkInjected checks an app's pod: Running and Ready, its sidecar
+// injected with real probes, a read-only root and no capabilities, and
+// both containers ready without a restart.
+func checkInjected(t *testing.T, p *corev1.Pod, id, port string) {
+	t.Helper()
+	if p.Status.Phase != corev1.PodRunning || !podReady(p) {
+		t.Errorf("%s: pod %s is not Running and Ready: %s", id, p.Name, describe(p))
+	}
+	var sidecar *corev1.Container
+	for i := range p.Spec.Containers {
+		if p.Spec.Containers[i].Name == "daprd" {
+			sidecar = &p.Spec.Containers[i]
+		}
+	}
+	for i := range p.Spec.InitContainers {
+		if p.Spec.InitContainers[i].Name == "daprd" {
+			sidecar = &p.Spec.InitContainers[i]
+		}
+	}
+	if sidecar == nil {
+		t.Errorf("%s: pod %s has no sidecar", id, p.Name)
+		return
+	}
+	args := strings.Join(sidecar.Args, " ")
+	for _, want := range []string{"--mode kubernetes", "--app-id " + id, "--app-port " + port, "--config appconfig"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("%s: sidecar args %q lack %q", id, args, want)
+		}
+	}
+	if want := "tandem/sidecar:" + version; sidecar.Image != want {
+		t.Errorf("%s: sidecar image %s, want %s (the chart's default, which make images builds)", id, sidecar.Image, want)
+	}
+	rp, lp := sidecar.ReadinessProbe, sidecar.LivenessProbe
+	if rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/v1.0/healthz" || lp == nil || lp.HTTPGet == nil || lp.HTTPGet.Path != "/v1.0/healthz/outbound" {
+		t.Errorf("%s: sidecar probes: readiness %+v, liveness %+v", id, rp, lp)
+	}
+	sc := sidecar.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
+		t.Errorf("%s: sidecar security context %+v", id, sc)
+	}
+	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		if !cs.Ready || cs.RestartCount != 0 {
+			t.Errorf("%s: container %s ready %v, restarts %d", id, cs.Name, cs.Ready, cs.RestartCount)
+		}
+	}
+}
+
+// checkNoProbeFailures fails the test if a pod of the Deployment had a probe
+// fail (an Unhealthy event).
+func checkNoProbeFailures(t *testing.T, ns, deployment string) {
+	t.Helper()
+	events, err := cluster.Client.CoreV1().Events(ns).List(ctxT(t, time.Minute), metav1.ListOptions{FieldSelector: "reason=Unhealthy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events.Items {
+		if strings.HasPrefix(e.InvolvedObject.Name, deployment+"-") {
+			t.Errorf("%s: %s %s (%d times)", e.InvolvedObject.Name, e.Reason, e.Message, e.Count)
+		}
+	}
+}
+
+// podIP is the IP of the one pod of a Deployment.
+func podIP(t *testing.T, ns, deployment string) string {
+	t.Helper()
+	dep, err := cluster.Client.AppsV1().Deployments(ns).Get(ctxT(t, time.Minute), deployment, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := deploymentPods(ns, dep)
+	for _, p := range pods {
+		if p.DeletionTimestamp == nil && podReady(&p) {
+			return p.Status.PodIP
+		}
+	}
+	t.Fatalf("%s/%s has no ready pod", ns, deployment)
+	return ""
+}
+
+// redisGet reads a key's value from the chart's Redis pod (a string, or
+// the fields of a hash, as RESP text).
+func redisGet(t *testing.T, key string) string {
+	t.Helper()
+	ip := podIP(t, chartNS, "tandem-redis")
+	c, err := net.DialTimeout("tcp", ip+":6379", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n", len(key), key)
+	buf := make([]byte, 4096)
+	n, _ := c.Read(buf)
+	return string(buf[:n])
+}
+
+// jaegerSpan is a span as Jaeger's query API returns it.
+type jaegerSpan struct {
+	TraceID       string `json:"traceID"`
+	SpanID        string `json:"spanID"`
+	OperationName string `json:"operationName"`
+	References    []struct {
+		RefType string `json:"refType"`
+		SpanID  string `json:"spanID"`
+	} `json:"references"`
+	ProcessID string `json:"processID"`
+	Tags      []struct {
+		Key   string `json:"key"`
+		Value any    `json:"value"`
+	} `json:"tags"`
+	service string
+}
+
+func (s jaegerSpan) parent() string {
+	for _, r := range s.References {
+		if r.RefType == "CHILD_OF" {
+			return r.SpanID
+		}
+	}
+	return ""
+}
+
+func (s jaegerSpan) kind() string {
+	for _, t := range s.Tags {
+		if t.Key == "span.kind" {
+			return fmt.Sprint(t.Value)
+		}
+	}
+	return ""
+}
+
+// checkAddTrace reads the traces of /calculate/add back from the collector
+// pod's query API: one of them goes front end's sidecar (the API call and
+// the hop) -> addapp's sidecar (the receipt) -> the add operator (the app
+// call), each span under the one before.
+func checkAddTrace(t *testing.T) {
+	t.Helper()
+	query := "http://" + podIP(t, chartNS, "tandem-zipkin") + ":16686/api/traces?service=calculator-front-end&operation=calllocal%2Faddapp%2Fadd&limit=20&lookback=1h"
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(query)
+		if err != nil {
+			last = err.Error()
+			time.Sleep(time.Second)
+			continue
+		}
+		var body struct {
+			Data []struct {
+				Spans     []jaegerSpan `json:"spans"`
+				Processes map[string]struct {
+					ServiceName string `json:"serviceName"`
+				} `json:"processes"`
+			} `json:"data"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			last = err.Error()
+		}
+		for _, tr := range body.Data {
+			byKey := map[string]jaegerSpan{}
+			for _, s := range tr.Spans {
+				s.service = tr.Processes[s.ProcessID].ServiceName
+				byKey[s.service+" "+s.OperationName+" "+s.kind()] = s
+			}
+			api, ok1 := byKey["calculator-front-end calllocal/addapp/add server"]
+			hop, ok2 := byKey["calculator-front-end calllocal/addapp/add client"]
+			recv, ok3 := byKey["addapp calllocal/addapp/add server"]
+			app, ok4 := byKey["addapp callapp/addapp/add client"]
+			if ok1 && ok2 && ok3 && ok4 && hop.parent() == api.SpanID && recv.parent() == hop.SpanID && app.parent() == recv.SpanID {
+				return
+			}
+			last = fmt.Sprintf("trace %s: %d spans %v", tr.Spans[0].TraceID, len(tr.Spans), keys(byKey))
+		}
+		time.Sleep(time.Second)
+	}
+	t.Errorf("no trace front end -> sidecar -> sidecar -> add operator in the collector after 30 s; last: %s", last)
+}
+
+func keys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
