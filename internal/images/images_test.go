@@ -263,6 +263,16 @@ func TestSidecarImage(t *testing.T) {
 			t.Errorf("/sidecar is not static: it has a %s program header", p.Type)
 		}
 	}
+
+	// The binary says the version it was built with.
+	exe := filepath.Join(t.TempDir(), "sidecar")
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(exe, "--version").Output()
+	if err != nil || string(out) != "1.2.3-test.1\n" {
+		t.Errorf("sidecar --version: %q, %v; want \"1.2.3-test.1\\n\"", out, err)
+	}
 }
 
 // TestRedisImage: the packed redis-server runs from the image's own files
