@@ -76,6 +76,7 @@ type Options struct {
 	TrustDomain         string        // of this sidecar's SPIFFE ID
 	TrustAnchorsFile    string        // PEM roots to trust, watched; default: the CA's own root
 	SentryAddress       string        // the CA's address (kubernetes mode)
+	SentryTokenFile     string        // the projected service-account token sent to the CA
 	CertTTL             time.Duration // of this sidecar's certificate
 
 	RegistryDir   string // standalone: registry folder
@@ -192,7 +193,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.BoolVar(&o.AllowPlaintextPeers, "allow-plaintext-peers", false, "during a rollout, accept calls from peers without mutual TLS (counted in tandem_hop_plaintext_calls_total) and call peers that do not speak TLS in plaintext")
 	fs.StringVar(&o.TrustDomain, "trust-domain", "public", "trust domain of this sidecar's SPIFFE ID")
 	fs.StringVar(&o.TrustAnchorsFile, "trust-anchors-file", "", "PEM file of the roots to trust for peers' certificates, reloaded when it changes (default: the CA's root)")
-	fs.StringVar(&o.SentryAddress, "sentry-address", "", "address of the certificate authority (kubernetes mode)")
+	fs.StringVar(&o.SentryAddress, "sentry-address", "", "https://host:port of the control plane's certificate authority (kubernetes mode)")
+	fs.StringVar(&o.SentryTokenFile, "sentry-token-file", "/var/run/secrets/tandem.io/sentry/token", "projected service-account token (audience tandem-ca) sent to the certificate authority; read at every renewal")
 	fs.DurationVar(&o.CertTTL, "workload-cert-ttl", 24*time.Hour, "how long this sidecar's certificate is valid; it is renewed at two thirds of that (10s to 720h)")
 	fs.StringVar(&o.RegistryDir, "registry-dir", getenv("TANDEM_REGISTRY_DIR"), "standalone: registry folder of running sidecars (env TANDEM_REGISTRY_DIR)")
 	fs.StringVar(&o.ClusterDomain, "kubernetes-cluster-domain", "cluster.local", "kubernetes: the cluster's DNS domain")

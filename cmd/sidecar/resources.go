@@ -166,7 +166,15 @@ func newIdentity(ctx context.Context, o Options, log *slog.Logger) (*identity.So
 		return nil, fmt.Errorf("--trust-domain: %w", err)
 	}
 	if o.Mode == "kubernetes" {
-		return nil, errors.New("mutual TLS in kubernetes mode needs the control plane's certificate authority, which is not deployed yet; run with --enable-mtls=false")
+		if o.SentryAddress == "" || o.TrustAnchorsFile == "" {
+			return nil, errors.New("mutual TLS in kubernetes mode needs the control plane's certificate authority: give --sentry-address and --trust-anchors-file (the injector does), or run with --enable-mtls=false")
+		}
+		issue, err := identity.RemoteIssuer(o.SentryAddress, o.SentryTokenFile, o.TrustAnchorsFile, id)
+		if err != nil {
+			return nil, err
+		}
+		return identity.NewSource(ctx, identity.SourceConfig{ID: id, Issue: issue, TTL: o.CertTTL,
+			Bundle: identity.BundleSource{File: o.TrustAnchorsFile}, Logger: log.With("component", "identity"), Registerer: prometheus.DefaultRegisterer})
 	}
 	dir, err := registryDir(o)
 	if err != nil {

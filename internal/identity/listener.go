@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -86,14 +87,19 @@ func (l *listener) classify(c net.Conn) {
 }
 
 // refusePlaintext answers a plaintext HTTP/2 client with SETTINGS and a
-// GOAWAY saying why, and closes the connection.
-func refusePlaintext(c net.Conn) {
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+// GOAWAY saying why, and closes the connection once the client has read
+// them: the write side first, then what the client sent is drained until it
+// hangs up (closing with unread data would reset the connection, and the
+// client would never see the GOAWAY).
+func refusePlaintext(c *peekedConn) {
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	fr := http2.NewFramer(c, nil)
 	_ = fr.WriteSettings()
 	_ = fr.WriteGoAway(0, http2.ErrCodeInadequateSecurity, []byte(plaintextRefused))
-	// Let the client read the frames before the connection goes.
-	_, _ = c.Read(make([]byte, 1024))
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = hc.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, c)
 	_ = c.Close()
 }
 

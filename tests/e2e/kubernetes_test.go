@@ -19,6 +19,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tandem-run/tandem/internal/ca"
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
@@ -99,9 +100,10 @@ func hostAddress(t *testing.T) string {
 
 // TestKubernetesMode runs two sidecars in kubernetes mode against a real
 // API server and CoreDNS: they read their Components and Configuration from
-// the API server, and one finds the other through the DNS name of its
-// headless Service, whose EndpointSlice points at the address the other
-// listens on.
+// the API server, get their certificates from the control plane's CA, and
+// one finds the other through the DNS name of its headless Service, whose
+// EndpointSlice points at the address the other listens on; the call is
+// mutual TLS and the app sees the caller's verified id.
 func TestKubernetesMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Kubernetes control plane")
@@ -167,9 +169,14 @@ spec:
 		t.Fatal(err)
 	}
 	env := []string{"NAMESPACE=default", "TANDEM_KUBE_API=" + c.URL, "TANDEM_KUBE_TOKEN_FILE=" + tokenFile, "TANDEM_KUBE_CA_FILE=" + c.CAFile}
+	// Mutual TLS with certificates of the control plane's CA, which each
+	// sidecar gets with a token bound to its pod.
+	caAddr, bundle := caServer(t, ctx, c.Client)
 	kubeSidecar := func(id, ip string, appPort int) string {
 		httpPort := proc.For(t).FreePort()
+		sentryToken := podWithToken(t, ctx, c, "default", id+"-sa", id+"-pod", id, ca.Audience)
 		args := []string{"--mode", "kubernetes", "--app-id", id, "--config", "appconfig",
+			"--enable-mtls", "--sentry-address", caAddr, "--sentry-token-file", sentryToken, "--trust-anchors-file", bundle,
 			"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", "0", "--metrics-port", "0",
 			"--dapr-listen-addresses", "127.0.0.1",
 			"--dapr-internal-grpc-port", strconv.Itoa(internal), "--dapr-internal-listen-address", ip,

@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tandem-run/tandem/internal/ca"
+	"github.com/tandem-run/tandem/internal/identity"
+	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
+)
+
+// caServer runs the control plane's CA over HTTPS with a root from the
+// cluster's Secret, and returns its address and a trust bundle file.
+func caServer(t *testing.T, ctx context.Context, client kubernetes.Interface) (addr, bundleFile string) {
+	t.Helper()
+	root, bundle, err := ca.Root(ctx, client, "default", "tandem-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(ca.New(ca.Config{TTL: time.Hour}, root, bundle, client))
+	cert, err := root.ServingCert([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	bundleFile = filepath.Join(t.TempDir(), "trust-bundle.pem")
+	if err := os.WriteFile(bundleFile, root.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return srv.URL, bundleFile
+}
+
+// podWithToken makes a service account and a pod of app id running as it in
+// namespace, and returns a token bound to the pod with audience, in a file.
+func podWithToken(t *testing.T, ctx context.Context, c *kubecluster.Cluster, namespace, sa, pod, appID, audience string) string {
+	t.Helper()
+	cs := c.Client.CoreV1()
+	if _, err := cs.Namespaces().Get(ctx, namespace, metav1.GetOptions{}); err != nil {
+		if _, err := cs.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cs.ServiceAccounts(namespace).Get(ctx, sa, metav1.GetOptions{}); err != nil {
+		if _, err := cs.ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := cs.Pods(namespace).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: pod, Annotations: map[string]string{"dapr.io/app-id": appID}},
+		Spec: corev1.PodSpec{ServiceAccountName: sa, AutomountServiceAccountToken: new(bool),
+			Containers: []corev1.Container{{Name: "app", Image: "app:test"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := int64(600)
+	tr, err := cs.ServiceAccounts(namespace).CreateToken(ctx, sa, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
+		Audiences: []string{audience}, ExpirationSeconds: &exp,
+		BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod, UID: p.UID},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(f, []byte(tr.Status.Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// The control plane's CA against a real API server: a pod's projected
+// token gets the certificate of its own app id and namespace, and nothing
+// else; each refusal says which check failed. Its root is made once, even
+// by replicas starting together.
+func TestKubernetesCA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Kubernetes control plane")
+	}
+	c := kubecluster.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	roots := make([]string, 4)
+	for i := range roots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, _, err := ca.Root(ctx, c.Client, "default", "tandem-ca")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			roots[i] = string(r.CertPEM())
+		}()
+	}
+	wg.Wait()
+	for _, r := range roots[1:] {
+		if r != roots[0] {
+			t.Fatal("replicas starting together made more than one root")
+		}
+	}
+
+	addr, bundle := caServer(t, ctx, c.Client)
+	orders := podWithToken(t, ctx, c, "shop", "orders-sa", "orders-1", "orders", ca.Audience)
+	front := podWithToken(t, ctx, c, "shop", "front-sa", "front-1", "front", ca.Audience)
+	elsewhere := podWithToken(t, ctx, c, "other", "orders-sa", "orders-1", "orders", ca.Audience)
+	wrongAudience := podWithToken(t, ctx, c, "shop", "orders-sa", "orders-2", "orders", "https://kubernetes.default.svc.cluster.local")
+	garbage := filepath.Join(t.TempDir(), "garbage")
+	_ = os.WriteFile(garbage, []byte("not.a.token"), 0o600)
+
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	ask := func(token, namespace, appID string) ([][]byte, error) {
+		issue, err := identity.RemoteIssuer(addr, token, bundle, identity.ID{TrustDomain: "public", Namespace: namespace, AppID: appID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return issue(ctx, csr)
+	}
+	chain, err := ask(orders, "shop", "orders")
+	if err != nil {
+		t.Fatalf("the pod's own identity: %v", err)
+	}
+	leaf, _ := x509.ParseCertificate(chain[0])
+	if id, err := identity.FromCert(leaf); err != nil || id.String() != "spiffe://public/ns/shop/orders" {
+		t.Errorf("issued %v %v", id, err)
+	}
+	for _, c := range []struct {
+		name, token, ns, app string
+		says                 []string
+	}{
+		{"another app id", front, "shop", "orders", []string{"pod shop/front-1 has app id \"front\"", "asks for \"orders\""}},
+		{"another namespace", elsewhere, "shop", "orders", []string{"token is of namespace \"other\"", "asks for namespace \"shop\""}},
+		{"another audience", wrongAudience, "shop", "orders", []string{"not valid for audience \"tandem-ca\""}},
+		{"not a token", garbage, "shop", "orders", []string{"not valid"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ask(c.token, c.ns, c.app)
+			if err == nil {
+				t.Fatal("issued")
+			}
+			for _, s := range c.says {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("refusal %q does not say %q", err, s)
+				}
+			}
+		})
+	}
+	// A token of another service account than the pod's: the API server
+	// itself will not bind one to the pod, so the CA never sees it.
+	exp := int64(600)
+	p, _ := c.Client.CoreV1().Pods("shop").Get(ctx, "orders-1", metav1.GetOptions{})
+	if _, err := c.Client.CoreV1().ServiceAccounts("shop").CreateToken(ctx, "front-sa", &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
+		Audiences: []string{ca.Audience}, ExpirationSeconds: &exp,
+		BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: "orders-1", UID: p.UID},
+	}}, metav1.CreateOptions{}); err == nil {
+		t.Error("the API server bound a token of service account front-sa to a pod running as orders-sa; the CA's own check is then the only one")
+	}
+}
