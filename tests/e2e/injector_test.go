@@ -248,6 +248,20 @@ func TestInjectorAgainstARealAPIServer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `dapr.io/app-port "sixty" is not a port; accepted: 1 to 65535`) {
 		t.Errorf("a Deployment with a bad annotation: %v", err)
 	}
+	// dapr.io/env cannot set what the injector sets (a Secret's token, the
+	// namespace), and quantities past what a resource holds are refused.
+	for _, c := range []struct{ annotation, value, says string }{
+		{"dapr.io/env", "DAPR_API_TOKEN=mine,NAMESPACE=kube-system", "DAPR_API_TOKEN"},
+		{"dapr.io/sidecar-memory-limit", "999999Ei", "dapr.io/sidecar-memory-limit"},
+		{"dapr.io/sidecar-cpu-request", "1e100", "dapr.io/sidecar-cpu-request"},
+	} {
+		bad := objects(t, "../../samples/calculator/deploy/subtractapp.yaml")[0]
+		bad.SetName("badapp")
+		_ = unstructured.SetNestedField(bad.Object, c.value, "spec", "template", "metadata", "annotations", c.annotation)
+		if err := ap.create(ctx, "default", bad); err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("a Deployment with %s: %s: %v; want a refusal naming %s", c.annotation, c.value, err, c.says)
+		}
+	}
 
 	// A pod created by a user, not a controller, is admitted untouched,
 	// with a warning saying why.

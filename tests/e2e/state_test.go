@@ -98,12 +98,24 @@ func TestBadComponentStopsTheSidecar(t *testing.T) {
 }
 
 func TestBadFlagExitsNamingIt(t *testing.T) {
-	p := proc.For(t).Start("sidecar", sidecarBin, nil, "--app-id", "x", "--app-port", "99999")
-	if code := proc.For(t).ExitCode(p, 10*time.Second); code != 2 {
-		t.Errorf("exit code %d, want 2", code)
-	}
-	if !strings.Contains(p.Out.String(), "--app-port") {
-		t.Errorf("output does not name the flag: %s", p.Out.String())
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--app-port", "99999"}, "--app-port"},
+		// Past what an int or a Duration holds: refused, never wrapped.
+		{[]string{"--dapr-graceful-shutdown-seconds", "18446744074"}, `--dapr-graceful-shutdown-seconds "18446744074" is not valid`},
+		{[]string{"--app-max-concurrency", "99999999999999999999"}, `--app-max-concurrency "99999999999999999999" is not valid`},
+		{[]string{"--app-max-concurrency", "-2"}, "-1 or 0 for no bound"},
+		{[]string{"--dapr-http-read-buffer-size", "9999999"}, "--dapr-http-read-buffer-size"},
+	} {
+		p := proc.For(t).Start("sidecar", sidecarBin, nil, append([]string{"--app-id", "x"}, c.args...)...)
+		if code := proc.For(t).ExitCode(p, 10*time.Second); code != 2 {
+			t.Errorf("%v: exit code %d, want 2", c.args, code)
+		}
+		if !strings.Contains(p.Out.String(), c.says) {
+			t.Errorf("%v: output does not say %q: %s", c.args, c.says, p.Out.String())
+		}
 	}
 }
 
