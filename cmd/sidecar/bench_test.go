@@ -83,7 +83,7 @@ func BenchmarkInvoke(b *testing.B) {
 
 // startInProcess builds a sidecar in this process with the binary's own
 // builder, serves it, and returns its HTTP API address once it answers.
-func startInProcess(b *testing.B, ctx context.Context, registry string, args []string) string {
+func startInProcess(b testing.TB, ctx context.Context, registry string, args []string) string {
 	b.Helper()
 	args = append(args, "--dapr-http-port", "0", "--dapr-grpc-port", "0", "--dapr-internal-grpc-port", "0",
 		"--enable-metrics=false", "--dapr-listen-addresses", "127.0.0.1", "--registry-dir", registry, "--log-level", "error")
