@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -23,8 +24,12 @@ type Options struct {
 	Kubeconfig    string   // "": in-cluster
 	Services      bool     // run the headless Services controller
 	Injector      injector.Config
-	LogLevel      slog.Level
-	LogJSON       bool
+	// NativeSidecars is auto (native sidecars where the cluster runs them,
+	// asked of the API server at start), true or false (the default; pods
+	// may still choose with dapr.io/enable-native-sidecar).
+	NativeSidecars string
+	LogLevel       slog.Level
+	LogJSON        bool
 }
 
 // parseOptions parses the flags and environment. It is pure.
@@ -50,6 +55,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&memReq, "sidecar-memory-request", "32Mi", "default memory request of a sidecar (empty: none)")
 	fs.StringVar(&memLim, "sidecar-memory-limit", "256Mi", "default memory limit of a sidecar (empty: none)")
 	fs.StringVar(&o.Injector.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
+	fs.StringVar(&o.NativeSidecars, "native-sidecars", "auto", "inject native sidecars (init containers with restartPolicy Always, Kubernetes 1.29+): auto (where the cluster runs them), true or false; pods choose with dapr.io/enable-native-sidecar")
+	fs.DurationVar(&o.Injector.BlockShutdown, "sidecar-block-shutdown-duration", injector.DefaultBlockShutdown, "how long a classic sidecar goes on serving after SIGTERM while its app finishes (pods: dapr.io/block-shutdown-duration); 0 to 1h")
 	fs.StringVar(&users, "allowed-users", "", "comma-separated users whose pod creations are injected too, e.g. system:serviceaccount:ci:deployer (workload controllers always are)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.LogJSON, "log-as-json", false, "log as JSON")
@@ -71,6 +78,14 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		return o, errors.New("--tls-cert-file and --tls-key-file go together: give both, or neither for a self-made certificate")
+	}
+	switch o.NativeSidecars {
+	case "auto", "true", "false":
+	default:
+		return o, fmt.Errorf("--native-sidecars %q is not valid; accepted: auto, true, false", o.NativeSidecars)
+	}
+	if b := o.Injector.BlockShutdown; b < 0 || b > time.Hour {
+		return o, fmt.Errorf("--sidecar-block-shutdown-duration %s is not valid; accepted: 0s to 1h, e.g. 5s", b)
 	}
 	switch p := corev1.PullPolicy(pull); p {
 	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:

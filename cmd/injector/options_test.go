@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/tandem-run/tandem/internal/injector"
 )
 
 // TestSidecarResourceFlags: the injector's default sidecar resources are
@@ -26,6 +28,23 @@ func TestSidecarResourceFlags(t *testing.T) {
 		_, err := parseOptions(append(base, c.flag, c.v), func(string) string { return "" })
 		if err == nil || !strings.Contains(err.Error(), c.flag+` "`+c.v+`" is not valid; accepted: `+c.want) {
 			t.Errorf("%s %s: %v", c.flag, c.v, err)
+		}
+	}
+}
+
+func TestNativeSidecarFlags(t *testing.T) {
+	base := []string{"--sidecar-image", "tandem/sidecar:dev", "--tls-hosts", "injector.svc"}
+	o, err := parseOptions(base, func(string) string { return "" })
+	if err != nil || o.NativeSidecars != "auto" || o.Injector.BlockShutdown != injector.DefaultBlockShutdown {
+		t.Errorf("defaults: native %q, block %s, %v", o.NativeSidecars, o.Injector.BlockShutdown, err)
+	}
+	for _, c := range []struct{ args, want string }{
+		{"--native-sidecars=maybe", `--native-sidecars "maybe" is not valid; accepted: auto, true, false`},
+		{"--sidecar-block-shutdown-duration=2h", "--sidecar-block-shutdown-duration 2h0m0s is not valid; accepted: 0s to 1h"},
+		{"--sidecar-block-shutdown-duration=-1s", "--sidecar-block-shutdown-duration -1s is not valid"},
+	} {
+		if _, err := parseOptions(append(base, c.args), func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.args, err, c.want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -41,6 +42,9 @@ func run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	if err := decideNative(ctx, &o, client, log); err != nil {
+		return err
+	}
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	var caPEM []byte
 	if o.CertFile != "" {
@@ -67,7 +71,7 @@ func run(ctx context.Context, o Options) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelDebug),
 	}
-	log.Info("injector started", "address", ln.Addr().String(), "sidecar_image", o.Injector.SidecarImage, "allowed_users", o.Injector.AllowedUsers)
+	log.Info("injector started", "address", ln.Addr().String(), "sidecar_image", o.Injector.SidecarImage, "allowed_users", o.Injector.AllowedUsers, "native_sidecars", o.Injector.Native)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -97,6 +101,37 @@ func run(ctx context.Context, o Options) error {
 	err = g.Wait()
 	log.Info("injector stopped")
 	return err
+}
+
+// decideNative settles, once at start, whether the cluster runs native
+// sidecars and whether they are the default: admission never asks the API
+// server. A cluster whose version cannot be read in 10 s gets classic
+// sidecars.
+func decideNative(ctx context.Context, o *Options, client kubernetes.Interface, log *slog.Logger) error {
+	if o.NativeSidecars == "true" {
+		o.Injector.NativeSupported, o.Injector.Native = true, true
+		log.Info("native sidecars by default (--native-sidecars=true)")
+		return nil
+	}
+	var err error
+	for start := time.Now(); time.Since(start) < 10*time.Second; {
+		var v *version.Info
+		if v, err = client.Discovery().ServerVersion(); err == nil {
+			if o.Injector.NativeSupported, err = injector.NativeSidecarsSupported(v); err != nil {
+				return err
+			}
+			o.Injector.Native = o.Injector.NativeSupported && o.NativeSidecars == "auto"
+			log.Info("sidecars", "kubernetes", v.GitVersion, "native_supported", o.Injector.NativeSupported, "native_default", o.Injector.Native)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	log.Warn("the API server's version is unknown: classic sidecars only", "error", err)
+	return nil
 }
 
 func newClient(kubeconfig string) (kubernetes.Interface, error) {

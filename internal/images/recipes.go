@@ -103,6 +103,13 @@ func (b *Builder) Build(ctx context.Context, r Recipe) (v1.Image, error) {
 	return Build(s)
 }
 
+// GoRecipe is the recipe of an image holding the static Go program of pkg
+// (a folder of this repository, such as ./tests/node/caller) as
+// /<its name>, run as NonRoot: for a test's own programs.
+func GoRecipe(name, pkg, description string) Recipe {
+	return Recipe{Name: name, Description: description, spec: goImage(pkg, nil, false)}
+}
+
 // goImage is a static Go program as /<its name>, run as NonRoot; with ca,
 // the CA certificates too.
 func goImage(pkg string, ports []string, ca bool) func(context.Context, *Builder) (Spec, error) {

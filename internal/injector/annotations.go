@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -47,6 +48,13 @@ const (
 	AnnMaxConcurrency   = "dapr.io/app-max-concurrency"
 	AnnReadBufferSize   = "dapr.io/http-read-buffer-size" // in KB, as in Dapr
 	AnnMaxRequestSize   = "dapr.io/http-max-request-size" // in MB, as in Dapr
+	// AnnNativeSidecar chooses a native sidecar (an init container with
+	// restartPolicy Always) or a classic one (a container beside the
+	// app's); absent, the injector's default.
+	AnnNativeSidecar = "dapr.io/enable-native-sidecar"
+	// AnnBlockShutdown is how long a classic sidecar goes on serving after
+	// SIGTERM (--dapr-block-shutdown-duration), e.g. "5s", as in Dapr.
+	AnnBlockShutdown = "dapr.io/block-shutdown-duration"
 )
 
 // known lists every annotation read; other dapr.io/* annotations are
@@ -56,6 +64,7 @@ var known = []string{
 	AnnSidecarImage, AnnCPURequest, AnnCPULimit, AnnMemoryRequest, AnnMemoryLimit,
 	AnnAPITokenSecret, AnnAppTokenSecret, AnnEnv, AnnEnableMetrics, AnnMetricsPort,
 	AnnMaxBodySize, AnnGracefulShutdown, AnnMaxConcurrency, AnnReadBufferSize, AnnMaxRequestSize,
+	AnnNativeSidecar, AnnBlockShutdown,
 }
 
 // The bounds of numeric annotations: those of the sidecar flags they become
@@ -66,8 +75,9 @@ const (
 	maxBodySize       = 1 << 40 // --max-body-size: 1 byte to 1Ti
 	minReadBufferSize = 1 << 10 // --read-buffer-size: 1Ki to 8Mi
 	maxReadBufferSize = 8 << 20
-	maxConcurrency    = 1 << 20 // --app-max-concurrency
-	maxGraceSeconds   = 3600    // --dapr-graceful-shutdown-seconds
+	maxConcurrency    = 1 << 20   // --app-max-concurrency
+	maxGraceSeconds   = 3600      // --dapr-graceful-shutdown-seconds
+	maxBlockShutdown  = time.Hour // --dapr-block-shutdown-duration
 )
 
 var (
@@ -97,6 +107,11 @@ type Spec struct {
 	ReadBufferSize   int   // bytes; 0: the sidecar's default
 	GracefulShutdown int   // -1: the sidecar's default
 	MaxConcurrency   int   // 0: no bound
+	// Native is dapr.io/enable-native-sidecar; nil: the injector's default.
+	Native *bool
+	// BlockShutdown is dapr.io/block-shutdown-duration; -1: the injector's
+	// default for a classic sidecar.
+	BlockShutdown time.Duration
 	// Ignored are dapr.io/* annotations present that have no effect here.
 	Ignored []string
 }
@@ -116,7 +131,7 @@ func Enabled(annotations map[string]string) (bool, error) {
 // sidecar. Every error names the annotation, the value, and what is
 // accepted.
 func ParseSpec(a map[string]string) (*Spec, error) {
-	s := &Spec{AppProtocol: "http", LogLevel: "info", EnableMetrics: true, MetricsPort: ports.Metrics, GracefulShutdown: -1}
+	s := &Spec{AppProtocol: "http", LogLevel: "info", EnableMetrics: true, MetricsPort: ports.Metrics, GracefulShutdown: -1, BlockShutdown: -1}
 	var errs []string
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 
@@ -261,6 +276,21 @@ func ParseSpec(a map[string]string) (*Spec, error) {
 			fail("%v", err)
 		} else {
 			s.MaxConcurrency = max(n, 0)
+		}
+	}
+	if v, ok := a[AnnNativeSidecar]; ok {
+		b, err := parseBool(AnnNativeSidecar, v)
+		if err != nil {
+			fail("%v", err)
+		}
+		s.Native = &b
+	}
+	if v, ok := a[AnnBlockShutdown]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > maxBlockShutdown {
+			fail("%s %q is not valid; accepted: a duration from 0s to 1h, such as 5s", AnnBlockShutdown, v)
+		} else {
+			s.BlockShutdown = d
 		}
 	}
 	if s.AppPort != 0 && (s.AppPort == s.MetricsPort && s.EnableMetrics || slices.Contains(sidecarPorts, s.AppPort)) {

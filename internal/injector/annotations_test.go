@@ -88,7 +88,7 @@ func TestSizesBecomeSidecarFlags(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", c.ann, err)
 		}
-		args := strings.Join(testConfig.container(s).Args, " ")
+		args := strings.Join(testConfig.container(s, false).Args, " ")
 		for _, w := range c.want {
 			if !strings.Contains(args, w) {
 				t.Errorf("%v: args %q lack %q", c.ann, args, w)

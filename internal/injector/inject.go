@@ -5,10 +5,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/tandem-run/tandem/internal/ports"
 )
@@ -71,7 +73,25 @@ type Config struct {
 	// system:serviceaccount:<ns>:<name>, and controller identities) whose
 	// pod creations are injected; see DefaultAllowedUsers.
 	AllowedUsers []string
+	// NativeSupported says the cluster runs native sidecars (init
+	// containers with restartPolicy Always: Kubernetes 1.29 and later);
+	// Native makes them the default where a pod's
+	// dapr.io/enable-native-sidecar does not choose. Both are decided when
+	// the injector starts (cmd/injector asks the API server its version),
+	// so that admission stays a function of the request.
+	NativeSupported bool
+	Native          bool
+	// BlockShutdown is how long a classic sidecar goes on serving after
+	// SIGTERM, while its app finishes (dapr.io/block-shutdown-duration
+	// overrides it). A native sidecar needs none: the kubelet stops it
+	// after the app's containers.
+	BlockShutdown time.Duration
 }
+
+// DefaultBlockShutdown is the injector's default Config.BlockShutdown: the
+// app gets SIGTERM with its classic sidecar, and may still call through it
+// while it finishes what it has in flight.
+const DefaultBlockShutdown = 5 * time.Second
 
 // DefaultAllowedUsers are Kubernetes' workload controllers: the service
 // accounts kube-controller-manager uses for them (with
@@ -86,6 +106,18 @@ var DefaultAllowedUsers = []string{
 	"system:serviceaccount:kube-system:cronjob-controller",
 	"system:serviceaccount:kube-system:replication-controller",
 	"system:kube-controller-manager",
+}
+
+// NativeSidecarsSupported says whether a cluster of version v runs native
+// sidecars: Kubernetes 1.29 and later (beta and on by default in 1.29, GA in
+// 1.33).
+func NativeSidecarsSupported(v *version.Info) (bool, error) {
+	major, err1 := strconv.Atoi(strings.TrimRight(v.Major, "+"))
+	minor, err2 := strconv.Atoi(strings.TrimRight(v.Minor, "+"))
+	if err1 != nil || err2 != nil {
+		return false, fmt.Errorf("the API server's version %q.%q (%s) is not a number", v.Major, v.Minor, v.GitVersion)
+	}
+	return major > 1 || major == 1 && minor >= 29, nil
 }
 
 // PatchOp is one JSON patch operation (RFC 6902).
@@ -103,7 +135,8 @@ func Inject(cfg Config, pod *corev1.Pod) ([]PatchOp, []string, error) {
 	if err != nil || !on {
 		return nil, nil, err
 	}
-	if slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == SidecarName }) {
+	isSidecar := func(c corev1.Container) bool { return c.Name == SidecarName }
+	if slices.ContainsFunc(pod.Spec.Containers, isSidecar) || slices.ContainsFunc(pod.Spec.InitContainers, isSidecar) {
 		return nil, nil, nil // injected already: re-invocation changes nothing
 	}
 	spec, err := ParseSpec(pod.Annotations)
@@ -111,6 +144,16 @@ func Inject(cfg Config, pod *corev1.Pod) ([]PatchOp, []string, error) {
 		return nil, nil, err
 	}
 	var warnings []string
+	native := cfg.Native && cfg.NativeSupported
+	if spec.Native != nil {
+		if *spec.Native && !cfg.NativeSupported {
+			return nil, nil, fmt.Errorf("%s \"true\": this cluster does not run native sidecars (init containers with restartPolicy Always, Kubernetes 1.29 and later); remove the annotation for a classic sidecar", AnnNativeSidecar)
+		}
+		native = *spec.Native
+	}
+	if native && spec.BlockShutdown >= 0 {
+		warnings = append(warnings, fmt.Sprintf("%s has no effect on a native sidecar: the kubelet stops it after the app's containers", AnnBlockShutdown))
+	}
 	if len(spec.Ignored) > 0 {
 		warnings = append(warnings, fmt.Sprintf("annotations without effect in this injector: %s", strings.Join(spec.Ignored, ", ")))
 	}
@@ -122,8 +165,17 @@ func Inject(cfg Config, pod *corev1.Pod) ([]PatchOp, []string, error) {
 		}
 	}
 
-	sidecar := cfg.container(spec)
-	ops := []PatchOp{{Op: "add", Path: "/spec/containers/-", Value: sidecar}}
+	sidecar := cfg.container(spec, native)
+	var ops []PatchOp
+	switch {
+	case !native:
+		ops = append(ops, PatchOp{Op: "add", Path: "/spec/containers/-", Value: sidecar})
+	case len(pod.Spec.InitContainers) == 0:
+		ops = append(ops, PatchOp{Op: "add", Path: "/spec/initContainers", Value: []corev1.Container{sidecar}})
+	default:
+		// First, so that the app's own init containers may call through it.
+		ops = append(ops, PatchOp{Op: "add", Path: "/spec/initContainers/0", Value: sidecar})
+	}
 	for i, c := range pod.Spec.Containers {
 		var add []corev1.EnvVar
 		for _, e := range appEnv {
@@ -147,8 +199,10 @@ func Inject(cfg Config, pod *corev1.Pod) ([]PatchOp, []string, error) {
 	return ops, warnings, nil
 }
 
-// container is the sidecar container for spec.
-func (cfg Config) container(s *Spec) corev1.Container {
+// container is the sidecar container for spec: a native sidecar (an init
+// container that runs beside the app's, restartPolicy Always, started once
+// its startup probe passes) or a classic one.
+func (cfg Config) container(s *Spec, native bool) corev1.Container {
 	image := cfg.SidecarImage
 	if s.Image != "" {
 		image = s.Image
@@ -200,6 +254,14 @@ func (cfg Config) container(s *Spec) corev1.Container {
 	if s.GracefulShutdown >= 0 {
 		args = append(args, "--dapr-graceful-shutdown-seconds", strconv.Itoa(s.GracefulShutdown))
 	}
+	if block := cfg.BlockShutdown; !native {
+		if s.BlockShutdown >= 0 {
+			block = s.BlockShutdown
+		}
+		if block > 0 {
+			args = append(args, "--dapr-block-shutdown-duration", block.String())
+		}
+	}
 
 	var env []corev1.EnvVar
 	for _, e := range sidecarEnv {
@@ -243,7 +305,7 @@ func (cfg Config) container(s *Spec) corev1.Container {
 			InitialDelaySeconds: delay, PeriodSeconds: period, TimeoutSeconds: 3, FailureThreshold: failures,
 		}
 	}
-	return corev1.Container{
+	c := corev1.Container{
 		Name:            SidecarName,
 		Image:           image,
 		ImagePullPolicy: cfg.PullPolicy,
@@ -266,6 +328,15 @@ func (cfg Config) container(s *Spec) corev1.Container {
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
+	if native {
+		// The app's containers start once the sidecar itself serves: the
+		// outbound health route, not /v1.0/healthz, which waits for the
+		// app and would never pass before the app starts.
+		always := corev1.ContainerRestartPolicyAlways
+		c.RestartPolicy = &always
+		c.StartupProbe = probe("/v1.0/healthz/outbound", 0, 1, 120)
+	}
+	return c
 }
 
 func fieldRef(path string) *corev1.EnvVarSource {

@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/version"
 	"sigs.k8s.io/yaml"
 )
 
@@ -23,8 +24,25 @@ var testConfig = Config{
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("48Mi")},
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
 	},
-	ClusterDomain: "cluster.local",
-	AllowedUsers:  DefaultAllowedUsers,
+	ClusterDomain:   "cluster.local",
+	AllowedUsers:    DefaultAllowedUsers,
+	NativeSupported: true,
+	BlockShutdown:   DefaultBlockShutdown,
+}
+
+// configFor is the injector's Config for a golden pod, by its file's name:
+// native-* are injected by an injector whose default is native sidecars,
+// old-cluster-* by one on a cluster without them, the others by testConfig
+// (classic by default, native on request).
+func configFor(name string) Config {
+	cfg := testConfig
+	switch {
+	case strings.HasPrefix(name, "native-"):
+		cfg.Native = true
+	case strings.HasPrefix(name, "old-cluster-"):
+		cfg.NativeSupported = false
+	}
+	return cfg
 }
 
 // golden is what a golden file holds: the patch and warnings, or the error.
@@ -34,8 +52,9 @@ type golden struct {
 	Error    string    `json:"error,omitempty"`
 }
 
-// TestInjectGolden runs Inject on every pod in testdata/inject/*.yaml and
-// compares the result with the .golden.json beside it. go test -update
+// TestInjectGolden runs Inject on every pod in testdata/inject/*.yaml (with
+// configFor its name) and compares the result with the .golden.json beside
+// it. go test -update
 // rewrites them; a golden file without its pod fails.
 func TestInjectGolden(t *testing.T) {
 	pods, err := filepath.Glob("testdata/inject/*.yaml")
@@ -56,7 +75,7 @@ func TestInjectGolden(t *testing.T) {
 			if err := yaml.UnmarshalStrict(b, &pod); err != nil {
 				t.Fatal(err)
 			}
-			ops, warnings, err := Inject(testConfig, &pod)
+			ops, warnings, err := Inject(configFor(name), &pod)
 			g := golden{Patch: ops, Warnings: warnings}
 			if err != nil {
 				g = golden{Error: err.Error()}
@@ -83,5 +102,20 @@ func TestInjectGolden(t *testing.T) {
 		if !want[g] {
 			t.Errorf("stale golden file %s: its pod is gone; delete it", g)
 		}
+	}
+}
+
+func TestNativeSidecarsSupported(t *testing.T) {
+	for _, c := range []struct {
+		major, minor string
+		want         bool
+	}{{"1", "28", false}, {"1", "29", true}, {"1", "37", true}, {"1", "30+", true}, {"2", "0", true}, {"1", "9", false}} {
+		got, err := NativeSidecarsSupported(&version.Info{Major: c.major, Minor: c.minor})
+		if err != nil || got != c.want {
+			t.Errorf("%s.%s: %v %v, want %v", c.major, c.minor, got, err, c.want)
+		}
+	}
+	if _, err := NativeSidecarsSupported(&version.Info{Major: "one", GitVersion: "v?"}); err == nil {
+		t.Error("a version that is not a number: no error")
 	}
 }

@@ -125,6 +125,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"appNamespaces[0]=Not_A_Namespace", "appNamespaces"},
 		{"injector.logLevel=loud", "logLevel"},
 		{"zipkin.enable=true", "enable"},
+		{"sidecar.native=sometimes", "native"},
 	} {
 		out, err := run(t, h, "template", "tandem", chart, "--set", c.set)
 		if err == nil || !strings.Contains(out, c.want) || !strings.Contains(out, "schema") {

@@ -102,7 +102,7 @@ func TestHelmInstall(t *testing.T) {
 	for _, id := range []string{"addapp", "calculator-front-end"} {
 		p := waitPod(t, ctx, client, id)
 		found := false
-		for _, ctr := range p.Spec.Containers {
+		for _, ctr := range append(p.Spec.InitContainers, p.Spec.Containers...) {
 			if ctr.Name == "daprd" {
 				found = true
 				if ctr.Image != "tandem/sidecar:0.1.0" || !strings.Contains(strings.Join(ctr.Args, " "), "--app-id "+id) {

@@ -196,6 +196,11 @@ func TestInjectorAgainstARealAPIServer(t *testing.T) {
 				app = &pod.Spec.Containers[i]
 			}
 		}
+		// A native sidecar (the default on this 1.37 control plane) is the
+		// first init container.
+		if ic := pod.Spec.InitContainers; len(ic) > 0 && ic[0].Name == "daprd" {
+			sidecar = &ic[0]
+		}
 		if sidecar == nil {
 			t.Errorf("pod %s of %s has no sidecar: %v", pod.Name, id, pod.Spec.Containers)
 			continue

@@ -213,6 +213,13 @@ func checkInjected(t *testing.T, p *corev1.Pod, id, port string) {
 	if want := "tandem/sidecar:" + version; sidecar.Image != want {
 		t.Errorf("%s: sidecar image %s, want %s (the chart's default, which make images builds)", id, sidecar.Image, want)
 	}
+	// The chart's default (sidecar.native: auto) on this 1.37 node: a
+	// native sidecar, started before the app once the outbound route
+	// answers.
+	if sp := sidecar.StartupProbe; sidecar.RestartPolicy == nil || *sidecar.RestartPolicy != corev1.ContainerRestartPolicyAlways ||
+		sp == nil || sp.HTTPGet == nil || sp.HTTPGet.Path != "/v1.0/healthz/outbound" {
+		t.Errorf("%s: not a native sidecar: restartPolicy %v, startup probe %+v", id, sidecar.RestartPolicy, sp)
+	}
 	rp, lp := sidecar.ReadinessProbe, sidecar.LivenessProbe
 	if rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/v1.0/healthz" || lp == nil || lp.HTTPGet == nil || lp.HTTPGet.Path != "/v1.0/healthz/outbound" {
 		t.Errorf("%s: sidecar probes: readiness %+v, liveness %+v", id, rp, lp)

@@ -79,7 +79,8 @@ func run(m *testing.M, timeout time.Duration) int {
 		return 1
 	}
 	defer os.RemoveAll(out)
-	list, err := images.BuildAll(ctx, images.Options{Root: repo, Out: out, Meta: meta, Prefix: "tandem"}, images.Recipes)
+	recipes := append(images.Recipes, images.GoRecipe("caller", "./tests/node/caller", "Calls an app through its sidecar (tests/node's Jobs and load)"))
+	list, err := images.BuildAll(ctx, images.Options{Root: repo, Out: out, Meta: meta, Prefix: "tandem"}, recipes)
 	if err != nil {
 		log.Printf("building the images: %v", err)
 		return 1

@@ -86,6 +86,9 @@ func (c *Cluster) startControlPlane(ctx context.Context, p *pki) error {
 		"--client-ca-file", p.CA,
 		"--kubelet-client-certificate", p.KubeletClientCert,
 		"--kubelet-client-key", p.KubeletClientKey,
+		// The node's name resolves nowhere: reach the kubelet (logs, exec,
+		// port-forward) at its IP, the bridge address.
+		"--kubelet-preferred-address-types", "InternalIP",
 		"--token-auth-file", tokens,
 		"--authorization-mode", "Node,RBAC",
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
