@@ -400,12 +400,6 @@ func unused(given map[string]bool, blanked []string, o Options) []string {
 			}
 		}
 	}
-	// Parsed, and wired as their features land.
-	for _, f := range []string{"unix-domain-socket", "enable-profiling", "enable-app-health-check", "enable-api-logging", "dapr-block-shutdown-duration", "allowed-origins"} {
-		if given[f] {
-			out = append(out, "--"+f+": not served yet")
-		}
-	}
 	if given["profile-port"] && !o.EnableProfiling {
 		out = append(out, "--profile-port: profiling is off without --enable-profiling")
 	}

@@ -130,6 +130,7 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 		Internal: s.lns.port(s.lns.internal),
 		Public:   s.lns.port(s.lns.public),
 		Metrics:  s.lns.port(s.lns.metrics),
+		Profile:  s.lns.port(s.lns.profile),
 	}
 	s.newServers(resiliency.WrapInvoker(s.inv, policies), conf, tracing, metrics)
 	if o.Mode == "standalone" {
@@ -175,6 +176,7 @@ func (s *sidecar) newInvoker(res resolver.Resolver, tracing *telemetry.Tracing, 
 		AppToken:            o.AppToken,
 		AppMaxConcurrency:   o.AppMaxConcurrency,
 		StallTimeout:        o.InternalStallTimeout,
+		Health:              o.AppHealth,
 		Identity:            s.ident,
 		AllowPlaintextPeers: o.AllowPlaintextPeers,
 	}, res)
@@ -196,7 +198,11 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 		// What apps and the Dapr CLI set, bounded.
 		SetMetadata: extended.Set,
 	}
+	apiLog := s.log.With("component", "api")
 	router := httpapi.NewRouter(func(name string, h http.Handler) http.Handler {
+		if o.EnableAPILogging {
+			h = httpapi.Logged(apiLog, name, h)
+		}
 		return tracing.HTTPServer(func(r *http.Request) string { return httpapi.SpanName(name, r) }, metrics.HTTP(name, h))
 	})
 	router.Add(httpapi.InvokeRoutes(caller)...)
@@ -208,7 +214,7 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 		return httpapi.LimitHeaders(o.ReadBufferSize, guard.HTTP(r, r.Public))
 	}
 	s.servers = []*server{
-		{name: "http", lns: s.lns.http, srv: newHTTPServer(o.ReadBufferSize, api(router))},
+		{name: "http", lns: s.lns.http, srv: newHTTPServer(o.ReadBufferSize, httpapi.CORS(o.AllowedOrigins, api(router)))},
 		{name: "internal", lns: []net.Listener{s.internalListener()}, srv: newHopServer(o.ReadBufferSize+invoke.HopHeaderSlack,
 			tracing.HopServer(o.AppID, s.inv.Authenticate(acl.New(conf.AccessControlSpec(), o.Namespace).Hop(s.inv.HopHandler()))))},
 	}
@@ -222,6 +228,9 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 		mux.Handle("GET /metrics", promhttp.Handler())
 		s.servers = append(s.servers, &server{name: "metrics", lns: []net.Listener{s.lns.metrics}, srv: newHTTPServer(o.ReadBufferSize, mux)})
 	}
+	if s.lns.profile != nil {
+		s.servers = append(s.servers, &server{name: "profile", lns: []net.Listener{s.lns.profile}, srv: newHTTPServer(o.ReadBufferSize, profileMux())})
+	}
 
 	grpcAPI := grpcapi.New(grpcapi.Config{
 		Invoker:        caller,
@@ -233,6 +242,9 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	})
 	opts := append(grpcAPI.ServerOptions(), guard.GRPCServerOptions()...)
 	opts = append(opts, metrics.GRPCServerOptions()...)
+	if o.EnableAPILogging {
+		opts = append(opts, grpcapi.LoggingOptions(apiLog)...)
+	}
 	s.grpc = grpc.NewServer(append(opts, tracing.GRPCServerOptions()...)...)
 	grpcAPI.Register(s.grpc)
 	healthpb.RegisterHealthServer(s.grpc, health.NewServer())

@@ -22,6 +22,12 @@ func (s *sidecar) serve(ctx context.Context) error {
 	s.log.Info("sidecar started", "mode", s.o.Mode, "version", version, "api_token", s.o.APIToken != "", "app_token", s.o.AppToken != "",
 		"http_port", p.HTTP, "grpc_port", p.GRPC, "internal_port", p.Internal,
 		"public_port", p.Public, "metrics_port", p.Metrics, "app_address", s.appAddr)
+	if s.o.UnixDomainSocket != "" {
+		s.log.Info("the HTTP and gRPC APIs listen on Unix sockets", "http", socketPath(s.o, "http"), "grpc", socketPath(s.o, "grpc"))
+	}
+	if p.Profile != 0 {
+		s.log.Info("profiling: Go's pprof on 127.0.0.1", "profile_port", p.Profile)
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, srv := range s.servers {
@@ -43,8 +49,10 @@ func (s *sidecar) serve(ctx context.Context) error {
 		})
 	}
 	// The background work ends with the servers: on ctx's end, a failure,
-	// or the app's shutdown request.
-	bg, stopBG := context.WithCancel(gctx)
+	// or the app's shutdown request (after --dapr-block-shutdown-duration,
+	// during which the app's health is still checked).
+	bg, stopBG := context.WithCancel(context.WithoutCancel(gctx))
+	g.Go(func() error { s.inv.RunHealthChecks(bg); return nil })
 	if s.ident != nil {
 		g.Go(func() error { return s.ident.Run(bg) })
 	}
@@ -61,6 +69,9 @@ func (s *sidecar) serve(ctx context.Context) error {
 		case <-gctx.Done():
 		case <-s.stop:
 		}
+		if ctx.Err() != nil && s.o.BlockShutdown > 0 {
+			s.blockShutdown()
+		}
 		stopBG()
 		s.log.Info("shutting down: refusing new calls, draining calls in flight", "grace", s.o.GracefulShutdown)
 		if s.reg != nil {
@@ -73,6 +84,23 @@ func (s *sidecar) serve(ctx context.Context) error {
 	err := g.Wait()
 	s.log.Info("sidecar stopped")
 	return err
+}
+
+// blockShutdown holds back the shutdown a signal asked for, while the
+// sidecar serves as before, for --dapr-block-shutdown-duration or until the
+// app fails its health check or asks for shutdown itself, as daprd does.
+func (s *sidecar) blockShutdown() {
+	s.log.Info("blocking graceful shutdown until the app reports unhealthy or the time is up", "block", s.o.BlockShutdown)
+	t := time.NewTimer(s.o.BlockShutdown)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		s.log.Info("block shutdown period expired, entering shutdown")
+	case <-s.inv.AppUnhealthy():
+		s.log.Info("app reported unhealthy, entering shutdown")
+	case <-s.stop:
+		s.log.Info("the app asked for shutdown, entering shutdown")
+	}
 }
 
 // drain shuts every server down gracefully within grace, then forcibly.

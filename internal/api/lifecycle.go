@@ -74,6 +74,7 @@ type Ports struct {
 	Internal int `json:"internal"`
 	Public   int `json:"public,omitempty"`
 	Metrics  int `json:"metrics,omitempty"`
+	Profile  int `json:"profile,omitempty"` // pprof (--enable-profiling)
 }
 
 // Lifecycle is what the health, metadata and shutdown APIs ask of the sidecar.

@@ -20,8 +20,12 @@ func (r *readiness) isSet() bool { return r.ok.Load() }
 
 // AppReady reports whether the app answers on its port. Once it has, the
 // answer stays true (like Dapr: readiness is about start-up). A sidecar with
-// no app port is always ready.
+// no app port is always ready. With health checks (Config.Health), it is
+// whether the app is healthy.
 func (inv *Invoker) AppReady(ctx context.Context) bool {
+	if inv.health != nil {
+		return inv.health.unhealthy() == nil
+	}
 	if inv.appReady.isSet() {
 		return true
 	}

@@ -26,7 +26,7 @@ func newAppChannel(cfg Config) (appChannel, error) {
 		return nil, nil
 	}
 	app, err := newHTTPApp(cfg, cfg.AppProtocol)
-	if err != nil || cfg.AppProtocol != "grpc" {
+	if err != nil || (cfg.AppProtocol != "grpc" && cfg.AppProtocol != "grpcs") {
 		return app, err
 	}
 	return newGRPCApp(cfg, app)
@@ -36,6 +36,9 @@ func newAppChannel(cfg Config) (appChannel, error) {
 func (inv *Invoker) callApp(ctx context.Context, c *Call) (*http.Response, error) {
 	if inv.app == nil {
 		return nil, errorf(KindNoApp, inv.cfg.AppID, "", nil, "app %q has no app port: its sidecar was started without --app-port", inv.cfg.AppID)
+	}
+	if err := inv.checkAppHealth(); err != nil {
+		return nil, err
 	}
 	release, ierr := inv.acquireApp(ctx)
 	if ierr != nil {
@@ -80,7 +83,7 @@ func (inv *Invoker) acquireApp(ctx context.Context) (release func(), _ *Error) {
 
 // httpApp is the channel to an app that speaks HTTP: HTTP/1.1 (http),
 // HTTP/2 without TLS (h2c, and gRPC calls proxied to a gRPC app), or TLS
-// (https).
+// (https; HTTP/2 only for gRPC calls proxied to a grpcs app).
 type httpApp struct {
 	appID, addr, protocol, scheme string
 	t                             *http.Transport
@@ -102,15 +105,15 @@ func newHTTPApp(cfg Config, protocol string) (*httpApp, error) {
 		p.SetHTTP1(true)
 	case "h2c", "grpc":
 		p.SetUnencryptedHTTP2(true)
-	case "https":
-		p.SetHTTP1(true)
+	case "https", "grpcs":
+		p.SetHTTP1(protocol == "https")
 		p.SetHTTP2(true)
 		a.scheme = "https"
 		// Like Dapr, the app's certificate is not verified: the app is on
 		// the same host or pod, and its channel is loopback.
 		a.t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // loopback app channel
 	default:
-		return nil, fmt.Errorf("app protocol %q is not supported; use http, h2c, https or grpc", protocol)
+		return nil, fmt.Errorf("app protocol %q is not supported; use http, h2c, https, grpc or grpcs", protocol)
 	}
 	a.t.Protocols = &p
 	a.rt = a.t
@@ -125,7 +128,7 @@ var teTrailers = []string{"trailers"}
 func (a *httpApp) call(ctx context.Context, c *Call) (*http.Response, error) {
 	if c.GRPCProxy && (a.protocol == "http" || a.protocol == "") {
 		return nil, errorf(KindBadRequest, a.appID, a.addr, nil,
-			"app %q is not a gRPC app: its sidecar runs with --app-protocol http; gRPC calls need --app-protocol grpc (or h2c)", a.appID)
+			"app %q is not a gRPC app: its sidecar runs with --app-protocol http; gRPC calls need --app-protocol grpc or grpcs (or h2c)", a.appID)
 	}
 	u, err := methodURL(a.scheme, a.addr, c.Method, c.RawQuery)
 	if err != nil {

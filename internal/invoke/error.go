@@ -19,6 +19,7 @@ const (
 	KindNotFound         Kind = "not-found"         // no sidecar of the app id is known
 	KindUnreachable      Kind = "unreachable"       // the peer sidecar did not answer
 	KindAppUnreachable   Kind = "app-unreachable"   // the target app did not answer its sidecar
+	KindAppUnhealthy     Kind = "app-unhealthy"     // the target app fails its health checks
 	KindNoApp            Kind = "no-app"            // the target sidecar has no app port
 	KindWrongTarget      Kind = "wrong-target"      // the hop reached a sidecar of another app
 	KindBadRequest       Kind = "bad-request"       // the call itself is malformed
@@ -68,6 +69,8 @@ func (e *Error) APIError() *apierr.Error {
 		return apierr.New(apierr.CodeMalformedRequest, http.StatusRequestHeaderFieldsTooLarge, codes.ResourceExhausted, "%s", e.Error())
 	case KindOverloaded:
 		return apierr.New(apierr.CodeDirectInvoke, http.StatusServiceUnavailable, codes.ResourceExhausted, "%s", e.Error())
+	case KindAppUnhealthy: // as daprd
+		return apierr.New(apierr.CodeDirectInvoke, http.StatusInternalServerError, codes.Internal, "%s", e.Error())
 	case KindNotFound:
 		return apierr.New(apierr.CodeDirectInvoke, http.StatusInternalServerError, codes.NotFound, "%s", e.Error())
 	}

@@ -66,6 +66,9 @@ type Config struct {
 	// StallTimeout ends a call from a peer whose answer the peer has not
 	// accepted for this long (its flow-control window stays shut). 0: 30s.
 	StallTimeout time.Duration
+	// Health, when set, checks the app's health (RunHealthChecks): the app
+	// is not called while it fails.
+	Health *HealthCheck
 	// Identity, when set, runs every hop on mutual TLS: calls to peers
 	// present its certificate and check that the peer's is the target
 	// app's; a caller's app id and namespace come from its verified
@@ -95,6 +98,7 @@ type Invoker struct {
 	hop      http.RoundTripper // to peer sidecars: pool, wrapped by Config.WrapHop
 	app      appChannel        // nil: no app
 	appReady readiness
+	health   *appHealth // nil: no health checks
 	draining chan struct{}
 	// Header values set on every call, made once: nothing changes them.
 	callerID, callerNS, appToken []string
@@ -144,6 +148,11 @@ func New(cfg Config, r resolver.Resolver) (*Invoker, error) {
 	}
 	if app == nil {
 		inv.appReady.set()
+	}
+	if cfg.Health != nil && app != nil {
+		if inv.health, err = newAppHealth(*cfg.Health, app, cfg.Logger); err != nil {
+			return nil, err
+		}
 	}
 	return inv, nil
 }

@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tandem-run/tandem/internal/testutil/clistandin"
+	"github.com/tandem-run/tandem/internal/testutil/proc"
+)
+
+// unixClient is an HTTP client whose every connection goes to sock.
+func unixClient(sock string) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+}
+
+// waitUnix waits until sock accepts a connection.
+func waitUnix(t *testing.T, sock string) {
+	t.Helper()
+	deadline := time.Now().Add(listenWait)
+	for {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on %s: %v", sock, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestUnixDomainSockets: with --unix-domain-socket, the HTTP and gRPC APIs
+// listen on dapr-<app-id>-http.socket and dapr-<app-id>-grpc.socket in that
+// folder instead of their ports, as daprd's; the CLI's list reads the
+// metadata there; a socket a killed sidecar left is replaced, one in use is
+// an error, and a clean stop removes them.
+func TestUnixDomainSockets(t *testing.T) {
+	w := newWorld(t)
+	pt := proc.For(t)
+	dir := t.TempDir()
+	httpSock, grpcSock := filepath.Join(dir, "dapr-udsapp-http.socket"), filepath.Join(dir, "dapr-udsapp-grpc.socket")
+	// A socket file nothing answers on, as a killed sidecar leaves it.
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: httpSock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	httpPort := pt.FreePort()
+	args := []string{"--app-id", "udsapp", "--unix-domain-socket", dir, "--dapr-http-port", itoa(httpPort), "--dapr-grpc-port", "0",
+		"--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--registry-dir", w.registry}
+	s := pt.Start("sidecar udsapp", sidecarBin, nil, args...)
+	waitUnix(t, httpSock)
+	waitUnix(t, grpcSock)
+
+	resp, err := unixClient(httpSock).Get("http://unix/v1.0/metadata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var m daprdMetadata
+	if err := json.Unmarshal(b, &m); err != nil || m.ID != "udsapp" || m.Ports["http"] != 0 || m.Ports["grpc"] != 0 {
+		t.Errorf("metadata over the socket: %s", b)
+	}
+	if c, err := net.Dial("tcp", "127.0.0.1:"+itoa(httpPort)); err == nil {
+		c.Close()
+		t.Errorf("the HTTP API listens on its port %d too", httpPort)
+	}
+	conn, err := grpc.NewClient("unix://"+grpcSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if md, err := runtimev1pb.NewDaprClient(conn).GetMetadata(ctxT(t), &runtimev1pb.GetMetadataRequest{}); err != nil || md.GetId() != "udsapp" {
+		t.Errorf("gRPC over the socket: %v %v", md, err)
+	}
+
+	// The CLI: `dapr run -u` puts its metadata over the socket, `dapr list`
+	// reads it there.
+	if err := clistandin.Put(0, "udsapp", dir, "appCommand", "./app"); err != nil {
+		t.Fatal(err)
+	}
+	apps, err := clistandin.List(filepath.Base(sidecarBin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, a := range apps {
+		if a.AppID == "udsapp" && a.DaprdPID == s.Cmd.Process.Pid {
+			found = a.Command == "./app"
+		}
+	}
+	if !found {
+		t.Errorf("dapr list does not show udsapp with its command: %+v", apps)
+	}
+
+	second := pt.Start("sidecar udsapp (second)", sidecarBin, nil, append(args[:len(args):len(args)], "--dapr-public-port", "0")...)
+	if code := pt.ExitCode(second, 15*time.Second); code == 0 || !strings.Contains(second.Out.String(), "is in use") {
+		t.Errorf("a second sidecar on the same sockets: exit %d\n%s", code, second.Out.String())
+	}
+
+	if err := s.Stop(sigterm, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, sock := range []string{httpSock, grpcSock} {
+		if _, err := os.Stat(sock); !os.IsNotExist(err) {
+			t.Errorf("%s is left after a clean stop: %v", sock, err)
+		}
+	}
+}
+
+// TestProfiling: --enable-profiling serves Go's pprof on --profile-port
+// (here 0: a free one, shown in the metadata), on loopback; without it
+// nothing listens, whatever --profile-port says.
+func TestProfiling(t *testing.T) {
+	w := newWorld(t)
+	s := w.sidecar("profiled", 0, "--enable-profiling", "--profile-port", "0")
+	port := getMetadata(t, s).Ports["profile"]
+	if port == 0 {
+		t.Fatal("no profile port in the metadata")
+	}
+	resp, b := do(t, "GET", "http://127.0.0.1:"+itoa(port)+"/debug/pprof/cmdline", nil, nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "--enable-profiling") {
+		t.Errorf("pprof cmdline: %d %q", resp.StatusCode, b)
+	}
+	if resp, _ := do(t, "GET", "http://127.0.0.1:"+itoa(port)+"/debug/pprof/heap?debug=1", nil, nil); resp.StatusCode != 200 {
+		t.Errorf("pprof heap: %d", resp.StatusCode)
+	}
+	off := w.sidecar("unprofiled", 0, "--profile-port", "-1")
+	if p := getMetadata(t, off).Ports["profile"]; p != 0 {
+		t.Errorf("without --enable-profiling, profile port %d", p)
+	}
+}
+
+// TestCORS: with --allowed-origins, a browser's preflight from an allowed
+// origin is answered without the API token it cannot send, and calls from
+// it carry Access-Control-Allow-Origin; other origins get no CORS headers,
+// nor does anyone by default (daprd's "*").
+func TestCORS(t *testing.T) {
+	w := newWorld(t)
+	s := w.sidecarEnv("corsapp", 0, []string{"DAPR_API_TOKEN=secret"}, "--allowed-origins", "https://app.example,http://localhost:*")
+	preflight := func(s *sidecar, origin string) *http.Response {
+		resp, _ := do(t, "OPTIONS", s.url+"/v1.0/state/statestore", nil, http.Header{"Origin": {origin},
+			"Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type,dapr-api-token"}})
+		return resp
+	}
+	for origin, allowed := range map[string]bool{"https://app.example": true, "http://localhost:8080": true, "https://evil.example": false} {
+		resp := preflight(s, origin)
+		got := resp.Header.Get("Access-Control-Allow-Origin")
+		if resp.StatusCode != 204 || (got == origin) != allowed || (got != "" && got != origin) {
+			t.Errorf("preflight from %s: %d allow-origin %q", origin, resp.StatusCode, got)
+		}
+	}
+	resp, b := do(t, "POST", s.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"k","value":1}]`),
+		http.Header{"Origin": {"https://app.example"}, "Dapr-Api-Token": {"secret"}, "Content-Type": {"application/json"}})
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("save from an allowed origin: %d %s %v", resp.StatusCode, b, resp.Header)
+	}
+	if resp, _ := do(t, "POST", s.url+"/v1.0/state/statestore", strings.NewReader(`[]`), http.Header{"Origin": {"https://app.example"}}); resp.StatusCode != 401 {
+		t.Errorf("a call without the token from an allowed origin: %d", resp.StatusCode)
+	}
+	plain := w.sidecar("nocors", 0)
+	if resp := preflight(plain, "https://app.example"); resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("CORS headers by default: %v", resp.Header)
+	}
+}
+
+// TestAPILogging: --enable-api-logging logs every call of the HTTP and gRPC
+// APIs, as daprd's "HTTP API Called" and "gRPC API Called", but not the
+// health checks; without it, none.
+func TestAPILogging(t *testing.T) {
+	w := newWorld(t)
+	s := w.sidecar("logged", 0, "--enable-api-logging")
+	do(t, "GET", s.url+"/v1.0/metadata", nil, http.Header{"User-Agent": {"e2e-agent"}})
+	do(t, "GET", s.url+"/v1.0/state/statestore/nokey", nil, nil)
+	do(t, "GET", s.url+"/v1.0/healthz", nil, nil)
+	if _, err := runtimev1pb.NewDaprClient(grpcConn(t, s)).GetMetadata(ctxT(t), &runtimev1pb.GetMetadataRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, s, `msg="gRPC API Called" app_id=logged component=api method=/dapr.proto.runtime.v1.Dapr/GetMetadata code=OK`)
+	out := s.Out.String()
+	for _, want := range []string{
+		`msg="HTTP API Called" app_id=logged component=api method="GET /v1.0/metadata" route=GetMetadata code=200`,
+		"useragent=e2e-agent",
+		`method="GET /v1.0/state/statestore/nokey" route=GetState code=204`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "/v1.0/healthz") {
+		t.Errorf("a health check is logged:\n%s", out)
+	}
+	quiet := w.sidecar("quiet", 0)
+	do(t, "GET", quiet.url+"/v1.0/metadata", nil, nil)
+	if strings.Contains(quiet.Out.String(), "API Called") {
+		t.Errorf("API calls logged without --enable-api-logging:\n%s", quiet.Out.String())
+	}
+}
