@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tandem-run/tandem/internal/images"
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
@@ -28,6 +29,10 @@ import (
 func TestHelmInstall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Kubernetes control plane")
+	}
+	appVersion, err := images.ChartAppVersion("../..")
+	if err != nil {
+		t.Fatal(err)
 	}
 	c := kubecluster.Start(t)
 	helm := toolBin(t, "helm")
@@ -105,7 +110,7 @@ func TestHelmInstall(t *testing.T) {
 		for _, ctr := range append(p.Spec.InitContainers, p.Spec.Containers...) {
 			if ctr.Name == "daprd" {
 				found = true
-				if ctr.Image != "tandem/sidecar:0.1.0" || !strings.Contains(strings.Join(ctr.Args, " "), "--app-id "+id) {
+				if ctr.Image != "tandem/sidecar:"+appVersion || !strings.Contains(strings.Join(ctr.Args, " "), "--app-id "+id) {
 					t.Errorf("%s sidecar %s %v", id, ctr.Image, ctr.Args)
 				}
 				if ctr.Resources.Requests.Memory().String() != "32Mi" || ctr.Resources.Limits.Memory().String() != "256Mi" {

@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // The calculator's five apps, their Deployments (samples/calculator/deploy)
@@ -40,37 +40,88 @@ func chartArgs() []string {
 	}
 }
 
-var (
-	calcOnce sync.Once
-	calcErr  string
-)
-
-// calculator installs the chart and applies the calculator's manifests,
-// unchanged, once for the tests that need them, and waits until every
-// Deployment is available.
+// calculator makes sure the chart of this tree is installed (helm install,
+// or helm upgrade from another version) and the calculator's manifests are
+// applied, unchanged, with every pod's sidecar the chart's (a Deployment
+// whose pods have another is restarted), and waits until every Deployment
+// is available. Tests that change these put them back through it.
 func calculator(t *testing.T) {
 	t.Helper()
-	calcOnce.Do(func() {
+	switch installed := chartInstalled(t); {
+	case installed == "":
 		start := time.Now()
 		out, err := helm(t, append([]string{"install", "tandem", filepath.Join(repo, "charts", "tandem")}, chartArgs()...)...)
 		if err != nil {
-			calcErr = fmt.Sprintf("helm install: %v\n%s", err, out)
-			return
+			t.Fatalf("helm install: %v\n%s", err, out)
 		}
 		t.Logf("chart installed in %s (helm install --wait)", time.Since(start).Round(100*time.Millisecond))
-		waitCABundle(t)
-		start = time.Now()
+	case installed != "tandem-"+version:
+		if out, err := helm(t, append([]string{"upgrade", "tandem", filepath.Join(repo, "charts", "tandem")}, chartArgs()...)...); err != nil {
+			t.Fatalf("helm upgrade from %s: %v\n%s", installed, err, out)
+		}
+	}
+	waitCABundle(t)
+	var names []string
+	for _, a := range apps {
+		names = append(names, a.deployment)
+	}
+	if _, err := cluster.Client.AppsV1().Deployments("default").Get(ctxT(t, time.Minute), apps[0].deployment, metav1.GetOptions{}); err != nil {
+		start := time.Now()
 		deploy, _ := filepath.Glob(filepath.Join(repo, "samples", "calculator", "deploy", "*.yaml"))
 		apply(t, "default", deploy...)
-		var names []string
-		for _, a := range apps {
-			names = append(names, a.deployment)
-		}
 		waitAvailable(t, "default", 3*time.Minute, names...)
 		t.Logf("calculator Ready %s after kubectl apply", time.Since(start).Round(100*time.Millisecond))
-	})
-	if calcErr != "" {
-		t.Fatal(calcErr)
+		return
+	}
+	for _, name := range names {
+		dep, err := cluster.Client.AppsV1().Deployments("default").Get(ctxT(t, time.Minute), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range deploymentPods("default", dep) {
+			if sidecarImage(&p) != "tandem/sidecar:"+version {
+				restart(t, "default", name)
+				break
+			}
+		}
+	}
+	waitAvailable(t, "default", 3*time.Minute, names...)
+}
+
+// chartInstalled is the chart (name-version) of the release tandem, or "".
+func chartInstalled(t *testing.T) string {
+	t.Helper()
+	out, err := helm(t, "list", "--namespace", chartNS, "--filter", "^tandem$", "--output", "json")
+	if err != nil {
+		t.Fatalf("helm list: %v\n%s", err, out)
+	}
+	var releases []struct{ Chart string }
+	if err := json.Unmarshal([]byte(out), &releases); err != nil {
+		t.Fatalf("helm list: %v\n%s", err, out)
+	}
+	if len(releases) == 0 {
+		return ""
+	}
+	return releases[0].Chart
+}
+
+// sidecarImage is the image of a pod's sidecar, "" without one.
+func sidecarImage(p *corev1.Pod) string {
+	for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+		if c.Name == "daprd" {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// restart does what kubectl rollout restart does: a new pod template
+// annotation, so that the Deployment replaces its pods.
+func restart(t *testing.T, ns, name string) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(ctxT(t, time.Minute), name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("rollout restart %s/%s: %v", ns, name, err)
 	}
 }
 
@@ -131,10 +182,12 @@ func TestCalculator(t *testing.T) {
 			t.Fatal(err)
 		}
 		pods := deploymentPods("default", dep)
-		if len(pods) != 1 {
-			t.Fatalf("%s: %d pods", a.id, len(pods))
+		if len(pods) == 0 {
+			t.Fatalf("%s: no pod", a.id)
 		}
-		checkInjected(t, &pods[0], a.id, a.port)
+		for i := range pods {
+			checkInjected(t, &pods[i], a.id, a.port)
+		}
 	}
 	// Redis and the collector are the chart's, not annotated: no sidecar.
 	for _, name := range []string{"tandem-redis", "tandem-zipkin"} {

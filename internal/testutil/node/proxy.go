@@ -27,8 +27,9 @@ import (
 // Services. The iptables rules of redirectRules send TCP for the service
 // range to its listeners; for each connection it reads the original
 // destination (SO_ORIGINAL_DST), finds the Service with that cluster IP and
-// port, picks one of its ready endpoints at random and relays the bytes. A
-// Service without a ready endpoint has its connection closed at once.
+// port, picks one of its ready endpoints at random (another if it refuses)
+// and relays the bytes. A Service without a ready endpoint has its
+// connection closed at once.
 type serviceProxy struct {
 	lns       []net.Listener
 	slices    discoverylisters.EndpointSliceLister
@@ -114,14 +115,21 @@ func (p *serviceProxy) relay(in *net.TCPConn) {
 		p.logf("service proxy: %v", err)
 		return
 	}
-	target, err := p.endpoint(dst)
+	targets, err := p.endpoints(dst)
 	if err != nil {
 		p.logf("service proxy: %v", err)
 		return
 	}
-	out, err := net.DialTimeout("tcp", target, 5*time.Second)
-	if err != nil {
+	// As kube-proxy's user-space mode did: an endpoint that refuses (a pod
+	// going away before its endpoint is gone) is passed over for another.
+	var out net.Conn
+	for _, target := range targets[:min(len(targets), 3)] {
+		if out, err = net.DialTimeout("tcp", target, 5*time.Second); err == nil {
+			break
+		}
 		p.logf("service proxy: %s -> %s: %v", dst, target, err)
+	}
+	if out == nil {
 		return
 	}
 	defer out.Close()
@@ -139,11 +147,12 @@ func (p *serviceProxy) relay(in *net.TCPConn) {
 	<-done
 }
 
-// endpoint is a ready endpoint (ip:port) of the Service at dst.
-func (p *serviceProxy) endpoint(dst netip.AddrPort) (string, error) {
+// endpoints are the ready endpoints (ip:port) of the Service at dst, in a
+// random order.
+func (p *serviceProxy) endpoints(dst netip.AddrPort) ([]string, error) {
 	objs, err := p.byIP.ByIndex(byClusterIP, dst.Addr().String())
 	if err != nil || len(objs) == 0 {
-		return "", fmt.Errorf("no Service has cluster IP %s", dst.Addr())
+		return nil, fmt.Errorf("no Service has cluster IP %s", dst.Addr())
 	}
 	svc := objs[0].(*corev1.Service)
 	var port *corev1.ServicePort
@@ -153,12 +162,12 @@ func (p *serviceProxy) endpoint(dst netip.AddrPort) (string, error) {
 		}
 	}
 	if port == nil {
-		return "", fmt.Errorf("Service %s/%s has no TCP port %d", svc.Namespace, svc.Name, dst.Port())
+		return nil, fmt.Errorf("Service %s/%s has no TCP port %d", svc.Namespace, svc.Name, dst.Port())
 	}
 	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name})
 	slices, err := p.slices.EndpointSlices(svc.Namespace).List(sel)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var ready []string
 	for _, s := range slices {
@@ -184,9 +193,10 @@ func (p *serviceProxy) endpoint(dst netip.AddrPort) (string, error) {
 		}
 	}
 	if len(ready) == 0 {
-		return "", fmt.Errorf("Service %s/%s port %d has no ready endpoint", svc.Namespace, svc.Name, dst.Port())
+		return nil, fmt.Errorf("Service %s/%s port %d has no ready endpoint", svc.Namespace, svc.Name, dst.Port())
 	}
-	return ready[rand.IntN(len(ready))], nil
+	rand.Shuffle(len(ready), func(i, j int) { ready[i], ready[j] = ready[j], ready[i] })
+	return ready, nil
 }
 
 // soOriginalDst is SO_ORIGINAL_DST (linux/netfilter_ipv4.h): the
