@@ -1,28 +1,34 @@
 // Command bench measures what a hop through two sidecars costs, the way
 // Dapr publishes it: a fixed rate (1,000 requests/s), 16 connections, 1 KB
 // payloads, latency percentiles of the call through two sidecars minus the
-// same call made directly, plus the sidecars' CPU and peak memory. In the
-// same run it measures a floor, two bare httputil.ReverseProxy processes, so
-// that the numbers mean something on any machine: what matters is our added
-// latency against the floor's.
+// same call made directly, plus the sidecars' CPU and memory. In the same
+// run it measures floors, two bare httputil.ReverseProxy processes in
+// plaintext and with mutual TLS between them, so that the numbers mean
+// something on any machine: what matters is our added latency against the
+// floor's.
 //
-//	go run ./bench            # 10 s warm-up, 60 s per path
-//	go run ./bench -short     # a few seconds per path
+// Every figure is the median of -rounds interleaved rounds (a round runs
+// every path once, in the same order, so drift hits every path alike),
+// shown with its spread; the ratios against the targets use the medians.
+//
+//	go run ./bench            # 5 rounds of 5 s warm-up, 20 s measured, 5 s flat out per path
+//	go run ./bench -short     # 3 rounds of a few seconds per path
+//	go run ./bench -profile http-sidecars-mtls   # and a CPU profile of one sidecar
 //	go run ./bench -transactions bench/TRANSACTIONS.md   # how long transactions hold Redis
 //
 // It writes a Markdown report (-out, bench/RESULTS.md) and a PNG of the
-// latency distributions (-png, bench/latency.png), and prints the ratio
-// "our added p90 / floor added p90" last.
+// latency distributions (-png, bench/latency.png), and prints the ratios
+// "our added p90 (p99) / floor added p90 (p99)" last.
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -31,70 +37,112 @@ import (
 
 type options struct {
 	load
-	Warmup   time.Duration
-	MaxFor   time.Duration // how long each maximum-throughput run lasts
-	Size     int
-	Out, PNG string
-	Redis    string
-	Only     string
+	Warmup     time.Duration
+	MaxFor     time.Duration // how long each maximum-throughput run lasts
+	Rounds     int
+	Size       int
+	Out, PNG   string
+	Redis      string
+	Only       string
+	Profile    string // path during whose last round one sidecar's CPU is profiled
+	ProfileOut string
+	Soak       time.Duration
+	TxOut      string
 }
 
 func main() {
 	// Floor proxy mode: this binary, re-run as one bare ReverseProxy.
-	if len(os.Args) == 4 && os.Args[1] == "-floor-proxy" {
-		serveFloorProxy(os.Args[2], os.Args[3])
-		return
-	}
-	var o options
-	soakFor := flag.Duration("soak", 0, "instead of the paths: run two sidecars under load this long and compare their goroutines and memory before and after")
-	txOut := flag.String("transactions", "", "instead of the paths: time the largest state transactions against Redis and write the report to this file (e.g. bench/TRANSACTIONS.md)")
-	short := flag.Bool("short", false, "a quick run: 3 s per path after a 1 s warm-up, 1 s at maximum throughput")
-	flag.IntVar(&o.Rate, "rate", 1000, "requests per second of each measured run")
-	flag.IntVar(&o.Conns, "conns", 16, "connections (and concurrent requests)")
-	flag.DurationVar(&o.Duration, "duration", 60*time.Second, "measured time per path")
-	flag.DurationVar(&o.Warmup, "warmup", 10*time.Second, "warm-up per path, not measured")
-	flag.DurationVar(&o.MaxFor, "max-duration", 10*time.Second, "time of each maximum-throughput run")
-	flag.IntVar(&o.Size, "size", 1024, "payload bytes each way")
-	flag.StringVar(&o.Out, "out", "bench/RESULTS.md", "Markdown report; empty: none")
-	flag.StringVar(&o.PNG, "png", "bench/latency.png", "PNG chart of the latency distributions; empty: none")
-	flag.StringVar(&o.Redis, "redis-server", "redis-server", "redis-server binary, for the state paths")
-	flag.StringVar(&o.Only, "paths", "", "comma-separated path names to run (default all)")
-	flag.Parse()
-	if *short {
-		o.Duration, o.Warmup, o.MaxFor = 3*time.Second, time.Second, time.Second
-	}
-	if o.Rate < 0 || o.Conns < 1 || o.Size < 1 || o.Duration <= 0 {
-		log.Fatal("bench: -rate must be at least 0, -conns, -size and -duration positive")
-	}
-	if *txOut != "" {
-		if err := transactions(o, *txOut); err != nil {
-			log.Fatalf("bench: %v", err)
+	if len(os.Args) > 1 && os.Args[1] == "-floor-proxy" {
+		if err := serveFloorProxy(os.Args[2:]); err != nil {
+			log.Fatalf("floor proxy: %v", err)
 		}
 		return
 	}
-	if *soakFor > 0 {
-		if err := soak(o, *soakFor); err != nil {
-			log.Fatalf("bench: %v", err)
-		}
+	o, err := parseOptions(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
-	if err := run(o); err != nil {
+	if err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	switch {
+	case o.TxOut != "":
+		err = transactions(o, o.TxOut)
+	case o.Soak > 0:
+		err = soak(o, o.Soak)
+	default:
+		err = run(o)
+	}
+	if err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 }
 
-// serveFloorProxy is one hop of the floor: httputil.ReverseProxy with its
-// defaults, nothing else.
-func serveFloorProxy(listen, target string) {
-	u, err := url.Parse(target)
-	if err != nil {
-		log.Fatal(err)
+// parseOptions reads the command line. -short shortens what is not given.
+func parseOptions(args []string, usage io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.DurationVar(&o.Soak, "soak", 0, "instead of the paths: run two sidecars under load this long and compare their goroutines and memory before and after")
+	fs.StringVar(&o.TxOut, "transactions", "", "instead of the paths: time the largest state transactions against Redis and write the report to this file (e.g. bench/TRANSACTIONS.md)")
+	short := fs.Bool("short", false, "a quick run: 3 rounds of 2 s per path after a 1 s warm-up, 1 s at maximum throughput (flags given win)")
+	fs.IntVar(&o.Rate, "rate", 1000, "requests per second of each measured run")
+	fs.IntVar(&o.Conns, "conns", 16, "connections (and concurrent requests)")
+	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds; each figure is the median of the rounds")
+	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "measured time per path and round")
+	fs.DurationVar(&o.Warmup, "warmup", 5*time.Second, "warm-up per path and round, not measured")
+	fs.DurationVar(&o.MaxFor, "max-duration", 5*time.Second, "time of each maximum-throughput run")
+	fs.IntVar(&o.Size, "size", 1024, "payload bytes each way")
+	fs.StringVar(&o.Out, "out", "bench/RESULTS.md", "Markdown report; empty: none")
+	fs.StringVar(&o.PNG, "png", "bench/latency.png", "PNG chart of the latency distributions; empty: none")
+	fs.StringVar(&o.Redis, "redis-server", "redis-server", "redis-server binary, for the state paths")
+	fs.StringVar(&o.Only, "paths", "", "comma-separated path names to run (default all; their groups' direct baselines always run)")
+	fs.StringVar(&o.Profile, "profile", "", "a path with sidecars (e.g. http-sidecars-mtls): profile the CPU of its first sidecar during the last round's measured run")
+	fs.StringVar(&o.ProfileOut, "profile-out", "bench/cpu.prof", "where -profile writes the profile")
+	if err := fs.Parse(args); err != nil {
+		return o, err
 	}
-	log.Fatal(http.ListenAndServe(listen, httputil.NewSingleHostReverseProxy(u)))
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q: every option is a flag (-h lists them)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if *short {
+		for name, set := range map[string]func(){
+			"rounds":       func() { o.Rounds = 3 },
+			"duration":     func() { o.Duration = 2 * time.Second },
+			"warmup":       func() { o.Warmup = time.Second },
+			"max-duration": func() { o.MaxFor = time.Second },
+		} {
+			if !given[name] {
+				set()
+			}
+		}
+	}
+	switch {
+	case o.Rate < 0:
+		return o, fmt.Errorf("-rate %d: give 0 (as fast as it goes) or more requests per second", o.Rate)
+	case o.Conns < 1 || o.Size < 1:
+		return o, fmt.Errorf("-conns and -size must be at least 1")
+	case o.Duration <= 0 || o.Warmup < 0 || o.MaxFor <= 0:
+		return o, fmt.Errorf("-duration and -max-duration must be positive, -warmup 0 or more")
+	case o.Rounds < 1:
+		return o, fmt.Errorf("-rounds %d: give 1 or more (5 or more for a median worth reading)", o.Rounds)
+	}
+	if o.Profile != "" {
+		p, ok := pathNamed(o.Profile)
+		if !ok || !p.sidecars {
+			return o, fmt.Errorf("-profile %q: give a path with sidecars: %s", o.Profile, strings.Join(sidecarPaths(), ", "))
+		}
+		if !selected(o.Only, o.Profile) {
+			return o, fmt.Errorf("-profile %q: that path is not among -paths %q", o.Profile, o.Only)
+		}
+	}
+	return o, nil
 }
 
-// echoApp is the app every path ends at: it reads the request and answers
-// with a payload of the same size.
+// echoApp is the app every HTTP path ends at: it reads the request and
+// answers with a payload of the same size.
 func echoApp(size int) http.Handler {
 	payload := make([]byte, size)
 	for i := range payload {
@@ -115,6 +163,7 @@ func listenLocal() (net.Listener, string, error) {
 	return ln, ln.Addr().String(), nil
 }
 
+// selected says whether the path name is among only (all when empty).
 func selected(only, name string) bool {
 	if only == "" {
 		return true

@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,73 +14,92 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-var quantiles = []float64{.5, .9, .99, .999}
-
-func report(o options, results []*result) error {
+func report(o options, results []*result, prof profile) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmark results\n\n")
-	fmt.Fprintf(&b, "`go run ./bench` on %s, %s. %d req/s, %d connections, %d B each way, %s measured after %s of warm-up per path; maximum throughput over %s with the same connections. Everything on loopback; the apps are in the harness's process, the sidecars, floor proxies and Redis are processes of their own.\n\n",
-		machine(), time.Now().UTC().Format("2006-01-02"), o.Rate, o.Conns, o.Size, o.Duration, o.Warmup, o.MaxFor)
-	b.WriteString("| path | p50 | p90 | p99 | p99.9 | added p90 | achieved req/s | errors | CPU s / 1000 req | peak RSS | max req/s |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	base := map[string]*result{}
+	fmt.Fprintf(&b, "`go run ./bench` on %s, %s. %d interleaved rounds; in each, every path in the order below: %d req/s, %d connections, %d B each way, %s measured after %s of warm-up, then %s as fast as the same connections go. "+
+		"Every path's processes are started afresh each round. Each figure is the median of the rounds, with their range in parentheses; ratios are of medians. Everything on loopback; the apps and the stand-in Zipkin collector are in the harness's process, the sidecars, floor proxies and Redis are processes of their own.\n\n",
+		machine(), time.Now().UTC().Format("2006-01-02"), o.Rounds, o.Rate, o.Conns, o.Size, o.Duration, o.Warmup, o.MaxFor)
 	for _, r := range results {
-		if r.Baseline {
-			base[r.Group] = r
+		fmt.Fprintf(&b, "- `%s`: %s.\n", r.name, r.about)
+	}
+
+	b.WriteString("\n## Latency at the fixed rate\n\n| path | p50 | p90 | p99 | p99.9 |\n|---|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		row(&b, r, latencyAt(.5), latencyAt(.9), latencyAt(.99), latencyAt(.999))
+	}
+	b.WriteString("\nAdded: the path minus its group's direct call (`http-direct`, `grpc-direct`, `state-get-direct`, `state-save-direct`) at the same percentile in the same round.\n\n")
+	b.WriteString("| path | added p50 | added p90 | added p99 | added p99.9 |\n|---|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		if !r.baseline {
+			row(&b, r, added(.5), added(.9), added(.99), added(.999))
 		}
 	}
+	b.WriteString("\n## Resources and throughput\n\n| path | errors (all rounds) | CPU s / 1000 req | idle RSS | peak RSS | max req/s |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		added := "baseline"
-		if bl := base[r.Group]; bl != nil && !r.Baseline {
-			added = us(r.Fixed.quantile(.9) - bl.Fixed.quantile(.9))
+		errs := 0
+		for _, s := range r.Rounds {
+			errs += s.Fixed.Errors + s.Max.Errors
 		}
-		cpu, rss := "-", "-"
-		if r.Procs > 0 {
-			cpu = fmt.Sprintf("%.3f", r.CPU.Seconds()*1000/float64(max(r.Fixed.Requests, 1)))
-			rss = fmt.Sprintf("%.1f MiB", float64(r.RSS)/(1<<20))
+		fmt.Fprintf(&b, "| %s | %d ", r.name, errs)
+		for _, m := range []metric{cpuPer1000, idleRSS, peakRSS, maxRate} {
+			b.WriteString("| " + cell(r, m) + " ")
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.0f | %d | %s | %s | %.0f |\n",
-			r.Name, us(r.Fixed.quantile(.5)), us(r.Fixed.quantile(.9)), us(r.Fixed.quantile(.99)), us(r.Fixed.quantile(.999)),
-			added, r.Fixed.rate(), r.Fixed.Errors+r.Max.Errors, cpu, rss, r.Max.rate())
+		b.WriteString("|\n")
 	}
-	b.WriteString("\nCPU and RSS are of the path's own processes: both sidecars (or both floor proxies, or the one state sidecar); RSS is the largest one's peak.\n")
+	b.WriteString("\nCPU and RSS are of the path's own processes: both sidecars, both floor proxies, or the one state sidecar (the `-store` paths run in the harness). CPU is over the measured run at the fixed rate; RSS is the larger process's: idle right after it answers, before any request, and its peak (VmHWM) after the fixed rate.\n")
 	for _, r := range results {
-		if r.Fixed.FirstErr != "" || r.Max.FirstErr != "" {
-			fmt.Fprintf(&b, "\nFirst error of %s: `%s`\n", r.Name, strings.TrimSpace(r.Fixed.FirstErr+" "+r.Max.FirstErr))
+		if r.Note != "" {
+			fmt.Fprintf(&b, "\n%s: %s.\n", r.name, r.Note)
+		}
+		for i, s := range r.Rounds {
+			if s.Fixed.FirstErr != "" || s.Max.FirstErr != "" {
+				fmt.Fprintf(&b, "\nFirst error of %s in round %d: `%s`\n", r.name, i+1, strings.TrimSpace(s.Fixed.FirstErr+" "+s.Max.FirstErr))
+			}
 		}
 	}
 
-	get := func(name string) *result {
-		for _, r := range results {
-			if r.Name == name {
-				return r
-			}
-		}
-		return nil
-	}
-	b.WriteString("\n## Against the targets\n\n")
-	ratio := ""
-	if d, f, s := get("http-direct"), get("http-floor"), get("http-sidecars"); d != nil && f != nil && s != nil {
-		ours := s.Fixed.quantile(.9) - d.Fixed.quantile(.9)
-		floor := f.Fixed.quantile(.9) - d.Fixed.quantile(.9)
-		ratio = fmt.Sprintf("our added p90 / floor added p90 = %s / %s = %.2f", us(ours), us(floor), float64(ours)/float64(max(floor, 1)))
-		fmt.Fprintf(&b, "- Added p90 over HTTP, target at most 1.5x the floor: %s.\n", ratio)
-		fmt.Fprintf(&b, "- Sidecar peak RSS at %d req/s, target under 30 MiB: %.1f MiB.\n", o.Rate, float64(s.RSS)/(1<<20))
-	}
+	by := map[string]*result{}
 	errs := 0
 	for _, r := range results {
-		errs += r.Fixed.Errors + r.Max.Errors
+		by[r.name] = r
+		for _, s := range r.Rounds {
+			errs += s.Fixed.Errors + s.Max.Errors
+		}
 	}
-	fmt.Fprintf(&b, "- Errors, target zero: %d.\n", errs)
-	if d, s := get("state-get-direct"), get("state-get-sidecar"); d != nil && s != nil {
-		fmt.Fprintf(&b, "- State get through the sidecar over direct go-redis at p90, target under 150 µs: %s.\n", us(s.Fixed.quantile(.9)-d.Fixed.quantile(.9)))
+	b.WriteString("\n## Against the targets\n\nIssue 22's targets, medians against medians of the same run.\n\n")
+	var skipped []string
+	for _, t := range targets() {
+		if by[t.ours] == nil {
+			skipped = append(skipped, t.what)
+			continue
+		}
+		b.WriteString("- " + t.check(by) + "\n")
 	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(&b, "- Not measured in this run (`-paths`): %s.\n", strings.Join(skipped, "; "))
+	}
+	fmt.Fprintf(&b, "- Errors (target zero): %d.\n", errs)
+	b.WriteString(stateSplit(by))
 	b.WriteString("- How long the largest state transaction holds Redis: [TRANSACTIONS.md](TRANSACTIONS.md) (`go run ./bench -transactions bench/TRANSACTIONS.md`).\n")
+	var lines []string
+	for _, l := range []string{
+		ratioLine(by, "http-sidecars", "http-floor", .9), ratioLine(by, "http-sidecars", "http-floor", .99),
+		ratioLine(by, "http-sidecars-mtls", "http-floor-tls", .9), ratioLine(by, "http-sidecars-mtls", "http-floor-tls", .99),
+	} {
+		if l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > 0 {
+		b.WriteString("\n```\n" + strings.Join(lines, "\n") + "\n```\n")
+	}
+	b.WriteString(whereTimeGoes(prof))
 	if o.PNG != "" {
 		if err := chart(o.PNG, results); err != nil {
 			return err
 		}
-		fmt.Fprintf(&b, "\n![latency distributions](%s)\n", pathBase(o.PNG))
+		fmt.Fprintf(&b, "\n![latency distributions, every round pooled](%s)\n", pathBase(o.PNG))
 	}
 	out := b.String()
 	if o.Out != "" {
@@ -88,14 +108,47 @@ func report(o options, results []*result) error {
 		}
 	}
 	fmt.Print(out)
-	if ratio != "" {
-		fmt.Printf("\n%s\n", ratio)
+	if len(lines) > 0 {
+		fmt.Printf("\n%s\n", strings.Join(lines, "\n"))
 	}
 	return nil
 }
 
-func us(d time.Duration) string {
-	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+// row is a table row of r: its name, then each metric's spread.
+func row(b *strings.Builder, r *result, ms ...metric) {
+	b.WriteString("| " + r.name + " ")
+	for _, m := range ms {
+		b.WriteString("| " + cell(r, m) + " ")
+	}
+	b.WriteString("|\n")
+}
+
+func cell(r *result, m metric) string {
+	s, ok := over(r, m)
+	if !ok {
+		return "-"
+	}
+	return s.show(m.format)
+}
+
+// stateSplit tells command choice from sidecar overhead at p90: the store
+// in the harness over plain GET/SET, and the sidecar over the store.
+func stateSplit(by map[string]*result) string {
+	var b strings.Builder
+	for _, op := range []string{"get", "save"} {
+		direct, store, side := by["state-"+op+"-direct"], by["state-"+op+"-store"], by["state-"+op+"-sidecar"]
+		if direct == nil || store == nil || side == nil {
+			continue
+		}
+		sideOverStore := metric{format: fmtUS, of: func(_ *result, i int) (float64, bool) {
+			return micros(side.Rounds[i].Fixed.quantile(.9) - store.Rounds[i].Fixed.quantile(.9)), true
+		}}
+		c, _ := over(store, added(.9))
+		s, _ := over(side, sideOverStore)
+		fmt.Fprintf(&b, "- State %s at p90, told apart: the store's commands over plain go-redis %s (command choice), the sidecar over those same commands %s (sidecar overhead).\n",
+			op, c.show(fmtUS), s.show(fmtUS))
+	}
+	return b.String()
 }
 
 func pathBase(p string) string {
@@ -139,9 +192,14 @@ func chart(file string, results []*result) error {
 		color.RGBA{0x17, 0xbe, 0xcf, 255},
 	}
 	for i, r := range results {
+		pooled := &stats{}
+		for _, s := range r.Rounds {
+			pooled.Latencies = append(pooled.Latencies, s.Fixed.Latencies...)
+		}
+		slices.Sort(pooled.Latencies)
 		var pts plotter.XYs
 		for q := 0.5; q < 0.9991; {
-			lat := r.Fixed.quantile(q)
+			lat := pooled.quantile(q)
 			if lat > 0 {
 				pts = append(pts, plotter.XY{X: 1 / (1 - q), Y: float64(lat) / float64(time.Millisecond)})
 			}
@@ -156,11 +214,14 @@ func chart(file string, results []*result) error {
 		}
 		l.Color = palette[i%len(palette)]
 		l.Width = vg.Points(1.5)
-		if r.Baseline {
+		switch {
+		case r.baseline:
 			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		case i >= len(palette):
+			l.Dashes = []vg.Length{vg.Points(1), vg.Points(2)}
 		}
 		p.Add(l)
-		p.Legend.Add(r.Name, l)
+		p.Legend.Add(r.name, l)
 	}
 	p.Legend.ThumbnailWidth = vg.Points(20)
 	p.Legend.TextStyle.Font.Size = vg.Points(9)

@@ -2,51 +2,56 @@ package main
 
 import (
 	"bytes"
-	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	testproc "github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 
-	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
-	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
-	goredis "github.com/redis/go-redis/v9"
-	vegeta "github.com/tsenart/vegeta/v12/lib"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// result is one measured path.
+// result is one path measured over the rounds.
 type result struct {
-	Name     string
-	Group    string // paths of a group are compared with its baseline
-	Baseline bool
-	Fixed    *stats // at the fixed rate
-	Max      *stats // as fast as it goes
-	CPU      time.Duration
-	RSS      int64 // peak of the path's own processes (sidecars, proxies)
-	Procs    int
+	path
+	base   *result // its group's baseline; nil for a baseline
+	Rounds []*sample
+	Note   string
 }
 
-// env is what the paths share: binaries, apps, Redis.
+// sample is one round of one path.
+type sample struct {
+	Fixed   *stats // at the fixed rate
+	Max     *stats // as fast as it goes; its latencies are not kept
+	CPU     time.Duration
+	PeakRSS int64 // the largest peak (VmHWM) of the path's own processes after the fixed rate
+	IdleRSS int64 // the largest resident memory of its processes after start, before any request
+	Procs   int   // how many processes of its own the path has
+}
+
+// env is what the paths share: binaries, apps, Redis, the collector.
 type env struct {
-	o        options
-	dir      string
-	sidecar  string
-	self     string
-	appAddr  string
-	grpcAddr string
-	redis    string
-	payload  []byte
+	o          options
+	dir        string
+	sidecar    string
+	self       string
+	appAddr    string
+	grpcAddr   string
+	redis      string
+	resources  string // folder of the statestore Component
+	floorCerts string // folder of the TLS floor's certificates
+	tracing    string // the traced pair's Configuration file
+	spans      atomic.Int64
+	payload    []byte
+	profile    profile // what -profile captured
 }
 
 // newEnv makes the work folder, builds the sidecar and starts the HTTP
@@ -90,154 +95,82 @@ func run(o options) error {
 	testpb.RegisterTestServiceServer(gs, echoGRPC{size: o.Size})
 	go func() { _ = gs.Serve(gln) }()
 	defer gs.Stop()
-
-	var results []*result
-	measure := func(r *result, procs []*proc, fixed, fastest func(load) *stats) {
-		if !selected(o.Only, r.Name) {
-			return
-		}
-		log.Printf("%s: warming up for %s", r.Name, o.Warmup)
-		fixed(load{Rate: o.Rate, Conns: o.Conns, Duration: o.Warmup})
-		cpu0 := cpuOf(procs)
-		log.Printf("%s: %d req/s for %s", r.Name, o.Rate, o.Duration)
-		r.Fixed = fixed(load{Rate: o.Rate, Conns: o.Conns, Duration: o.Duration})
-		r.CPU = cpuOf(procs) - cpu0
-		for _, p := range procs {
-			r.RSS = max(r.RSS, p.peakRSS())
-		}
-		r.Procs = len(procs)
-		log.Printf("%s: as fast as it goes for %s", r.Name, o.MaxFor)
-		r.Max = fastest(load{Conns: o.Conns, Duration: o.MaxFor})
-		log.Printf("%s: p50 %s p90 %s p99 %s, %d errors; max %.0f req/s", r.Name,
-			r.Fixed.quantile(.5), r.Fixed.quantile(.9), r.Fixed.quantile(.99), r.Fixed.Errors+r.Max.Errors, r.Max.rate())
-		results = append(results, r)
-	}
-	httpPath := func(url string, h2c bool) (func(load) *stats, func(load) *stats) {
-		tgt := vegeta.Target{Method: "POST", URL: url, Body: e.payload, Header: http.Header{"Content-Type": {"application/octet-stream"}}}
-		f := func(l load) *stats { return attackHTTP(tgt, l, h2c) }
-		return f, f
-	}
-
-	// HTTP: direct, floor, two sidecars.
-	f, m := httpPath("http://"+e.appAddr+"/echo", false)
-	measure(&result{Name: "http-direct", Group: "HTTP", Baseline: true}, nil, f, m)
-
-	if selected(o.Only, "http-floor") {
-		procs, front, err := e.floor()
-		if err != nil {
-			return err
-		}
-		f, m = httpPath("http://"+front+"/echo", false)
-		measure(&result{Name: "http-floor", Group: "HTTP"}, procs, f, m)
-		stopAll(procs)
-	}
-	if selected(o.Only, "http-sidecars") {
-		procs, caller, err := e.sidecarPair("http", e.appAddr)
-		if err != nil {
-			return err
-		}
-		f, m = httpPath(caller.httpURL+"/v1.0/invoke/bench-app/method/echo", false)
-		measure(&result{Name: "http-sidecars", Group: "HTTP"}, procs, f, m)
-		stopAll(procs)
-	}
-
-	// gRPC: direct unary call, InvokeService (to the HTTP app), proxied call.
-	direct, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
+	if err := e.startCollector(); err != nil {
 		return err
 	}
-	defer direct.Close()
-	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: e.payload}}
-	unary := func(c testpb.TestServiceClient, md metadata.MD) func(load) *stats {
-		return func(l load) *stats {
-			return attackFunc(func(ctx context.Context) error {
-				if md != nil {
-					ctx = metadata.NewOutgoingContext(ctx, md)
-				}
-				_, err := c.UnaryCall(ctx, req)
-				return err
-			}, l)
-		}
-	}
-	g := unary(testpb.NewTestServiceClient(direct), nil)
-	measure(&result{Name: "grpc-direct", Group: "gRPC", Baseline: true}, nil, g, g)
-	if selected(o.Only, "grpc-invoke") || selected(o.Only, "grpc-proxy") {
-		procs, caller, err := e.sidecarPair("grpc", e.grpcAddr)
-		if err != nil {
-			return err
-		}
-		// InvokeService reaches the gRPC app through AppCallback; this one
-		// has none, so call the HTTP app's sidecar pair instead.
-		hprocs, hcaller, err := e.sidecarPair("http", e.appAddr)
-		if err != nil {
-			return err
-		}
-		conn, err := grpc.NewClient(hcaller.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return err
-		}
-		api := runtimev1pb.NewDaprClient(conn)
-		inv := &runtimev1pb.InvokeServiceRequest{Id: "bench-app", Message: &commonv1pb.InvokeRequest{
-			Method: "echo", Data: &anypb.Any{Value: e.payload}, ContentType: "application/octet-stream",
-			HttpExtension: &commonv1pb.HTTPExtension{Verb: commonv1pb.HTTPExtension_POST},
-		}}
-		gi := func(l load) *stats {
-			return attackFunc(func(ctx context.Context) error { _, err := api.InvokeService(ctx, inv); return err }, l)
-		}
-		measure(&result{Name: "grpc-invoke", Group: "gRPC"}, hprocs, gi, gi)
-		conn.Close()
-		stopAll(hprocs)
 
-		pconn, err := grpc.NewClient(caller.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return err
+	var results []*result
+	base := map[string]*result{}
+	needRedis := false
+	for _, p := range selectPaths(o.Only) {
+		r := &result{path: p}
+		if p.baseline {
+			base[p.group] = r
+		} else {
+			r.base = base[p.group]
 		}
-		gp := unary(testpb.NewTestServiceClient(pconn), metadata.Pairs("dapr-app-id", "bench-app"))
-		measure(&result{Name: "grpc-proxy", Group: "gRPC"}, procs, gp, gp)
-		pconn.Close()
-		stopAll(procs)
+		needRedis = needRedis || strings.HasPrefix(p.name, "state-")
+		results = append(results, r)
 	}
-
-	// State: a sidecar in front of Redis, against go-redis straight to it.
-	if selected(o.Only, "state-get-direct") || selected(o.Only, "state-get-sidecar") || selected(o.Only, "state-save-direct") || selected(o.Only, "state-save-sidecar") {
+	if needRedis {
 		rp, err := e.startRedis()
 		if err != nil {
 			return err
 		}
 		defer rp.stop()
-		rdb := goredis.NewClient(&goredis.Options{Addr: e.redis, PoolSize: o.Conns})
-		defer rdb.Close()
-		if err := rdb.Set(context.Background(), "direct", e.payload, 0).Err(); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		dget := func(l load) *stats {
-			return attackFunc(func(ctx context.Context) error { return rdb.Get(ctx, "direct").Err() }, l)
-		}
-		dset := func(l load) *stats {
-			return attackFunc(func(ctx context.Context) error { return rdb.Set(ctx, "direct", e.payload, 0).Err() }, l)
-		}
-		measure(&result{Name: "state-get-direct", Group: "state get", Baseline: true}, nil, dget, dget)
-		measure(&result{Name: "state-save-direct", Group: "state save", Baseline: true}, nil, dset, dset)
-
-		procs, s, err := e.stateSidecar()
-		if err != nil {
-			return err
-		}
-		value := []byte(`"` + strings.Repeat("x", o.Size-2) + `"`)
-		save := append(append([]byte(`[{"key":"k","value":`), value...), `}]`...)
-		if err := httpCall(http.DefaultClient, vegeta.Target{Method: "POST", URL: s.httpURL + "/v1.0/state/statestore", Body: save}); err != nil {
-			return fmt.Errorf("state save through the sidecar: %w", err)
-		}
-		get := vegeta.Target{Method: "GET", URL: s.httpURL + "/v1.0/state/statestore/k"}
-		sg := func(l load) *stats { return attackHTTP(get, l, false) }
-		measure(&result{Name: "state-get-sidecar", Group: "state get"}, procs, sg, sg)
-		st := vegeta.Target{Method: "POST", URL: s.httpURL + "/v1.0/state/statestore", Body: save, Header: http.Header{"Content-Type": {"application/json"}}}
-		ss := func(l load) *stats { return attackHTTP(st, l, false) }
-		measure(&result{Name: "state-save-sidecar", Group: "state save"}, procs, ss, ss)
-		stopAll(procs)
 	}
+	for i := range o.Rounds {
+		for _, r := range results {
+			s, err := e.measure(r.path, fmt.Sprintf("round %d/%d %s", i+1, o.Rounds, r.name), o.Profile == r.name && i == o.Rounds-1)
+			if err != nil {
+				return fmt.Errorf("%s, round %d: %w", r.name, i+1, err)
+			}
+			r.Rounds = append(r.Rounds, s)
+		}
+	}
+	for _, r := range results {
+		if r.name == "http-sidecars-traced" {
+			r.Note = fmt.Sprintf("the collector received %d spans from it over the %d rounds", e.spans.Load(), o.Rounds)
+		}
+	}
+	return report(o, results, e.profile)
+}
 
-	return report(o, results)
+// measure sets p up, warms it up, and measures it at the fixed rate, then
+// as fast as it goes.
+func (e *env) measure(p path, label string, profiled bool) (*sample, error) {
+	rg, err := p.setup(e, profiled)
+	if err != nil {
+		return nil, err
+	}
+	defer rg.stop()
+	s := &sample{Procs: len(rg.procs)}
+	for _, pr := range rg.procs {
+		s.IdleRSS = max(s.IdleRSS, pr.memory("VmRSS"))
+	}
+	o := e.o
+	if o.Warmup > 0 {
+		rg.drive(load{Rate: o.Rate, Conns: o.Conns, Duration: o.Warmup})
+	}
+	var captured <-chan profile
+	if rg.profile != "" {
+		captured = captureProfile(rg.profile, o.Duration, o.ProfileOut)
+	}
+	cpu0 := cpuOf(rg.procs)
+	s.Fixed = rg.drive(load{Rate: o.Rate, Conns: o.Conns, Duration: o.Duration})
+	s.CPU = cpuOf(rg.procs) - cpu0
+	for _, pr := range rg.procs {
+		s.PeakRSS = max(s.PeakRSS, pr.peakRSS())
+	}
+	if captured != nil {
+		e.profile = <-captured
+		e.profile.path = p.name
+	}
+	s.Max = rg.drive(load{Conns: o.Conns, Duration: o.MaxFor})
+	s.Max.Latencies = nil
+	log.Printf("%s: p50 %s p90 %s p99 %s p99.9 %s, %d errors; max %.0f req/s", label, s.Fixed.quantile(.5), s.Fixed.quantile(.9),
+		s.Fixed.quantile(.99), s.Fixed.quantile(.999), s.Fixed.Errors+s.Max.Errors, s.Max.rate())
+	return s, nil
 }
 
 func cpuOf(procs []*proc) time.Duration {
@@ -252,37 +185,6 @@ func stopAll(procs []*proc) {
 	for _, p := range procs {
 		p.stop()
 	}
-}
-
-// floor starts two bare ReverseProxy processes in a row in front of the app.
-func (e *env) floor() ([]*proc, string, error) {
-	p2port, err := testproc.FreePort()
-	if err != nil {
-		return nil, "", err
-	}
-	p1port, err := testproc.FreePort()
-	if err != nil {
-		return nil, "", err
-	}
-	back := "127.0.0.1:" + itoa(p2port)
-	front := "127.0.0.1:" + itoa(p1port)
-	p2, err := start("floor-2", e.self, nil, "-floor-proxy", back, "http://"+e.appAddr)
-	if err != nil {
-		return nil, "", err
-	}
-	p1, err := start("floor-1", e.self, nil, "-floor-proxy", front, "http://"+back)
-	if err != nil {
-		p2.stop()
-		return nil, "", err
-	}
-	procs := []*proc{p1, p2}
-	for _, a := range []string{back, front} {
-		if err := testproc.WaitTCP(a, 10*time.Second); err != nil {
-			stopAll(procs)
-			return nil, "", err
-		}
-	}
-	return procs, front, nil
 }
 
 // sidecarAddrs are where a started sidecar listens.
@@ -316,63 +218,64 @@ func (e *env) startSidecar(id, appAddr, protocol, registry string, extra ...stri
 	return p, a, nil
 }
 
-// sidecarPair starts the app's sidecar and a caller's sidecar.
-func (e *env) sidecarPair(protocol, appAddr string) ([]*proc, sidecarAddrs, error) {
+// pairOptions say how a pair of sidecars runs.
+type pairOptions struct {
+	mtls    bool // mutual TLS on the hop (the standalone default); else --enable-mtls=false
+	traced  bool // with the calculator's tracing Configuration
+	profile bool // the caller serves pprof
+}
+
+// sidecarPair starts the app's sidecar and a caller's sidecar, which
+// share a registry folder (and so, with mTLS, a CA). The rig's first
+// process is the caller.
+func (e *env) sidecarPair(protocol, appAddr string, po pairOptions) (*rig, sidecarAddrs, error) {
 	reg, err := os.MkdirTemp(e.dir, "registry-")
 	if err != nil {
 		return nil, sidecarAddrs{}, err
 	}
-	callee, _, err := e.startSidecar("bench-app", appAddr, protocol, reg)
+	var both []string
+	if !po.mtls {
+		both = append(both, "--enable-mtls=false")
+	}
+	if po.traced {
+		both = append(both, "--config", e.tracing)
+	}
+	callee, _, err := e.startSidecar("bench-app", appAddr, protocol, reg, both...)
 	if err != nil {
 		return nil, sidecarAddrs{}, err
 	}
-	caller, a, err := e.startSidecar("bench-client", "", "http", reg)
+	extra, pprof, err := profileFlags(po.profile)
 	if err != nil {
 		callee.stop()
 		return nil, sidecarAddrs{}, err
 	}
-	return []*proc{caller, callee}, a, nil
-}
-
-func (e *env) startRedis() (*proc, error) {
-	port, err := testproc.FreePort()
+	caller, a, err := e.startSidecar("bench-client", "", "http", reg, append(both, extra...)...)
 	if err != nil {
-		return nil, err
-	}
-	e.redis = "127.0.0.1:" + itoa(port)
-	p, err := start("redis", e.o.Redis, nil, "--port", itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", e.dir)
-	if err != nil {
-		return nil, fmt.Errorf("%w (the state paths need redis-server: apt-get install redis-server)", err)
-	}
-	return p, testproc.WaitTCP(e.redis, 10*time.Second)
-}
-
-// stateSidecar starts a sidecar whose statestore is the Redis.
-func (e *env) stateSidecar() ([]*proc, sidecarAddrs, error) {
-	res := filepath.Join(e.dir, "resources")
-	if err := os.MkdirAll(res, 0o755); err != nil {
+		callee.stop()
 		return nil, sidecarAddrs{}, err
 	}
-	if err := os.WriteFile(filepath.Join(res, "statestore.yaml"), resources.RedisYAML("statestore", e.redis), 0o644); err != nil {
-		return nil, sidecarAddrs{}, err
-	}
-	reg, err := os.MkdirTemp(e.dir, "registry-")
-	if err != nil {
-		return nil, sidecarAddrs{}, err
-	}
-	p, a, err := e.startSidecar("bench-state", "", "http", reg, "--resources-path", res)
-	if err != nil {
-		return nil, sidecarAddrs{}, err
-	}
-	return []*proc{p}, a, nil
+	return &rig{procs: []*proc{caller, callee}, profile: pprof}, a, nil
 }
 
-// echoGRPC answers UnaryCall with a payload of the configured size.
-type echoGRPC struct {
-	testpb.UnimplementedTestServiceServer
-	size int
-}
-
-func (s echoGRPC) UnaryCall(_ context.Context, in *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
-	return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: make([]byte, s.size)}}, nil
+// startCollector serves a stand-in for Zipkin that counts the spans it
+// is sent, and writes the traced pair's Configuration for it: the one the
+// calculator's runner writes (resources.ZipkinYAML, every trace sampled).
+func (e *env) startCollector() error {
+	ln, addr, err := listenLocal()
+	if err != nil {
+		return err
+	}
+	go func() {
+		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var spans []json.RawMessage
+			if err := json.NewDecoder(r.Body).Decode(&spans); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			e.spans.Add(int64(len(spans)))
+			w.WriteHeader(http.StatusAccepted)
+		}))
+	}()
+	e.tracing = filepath.Join(e.dir, "appconfig.yaml")
+	return os.WriteFile(e.tracing, resources.ZipkinYAML("appconfig", "http://"+addr+"/api/v2/spans"), 0o644)
 }

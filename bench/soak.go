@@ -14,15 +14,15 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
-// sample is what a sidecar reports of itself on its metrics port, and its
+// snapshot is what a sidecar reports of itself on its metrics port, and its
 // resident memory from /proc.
-type sample struct {
+type snapshot struct {
 	goroutines, heapInuse float64
 	rss                   int64
 }
 
-func (e *env) sampleOf(p *proc, metricsURL string) (sample, error) {
-	var s sample
+func (e *env) sampleOf(p *proc, metricsURL string) (snapshot, error) {
+	var s snapshot
 	resp, err := http.Get(metricsURL)
 	if err != nil {
 		return s, err
@@ -90,7 +90,7 @@ func soak(o options, d time.Duration) error {
 	// to what the load can make it: growth after that is not the pools.
 	attackWith(attacker(), tgt, load{Conns: o.Conns, Duration: 3 * time.Second})
 	time.Sleep(2 * time.Second)
-	before := make([]sample, 2)
+	before := make([]snapshot, 2)
 	for i, p := range procs {
 		if before[i], err = e.sampleOf(p, urls[i]); err != nil {
 			return err

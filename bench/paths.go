@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"net/http"
+
+	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
+	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// path is one way of making the call, measured once a round.
+type path struct {
+	name     string
+	group    string // its figures are taken minus its group's baseline's, same round and percentile
+	baseline bool
+	sidecars bool // its processes are sidecars (it can be profiled)
+	about    string
+	setup    func(e *env, profile bool) (*rig, error)
+}
+
+// rig is a path set up for one round.
+type rig struct {
+	procs   []*proc // the path's own processes: sidecars or floor proxies, not the apps
+	drive   func(load) *stats
+	profile string // base URL of the first sidecar's pprof, when asked for
+	undo    []func()
+}
+
+func (r *rig) stop() {
+	for i := len(r.undo) - 1; i >= 0; i-- {
+		r.undo[i]()
+	}
+	stopAll(r.procs)
+}
+
+// paths in the order a round runs them.
+var paths = []path{
+	{name: "http-direct", group: "HTTP", baseline: true, about: "the echo app, called directly", setup: httpDirect},
+	{name: "http-floor", group: "HTTP", about: "two `httputil.ReverseProxy` processes with their defaults (HTTP/1.1 keep-alive)", setup: httpFloor(false)},
+	{name: "http-floor-tls", group: "HTTP", about: "the same two proxies with TLS 1.3 between them, certificates both ways, HTTP/2 over one reused connection: the floor of the mTLS rows", setup: httpFloor(true)},
+	{name: "http-sidecars", group: "HTTP", sidecars: true, about: "two sidecars, `--enable-mtls=false` (HTTP/2 cleartext hop)", setup: httpSidecars(pairOptions{})},
+	{name: "http-sidecars-mtls", group: "HTTP", sidecars: true, about: "two sidecars with mutual TLS, the standalone default", setup: httpSidecars(pairOptions{mtls: true})},
+	{name: "http-sidecars-traced", group: "HTTP", sidecars: true, about: "two sidecars with mutual TLS and tracing at the calculator's sampling (its runner's `appconfig`: samplingRate 1, Zipkin, to a collector in the harness)", setup: httpSidecars(pairOptions{mtls: true, traced: true})},
+	{name: "grpc-direct", group: "gRPC", baseline: true, about: "the gRPC echo app's UnaryCall, directly", setup: grpcDirect},
+	{name: "grpc-invoke", group: "gRPC", sidecars: true, about: "`InvokeService` on the caller sidecar's gRPC API to the HTTP echo app, mTLS off", setup: grpcInvoke(pairOptions{})},
+	{name: "grpc-invoke-mtls", group: "gRPC", sidecars: true, about: "the same with mutual TLS", setup: grpcInvoke(pairOptions{mtls: true})},
+	{name: "grpc-proxy", group: "gRPC", sidecars: true, about: "UnaryCall with `dapr-app-id` proxied through two sidecars to the gRPC echo app, mTLS off", setup: grpcProxy(pairOptions{})},
+	{name: "grpc-proxy-mtls", group: "gRPC", sidecars: true, about: "the same with mutual TLS", setup: grpcProxy(pairOptions{mtls: true})},
+	{name: "state-get-direct", group: "state get", baseline: true, about: "go-redis `GET` of a 1 KB string", setup: stateDirect(false)},
+	{name: "state-get-store", group: "state get", about: "go-redis through the sidecar's Redis store (`pkg/state/redis`) in the harness: `HMGET key data version`, the command the sidecar sends", setup: stateStore(false)},
+	{name: "state-get-sidecar", group: "state get", sidecars: true, about: "`GET /v1.0/state/statestore/k` on a sidecar", setup: stateSidecar(false)},
+	{name: "state-save-direct", group: "state save", baseline: true, about: "go-redis `SET` of a 1 KB string", setup: stateDirect(true)},
+	{name: "state-save-store", group: "state save", about: "go-redis through the Redis store in the harness: `EVALSHA` of its set script on a hash (`HGET` version, `HSET` data, `HINCRBY` version, `PERSIST`), as the sidecar sends", setup: stateStore(true)},
+	{name: "state-save-sidecar", group: "state save", sidecars: true, about: "`POST /v1.0/state/statestore` of one item on a sidecar", setup: stateSidecar(true)},
+}
+
+func pathNamed(name string) (path, bool) {
+	for _, p := range paths {
+		if p.name == name {
+			return p, true
+		}
+	}
+	return path{}, false
+}
+
+func sidecarPaths() []string {
+	var names []string
+	for _, p := range paths {
+		if p.sidecars {
+			names = append(names, p.name)
+		}
+	}
+	return names
+}
+
+// selectPaths is the paths -paths names, with their groups' baselines.
+func selectPaths(only string) []path {
+	groups := map[string]bool{}
+	for _, p := range paths {
+		if selected(only, p.name) {
+			groups[p.group] = true
+		}
+	}
+	var out []path
+	for _, p := range paths {
+		if selected(only, p.name) || (p.baseline && groups[p.group]) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func httpTarget(e *env, url string) func(load) *stats {
+	tgt := vegeta.Target{Method: "POST", URL: url, Body: e.payload, Header: http.Header{"Content-Type": {"application/octet-stream"}}}
+	return func(l load) *stats { return attackHTTP(tgt, l, false) }
+}
+
+func httpDirect(e *env, _ bool) (*rig, error) {
+	return &rig{drive: httpTarget(e, "http://"+e.appAddr+"/echo")}, nil
+}
+
+func httpFloor(tls bool) func(*env, bool) (*rig, error) {
+	return func(e *env, _ bool) (*rig, error) {
+		procs, front, err := e.floor(tls)
+		if err != nil {
+			return nil, err
+		}
+		return &rig{procs: procs, drive: httpTarget(e, "http://"+front+"/echo")}, nil
+	}
+}
+
+func httpSidecars(po pairOptions) func(*env, bool) (*rig, error) {
+	return func(e *env, profile bool) (*rig, error) {
+		po.profile = profile
+		r, caller, err := e.sidecarPair("http", e.appAddr, po)
+		if err != nil {
+			return nil, err
+		}
+		r.drive = httpTarget(e, caller.httpURL+"/v1.0/invoke/bench-app/method/echo")
+		return r, nil
+	}
+}
+
+// unary drives UnaryCall on conn, with md as outgoing metadata.
+func (e *env) unary(conn *grpc.ClientConn, md metadata.MD) func(load) *stats {
+	c := testpb.NewTestServiceClient(conn)
+	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: e.payload}}
+	return func(l load) *stats {
+		return attackFunc(func(ctx context.Context) error {
+			if md != nil {
+				ctx = metadata.NewOutgoingContext(ctx, md)
+			}
+			_, err := c.UnaryCall(ctx, req)
+			return err
+		}, l)
+	}
+}
+
+func dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+func grpcDirect(e *env, _ bool) (*rig, error) {
+	conn, err := dial(e.grpcAddr)
+	if err != nil {
+		return nil, err
+	}
+	return &rig{drive: e.unary(conn, nil), undo: []func(){func() { _ = conn.Close() }}}, nil
+}
+
+// grpcInvoke calls InvokeService. It reaches the gRPC app through
+// AppCallback, which the echo app has not, so it calls the HTTP app.
+func grpcInvoke(po pairOptions) func(*env, bool) (*rig, error) {
+	return func(e *env, profile bool) (*rig, error) {
+		po.profile = profile
+		r, caller, err := e.sidecarPair("http", e.appAddr, po)
+		if err != nil {
+			return nil, err
+		}
+		conn, err := dial(caller.grpcAddr)
+		if err != nil {
+			r.stop()
+			return nil, err
+		}
+		r.undo = append(r.undo, func() { _ = conn.Close() })
+		api := runtimev1pb.NewDaprClient(conn)
+		inv := &runtimev1pb.InvokeServiceRequest{Id: "bench-app", Message: &commonv1pb.InvokeRequest{
+			Method: "echo", Data: &anypb.Any{Value: e.payload}, ContentType: "application/octet-stream",
+			HttpExtension: &commonv1pb.HTTPExtension{Verb: commonv1pb.HTTPExtension_POST},
+		}}
+		r.drive = func(l load) *stats {
+			return attackFunc(func(ctx context.Context) error { _, err := api.InvokeService(ctx, inv); return err }, l)
+		}
+		return r, nil
+	}
+}
+
+func grpcProxy(po pairOptions) func(*env, bool) (*rig, error) {
+	return func(e *env, profile bool) (*rig, error) {
+		po.profile = profile
+		r, caller, err := e.sidecarPair("grpc", e.grpcAddr, po)
+		if err != nil {
+			return nil, err
+		}
+		conn, err := dial(caller.grpcAddr)
+		if err != nil {
+			r.stop()
+			return nil, err
+		}
+		r.undo = append(r.undo, func() { _ = conn.Close() })
+		r.drive = e.unary(conn, metadata.Pairs("dapr-app-id", "bench-app"))
+		return r, nil
+	}
+}
+
+// echoGRPC answers UnaryCall with a payload of the configured size.
+type echoGRPC struct {
+	testpb.UnimplementedTestServiceServer
+	size int
+}
+
+func (s echoGRPC) UnaryCall(_ context.Context, in *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: make([]byte, s.size)}}, nil
+}

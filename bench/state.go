@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	testproc "github.com/tandem-run/tandem/internal/testutil/proc"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
+	"github.com/tandem-run/tandem/pkg/state"
+	"github.com/tandem-run/tandem/pkg/state/redis"
+)
+
+// The state paths read and write one key of o.Size bytes in a real
+// redis-server three ways: plain GET and SET with go-redis; the same
+// go-redis calls the sidecar makes, through its Redis store in the
+// harness's process; and through a sidecar. The first two tell command
+// choice apart, the last two sidecar overhead.
+
+// redisClient is a go-redis client configured as the sidecar's Redis store
+// configures its own from the statestore Component.
+func (e *env) redisClient() (*goredis.Client, error) {
+	cfg, err := redis.ParseMetadata(map[string]string{"redisHost": e.redis})
+	if err != nil {
+		return nil, err
+	}
+	return goredis.NewClient(cfg.Options), nil
+}
+
+func stateDirect(save bool) func(*env, bool) (*rig, error) {
+	return func(e *env, _ bool) (*rig, error) {
+		rdb, err := e.redisClient()
+		if err != nil {
+			return nil, err
+		}
+		r := &rig{undo: []func(){func() { _ = rdb.Close() }}}
+		set := func(ctx context.Context) error { return rdb.Set(ctx, "direct", e.payload, 0).Err() }
+		if err := set(context.Background()); err != nil {
+			r.stop()
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		call := func(ctx context.Context) error { return rdb.Get(ctx, "direct").Err() }
+		if save {
+			call = set
+		}
+		r.drive = func(l load) *stats { return attackFunc(call, l) }
+		return r, nil
+	}
+}
+
+func stateStore(save bool) func(*env, bool) (*rig, error) {
+	return func(e *env, _ bool) (*rig, error) {
+		rdb, err := e.redisClient()
+		if err != nil {
+			return nil, err
+		}
+		st := redis.New("bench", rdb) // closes rdb
+		r := &rig{undo: []func(){func() { _ = st.Close() }}}
+		// The key as the sidecar prefixes it (app id||key).
+		req := state.SetRequest{Key: "bench-store||k", Value: e.payload}
+		set := func(ctx context.Context) error { return st.Set(ctx, req) }
+		if err := set(context.Background()); err != nil {
+			r.stop()
+			return nil, err
+		}
+		call := func(ctx context.Context) error {
+			it, err := st.Get(ctx, req.Key)
+			if err == nil && it == nil {
+				err = fmt.Errorf("redis store: %s is missing", req.Key)
+			}
+			return err
+		}
+		if save {
+			call = set
+		}
+		r.drive = func(l load) *stats { return attackFunc(call, l) }
+		return r, nil
+	}
+}
+
+func stateSidecar(save bool) func(*env, bool) (*rig, error) {
+	return func(e *env, profile bool) (*rig, error) {
+		extra, pprof, err := profileFlags(profile)
+		if err != nil {
+			return nil, err
+		}
+		reg, err := os.MkdirTemp(e.dir, "registry-")
+		if err != nil {
+			return nil, err
+		}
+		p, a, err := e.startSidecar("bench-state", "", "http", reg, append(extra, "--resources-path", e.resources)...)
+		if err != nil {
+			return nil, err
+		}
+		r := &rig{procs: []*proc{p}, profile: pprof}
+		// A JSON string of o.Size bytes, quotes included.
+		value := `"` + strings.Repeat("x", e.o.Size-2) + `"`
+		body := []byte(`[{"key":"k","value":` + value + `}]`)
+		save1 := vegeta.Target{Method: "POST", URL: a.httpURL + "/v1.0/state/statestore", Body: body, Header: http.Header{"Content-Type": {"application/json"}}}
+		if err := httpCall(http.DefaultClient, save1); err != nil {
+			r.stop()
+			return nil, fmt.Errorf("state save through the sidecar: %w", err)
+		}
+		tgt := vegeta.Target{Method: "GET", URL: a.httpURL + "/v1.0/state/statestore/k"}
+		if save {
+			tgt = save1
+		}
+		r.drive = func(l load) *stats { return attackHTTP(tgt, l, false) }
+		return r, nil
+	}
+}
+
+// startRedis starts the redis-server of the state paths and writes the
+// statestore Component that names it into e.resources.
+func (e *env) startRedis() (*proc, error) {
+	port, err := testproc.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	e.redis = "127.0.0.1:" + itoa(port)
+	p, err := start("redis", e.o.Redis, nil, "--port", itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", e.dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w (the state paths need redis-server: apt-get install redis-server)", err)
+	}
+	if err := testproc.WaitTCP(e.redis, 10*time.Second); err != nil {
+		p.stop()
+		return nil, err
+	}
+	e.resources = filepath.Join(e.dir, "resources")
+	if err := os.MkdirAll(e.resources, 0o755); err != nil {
+		p.stop()
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(e.resources, "statestore.yaml"), resources.RedisYAML("statestore", e.redis), 0o644); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
