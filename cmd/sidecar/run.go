@@ -69,7 +69,7 @@ type sidecar struct {
 func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 	s := &sidecar{o: o, log: newLogger(o), stop: make(chan struct{})}
 	if len(o.Unused) > 0 {
-		s.log.Warn("flags accepted without effect in this sidecar", "flags", o.Unused)
+		s.log.Warn("flags accepted without effect in this sidecar", "flags", strings.Join(o.Unused, "; "))
 	}
 	defer func() {
 		if err != nil {
