@@ -45,6 +45,9 @@ type Options struct {
 	Namespace     string
 	ResourcesPath string
 	Config        string
+	// HotReload watches the resources and applies their changes while
+	// serving, unless the Configuration's HotReload feature is disabled.
+	HotReload bool
 
 	LogLevel slog.Level
 	LogJSON  bool
@@ -181,6 +184,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.ResourcesPath, "resources-path", "", "folder of Component YAML files")
 	fs.StringVar(&o.ResourcesPath, "components-path", "", "alias of --resources-path")
 	fs.StringVar(&o.Config, "config", "", "Configuration file (standalone) or name (kubernetes)")
+	fs.BoolVar(&o.HotReload, "enable-hot-reload", true, "apply changed Components, Configuration and Resiliency without a restart (off also when the Configuration disables its HotReload feature)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.LogJSON, "log-as-json", false, "log as JSON")
 	fs.StringVar(&maxBody, "max-body-size", "", "largest request body, e.g. 4Mi, up to 1Ti (default 4Mi for buffered APIs; invocation unlimited unless set)")

@@ -13,56 +13,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tandem-run/tandem/internal/api"
-	"github.com/tandem-run/tandem/internal/components"
-	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/identity"
-	"github.com/tandem-run/tandem/internal/kube"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/resolver/kubernetes"
 	"github.com/tandem-run/tandem/pkg/resolver/standalone"
 	"github.com/tandem-run/tandem/pkg/state"
 )
-
-// loadResources reads the Components and the Configuration: in standalone
-// mode from --resources-path and the --config file; in kubernetes mode from
-// the API server (the namespace's Components, the Configuration --config
-// names), plus any files in --resources-path.
-func loadResources(ctx context.Context, o Options, log *slog.Logger) ([]components.Component, *config.Configuration, error) {
-	comps, err := components.LoadDir(o.ResourcesPath, o.AppID)
-	if err != nil {
-		return nil, nil, err
-	}
-	var conf *config.Configuration
-	if o.Mode == "kubernetes" {
-		kc, err := kube.InCluster(o.Namespace, os.Getenv)
-		if err != nil {
-			return nil, nil, err
-		}
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		fromAPI, err := kc.Components(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		comps = append(comps, components.Scoped(fromAPI, o.AppID)...)
-		if o.Config != "" {
-			if conf, err = kc.Configuration(ctx, o.Config); err != nil {
-				return nil, nil, err
-			}
-		}
-	} else if o.Config != "" {
-		if conf, err = config.LoadFile(o.Config); err != nil {
-			return nil, nil, err
-		}
-	}
-	if conf != nil && len(conf.Ignored) > 0 {
-		log.Warn("configuration sections without effect in this sidecar", "config", conf.Metadata.Name, "sections", conf.Ignored)
-	}
-	if ignored := components.Ignored(comps, o.Namespace); len(ignored) > 0 {
-		log.Warn("component fields without effect in this sidecar", "fields", ignored)
-	}
-	return comps, conf, nil
-}
 
 func newResolver(o Options) (resolver.Resolver, error) {
 	if o.Mode == "kubernetes" {

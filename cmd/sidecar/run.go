@@ -22,10 +22,10 @@ import (
 	grpcapi "github.com/tandem-run/tandem/internal/api/grpc"
 	httpapi "github.com/tandem-run/tandem/internal/api/http"
 	"github.com/tandem-run/tandem/internal/api/token"
-	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/reload"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/telemetry"
 	"github.com/tandem-run/tandem/pkg/resolver"
@@ -58,6 +58,10 @@ type sidecar struct {
 	servers []*server
 	grpc    *grpc.Server
 	reg     io.Closer // the standalone registration; nil in kubernetes mode
+	// The resources in force, watched while serving when hotReload.
+	reload    *reload.Reloader
+	hotReload bool
+	acl       acl.Switch // access control in force on the internal port
 
 	stop     chan struct{} // closed when the app asks for shutdown
 	stopOnce sync.Once
@@ -84,15 +88,16 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 	if err != nil {
 		return nil, err
 	}
-	comps, conf, err := loadResources(ctx, o, s.log)
-	if err != nil {
+	if s.reload, err = loadResources(ctx, o, s.log); err != nil {
 		return nil, err
 	}
+	conf := s.reload.Configuration()
+	s.hotReload = hotReload(o, conf, s.log)
 	tset, err := conf.TracingSettings()
 	if err != nil {
 		return nil, err
 	}
-	tracing, err := telemetry.NewTracing(tset, telemetry.Options{AppID: o.AppID, Logger: s.log.With("component", "tracing"), Registerer: prometheus.DefaultRegisterer})
+	tracing, err := telemetry.NewTracing(tset, telemetry.Options{AppID: o.AppID, Logger: s.log.With("component", "tracing"), Registerer: prometheus.DefaultRegisterer, Reloadable: s.hotReload})
 	if err != nil {
 		return nil, err
 	}
@@ -111,16 +116,11 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.inv.Close)
-	if s.state, err = components.StateService(comps, o.AppID, o.Namespace, o.Mode == "standalone", s.log.With("component", "state")); err != nil {
-		return nil, err
-	}
+	s.state = state.NewService(o.AppID, o.Namespace)
 	s.closers = append(s.closers, func() { _ = s.state.Close() })
-	policies, err := resiliency.LoadDir(o.ResourcesPath, o.AppID)
-	if err != nil {
+	policies := resiliency.NewSwitch(s.inv, nil)
+	if err := s.reload.Apply(ctx, reload.Targets{State: s.state, Tracing: tracing, ACL: &s.acl, Resiliency: policies}); err != nil {
 		return nil, err
-	}
-	if len(policies.Ignored) > 0 {
-		s.log.Warn("resiliency fields without effect in this sidecar", "fields", policies.Ignored)
 	}
 	s.state.Use(policies.StateMiddleware(), metrics.StateMiddleware(), tracing.StateMiddleware())
 
@@ -132,7 +132,7 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 		Metrics:  s.lns.port(s.lns.metrics),
 		Profile:  s.lns.port(s.lns.profile),
 	}
-	s.newServers(resiliency.WrapInvoker(s.inv, policies), conf, tracing, metrics)
+	s.newServers(policies, conf, tracing, metrics)
 	if o.Mode == "standalone" {
 		reg, err := register(o, s.internalAddr(), s.ports)
 		if err != nil {
@@ -193,7 +193,11 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 			return (s.ident == nil || s.ident.Ready()) && s.inv.AppReady(ctx)
 		},
 		Shutdown: func() { s.stopOnce.Do(func() { close(s.stop) }) },
-		Metadata: func() api.Metadata { return metadata(o, s.ports, s.state, extended.All()) },
+		Metadata: func() api.Metadata {
+			m := metadata(o, s.ports, s.state, extended.All())
+			m.Resources = s.reload.Status()
+			return m
+		},
 
 		// What apps and the Dapr CLI set, bounded.
 		SetMetadata: extended.Set,
@@ -216,7 +220,7 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	s.servers = []*server{
 		{name: "http", lns: s.lns.http, srv: newHTTPServer(o.ReadBufferSize, httpapi.CORS(o.AllowedOrigins, api(router)))},
 		{name: "internal", lns: []net.Listener{s.internalListener()}, srv: newHopServer(o.ReadBufferSize+invoke.HopHeaderSlack,
-			tracing.HopServer(o.AppID, s.inv.Authenticate(acl.New(conf.AccessControlSpec(), o.Namespace).Hop(s.inv.HopHandler()))))},
+			tracing.HopServer(o.AppID, s.inv.Authenticate(s.acl.Hop(s.inv.HopHandler()))))},
 	}
 	if s.lns.public != nil {
 		public := httpapi.NewRouter(nil)

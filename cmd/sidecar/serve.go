@@ -56,6 +56,9 @@ func (s *sidecar) serve(ctx context.Context) error {
 	if s.ident != nil {
 		g.Go(func() error { return s.ident.Run(bg) })
 	}
+	if s.hotReload {
+		g.Go(func() error { return s.reload.Run(bg) })
+	}
 	if s.appAddr != "" {
 		g.Go(func() error {
 			if err := s.inv.WaitAppReady(bg); err == nil {

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/identity"
@@ -130,18 +131,44 @@ func (a *ACL) Hop(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		verb := r.Method
-		if invoke.IsGRPCProxy(r.Header) {
-			verb = ""
+		if a.refused(w, r) {
+			return
 		}
-		caller := r.Header.Get(invoke.HeaderCallerAppID)
-		var td string
-		if id, verified := identity.FromContext(r.Context()); verified {
-			td = id.TrustDomain
-		}
-		ok, why := a.Allowed(caller, r.Header.Get(invoke.HeaderCallerNamespace), td, strings.TrimPrefix(r.URL.EscapedPath(), "/"), verb)
-		if !ok {
-			invoke.WriteHopError(w, http.StatusForbidden, invoke.KindPermissionDenied, "access control denies the call: "+why)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refused answers the call 403 when the ACL denies it, and reports whether
+// it did.
+func (a *ACL) refused(w http.ResponseWriter, r *http.Request) bool {
+	verb := r.Method
+	if invoke.IsGRPCProxy(r.Header) {
+		verb = ""
+	}
+	caller := r.Header.Get(invoke.HeaderCallerAppID)
+	var td string
+	if id, verified := identity.FromContext(r.Context()); verified {
+		td = id.TrustDomain
+	}
+	ok, why := a.Allowed(caller, r.Header.Get(invoke.HeaderCallerNamespace), td, strings.TrimPrefix(r.URL.EscapedPath(), "/"), verb)
+	if !ok {
+		invoke.WriteHopError(w, http.StatusForbidden, invoke.KindPermissionDenied, "access control denies the call: "+why)
+	}
+	return !ok
+}
+
+// Switch holds the ACL in force, replaced whole when the Configuration
+// changes: each call is decided by the ACL in force when it arrives. The
+// zero Switch allows everything.
+type Switch struct{ cur atomic.Pointer[ACL] }
+
+// Set puts a in force (nil: allow everything).
+func (s *Switch) Set(a *ACL) { s.cur.Store(a) }
+
+// Hop is ACL.Hop with the ACL in force at each call.
+func (s *Switch) Hop(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := s.cur.Load(); a != nil && a.refused(w, r) {
 			return
 		}
 		next.ServeHTTP(w, r)

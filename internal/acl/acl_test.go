@@ -1,9 +1,12 @@
 package acl
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/invoke"
 )
 
 func TestMatch(t *testing.T) {
@@ -60,5 +63,29 @@ func TestRules(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%s: %v (%s), want %v", c.name, got, why, c.want)
 		}
+	}
+}
+
+// A Switch decides each call by the ACL in force when it arrives.
+func TestSwitch(t *testing.T) {
+	var sw Switch
+	h := sw.Hop(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	call := func() int {
+		r := httptest.NewRequest("GET", "/orders/1", nil)
+		r.Header.Set(invoke.HeaderCallerAppID, "front")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	if got := call(); got != http.StatusNoContent {
+		t.Errorf("no ACL: %d", got)
+	}
+	sw.Set(New(&config.AccessControl{DefaultAction: "deny"}, "default"))
+	if got := call(); got != http.StatusForbidden {
+		t.Errorf("a denying ACL set: %d", got)
+	}
+	sw.Set(nil)
+	if got := call(); got != http.StatusNoContent {
+		t.Errorf("ACL taken out: %d", got)
 	}
 }

@@ -28,6 +28,10 @@ type Metadata struct {
 	Mode      string `json:"mode"`                // standalone or kubernetes
 	Namespace string `json:"namespace,omitempty"` // kubernetes mode
 	PID       int    `json:"pid"`                 // the sidecar's process id
+	// Resources is what is in force of each resource (Component,
+	// Configuration, Resiliency, Secret) with its version, and the
+	// versions refused (reload.Status).
+	Resources any `json:"resources,omitempty"`
 }
 
 // ActorRuntime is daprd's actorRuntime: this sidecar has no actors, so its

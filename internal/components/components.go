@@ -58,8 +58,22 @@ type SecretKeyRef struct {
 }
 
 // MetadataMap returns spec.metadata as a map of strings. Scalars of any
-// YAML type become their text (5, true, "x").
+// YAML type become their text (5, true, "x"). A value from a secretKeyRef
+// is an error: see ResolveMetadata.
 func (c *Component) MetadataMap() (map[string]string, error) {
+	return c.ResolveMetadata(nil)
+}
+
+// Secrets reads the value a secretKeyRef points at: key (the ref's name
+// when it names none) of the Kubernetes Secret name, in the component's
+// namespace.
+type Secrets func(ref SecretKeyRef) (string, error)
+
+// ResolveMetadata returns spec.metadata as a map of strings, with each
+// secretKeyRef's value read through secrets. With secrets nil, a
+// secretKeyRef is an error saying where they work: in kubernetes mode,
+// from the namespace's Secrets (Dapr's default secret store there).
+func (c *Component) ResolveMetadata(secrets Secrets) (map[string]string, error) {
 	m := make(map[string]string, len(c.Spec.Metadata))
 	for i, it := range c.Spec.Metadata {
 		if it.Name == "" {
@@ -68,8 +82,25 @@ func (c *Component) MetadataMap() (map[string]string, error) {
 		if _, dup := m[it.Name]; dup {
 			return nil, c.errorf("spec.metadata %q appears twice", it.Name)
 		}
-		if it.SecretKeyRef != nil {
-			return nil, c.errorf("spec.metadata %q uses secretKeyRef, which is not supported yet: put the value in value", it.Name)
+		if ref := it.SecretKeyRef; ref != nil {
+			if it.Value.Kind != 0 {
+				return nil, c.errorf("spec.metadata %q has both value and secretKeyRef; give one", it.Name)
+			}
+			if ref.Name == "" {
+				return nil, c.errorf("spec.metadata %q: secretKeyRef.name is empty; name the Secret", it.Name)
+			}
+			if secrets == nil {
+				return nil, c.errorf("spec.metadata %q uses secretKeyRef, which reads Kubernetes Secrets in kubernetes mode only (no secret store components here): put the value in value", it.Name)
+			}
+			if store := c.SecretStore(); store != "" && store != KubernetesSecretStore {
+				return nil, c.errorf("spec.metadata %q: auth.secretStore %q: only Dapr's default secret store, %q (the namespace's Secrets), is available", it.Name, store, KubernetesSecretStore)
+			}
+			v, err := secrets(*ref)
+			if err != nil {
+				return nil, c.errorf("spec.metadata %q: secretKeyRef: %v", it.Name, err)
+			}
+			m[it.Name] = v
+			continue
 		}
 		switch it.Value.Kind {
 		case 0:
@@ -81,6 +112,40 @@ func (c *Component) MetadataMap() (map[string]string, error) {
 		}
 	}
 	return m, nil
+}
+
+// KubernetesSecretStore is the name of Dapr's default secret store in
+// kubernetes mode: the Secrets of the component's namespace.
+const KubernetesSecretStore = "kubernetes"
+
+// SecretStore is auth.secretStore, or "".
+func (c *Component) SecretStore() string {
+	if a, ok := c.Auth.(map[string]any); ok {
+		if s, ok := a["secretStore"].(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// SecretRefs lists the secretKeyRefs of spec.metadata.
+func (c *Component) SecretRefs() []SecretKeyRef {
+	var out []SecretKeyRef
+	for _, it := range c.Spec.Metadata {
+		if it.SecretKeyRef != nil {
+			out = append(out, *it.SecretKeyRef)
+		}
+	}
+	return out
+}
+
+// SecretKey is the key of the Secret that ref reads: its key, or its name
+// when it gives none, as Dapr reads it.
+func (r SecretKeyRef) SecretKey() string {
+	if r.Key == "" {
+		return r.Name
+	}
+	return r.Key
 }
 
 func (c *Component) errorf(format string, args ...any) error {
@@ -178,7 +243,9 @@ func (c *Component) validate() error {
 	case !slices.Contains(StateTypes, c.Spec.Type):
 		return c.errorf("spec.type %q is not supported; accepted: %s", c.Spec.Type, strings.Join(StateTypes, ", "))
 	}
-	_, err := c.MetadataMap()
+	// Secrets are read when the store is built; here every value read
+	// from one is taken to be there.
+	_, err := c.ResolveMetadata(func(SecretKeyRef) (string, error) { return "", nil })
 	return err
 }
 

@@ -17,7 +17,7 @@ func FuzzParse(f *testing.F) {
 			if c.Metadata.Name == "" || c.Spec.Type == "" {
 				t.Fatalf("accepted %+v", c)
 			}
-			if _, err := c.MetadataMap(); err != nil {
+			if _, err := c.ResolveMetadata(func(SecretKeyRef) (string, error) { return "s", nil }); err != nil {
 				t.Fatalf("accepted a component whose metadata fails: %v", err)
 			}
 		}

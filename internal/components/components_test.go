@@ -143,3 +143,62 @@ func TestStoreLimitsMetadata(t *testing.T) {
 		})
 	}
 }
+
+// A secretKeyRef takes its value from the Secret it names (its key, else
+// its name, as Dapr reads it); without a way to read Secrets, or with a
+// secret store other than Kubernetes', it is an error naming the field.
+func TestSecretKeyRef(t *testing.T) {
+	const y = `apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: localhost:6379
+  - name: redisPassword
+    secretKeyRef:
+      name: redis
+      key: password
+  - name: redisUsername
+    secretKeyRef:
+      name: username
+`
+	comps, err := Parse([]byte(y), "statestore.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := comps[0]
+	var asked []string
+	md, err := c.ResolveMetadata(func(ref SecretKeyRef) (string, error) {
+		asked = append(asked, ref.Name+"/"+ref.SecretKey())
+		return "from-" + ref.Name, nil
+	})
+	if err != nil || md["redisPassword"] != "from-redis" || md["redisUsername"] != "from-username" || md["redisHost"] != "localhost:6379" {
+		t.Errorf("metadata %v, %v", md, err)
+	}
+	if strings.Join(asked, " ") != "redis/password username/username" {
+		t.Errorf("read %v", asked)
+	}
+	if refs := c.SecretRefs(); len(refs) != 2 || refs[0].Name != "redis" {
+		t.Errorf("refs %v", refs)
+	}
+	if _, err := c.MetadataMap(); err == nil || !strings.Contains(err.Error(), "redisPassword") || !strings.Contains(err.Error(), "kubernetes mode") {
+		t.Errorf("without Secrets: %v", err)
+	}
+	if _, err := Build(c, func(SecretKeyRef) (string, error) { return "", errors.New("secret \"redis\" not found") }); err == nil ||
+		!strings.Contains(err.Error(), "statestore.yaml") || !strings.Contains(err.Error(), "redisPassword") || !strings.Contains(err.Error(), `secret "redis" not found`) {
+		t.Errorf("a Secret that cannot be read: %v", err)
+	}
+	for name, doc := range map[string]string{
+		"both":        strings.Replace(y, "    secretKeyRef:\n      name: redis", "    value: x\n    secretKeyRef:\n      name: redis", 1),
+		"no name":     strings.Replace(y, "      name: redis\n", "", 1),
+		"other store": strings.Replace(y, "metadata:\n  name: statestore", "auth:\n  secretStore: vault\nmetadata:\n  name: statestore", 1),
+	} {
+		if _, err := Parse([]byte(doc), "statestore.yaml"); err == nil || !strings.Contains(err.Error(), "redisPassword") {
+			t.Errorf("%s: %v; want an error naming the field", name, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -49,14 +50,32 @@ func StateService(comps []Component, appID, namespace string, withDefault bool, 
 
 // addStore builds the store of c and adds it to svc.
 func addStore(svc *state.Service, c Component) error {
-	md, err := c.MetadataMap()
+	sc, err := Build(c, nil)
 	if err != nil {
 		return err
+	}
+	if err := svc.Add(sc); err != nil {
+		if cl, ok := sc.Store.(io.Closer); ok {
+			_ = cl.Close()
+		}
+		return fmt.Errorf("%s: %w", c.File, err)
+	}
+	return nil
+}
+
+// Build builds the state store of c, its secretKeyRefs read through
+// secrets (nil: a secretKeyRef is an error). Nothing is connected: a
+// store connects on its first call (state.Pinger checks it can). The
+// caller closes the store it no longer uses (io.Closer).
+func Build(c Component, secrets Secrets) (state.StoreConfig, error) {
+	md, err := c.ResolveMetadata(secrets)
+	if err != nil {
+		return state.StoreConfig{}, err
 	}
 	prefix := md["keyPrefix"]
 	maxOps, err := maxTransactionOperations(md)
 	if err != nil {
-		return c.errorf("%v", err)
+		return state.StoreConfig{}, c.errorf("%v", err)
 	}
 	var st state.Store
 	var ttl time.Duration
@@ -64,24 +83,20 @@ func addStore(svc *state.Service, c Component) error {
 	case "state.in-memory":
 		for k := range md {
 			if k != "keyPrefix" && k != MetadataMaxTransactionOperations {
-				return c.errorf("metadata %q is not a state.in-memory field; accepted: keyPrefix, %s", k, MetadataMaxTransactionOperations)
+				return state.StoreConfig{}, c.errorf("metadata %q is not a state.in-memory field; accepted: keyPrefix, %s", k, MetadataMaxTransactionOperations)
 			}
 		}
 		st = memory.New(0)
 	case "state.redis":
 		cfg, err := redis.ParseMetadata(md)
 		if err != nil {
-			return c.errorf("%v", err)
+			return state.StoreConfig{}, c.errorf("%v", err)
 		}
 		st, ttl = redis.New(c.Metadata.Name, goredis.NewClient(cfg.Options)), cfg.TTL
+	default:
+		return state.StoreConfig{}, c.errorf("spec.type %q is not a state store type; accepted: %s", c.Spec.Type, strings.Join(StateTypes, ", "))
 	}
-	if err := svc.Add(state.StoreConfig{Name: c.Metadata.Name, Type: c.Spec.Type, Store: st, KeyPrefix: prefix, DefaultTTL: ttl, MaxTransactionOperations: maxOps}); err != nil {
-		if cl, ok := st.(io.Closer); ok {
-			_ = cl.Close()
-		}
-		return fmt.Errorf("%s: %w", c.File, err)
-	}
-	return nil
+	return state.StoreConfig{Name: c.Metadata.Name, Type: c.Spec.Type, Store: st, KeyPrefix: prefix, DefaultTTL: ttl, MaxTransactionOperations: maxOps}, nil
 }
 
 // MetadataMaxTransactionOperations is the metadata field of every state

@@ -44,6 +44,33 @@ type Configuration struct {
 type Spec struct {
 	Tracing       *Tracing       `yaml:"tracing"`
 	AccessControl *AccessControl `yaml:"accessControl"`
+	// Features turn Dapr's feature gates on or off; HotReload is read
+	// (see HotReload), the others are accepted without effect.
+	Features []Feature `yaml:"features"`
+}
+
+// Feature is one entry of spec.features.
+type Feature struct {
+	Name    string `yaml:"name"`
+	Enabled bool   `yaml:"enabled"`
+}
+
+// FeatureHotReload is the feature that, as in Dapr, turns the reloading
+// of changed resources on or off.
+const FeatureHotReload = "HotReload"
+
+// HotReload reports what spec.features says of FeatureHotReload: whether
+// it is enabled, and whether it is there at all (nil c: not there).
+func (c *Configuration) HotReload() (enabled, set bool) {
+	if c == nil {
+		return false, false
+	}
+	for _, f := range c.Spec.Features {
+		if f.Name == FeatureHotReload {
+			return f.Enabled, true
+		}
+	}
+	return false, false
 }
 
 // AccessControl is spec.accessControl: which callers may invoke which
@@ -96,7 +123,7 @@ type Otel struct {
 // unsupported are the sections of Dapr's Configuration spec that load
 // without effect.
 var unsupported = []string{
-	"api", "appHttpPipeline", "components", "features", "httpPipeline",
+	"api", "appHttpPipeline", "components", "httpPipeline",
 	"logging", "metric", "metrics", "mtls", "nameResolution", "secrets", "wasm", "workflow",
 }
 
@@ -153,7 +180,7 @@ func decode(node *yaml.Node, source string) (*Configuration, error) {
 	}
 	c := &Configuration{Source: source, Ignored: ignored}
 	if err := yamldoc.Strict(node, c); err != nil {
-		return nil, fmt.Errorf("%w (spec accepts tracing and accessControl; also, without effect: %s)", err, strings.Join(unsupported, ", "))
+		return nil, fmt.Errorf("%w (spec accepts tracing, accessControl and features; also, without effect: %s)", err, strings.Join(unsupported, ", "))
 	}
 	if c.APIVersion != "dapr.io/v1alpha1" {
 		return nil, fmt.Errorf("configuration %q: apiVersion %q is not supported; use dapr.io/v1alpha1", c.Metadata.Name, c.APIVersion)
@@ -163,6 +190,18 @@ func decode(node *yaml.Node, source string) (*Configuration, error) {
 	}
 	if err := c.checkAccessControl(); err != nil {
 		return nil, err
+	}
+	seen := map[string]bool{}
+	for i, f := range c.Spec.Features {
+		switch {
+		case f.Name == "":
+			return nil, fmt.Errorf("configuration %q: spec.features[%d].name is empty", c.Metadata.Name, i)
+		case seen[f.Name]:
+			return nil, fmt.Errorf("configuration %q: spec.features: %q appears twice", c.Metadata.Name, f.Name)
+		case f.Name != FeatureHotReload:
+			c.Ignored = append(c.Ignored, "features: "+f.Name)
+		}
+		seen[f.Name] = true
 	}
 	sort.Strings(c.Ignored)
 	return c, nil

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -33,7 +34,7 @@ func TestParseDaprConfiguration(t *testing.T) {
 	if c.Metadata.Name != "appconfig" || s.SamplingRate != 1 || s.ZipkinEndpoint != "http://zipkin.default.svc.cluster.local:9411/api/v2/spans" || !s.Enabled() {
 		t.Errorf("got %+v %+v", c.Metadata, s)
 	}
-	if strings.Join(c.Ignored, ",") != "features,metric" {
+	if strings.Join(c.Ignored, ",") != "features: Resiliency,metric" {
 		t.Errorf("ignored sections %v", c.Ignored)
 	}
 }
@@ -73,7 +74,7 @@ func TestBadConfigurationsNameTheField(t *testing.T) {
 		"rate negative": {`samplingRate: "1"`, `samplingRate: "-0.5"`, `samplingRate "-0.5"`},
 		"typo":          {`samplingRate: "1"`, `samplingrate: "1"`, `samplingrate`},
 		"unknown spec":  {`  metric:`, `  metrix:`, `metrix`},
-		"what is read":  {`  metric:`, `  metrix:`, `spec accepts tracing and accessControl`},
+		"what is read":  {`  metric:`, `  metrix:`, `spec accepts tracing, accessControl and features`},
 		"zipkin url":    {`"http://zipkin.default.svc.cluster.local:9411/api/v2/spans"`, `zipkin:9411`, `spec.tracing.zipkin.endpointAddress "zipkin:9411"`},
 		"otel protocol": {"zipkin:\n      endpointAddress: \"http://zipkin.default.svc.cluster.local:9411/api/v2/spans\"", "otel:\n      endpointAddress: x:1\n      protocol: udp", `protocol "udp"`},
 		"api version":   {`dapr.io/v1alpha1`, `dapr.io/v2`, `apiVersion "dapr.io/v2"`},
@@ -94,5 +95,41 @@ func TestBadConfigurationsNameTheField(t *testing.T) {
 	}
 	if _, err := Parse([]byte(appconfig+"---\n"+appconfig), "two.yaml"); err == nil || !strings.Contains(err.Error(), "more than one") {
 		t.Errorf("two configurations: %v", err)
+	}
+}
+
+// spec.features: HotReload is read; other features load without effect.
+func TestHotReloadFeature(t *testing.T) {
+	if on, set := (*Configuration)(nil).HotReload(); on || set {
+		t.Errorf("no configuration: %v %v", on, set)
+	}
+	c, err := Parse([]byte(appconfig), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on, set := c.HotReload(); on || set {
+		t.Errorf("no HotReload feature: %v %v", on, set)
+	}
+	for _, enabled := range []bool{false, true} {
+		y := strings.Replace(appconfig, "  - name: Resiliency\n", fmt.Sprintf("  - name: HotReload\n    enabled: %v\n  - name: Resiliency\n", enabled), 1)
+		c, err := Parse([]byte(y), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if on, set := c.HotReload(); on != enabled || !set {
+			t.Errorf("HotReload enabled: %v: got %v %v", enabled, on, set)
+		}
+		if strings.Join(c.Ignored, ",") != "features: Resiliency,metric" {
+			t.Errorf("ignored sections %v", c.Ignored)
+		}
+	}
+	for name, y := range map[string]string{
+		"no name": strings.Replace(appconfig, "  - name: Resiliency\n", "  - enabled: true\n", 1),
+		"twice":   strings.Replace(appconfig, "  - name: Resiliency\n", "  - name: HotReload\n  - name: HotReload\n", 1),
+		"typo":    strings.Replace(appconfig, "Resiliency\n    enabled: true\n", "Resiliency\n    enable: true\n", 1),
+	} {
+		if _, err := Parse([]byte(y), "x"); err == nil || !strings.Contains(err.Error(), "features") && !strings.Contains(err.Error(), "enable") {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

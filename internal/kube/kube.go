@@ -1,7 +1,8 @@
 // Package kube reads the sidecar's resources from the Kubernetes API server
-// in kubernetes mode: the Components of its namespace and the Configuration
-// its pod names. It is a few GET requests with the pod's service account,
-// not a client library, so the sidecar stays small.
+// in kubernetes mode: the Components and Resiliency resources of its
+// namespace, the Configuration its pod names, and the Secrets Components
+// read. It lists, watches and gets with plain HTTP requests and the pod's
+// service account, not a client library, so the sidecar stays small.
 package kube
 
 import (
@@ -18,11 +19,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"sigs.k8s.io/yaml"
-
-	"github.com/tandem-run/tandem/internal/components"
-	"github.com/tandem-run/tandem/internal/config"
 )
 
 // Where a pod finds its service account.
@@ -100,14 +96,17 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 	case resp.StatusCode == http.StatusNotFound:
 		return fmt.Errorf("GET %s: %w", path, errNotFound)
 	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
-		return fmt.Errorf("GET %s: %s: the sidecar's service account may not read it; grant get and list on components.dapr.io and configurations.dapr.io (the chart's RBAC does): %s", path, resp.Status, apiMessage(body))
+		return fmt.Errorf("GET %s: %s: the sidecar's service account may not read it; grant get, list and watch on components, configurations and resiliencies of dapr.io, and get on the Secrets Components name (the chart's RBAC does): %s: %w", path, resp.Status, apiMessage(body), errForbidden)
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, apiMessage(body))
 	}
 	return json.Unmarshal(body, v)
 }
 
-var errNotFound = errors.New("not found")
+var (
+	errNotFound  = errors.New("not found")
+	errForbidden = errors.New("forbidden")
+)
 
 func apiMessage(b []byte) string {
 	var st struct{ Message string }
@@ -115,71 +114,4 @@ func apiMessage(b []byte) string {
 		return st.Message
 	}
 	return strings.TrimSpace(string(b))
-}
-
-// resource is a dapr.io object as the API server returns it; only what the
-// sidecar's own loaders accept is passed on (not uid, managedFields, ...).
-type resource struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Metadata   struct {
-		Name        string            `json:"name"`
-		Namespace   string            `json:"namespace"`
-		Labels      map[string]string `json:"labels,omitempty"`
-		Annotations map[string]string `json:"annotations,omitempty"`
-	} `json:"metadata"`
-	Spec   json.RawMessage `json:"spec,omitempty"`
-	Scopes []string        `json:"scopes,omitempty"`
-	Auth   json.RawMessage `json:"auth,omitempty"`
-}
-
-func (r resource) yaml() ([]byte, error) {
-	r.Metadata.Annotations = nil // kubectl's last-applied-configuration and the like
-	b, err := json.Marshal(r)
-	if err != nil {
-		return nil, err
-	}
-	return yaml.JSONToYAML(b)
-}
-
-// Components lists the Components of the namespace.
-func (c *Client) Components(ctx context.Context) ([]components.Component, error) {
-	var list struct{ Items []resource }
-	path := "/apis/dapr.io/v1alpha1/namespaces/" + c.namespace + "/components"
-	if err := c.get(ctx, path, &list); err != nil {
-		if errors.Is(err, errNotFound) {
-			return nil, fmt.Errorf("%w: is the components.dapr.io CRD installed? (the chart installs it)", err)
-		}
-		return nil, err
-	}
-	var out []components.Component
-	for _, it := range list.Items {
-		y, err := it.yaml()
-		if err != nil {
-			return nil, err
-		}
-		cs, err := components.Parse(y, "Component "+c.namespace+"/"+it.Metadata.Name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, cs...)
-	}
-	return out, nil
-}
-
-// Configuration reads the Configuration name of the namespace.
-func (c *Client) Configuration(ctx context.Context, name string) (*config.Configuration, error) {
-	var r resource
-	path := "/apis/dapr.io/v1alpha1/namespaces/" + c.namespace + "/configurations/" + name
-	if err := c.get(ctx, path, &r); err != nil {
-		if errors.Is(err, errNotFound) {
-			return nil, fmt.Errorf("Configuration %q (dapr.io/config) not found in namespace %q: create it, or remove the annotation: %w", name, c.namespace, err)
-		}
-		return nil, err
-	}
-	y, err := r.yaml()
-	if err != nil {
-		return nil, err
-	}
-	return config.Parse(y, "Configuration "+c.namespace+"/"+name)
 }

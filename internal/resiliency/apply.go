@@ -236,6 +236,11 @@ func (s *Set) StateMiddleware() state.Middleware {
 	for name, p := range s.Components {
 		runners[name] = newRunner(p)
 	}
+	return stateMiddleware(runners)
+}
+
+// stateMiddleware applies the runners of the components named.
+func stateMiddleware(runners map[string]*runner) state.Middleware {
 	return func(ctx context.Context, c *state.Call, next func(context.Context) error) error {
 		r := runners[c.Store.Name]
 		if r == nil {

@@ -25,10 +25,15 @@ type Resource struct {
 	APIVersion string `yaml:"apiVersion"`
 	Kind       string `yaml:"kind"`
 	Metadata   struct {
-		Name      string `yaml:"name"`
-		Namespace string `yaml:"namespace"`
+		Name        string            `yaml:"name"`
+		Namespace   string            `yaml:"namespace"`
+		Labels      map[string]string `yaml:"labels"`
+		Annotations map[string]string `yaml:"annotations"`
 	} `yaml:"metadata"`
 	Scopes []string `yaml:"scopes"`
+	// Source is where it was read from (a file, or an object of the API
+	// server), for messages.
+	Source string `yaml:"-"`
 	Spec   struct {
 		Policies struct {
 			Timeouts        map[string]string      `yaml:"timeouts"`
@@ -68,6 +73,9 @@ type TargetSpec struct {
 	Timeout        string `yaml:"timeout"`
 	Retry          string `yaml:"retry"`
 	CircuitBreaker string `yaml:"circuitBreaker"`
+	// CircuitBreakerCacheSize is in Dapr's schema for apps (its breakers
+	// per actor); accepted without effect.
+	CircuitBreakerCacheSize *int `yaml:"circuitBreakerCacheSize"`
 }
 
 // Policy is what applies to one target, checked.
@@ -137,14 +145,14 @@ func (s *Set) Component(name string) *Policy {
 // LoadDir reads the Resiliency resources of dir's YAML files that apply to
 // appID (no scopes, or scopes naming it). Other kinds are skipped.
 func LoadDir(dir, appID string) (*Set, error) {
-	set := newSet()
 	if dir == "" {
-		return set, nil
+		return newSet(), nil
 	}
 	files, err := yamldoc.Files(dir)
 	if err != nil {
 		return nil, fmt.Errorf("--resources-path: %w", err)
 	}
+	var all []Resource
 	for _, path := range files {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -154,16 +162,25 @@ func LoadDir(dir, appID string) (*Set, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range rs {
-			if len(r.Scopes) > 0 && !slices.Contains(r.Scopes, appID) {
-				continue
-			}
-			if _, err := set.build(r); err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			for _, f := range r.Ignored() {
-				set.Ignored = append(set.Ignored, path+": "+f)
-			}
+		all = append(all, rs...)
+	}
+	return NewSet(all, appID)
+}
+
+// NewSet is the Set of the resources of rs that apply to appID (no scopes,
+// or scopes naming it), in order: an app or component that two of them
+// target is an error naming the second.
+func NewSet(rs []Resource, appID string) (*Set, error) {
+	set := newSet()
+	for _, r := range rs {
+		if len(r.Scopes) > 0 && !slices.Contains(r.Scopes, appID) {
+			continue
+		}
+		if _, err := set.build(r); err != nil {
+			return nil, fmt.Errorf("%s: %w", r.Source, err)
+		}
+		for _, f := range r.Ignored() {
+			set.Ignored = append(set.Ignored, r.Source+": "+f)
 		}
 	}
 	return set, nil
@@ -174,7 +191,7 @@ func LoadDir(dir, appID string) (*Set, error) {
 func Parse(b []byte, source string) ([]Resource, error) {
 	var out []Resource
 	err := yamldoc.Each(b, source, "Resiliency", func(doc int, node *yaml.Node) error {
-		var r Resource
+		r := Resource{Source: source}
 		if err := yamldoc.Strict(node, &r); err != nil {
 			return fmt.Errorf("%s: document %d: %w", source, doc, err)
 		}
@@ -209,6 +226,14 @@ func (r Resource) Ignored() []string {
 	for name, c := range r.Spec.Targets.Components {
 		if c.Inbound != (TargetSpec{}) {
 			add("spec.targets.components." + name + ".inbound")
+		}
+		if c.Outbound.CircuitBreakerCacheSize != nil {
+			add("spec.targets.components." + name + ".outbound.circuitBreakerCacheSize")
+		}
+	}
+	for id, a := range r.Spec.Targets.Apps {
+		if a.CircuitBreakerCacheSize != nil {
+			add("spec.targets.apps." + id + ".circuitBreakerCacheSize")
 		}
 	}
 	if len(r.Spec.Targets.Actors) > 0 {

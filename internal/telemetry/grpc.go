@@ -36,23 +36,31 @@ func (c mdCarrier) Keys() []string {
 // CallLocal/<app-id>/<method>), and proxied calls as
 // CallLocal/<app-id>/<service/method>. None when tracing is off.
 func (t *Tracing) GRPCServerOptions() []grpc.ServerOption {
-	if !t.Enabled() {
+	if !t.wraps() {
 		return nil
 	}
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			p := t.provider()
+			if p == nil {
+				return h(ctx, req)
+			}
 			name := info.FullMethod
 			var extra []attribute.KeyValue
 			if in, ok := req.(*runtimev1pb.InvokeServiceRequest); ok {
 				name = InvokeSpanName(in.GetId(), in.GetMessage().GetMethod())
 				extra = append(extra, attribute.String(attrDaprMethod, in.GetMessage().GetMethod()), attribute.String(attrPeerService, in.GetId()))
 			}
-			ctx, span := t.startGRPCServer(ctx, name, info.FullMethod, extra...)
+			ctx, span := t.startGRPCServer(ctx, p, name, info.FullMethod, extra...)
 			resp, err := h(ctx, req)
 			endGRPC(span, err)
 			return resp, err
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			p := t.provider()
+			if p == nil {
+				return h(srv, ss)
+			}
 			name := info.FullMethod
 			md, _ := metadata.FromIncomingContext(ss.Context())
 			var extra []attribute.KeyValue
@@ -60,7 +68,7 @@ func (t *Tracing) GRPCServerOptions() []grpc.ServerOption {
 				name = InvokeSpanName(ids[0], info.FullMethod)
 				extra = append(extra, attribute.String(attrPeerService, ids[0]))
 			}
-			ctx, span := t.startGRPCServer(ss.Context(), name, info.FullMethod, extra...)
+			ctx, span := t.startGRPCServer(ss.Context(), p, name, info.FullMethod, extra...)
 			err := h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 			endGRPC(span, err)
 			return err
@@ -68,11 +76,11 @@ func (t *Tracing) GRPCServerOptions() []grpc.ServerOption {
 	}
 }
 
-func (t *Tracing) startGRPCServer(ctx context.Context, name, fullMethod string, extra ...attribute.KeyValue) (context.Context, trace.Span) {
+func (t *Tracing) startGRPCServer(ctx context.Context, p *provider, name, fullMethod string, extra ...attribute.KeyValue) (context.Context, trace.Span) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	ctx = t.prop.Extract(ctx, mdCarrier(md))
 	service, method := splitMethod(fullMethod)
-	return t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+	return p.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
 		attribute.String(attrDaprProtocol, "grpc"),
 		attribute.String(attrDaprAPI, fullMethod),
 		attribute.String(attrRPCSystem, "grpc"),
@@ -93,12 +101,16 @@ func endGRPC(span trace.Span, err error) {
 // GRPCClientOptions are the dial options that give each call to a gRPC app
 // a client span named by name, and send its context as W3C metadata.
 func (t *Tracing) GRPCClientOptions(name func(fullMethod string) string) []grpc.DialOption {
-	if !t.Enabled() {
+	if !t.wraps() {
 		return nil
 	}
 	return []grpc.DialOption{grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		p := t.provider()
+		if p == nil {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
 		service, m := splitMethod(method)
-		ctx, span := t.tracer.Start(ctx, name(method), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		ctx, span := p.tracer.Start(ctx, name(method), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 			attribute.String(attrRPCSystem, "grpc"), attribute.String(attrRPCService, service), attribute.String(attrRPCMethod, m)))
 		md, _ := metadata.FromOutgoingContext(ctx)
 		md = md.Copy()

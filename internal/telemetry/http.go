@@ -40,15 +40,20 @@ const (
 // trace context comes from the request (W3C, else B3), and the span's
 // traceparent goes back on the response.
 func (t *Tracing) HTTPServer(name func(r *http.Request) string, next http.Handler) http.Handler {
-	if !t.Enabled() {
+	if !t.wraps() {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := t.provider()
+		if p == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
 		ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		for _, h := range b3Headers {
 			delete(r.Header, h)
 		}
-		ctx, span := t.tracer.Start(ctx, name(r), trace.WithSpanKind(trace.SpanKindServer),
+		ctx, span := p.tracer.Start(ctx, name(r), trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(
 				attribute.String(attrDaprProtocol, "http"),
 				attribute.String(attrDaprAPI, r.Method+" "+r.URL.Path),
@@ -108,7 +113,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // build each request for one round trip. The span ends when the response
 // body is closed or read to the end, so a stream's span covers the stream.
 func (t *Tracing) HTTPClient(name func(*http.Request) string, attrs func(*http.Request) []attribute.KeyValue, rt http.RoundTripper) http.RoundTripper {
-	if !t.Enabled() {
+	if !t.wraps() {
 		return rt
 	}
 	return &clientTransport{t: t, name: name, attrs: attrs, rt: rt}
@@ -122,7 +127,11 @@ type clientTransport struct {
 }
 
 func (c *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, span := c.t.tracer.Start(req.Context(), c.name(req), trace.WithSpanKind(trace.SpanKindClient),
+	p := c.t.provider()
+	if p == nil {
+		return c.rt.RoundTrip(req)
+	}
+	ctx, span := p.tracer.Start(req.Context(), c.name(req), trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String(attrHTTPMethod, req.Method)),
 		trace.WithAttributes(c.attrs(req)...))
 	req = req.WithContext(ctx)

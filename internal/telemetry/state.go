@@ -17,14 +17,18 @@ import (
 // StateMiddleware makes each state store call a client span with
 // OpenTelemetry's db.* attributes (and Dapr's older db.name and
 // db.statement): "<OPERATION> <store>", for example "GET statestore". Give
-// it to state.Service.Use. With tracing off it is nil.
+// it to state.Service.Use. With tracing off (and not reloadable) it is nil.
 func (t *Tracing) StateMiddleware() state.Middleware {
-	if !t.Enabled() {
+	if !t.wraps() {
 		return nil
 	}
 	return func(ctx context.Context, c *state.Call, next func(context.Context) error) error {
+		p := t.provider()
+		if p == nil {
+			return next(ctx)
+		}
 		op := strings.ToUpper(string(c.Kind))
-		ctx, span := t.tracer.Start(ctx, op+" "+c.Store.Name, trace.WithSpanKind(trace.SpanKindClient),
+		ctx, span := p.tracer.Start(ctx, op+" "+c.Store.Name, trace.WithSpanKind(trace.SpanKindClient),
 			trace.WithAttributes(storeAttrs(c.Store)...),
 			trace.WithAttributes(attribute.String("db.operation.name", op), attribute.String("db.statement", op)))
 		if c.Kind == state.KindTransaction {

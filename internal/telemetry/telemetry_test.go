@@ -3,10 +3,13 @@ package telemetry
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -30,7 +33,9 @@ func recording(t *testing.T, appID string) (*Tracing, *tracetest.SpanRecorder) {
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", appID))),
 	)
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	return &Tracing{tp: tp, tracer: tp.Tracer(instrumentation), prop: Propagator(), appID: appID}, rec
+	tr := &Tracing{prop: Propagator(), appID: appID}
+	tr.cur.Store(&provider{tp: tp, tracer: tp.Tracer(instrumentation)})
+	return tr, rec
 }
 
 const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -118,7 +123,7 @@ func TestHTTPClientInjectsAndEndsWithTheBody(t *testing.T) {
 			return []attribute.KeyValue{attribute.String("peer.service", "addapp")}
 		},
 		http.DefaultTransport)
-	ctx, parentSpan := tr.tracer.Start(context.Background(), "api")
+	ctx, parentSpan := tr.provider().tracer.Start(context.Background(), "api")
 	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
@@ -247,3 +252,62 @@ func names(spans []sdktrace.ReadOnlySpan) []string {
 }
 
 func attrString(k, v string) attribute.KeyValue { return attribute.String(k, v) }
+
+// A reloadable Tracing installs its wrappers while off; Update turns
+// tracing on and off for the calls that start after it.
+func TestUpdate(t *testing.T) {
+	var logs syncBuffer
+	tr, err := NewTracing(config.TracingSettings{}, Options{AppID: "front", Reloadable: true, Drain: time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tr.HTTPServer(func(r *http.Request) string { return "span-" + r.URL.Path[1:] }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	call := func(n string) { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/"+n, nil)) }
+	call("1")
+	if err := tr.Update(config.TracingSettings{SamplingRate: 1, Stdout: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Enabled() || tr.Settings().SamplingRate != 1 {
+		t.Errorf("after Update: enabled %v, settings %+v", tr.Enabled(), tr.Settings())
+	}
+	call("2")
+	if err := tr.Update(config.TracingSettings{SamplingRate: 0, Stdout: true}); err != nil {
+		t.Fatal(err)
+	}
+	call("3")
+	l := logs.String()
+	if strings.Contains(l, "span-1") || !strings.Contains(l, "span-2") || strings.Contains(l, "span-3") {
+		t.Errorf("log %s; want a span for the call made while tracing was on only", l)
+	}
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Update(config.TracingSettings{SamplingRate: 1, Stdout: true}); err == nil {
+		t.Error("Update after Shutdown: no error")
+	}
+	fixed, _ := NewTracing(config.TracingSettings{}, Options{})
+	if err := fixed.Update(config.TracingSettings{SamplingRate: 1, Stdout: true}); err == nil {
+		t.Error("Update of a Tracing made without Reloadable: no error")
+	}
+	if fixed.StateMiddleware() != nil {
+		t.Error("a Tracing off and not reloadable has store middleware")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

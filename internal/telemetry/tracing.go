@@ -8,9 +8,13 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/propagators/b3"
@@ -29,12 +33,23 @@ import (
 const instrumentation = "github.com/tandem-run/tandem"
 
 // Tracing creates the sidecar's spans. The zero value and a nil *Tracing
-// trace nothing.
+// trace nothing. Its settings can change while it serves (Update), when it
+// was made with Options.Reloadable.
 type Tracing struct {
-	tp     *sdktrace.TracerProvider
-	tracer trace.Tracer
+	cur    atomic.Pointer[provider] // nil: tracing off
+	live   bool                     // wrappers are installed even while off
 	prop   propagation.TextMapPropagator
 	appID  string
+	opts   Options
+	mu     sync.Mutex // held by Update and Shutdown
+	closed bool
+}
+
+// provider is what one set of settings traces with.
+type provider struct {
+	tp       *sdktrace.TracerProvider
+	tracer   trace.Tracer
+	settings config.TracingSettings
 }
 
 // Options are what NewTracing needs besides the settings.
@@ -44,6 +59,14 @@ type Options struct {
 	// Registerer receives the exporters' counters (spans dropped); nil:
 	// not registered.
 	Registerer prometheus.Registerer
+	// Reloadable installs the wrappers even while tracing is off, so that
+	// Update can turn it on; a call then pays one atomic load to find
+	// tracing off.
+	Reloadable bool
+	// Drain is how long a replaced provider keeps taking the spans of
+	// calls that started before Update, before it flushes and stops;
+	// default 10 s.
+	Drain time.Duration
 }
 
 // NewTracing sets up tracing as s says: a parent-based ratio sampler, and
@@ -53,9 +76,24 @@ func NewTracing(s config.TracingSettings, o Options) (*Tracing, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if !s.Enabled() {
-		return &Tracing{}, nil
+	if o.Drain == 0 {
+		o.Drain = 10 * time.Second
 	}
+	t := &Tracing{live: o.Reloadable, prop: Propagator(), appID: o.AppID, opts: o}
+	p, err := t.newProvider(s)
+	if err != nil {
+		return nil, err
+	}
+	t.cur.Store(p)
+	return t, nil
+}
+
+// newProvider is the provider of s, nil when s traces nothing.
+func (t *Tracing) newProvider(s config.TracingSettings) (*provider, error) {
+	if !s.Enabled() {
+		return nil, nil
+	}
+	o := t.opts
 	res := resource.NewSchemaless(attribute.String("service.name", o.AppID))
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
@@ -80,8 +118,64 @@ func NewTracing(s config.TracingSettings, o Options) (*Tracing, error) {
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
 	o.Logger.Info("tracing on", "sampling_rate", s.SamplingRate, "zipkin", s.ZipkinEndpoint, "otlp", s.OTLPEndpoint)
-	return &Tracing{tp: tp, tracer: tp.Tracer(instrumentation), prop: Propagator(), appID: o.AppID}, nil
+	return &provider{tp: tp, tracer: tp.Tracer(instrumentation), settings: s}, nil
 }
+
+// Update puts s in force for the calls that start from now on. Calls in
+// flight end their spans on the provider they started with, which flushes
+// and stops Options.Drain later. Settings that cannot be set up (an OTLP
+// endpoint its exporter refuses) are an error, and the settings in force
+// stay. It needs a Tracing made with Options.Reloadable.
+func (t *Tracing) Update(s config.TracingSettings) error {
+	if !t.live {
+		return errors.New("tracing was set up without reload")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return errors.New("tracing is shut down")
+	}
+	old := t.cur.Load()
+	if old == nil && !s.Enabled() || old != nil && old.settings == s {
+		return nil
+	}
+	p, err := t.newProvider(s)
+	if err != nil {
+		return err
+	}
+	t.cur.Store(p)
+	if p == nil {
+		t.opts.Logger.Info("tracing off")
+	}
+	if old != nil {
+		time.AfterFunc(t.opts.Drain, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = old.tp.Shutdown(ctx)
+		})
+	}
+	return nil
+}
+
+// Settings are the settings in force.
+func (t *Tracing) Settings() config.TracingSettings {
+	if p := t.provider(); p != nil {
+		return p.settings
+	}
+	return config.TracingSettings{}
+}
+
+// provider is the provider in force, nil when tracing is off.
+func (t *Tracing) provider() *provider {
+	if t == nil {
+		return nil
+	}
+	return t.cur.Load()
+}
+
+// wraps reports whether the wrappers are to be installed: tracing is on,
+// or may be turned on.
+func (t *Tracing) wraps() bool { return t != nil && (t.live || t.cur.Load() != nil) }
 
 func newOTLPExporter(s config.TracingSettings) (*otlptrace.Exporter, error) {
 	ctx := context.Background()
@@ -116,14 +210,21 @@ func newOTLPExporter(s config.TracingSettings) (*otlptrace.Exporter, error) {
 }
 
 // Enabled reports whether spans are recorded.
-func (t *Tracing) Enabled() bool { return t != nil && t.tp != nil }
+func (t *Tracing) Enabled() bool { return t.provider() != nil }
 
 // Shutdown flushes spans and stops the exporters.
 func (t *Tracing) Shutdown(ctx context.Context) error {
-	if !t.Enabled() {
+	if t == nil {
 		return nil
 	}
-	return t.tp.Shutdown(ctx)
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	p := t.cur.Load()
+	if p == nil {
+		return nil
+	}
+	return p.tp.Shutdown(ctx)
 }
 
 // Propagator is the sidecar's context propagation: W3C trace context and

@@ -66,8 +66,8 @@ func TestZipkinExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, root := tr.tracer.Start(context.Background(), "CallLocal/addapp/add", trace.WithSpanKind(trace.SpanKindServer))
-	_, child := tr.tracer.Start(ctx, "GET statestore", trace.WithSpanKind(trace.SpanKindClient))
+	ctx, root := tr.provider().tracer.Start(context.Background(), "CallLocal/addapp/add", trace.WithSpanKind(trace.SpanKindServer))
+	_, child := tr.provider().tracer.Start(ctx, "GET statestore", trace.WithSpanKind(trace.SpanKindClient))
 	child.SetAttributes(attrString("peer.service", "redis"), attrString("server.address", "127.0.0.1"), attrString("server.port", "6379"))
 	child.SetStatus(codes.Error, "redis down")
 	child.End()
@@ -120,7 +120,7 @@ func TestZipkinDropsAreCountedAndLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 10 {
-		_, s := tr.tracer.Start(context.Background(), "x")
+		_, s := tr.provider().tracer.Start(context.Background(), "x")
 		s.End()
 	}
 	_ = tr.Shutdown(context.Background())
@@ -149,12 +149,12 @@ func TestZipkinCollectorDownNeverBlocks(t *testing.T) {
 	}
 	const n = 3 * (zipkinQueue + zipkinBacklog)
 	for range n {
-		_, s := tr.tracer.Start(context.Background(), "x")
+		_, s := tr.provider().tracer.Start(context.Background(), "x")
 		s.End()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = tr.tp.ForceFlush(ctx)
+	_ = tr.provider().tp.ForceFlush(ctx)
 	// Let the reporter take the queue in and fail a post.
 	deadline := time.Now().Add(10 * time.Second)
 	var dropped float64
@@ -195,7 +195,7 @@ func TestZipkinCollectorDownThenUp(t *testing.T) {
 	var want []string
 	for i := range zipkinBacklog + over {
 		name := fmt.Sprintf("s%d", i)
-		_, s := tr.tracer.Start(context.Background(), name)
+		_, s := tr.provider().tracer.Start(context.Background(), name)
 		s.End()
 		if i >= over {
 			want = append(want, name)
@@ -228,7 +228,7 @@ func TestZipkinCollectorDownThenUp(t *testing.T) {
 	srv.Listener = ln
 	srv.Start()
 	defer srv.Close()
-	_, s := tr.tracer.Start(context.Background(), "after")
+	_, s := tr.provider().tracer.Start(context.Background(), "after")
 	s.End()
 	flush(t, tr)
 	want = append(want, "after")
@@ -260,7 +260,7 @@ func TestZipkinCollectorRefuses(t *testing.T) {
 			}
 			for _, n := range []int{3, 2} {
 				for range n {
-					_, s := tr.tracer.Start(context.Background(), "x")
+					_, s := tr.provider().tracer.Start(context.Background(), "x")
 					s.End()
 				}
 				flush(t, tr)
@@ -356,12 +356,12 @@ func TestZipkinBlockedCollectorNeverBlocksEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, s := tr.tracer.Start(context.Background(), "first")
+	_, s := tr.provider().tracer.Start(context.Background(), "first")
 	s.End()
 	<-arrived // posted after the batch interval, and held: the export waits
 	const over = 10
 	for range zipkinQueue + over {
-		_, s := tr.tracer.Start(context.Background(), "x")
+		_, s := tr.provider().tracer.Start(context.Background(), "x")
 		s.End()
 	}
 	if n := testutil.ToFloat64(counterOf(t, reg, "queue_full")); n != over {
@@ -380,7 +380,7 @@ func TestZipkinBlockedCollectorNeverBlocksEnd(t *testing.T) {
 
 func flush(t *testing.T, tr *Tracing) {
 	t.Helper()
-	if err := tr.tp.ForceFlush(context.Background()); err != nil {
+	if err := tr.provider().tp.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -512,7 +512,7 @@ func BenchmarkZipkinExport(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer tr.Shutdown(context.Background())
-	ctx, root := tr.tracer.Start(context.Background(), "CallLocal/addapp/add", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, root := tr.provider().tracer.Start(context.Background(), "CallLocal/addapp/add", trace.WithSpanKind(trace.SpanKindServer))
 	defer root.End()
 	var sent int64
 	// wait until the collector has all but max of the spans sent: the
@@ -524,7 +524,7 @@ func BenchmarkZipkinExport(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		_, s := tr.tracer.Start(ctx, "GET statestore", trace.WithSpanKind(trace.SpanKindClient))
+		_, s := tr.provider().tracer.Start(ctx, "GET statestore", trace.WithSpanKind(trace.SpanKindClient))
 		s.SetAttributes(attrString("peer.service", "redis"), attrString("server.address", "127.0.0.1"), attrString("server.port", "6379"))
 		s.End()
 		if sent++; sent%zipkinBatchSize == 0 {

@@ -5,10 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -45,32 +46,51 @@ const (
 	HighestMaxTransactionOperations = 100_000
 )
 
-// Service is the state API over the named stores. It is safe for concurrent use.
+// Service is the state API over the named stores. It is safe for
+// concurrent use, and its stores may be added, replaced and removed while
+// it serves (see Put).
 type Service struct {
 	appID, namespace string
-	stores           map[string]*named
-	mw               []Middleware // around every store call, the first outermost
+	stores           atomic.Pointer[map[string]*named] // replaced whole, never changed
+	mu               sync.Mutex                        // held by writers of stores
+	mw               []Middleware                      // around every store call, the first outermost
 }
 
 type named struct {
 	StoreConfig
 	prefix string // "" or "<prefix>||"
 	maxOps int    // operations a transaction may have
+	use    uses   // calls in flight, and whether it was replaced
 }
 
 // NewService returns a Service with no stores.
 func NewService(appID, namespace string) *Service {
-	return &Service{appID: appID, namespace: namespace, stores: map[string]*named{}}
+	s := &Service{appID: appID, namespace: namespace}
+	s.stores.Store(&map[string]*named{})
+	return s
 }
 
-// Add registers a store.
+// Add registers a store; a store of the same name is an error.
 func (s *Service) Add(c StoreConfig) error {
-	if _, dup := s.stores[c.Name]; dup {
+	n, err := s.newNamed(c)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := (*s.stores.Load())[c.Name]; dup {
 		return fmt.Errorf("state store %q is defined twice", c.Name)
 	}
+	s.swap(c.Name, n)
+	return nil
+}
+
+// newNamed checks c and returns its store as the Service keeps it.
+func (s *Service) newNamed(c StoreConfig) (*named, error) {
 	n := &named{StoreConfig: c, maxOps: cmp.Or(c.MaxTransactionOperations, DefaultMaxTransactionOperations)}
+	n.use.init()
 	if c.MaxTransactionOperations < 0 || c.MaxTransactionOperations > HighestMaxTransactionOperations {
-		return fmt.Errorf("state store %q: maxTransactionOperations %d: want 1 to %d", c.Name, c.MaxTransactionOperations, HighestMaxTransactionOperations)
+		return nil, fmt.Errorf("state store %q: maxTransactionOperations %d: want 1 to %d", c.Name, c.MaxTransactionOperations, HighestMaxTransactionOperations)
 	}
 	switch c.KeyPrefix {
 	case "", "appid":
@@ -85,52 +105,68 @@ func (s *Service) Add(c StoreConfig) error {
 	case "none":
 	default:
 		if strings.Contains(c.KeyPrefix, "||") {
-			return fmt.Errorf("state store %q: keyPrefix %q must not contain \"||\"", c.Name, c.KeyPrefix)
+			return nil, fmt.Errorf("state store %q: keyPrefix %q must not contain \"||\"", c.Name, c.KeyPrefix)
 		}
 		n.prefix = c.KeyPrefix
 	}
 	if n.prefix != "" {
 		n.prefix += "||"
 	}
-	s.stores[c.Name] = n
-	return nil
+	return n, nil
 }
 
 // Stores lists the stores by name.
 func (s *Service) Stores() []StoreConfig {
-	out := make([]StoreConfig, 0, len(s.stores))
-	for _, n := range s.stores {
+	m := *s.stores.Load()
+	out := make([]StoreConfig, 0, len(m))
+	for _, n := range m {
 		out = append(out, n.StoreConfig)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// Close closes every store that holds resources.
+// Close closes every store that holds resources (a store replaced or
+// removed is closed when its last call ends). Call it once the Service
+// serves no more calls.
 func (s *Service) Close() error {
+	s.mu.Lock()
+	m := *s.stores.Load()
+	s.stores.Store(&map[string]*named{})
+	s.mu.Unlock()
 	var errs []error
-	for _, n := range s.stores {
-		if c, ok := n.Store.(io.Closer); ok {
-			errs = append(errs, c.Close())
-		}
+	for _, n := range m {
+		errs = append(errs, n.close())
 	}
 	return errors.Join(errs...)
 }
 
+// store returns the store called name, counted as in use until the caller
+// releases it.
 func (s *Service) store(name string) (*named, error) {
-	n, ok := s.stores[name]
-	if ok {
-		return n, nil
+	for {
+		m := *s.stores.Load()
+		n, ok := m[name]
+		if !ok {
+			return nil, notConfigured(name, m)
+		}
+		if n.use.acquire() {
+			return n, nil
+		}
+		// Replaced or removed since the map was read: read it again.
 	}
-	names := make([]string, 0, len(s.stores))
-	for k := range s.stores {
+}
+
+func notConfigured(name string, m map[string]*named) error {
+	names := make([]string, 0, len(m))
+	for k := range m {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	if len(names) == 0 {
-		return nil, fmt.Errorf("state store %q is not configured; no state stores are: add a Component of a state.* type to --resources-path: %w", name, ErrStoreNotFound)
+		return fmt.Errorf("state store %q is not configured; no state stores are: add a Component of a state.* type to --resources-path: %w", name, ErrStoreNotFound)
 	}
-	return nil, fmt.Errorf("state store %q is not configured; configured: %s: %w", name, strings.Join(names, ", "), ErrStoreNotFound)
+	return fmt.Errorf("state store %q is not configured; configured: %s: %w", name, strings.Join(names, ", "), ErrStoreNotFound)
 }
 
 // key validates a key and returns it prefixed.
@@ -191,6 +227,7 @@ func (s *Service) Get(ctx context.Context, store, key string) (*Item, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer n.use.release()
 	k, err := n.key(key)
 	if err != nil {
 		return nil, err
@@ -213,6 +250,7 @@ func (s *Service) Save(ctx context.Context, store string, items []SetRequest) er
 	if err != nil {
 		return err
 	}
+	defer n.use.release()
 	for i := range items {
 		if items[i].Key, err = n.key(items[i].Key); err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
@@ -236,6 +274,7 @@ func (s *Service) Delete(ctx context.Context, store string, req DeleteRequest) e
 	if err != nil {
 		return err
 	}
+	defer n.use.release()
 	key := req.Key
 	if req.Key, err = n.key(req.Key); err != nil {
 		return err
@@ -257,6 +296,7 @@ func (s *Service) Transact(ctx context.Context, store string, ops []Op) error {
 	if err != nil {
 		return err
 	}
+	defer n.use.release()
 	tx, ok := n.Store.(Transactional)
 	if !ok {
 		return fmt.Errorf("state store %q (%s) does not support transactions: %w", store, n.Type, ErrBadRequest)

@@ -74,6 +74,12 @@ func (s *Store) Addr() string { return s.addr }
 // Close closes the client.
 func (s *Store) Close() error { return s.client.Close() }
 
+// Ping checks that the server answers, with this store's password and
+// database (state.Pinger).
+func (s *Store) Ping(ctx context.Context) error {
+	return s.wrap("ping", s.client.Ping(ctx).Err())
+}
+
 // wrap says which server and operation failed. It does not name the key:
 // keys reach the store prefixed, and the caller names the key as its user
 // knows it.
@@ -307,4 +313,5 @@ func ttlSeconds(d time.Duration) int64 {
 var (
 	_ state.Store         = (*Store)(nil)
 	_ state.Transactional = (*Store)(nil)
+	_ state.Pinger        = (*Store)(nil)
 )

@@ -284,3 +284,19 @@ func TestTransactTTLAndSize(t *testing.T) {
 		t.Errorf("%d keys, %v; want %d", n, err, len(ops))
 	}
 }
+
+// Ping answers when the server does: a store that cannot serve is known
+// before it takes calls.
+func TestPing(t *testing.T) {
+	srv := redisserver.Start(t)
+	ctx := context.Background()
+	s := newStore(t, srv.Addr)
+	defer s.Close()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	srv.Stop()
+	if err := s.Ping(ctx); err == nil || !strings.Contains(err.Error(), srv.Addr) {
+		t.Errorf("ping with the server down: %v; want an error naming the server", err)
+	}
+}

@@ -1,0 +1,111 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Resource is a kind of dapr.io object of a namespace.
+type Resource struct {
+	Kind   string // Component
+	Plural string // components
+}
+
+// The kinds of object the sidecar reads.
+var (
+	Components     = Resource{Kind: "Component", Plural: "components"}
+	Configurations = Resource{Kind: "Configuration", Plural: "configurations"}
+	Resiliencies   = Resource{Kind: "Resiliency", Plural: "resiliencies"}
+)
+
+// Object is an object of the API server as the sidecar's loaders read it.
+type Object struct {
+	Kind, Name, ResourceVersion string
+	// YAML is the object without what the loaders do not read: status,
+	// managedFields, uid, annotations (kubectl's
+	// last-applied-configuration) and the like.
+	YAML []byte
+}
+
+// Key names the object in messages: "Component default/statestore".
+func (o Object) Key(namespace string) string { return o.Kind + " " + namespace + "/" + o.Name }
+
+// resource is a dapr.io object as the API server returns it; only what the
+// sidecar's own loaders accept is passed on.
+type resource struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name            string            `json:"name"`
+		Namespace       string            `json:"namespace"`
+		Labels          map[string]string `json:"labels,omitempty"`
+		Annotations     map[string]string `json:"annotations,omitempty"`
+		ResourceVersion string            `json:"resourceVersion,omitempty"`
+	} `json:"metadata"`
+	Spec   json.RawMessage `json:"spec,omitempty"`
+	Scopes []string        `json:"scopes,omitempty"`
+	Auth   json.RawMessage `json:"auth,omitempty"`
+}
+
+func (r resource) object(kind string) (Object, error) {
+	o := Object{Kind: kind, Name: r.Metadata.Name, ResourceVersion: r.Metadata.ResourceVersion}
+	r.Kind = kind // lists leave it out of their items
+	r.Metadata.Annotations = nil
+	r.Metadata.ResourceVersion = ""
+	b, err := json.Marshal(r)
+	if err != nil {
+		return Object{}, err
+	}
+	o.YAML, err = yaml.JSONToYAML(b)
+	return o, err
+}
+
+// path is where the namespace's objects of res are.
+func (c *Client) path(res Resource) string {
+	return "/apis/dapr.io/v1alpha1/namespaces/" + url.PathEscape(c.namespace) + "/" + res.Plural
+}
+
+// Namespace is the namespace the Client reads.
+func (c *Client) Namespace() string { return c.namespace }
+
+// List lists the namespace's objects of res (those named name, when not
+// ""), and returns them with the list's resourceVersion, from which a
+// watch goes on.
+func (c *Client) List(ctx context.Context, res Resource, name string) ([]Object, string, error) {
+	path := c.path(res)
+	if name != "" {
+		path += "?fieldSelector=" + url.QueryEscape("metadata.name="+name)
+	}
+	var list struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+		Items []resource `json:"items"`
+	}
+	if err := c.get(ctx, path, &list); err != nil {
+		if errors.Is(err, errNotFound) {
+			return nil, "", fmt.Errorf("%w: is the %s.dapr.io CRD installed? (the chart installs it)", err, res.Plural)
+		}
+		return nil, "", err
+	}
+	out := make([]Object, 0, len(list.Items))
+	for _, it := range list.Items {
+		o, err := it.object(res.Kind)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, o)
+	}
+	return out, list.Metadata.ResourceVersion, nil
+}
+
+// IsNotFound reports whether err is the API server's 404.
+func IsNotFound(err error) bool { return errors.Is(err, errNotFound) }
+
+// IsForbidden reports whether err is the API server's 401 or 403.
+func IsForbidden(err error) bool { return errors.Is(err, errForbidden) }

@@ -1,0 +1,440 @@
+package reload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tandem-run/tandem/internal/acl"
+	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/resiliency"
+	"github.com/tandem-run/tandem/internal/telemetry"
+	"github.com/tandem-run/tandem/internal/testutil/redisserver"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
+	"github.com/tandem-run/tandem/internal/testutil/syncbuf"
+	"github.com/tandem-run/tandem/pkg/state"
+)
+
+// save writes a file as editors save: a new file renamed over the old.
+func save(t *testing.T, path string, b []byte) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func memoryYAML(name string, md ...string) []byte {
+	b := fmt.Appendf(nil, "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: %s\nspec:\n  type: state.in-memory\n  version: v1\n", name)
+	if len(md) == 0 {
+		return append(b, "  metadata: []\n"...)
+	}
+	b = append(b, "  metadata:\n"...)
+	for i := 0; i+1 < len(md); i += 2 {
+		b = fmt.Appendf(b, "  - name: %s\n    value: %q\n", md[i], md[i+1])
+	}
+	return b
+}
+
+// rig is a Reloader running on a folder, and what it puts resources in
+// force on.
+type rig struct {
+	r       *Reloader
+	dir     string
+	state   *state.Service
+	tracing *telemetry.Tracing
+	acl     *acl.Switch
+	res     *resiliency.Switch
+	reg     *prometheus.Registry
+	logs    *syncbuf.Buffer
+}
+
+func start(t *testing.T, src Sources) *rig {
+	t.Helper()
+	g := &rig{reg: prometheus.NewRegistry(), logs: &syncbuf.Buffer{}}
+	src.AppID = "front"
+	src.Poll = 20 * time.Millisecond
+	src.Resync = 50 * time.Millisecond
+	src.PingTimeout = time.Second
+	src.Logger = slog.New(slog.NewTextHandler(g.logs, nil))
+	src.Registerer = g.reg
+	if len(src.Dirs) > 0 {
+		g.dir = src.Dirs[0]
+	}
+	r, err := Load(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := r.Configuration().TracingSettings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.tracing, err = telemetry.NewTracing(ts, telemetry.Options{AppID: "front", Reloadable: true, Drain: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.r, g.state, g.acl = r, state.NewService("front", ""), &acl.Switch{}
+	g.res = resiliency.NewSwitch(nil, nil)
+	if err := r.Apply(context.Background(), Targets{State: g.state, Tracing: g.tracing, ACL: g.acl, Resiliency: g.res}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		_ = g.state.Close()
+		if t.Failed() {
+			t.Logf("reloader's log:\n%s", g.logs.String())
+		}
+	})
+	return g
+}
+
+// eventually waits for cond, and fails naming what did not happen.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (g *rig) inUse(kind, name string) (Resource, bool) {
+	for _, r := range g.r.Status().InUse {
+		if r.Kind == kind && r.Name == name {
+			return r, true
+		}
+	}
+	return Resource{}, false
+}
+
+func (g *rig) rejected(source string) (Rejection, bool) {
+	for _, r := range g.r.Status().Rejected {
+		if r.Source == source {
+			return r, true
+		}
+	}
+	return Rejection{}, false
+}
+
+func (g *rig) counter(kind, outcome string) float64 {
+	return testutil.ToFloat64(g.r.m.reloads.WithLabelValues(kind, outcome))
+}
+
+func (g *rig) storeType(name string) string {
+	for _, s := range g.state.Stores() {
+		if s.Name == name {
+			return s.Type
+		}
+	}
+	return ""
+}
+
+func (g *rig) keyPrefixOf(name string) string {
+	for _, s := range g.state.Stores() {
+		if s.Name == name {
+			return s.KeyPrefix
+		}
+	}
+	return ""
+}
+
+// Components: a change is put in force, a broken one is refused and the
+// version in force stays, a removed one is gone, and a clash of names
+// waits for the other to go.
+func TestComponents(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "statestore.yaml")
+	save(t, store, memoryYAML("statestore"))
+	g := start(t, Sources{Dirs: []string{dir}})
+	first, ok := g.inUse(kindComponent, "statestore")
+	if !ok || first.Source != store || !strings.HasPrefix(first.Version, "sha256:") {
+		t.Fatalf("in use: %+v", g.r.Status())
+	}
+	eventually(t, "status says hot reload is on", func() bool { return g.r.Status().HotReload })
+
+	// A change.
+	save(t, store, memoryYAML("statestore", "keyPrefix", "name"))
+	eventually(t, "the changed Component in force", func() bool { return g.keyPrefixOf("statestore") == "name" })
+	if got, _ := g.inUse(kindComponent, "statestore"); got.Version == first.Version {
+		t.Errorf("status shows the old version %s", got.Version)
+	}
+	if g.counter(kindComponent, "applied") != 1 {
+		t.Errorf("applied %v", g.counter(kindComponent, "applied"))
+	}
+
+	// A broken change: refused, named, counted; the store stays.
+	inForce, _ := g.inUse(kindComponent, "statestore")
+	save(t, store, memoryYAML("statestore", "keyPrefix", "name", "maxTransactionOperations", "0"))
+	eventually(t, "the broken change rejected", func() bool { _, ok := g.rejected(store); return ok })
+	rej, _ := g.rejected(store)
+	if !strings.Contains(rej.Error, "maxTransactionOperations") || rej.Kind != kindComponent || rej.Version == inForce.Version {
+		t.Errorf("rejection %+v", rej)
+	}
+	if got, _ := g.inUse(kindComponent, "statestore"); got != inForce || g.keyPrefixOf("statestore") != "name" {
+		t.Errorf("after a rejected change, in use %+v, want %+v", got, inForce)
+	}
+	if g.counter(kindComponent, "rejected") != 1 || testutil.ToFloat64(g.r.m.rejected.WithLabelValues(kindComponent)) != 1 {
+		t.Errorf("rejected %v, gauge %v", g.counter(kindComponent, "rejected"), testutil.ToFloat64(g.r.m.rejected.WithLabelValues(kindComponent)))
+	}
+	if l := g.logs.String(); !strings.Contains(l, "rejected") || !strings.Contains(l, store) || !strings.Contains(l, "maxTransactionOperations") {
+		t.Errorf("log does not name the file and the field:\n%s", l)
+	}
+	// Not YAML at all.
+	save(t, store, []byte("apiVersion: [\n"))
+	eventually(t, "the file that is not YAML rejected", func() bool { r, _ := g.rejected(store); return strings.Contains(r.Error, "YAML") })
+	// Fixed: the rejection goes.
+	save(t, store, memoryYAML("statestore"))
+	eventually(t, "the fixed file in force", func() bool { _, rejected := g.rejected(store); return !rejected && g.keyPrefixOf("statestore") == "" })
+	if testutil.ToFloat64(g.r.m.rejected.WithLabelValues(kindComponent)) != 0 {
+		t.Error("the gauge still counts a rejection")
+	}
+
+	// The same name in another file waits for the first to go.
+	other := filepath.Join(dir, "other.yaml")
+	save(t, other, memoryYAML("statestore", "keyPrefix", "none"))
+	eventually(t, "the clash rejected", func() bool { r, _ := g.rejected(other); return strings.Contains(r.Error, "names must be unique") })
+	if err := os.Remove(store); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the other file in force once the first is gone", func() bool {
+		r, ok := g.inUse(kindComponent, "statestore")
+		return ok && r.Source == other && g.keyPrefixOf("statestore") == "none"
+	})
+
+	// Removed: not found from then on.
+	if err := os.Remove(other); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the store removed", func() bool { return len(g.state.Stores()) == 0 })
+	if _, err := g.state.Get(context.Background(), "statestore", "k"); !errors.Is(err, state.ErrStoreNotFound) {
+		t.Errorf("a removed store: %v", err)
+	}
+}
+
+// Scopes keep applying: a Component scoped to another app is not loaded,
+// and is once its scopes name this one.
+func TestScopes(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cache.yaml")
+	scoped := func(app string) []byte { return append(memoryYAML("cache"), "scopes: ["+app+"]\n"...) }
+	save(t, path, scoped("other"))
+	g := start(t, Sources{Dirs: []string{dir}})
+	if g.storeType("cache") != "" {
+		t.Fatal("a Component scoped to another app is loaded")
+	}
+	save(t, path, scoped("front"))
+	eventually(t, "the Component scoped to this app loaded", func() bool { return g.storeType("cache") == "state.in-memory" })
+	save(t, path, scoped("other"))
+	eventually(t, "the Component scoped away removed", func() bool { return g.storeType("cache") == "" })
+}
+
+// The embedded default store, there when a sidecar starts without state
+// Components, stays until a Component of its name replaces it, and does not
+// come back.
+func TestDefaultStore(t *testing.T) {
+	dir := t.TempDir()
+	g := start(t, Sources{Dirs: []string{dir}, DefaultStore: true})
+	if g.storeType("statestore") != "state.in-memory" {
+		t.Fatal("no default store")
+	}
+	save(t, filepath.Join(dir, "cache.yaml"), memoryYAML("cache"))
+	eventually(t, "cache loaded", func() bool { return g.storeType("cache") != "" })
+	if g.storeType("statestore") == "" {
+		t.Error("the default store went when a Component of another name came")
+	}
+	path := filepath.Join(dir, "statestore.yaml")
+	save(t, path, memoryYAML("statestore", "keyPrefix", "name"))
+	eventually(t, "the default replaced by the Component", func() bool { return g.keyPrefixOf("statestore") == "name" })
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "statestore removed", func() bool { return g.storeType("statestore") == "" })
+	time.Sleep(100 * time.Millisecond)
+	if _, err := g.state.Get(context.Background(), "statestore", "k"); !errors.Is(err, state.ErrStoreNotFound) {
+		t.Errorf("the default came back: %v", err)
+	}
+}
+
+// A store that parses but does not answer does not replace the one in
+// force; it is tried again, and put in force once its server answers.
+func TestStoreThatCannotConnect(t *testing.T) {
+	a, b := redisserver.Start(t), redisserver.Start(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "statestore.yaml")
+	save(t, path, resources.RedisYAML("statestore", a.Addr))
+	g := start(t, Sources{Dirs: []string{dir}})
+	ctx := context.Background()
+	if err := g.state.Save(ctx, "statestore", []state.SetRequest{{Key: "k", Value: []byte("on a")}}); err != nil {
+		t.Fatal(err)
+	}
+	b.Stop()
+	save(t, path, resources.RedisYAML("statestore", b.Addr, "dialTimeout", "200ms"))
+	eventually(t, "the store that does not answer reported", func() bool {
+		for _, r := range g.r.Status().Rejected {
+			if r.Name == "statestore" && strings.Contains(r.Error, "does not answer") && strings.Contains(r.Error, b.Addr) {
+				return true
+			}
+		}
+		return false
+	})
+	if it, err := g.state.Get(ctx, "statestore", "k"); err != nil || string(it.Value) != "on a" {
+		t.Fatalf("the store in force: %v %v; want a still serving", it, err)
+	}
+	if g.counter(kindComponent, "rejected") != 1 {
+		t.Errorf("rejected %v, want 1 (counted once, not at every try)", g.counter(kindComponent, "rejected"))
+	}
+	inUse, _ := g.inUse(kindComponent, "statestore")
+	b.Restart(t)
+	eventually(t, "the store in force once its server answers", func() bool {
+		r, _ := g.inUse(kindComponent, "statestore")
+		return r.Version != inUse.Version
+	})
+	if len(g.r.Status().Rejected) != 0 {
+		t.Errorf("rejected %+v", g.r.Status().Rejected)
+	}
+	if it, err := g.state.Get(ctx, "statestore", "k"); err != nil || it != nil {
+		t.Errorf("the new store: %v %v; want b, without the key", it, err)
+	}
+}
+
+// The Configuration: tracing and access control change for new calls; a
+// bad change and a deleted file are refused, and the last one read stays.
+func TestConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	conf := func(spec string) []byte {
+		return []byte("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: appconfig\nspec:\n" + spec)
+	}
+	save(t, path, conf("  tracing:\n    samplingRate: \"0\"\n    stdout: true\n"))
+	g := start(t, Sources{ConfigFile: path})
+	if g.tracing.Enabled() {
+		t.Fatal("tracing on at start")
+	}
+	save(t, path, conf("  tracing:\n    samplingRate: \"1\"\n    stdout: true\n  accessControl:\n    defaultAction: deny\n"))
+	eventually(t, "tracing on", func() bool { return g.tracing.Enabled() })
+	if got := hopStatus(g.acl); got != 403 {
+		t.Errorf("a call after access control denies all: %d", got)
+	}
+	save(t, path, conf("  tracing:\n    samplingRate: \"2\"\n"))
+	eventually(t, "the bad rate rejected", func() bool { r, _ := g.rejected(path); return strings.Contains(r.Error, "samplingRate") })
+	if !g.tracing.Enabled() || hopStatus(g.acl) != 403 {
+		t.Error("a rejected Configuration changed what is in force")
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deleted file reported", func() bool { r, _ := g.rejected("--config"); return strings.Contains(r.Error, "no such file") })
+	save(t, path, conf("  tracing:\n    samplingRate: \"0\"\n"))
+	eventually(t, "tracing off", func() bool { return !g.tracing.Enabled() })
+	if hopStatus(g.acl) != 204 || len(g.r.Status().Rejected) != 0 {
+		t.Errorf("access control %d, rejected %+v", hopStatus(g.acl), g.r.Status().Rejected)
+	}
+	if g.counter(kindConfiguration, "applied") != 2 || g.counter(kindConfiguration, "rejected") != 1 || g.counter(kindFile, "rejected") != 1 {
+		t.Errorf("counters: applied %v, rejected %v, file %v", g.counter(kindConfiguration, "applied"), g.counter(kindConfiguration, "rejected"), g.counter(kindFile, "rejected"))
+	}
+	if c, _ := g.inUse(kindConfiguration, "appconfig"); c.Source != path {
+		t.Errorf("status %+v", g.r.Status())
+	}
+}
+
+// Resiliency policies switch whole; a clash between two files is refused.
+func TestResiliency(t *testing.T) {
+	dir := t.TempDir()
+	res := func(name string, retries int) []byte {
+		return fmt.Appendf(nil, `apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: %s
+spec:
+  policies:
+    retries:
+      quick: {policy: constant, duration: 1ms, maxRetries: %d}
+  targets:
+    apps:
+      addapp: {retry: quick}
+`, name, retries)
+	}
+	path := filepath.Join(dir, "resiliency.yaml")
+	save(t, path, res("myresiliency", 1))
+	g := start(t, Sources{Dirs: []string{dir}})
+	if p := g.res.Policies().App("addapp"); p == nil || p.Retry.MaxRetries != 1 {
+		t.Fatalf("policies at start: %+v", p)
+	}
+	save(t, path, res("myresiliency", 3))
+	eventually(t, "the changed policy in force", func() bool { p := g.res.Policies().App("addapp"); return p != nil && p.Retry.MaxRetries == 3 })
+	other := filepath.Join(dir, "other.yaml")
+	save(t, other, res("another", 5))
+	eventually(t, "the clash rejected", func() bool { r, _ := g.rejected(other); return strings.Contains(r.Error, "two Resiliency resources") })
+	if p := g.res.Policies().App("addapp"); p.Retry.MaxRetries != 3 {
+		t.Errorf("a rejected resource changed the policy: %+v", p)
+	}
+	if r, ok := g.inUse(kindResiliency, "myresiliency"); !ok || r.Source != path {
+		t.Errorf("status %+v", g.r.Status())
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the other in force once the first is gone", func() bool { p := g.res.Policies().App("addapp"); return p != nil && p.Retry.MaxRetries == 5 })
+	if err := os.Remove(other); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "no policy once both are gone", func() bool { return g.res.Policies().App("addapp") == nil })
+}
+
+// A file being written is taken once it has settled: a half-written
+// version that does not parse is not counted as a rejection.
+func TestHalfWrittenFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "statestore.yaml")
+	save(t, path, memoryYAML("statestore"))
+	g := start(t, Sources{Dirs: []string{dir}})
+	full := memoryYAML("statestore", "keyPrefix", "name")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(full[:len(full)/2]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // well within one poll
+	if _, err := f.Write(full[len(full)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	eventually(t, "the written file in force", func() bool { return g.keyPrefixOf("statestore") == "name" })
+	if n := g.counter(kindComponent, "rejected") + g.counter(kindFile, "rejected"); n != 0 {
+		t.Errorf("%v rejections of a file being written", n)
+	}
+}
+
+// hopStatus is the status access control gives a call from "addapp".
+func hopStatus(sw *acl.Switch) int {
+	h := sw.Hop(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	r := httptest.NewRequest("GET", "/method", nil)
+	r.Header.Set(invoke.HeaderCallerAppID, "addapp")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w.Code
+}

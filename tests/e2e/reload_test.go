@@ -1,0 +1,422 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/tandem-run/tandem/internal/testutil/redisserver"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
+)
+
+// Hot reload end to end: real sidecars, real redis-servers and a real
+// collector, resources changed while a steady load of writes runs.
+
+// reloadStatus is the metadata's "resources" (ours: daprd has no such
+// field).
+type reloadStatus struct {
+	HotReload bool `json:"hotReload"`
+	InUse     []struct {
+		Kind, Name, Source, Version string
+	} `json:"inUse"`
+	Rejected []struct {
+		Kind, Name, Source, Version, Error string
+	} `json:"rejected"`
+}
+
+func resourcesOf(t *testing.T, url string) reloadStatus {
+	t.Helper()
+	_, b := do(t, "GET", url+"/v1.0/metadata", nil, nil)
+	var m struct {
+		Resources reloadStatus `json:"resources"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("metadata %s: %v", b, err)
+	}
+	return m.Resources
+}
+
+// version is the version in use of a resource, "" when none.
+func (s reloadStatus) version(kind, name string) string {
+	for _, r := range s.InUse {
+		if r.Kind == kind && r.Name == name {
+			return r.Version
+		}
+	}
+	return ""
+}
+
+// rejection is the error of a rejected version of a resource, "" when none.
+func (s reloadStatus) rejection(name string) string {
+	for _, r := range s.Rejected {
+		if r.Name == name || strings.HasSuffix(r.Source, "/"+name+".yaml") || strings.HasSuffix(r.Source, "/"+name) {
+			return r.Error
+		}
+	}
+	return ""
+}
+
+// waitFor polls cond every 20ms for up to 30s, and returns how long it
+// took.
+func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("after 30 s: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// writeLoad saves keys through a sidecar without ETags, from a few
+// goroutines, as fast as it answers, and counts what fails.
+type writeLoad struct {
+	url        string
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	seq        atomic.Int64
+}
+
+func startWrites(url string, workers int) *writeLoad {
+	l := &writeLoad{url: url, stop: make(chan struct{})}
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range workers {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				n := l.seq.Add(1)
+				body := fmt.Sprintf(`[{"key":"load-%d","value":%d}]`, n, n)
+				resp, err := client.Post(l.url+"/v1.0/state/statestore", "application/json", strings.NewReader(body))
+				if err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusNoContent {
+						err = fmt.Errorf("%d %s", resp.StatusCode, b)
+					}
+				}
+				if err != nil {
+					l.failed.Add(1)
+					l.mu.Lock()
+					if len(l.errs) < 5 {
+						l.errs = append(l.errs, err.Error())
+					}
+					l.mu.Unlock()
+					continue
+				}
+				l.ok.Add(1)
+			}
+		})
+	}
+	return l
+}
+
+// end stops the load and fails the test if any write failed.
+func (l *writeLoad) end(t *testing.T) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	t.Logf("writes without ETags: %d succeeded, %d failed", l.ok.Load(), l.failed.Load())
+	if l.failed.Load() != 0 || l.ok.Load() == 0 {
+		t.Errorf("%d of %d writes failed: %v", l.failed.Load(), l.ok.Load()+l.failed.Load(), l.errs)
+	}
+}
+
+// metricValue reads one sample of the sidecar's metrics.
+func metricValue(t *testing.T, url, name, labels string) float64 {
+	t.Helper()
+	_, b := do(t, "GET", url+"/metrics", nil, nil)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name+"{"+labels+"}") + ` (\S+)$`)
+	m := re.FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// storedIn reports whether redis holds the sidecar's key.
+func storedIn(t *testing.T, addr, appID, key string) bool {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer c.Close()
+	n, err := c.Exists(context.Background(), appID+"||"+key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// spansSince counts the spans of service the collector holds that started
+// at or after since.
+func (j *jaeger) spansSince(t *testing.T, service string, since time.Time) int {
+	t.Helper()
+	url := fmt.Sprintf("%s/api/traces?service=%s&start=%d&end=%d&limit=10000", j.queryURL, service, since.UnixMicro(), time.Now().Add(time.Minute).UnixMicro())
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data []struct {
+			Spans []struct {
+				StartTime int64 `json:"startTime"`
+			} `json:"spans"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range body.Data {
+		for _, s := range d.Spans {
+			if s.StartTime >= since.UnixMicro() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// saveFile writes a file as editors save: a new file renamed over the old.
+func saveFile(t *testing.T, path string, b []byte) time.Time {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".swp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	return time.Now()
+}
+
+func tracingConfig(name, zipkin, rate, accessControl string) []byte {
+	return []byte(`apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: ` + name + `
+spec:
+  tracing:
+    samplingRate: "` + rate + `"
+    zipkin:
+      endpointAddress: "` + zipkin + `"
+` + accessControl)
+}
+
+const denyFront = `  accessControl:
+    defaultAction: allow
+    policies:
+    - appId: front
+      defaultAction: deny
+`
+
+// reloadTarget is how a test changes the resources of a sidecar: files in
+// standalone mode, objects of the API server in kubernetes mode.
+type reloadTarget struct {
+	component     func(name string, yaml []byte) // create or replace
+	deleteComp    func(name string)
+	configuration func(app string, yaml []byte)
+}
+
+// runReloadScenario changes front's and addapp's resources under a steady
+// load of writes through front, and checks each change end to end. front
+// starts with statestore on redis a, and a Configuration tracing to the
+// collector with samplingRate "0"; addapp with an empty access control.
+func runReloadScenario(t *testing.T, ch reloadTarget, front, addapp *sidecar, j *jaeger, a, b *redisserver.Server) {
+	metrics := "http://127.0.0.1:" + strconv.Itoa(getMetadata(t, front).Ports["metrics"])
+	resp, body := do(t, "POST", front.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"before","value":1}]`), nil)
+	if resp.StatusCode != 204 || !storedIn(t, a.Addr, "front", "before") {
+		t.Fatalf("a write before any change: %d %s, or not in redis a", resp.StatusCode, body)
+	}
+	if !resourcesOf(t, front.url).HotReload {
+		t.Fatal("metadata says hot reload is off")
+	}
+	// What an ETag writer holds before the switch.
+	resp, _ = do(t, "GET", front.url+"/v1.0/state/statestore/before", nil, nil)
+	etag := resp.Header.Get("ETag")
+
+	load := startWrites(front.url, 4)
+	defer func() {
+		if load != nil {
+			load.end(t)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	// 1. statestore to redis b: new writes land there, none fails.
+	v := resourcesOf(t, front.url).version("Component", "statestore")
+	ch.component("statestore", resources.RedisYAML("statestore", b.Addr))
+	took := waitFor(t, "statestore repointed to redis b", func() bool {
+		return resourcesOf(t, front.url).version("Component", "statestore") != v
+	})
+	t.Logf("repoint statestore: in force %s after the change", took.Round(time.Millisecond))
+	resp, body = do(t, "POST", front.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"after","value":1}]`), nil)
+	if resp.StatusCode != 204 || !storedIn(t, b.Addr, "front", "after") || storedIn(t, a.Addr, "front", "after") {
+		t.Errorf("a write after the switch: %d %s; want it in redis b only", resp.StatusCode, body)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := load.seq.Load(); !storedIn(t, b.Addr, "front", "load-"+strconv.FormatInt(n-8, 10)) {
+		t.Errorf("a write of the load after the switch is not in redis b")
+	}
+	// An ETag writer: its ETag is redis a's; redis b has no such key.
+	resp, body = do(t, "POST", front.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"before","value":2,"etag":"`+etag+`"}]`), nil)
+	if resp.StatusCode != 409 || !strings.Contains(string(body), "ERR_STATE_SAVE") {
+		t.Errorf("a write with an ETag of the old store: %d %s; want 409 ERR_STATE_SAVE", resp.StatusCode, body)
+	}
+
+	// 2. A broken change: refused, visible in the metadata and the metric;
+	// redis b keeps serving.
+	rejectedBefore := metricValue(t, metrics, "tandem_resource_reloads_total", `kind="Component",outcome="rejected"`)
+	ch.component("statestore", resources.RedisYAML("statestore", a.Addr, "redisDB", "16"))
+	took = waitFor(t, "the broken Component visible in the metadata", func() bool {
+		return strings.Contains(resourcesOf(t, front.url).rejection("statestore"), "redisDB")
+	})
+	t.Logf("broken Component: rejection visible %s after the change", took.Round(time.Millisecond))
+	if got := metricValue(t, metrics, "tandem_resource_reloads_total", `kind="Component",outcome="rejected"`); got != rejectedBefore+1 {
+		t.Errorf("tandem_resource_reloads_total rejected: %v, want %v", got, rejectedBefore+1)
+	}
+	if got := metricValue(t, metrics, "tandem_resources_rejected", `kind="Component"`); got != 1 {
+		t.Errorf("tandem_resources_rejected: %v, want 1", got)
+	}
+	resp, _ = do(t, "POST", front.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"broken","value":1}]`), nil)
+	if resp.StatusCode != 204 || !storedIn(t, b.Addr, "front", "broken") {
+		t.Errorf("a write after the broken change: %d; want it in redis b", resp.StatusCode)
+	}
+
+	// 3. An access control policy on addapp: front's calls refused.
+	call := func() int {
+		resp, _ := do(t, "GET", front.url+"/v1.0/invoke/addapp/method/echo/hi", nil, nil)
+		return resp.StatusCode
+	}
+	if got := call(); got != 200 {
+		t.Fatalf("front calls addapp: %d", got)
+	}
+	ch.configuration("addapp", tracingConfig("addappconfig", j.zipkinURL, "0", denyFront))
+	took = waitFor(t, "front's calls refused", func() bool { return call() == 403 })
+	t.Logf("access control policy added: calls refused %s after the change", took.Round(time.Millisecond))
+
+	// 4. Sampling on: front's spans reach the collector; off: they stop.
+	v = resourcesOf(t, front.url).version("Configuration", "frontconfig")
+	ch.configuration("front", tracingConfig("frontconfig", j.zipkinURL, "1", ""))
+	took = waitFor(t, "front's sampling on", func() bool { return resourcesOf(t, front.url).version("Configuration", "frontconfig") != v })
+	t.Logf("sampling on: in force %s after the change", took.Round(time.Millisecond))
+	on := time.Now()
+	for range 5 {
+		call()
+	}
+	took = waitFor(t, "front's spans at the collector", func() bool { return j.spansSince(t, "front", on) > 0 })
+	t.Logf("sampling on: spans at the collector %s after the calls", took.Round(time.Millisecond))
+	v = resourcesOf(t, front.url).version("Configuration", "frontconfig")
+	ch.configuration("front", tracingConfig("frontconfig", j.zipkinURL, "0", ""))
+	waitFor(t, "front's sampling off", func() bool { return resourcesOf(t, front.url).version("Configuration", "frontconfig") != v })
+	off := time.Now()
+	for range 5 {
+		call()
+	}
+	time.Sleep(3 * time.Second) // spans are exported within a second
+	if n := j.spansSince(t, "front", off); n != 0 {
+		t.Errorf("%d spans of front's calls after sampling was turned off", n)
+	}
+
+	load.end(t)
+	load = nil
+
+	// 5. statestore deleted: ERR_STATE_STORE_NOT_FOUND from then on.
+	ch.deleteComp("statestore")
+	took = waitFor(t, "statestore gone", func() bool {
+		resp, _ := do(t, "GET", front.url+"/v1.0/state/statestore/after", nil, nil)
+		return resp.StatusCode == 400
+	})
+	t.Logf("Component deleted: not found %s after the change", took.Round(time.Millisecond))
+	resp, body = do(t, "GET", front.url+"/v1.0/state/statestore/after", nil, nil)
+	if resp.StatusCode != 400 || !strings.Contains(string(body), "ERR_STATE_STORE_NOT_FOUND") {
+		t.Errorf("a deleted store: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestHotReloadStandalone: files in --resources-path and the --config files
+// changed as editors save them.
+func TestHotReloadStandalone(t *testing.T) {
+	a, b := redisserver.Start(t), redisserver.Start(t)
+	j := startJaeger(t)
+	dir, confDir := t.TempDir(), t.TempDir()
+	saveFile(t, filepath.Join(dir, "statestore.yaml"), resources.RedisYAML("statestore", a.Addr))
+	frontConf, addappConf := filepath.Join(confDir, "front.yaml"), filepath.Join(confDir, "addapp.yaml")
+	saveFile(t, frontConf, tracingConfig("frontconfig", j.zipkinURL, "0", ""))
+	saveFile(t, addappConf, tracingConfig("addappconfig", j.zipkinURL, "0", ""))
+	w := newWorld(t)
+	appPort, _ := w.app("addapp")
+	addapp := w.sidecar("addapp", appPort, "--config", addappConf)
+	front := w.sidecar("front", 0, "--resources-path", dir, "--config", frontConf)
+	addapp.waitHealthy(t)
+	ch := reloadTarget{
+		component: func(name string, y []byte) { saveFile(t, filepath.Join(dir, name+".yaml"), y) },
+		deleteComp: func(name string) {
+			if err := os.Remove(filepath.Join(dir, name+".yaml")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		configuration: func(app string, y []byte) {
+			saveFile(t, map[string]string{"front": frontConf, "addapp": addappConf}[app], y)
+		},
+	}
+	runReloadScenario(t, ch, front, addapp, j, a, b)
+}
+
+// With --enable-hot-reload=false, or the Configuration's HotReload feature
+// disabled, changes wait for a restart.
+func TestHotReloadOff(t *testing.T) {
+	for name, c := range map[string]struct {
+		flag    []string
+		feature string
+	}{
+		"flag":    {flag: []string{"--enable-hot-reload=false"}},
+		"feature": {feature: "  features:\n  - name: HotReload\n    enabled: false\n"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "cache.yaml")
+			memory := func(prefix string) []byte {
+				return []byte("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\nspec:\n  type: state.in-memory\n  version: v1\n  metadata:\n  - name: keyPrefix\n    value: " + prefix + "\n")
+			}
+			saveFile(t, path, memory("none"))
+			conf := filepath.Join(dir, "config.yaml")
+			saveFile(t, conf, []byte("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n"+c.feature))
+			s := newWorld(t).sidecar("front", 0, append([]string{"--resources-path", dir, "--config", conf}, c.flag...)...)
+			st := resourcesOf(t, s.url)
+			if st.HotReload || st.version("Component", "cache") == "" {
+				t.Fatalf("resources %+v; want hot reload off, cache in use", st)
+			}
+			saveFile(t, path, memory("name"))
+			time.Sleep(2 * time.Second)
+			if got := resourcesOf(t, s.url); got.version("Component", "cache") != st.version("Component", "cache") {
+				t.Errorf("a change was applied with hot reload off: %+v", got)
+			}
+		})
+	}
+}
