@@ -157,3 +157,67 @@ func podLog(t *testing.T, p *corev1.Pod, container string) string {
 	}
 	return string(b)
 }
+
+// TestAPITokenFromSecret: a sidecar annotated dapr.io/api-token-secret takes
+// its token from the Secret (the kubelet fills the variable the injector
+// points at it): an app sending that token gets its call through, and one
+// sending none is refused.
+func TestAPITokenFromSecret(t *testing.T) {
+	calculator(t)
+	ctx := ctxT(t, 3*time.Minute)
+	secrets := cluster.Client.CoreV1().Secrets("default")
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "caller-token"}, StringData: map[string]string{"token": "s3cret-from-a-secret"}}
+	if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = secrets.Delete(context.Background(), "caller-token", metav1.DeleteOptions{}) })
+	ann := map[string]string{"dapr.io/api-token-secret": "caller-token"}
+	with := callerJob("token-job", ann)
+	with.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "DAPR_API_TOKEN", ValueFrom: &corev1.EnvVarSource{
+		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "caller-token"}, Key: "token"},
+	}}}
+	without := callerJob("no-token-job", ann)
+	for _, j := range []*batchv1.Job{with, without} {
+		if _, err := cluster.Client.BatchV1().Jobs("default").Create(ctx, j, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { deleteJob(j.Name) })
+	}
+	done := func(name string) *batchv1.Job {
+		for {
+			j, err := cluster.Client.BatchV1().Jobs("default").Get(ctx, name, metav1.GetOptions{})
+			if err == nil && j.Status.Succeeded+j.Status.Failed > 0 {
+				return j
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("job %s did not finish", name)
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	if j := done("token-job"); j.Status.Succeeded != 1 {
+		t.Errorf("with the Secret's token the call failed: %s", podLog(t, jobPod(t, "token-job"), "caller"))
+	}
+	if j := done("no-token-job"); j.Status.Failed != 1 {
+		t.Errorf("without a token the call went through")
+	} else if out := podLog(t, jobPod(t, "no-token-job"), "caller"); !strings.Contains(out, "401") {
+		t.Errorf("without a token: %s, want a 401", out)
+	}
+	p := jobPod(t, "token-job")
+	var env []corev1.EnvVar
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == "daprd" {
+			env = c.Env
+		}
+	}
+	found := false
+	for _, e := range env {
+		if e.Name == "DAPR_API_TOKEN" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == "caller-token" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the sidecar's DAPR_API_TOKEN does not come from the Secret: %+v", env)
+	}
+}

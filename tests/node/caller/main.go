@@ -4,6 +4,7 @@
 //
 //	caller -app addapp -method add -body '{"operandOne":"52","operandTwo":"34"}' -want 86
 //
+// With DAPR_API_TOKEN set it sends it (dapr-api-token), as Dapr's SDKs do.
 // It makes -calls calls (one by default), retrying none (-wait-sidecar
 // waits for the sidecar first), and exits 0 if
 // every answer was 200 with the wanted body, 1 otherwise, after printing
@@ -46,7 +47,12 @@ func main() {
 	}
 	var ok, failed int
 	for range *calls {
-		resp, err := client.Post(url, "application/json", bytes.NewReader([]byte(*body)))
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader([]byte(*body)))
+		req.Header.Set("Content-Type", "application/json")
+		if token := os.Getenv("DAPR_API_TOKEN"); token != "" {
+			req.Header.Set("dapr-api-token", token)
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			fmt.Println("call:", err)
 			failed++
