@@ -6,16 +6,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/tandem-run/tandem/internal/ca"
 	"github.com/tandem-run/tandem/internal/injector"
 )
 
 // Options is everything the command line and environment say.
 type Options struct {
+	// CA, when set, serves the sidecars' certificate authority and gives
+	// every injected sidecar mutual TLS (Injector.MTLS).
+	CA            *CAOptions
 	ListenAddress string // host:port of the HTTPS webhook server
 	CertFile      string
 	KeyFile       string
@@ -60,6 +65,14 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&users, "allowed-users", "", "comma-separated users whose pod creations are injected too, e.g. system:serviceaccount:ci:deployer (workload controllers always are)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.LogJSON, "log-as-json", false, "log as JSON")
+	var mtls bool
+	caOpts := CAOptions{}
+	fs.BoolVar(&mtls, "mtls", false, "serve the sidecars' certificate authority and give every injected sidecar mutual TLS")
+	fs.StringVar(&caOpts.ListenAddress, "ca-listen-address", ":8443", "host:port of the certificate authority's HTTPS server (with --mtls)")
+	fs.StringVar(&caOpts.Secret, "ca-secret", "tandem-ca", "Secret of the injector's namespace holding the CA's root (ca.crt, ca.key; trust-bundle.pem for a rotation); made at first start when missing")
+	fs.StringVar(&caOpts.TrustDomain, "trust-domain", "public", "trust domain of the sidecars' SPIFFE IDs")
+	fs.StringVar(&caOpts.BundleConfigMap, "trust-bundle-configmap", "tandem-trust-bundle", "ConfigMap (key ca.crt) kept in every namespace with injected pods")
+	fs.DurationVar(&caOpts.TTL, "workload-cert-ttl", 24*time.Hour, "how long sidecar certificates are valid (10s to 720h)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			var b strings.Builder
@@ -135,7 +148,39 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	if err := o.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return o, fmt.Errorf("--log-level %q is not valid; accepted: debug, info, warn, error", logLevel)
 	}
+	if mtls {
+		if namespace == "" {
+			return o, errors.New("--mtls needs --namespace (or NAMESPACE): the CA's Secret and Service live there")
+		}
+		if caOpts.TTL < 10*time.Second || caOpts.TTL > 720*time.Hour {
+			return o, fmt.Errorf("--workload-cert-ttl %s is not valid; accepted: 10s to 720h", caOpts.TTL)
+		}
+		_, port, err := net.SplitHostPort(caOpts.ListenAddress)
+		if err != nil || port == "" || port == "0" {
+			return o, fmt.Errorf("--ca-listen-address %q is not valid: host:port with a fixed port, e.g. :8443", caOpts.ListenAddress)
+		}
+		caOpts.Namespace = namespace
+		caOpts.Hosts = append([]string{service + "." + namespace + ".svc", service + "." + namespace + ".svc." + o.Injector.ClusterDomain}, o.TLSHosts...)
+		o.CA = &caOpts
+		o.Injector.MTLS = &injector.MTLS{
+			SentryAddress:   "https://" + net.JoinHostPort(caOpts.Hosts[0], port),
+			TrustDomain:     caOpts.TrustDomain,
+			BundleConfigMap: caOpts.BundleConfigMap,
+			Audience:        ca.Audience,
+		}
+	}
 	return o, nil
+}
+
+// CAOptions configure the sidecars' certificate authority.
+type CAOptions struct {
+	ListenAddress   string
+	Namespace       string
+	Secret          string
+	TrustDomain     string
+	BundleConfigMap string
+	TTL             time.Duration
+	Hosts           []string // names of its serving certificate
 }
 
 type usageError struct{ text string }

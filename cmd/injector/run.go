@@ -62,8 +62,17 @@ func run(ctx context.Context, o Options) error {
 		caPEM = ss.CAPEM
 		log.Info("serving with a certificate of a CA made at start", "hosts", o.TLSHosts)
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	var injected []func(string)
+	if o.CA != nil {
+		ensure, err := startCA(gctx, g, client, o.CA, log.With("component", "ca"))
+		if err != nil {
+			return fmt.Errorf("the sidecars' certificate authority: %w", err)
+		}
+		injected = append(injected, ensure)
+	}
 	srv := &http.Server{
-		Handler:           injector.Handler(o.Injector, log.With("component", "webhook")),
+		Handler:           injector.Handler(o.Injector, log.With("component", "webhook"), injected...),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
@@ -73,7 +82,6 @@ func run(ctx context.Context, o Options) error {
 	}
 	log.Info("injector started", "address", ln.Addr().String(), "sidecar_image", o.Injector.SidecarImage, "allowed_users", o.Injector.AllowedUsers, "native_sidecars", o.Injector.Native)
 
-	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("webhook server: %w", err)

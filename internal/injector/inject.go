@@ -86,6 +86,44 @@ type Config struct {
 	// overrides it). A native sidecar needs none: the kubelet stops it
 	// after the app's containers.
 	BlockShutdown time.Duration
+	// MTLS, when set, gives every sidecar mutual TLS with a certificate of
+	// the control plane's CA (internal/ca): the flags, a projected token
+	// with the CA's audience, and the trust bundle's ConfigMap, mounted.
+	MTLS *MTLS
+}
+
+// MTLS is where sidecars get their identity.
+type MTLS struct {
+	// SentryAddress is the CA's https://host:port.
+	SentryAddress string
+	TrustDomain   string
+	// BundleConfigMap names the ConfigMap (key ca.crt) the injector keeps
+	// in every namespace with injected pods.
+	BundleConfigMap string
+	// Audience of the projected token (internal/ca.Audience).
+	Audience string
+}
+
+// Where a sidecar finds its token for the CA and the trust bundle.
+const (
+	sentryVolume  = "tandem-sentry-token"
+	trustVolume   = "tandem-trust-bundle"
+	sentryDir     = "/var/run/secrets/tandem.io/sentry"
+	trustDir      = "/var/run/secrets/tandem.io/trust"
+	tokenLifetime = 3600 // seconds; the kubelet renews it at 80%
+)
+
+// volumes are the pod volumes the sidecar's mounts need.
+func (m *MTLS) volumes() []corev1.Volume {
+	exp := int64(tokenLifetime)
+	return []corev1.Volume{
+		{Name: sentryVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: m.Audience, ExpirationSeconds: &exp, Path: "token"}}}}}},
+		{Name: trustVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: m.BundleConfigMap},
+			Items:                []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}}},
+	}
 }
 
 // DefaultBlockShutdown is the injector's default Config.BlockShutdown: the
@@ -176,6 +214,19 @@ func Inject(cfg Config, pod *corev1.Pod) ([]PatchOp, []string, error) {
 		// First, so that the app's own init containers may call through it.
 		ops = append(ops, PatchOp{Op: "add", Path: "/spec/initContainers/0", Value: sidecar})
 	}
+	if cfg.MTLS != nil {
+		vols := cfg.MTLS.volumes()
+		if len(pod.Spec.Volumes) == 0 {
+			ops = append(ops, PatchOp{Op: "add", Path: "/spec/volumes", Value: vols})
+		} else {
+			for _, v := range vols {
+				if slices.ContainsFunc(pod.Spec.Volumes, func(x corev1.Volume) bool { return x.Name == v.Name }) {
+					return nil, nil, fmt.Errorf("the pod has a volume named %q, which the sidecar needs", v.Name)
+				}
+				ops = append(ops, PatchOp{Op: "add", Path: "/spec/volumes/-", Value: v})
+			}
+		}
+	}
 	for i, c := range pod.Spec.Containers {
 		var add []corev1.EnvVar
 		for _, e := range appEnv {
@@ -254,6 +305,12 @@ func (cfg Config) container(s *Spec, native bool) corev1.Container {
 	if s.GracefulShutdown >= 0 {
 		args = append(args, "--dapr-graceful-shutdown-seconds", strconv.Itoa(s.GracefulShutdown))
 	}
+	var mounts []corev1.VolumeMount
+	if m := cfg.MTLS; m != nil {
+		args = append(args, "--enable-mtls", "--sentry-address", m.SentryAddress,
+			"--sentry-token-file", sentryDir+"/token", "--trust-anchors-file", trustDir+"/ca.crt", "--trust-domain", m.TrustDomain)
+		mounts = []corev1.VolumeMount{{Name: sentryVolume, MountPath: sentryDir, ReadOnly: true}, {Name: trustVolume, MountPath: trustDir, ReadOnly: true}}
+	}
 	if block := cfg.BlockShutdown; !native {
 		if s.BlockShutdown >= 0 {
 			block = s.BlockShutdown
@@ -313,6 +370,7 @@ func (cfg Config) container(s *Spec, native bool) corev1.Container {
 		Ports:           containerPorts,
 		Env:             env,
 		Resources:       res,
+		VolumeMounts:    mounts,
 		// Ready once the app answers; alive while the sidecar itself serves.
 		ReadinessProbe:           probe("/v1.0/healthz", 1, 5, 3),
 		LivenessProbe:            probe("/v1.0/healthz/outbound", 3, 10, 3),

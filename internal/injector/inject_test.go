@@ -32,7 +32,8 @@ var testConfig = Config{
 
 // configFor is the injector's Config for a golden pod, by its file's name:
 // native-* are injected by an injector whose default is native sidecars,
-// old-cluster-* by one on a cluster without them, the others by testConfig
+// old-cluster-* by one on a cluster without them, mtls-* by one giving
+// sidecars mutual TLS, the others by testConfig
 // (classic by default, native on request).
 func configFor(name string) Config {
 	cfg := testConfig
@@ -41,6 +42,9 @@ func configFor(name string) Config {
 		cfg.Native = true
 	case strings.HasPrefix(name, "old-cluster-"):
 		cfg.NativeSupported = false
+	case strings.HasPrefix(name, "mtls-"):
+		cfg.MTLS = &MTLS{SentryAddress: "https://tandem-injector.tandem-system.svc:8443", TrustDomain: "public",
+			BundleConfigMap: "tandem-trust-bundle", Audience: "tandem-ca"}
 	}
 	return cfg
 }

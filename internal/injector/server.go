@@ -19,16 +19,20 @@ const maxReview = 4 << 20
 // Handler serves the webhook: POST /mutate answers AdmissionReviews with
 // Review; GET /healthz and /readyz answer 200. It never blocks on anything
 // but the request.
-func Handler(cfg Config, log *slog.Logger) http.Handler {
+//
+// injected, when given, are told the namespace of every pod the webhook
+// injects (the trust bundle's ConfigMap follows the pods); Review itself
+// stays a function of the request.
+func Handler(cfg Config, log *slog.Logger, injected ...func(namespace string)) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /mutate", func(w http.ResponseWriter, r *http.Request) { serveMutate(cfg, log, w, r) })
+	mux.HandleFunc("POST /mutate", func(w http.ResponseWriter, r *http.Request) { serveMutate(cfg, log, w, r, injected) })
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)
 	return mux
 }
 
-func serveMutate(cfg Config, log *slog.Logger, w http.ResponseWriter, r *http.Request) {
+func serveMutate(cfg Config, log *slog.Logger, w http.ResponseWriter, r *http.Request, injected []func(string)) {
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
 		http.Error(w, fmt.Sprintf("content type %q: an AdmissionReview must be sent as application/json", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
 		return
@@ -55,6 +59,11 @@ func serveMutate(cfg Config, log *slog.Logger, w http.ResponseWriter, r *http.Re
 	out := Review(cfg, &in)
 	if req := in.Request; req != nil {
 		res := out.Response
+		if res.Patch != nil && req.Kind.Kind == "Pod" {
+			for _, f := range injected {
+				f(req.Namespace)
+			}
+		}
 		attrs := []any{"uid", req.UID, "kind", req.Kind.Kind, "namespace", req.Namespace, "name", req.Name, "user", req.UserInfo.Username, "allowed", res.Allowed, "patched", res.Patch != nil}
 		if res.Result != nil {
 			attrs = append(attrs, "reason", res.Result.Message)

@@ -3,6 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"io"
 	"os"
@@ -15,6 +19,7 @@ import (
 	"time"
 
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -28,6 +33,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
@@ -107,10 +113,13 @@ func (w *warnings) all() string {
 // startInjector runs the injector binary against the cluster and registers
 // its webhook as the chart does, with the caBundle left for the injector to
 // fill in.
-func startInjector(t *testing.T, c *kubecluster.Cluster) {
+//
+// It also serves the sidecars' certificate authority (--mtls), whose
+// https address it returns.
+func startInjector(t *testing.T, c *kubecluster.Cluster) (caAddr string) {
 	t.Helper()
 	pt := proc.For(t)
-	port := pt.FreePort()
+	port, caPort := pt.FreePort(), pt.FreePort()
 	pt.Start("injector", injectorBin, nil,
 		"--kubeconfig", c.Kubeconfig,
 		"--listen-address", "127.0.0.1:"+strconv.Itoa(port),
@@ -118,8 +127,11 @@ func startInjector(t *testing.T, c *kubecluster.Cluster) {
 		"--sidecar-image", "tandem/sidecar:e2e",
 		"--webhook-config-name", "tandem-injector",
 		"--log-level", "debug",
+		"--mtls", "--namespace", "default", "--ca-listen-address", "127.0.0.1:"+strconv.Itoa(caPort),
 	)
 	pt.WaitTCP("127.0.0.1:"+strconv.Itoa(port), listenWait)
+	pt.WaitTCP("127.0.0.1:"+strconv.Itoa(caPort), listenWait)
+	caAddr = "https://127.0.0.1:" + strconv.Itoa(caPort)
 	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/mutate"
 	fail, none, ifNeeded, timeout := admissionregv1.Fail, admissionregv1.SideEffectClassNone, admissionregv1.IfNeededReinvocationPolicy, int32(5)
 	scope := admissionregv1.NamespacedScope
@@ -151,11 +163,12 @@ func startInjector(t *testing.T, c *kubecluster.Cluster) {
 	for ctx.Err() == nil {
 		got, err := api.Get(ctx, wc.Name, metav1.GetOptions{})
 		if err == nil && len(got.Webhooks[0].ClientConfig.CABundle) > 0 {
-			return
+			return caAddr
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatal("the injector did not set the webhook's caBundle")
+	return ""
 }
 
 func TestInjectorAgainstARealAPIServer(t *testing.T) {
@@ -163,7 +176,7 @@ func TestInjectorAgainstARealAPIServer(t *testing.T) {
 		t.Skip("starts a Kubernetes control plane")
 	}
 	c := kubecluster.Start(t)
-	startInjector(t, c)
+	caAddr := startInjector(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	warn := &warnings{}
@@ -217,12 +230,62 @@ func TestInjectorAgainstARealAPIServer(t *testing.T) {
 		if !slices.ContainsFunc(app.Env, func(e corev1.EnvVar) bool { return e.Name == "DAPR_HTTP_PORT" && e.Value == "3500" }) {
 			t.Errorf("%s app env %v", id, app.Env)
 		}
+		// Mutual TLS: the CA's flags, the projected token and the bundle.
+		for _, want := range []string{"--enable-mtls", "--sentry-address https://tandem-injector.default.svc:", "--trust-anchors-file /var/run/secrets/tandem.io/trust/ca.crt"} {
+			if !strings.Contains(args, want) {
+				t.Errorf("%s sidecar args %q lack %q", id, args, want)
+			}
+		}
+		if !slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool {
+			return v.Projected != nil && len(v.Projected.Sources) == 1 && v.Projected.Sources[0].ServiceAccountToken != nil &&
+				v.Projected.Sources[0].ServiceAccountToken.Audience == "tandem-ca"
+		}) {
+			t.Errorf("%s pod has no projected token for the CA: %v", id, pod.Spec.Volumes)
+		}
 		svc := waitService(t, ctx, client, id+"-dapr")
 		if svc.Spec.ClusterIP != corev1.ClusterIPNone || len(svc.OwnerReferences) != 1 || svc.OwnerReferences[0].Name != id {
 			t.Errorf("service %s: clusterIP %q owners %v", svc.Name, svc.Spec.ClusterIP, svc.OwnerReferences)
 		}
 		if ports := svc.Spec.Ports; len(ports) != 4 || ports[0].Port != 80 || ports[0].TargetPort.IntValue() != 3500 || ports[1].Port != 50001 || ports[2].Port != 50002 || ports[3].Port != 9090 {
 			t.Errorf("service %s ports %v", svc.Name, svc.Spec.Ports)
+		}
+	}
+
+	// The injector's CA: the trust bundle's ConfigMap is in the namespace
+	// of the injected pods, and a pod's own token gets its certificate.
+	var cm *corev1.ConfigMap
+	for cm == nil && ctx.Err() == nil {
+		if got, err := client.CoreV1().ConfigMaps("default").Get(ctx, "tandem-trust-bundle", metav1.GetOptions{}); err == nil {
+			cm = got
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if cm == nil || !strings.Contains(cm.Data["ca.crt"], "BEGIN CERTIFICATE") {
+		t.Fatalf("no trust bundle ConfigMap in the injected pods' namespace: %v", cm)
+	}
+	bundleFile := filepath.Join(t.TempDir(), "ca.crt")
+	_ = os.WriteFile(bundleFile, []byte(cm.Data["ca.crt"]), 0o600)
+	addPod := waitPod(t, ctx, client, "addapp")
+	exp := int64(600)
+	tr, err := client.CoreV1().ServiceAccounts("default").CreateToken(ctx, cmpOr(addPod.Spec.ServiceAccountName, "default"), &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
+		Audiences: []string{"tandem-ca"}, ExpirationSeconds: &exp,
+		BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: addPod.Name, UID: addPod.UID},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	_ = os.WriteFile(tokenFile, []byte(tr.Status.Token), 0o600)
+	csrKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, csrKey)
+	for app, ok := range map[string]bool{"addapp": true, "divideapp": false} {
+		issue, err := identity.RemoteIssuer(caAddr, tokenFile, bundleFile, identity.ID{TrustDomain: "public", Namespace: "default", AppID: app})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := issue(ctx, csr); (err == nil) != ok {
+			t.Errorf("addapp's pod asking for %s's certificate: %v", app, err)
 		}
 	}
 
@@ -343,4 +406,11 @@ func retry(ctx context.Context, f func() error) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tandem-run/tandem/internal/ca"
+)
+
+// startCA serves the sidecars' certificate authority on o.ListenAddress
+// with the root of o.Secret (made when missing), and keeps the trust
+// bundle's ConfigMap in every namespace the webhook injects into. It
+// returns what the webhook calls for each injected pod's namespace.
+func startCA(ctx context.Context, g *errgroup.Group, client kubernetes.Interface, o *CAOptions, log *slog.Logger) (func(string), error) {
+	root, bundle, err := ca.Root(ctx, client, o.Namespace, o.Secret)
+	if err != nil {
+		return nil, err
+	}
+	if len(bundle) == 0 {
+		bundle = root.CertPEM()
+	}
+	cert, err := root.ServingCert(o.Hosts, 365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.ListenAddress)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-listen-address %s: %w", o.ListenAddress, err)
+	}
+	srv := &http.Server{
+		Handler:           ca.New(ca.Config{TrustDomain: o.TrustDomain, TTL: o.TTL, Logger: log}, root, bundle, client),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	bundles := ca.NewBundles(client, o.BundleConfigMap, bundle, log.With("component", "trust-bundle"))
+	g.Go(func() error { return bundles.Run(ctx, 5*time.Minute) })
+	g.Go(func() error {
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("certificate authority: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	log.Info("certificate authority serving", "address", ln.Addr().String(), "trust_domain", o.TrustDomain, "hosts", o.Hosts)
+	return bundles.Ensure, nil
+}
