@@ -109,3 +109,7 @@ func IsNotFound(err error) bool { return errors.Is(err, errNotFound) }
 
 // IsForbidden reports whether err is the API server's 401 or 403.
 func IsForbidden(err error) bool { return errors.Is(err, errForbidden) }
+
+// IsTransient reports whether err may pass if the request is made again: the
+// server could not be reached, is busy (429) or failing (5xx).
+func IsTransient(err error) bool { return errors.Is(err, errTransient) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/kube"
@@ -14,16 +15,18 @@ import (
 // CRD, or the RBAC to read it (a chart older than the sidecar), Resiliency
 // resources are read from files only, as the log says.
 func (r *Reloader) loadKube(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	kc := r.src.Kube
-	objs, rv, err := kc.List(ctx, kube.Components, "")
+	objs, rv, err := r.list(ctx, kube.Components, "")
 	if err != nil {
 		return err
 	}
 	if err := r.loadResources(ctx, originKubeComponents, r.kubeDocs(objs)); err != nil {
 		return err
 	}
-	r.listed[originKubeComponents] = rv
-	objs, rv, err = kc.List(ctx, kube.Resiliencies, "")
+	r.listed[originKubeComponents] = listed{objs, rv}
+	objs, rv, err = r.list(ctx, kube.Resiliencies, "")
 	switch {
 	case kube.IsNotFound(err) || kube.IsForbidden(err):
 		r.log.Warn("Resiliency resources are not read from the API server; install the chart's resiliencies.dapr.io CRD and sidecar RBAC, and restart", "err", err)
@@ -33,10 +36,10 @@ func (r *Reloader) loadKube(ctx context.Context) error {
 		if err := r.loadResources(ctx, originKubeResiliencies, r.kubeDocs(objs)); err != nil {
 			return err
 		}
-		r.listed[originKubeResiliencies] = rv
+		r.listed[originKubeResiliencies] = listed{objs, rv}
 	}
 	if name := r.src.ConfigName; name != "" {
-		objs, rv, err := kc.List(ctx, kube.Configurations, name)
+		objs, rv, err := r.list(ctx, kube.Configurations, name)
 		if err != nil {
 			return err
 		}
@@ -47,9 +50,28 @@ func (r *Reloader) loadKube(ctx context.Context) error {
 		if r.conf, err = parseConfig(d); err != nil {
 			return err
 		}
-		r.listed[originKubeConfiguration] = rv
+		r.listed[originKubeConfiguration] = listed{objs, rv}
 	}
 	return nil
+}
+
+// list lists, trying again while the API server is busy or out of reach
+// (its 429s, a CRD installed a moment ago), until ctx ends.
+func (r *Reloader) list(ctx context.Context, res kube.Resource, name string) ([]kube.Object, string, error) {
+	backoff := 200 * time.Millisecond
+	for {
+		objs, rv, err := r.src.Kube.List(ctx, res, name)
+		if err == nil || !kube.IsTransient(err) {
+			return objs, rv, err
+		}
+		r.log.Info("listing from the API server: trying again", "resource", res.Plural, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, "", err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 // kubeDocs are objects as sources, by key.
@@ -62,8 +84,75 @@ func (r *Reloader) kubeDocs(objs []kube.Object) map[string]doc {
 	return out
 }
 
-// watchKube watches the API server's objects, sending their changes on out.
-func (r *Reloader) watchKube(ctx context.Context, wg *sync.WaitGroup, out chan<- update) {}
+// listed is what a list at start gave: where its watch goes on from.
+type listed struct {
+	objs []kube.Object
+	rv   string
+}
+
+// watchKube watches the API server's objects listed at start, sending what
+// each kind holds on out after each change (the latest only, when the
+// reloader is busy).
+func (r *Reloader) watchKube(ctx context.Context, wg *sync.WaitGroup, out chan<- update) {
+	for _, o := range []origin{originKubeComponents, originKubeResiliencies, originKubeConfiguration} {
+		l, ok := r.listed[o]
+		if !ok {
+			continue
+		}
+		res, name := kube.Components, ""
+		switch o {
+		case originKubeResiliencies:
+			res = kube.Resiliencies
+		case originKubeConfiguration:
+			res, name = kube.Configurations, r.src.ConfigName
+		}
+		box := &mailbox{ready: make(chan struct{}, 1)}
+		w := &kube.Watcher{Client: r.src.Kube, Resource: res, Name: name, Logger: r.log,
+			OnChange: func(objs map[string]kube.Object) {
+				list := make([]kube.Object, 0, len(objs))
+				for _, obj := range objs {
+					list = append(list, obj)
+				}
+				box.put(update{origin: o, docs: r.kubeDocs(list)})
+			}}
+		wg.Go(func() { _ = w.Run(ctx, l.objs, l.rv) })
+		wg.Go(func() { box.forward(ctx, out) })
+	}
+}
+
+// mailbox holds the latest update of an origin until it is sent: updates
+// that come meanwhile replace it, as it says all the origin holds.
+type mailbox struct {
+	mu    sync.Mutex
+	u     update
+	ready chan struct{} // one token while an update waits
+}
+
+func (m *mailbox) put(u update) {
+	m.mu.Lock()
+	m.u = u
+	m.mu.Unlock()
+	select {
+	case m.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (m *mailbox) forward(ctx context.Context, out chan<- update) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.ready:
+		}
+		m.mu.Lock()
+		u := m.u
+		m.mu.Unlock()
+		if !send(ctx, out, u) {
+			return
+		}
+	}
+}
 
 // secretCache holds the Secrets Components read.
 type secretCache struct {

@@ -151,7 +151,7 @@ type Reloader struct {
 	storeErrs  map[string]refusal         // by store name
 	secrets    *secretCache               // kubernetes mode
 	embedded   bool                       // the default store is wanted
-	listed     map[origin]string          // resourceVersion of the lists at start
+	listed     map[origin]listed          // the lists at start, watched on from
 	hot        bool
 
 	mu     sync.Mutex
@@ -175,7 +175,7 @@ func Load(ctx context.Context, src Sources) (*Reloader, error) {
 		rejected:   map[string]refusal{},
 		stores:     map[string]storeInForce{},
 		storeErrs:  map[string]refusal{},
-		listed:     map[origin]string{},
+		listed:     map[origin]listed{},
 	}
 	if src.Kube != nil {
 		r.secrets = newSecretCache(src.Kube)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -17,7 +18,18 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
@@ -235,18 +247,35 @@ const denyFront = `  accessControl:
       defaultAction: deny
 `
 
-// reloadTarget is how a test changes the resources of a sidecar: files in
-// standalone mode, objects of the API server in kubernetes mode.
+// reloadTarget is how a test changes resources: files in standalone mode,
+// objects of the API server in kubernetes mode. kind is Component,
+// Configuration or Resiliency.
 type reloadTarget struct {
-	component     func(name string, yaml []byte) // create or replace
-	deleteComp    func(name string)
-	configuration func(app string, yaml []byte)
+	put func(kind, name string, yaml []byte) // create or replace
+	del func(kind, name string)
+}
+
+func resiliencyTimeout(timeout string) []byte {
+	return []byte(`apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: addapp-timeout
+scopes: [front]
+spec:
+  policies:
+    timeouts:
+      short: ` + timeout + `
+  targets:
+    apps:
+      addapp: {timeout: short}
+`)
 }
 
 // runReloadScenario changes front's and addapp's resources under a steady
 // load of writes through front, and checks each change end to end. front
-// starts with statestore on redis a, and a Configuration tracing to the
-// collector with samplingRate "0"; addapp with an empty access control.
+// starts with statestore on redis a, and the Configuration frontconfig
+// tracing to the collector with samplingRate "0"; addapp with
+// addappconfig, the same without access control.
 func runReloadScenario(t *testing.T, ch reloadTarget, front, addapp *sidecar, j *jaeger, a, b *redisserver.Server) {
 	metrics := "http://127.0.0.1:" + strconv.Itoa(getMetadata(t, front).Ports["metrics"])
 	resp, body := do(t, "POST", front.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"before","value":1}]`), nil)
@@ -270,7 +299,7 @@ func runReloadScenario(t *testing.T, ch reloadTarget, front, addapp *sidecar, j 
 
 	// 1. statestore to redis b: new writes land there, none fails.
 	v := resourcesOf(t, front.url).version("Component", "statestore")
-	ch.component("statestore", resources.RedisYAML("statestore", b.Addr))
+	ch.put("Component", "statestore", resources.RedisYAML("statestore", b.Addr))
 	took := waitFor(t, "statestore repointed to redis b", func() bool {
 		return resourcesOf(t, front.url).version("Component", "statestore") != v
 	})
@@ -292,7 +321,7 @@ func runReloadScenario(t *testing.T, ch reloadTarget, front, addapp *sidecar, j 
 	// 2. A broken change: refused, visible in the metadata and the metric;
 	// redis b keeps serving.
 	rejectedBefore := metricValue(t, metrics, "tandem_resource_reloads_total", `kind="Component",outcome="rejected"`)
-	ch.component("statestore", resources.RedisYAML("statestore", a.Addr, "redisDB", "16"))
+	ch.put("Component", "statestore", resources.RedisYAML("statestore", a.Addr, "redisDB", "16"))
 	took = waitFor(t, "the broken Component visible in the metadata", func() bool {
 		return strings.Contains(resourcesOf(t, front.url).rejection("statestore"), "redisDB")
 	})
@@ -314,15 +343,16 @@ func runReloadScenario(t *testing.T, ch reloadTarget, front, addapp *sidecar, j 
 		return resp.StatusCode
 	}
 	if got := call(); got != 200 {
-		t.Fatalf("front calls addapp: %d", got)
+		_, b := do(t, "GET", front.url+"/v1.0/invoke/addapp/method/echo/hi", nil, nil)
+		t.Fatalf("front calls addapp: %d %s", got, b)
 	}
-	ch.configuration("addapp", tracingConfig("addappconfig", j.zipkinURL, "0", denyFront))
+	ch.put("Configuration", "addappconfig", tracingConfig("addappconfig", j.zipkinURL, "0", denyFront))
 	took = waitFor(t, "front's calls refused", func() bool { return call() == 403 })
 	t.Logf("access control policy added: calls refused %s after the change", took.Round(time.Millisecond))
 
 	// 4. Sampling on: front's spans reach the collector; off: they stop.
 	v = resourcesOf(t, front.url).version("Configuration", "frontconfig")
-	ch.configuration("front", tracingConfig("frontconfig", j.zipkinURL, "1", ""))
+	ch.put("Configuration", "frontconfig", tracingConfig("frontconfig", j.zipkinURL, "1", ""))
 	took = waitFor(t, "front's sampling on", func() bool { return resourcesOf(t, front.url).version("Configuration", "frontconfig") != v })
 	t.Logf("sampling on: in force %s after the change", took.Round(time.Millisecond))
 	on := time.Now()
@@ -332,7 +362,7 @@ func runReloadScenario(t *testing.T, ch reloadTarget, front, addapp *sidecar, j 
 	took = waitFor(t, "front's spans at the collector", func() bool { return j.spansSince(t, "front", on) > 0 })
 	t.Logf("sampling on: spans at the collector %s after the calls", took.Round(time.Millisecond))
 	v = resourcesOf(t, front.url).version("Configuration", "frontconfig")
-	ch.configuration("front", tracingConfig("frontconfig", j.zipkinURL, "0", ""))
+	ch.put("Configuration", "frontconfig", tracingConfig("frontconfig", j.zipkinURL, "0", ""))
 	waitFor(t, "front's sampling off", func() bool { return resourcesOf(t, front.url).version("Configuration", "frontconfig") != v })
 	off := time.Now()
 	for range 5 {
@@ -343,11 +373,42 @@ func runReloadScenario(t *testing.T, ch reloadTarget, front, addapp *sidecar, j 
 		t.Errorf("%d spans of front's calls after sampling was turned off", n)
 	}
 
+	// 5. Access control lifted; a Resiliency timeout for calls to addapp:
+	// a call that never answers is cut at it; the resource deleted, no
+	// longer.
+	ch.put("Configuration", "addappconfig", tracingConfig("addappconfig", j.zipkinURL, "0", ""))
+	took = waitFor(t, "front's calls allowed again", func() bool { return call() == 200 })
+	t.Logf("access control policy removed: calls allowed %s after the change", took.Round(time.Millisecond))
+	slow := func() (int, time.Duration) {
+		start := time.Now()
+		req, _ := http.NewRequest("GET", front.url+"/v1.0/invoke/addapp/method/slow", nil)
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
+		if err != nil {
+			return 0, time.Since(start) // no answer: no timeout of ours
+		}
+		resp.Body.Close()
+		return resp.StatusCode, time.Since(start)
+	}
+	ch.put("Resiliency", "addapp-timeout", resiliencyTimeout("300ms"))
+	took = waitFor(t, "the resiliency timeout applied", func() bool {
+		code, _ := slow()
+		return code == 500
+	})
+	t.Logf("Resiliency added: calls cut at its timeout %s after the change", took.Round(time.Millisecond))
+	if code, d := slow(); code != 500 || d > 1500*time.Millisecond {
+		t.Errorf("a call under the timeout: %d after %s", code, d)
+	}
+	ch.del("Resiliency", "addapp-timeout")
+	waitFor(t, "the resiliency timeout gone", func() bool {
+		code, _ := slow()
+		return code == 0
+	})
+
 	load.end(t)
 	load = nil
 
-	// 5. statestore deleted: ERR_STATE_STORE_NOT_FOUND from then on.
-	ch.deleteComp("statestore")
+	// 6. statestore deleted: ERR_STATE_STORE_NOT_FOUND from then on.
+	ch.del("Component", "statestore")
 	took = waitFor(t, "statestore gone", func() bool {
 		resp, _ := do(t, "GET", front.url+"/v1.0/state/statestore/after", nil, nil)
 		return resp.StatusCode == 400
@@ -374,15 +435,18 @@ func TestHotReloadStandalone(t *testing.T) {
 	addapp := w.sidecar("addapp", appPort, "--config", addappConf)
 	front := w.sidecar("front", 0, "--resources-path", dir, "--config", frontConf)
 	addapp.waitHealthy(t)
+	path := func(kind, name string) string {
+		if kind == "Configuration" {
+			return filepath.Join(confDir, strings.TrimSuffix(name, "config")+".yaml")
+		}
+		return filepath.Join(dir, name+".yaml")
+	}
 	ch := reloadTarget{
-		component: func(name string, y []byte) { saveFile(t, filepath.Join(dir, name+".yaml"), y) },
-		deleteComp: func(name string) {
-			if err := os.Remove(filepath.Join(dir, name+".yaml")); err != nil {
+		put: func(kind, name string, y []byte) { saveFile(t, path(kind, name), y) },
+		del: func(kind, name string) {
+			if err := os.Remove(path(kind, name)); err != nil {
 				t.Fatal(err)
 			}
-		},
-		configuration: func(app string, y []byte) {
-			saveFile(t, map[string]string{"front": frontConf, "addapp": addappConf}[app], y)
 		},
 	}
 	runReloadScenario(t, ch, front, addapp, j, a, b)
@@ -418,5 +482,141 @@ func TestHotReloadOff(t *testing.T) {
 				t.Errorf("a change was applied with hot reload off: %+v", got)
 			}
 		})
+	}
+}
+
+// TestHotReloadKubernetes: the same changes as objects of a real API server,
+// to sidecars in kubernetes mode reading it with a service account that has
+// the chart's RBAC and nothing more; and Components the chart's CRD refuses
+// at kubectl apply.
+func TestHotReloadKubernetes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Kubernetes control plane")
+	}
+	a, b := redisserver.Start(t), redisserver.Start(t)
+	j := startJaeger(t)
+	c := kubecluster.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// The chart: its CRDs, and its RBAC for sidecars (bound to every
+	// service account).
+	if out, err := exec.Command(toolBin(t, "helm"), "install", "tandem", "../../charts/tandem", "--kubeconfig", c.Kubeconfig,
+		"--namespace", "tandem-system", "--create-namespace", "--timeout", "60s").CombinedOutput(); err != nil {
+		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+	dyn := dynamic.NewForConfigOrDie(c.Config)
+	gvr := func(kind string) dynamic.ResourceInterface {
+		plural := map[string]string{"Component": "components", "Configuration": "configurations", "Resiliency": "resiliencies"}[kind]
+		return dyn.Resource(schema.GroupVersionResource{Group: "dapr.io", Version: "v1alpha1", Resource: plural}).Namespace("default")
+	}
+	put := func(kind, name string, y []byte) error {
+		var m map[string]any
+		if err := sigsyaml.Unmarshal(y, &m); err != nil {
+			t.Fatal(err)
+		}
+		o := &unstructured.Unstructured{Object: m}
+		r := gvr(kind)
+		cur, err := r.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = r.Create(ctx, o, metav1.CreateOptions{})
+			return err
+		} else if err != nil {
+			return err
+		}
+		o.SetResourceVersion(cur.GetResourceVersion())
+		_, err = r.Update(ctx, o, metav1.UpdateOptions{})
+		return err
+	}
+	ch := reloadTarget{
+		put: func(kind, name string, y []byte) {
+			if err := retry(ctx, func() error { return put(kind, name, y) }); err != nil {
+				t.Fatalf("%s %s: %v", kind, name, err)
+			}
+		},
+		del: func(kind, name string) {
+			if err := gvr(kind).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatalf("deleting %s %s: %v", kind, name, err)
+			}
+		},
+	}
+	ch.put("Component", "statestore", resources.RedisYAML("statestore", a.Addr))
+	ch.put("Configuration", "frontconfig", tracingConfig("frontconfig", j.zipkinURL, "0", ""))
+	ch.put("Configuration", "addappconfig", tracingConfig("addappconfig", j.zipkinURL, "0", ""))
+
+	// Components the CRD refuses: kubectl apply says why.
+	for name, y := range map[string]string{
+		"no spec":             "metadata:\n  name: bad\n",
+		"a type without kind": "metadata:\n  name: bad\nspec:\n  type: redis\n  version: v1\n  metadata: []\n",
+		"an item unnamed":     "metadata:\n  name: bad\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - value: x\n",
+		"a secret unnamed":    "metadata:\n  name: bad\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisPassword\n    secretKeyRef: {key: k}\n",
+		"metadata not a list": "metadata:\n  name: bad\nspec:\n  type: state.redis\n  version: v1\n  metadata: {redisHost: x}\n",
+	} {
+		err := put("Component", "bad", []byte("apiVersion: dapr.io/v1alpha1\nkind: Component\n"+y))
+		if !apierrors.IsInvalid(err) {
+			t.Errorf("%s: %v; want the API server to refuse it", name, err)
+		}
+	}
+
+	// addapp's sidecar listens on an address of this host's network, found
+	// through CoreDNS and its headless Service, as in TestKubernetesMode.
+	hostIP := hostAddress(t)
+	internal := proc.For(t).FreePort()
+	if _, err := c.Client.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "addapp-dapr"},
+		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "dapr-internal", Port: int32(internal)}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ready, proto, portName, port := true, corev1.ProtocolTCP, "dapr-internal", int32(internal)
+	if _, err := c.Client.DiscoveryV1().EndpointSlices("default").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "addapp-dapr-1", Labels: map[string]string{discoveryv1.LabelServiceName: "addapp-dapr"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{hostIP}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Protocol: &proto, Port: &port}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dnsAddr := startCoreDNS(t, c, "addapp-dapr.default.svc.cluster.local")
+
+	// A service account of its own: what the chart grants sidecars.
+	if _, err := c.Client.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.Client.CoreV1().ServiceAccounts("default").CreateToken(ctx, "apps", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(tok.Status.Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"NAMESPACE=default", "TANDEM_KUBE_API=" + c.URL, "TANDEM_KUBE_TOKEN_FILE=" + tokenFile, "TANDEM_KUBE_CA_FILE=" + c.CAFile}
+	kubeSidecar := func(id, config, ip string, appPort int) *sidecar {
+		pt := proc.For(t)
+		httpPort := pt.FreePort()
+		args := []string{"--mode", "kubernetes", "--app-id", id, "--config", config,
+			"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", "0", "--metrics-port", "0",
+			"--dapr-listen-addresses", "127.0.0.1",
+			"--dapr-internal-grpc-port", strconv.Itoa(internal), "--dapr-internal-listen-address", ip,
+			"--kubernetes-dns-server", dnsAddr, "--log-level", "debug"}
+		if appPort != 0 {
+			args = append(args, "--app-port", strconv.Itoa(appPort))
+		}
+		s := &sidecar{Proc: pt.Start("sidecar "+id, sidecarBin, env, args...), appID: id, httpPort: httpPort, url: "http://127.0.0.1:" + strconv.Itoa(httpPort)}
+		pt.WaitTCP("127.0.0.1:"+strconv.Itoa(httpPort), listenWait)
+		return s
+	}
+	appPort, _ := newWorld(t).app("addapp")
+	addapp := kubeSidecar("addapp", "addappconfig", hostIP, appPort)
+	// The same internal port on another address: peers are called on the
+	// caller's own port, as in a cluster.
+	front := kubeSidecar("front", "frontconfig", "127.0.0.2", 0)
+	addapp.waitHealthy(t)
+	runReloadScenario(t, ch, front, addapp, j, a, b)
+	st := resourcesOf(t, front.url)
+	for _, r := range st.InUse {
+		if r.Kind == "Configuration" && (r.Source != "Configuration default/frontconfig" || r.Version == "" || strings.HasPrefix(r.Version, "sha256:")) {
+			t.Errorf("the Configuration in use: %+v; want its object and resourceVersion", r)
+		}
 	}
 }
