@@ -121,6 +121,16 @@ func run(m *testing.M, timeout time.Duration) int {
 		os.Exit(1)
 	}()
 	code := m.Run()
+	if code != 0 {
+		// What the node's programs said last, for a failed run in CI.
+		for _, name := range []string{"kubelet", "containerd", "kube-apiserver"} {
+			out := c.Output(name)
+			if len(out) > 8<<10 {
+				out = "...\n" + out[len(out)-8<<10:]
+			}
+			log.Printf("--- the end of %s's output ---\n%s", name, out)
+		}
+	}
 	start := time.Now()
 	if err := c.Stop(); err != nil {
 		log.Printf("stopping the node: %v", err)
