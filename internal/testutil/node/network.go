@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -76,8 +77,13 @@ func addRules(rules [][]string) error {
 	return nil
 }
 
+// kubeletChains are the iptables chains the kubelet may make even with
+// makeIPTablesUtilChains off (its canary, which tells it that the rules were
+// flushed); nothing else named KUBE-* is ours to delete.
+var kubeletChains = []string{"KUBE-KUBELET-CANARY"}
+
 // deleteRules deletes every iptables rule carrying ruleComment, and the
-// kubelet's canary chains, in each table.
+// kubelet's chains, in each table.
 func deleteRules() error {
 	var errs []string
 	for _, table := range []string{"nat", "filter", "mangle"} {
@@ -97,7 +103,7 @@ func deleteRules() error {
 				}
 			}
 			for line := range strings.SplitSeq(string(out), "\n") {
-				if chain, ok := strings.CutPrefix(line, "-N "); ok && strings.HasPrefix(chain, "KUBE-") {
+				if chain, ok := strings.CutPrefix(line, "-N "); ok && slices.Contains(kubeletChains, chain) {
 					_ = run(cmd, "-w", "-t", table, "-F", chain)
 					if err := run(cmd, "-w", "-t", table, "-X", chain); err != nil {
 						errs = append(errs, err.Error())
@@ -170,5 +176,3 @@ func run(name string, args ...string) error {
 	}
 	return nil
 }
-
-func lookPath(name string) (string, error) { return exec.LookPath(name) }

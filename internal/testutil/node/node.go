@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -225,7 +226,7 @@ func preflight() error {
 		return errors.New("the real node needs root (network, mounts, cgroups)")
 	}
 	for _, bin := range []string{"containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "ip"} {
-		if _, err := lookPath(bin); err != nil {
+		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("%s is not installed (.ci/deps installs containerd, runc, containernetworking-plugins and iptables)", bin)
 		}
 	}

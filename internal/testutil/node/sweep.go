@@ -110,7 +110,7 @@ func Leftovers() []string {
 		for _, table := range []string{"nat", "filter", "mangle"} {
 			out, _ := runOutput(cmd, "-w", "-t", table, "-S")
 			for line := range strings.SplitSeq(out, "\n") {
-				if strings.Contains(line, ruleComment) || strings.HasPrefix(line, "-N KUBE-") {
+				if chain, ok := strings.CutPrefix(line, "-N "); strings.Contains(line, ruleComment) || ok && slices.Contains(kubeletChains, chain) {
 					left = append(left, fmt.Sprintf("%s -t %s: %s", cmd, table, line))
 				}
 			}
