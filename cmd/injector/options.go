@@ -73,6 +73,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&caOpts.TrustDomain, "trust-domain", "public", "trust domain of the sidecars' SPIFFE IDs")
 	fs.StringVar(&caOpts.BundleConfigMap, "trust-bundle-configmap", "tandem-trust-bundle", "ConfigMap (key ca.crt) kept in every namespace with injected pods")
 	fs.DurationVar(&caOpts.TTL, "workload-cert-ttl", 24*time.Hour, "how long sidecar certificates are valid (10s to 720h)")
+	var allowPlain bool
+	fs.BoolVar(&allowPlain, "allow-plaintext-peers", false, "with --mtls: sidecars also take calls from, and call, sidecars without mutual TLS (the window of an upgrade from them)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			var b strings.Builder
@@ -167,6 +169,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 			TrustDomain:     caOpts.TrustDomain,
 			BundleConfigMap: caOpts.BundleConfigMap,
 			Audience:        ca.Audience,
+
+			AllowPlaintextPeers: allowPlain,
 		}
 	}
 	return o, nil

@@ -129,7 +129,9 @@ func newIdentity(ctx context.Context, o Options, log *slog.Logger) (*identity.So
 		if err != nil {
 			return nil, err
 		}
-		return identity.NewSource(ctx, identity.SourceConfig{ID: id, Issue: issue, TTL: o.CertTTL,
+		// A CA that is down is waited for, not died of: a restart would not
+		// bring it back (liveness never depends on it).
+		return identity.NewSource(ctx, identity.SourceConfig{ID: id, Issue: issue, TTL: o.CertTTL, Patient: true,
 			Bundle: identity.BundleSource{File: o.TrustAnchorsFile}, Logger: log.With("component", "identity"), Registerer: prometheus.DefaultRegisterer})
 	}
 	dir, err := registryDir(o)

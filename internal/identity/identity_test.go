@@ -3,11 +3,13 @@ package identity
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -213,5 +215,41 @@ func TestRenewAt(t *testing.T) {
 	}
 	if d := time.Until(s.renewAt()); d < 15*time.Second || d > 21*time.Second {
 		t.Errorf("renewal in %v; want about 20s for a 30s certificate", d)
+	}
+}
+
+// A patient source starts without a certificate while its CA is down, is
+// not ready, and gets one once the CA answers.
+func TestPatientSource(t *testing.T) {
+	ca, _ := NewCA("root", time.Hour)
+	id := ID{"public", "default", "a"}
+	var down atomic.Bool
+	down.Store(true)
+	s, err := NewSource(context.Background(), SourceConfig{ID: id, Patient: true, Bundle: BundleSource{PEM: ca.CertPEM()},
+		Issue: func(_ context.Context, csr []byte) ([][]byte, error) {
+			if down.Load() {
+				return nil, errors.New("connection refused")
+			}
+			return ca.Sign(csr, id, time.Hour)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Ready() {
+		t.Fatal("ready without a certificate")
+	}
+	if _, err := s.current(); err == nil {
+		t.Fatal("a certificate before the CA answered")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Run(ctx) }()
+	down.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.Ready() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !s.Ready() {
+		t.Fatal("no certificate after the CA came back")
 	}
 }

@@ -36,6 +36,11 @@ type SourceConfig struct {
 	// Registerer, when set, gets the certificate's expiry, renewals and the
 	// peers' certificates seen by root.
 	Registerer prometheus.Registerer
+	// Patient: when the first certificate cannot be had (the CA is down),
+	// NewSource returns anyway and Run keeps asking; the sidecar serves
+	// nothing between sidecars and is not ready meanwhile, but it is not
+	// restarted for it. Otherwise NewSource fails.
+	Patient bool
 }
 
 // BundleSource is where the trust bundle comes from: a PEM file that is
@@ -98,7 +103,10 @@ func NewSource(ctx context.Context, cfg SourceConfig) (*Source, error) {
 		return nil, err
 	}
 	if err := s.renew(ctx); err != nil {
-		return nil, fmt.Errorf("getting the certificate of %s: %w", cfg.ID, err)
+		if !cfg.Patient {
+			return nil, fmt.Errorf("getting the certificate of %s: %w", cfg.ID, err)
+		}
+		cfg.Logger.Error("no certificate yet; asking again, and not ready until one comes", "id", cfg.ID.String(), "err", err)
 	}
 	return s, nil
 }
@@ -140,8 +148,12 @@ func (s *Source) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		if err := s.renew(ctx); err != nil {
+			var expires any = "no certificate yet"
+			if c := s.cert.Load(); c != nil {
+				expires = c.Leaf.NotAfter
+			}
 			s.cfg.Logger.Error("renewing the certificate failed; the current one serves on while it is valid", "id", s.cfg.ID.String(),
-				"expires", s.cert.Load().Leaf.NotAfter, "retry_in", retry, "err", err)
+				"expires", expires, "retry_in", retry, "err", err)
 			next = time.Now().Add(retry)
 			retry = min(2*retry, time.Minute)
 			continue
@@ -154,6 +166,9 @@ func (s *Source) Run(ctx context.Context) error {
 // renewAt is two thirds into the certificate's life as this sidecar has it
 // (its NotBefore is backdated for clock skew), and at least a second away.
 func (s *Source) renewAt() time.Time {
+	if s.cert.Load() == nil {
+		return time.Now() // none yet: the caller's backoff paces the tries
+	}
 	issued := time.Unix(0, s.issued.Load())
 	at := issued.Add(s.cert.Load().Leaf.NotAfter.Sub(issued) * 2 / 3)
 	return later(at, time.Now().Add(time.Second))
@@ -275,6 +290,14 @@ func (s *Source) verify(rawCerts [][]byte, usage x509.ExtKeyUsage) (ID, *x509.Ce
 	return id, root, nil
 }
 
+// current is the certificate to present, or an error before the first.
+func (s *Source) current() (*tls.Certificate, error) {
+	if c := s.cert.Load(); c != nil {
+		return c, nil
+	}
+	return nil, fmt.Errorf("%s has no certificate yet: its CA has not answered", s.cfg.ID)
+}
+
 // ServerTLS is the internal port's TLS: TLS 1.3, a client certificate
 // required and verified against the bundle, from this sidecar's trust
 // domain. The caller's ID is then FromCert of the connection's first peer
@@ -285,7 +308,7 @@ func (s *Source) ServerTLS() *tls.Config {
 		NextProtos: []string{"h2"},
 		ClientAuth: tls.RequireAnyClientCert,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.cert.Load(), nil
+			return s.current()
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			raw := make([][]byte, len(cs.PeerCertificates))
@@ -316,7 +339,7 @@ func (s *Source) ClientTLS(want ID) *tls.Config {
 		// DNS names in their certificates.
 		InsecureSkipVerify: true, //nolint:gosec // verified in VerifyConnection
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return s.cert.Load(), nil
+			return s.current()
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			raw := make([][]byte, len(cs.PeerCertificates))

@@ -102,6 +102,9 @@ type MTLS struct {
 	BundleConfigMap string
 	// Audience of the projected token (internal/ca.Audience).
 	Audience string
+	// AllowPlaintextPeers lets sidecars take calls from, and make calls
+	// to, sidecars without mutual TLS: the window of an upgrade from them.
+	AllowPlaintextPeers bool
 }
 
 // Where a sidecar finds its token for the CA and the trust bundle.
@@ -309,6 +312,9 @@ func (cfg Config) container(s *Spec, native bool) corev1.Container {
 	if m := cfg.MTLS; m != nil {
 		args = append(args, "--enable-mtls", "--sentry-address", m.SentryAddress,
 			"--sentry-token-file", sentryDir+"/token", "--trust-anchors-file", trustDir+"/ca.crt", "--trust-domain", m.TrustDomain)
+		if m.AllowPlaintextPeers {
+			args = append(args, "--allow-plaintext-peers")
+		}
 		mounts = []corev1.VolumeMount{{Name: sentryVolume, MountPath: sentryDir, ReadOnly: true}, {Name: trustVolume, MountPath: trustDir, ReadOnly: true}}
 	}
 	if block := cfg.BlockShutdown; !native {

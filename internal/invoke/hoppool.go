@@ -290,7 +290,9 @@ func (p *hopPool) CloseIdleConnections() {
 var unsentTexts = []string{
 	"http2: client conn not usable",
 	"http2: client conn is closed",
+	"http2: client conn could not be established",
 	"http2: Transport received Server's graceful shutdown GOAWAY",
+	"connection is unavailable", // ClientConn.Reserve on a connection closing
 }
 
 func unsent(err error) bool {

@@ -3,6 +3,7 @@ package invoke
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -147,5 +148,35 @@ func TestInvokeChecksBeforeHop(t *testing.T) {
 	}
 	if n := conns.Load(); n != 0 {
 		t.Errorf("the peer was contacted %d times", n)
+	}
+}
+
+// A peer that refuses the connection (a pod going away) gets nothing of the
+// call, so the call goes to the next address, body and all.
+func TestInvokeMovesOnFromAPeerGoingAway(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	gone := ln.Addr().String()
+	ln.Close()
+	addr, _ := countingHop(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), 0)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(b)
+	}))
+	defer app.Close()
+	callee, _ := New(Config{AppID: "callee", AppAddress: app.Listener.Addr().String()}, staticResolver{})
+	live := hopServer(t, callee)
+	_ = addr
+	caller, err := New(Config{AppID: "caller"}, staticResolver{"callee": {gone, live}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := caller.Invoke(context.Background(), &Call{Target: resolver.Target{ID: "callee"}, Method: "m", Verb: "POST",
+		Header: http.Header{}, Body: io.NopCloser(strings.NewReader("payload")), ContentLength: 7})
+	if err != nil {
+		t.Fatalf("the call did not move on to the live peer: %v", err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); string(b) != "payload" {
+		t.Errorf("the app got %q", b)
 	}
 }

@@ -238,7 +238,7 @@ func withBody(c *Call, call func() (*http.Response, error)) (*http.Response, err
 	if owned == nil {
 		return call()
 	}
-	c.Body = keepOpen{owned}
+	c.Body = &keepOpen{r: owned}
 	resp, err := call()
 	if err != nil {
 		_ = owned.Close()
@@ -383,11 +383,13 @@ func headerListSize(h http.Header) int {
 // canRetry reports whether a failed attempt may be repeated on another
 // address: only when the connection itself failed and no body was sent.
 func canRetry(c *Call, err error) bool {
-	if c.Body != nil && c.ContentLength != 0 {
-		return false
-	}
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	if errors.As(err, &op) && op.Op == "dial" {
+		return c.Body == nil || c.ContentLength == 0 || bodyUntouched(c)
+	}
+	// A peer going away (a pod being deleted) refused the call before any
+	// of it was sent: another address can take it, body and all.
+	return unsent(err) && bodyUntouched(c)
 }
 
 // checkSize enforces MaxBodySize: at once when the length is known, while
@@ -462,6 +464,30 @@ func (l *limitedBody) Close() error { return l.rc.Close() }
 
 // keepOpen is a call's body as the transports see it: their Close does
 // nothing, as the body is withBody's to close.
-type keepOpen struct{ io.Reader }
+// It notes whether anything was read, so that a call refused unsent can go
+// to another peer.
+type keepOpen struct {
+	r    io.Reader
+	read atomic.Bool
+}
 
-func (keepOpen) Close() error { return nil }
+func (b *keepOpen) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.r.Read(p)
+}
+
+func (*keepOpen) Close() error { return nil }
+
+// bodyUntouched reports whether nothing of c's body has been read.
+func bodyUntouched(c *Call) bool {
+	switch b := c.Body.(type) {
+	case nil:
+		return true
+	case *keepOpen:
+		return !b.read.Load()
+	case *limitedBody:
+		k, ok := b.rc.(*keepOpen)
+		return ok && !k.read.Load()
+	}
+	return false
+}

@@ -282,7 +282,9 @@ func TestRollingUpdates(t *testing.T) {
 		t.Logf("%s in %s; load so far: %s", what, time.Since(start).Round(100*time.Millisecond), l)
 	}
 	step("helm upgrade from "+prevVersion+" to "+version, func() {
-		if out, err := helm(t, append([]string{"upgrade", "tandem", filepath.Join(repo, "charts", "tandem")}, chartArgs()...)...); err != nil {
+		// The previous release has no mutual TLS: the new sidecars take
+		// its calls and call it in plaintext for the upgrade (README).
+		if out, err := helm(t, append([]string{"upgrade", "tandem", filepath.Join(repo, "charts", "tandem")}, append(chartArgs(), "--set", "mtls.allowPlaintextPeers=true")...)...); err != nil {
 			t.Fatalf("helm upgrade: %v\n%s", err, out)
 		}
 		waitCABundle(t)
