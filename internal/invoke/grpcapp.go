@@ -260,11 +260,11 @@ func decodeBin(v string) ([]byte, error) {
 var errTooLarge = errors.New("message too large")
 
 // readAtMost reads all of r, failing when it holds more than limit bytes.
-func readAtMost(r io.ReadCloser, limit int) ([]byte, error) {
+func readAtMost(r io.Reader, limit int) ([]byte, error) {
 	if r == nil {
 		return nil, nil
 	}
-	defer r.Close()
+	// The body is withBody's to close.
 	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return nil, err
