@@ -48,6 +48,9 @@ type Options struct {
 	// HotReload watches the resources and applies their changes while
 	// serving, unless the Configuration's HotReload feature is disabled.
 	HotReload bool
+	// SecretPoll is how often, in kubernetes mode, the Secrets that
+	// Components read are got again, for hot reload (1s to 1h).
+	SecretPoll time.Duration
 
 	LogLevel slog.Level
 	LogJSON  bool
@@ -185,6 +188,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.ResourcesPath, "components-path", "", "alias of --resources-path")
 	fs.StringVar(&o.Config, "config", "", "Configuration file (standalone) or name (kubernetes)")
 	fs.BoolVar(&o.HotReload, "enable-hot-reload", true, "apply changed Components, Configuration and Resiliency without a restart (off also when the Configuration disables its HotReload feature)")
+	fs.DurationVar(&o.SecretPoll, "kubernetes-secret-poll", 30*time.Second, "kubernetes: how often the Secrets that Components read are got again, to apply their changes (1s to 1h)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.LogJSON, "log-as-json", false, "log as JSON")
 	fs.StringVar(&maxBody, "max-body-size", "", "largest request body, e.g. 4Mi, up to 1Ti (default 4Mi for buffered APIs; invocation unlimited unless set)")
@@ -350,6 +354,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.CertTTL < 10*time.Second || o.CertTTL > 720*time.Hour {
 		return o, fmt.Errorf("--workload-cert-ttl %s is not valid; accepted: 10s to 720h, e.g. 24h", o.CertTTL)
+	}
+	if o.SecretPoll < time.Second || o.SecretPoll > time.Hour {
+		return o, fmt.Errorf("--kubernetes-secret-poll %s is not valid; accepted: 1s to 1h, e.g. 30s", o.SecretPoll)
 	}
 	if o.InternalStallTimeout < time.Second || o.InternalStallTimeout > time.Hour {
 		return o, fmt.Errorf("--internal-stall-timeout %s is not valid; accepted: 1s to 1h, e.g. 30s", o.InternalStallTimeout)

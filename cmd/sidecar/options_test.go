@@ -189,6 +189,8 @@ func TestParseOptionsErrorsNameTheFlag(t *testing.T) {
 		{"negative grace", []string{"--app-id", "a", "--dapr-graceful-shutdown-seconds", "-2"}, nil, []string{"--dapr-graceful-shutdown-seconds", "-1 for the default"}},
 		{"stall timeout too short", []string{"--app-id", "a", "--internal-stall-timeout", "10ms"}, nil, []string{"--internal-stall-timeout", "1s to 1h"}},
 		{"stall timeout too long", []string{"--app-id", "a", "--internal-stall-timeout", "2h"}, nil, []string{"--internal-stall-timeout", "1s to 1h"}},
+		{"secret poll too often", []string{"--app-id", "a", "--kubernetes-secret-poll", "100ms"}, nil, []string{"--kubernetes-secret-poll", "1s to 1h"}},
+		{"secret poll too rare", []string{"--app-id", "a", "--kubernetes-secret-poll", "2h"}, nil, []string{"--kubernetes-secret-poll", "1s to 1h"}},
 		{"two max body sizes", []string{"--app-id", "a", "--max-body-size", "4Mi", "--dapr-http-max-request-size", "4"}, nil, []string{"--max-body-size", "--dapr-http-max-request-size", "give one"}},
 		{"two read buffer sizes", []string{"--app-id", "a", "--read-buffer-size", "4Ki", "--dapr-http-read-buffer-size", "4"}, nil, []string{"--read-buffer-size", "--dapr-http-read-buffer-size", "give one"}},
 		{"dns server without port", []string{"--app-id", "a", "--kubernetes-dns-server", "10.96.0.10"}, nil, []string{"--kubernetes-dns-server", "host:port"}},

@@ -22,6 +22,7 @@ func loadResources(ctx context.Context, o Options, log *slog.Logger) (*reload.Re
 		AppID:        o.AppID,
 		Namespace:    o.Namespace,
 		DefaultStore: o.Mode == "standalone",
+		SecretPoll:   o.SecretPoll,
 		Logger:       log.With("component", "resources"),
 		Registerer:   prometheus.DefaultRegisterer,
 	}

@@ -254,7 +254,9 @@ func (c *Component) validate() error {
 // the component was read and the component:
 //   - spec.initTimeout: stores connect on first use, so building them
 //     waits on nothing a timeout could cut short;
-//   - auth: there are no secret stores (a secretKeyRef is refused);
+//   - auth, unless it names Dapr's default secret store of kubernetes
+//     mode ("kubernetes") and the sidecar is in that mode (namespace not
+//     ""): there are no secret store components;
 //   - metadata.namespace, when it is not namespace (the sidecar's; ""
 //     in standalone mode, which has none): components are not left out
 //     by namespace as daprd does; scopes choose the apps.
@@ -267,7 +269,7 @@ func Ignored(comps []Component, namespace string) []string {
 		if c.Spec.InitTimeout != "" {
 			add("spec.initTimeout")
 		}
-		if c.Auth != nil {
+		if c.Auth != nil && (namespace == "" || c.SecretStore() != KubernetesSecretStore) {
 			add("auth")
 		}
 		if ns := c.Metadata.Namespace; ns != "" && ns != namespace {

@@ -44,14 +44,24 @@ func TestIgnoredFieldsAreListed(t *testing.T) {
 		`statestore.yaml: component "statestore": auth`,
 		`statestore.yaml: component "statestore": metadata.namespace "production"`,
 	}
-	// A standalone sidecar has no namespace; a kubernetes one has its own.
-	for _, ns := range []string{"", "default"} {
-		if got := Ignored(comps, ns); !slices.Equal(got, want) {
-			t.Errorf("in namespace %q, ignored\n%s\nwant\n%s", ns, strings.Join(got, "\n"), strings.Join(want, "\n"))
-		}
+	// A standalone sidecar has no namespace, and no secret stores; a
+	// kubernetes one has its own namespace, and the kubernetes secret
+	// store auth names.
+	if got := Ignored(comps, ""); !slices.Equal(got, want) {
+		t.Errorf("standalone, ignored\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if got := Ignored(comps, "production"); !slices.Equal(got, want[:2]) {
-		t.Errorf("in the component's own namespace: %v; want initTimeout and auth only", got)
+	if got := Ignored(comps, "default"); !slices.Equal(got, []string{want[0], want[2]}) {
+		t.Errorf("in namespace default, ignored\n%s\nwant initTimeout and the namespace", strings.Join(got, "\n"))
+	}
+	if got := Ignored(comps, "production"); !slices.Equal(got, want[:1]) {
+		t.Errorf("in the component's own namespace: %v; want initTimeout only", got)
+	}
+	vault, err := Parse([]byte(strings.Replace(daprComponent, "secretStore: kubernetes", "secretStore: vault", 1)), "statestore.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Ignored(vault, "production"); !slices.Equal(got, want[:2]) {
+		t.Errorf("auth naming another secret store: %v; want initTimeout and auth", got)
 	}
 	plainComps, err := Parse([]byte(plain()), "plain.yaml")
 	if err != nil {

@@ -113,3 +113,30 @@ func IsForbidden(err error) bool { return errors.Is(err, errForbidden) }
 // IsTransient reports whether err may pass if the request is made again: the
 // server could not be reached, is busy (429) or failing (5xx).
 func IsTransient(err error) bool { return errors.Is(err, errTransient) }
+
+// Secret is a Secret of the namespace: its data and resourceVersion.
+type Secret struct {
+	Name, ResourceVersion string
+	Data                  map[string][]byte
+}
+
+// Secret gets the namespace's Secret name (get, never list or watch: the
+// sidecar's RBAC names the Secrets it may read).
+func (c *Client) Secret(ctx context.Context, name string) (Secret, error) {
+	var s struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+		Data map[string][]byte `json:"data"` // base64 in JSON
+	}
+	if err := c.get(ctx, "/api/v1/namespaces/"+url.PathEscape(c.namespace)+"/secrets/"+url.PathEscape(name), &s); err != nil {
+		switch {
+		case errors.Is(err, errNotFound):
+			return Secret{}, fmt.Errorf("Secret %q not found in namespace %q: %w", name, c.namespace, err)
+		case errors.Is(err, errForbidden):
+			return Secret{}, fmt.Errorf("Secret %q: the sidecar's service account may not get it; with the chart, list it in sidecar.secretNames (a Role with get on the Secrets named there): %w", name, err)
+		}
+		return Secret{}, err
+	}
+	return Secret{Name: name, ResourceVersion: s.Metadata.ResourceVersion, Data: s.Data}, nil
+}

@@ -3,6 +3,9 @@ package reload
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,17 +157,84 @@ func (m *mailbox) forward(ctx context.Context, out chan<- update) {
 	}
 }
 
-// secretCache holds the Secrets Components read.
+// secretCache holds the Secrets that Components read, as last got: each is
+// got when a Component first needs it, and again every Sources.SecretPoll
+// while a Component in force reads it (get only: RBAC names the Secrets).
+// It is used by the reloader's goroutine only.
 type secretCache struct {
-	client *kube.Client
+	client  *kube.Client
+	entries map[string]*secretEntry
 }
 
-func newSecretCache(c *kube.Client) *secretCache { return &secretCache{client: c} }
+type secretEntry struct {
+	secret kube.Secret
+	err    error
+}
 
+func newSecretCache(c *kube.Client) *secretCache {
+	return &secretCache{client: c, entries: map[string]*secretEntry{}}
+}
+
+func (s *secretCache) fetch(ctx context.Context, name string) *secretEntry {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	sec, err := s.client.Secret(ctx, name)
+	return &secretEntry{secret: sec, err: err}
+}
+
+// get reads the value ref points at.
 func (s *secretCache) get(ctx context.Context, ref components.SecretKeyRef) (string, error) {
-	return "", fmt.Errorf("secretKeyRef: Secret %q: not read yet", ref.Name)
+	e, ok := s.entries[ref.Name]
+	if !ok {
+		e = s.fetch(ctx, ref.Name)
+		s.entries[ref.Name] = e
+	}
+	if e.err != nil {
+		return "", e.err
+	}
+	v, ok := e.secret.Data[ref.SecretKey()]
+	if !ok {
+		return "", fmt.Errorf("Secret %q has no key %q; it has: %s", ref.Name, ref.SecretKey(), strings.Join(slices.Sorted(maps.Keys(e.secret.Data)), ", "))
+	}
+	return string(v), nil
 }
 
-func (s *secretCache) refresh(ctx context.Context, names []string) bool { return false }
+// refresh gets the Secrets names again, forgets the others, and reports
+// whether any changed (its resourceVersion, or whether it can be read).
+func (s *secretCache) refresh(ctx context.Context, names []string) bool {
+	changed := false
+	keep := map[string]bool{}
+	for _, name := range names {
+		keep[name] = true
+		e := s.fetch(ctx, name)
+		old, ok := s.entries[name]
+		if !ok || old.secret.ResourceVersion != e.secret.ResourceVersion || errText(old.err) != errText(e.err) {
+			changed = true
+		}
+		s.entries[name] = e
+	}
+	for name := range s.entries {
+		if !keep[name] {
+			delete(s.entries, name)
+		}
+	}
+	return changed
+}
 
-func (s *secretCache) inUse() []Resource { return nil }
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// inUse lists the Secrets read, with their versions.
+func (s *secretCache) inUse() []Resource {
+	var out []Resource
+	for name, e := range s.entries {
+		if e.err == nil {
+			out = append(out, Resource{Kind: kindSecret, Name: name, Source: "Secret " + s.client.Namespace() + "/" + name, Version: e.secret.ResourceVersion})
+		}
+	}
+	return out
+}

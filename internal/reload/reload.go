@@ -313,7 +313,9 @@ func (r *Reloader) Run(ctx context.Context) error {
 			}
 		case <-secrets:
 			if r.secrets.refresh(ctx, r.secretNames()) {
-				r.reconcileStores(ctx, false)
+				r.log.Info("a Secret that Components read changed: their stores are built again")
+				r.retryRejected(ctx)
+				r.applyResources(ctx)
 			}
 		}
 		r.publish()
@@ -371,8 +373,14 @@ func (r *Reloader) handleResources(ctx context.Context, u update) {
 	if !changed {
 		return
 	}
-	// A version refused for what another source held (the same component
-	// name, a target with two policies) may fit now.
+	r.retryRejected(ctx)
+	r.applyResources(ctx)
+}
+
+// retryRejected takes the versions refused for what another source held
+// (the same component name, a target with two policies) or for a Secret
+// (missing, or without the key), which may fit now.
+func (r *Reloader) retryRejected(ctx context.Context) {
 	for again := true; again; {
 		again = false
 		for _, key := range slices.Sorted(maps.Keys(r.rejected)) {
@@ -381,6 +389,11 @@ func (r *Reloader) handleResources(ctx context.Context, u update) {
 			}
 		}
 	}
+}
+
+// applyResources puts the resiliency policies and state stores of the
+// sources in force.
+func (r *Reloader) applyResources(ctx context.Context) {
 	set, err := r.resiliencyWith("", nil)
 	if err != nil { // each source was checked with the others: not expected
 		r.log.Error("resiliency policies not changed", "err", err)
@@ -809,14 +822,24 @@ func (r *Reloader) secretsFor(ctx context.Context) components.Secrets {
 	return func(ref components.SecretKeyRef) (string, error) { return r.secrets.get(ctx, ref) }
 }
 
-// secretNames are the Secrets the Components in force read.
+// secretNames are the Secrets the Components in force read, and those of
+// the versions refused (one may have been for want of a Secret).
 func (r *Reloader) secretNames() []string {
 	seen := map[string]bool{}
+	var comps []components.Component
 	for _, p := range r.inForce {
-		for _, c := range components.Scoped(p.comps, r.src.AppID) {
-			for _, ref := range c.SecretRefs() {
-				seen[ref.Name] = true
+		comps = append(comps, p.comps...)
+	}
+	for _, rej := range r.rejected {
+		if rej.doc.key != "" {
+			if cs, err := components.Parse(rej.doc.body, rej.doc.key); err == nil {
+				comps = append(comps, cs...)
 			}
+		}
+	}
+	for _, c := range components.Scoped(comps, r.src.AppID) {
+		for _, ref := range c.SecretRefs() {
+			seen[ref.Name] = true
 		}
 	}
 	return slices.Sorted(maps.Keys(seen))

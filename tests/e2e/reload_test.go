@@ -501,7 +501,7 @@ func TestHotReloadKubernetes(t *testing.T) {
 	// The chart: its CRDs, and its RBAC for sidecars (bound to every
 	// service account).
 	if out, err := exec.Command(toolBin(t, "helm"), "install", "tandem", "../../charts/tandem", "--kubeconfig", c.Kubeconfig,
-		"--namespace", "tandem-system", "--create-namespace", "--timeout", "60s").CombinedOutput(); err != nil {
+		"--namespace", "tandem-system", "--create-namespace", "--set", "sidecar.secretNames={redis-auth}", "--timeout", "60s").CombinedOutput(); err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)
 	}
 	dyn := dynamic.NewForConfigOrDie(c.Config)
@@ -598,7 +598,7 @@ func TestHotReloadKubernetes(t *testing.T) {
 			"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", "0", "--metrics-port", "0",
 			"--dapr-listen-addresses", "127.0.0.1",
 			"--dapr-internal-grpc-port", strconv.Itoa(internal), "--dapr-internal-listen-address", ip,
-			"--kubernetes-dns-server", dnsAddr, "--log-level", "debug"}
+			"--kubernetes-dns-server", dnsAddr, "--kubernetes-secret-poll", "1s", "--log-level", "debug"}
 		if appPort != 0 {
 			args = append(args, "--app-port", strconv.Itoa(appPort))
 		}
@@ -613,10 +613,115 @@ func TestHotReloadKubernetes(t *testing.T) {
 	front := kubeSidecar("front", "frontconfig", "127.0.0.2", 0)
 	addapp.waitHealthy(t)
 	runReloadScenario(t, ch, front, addapp, j, a, b)
+	secretKeyRefs(t, ctx, c, ch, front)
 	st := resourcesOf(t, front.url)
 	for _, r := range st.InUse {
 		if r.Kind == "Configuration" && (r.Source != "Configuration default/frontconfig" || r.Version == "" || strings.HasPrefix(r.Version, "sha256:")) {
 			t.Errorf("the Configuration in use: %+v; want its object and resourceVersion", r)
 		}
 	}
+}
+
+// secretKeyRefs: a Component reads its Redis password from a Secret; the
+// Secret changed (the password rotated) builds its store again, which
+// connects with the new one; a Secret with a password Redis refuses is not
+// put in force; a Secret the chart's RBAC does not name cannot be read.
+func secretKeyRefs(t *testing.T, ctx context.Context, c *kubecluster.Cluster, ch reloadTarget, front *sidecar) {
+	r := redisserver.Start(t)
+	admin := goredis.NewClient(&goredis.Options{Addr: r.Addr})
+	defer admin.Close()
+	if err := admin.ConfigSet(ctx, "requirepass", "first").Err(); err != nil {
+		t.Fatal(err)
+	}
+	secrets := c.Client.CoreV1().Secrets("default")
+	setPassword := func(p string) {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "redis-auth"}, StringData: map[string]string{"password": p}}
+		if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+			_, err = secrets.Create(ctx, s, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	setPassword("first")
+	ch.put("Component", "authstore", []byte(`apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: authstore
+scopes: [front]
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: "`+r.Addr+`"
+  - name: redisPassword
+    secretKeyRef: {name: redis-auth, key: password}
+`))
+	write := func(key string) (int, string) {
+		resp, b := do(t, "POST", front.url+"/v1.0/state/authstore", strings.NewReader(`[{"key":"`+key+`","value":1}]`), nil)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, "authstore in force with its Secret", func() bool {
+		st := resourcesOf(t, front.url)
+		return st.version("Component", "authstore") != "" && st.version("Secret", "redis-auth") != ""
+	})
+	if code, b := write("k1"); code != 204 {
+		t.Fatalf("a write with the password from the Secret: %d %s", code, b)
+	}
+	if n, err := goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: "first"}).Exists(ctx, "front||k1").Result(); err != nil || n != 1 {
+		t.Errorf("the write is not in redis: %d %v", n, err)
+	}
+
+	// The password rotated: Redis first, then the Secret.
+	if err := admin.ConfigSet(ctx, "requirepass", "second").Err(); err != nil {
+		t.Fatal(err)
+	}
+	v := resourcesOf(t, front.url).version("Secret", "redis-auth")
+	setPassword("second")
+	took := waitFor(t, "the changed Secret read", func() bool { return resourcesOf(t, front.url).version("Secret", "redis-auth") != v })
+	t.Logf("Secret changed: its Component's store built again and in force %s after the change (polled every second)", took.Round(time.Millisecond))
+	// Connections made with the old password are gone; the store in force
+	// makes new ones with the new password.
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if code, b := write("k2"); code != 204 {
+		t.Errorf("a write after the password rotated: %d %s", code, b)
+	}
+
+	// A password Redis refuses: not put in force, the store in force goes on.
+	setPassword("wrong")
+	waitFor(t, "the store with a wrong password refused", func() bool {
+		return strings.Contains(resourcesOf(t, front.url).rejection("authstore"), "does not answer")
+	})
+	if code, b := write("k3"); code != 204 {
+		t.Errorf("a write while the Secret holds a wrong password: %d %s", code, b)
+	}
+	setPassword("second")
+	waitFor(t, "the refusal gone once the Secret is right", func() bool { return resourcesOf(t, front.url).rejection("authstore") == "" })
+
+	// A Secret the chart's RBAC does not name.
+	if _, err := secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other"}, StringData: map[string]string{"password": "x"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ch.put("Component", "otherstore", []byte(`apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: otherstore
+scopes: [front]
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: "`+r.Addr+`"
+  - name: redisPassword
+    secretKeyRef: {name: other, key: password}
+`))
+	waitFor(t, "the Secret outside the RBAC refused", func() bool {
+		return strings.Contains(resourcesOf(t, front.url).rejection("otherstore"), "sidecar.secretNames")
+	})
 }
