@@ -54,7 +54,9 @@ func Strict(node *yaml.Node, v any) error {
 	return dec.Decode(v)
 }
 
-// Files lists the *.yaml and *.yml files of dir, in name order.
+// Files lists the *.yaml and *.yml files of dir, in name order. Hidden
+// files are left out: editors' swap and lock files (Emacs's .#x.yaml, a
+// link to nowhere) and a ConfigMap volume's ..data are not resources.
 func Files(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -63,7 +65,7 @@ func Files(dir string) ([]string, error) {
 	var out []string
 	for _, e := range entries {
 		n := e.Name()
-		if !e.IsDir() && (strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
+		if !e.IsDir() && !strings.HasPrefix(n, ".") && (strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
 			out = append(out, filepath.Join(dir, n))
 		}
 	}
