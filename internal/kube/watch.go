@@ -34,10 +34,15 @@ type Watcher struct {
 	// and made again (default 5 to 10 minutes, at random, so that
 	// sidecars started together do not come back together).
 	Timeout time.Duration
-	// OnChange gets the objects, by name, after each change. It owns
-	// the map.
+	// OnChange gets the objects, by name, after each change, and once
+	// more when a watch works again after OnError. It owns the map.
 	OnChange func(map[string]Object)
-	Logger   *slog.Logger
+	// OnError, when set, gets each error the watcher is trying again
+	// after (the last objects stay what OnChange was given).
+	OnError func(error)
+	Logger  *slog.Logger
+
+	failing bool // since an error, until a watch opens again
 }
 
 // event is one line of a watch.
@@ -61,6 +66,10 @@ func (w *Watcher) Run(ctx context.Context, objs []Object, rv string) error {
 			lastErr = err.Error()
 			log.Warn("watching the API server: trying again", "after", backoff, "err", err)
 		}
+		w.failing = true
+		if w.OnError != nil {
+			w.OnError(err)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -80,8 +89,8 @@ func (w *Watcher) Run(ctx context.Context, objs []Object, rv string) error {
 			for _, o := range objs {
 				fresh[o.Name] = o
 			}
-			if !maps.EqualFunc(fresh, cache, func(a, b Object) bool { return a.ResourceVersion == b.ResourceVersion }) {
-				cache = fresh
+			if w.failing || !maps.EqualFunc(fresh, cache, func(a, b Object) bool { return a.ResourceVersion == b.ResourceVersion }) {
+				cache, w.failing = fresh, false
 				w.OnChange(maps.Clone(cache))
 			}
 			rv = listed
@@ -129,6 +138,10 @@ func (w *Watcher) watch(ctx context.Context, rv string, timeout time.Duration, c
 		return rv, false, err
 	}
 	defer resp.Body.Close()
+	if w.failing { // working again: what is known is current
+		w.failing = false
+		w.OnChange(maps.Clone(cache))
+	}
 	dec := json.NewDecoder(resp.Body)
 	seen := false
 	for {

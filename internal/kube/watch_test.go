@@ -35,6 +35,7 @@ type cluster struct {
 	dyn            dynamic.ResourceInterface
 	client         *Client
 	lists, watches atomic.Int32
+	down           atomic.Bool // the proxy answers 503, as an API server restarting
 }
 
 func startCluster(t *testing.T) *cluster {
@@ -71,6 +72,10 @@ func startCluster(t *testing.T) *cluster {
 	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	proxy.FlushInterval = -1
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cl.down.Load() {
+			http.Error(w, `{"kind":"Status","message":"the server is restarting"}`, http.StatusServiceUnavailable)
+			return
+		}
 		if strings.HasSuffix(r.URL.Path, "/components") {
 			if r.URL.Query().Get("watch") == "1" {
 				cl.watches.Add(1)
@@ -141,6 +146,13 @@ func (l *latest) set(objs map[string]Object) {
 	defer l.mu.Unlock()
 	l.objs = objs
 	l.n++
+}
+
+// count is how many times OnChange was called.
+func (l *latest) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
 }
 
 // hosts are the redisHost of each object, by name.
@@ -261,4 +273,42 @@ func TestWatcherOfOneObject(t *testing.T) {
 	waitHosts(t, got, map[string]string{})
 	cl.put(t, "a", "a:3")
 	waitHosts(t, got, map[string]string{"a": "a:3"})
+}
+
+// A watch that fails (the API server answering 503 while it restarts) is
+// said (OnError) and made again, from where it stopped; the changes made
+// meanwhile arrive, and OnChange says the objects are current again.
+func TestWatcherThroughAnOutage(t *testing.T) {
+	cl := startCluster(t)
+	cl.put(t, "a", "a:1")
+	objs, rv, err := cl.client.List(context.Background(), Components, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &latest{}
+	var errs atomic.Int32
+	w := &Watcher{Client: cl.client, Resource: Components, Timeout: time.Second, OnChange: got.set,
+		OnError: func(error) { errs.Add(1) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, objs, rv) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	cl.down.Store(true)
+	for errs.Load() == 0 { // the next watch request fails
+		time.Sleep(20 * time.Millisecond)
+	}
+	cl.put(t, "a", "a:2") // while the watcher cannot see it
+	n := got.count()
+	cl.lists.Store(0)
+	cl.down.Store(false)
+	waitHosts(t, got, map[string]string{"a": "a:2"})
+	if got.count() == n {
+		t.Error("OnChange was not told once the watch worked again")
+	}
+	if cl.lists.Load() != 0 {
+		t.Errorf("%d lists after the outage; want the watch to go on from its resourceVersion", cl.lists.Load())
+	}
 }

@@ -117,7 +117,8 @@ func (r *Reloader) watchKube(ctx context.Context, wg *sync.WaitGroup, out chan<-
 					list = append(list, obj)
 				}
 				box.put(update{origin: o, docs: r.kubeDocs(list)})
-			}}
+			},
+			OnError: func(err error) { box.put(update{origin: o, err: err}) }}
 		wg.Go(func() { _ = w.Run(ctx, l.objs, l.rv) })
 		wg.Go(func() { box.forward(ctx, out) })
 	}
