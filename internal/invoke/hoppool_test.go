@@ -180,3 +180,42 @@ func TestInvokeMovesOnFromAPeerGoingAway(t *testing.T) {
 		t.Errorf("the app got %q", b)
 	}
 }
+
+// staleResolver answers with stale addresses until it is told to forget
+// them (a test double of the kubernetes resolver's 5 s cache).
+type staleResolver struct {
+	stale, fresh []string
+	forgot       bool
+}
+
+func (r *staleResolver) Resolve(context.Context, resolver.Target) ([]string, error) {
+	if r.forgot {
+		return r.fresh, nil
+	}
+	return r.stale, nil
+}
+
+func (r *staleResolver) Forget(resolver.Target) { r.forgot = true }
+
+// When every cached address refuses the connection (the pods went away),
+// the call asks the resolver again and goes to the new pod.
+func TestInvokeResolvesAgainWhenEveryAddressRefuses(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	gone := ln.Addr().String()
+	ln.Close()
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "new pod") }))
+	defer app.Close()
+	callee, _ := New(Config{AppID: "callee", AppAddress: app.Listener.Addr().String()}, staticResolver{})
+	live := hopServer(t, callee)
+	res := &staleResolver{stale: []string{gone}, fresh: []string{live}}
+	caller, _ := New(Config{AppID: "caller"}, res)
+	resp, err := caller.Invoke(context.Background(), &Call{Target: resolver.Target{ID: "callee"}, Method: "m", Verb: "POST",
+		Header: http.Header{}, Body: io.NopCloser(strings.NewReader("x")), ContentLength: 1})
+	if err != nil {
+		t.Fatalf("the call did not resolve again: %v", err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); string(b) != "new pod" || !res.forgot {
+		t.Errorf("got %q, forgot %v", b, res.forgot)
+	}
+}

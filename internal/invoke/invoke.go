@@ -226,7 +226,40 @@ func (inv *Invoker) invoke(ctx context.Context, c *Call) (*http.Response, error)
 		}
 		return nil, errorf(KindUnreachable, c.Target.ID, "", err, "cannot resolve app %q", c.Target.String())
 	}
-	return inv.sendHop(ctx, c, addrs)
+	resp, err := inv.sendHop(ctx, c, addrs)
+	if f, ok := inv.resolver.(resolver.Forgetter); ok && err != nil && allRefused(err) && bodyUntouched(c) {
+		// Every address the resolver had refused the connection: its
+		// answer is stale (pods went away). Once more with a fresh one.
+		f.Forget(c.Target)
+		if fresh, rerr := inv.resolver.Resolve(ctx, c.Target); rerr == nil && !sameAddrs(fresh, addrs) {
+			inv.cfg.Logger.Debug("peer addresses refused; resolved again", "app", c.Target.ID, "stale", addrs, "fresh", fresh)
+			return inv.sendHop(ctx, c, fresh)
+		}
+	}
+	return resp, err
+}
+
+// allRefused reports a hop error whose last attempt could not connect.
+func allRefused(err error) bool {
+	var ie *Error
+	var op *net.OpError
+	return errors.As(err, &ie) && ie.Kind == KindUnreachable && errors.As(err, &op) && op.Op == "dial"
+}
+
+func sameAddrs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := make(map[string]bool, len(a))
+	for _, x := range a {
+		seen[x] = true
+	}
+	for _, x := range b {
+		if !seen[x] {
+			return false
+		}
+	}
+	return true
 }
 
 // withBody runs call, which owns c.Body: the one place where a call's request

@@ -35,6 +35,13 @@ type Resolver interface {
 	Resolve(ctx context.Context, target Target) ([]string, error)
 }
 
+// Forgetter is a Resolver with a cache: Forget drops what it knows of
+// target, so that the next Resolve asks again (a caller found none of the
+// addresses it had taking connections: a pod went away).
+type Forgetter interface {
+	Forget(target Target)
+}
+
 // Rotate returns addrs starting at the n-th modulo their count, the ones
 // before it moved to the end: a Resolver that calls it with a counter it
 // advances per call spreads load over the addresses. addrs is not changed.

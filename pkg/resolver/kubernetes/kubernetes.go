@@ -112,6 +112,15 @@ func (r *Resolver) Resolve(ctx context.Context, target resolver.Target) ([]strin
 	return resolver.Rotate(e.addrs, r.next.Add(1)), nil
 }
 
+// Forget drops target's cached addresses (resolver.Forgetter).
+func (r *Resolver) Forget(target resolver.Target) {
+	r.mu.Lock()
+	delete(r.cache, r.Name(target))
+	r.mu.Unlock()
+}
+
+var _ resolver.Forgetter = (*Resolver)(nil)
+
 // lookupTimeout bounds one DNS lookup, whoever waits on it.
 const lookupTimeout = 10 * time.Second
 
