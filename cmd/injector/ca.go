@@ -46,9 +46,17 @@ func startCA(ctx context.Context, g *errgroup.Group, client kubernetes.Interface
 	}
 	bundles := ca.NewBundles(client, o.BundleConfigMap, bundle, log.With("component", "trust-bundle"))
 	g.Go(func() error { return bundles.Run(ctx, 5*time.Minute) })
+	serveTLS(ctx, g, "certificate authority", srv, ln)
+	log.Info("certificate authority serving", "address", ln.Addr().String(), "trust_domain", o.TrustDomain, "hosts", o.Hosts)
+	return bundles.Ensure, nil
+}
+
+// serveTLS serves srv on ln in g until ctx ends, then shuts it down within
+// five seconds.
+func serveTLS(ctx context.Context, g *errgroup.Group, name string, srv *http.Server, ln net.Listener) {
 	g.Go(func() error {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("certificate authority: %w", err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
 	})
@@ -58,6 +66,4 @@ func startCA(ctx context.Context, g *errgroup.Group, client kubernetes.Interface
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
-	log.Info("certificate authority serving", "address", ln.Addr().String(), "trust_domain", o.TrustDomain, "hosts", o.Hosts)
-	return bundles.Ensure, nil
 }

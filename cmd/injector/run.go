@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -82,18 +81,7 @@ func run(ctx context.Context, o Options) error {
 	}
 	log.Info("injector started", "address", ln.Addr().String(), "sidecar_image", o.Injector.SidecarImage, "allowed_users", o.Injector.AllowedUsers, "native_sidecars", o.Injector.Native)
 
-	g.Go(func() error {
-		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("webhook server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
+	serveTLS(gctx, g, "webhook server", srv, ln)
 	if caPEM != nil && o.WebhookConfig != "" {
 		g.Go(func() error {
 			// Failing to set it is logged and retried; the server runs on.
