@@ -38,8 +38,19 @@ func TestInjectedSidecarsParse(t *testing.T) {
 			t.Fatalf("%s: %v", path, err)
 		}
 		for _, op := range g.Patch {
+			// A classic sidecar is added to the containers; a native one is
+			// the first init container (a list of one, or at index 0).
 			var c corev1.Container
-			if op.Path != "/spec/containers/-" || json.Unmarshal(op.Value, &c) != nil || c.Name != injector.SidecarName {
+			switch op.Path {
+			case "/spec/containers/-", "/spec/initContainers/0":
+				_ = json.Unmarshal(op.Value, &c)
+			case "/spec/initContainers":
+				var cs []corev1.Container
+				if json.Unmarshal(op.Value, &cs) == nil && len(cs) == 1 {
+					c = cs[0]
+				}
+			}
+			if c.Name != injector.SidecarName {
 				continue
 			}
 			parsed++
@@ -67,7 +78,15 @@ func TestInjectedSidecarsParse(t *testing.T) {
 				if len(declared) != len(listens) {
 					t.Errorf("container ports %v; the sidecar listens on %v", declared, listens)
 				}
-				for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+				probes := []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe}
+				if c.RestartPolicy != nil {
+					// Native: the app starts once the sidecar itself serves.
+					if c.StartupProbe == nil || c.StartupProbe.HTTPGet == nil || c.StartupProbe.HTTPGet.Path != "/v1.0/healthz/outbound" {
+						t.Errorf("a native sidecar's startup probe %+v is not the outbound health route", c.StartupProbe)
+					}
+					probes = append(probes, c.StartupProbe)
+				}
+				for _, p := range probes {
 					if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != o.PublicPort {
 						t.Errorf("a probe does not ask the public port %d: %+v", o.PublicPort, p)
 					}
