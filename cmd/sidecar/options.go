@@ -41,10 +41,12 @@ type Options struct {
 	EnableMetrics   bool
 	ListenAddresses []string // empty: all interfaces
 
-	Mode          string // standalone or kubernetes
-	Namespace     string
-	ResourcesPath string
-	Config        string
+	Mode      string // standalone or kubernetes
+	Namespace string
+	// ResourcesPaths are the folders of Component, Configuration and
+	// Resiliency YAML (--resources-path, repeatable as in daprd).
+	ResourcesPaths []string
+	Config         string
 	// HotReload watches the resources and applies their changes while
 	// serving, unless the Configuration's HotReload feature is disabled.
 	HotReload bool
@@ -184,8 +186,14 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.BoolVar(&o.EnableMetrics, "enable-metrics", true, "serve Prometheus metrics on --metrics-port")
 	fs.StringVar(&listen, "dapr-listen-addresses", "", "comma-separated addresses the APIs bind to; default all")
 	fs.StringVar(&o.Mode, "mode", "standalone", "standalone or kubernetes")
-	fs.StringVar(&o.ResourcesPath, "resources-path", "", "folder of Component YAML files")
-	fs.StringVar(&o.ResourcesPath, "components-path", "", "alias of --resources-path")
+	addPath := func(v string) error {
+		if v = strings.TrimSpace(v); v != "" {
+			o.ResourcesPaths = append(o.ResourcesPaths, v)
+		}
+		return nil
+	}
+	fs.Func("resources-path", "folder of Component, Configuration and Resiliency YAML files; give it more than once for more folders", addPath)
+	fs.Func("components-path", "alias of --resources-path", addPath)
 	fs.StringVar(&o.Config, "config", "", "Configuration file (standalone) or name (kubernetes)")
 	fs.BoolVar(&o.HotReload, "enable-hot-reload", true, "apply changed Components, Configuration and Resiliency without a restart (off also when the Configuration disables its HotReload feature)")
 	fs.DurationVar(&o.SecretPoll, "kubernetes-secret-poll", 30*time.Second, "kubernetes: how often the Secrets that Components read are got again, to apply their changes (1s to 1h)")

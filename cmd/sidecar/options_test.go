@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,6 +54,8 @@ func TestParseOptions(t *testing.T) {
 			func(o Options) bool { return o.RegistryDir == "/tmp/r" }},
 		{"single dash and log", []string{"-app-id", "a", "-log-level", "debug", "--log-as-json"}, nil,
 			func(o Options) bool { return o.LogJSON && o.LogLevel.String() == "DEBUG" }},
+		{"resources paths", []string{"--app-id", "a", "--resources-path", "/r1", "--components-path", "/r2", "--resources-path", "/r3"}, nil,
+			func(o Options) bool { return slices.Equal(o.ResourcesPaths, []string{"/r1", "/r2", "/r3"}) }},
 		{"h2c app", []string{"--app-id", "a", "--app-protocol", "h2c"}, nil,
 			func(o Options) bool { return o.AppProtocol == "h2c" }},
 		{"grace", []string{"--app-id", "a", "--dapr-graceful-shutdown-seconds", "0"}, nil,
@@ -301,7 +304,7 @@ func TestDaprRunArgs(t *testing.T) {
 			}
 			if o.AppID != "checkout" || o.AppPort != 0 || o.HTTPPort != 3500 || o.GRPCPort != 34481 || o.MetricsPort != 38163 ||
 				o.InternalPort != 46615 || o.AppMaxConcurrency != 0 || o.MaxBodySize != 4<<20 || o.MaxBodySizeSet ||
-				o.ReadBufferSize != 64<<10 || o.EnableProfiling || o.ResourcesPath != "/home/u/.dapr/components" ||
+				o.ReadBufferSize != 64<<10 || o.EnableProfiling || !slices.Equal(o.ResourcesPaths, []string{"/home/u/.dapr/components"}) ||
 				o.Config != "/home/u/.dapr/config.yaml" || o.AppProtocol != "http" {
 				t.Errorf("options %+v", o)
 			}

@@ -13,7 +13,8 @@ import (
 )
 
 // loadResources reads the Components, the Configuration and the
-// Resiliency resources: in standalone mode from --resources-path and the
+// Resiliency resources: in standalone mode from the --resources-path
+// folders (all of them, watched) and the
 // --config file; in kubernetes mode from the API server (the namespace's
 // Components and Resiliency resources, the Configuration --config names),
 // plus any files in --resources-path. Nothing is in force until Apply.
@@ -26,9 +27,7 @@ func loadResources(ctx context.Context, o Options, log *slog.Logger) (*reload.Re
 		Logger:       log.With("component", "resources"),
 		Registerer:   prometheus.DefaultRegisterer,
 	}
-	if o.ResourcesPath != "" {
-		src.Dirs = []string{o.ResourcesPath}
-	}
+	src.Dirs = o.ResourcesPaths
 	if o.Mode == "kubernetes" {
 		kc, err := kube.InCluster(o.Namespace, os.Getenv)
 		if err != nil {

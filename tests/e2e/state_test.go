@@ -144,3 +144,40 @@ func TestConcurrentIncrementsThroughSidecar(t *testing.T) {
 		})
 	}
 }
+
+// --resources-path may be given more than once, as daprd takes it: the
+// Components of every folder are loaded, and a store added to the second
+// folder while the sidecar serves comes into use.
+func TestSeveralResourcesPaths(t *testing.T) {
+	first, second := t.TempDir(), t.TempDir()
+	comp := func(name string) []byte {
+		return []byte("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: " + name + "\nspec:\n  type: state.in-memory\n  version: v1\n  metadata: []\n")
+	}
+	if err := os.WriteFile(filepath.Join(first, "a.yaml"), comp("storea"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(second, "b.yaml"), comp("storeb"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	s := w.sidecar("paths", 0, "--resources-path", first, "--resources-path", second)
+	for _, store := range []string{"storea", "storeb"} {
+		if resp, b := do(t, "POST", s.url+"/v1.0/state/"+store, strings.NewReader(`[{"key":"k","value":1}]`), nil); resp.StatusCode != 204 {
+			t.Errorf("save to %s: %d %s", store, resp.StatusCode, b)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(second, "c.yaml"), comp("storec"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, b := do(t, "POST", s.url+"/v1.0/state/storec", strings.NewReader(`[{"key":"k","value":1}]`), nil)
+		if resp.StatusCode == 204 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a store added to the second folder is not in use: %d %s", resp.StatusCode, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
