@@ -8,7 +8,7 @@ GO ?= go
 ## root and more than go test's default ten minutes), and a short run of
 ## every fuzz target.
 test: deps lint tools
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/tests/node$$')
+	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v '/tests/node$$')
 	$(GO) test -count=1 -run TestInvokeAllocations ./cmd/sidecar
 	$(MAKE) test-node
 	$(MAKE) fuzz

@@ -263,13 +263,24 @@ func TestMetadataReportsChosenPorts(t *testing.T) {
 			t.Errorf("metadata reports no %s port: %s", p, b)
 		}
 	}
-	// The public port serves health and metadata, but no invocation.
+	// The public port serves the two health routes and nothing else, as
+	// daprd's: no metadata (components, ports) to the pod network, and its
+	// 404 names no route it does not serve.
 	pub := "http://127.0.0.1:" + itoa(m.Ports["public"])
-	if resp, _ := do(t, "GET", pub+"/v1.0/healthz", nil, nil); resp.StatusCode != 204 {
-		t.Errorf("public healthz: %d", resp.StatusCode)
+	for _, p := range []string{"/v1.0/healthz", "/v1.0/healthz/outbound"} {
+		if resp, _ := do(t, "GET", pub+p, nil, nil); resp.StatusCode != 204 {
+			t.Errorf("public %s: %d", p, resp.StatusCode)
+		}
 	}
-	if resp, _ := do(t, "GET", pub+"/v1.0/invoke/metaapp/method/x", nil, nil); resp.StatusCode != 404 {
-		t.Errorf("public port serves invocation: %d", resp.StatusCode)
+	for _, p := range []string{"/v1.0/metadata", "/v1.0/invoke/metaapp/method/x", "/v1.0/state/statestore/k"} {
+		resp, b := do(t, "GET", pub+p, nil, nil)
+		_, served, _ := strings.Cut(string(b), "this port serves")
+		if resp.StatusCode != 404 || served != ` GET /v1.0/healthz, GET /v1.0/healthz/outbound"}` {
+			t.Errorf("public port %s: %d %s; want 404 naming the health routes only", p, resp.StatusCode, b)
+		}
+	}
+	if resp, _ := do(t, "POST", pub+"/v1.0/shutdown", nil, nil); resp.StatusCode != 404 {
+		t.Errorf("public port serves shutdown: %d", resp.StatusCode)
 	}
 }
 
@@ -293,7 +304,14 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 		done <- result{resp.StatusCode, string(b), err}
 	}()
 	// Wait until the call reached the app, then stop the callee's sidecar.
-	time.Sleep(300 * time.Millisecond)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, b := do(t, "GET", "http://"+appAddr+"/slow/waiting", nil, nil); string(b) == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slow call did not reach the app")
+		}
+	}
 	if err := callee.Cmd.Process.Signal(sigterm); err != nil {
 		t.Fatal(err)
 	}
@@ -313,8 +331,8 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Release the app through its own port: the in-flight call completes.
-	if _, err := http.Get("http://" + appAddr + "/release"); err != nil {
-		t.Fatal(err)
+	if resp, _ := do(t, "GET", "http://"+appAddr+"/release", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("release: %d", resp.StatusCode)
 	}
 	r := <-done
 	if r.err != nil || r.status != 200 || r.body != "done" {

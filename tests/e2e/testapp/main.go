@@ -7,6 +7,7 @@
 //	/upload          reads the whole body, answers {"bytes":N,"sum":S}
 //	/sse?n=N         N server-sent events; event i>0 waits for GET /release
 //	/slow            blocks until GET /release, then answers "done"
+//	/slow/waiting    how many /slow calls are waiting
 //	/release         releases one waiting /sse event or /slow call
 //	/trailer         a chunked body followed by an X-Sum trailer
 package main
@@ -20,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 func main() {
@@ -97,7 +99,13 @@ func main() {
 			fl.Flush()
 		}
 	})
+	var waiting atomic.Int64
+	mux.HandleFunc("/slow/waiting", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, waiting.Load())
+	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		waiting.Add(1)
+		defer waiting.Add(-1)
 		select {
 		case <-release:
 			_, _ = io.WriteString(w, "done")
