@@ -235,6 +235,9 @@ func (p *hopPool) dial(ctx context.Context, key, addr string, d *dialing) (*http
 	return cc, true, nil
 }
 
+// forget takes cc, a connection going away, out of the pool. It is not
+// closed: calls it still carries (a peer that said GOAWAY finishes those)
+// end on it, and it closes itself after them.
 func (p *hopPool) forget(key string, cc *http.ClientConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -247,7 +250,6 @@ func (p *hopPool) forget(key string, cc *http.ClientConn) {
 			}
 		}
 	}
-	_ = cc.Close()
 }
 
 // stale reports a TLS connection made with an older certificate than the
