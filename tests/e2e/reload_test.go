@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/tandem-run/tandem/internal/testutil/jaegerquery"
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
@@ -188,24 +189,13 @@ func storedIn(t *testing.T, addr, appID, key string) bool {
 func (j *jaeger) spansSince(t *testing.T, service string, since time.Time) int {
 	t.Helper()
 	url := fmt.Sprintf("%s/api/traces?service=%s&start=%d&end=%d&limit=10000", j.queryURL, service, since.UnixMicro(), time.Now().Add(time.Minute).UnixMicro())
-	resp, err := http.Get(url)
+	traces, err := jaegerquery.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Data []struct {
-			Spans []struct {
-				StartTime int64 `json:"startTime"`
-			} `json:"spans"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for _, d := range body.Data {
-		for _, s := range d.Spans {
+	for _, tr := range traces {
+		for _, s := range tr {
 			if s.StartTime >= since.UnixMicro() {
 				n++
 			}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/testutil/jaegerquery"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
@@ -65,68 +65,19 @@ func startJaeger(t *testing.T) *jaeger {
 	}
 }
 
-// jaegerSpan is a span as Jaeger's query API returns it.
-type jaegerSpan struct {
-	TraceID       string `json:"traceID"`
-	SpanID        string `json:"spanID"`
-	OperationName string `json:"operationName"`
-	References    []struct {
-		RefType string `json:"refType"`
-		SpanID  string `json:"spanID"`
-	} `json:"references"`
-	ProcessID string `json:"processID"`
-	Tags      []struct {
-		Key   string `json:"key"`
-		Value any    `json:"value"`
-	} `json:"tags"`
-	service string
-}
-
-func (s jaegerSpan) parent() string {
-	for _, r := range s.References {
-		if r.RefType == "CHILD_OF" {
-			return r.SpanID
-		}
-	}
-	return ""
-}
-
-func (s jaegerSpan) tag(k string) string {
-	for _, t := range s.Tags {
-		if t.Key == k {
-			return fmt.Sprint(t.Value)
-		}
-	}
-	return ""
-}
-
 // trace polls the query API until the trace has at least n spans.
-func (j *jaeger) trace(t *testing.T, traceID string, n int) []jaegerSpan {
+func (j *jaeger) trace(t *testing.T, traceID string, n int) []jaegerquery.Span {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	var spans []jaegerSpan
+	var spans []jaegerquery.Span
 	for time.Now().Before(deadline) {
 		spans = nil
-		resp, err := http.Get(j.queryURL + "/api/traces/" + traceID)
-		if err == nil {
-			var body struct {
-				Data []struct {
-					Spans     []jaegerSpan `json:"spans"`
-					Processes map[string]struct {
-						ServiceName string `json:"serviceName"`
-					} `json:"processes"`
-				} `json:"data"`
+		if traces, err := jaegerquery.Get(j.queryURL + "/api/traces/" + traceID); err == nil {
+			if len(traces) > 1 {
+				t.Fatalf("trace %s came back as %d traces", traceID, len(traces))
 			}
-			_ = json.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
-			if len(body.Data) > 1 {
-				t.Fatalf("trace %s came back as %d traces", traceID, len(body.Data))
-			}
-			for _, d := range body.Data {
-				for _, s := range d.Spans {
-					s.service = d.Processes[s.ProcessID].ServiceName
-					spans = append(spans, s)
-				}
+			for _, tr := range traces {
+				spans = append(spans, tr...)
 			}
 			if len(spans) >= n {
 				return spans
@@ -178,15 +129,15 @@ func TestTracingThroughTwoSidecarsToZipkinCollector(t *testing.T) {
 	}
 
 	spans := j.trace(t, traceID, 6)
-	byName := map[string]jaegerSpan{}
+	byName := map[string]jaegerquery.Span{}
 	for _, s := range spans {
-		key := s.service + " " + s.OperationName + " " + s.tag("span.kind")
+		key := s.Service + " " + s.OperationName + " " + s.Tag("span.kind")
 		if _, dup := byName[key]; dup {
 			t.Errorf("span %q twice", key)
 		}
 		byName[key] = s
 	}
-	get := func(key string) jaegerSpan {
+	get := func(key string) jaegerquery.Span {
 		s, ok := byName[key]
 		if !ok {
 			names := make([]string, 0, len(byName))
@@ -204,24 +155,24 @@ func TestTracingThroughTwoSidecarsToZipkinCollector(t *testing.T) {
 	save := get("front /v1.0/state/statestore server")
 	set := get("front set statestore client")
 	for _, c := range []struct {
-		child, parent jaegerSpan
+		child, parent jaegerquery.Span
 		what          string
 	}{
-		{api, jaegerSpan{SpanID: appSpan}, "API call under the app's span"},
+		{api, jaegerquery.Span{SpanID: appSpan}, "API call under the app's span"},
 		{hop, api, "hop under the API call"},
 		{recv, hop, "receipt under the hop"},
 		{app, recv, "app call under the receipt"},
-		{save, jaegerSpan{SpanID: appSpan}, "state API call under the app's span"},
+		{save, jaegerquery.Span{SpanID: appSpan}, "state API call under the app's span"},
 		{set, save, "store operation under the state API call"},
 	} {
-		if c.child.parent() != c.parent.SpanID {
-			t.Errorf("%s: parent %s, want %s", c.what, c.child.parent(), c.parent.SpanID)
+		if c.child.Parent() != c.parent.SpanID {
+			t.Errorf("%s: parent %s, want %s", c.what, c.child.Parent(), c.parent.SpanID)
 		}
 	}
 	if appTP[2] != app.SpanID {
 		t.Errorf("the app's traceparent names span %s, want the app call span %s", appTP[2], app.SpanID)
 	}
-	if set.tag("db.system.name") != "in-memory" || api.tag("http.request.method") != "POST" || hop.tag("peer.service") != "addapp" {
+	if set.Tag("db.system.name") != "in-memory" || api.Tag("http.request.method") != "POST" || hop.Tag("peer.service") != "addapp" {
 		t.Errorf("attributes: set %v api %v hop %v", set.Tags, api.Tags, hop.Tags)
 	}
 }
@@ -255,8 +206,8 @@ spec:
 	spans := j.trace(t, traceID, 2)
 	names := map[string]bool{}
 	for _, sp := range spans {
-		if sp.service != "otlpapp" {
-			t.Errorf("span %s of service %q", sp.OperationName, sp.service)
+		if sp.Service != "otlpapp" {
+			t.Errorf("span %s of service %q", sp.OperationName, sp.Service)
 		}
 		names[sp.OperationName] = true
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/testutil/jaegerquery"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -337,41 +338,6 @@ func redisGet(t *testing.T, key string) string {
 	return string(buf[:n])
 }
 
-// jaegerSpan is a span as Jaeger's query API returns it.
-type jaegerSpan struct {
-	TraceID       string `json:"traceID"`
-	SpanID        string `json:"spanID"`
-	OperationName string `json:"operationName"`
-	References    []struct {
-		RefType string `json:"refType"`
-		SpanID  string `json:"spanID"`
-	} `json:"references"`
-	ProcessID string `json:"processID"`
-	Tags      []struct {
-		Key   string `json:"key"`
-		Value any    `json:"value"`
-	} `json:"tags"`
-	service string
-}
-
-func (s jaegerSpan) parent() string {
-	for _, r := range s.References {
-		if r.RefType == "CHILD_OF" {
-			return r.SpanID
-		}
-	}
-	return ""
-}
-
-func (s jaegerSpan) kind() string {
-	for _, t := range s.Tags {
-		if t.Key == "span.kind" {
-			return fmt.Sprint(t.Value)
-		}
-	}
-	return ""
-}
-
 // checkAddTrace reads the traces of /calculate/add back from the collector
 // pod's query API: one of them goes front end's sidecar (the API call and
 // the hop) -> addapp's sidecar (the receipt) -> the add operator (the app
@@ -382,39 +348,25 @@ func checkAddTrace(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(query)
+		traces, err := jaegerquery.Get(query)
 		if err != nil {
 			last = err.Error()
 			time.Sleep(time.Second)
 			continue
 		}
-		var body struct {
-			Data []struct {
-				Spans     []jaegerSpan `json:"spans"`
-				Processes map[string]struct {
-					ServiceName string `json:"serviceName"`
-				} `json:"processes"`
-			} `json:"data"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&body)
-		resp.Body.Close()
-		if err != nil {
-			last = err.Error()
-		}
-		for _, tr := range body.Data {
-			byKey := map[string]jaegerSpan{}
-			for _, s := range tr.Spans {
-				s.service = tr.Processes[s.ProcessID].ServiceName
-				byKey[s.service+" "+s.OperationName+" "+s.kind()] = s
+		for _, tr := range traces {
+			byKey := map[string]jaegerquery.Span{}
+			for _, s := range tr {
+				byKey[s.Service+" "+s.OperationName+" "+s.Tag("span.kind")] = s
 			}
 			api, ok1 := byKey["calculator-front-end calllocal/addapp/add server"]
 			hop, ok2 := byKey["calculator-front-end calllocal/addapp/add client"]
 			recv, ok3 := byKey["addapp calllocal/addapp/add server"]
 			app, ok4 := byKey["addapp callapp/addapp/add client"]
-			if ok1 && ok2 && ok3 && ok4 && hop.parent() == api.SpanID && recv.parent() == hop.SpanID && app.parent() == recv.SpanID {
+			if ok1 && ok2 && ok3 && ok4 && hop.Parent() == api.SpanID && recv.Parent() == hop.SpanID && app.Parent() == recv.SpanID {
 				return
 			}
-			last = fmt.Sprintf("trace %s: %d spans %v", tr.Spans[0].TraceID, len(tr.Spans), keys(byKey))
+			last = fmt.Sprintf("trace %s: %d spans %v", tr[0].TraceID, len(tr), keys(byKey))
 		}
 		time.Sleep(time.Second)
 	}
