@@ -71,7 +71,8 @@ func calculator(t *testing.T) {
 		deploy, _ := filepath.Glob(filepath.Join(repo, "samples", "calculator", "deploy", "*.yaml"))
 		apply(t, "default", deploy...)
 		waitAvailable(t, "default", 3*time.Minute, names...)
-		t.Logf("calculator Ready %s after kubectl apply", time.Since(start).Round(100*time.Millisecond))
+		waitResolvable(t, "default", time.Minute, names...)
+		t.Logf("calculator Ready and resolvable %s after kubectl apply", time.Since(start).Round(100*time.Millisecond))
 		return
 	}
 	for _, name := range names {
@@ -87,6 +88,7 @@ func calculator(t *testing.T) {
 		}
 	}
 	waitAvailable(t, "default", 3*time.Minute, names...)
+	waitResolvable(t, "default", time.Minute, names...)
 }
 
 // chartInstalled is the chart (name-version) of the release tandem, or "".

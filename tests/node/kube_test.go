@@ -3,13 +3,16 @@ package node
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/testutil/node"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -96,6 +99,50 @@ func waitAvailable(t *testing.T, ns string, d time.Duration, names ...string) {
 			case <-ctx.Done():
 				t.Fatalf("deployment %s/%s not available after %s: %+v\npods: %s", ns, name, d, statusOf(dep), podsOf(ns, dep))
 			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// waitResolvable waits until the cluster DNS answers each app id's
+// <id>-dapr name in ns with the address of every ready pod of the
+// Deployment of the same name: a Deployment is available when its pods are
+// Ready, and the EndpointSlice behind the name, then CoreDNS, follow a
+// moment later; a call made in between finds no sidecars.
+func waitResolvable(t *testing.T, ns string, d time.Duration, ids ...string) {
+	t.Helper()
+	ctx := ctxT(t, d)
+	dns := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var dialer net.Dialer
+		return dialer.DialContext(ctx, network, net.JoinHostPort(node.BridgeIP, "53"))
+	}}
+	for _, id := range ids {
+		name := id + "-dapr." + ns + ".svc.cluster.local."
+		var want, got []string
+		var lerr error
+		for {
+			want = want[:0]
+			if dep, err := cluster.Client.AppsV1().Deployments(ns).Get(ctx, id, metav1.GetOptions{}); err == nil {
+				for _, p := range deploymentPods(ns, dep) {
+					if podReady(&p) && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
+						want = append(want, p.Status.PodIP)
+					}
+				}
+			}
+			got = got[:0]
+			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			ips, err := dns.LookupHost(lctx, name)
+			cancel()
+			got, lerr = append(got, ips...), err
+			slices.Sort(want)
+			slices.Sort(got)
+			if len(want) > 0 && slices.Equal(want, got) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: DNS answers %v (%v) after %s, want the ready pods' %v", name, got, lerr, d, want)
+			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	}

@@ -248,6 +248,7 @@ func TestRollingUpdates(t *testing.T) {
 		names = append(names, a.deployment)
 	}
 	waitAvailable(t, "default", 3*time.Minute, names...)
+	waitResolvable(t, "default", time.Minute, names...)
 	sidecars := func(name string) []string {
 		dep, err := cluster.Client.AppsV1().Deployments("default").Get(ctxT(t, time.Minute), name, metav1.GetOptions{})
 		if err != nil {
