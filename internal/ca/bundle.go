@@ -58,10 +58,13 @@ func (b *Bundles) SetBundle(bundle []byte) {
 }
 
 // Run writes the ConfigMaps asked for, and every known one every resync,
-// until ctx ends.
+// until ctx ends. The namespaces that have the ConfigMap already (kept by
+// an earlier run of the control plane) are known from the start, so that a
+// changed bundle reaches them without a pod injected there first.
 func (b *Bundles) Run(ctx context.Context, resync time.Duration) error {
 	t := time.NewTicker(resync)
 	defer t.Stop()
+	found := b.discover(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -69,9 +72,29 @@ func (b *Bundles) Run(ctx context.Context, resync time.Duration) error {
 		case ns := <-b.queue:
 			b.write(ctx, ns)
 		case <-t.C:
+			if !found {
+				found = b.discover(ctx)
+			}
 			b.resync()
 		}
 	}
+}
+
+// discover adds the namespaces that have the ConfigMap to the known ones
+// and asks for each to be checked.
+func (b *Bundles) discover(ctx context.Context) bool {
+	list, err := b.kube.CoreV1().ConfigMaps(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+		FieldSelector: "metadata.name=" + b.name,
+		LabelSelector: "app.kubernetes.io/part-of=tandem",
+	})
+	if err != nil {
+		b.log.Error("listing the trust bundle's ConfigMaps failed; namespaces are known again as pods are injected, and listed again at the next resync", "configmap", b.name, "err", err)
+		return false
+	}
+	for _, cm := range list.Items {
+		b.Ensure(cm.Namespace)
+	}
+	return true
 }
 
 func (b *Bundles) resync() {

@@ -11,10 +11,7 @@
 // the same pod, by UID), and its dapr.io/app-id must be the app id asked for.
 // Each refusal says which of these failed.
 //
-// The root lives in a Secret of the control plane's namespace (keys ca.crt
-// and ca.key; trust-bundle.pem, when present, is the bundle sidecars trust,
-// for rotation with overlapping roots). Root made this way is made once, even
-// when several replicas start together: the Secret's creation decides.
+// The root lives in a Secret of the control plane's namespace (root.go).
 package ca
 
 import (
@@ -26,10 +23,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -50,10 +47,15 @@ type Config struct {
 
 // Authority issues sidecar certificates.
 type Authority struct {
-	cfg    Config
+	cfg  Config
+	root atomic.Pointer[root]
+	kube kubernetes.Interface
+}
+
+// root is the CA that signs and the bundle sidecars trust.
+type root struct {
 	ca     *identity.CA
 	bundle []byte
-	kube   kubernetes.Interface
 }
 
 // New returns an authority signing with ca, whose sidecars trust bundle.
@@ -70,10 +72,18 @@ func New(cfg Config, ca *identity.CA, bundle []byte, kube kubernetes.Interface) 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	a := &Authority{cfg: cfg, kube: kube}
+	a.SetRoot(ca, bundle)
+	return a
+}
+
+// SetRoot makes ca sign from the next request on, and bundle the trust
+// bundle given out (the CA's certificate when empty).
+func (a *Authority) SetRoot(ca *identity.CA, bundle []byte) {
 	if len(bundle) == 0 {
 		bundle = ca.CertPEM()
 	}
-	return &Authority{cfg: cfg, ca: ca, bundle: bundle, kube: kube}
+	a.root.Store(&root{ca: ca, bundle: bundle})
 }
 
 // Request is what a sidecar sends.
@@ -155,7 +165,8 @@ func (a *Authority) Sign(ctx context.Context, r Request) (*Response, error) {
 	if got := pod.Annotations["dapr.io/app-id"]; got != r.AppID {
 		return nil, refused(http.StatusForbidden, "pod %s/%s has app id %q (dapr.io/app-id), and the request asks for %q", ns, podName, got, r.AppID)
 	}
-	chain, err := a.ca.Sign(csr, id, a.cfg.TTL)
+	rt := a.root.Load()
+	chain, err := rt.ca.Sign(csr, id, a.cfg.TTL)
 	if err != nil {
 		return nil, refused(http.StatusBadRequest, "%v", err)
 	}
@@ -163,8 +174,8 @@ func (a *Authority) Sign(ctx context.Context, r Request) (*Response, error) {
 	for _, der := range chain {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
-	a.cfg.Logger.Info("certificate issued", "id", id.String(), "pod", podName)
-	return &Response{CertChain: out, TrustBundle: a.bundle}, nil
+	a.cfg.Logger.Info("certificate issued", "id", id.String(), "pod", podName, "root", rt.ca.Name())
+	return &Response{CertChain: out, TrustBundle: rt.bundle}, nil
 }
 
 // ServeHTTP serves POST /v1/certificates: a JSON Request in, a JSON Response
@@ -223,44 +234,4 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// Root reads the CA's root from the Secret name in namespace, or makes it and
-// creates the Secret when there is none. Replicas starting together make one:
-// the first creation wins and the others read it.
-func Root(ctx context.Context, kube kubernetes.Interface, namespace, name string) (*identity.CA, []byte, error) {
-	for range 3 {
-		s, err := kube.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			ca, err := identity.ParseCA(s.Data["ca.crt"], s.Data["ca.key"])
-			if err != nil {
-				return nil, nil, fmt.Errorf("the root in Secret %s/%s (keys ca.crt, ca.key): %w", namespace, name, err)
-			}
-			return ca, s.Data["trust-bundle.pem"], nil
-		}
-		if !apierrors.IsNotFound(err) {
-			return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
-		}
-		ca, err := identity.NewCA("tandem root "+time.Now().UTC().Format(time.RFC3339), 10*365*24*time.Hour)
-		if err != nil {
-			return nil, nil, err
-		}
-		key, err := ca.KeyPEM()
-		if err != nil {
-			return nil, nil, err
-		}
-		_, err = kube.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{"app.kubernetes.io/part-of": "tandem"}},
-			Type:       corev1.SecretTypeOpaque,
-			Data:       map[string][]byte{"ca.crt": ca.CertPEM(), "ca.key": key},
-		}, metav1.CreateOptions{})
-		if err == nil {
-			return ca, nil, nil
-		}
-		if !apierrors.IsAlreadyExists(err) {
-			return nil, nil, fmt.Errorf("creating Secret %s/%s: %w", namespace, name, err)
-		}
-		// Another replica made it first: read its root.
-	}
-	return nil, nil, fmt.Errorf("the root in Secret %s/%s could not be read or made", namespace, name)
 }

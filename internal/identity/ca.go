@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -80,11 +81,31 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	if !ok {
 		return nil, errors.New("the key cannot sign")
 	}
+	if pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
+		return nil, errors.New("the key is not the certificate's")
+	}
 	return &CA{cert: cert, key: signer, certPEM: pem.EncodeToMemory(cb)}, nil
 }
 
 // CertPEM is the CA's certificate in PEM: what a trust bundle holds.
 func (ca *CA) CertPEM() []byte { return ca.certPEM }
+
+// Name is the common name of the CA's certificate.
+func (ca *CA) Name() string { return ca.cert.Subject.CommonName }
+
+// InBundle reports whether the PEM bundle holds the CA's certificate: the
+// certificates it signs verify against that bundle.
+func (ca *CA) InBundle(bundle []byte) bool {
+	for rest := bundle; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return false
+		}
+		if b.Type == "CERTIFICATE" && bytes.Equal(b.Bytes, ca.cert.Raw) {
+			return true
+		}
+	}
+}
 
 // KeyPEM is the CA's key in PEM (PKCS #8).
 func (ca *CA) KeyPEM() ([]byte, error) {

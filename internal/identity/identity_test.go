@@ -7,11 +7,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func newSource(t *testing.T, ca *CA, id ID, bundle BundleSource) *Source {
@@ -137,9 +141,18 @@ func TestBundleReload(t *testing.T) {
 	if _, serr := handshake(t, fromB.ClientTLS(orders), server.ServerTLS()); serr != nil {
 		t.Fatalf("root b while both are trusted: %v", serr)
 	}
+	if got := gaugeLabels(t, server.anchors); got != "root-a root-b" {
+		t.Errorf("tandem_mtls_trust_anchors with both roots: %q", got)
+	}
+	if got := gaugeLabels(t, fromB.issuer); got != "root-b" {
+		t.Errorf("tandem_mtls_certificate_info of a certificate of root b: %q", got)
+	}
 	write(a.CertPEM())
 	if err := server.loadBundle(); err != nil {
 		t.Fatal(err)
+	}
+	if got := gaugeLabels(t, server.anchors); got != "root-a" {
+		t.Errorf("tandem_mtls_trust_anchors after root b left: %q", got)
 	}
 	if _, serr := handshake(t, fromB.ClientTLS(orders), server.ServerTLS()); serr == nil {
 		t.Fatal("root b still trusted after it left the bundle")
@@ -151,6 +164,46 @@ func TestBundleReload(t *testing.T) {
 	fromA := newSource(t, a, front, BundleSource{})
 	if _, serr := handshake(t, fromA.ClientTLS(orders), server.ServerTLS()); serr != nil {
 		t.Fatalf("the previous bundle was dropped with the broken one: %v", serr)
+	}
+}
+
+// gaugeLabels are the label values of a one-label gauge's series that are
+// 1, sorted and joined by spaces.
+func gaugeLabels(t *testing.T, g *prometheus.GaugeVec) string {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 16)
+	g.Collect(ch)
+	close(ch)
+	var out []string
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		if pb.GetGauge().GetValue() == 1 {
+			out = append(out, pb.GetLabel()[0].GetValue())
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
+// ParseCA takes back what a CA writes, and refuses a key that is not the
+// certificate's; InBundle finds the CA's root in a bundle of several.
+func TestParseCA(t *testing.T) {
+	a, _ := NewCA("root-a", time.Hour)
+	b, _ := NewCA("root-b", time.Hour)
+	keyA, _ := a.KeyPEM()
+	keyB, _ := b.KeyPEM()
+	back, err := ParseCA(a.CertPEM(), keyA)
+	if err != nil || back.Name() != "root-a" {
+		t.Fatalf("ParseCA of root-a: %v, %v", back, err)
+	}
+	if _, err := ParseCA(a.CertPEM(), keyB); err == nil || !strings.Contains(err.Error(), "not the certificate's") {
+		t.Errorf("root-a's certificate with root-b's key: %v", err)
+	}
+	if !a.InBundle(append(b.CertPEM(), a.CertPEM()...)) || a.InBundle(b.CertPEM()) || a.InBundle([]byte("not PEM")) {
+		t.Error("InBundle")
 	}
 }
 

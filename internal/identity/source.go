@@ -60,6 +60,8 @@ type Source struct {
 	bundle atomic.Pointer[bundle]
 
 	expiry    prometheus.Gauge
+	issuer    *prometheus.GaugeVec
+	anchors   *prometheus.GaugeVec
 	renewals  *prometheus.CounterVec
 	peers     *prometheus.CounterVec
 	plaintext prometheus.Counter
@@ -83,6 +85,10 @@ func NewSource(ctx context.Context, cfg SourceConfig) (*Source, error) {
 	s := &Source{cfg: cfg}
 	s.expiry = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_mtls_certificate_expiry_timestamp_seconds",
 		Help: "When this sidecar's certificate expires (Unix time)."})
+	s.issuer = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tandem_mtls_certificate_info",
+		Help: "1, labelled with the root (common name) that signed this sidecar's current certificate: after the CA's root changes, a sidecar still on the old one has not renewed yet."}, []string{"issuer"})
+	s.anchors = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tandem_mtls_trust_anchors",
+		Help: "1 for each root (common name) in this sidecar's trust bundle: during a rotation, a root is safe to sign with once every sidecar trusts it."}, []string{"root"})
 	s.renewals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_mtls_certificate_renewals_total",
 		Help: "Certificates asked for by this sidecar (the first and each renewal), by outcome."}, []string{"outcome"})
 	s.peers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_mtls_peer_certificates_total",
@@ -90,7 +96,7 @@ func NewSource(ctx context.Context, cfg SourceConfig) (*Source, error) {
 	s.plaintext = prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_hop_plaintext_calls_total",
 		Help: "Calls between sidecars without mutual TLS, accepted during a rollout (--allow-plaintext-peers)."})
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.expiry, s.renewals, s.peers, s.plaintext} {
+		for _, c := range []prometheus.Collector{s.expiry, s.issuer, s.anchors, s.renewals, s.peers, s.plaintext} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {
@@ -218,6 +224,8 @@ func (s *Source) renew(ctx context.Context) error {
 	s.cert.Store(&tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf})
 	s.gen.Add(1)
 	s.expiry.Set(float64(leaf.NotAfter.Unix()))
+	s.issuer.Reset()
+	s.issuer.WithLabelValues(leaf.Issuer.CommonName).Set(1)
 	s.renewals.WithLabelValues("ok").Inc()
 	s.cfg.Logger.Info("certificate issued", "id", s.cfg.ID.String(), "expires", leaf.NotAfter)
 	return nil
@@ -239,6 +247,7 @@ func (s *Source) loadBundle() error {
 	}
 	pool := x509.NewCertPool()
 	n := 0
+	var names []string
 	for rest := bytes.TrimSpace(b); len(rest) > 0; {
 		var blk *pem.Block
 		if blk, rest = pem.Decode(rest); blk == nil {
@@ -249,13 +258,18 @@ func (s *Source) loadBundle() error {
 			return fmt.Errorf("trust bundle %s: a certificate is not a CA's (%v)", s.cfg.Bundle.File, err)
 		}
 		pool.AddCert(c)
+		names = append(names, c.Subject.CommonName)
 		n++
 	}
 	if n == 0 {
 		return fmt.Errorf("trust bundle %s holds no certificate", s.cfg.Bundle.File)
 	}
+	s.anchors.Reset()
+	for _, name := range names {
+		s.anchors.WithLabelValues(name).Set(1)
+	}
 	if s.bundle.Swap(&bundle{pool: pool, sum: sum, n: n}) != nil {
-		s.cfg.Logger.Info("trust bundle reloaded", "file", s.cfg.Bundle.File, "roots", n)
+		s.cfg.Logger.Info("trust bundle reloaded", "file", s.cfg.Bundle.File, "roots", names)
 	}
 	return nil
 }

@@ -1,15 +1,19 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -175,4 +179,158 @@ func TestKubernetesCA(t *testing.T) {
 	}}, metav1.CreateOptions{}); err == nil {
 		t.Error("the API server bound a token of service account front-sa to a pod running as orders-sa; the CA's own check is then the only one")
 	}
+
+	t.Run("root rotation", func(t *testing.T) { caRootRotation(t, ctx, c, orders) })
+}
+
+// caRootRotation: the root's Secret goes through a rotation while the CA,
+// its bundle keeper and its watch run, as the README's steps say: the
+// bundle ConfigMaps left by an earlier run of the control plane are found
+// and kept; the old and the new root in trust-bundle.pem reach them; a
+// Secret whose ca.crt is not in its bundle is refused with a reason and
+// changes nothing; the new root in ca.crt signs the next certificate.
+func caRootRotation(t *testing.T, ctx context.Context, c *kubecluster.Cluster, ordersToken string) {
+	secrets := c.Client.CoreV1().Secrets("default")
+	oldRoot, oldBundle, err := ca.Root(ctx, c.Client, "default", "tandem-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A namespace with the ConfigMap of an earlier run, an old bundle in it.
+	if _, err := c.Client.CoreV1().ConfigMaps("shop").Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "tandem-trust-bundle", Labels: map[string]string{"app.kubernetes.io/part-of": "tandem"}},
+		Data:       map[string]string{"ca.crt": "an earlier bundle"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	authority := ca.New(ca.Config{TTL: time.Hour}, oldRoot, oldBundle, c.Client)
+	bundles := ca.NewBundles(c.Client, "tandem-trust-bundle", oldBundle, log)
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	applied := make(chan *identity.CA, 4)
+	wg.Go(func() { _ = bundles.Run(wctx, time.Hour) })
+	wg.Go(func() {
+		ca.WatchRoot(wctx, c.Client, "default", "tandem-ca", 100*time.Millisecond, oldRoot, oldBundle, log, func(root *identity.CA, bundle []byte) {
+			bundles.SetBundle(bundle)
+			authority.SetRoot(root, bundle)
+			applied <- root
+		})
+	})
+	bundleIn := func(ns string, want []byte) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			cm, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, "tandem-trust-bundle", metav1.GetOptions{})
+			if err == nil && cm.Data["ca.crt"] == string(want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ConfigMap %s/tandem-trust-bundle: %v %v, want the bundle %q", ns, cm.Data, err, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	bundleIn("shop", oldBundle)
+
+	newRoot, _ := identity.NewCA("tandem root rotated", 24*time.Hour)
+	newKey, _ := newRoot.KeyPEM()
+	oldKey, _ := oldRoot.KeyPEM()
+	both := append(slices.Clip(oldRoot.CertPEM()), newRoot.CertPEM()...)
+	update := func(crt, key, bundle []byte) {
+		t.Helper()
+		s, err := secrets.Get(ctx, "tandem-ca", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Data = map[string][]byte{"ca.crt": crt, "ca.key": key, "trust-bundle.pem": bundle}
+		if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	issuer := func() string {
+		t.Helper()
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+		token, _ := os.ReadFile(ordersToken)
+		resp, err := authority.Sign(ctx, ca.Request{CSR: csr, AppID: "orders", Namespace: "shop", Token: string(token)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(func() []byte { b, _ := pem.Decode(resp.CertChain); return b.Bytes }())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.Issuer.CommonName
+	}
+	wait := func(what string) *identity.CA {
+		t.Helper()
+		select {
+		case r := <-applied:
+			return r
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: not applied after 30 s; log:\n%s", what, logs.String())
+			return nil
+		}
+	}
+
+	// 1. Both roots trusted, the old one signing.
+	update(oldRoot.CertPEM(), oldKey, both)
+	if r := wait("both roots in trust-bundle.pem"); r.Name() != oldRoot.Name() {
+		t.Fatalf("signing with %q after the bundle changed, want the old root still", r.Name())
+	}
+	bundleIn("shop", both)
+	if got := issuer(); got != oldRoot.Name() {
+		t.Errorf("issued by %q, want the old root", got)
+	}
+
+	// A new root not in the bundle would sign certificates no sidecar
+	// trusts: refused, the old root signs on.
+	update(newRoot.CertPEM(), newKey, oldRoot.CertPEM())
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "does not hold the root in ca.crt") {
+		if time.Now().After(deadline) {
+			t.Fatalf("a ca.crt outside its bundle: no error logged:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case r := <-applied:
+		t.Fatalf("a ca.crt outside its bundle was applied (%s)", r.Name())
+	default:
+	}
+	if got := issuer(); got != oldRoot.Name() {
+		t.Errorf("issued by %q after a refused change, want the old root", got)
+	}
+
+	// 2. The new root signs; 3. the old root leaves the bundle.
+	update(newRoot.CertPEM(), newKey, both)
+	if r := wait("the new root in ca.crt"); r.Name() != newRoot.Name() {
+		t.Fatalf("signing with %q, want the new root", r.Name())
+	}
+	if got := issuer(); got != newRoot.Name() {
+		t.Errorf("issued by %q, want the new root", got)
+	}
+	update(newRoot.CertPEM(), newKey, newRoot.CertPEM())
+	wait("the old root out of trust-bundle.pem")
+	bundleIn("shop", newRoot.CertPEM())
+}
+
+// syncBuffer is a bytes.Buffer for a logger and a reader on two goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
