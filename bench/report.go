@@ -35,19 +35,19 @@ func report(o options, results []*result, prof profile) error {
 			row(&b, r, added(.5), added(.9), added(.99), added(.999))
 		}
 	}
-	b.WriteString("\n## Resources and throughput\n\n| path | errors (all rounds) | CPU s / 1000 req | idle RSS | peak RSS | max req/s |\n|---|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\n## Resources and throughput\n\n| path | errors (all rounds) | CPU s / 1000 req | idle RSS | idle private | peak RSS | max req/s |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		errs := 0
 		for _, s := range r.Rounds {
 			errs += s.Fixed.Errors + s.Max.Errors
 		}
 		fmt.Fprintf(&b, "| %s | %d ", r.name, errs)
-		for _, m := range []metric{cpuPer1000, idleRSS, peakRSS, maxRate} {
+		for _, m := range []metric{cpuPer1000, idleRSS, idleAnon, peakRSS, maxRate} {
 			b.WriteString("| " + cell(r, m) + " ")
 		}
 		b.WriteString("|\n")
 	}
-	b.WriteString("\nCPU and RSS are of the path's own processes: both sidecars, both floor proxies, or the one state sidecar (the `-store` paths run in the harness). CPU is over the measured run at the fixed rate; RSS is the larger process's: idle right after it answers, before any request, and its peak (VmHWM) after the fixed rate.\n")
+	b.WriteString("\nCPU and RSS are of the path's own processes: both sidecars, both floor proxies, or the one state sidecar (the `-store` paths run in the harness). CPU is over the measured run at the fixed rate; RSS is the larger process's: idle right after it answers, before any request, and its peak (VmHWM) after the fixed rate. Idle private is the same process's RssAnon: its RSS less the program's file pages (mapped code and read-only data), which every process of the same binary shares through the page cache.\n")
 	for _, r := range results {
 		if r.Note != "" {
 			fmt.Fprintf(&b, "\n%s: %s.\n", r.name, r.Note)

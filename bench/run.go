@@ -34,7 +34,10 @@ type sample struct {
 	CPU     time.Duration
 	PeakRSS int64 // the largest peak (VmHWM) of the path's own processes after the fixed rate
 	IdleRSS int64 // the largest resident memory of its processes after start, before any request
-	Procs   int   // how many processes of its own the path has
+	// IdleAnon is the same for their private memory (RssAnon): RSS less
+	// the program's file pages, which processes of one binary share.
+	IdleAnon int64
+	Procs    int // how many processes of its own the path has
 }
 
 // env is what the paths share: binaries, apps, Redis, the collector.
@@ -147,6 +150,7 @@ func (e *env) measure(p path, label string, profiled bool) (*sample, error) {
 	s := &sample{Procs: len(rg.procs)}
 	for _, pr := range rg.procs {
 		s.IdleRSS = max(s.IdleRSS, pr.memory("VmRSS"))
+		s.IdleAnon = max(s.IdleAnon, pr.memory("RssAnon"))
 	}
 	o := e.o
 	if o.Warmup > 0 {
@@ -223,6 +227,7 @@ type pairOptions struct {
 	mtls    bool // mutual TLS on the hop (the standalone default); else --enable-mtls=false
 	traced  bool // with the calculator's tracing Configuration
 	profile bool // the caller serves pprof
+	procs   int  // --max-procs of both; 0: the sidecar's default
 }
 
 // sidecarPair starts the app's sidecar and a caller's sidecar, which
@@ -239,6 +244,9 @@ func (e *env) sidecarPair(protocol, appAddr string, po pairOptions) (*rig, sidec
 	}
 	if po.traced {
 		both = append(both, "--config", e.tracing)
+	}
+	if po.procs > 0 {
+		both = append(both, "--max-procs", itoa(po.procs))
 	}
 	callee, _, err := e.startSidecar("bench-app", appAddr, protocol, reg, both...)
 	if err != nil {

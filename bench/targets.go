@@ -54,9 +54,10 @@ var (
 	cpuPer1000 = procsOnly("CPU s / 1000 req", fmtCPU, func(s *sample) float64 {
 		return s.CPU.Seconds() * 1000 / float64(max(s.Fixed.Requests, 1))
 	})
-	peakRSS = procsOnly("peak RSS", fmtMiB, func(s *sample) float64 { return float64(s.PeakRSS) / (1 << 20) })
-	idleRSS = procsOnly("idle RSS", fmtMiB, func(s *sample) float64 { return float64(s.IdleRSS) / (1 << 20) })
-	maxRate = metric{name: "max req/s", format: fmtRate, of: func(r *result, i int) (float64, bool) { return r.Rounds[i].Max.rate(), true }}
+	peakRSS  = procsOnly("peak RSS", fmtMiB, func(s *sample) float64 { return float64(s.PeakRSS) / (1 << 20) })
+	idleRSS  = procsOnly("idle RSS", fmtMiB, func(s *sample) float64 { return float64(s.IdleRSS) / (1 << 20) })
+	idleAnon = procsOnly("idle private", fmtMiB, func(s *sample) float64 { return float64(s.IdleAnon) / (1 << 20) })
+	maxRate  = metric{name: "max req/s", format: fmtRate, of: func(r *result, i int) (float64, bool) { return r.Rounds[i].Max.rate(), true }}
 )
 
 // spread is a metric's median over the rounds and its range.
@@ -122,6 +123,10 @@ func targets() []target {
 	return append(ts,
 		target{what: "State get, at p90 over go-redis GET", ours: "state-get-sidecar", m: added(.9), limit: 100},
 		target{what: "State save, at p90 over go-redis SET", ours: "state-save-sidecar", m: added(.9), limit: 100},
+		target{what: "One CPU per sidecar (the default) against two (`--max-procs 2`), added p90", ours: "http-sidecars", against: "http-sidecars-2cpu", m: added(.9)},
+		target{what: "One CPU against two, added p99", ours: "http-sidecars", against: "http-sidecars-2cpu", m: added(.99)},
+		target{what: "One CPU against two, CPU per 1,000 requests of the pair", ours: "http-sidecars", against: "http-sidecars-2cpu", m: cpuPer1000},
+		target{what: "One CPU against two, maximum throughput of the pair", ours: "http-sidecars", against: "http-sidecars-2cpu", m: maxRate},
 		target{what: "Tracing on (calculator's sampling), added p90 against the untraced mTLS pair's", ours: "http-sidecars-traced", against: "http-sidecars-mtls", m: added(.9)},
 		target{what: "Tracing on, added p99 against the untraced mTLS pair's", ours: "http-sidecars-traced", against: "http-sidecars-mtls", m: added(.99)},
 		target{what: "Tracing on, added p99.9 against the untraced mTLS pair's", ours: "http-sidecars-traced", against: "http-sidecars-mtls", m: added(.999)},

@@ -111,6 +111,13 @@ type Options struct {
 	// from; nil: no CORS headers (daprd's default "*" means the same).
 	AllowedOrigins []string
 
+	// MaxProcs is --max-procs: -1 for the default (see procs.go), 0 for
+	// Go's own, or the number of CPUs the sidecar's Go code runs on at once.
+	MaxProcs int
+	// procs and procsWhy are the GOMAXPROCS run set, and why (for the log).
+	procs    int
+	procsWhy string
+
 	// Unused are the flags given that this sidecar accepts without effect,
 	// each with the reason; run logs them once.
 	Unused []string
@@ -132,6 +139,7 @@ const (
 	maxGraceSeconds     = 3600
 	defaultProfilePort  = 7777 // daprd's
 	maxBlockShutdown    = time.Hour
+	maxProcs            = 1024
 )
 
 // The accepted values of each numeric flag. -1 means "unset: the default, or
@@ -147,6 +155,7 @@ var (
 	profilePortRange = intRange{lo: 0, hi: math.MaxUint16, unset: true, accepted: "-1 for the default (7777), 0 to pick a free port, or 1 to 65535"}
 	probeInterval    = intRange{lo: 1, hi: 3600, accepted: "1 to 3600 seconds"}
 	probeTimeout     = intRange{lo: 1, hi: 3600 * 1000, accepted: "1 to 3600000 milliseconds, at most --app-health-probe-interval"}
+	maxProcsRange    = intRange{lo: 0, hi: maxProcs, unset: true, accepted: "-1 for the default (1, or the container's CPU limit when it has one), 0 for Go's default (every CPU, or the CPU limit), or 1 to 1024"}
 	healthThreshold  = intRange{lo: 1, hi: 1000000, accepted: "1 to 1000000 failed probes in a row"}
 )
 
@@ -216,6 +225,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.ClusterDomain, "kubernetes-cluster-domain", "cluster.local", "kubernetes: the cluster's DNS domain")
 	fs.StringVar(&o.DNSServer, "kubernetes-dns-server", "", "kubernetes: DNS server host:port (default: the system's)")
 	fs.StringVar(&o.UnixDomainSocket, "unix-domain-socket", "", "`folder` where the HTTP and gRPC APIs listen on Unix sockets (dapr-<app-id>-http.socket, dapr-<app-id>-grpc.socket) instead of their ports")
+	intVar(&o.MaxProcs, "max-procs", -1, maxProcsRange, "`CPUs` the sidecar's Go code runs on at once (GOMAXPROCS); GOMAXPROCS in the environment is taken when this is -1")
 	fs.BoolVar(&o.EnableProfiling, "enable-profiling", false, "serve Go's pprof (/debug/pprof/) on --profile-port")
 	intVar(&o.ProfilePort, "profile-port", -1, profilePortRange, "pprof `port` with --enable-profiling")
 	fs.BoolVar(&healthOn, "enable-app-health-check", false, "probe the app's health; while it fails, the app is reported unhealthy and not called")

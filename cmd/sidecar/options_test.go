@@ -240,6 +240,7 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"--profile-port", []string{"-1", "0", "65535"}, []string{"-2", "65536", huge, "x"}, "-1 for the default (7777), 0 to pick a free port, or 1 to 65535"},
 		{"--app-health-probe-interval", []string{"1", "3600"}, []string{"0", "-1", "3601", huge, "5s"}, "1 to 3600 seconds"},
 		{"--app-health-probe-timeout", []string{"1", "3600000"}, []string{"0", "-1", "3600001", huge, "500ms"}, "1 to 3600000 milliseconds"},
+		{"--max-procs", []string{"-1", "0", "1", "1024"}, []string{"-2", "1025", huge, "two"}, "-1 for the default (1, or the container's CPU limit when it has one), 0 for Go's default"},
 		{"--app-health-threshold", []string{"1", "1000000"}, []string{"0", "-1", "1000001", huge, "x"}, "1 to 1000000"},
 	}
 	for _, c := range cases {

@@ -38,6 +38,7 @@ var version = "0.0.0-dev"
 // run builds the sidecar and serves until ctx ends, a part fails, or the app
 // asks for shutdown.
 func run(ctx context.Context, o Options) error {
+	o.procs, o.procsWhy = setProcs(o.MaxProcs)
 	s, err := newSidecar(ctx, o)
 	if err != nil {
 		return err

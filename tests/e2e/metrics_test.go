@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,6 +55,13 @@ func TestPrometheusMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// A sidecar runs on one CPU by default (cmd/sidecar/procs.go), unless
+	// its container has a CPU limit.
+	if limit, _ := os.ReadFile("/sys/fs/cgroup/cpu.max"); len(limit) == 0 || strings.HasPrefix(string(limit), "max") {
+		if !strings.Contains(text, "\ngo_sched_gomaxprocs_threads 1\n") {
+			t.Error("/metrics: go_sched_gomaxprocs_threads is not 1 (the sidecar's default GOMAXPROCS)")
 		}
 	}
 	if strings.Contains(text, "secret-path") || strings.Contains(text, `key="k"`) {
