@@ -259,7 +259,7 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 // connection (plaintext only with --allow-plaintext-peers).
 func (s *sidecar) internalListener() net.Listener {
 	if s.ident == nil {
-		return s.lns.internal
+		return invoke.HopListener(s.lns.internal)
 	}
 	return identity.Listener(s.lns.internal, s.ident.ServerTLS(), s.o.AllowPlaintextPeers, 10*time.Second)
 }

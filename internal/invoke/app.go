@@ -59,13 +59,13 @@ func (inv *Invoker) WaitAppReady(ctx context.Context) error {
 // server-sent events) is flushed after every read, so that each event
 // reaches the caller when it is produced. It returns the copy's error.
 func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
-	return writeResponse(w, resp, 0)
+	return writeResponse(w, resp, 0, false)
 }
 
 // writeResponse is WriteResponse; with stall > 0, a write of the answer that
 // makes no progress for stall (the peer keeps its flow-control window shut)
 // ends the stream. Waiting for the app to produce more is not a stall.
-func writeResponse(w http.ResponseWriter, resp *http.Response, stall time.Duration) error {
+func writeResponse(w http.ResponseWriter, resp *http.Response, stall time.Duration, h2 bool) error {
 	h := w.Header()
 	removeHopByHop(resp.Header)
 	delete(resp.Header, HeaderHopError)
@@ -94,7 +94,17 @@ func writeResponse(w http.ResponseWriter, resp *http.Response, stall time.Durati
 	if g != nil && err == nil {
 		// What is still buffered goes out under the guard too: after the
 		// handler returns, the server would wait for the window unguarded.
-		err = w.(guardedWriter).flush()
+		if h2 {
+			// On HTTP/2 a write deadline bounds it, and it goes out with
+			// the end of the stream, in one frame and one write: a flush
+			// here would cost a frame (and a write) of its own. The
+			// server stops the deadline's timer when the stream ends.
+			err = g.rc.SetWriteDeadline(time.Now().Add(g.d))
+		} else {
+			// On HTTP/1.1 the deadline would outlive the response on a
+			// kept-alive connection.
+			err = w.(guardedWriter).flush()
+		}
 	}
 	return err
 }

@@ -1,6 +1,7 @@
 package invoke
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -125,6 +126,10 @@ func newHTTPApp(cfg Config, protocol string) (*httpApp, error) {
 
 var teTrailers = []string{"trailers"}
 
+// smallBody is the largest request body of known length that the app
+// channel reads before it calls the app, to send it with the headers.
+const smallBody = 16 << 10
+
 func (a *httpApp) call(ctx context.Context, c *Call) (*http.Response, error) {
 	if c.GRPCProxy && (a.protocol == "http" || a.protocol == "") {
 		return nil, errorf(KindBadRequest, a.appID, a.addr, nil,
@@ -138,7 +143,22 @@ func (a *httpApp) call(ctx context.Context, c *Call) (*http.Response, error) {
 	if c.GRPCProxy {
 		c.Header["Te"] = teTrailers // gRPC servers require it
 	}
-	resp, err := a.rt.RoundTrip(newRequest(ctx, c.Verb, u, c.Header, c.Body, c.ContentLength))
+	body := c.Body
+	if body != nil && 0 < c.ContentLength && c.ContentLength <= smallBody && !c.GRPCProxy {
+		// A small body of known length is read first and goes out with
+		// the headers in one write: net/http's HTTP/1.1 client sends the
+		// headers of a body it cannot tell is in memory in a write of
+		// their own, and the app then wakes twice for one call.
+		b := make([]byte, c.ContentLength)
+		if _, err := io.ReadFull(body, b); err != nil {
+			if errors.Is(err, ErrBodyTooLarge) {
+				return nil, errorf(KindBodyTooLarge, a.appID, a.addr, err, "request body is over the limit")
+			}
+			return nil, errorf(KindBadRequest, a.appID, a.addr, err, "the call's body of %d bytes for app %q could not be read", c.ContentLength, a.appID)
+		}
+		body = io.NopCloser(bytes.NewReader(b))
+	}
+	resp, err := a.rt.RoundTrip(newRequest(ctx, c.Verb, u, c.Header, body, c.ContentLength))
 	if err != nil {
 		if errors.Is(err, ErrBodyTooLarge) {
 			return nil, errorf(KindBodyTooLarge, a.appID, a.addr, err, "request body is over the limit")

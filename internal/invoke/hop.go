@@ -1,6 +1,7 @@
 package invoke
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,34 @@ func HopHTTP2Config() *http.HTTP2Config {
 	}
 }
 
+// HopListener buffers the reads of the internal port's plaintext (h2c)
+// connections. The HTTP/2 server reads each frame's 9-byte header and then
+// its payload straight from the connection: four reads, four system calls,
+// for a call's HEADERS and DATA frames. Through a buffer one read takes what
+// has arrived, usually the whole call. (TLS connections buffer already.)
+func HopListener(ln net.Listener) net.Listener { return bufferedListener{ln} }
+
+type bufferedListener struct{ net.Listener }
+
+func (l bufferedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, hopReadBuffer)}, nil
+}
+
+// hopReadBuffer holds a few calls' frames; a larger read (a big body's
+// DATA) bypasses it.
+const hopReadBuffer = 8 << 10
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
 // HopHandler serves the internal port: calls from peer sidecars, forwarded to
 // this sidecar's app.
 func (inv *Invoker) HopHandler() http.Handler {
@@ -124,7 +153,7 @@ func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
-	if err := writeResponse(w, resp, inv.cfg.StallTimeout); err != nil {
+	if err := writeResponse(w, resp, inv.cfg.StallTimeout, r.ProtoMajor == 2); err != nil {
 		inv.cfg.Logger.Debug("answer to a peer cut short", "app", inv.cfg.AppID, "err", err)
 	}
 }
