@@ -1,7 +1,9 @@
 package reload
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 
@@ -104,4 +106,48 @@ func register(reg prometheus.Registerer, c prometheus.Collector) prometheus.Coll
 		}
 	}
 	return c
+}
+
+// publish makes Status what is in force now.
+func (r *Reloader) publish() {
+	st := Status{HotReload: r.hot, InUse: []Resource{}, Rejected: []Rejection{}}
+	for name, s := range r.stores {
+		if s.source == "embedded" {
+			continue
+		}
+		st.InUse = append(st.InUse, Resource{Kind: kindComponent, Name: name, Source: s.source, Version: s.version})
+	}
+	for _, p := range r.inForce {
+		for _, res := range p.res {
+			if len(res.Scopes) == 0 || slices.Contains(res.Scopes, r.src.AppID) {
+				st.InUse = append(st.InUse, Resource{Kind: kindResiliency, Name: res.Metadata.Name, Source: p.doc.key, Version: p.doc.version})
+			}
+		}
+	}
+	if r.conf != nil {
+		st.InUse = append(st.InUse, Resource{Kind: kindConfiguration, Name: r.conf.conf.Metadata.Name, Source: r.conf.doc.key, Version: r.conf.doc.version})
+	}
+	if r.secrets != nil {
+		st.InUse = append(st.InUse, r.secrets.inUse()...)
+	}
+	sortResources(st.InUse)
+	counts := map[string]int{}
+	for _, rej := range r.rejected {
+		st.Rejected = append(st.Rejected, rej.Rejection)
+		counts[cmp.Or(rej.Kind, kindFile)]++
+	}
+	for _, rej := range r.storeErrs {
+		st.Rejected = append(st.Rejected, rej.Rejection)
+		counts[kindComponent]++
+	}
+	sort.Slice(st.Rejected, func(i, j int) bool {
+		a, b := st.Rejected[i], st.Rejected[j]
+		return a.Source < b.Source || a.Source == b.Source && a.Name < b.Name
+	})
+	for _, k := range kinds {
+		r.m.rejected.WithLabelValues(k).Set(float64(counts[k]))
+	}
+	r.mu.Lock()
+	r.status = st
+	r.mu.Unlock()
 }

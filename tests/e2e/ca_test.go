@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -27,6 +26,7 @@ import (
 	"github.com/tandem-run/tandem/internal/ca"
 	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
+	"github.com/tandem-run/tandem/internal/testutil/syncbuf"
 )
 
 // caServer runs the control plane's CA over HTTPS with a root from the
@@ -202,7 +202,7 @@ func caRootRotation(t *testing.T, ctx context.Context, c *kubecluster.Cluster, o
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	authority := ca.New(ca.Config{TTL: time.Hour}, oldRoot, oldBundle, c.Client)
 	bundles := ca.NewBundles(c.Client, "tandem-trust-bundle", oldBundle, log)
@@ -315,22 +315,4 @@ func caRootRotation(t *testing.T, ctx context.Context, c *kubecluster.Cluster, o
 	update(newRoot.CertPEM(), newKey, newRoot.CertPEM())
 	wait("the old root out of trust-bundle.pem")
 	bundleIn("shop", newRoot.CertPEM())
-}
-
-// syncBuffer is a bytes.Buffer for a logger and a reader on two goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

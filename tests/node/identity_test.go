@@ -80,20 +80,8 @@ func TestRootRotation(t *testing.T) {
 			t.Fatalf("%s: certificate of %v before the rotation, want %q", p.Name, got, oldRoot.Name())
 		}
 	}
-	l := startLoad(frontEnd(t), loadRate)
-	stopped := false
-	defer func() {
-		if !stopped {
-			close(l.stop)
-			l.wg.Wait()
-		}
-	}()
-	time.Sleep(3 * time.Second)
-	step := func(what string, f func()) {
-		start := time.Now()
-		f()
-		t.Logf("%s in %s; load so far: %s", what, time.Since(start).Round(100*time.Millisecond), l)
-	}
+	l := underLoad(t)
+	step := l.stepper(t)
 	// everySidecar waits until each app pod's sidecar reports the gauge
 	// with exactly the label values want.
 	everySidecar := func(metric, label string, want ...string) {
@@ -127,9 +115,7 @@ func TestRootRotation(t *testing.T) {
 		everySidecar("tandem_mtls_trust_anchors", "root", newRoot.Name())
 	})
 	time.Sleep(5 * time.Second) // calls with the new bundle alone
-	close(l.stop)
-	l.wg.Wait()
-	stopped = true
+	l.halt()
 	t.Logf("load: %s", l)
 	if f := l.failed.Load(); f > 0 {
 		t.Errorf("%d requests failed during the rotation; by kind: %v; the first: %s", f, l.kinds, strings.Join(l.failures, "\n  "))

@@ -39,6 +39,7 @@ type load struct {
 	failures   []string
 	kinds      map[string]int // failures by message, addresses left out
 	stop       chan struct{}
+	halted     sync.Once
 	wg         sync.WaitGroup
 	began      time.Time
 }
@@ -101,8 +102,37 @@ func (l *load) end(n int64) {
 	for l.ok.Load()+l.failed.Load() < n {
 		time.Sleep(100 * time.Millisecond)
 	}
-	close(l.stop)
-	l.wg.Wait()
+	l.halt()
+}
+
+// halt stops the load and waits for the requests under way; again, it
+// does nothing.
+func (l *load) halt() {
+	l.halted.Do(func() {
+		close(l.stop)
+		l.wg.Wait()
+	})
+}
+
+// underLoad starts the load through the front end for a test, lets it run
+// three seconds, and halts it when the test ends if nothing has before.
+func underLoad(t *testing.T) *load {
+	t.Helper()
+	l := startLoad(frontEnd(t), loadRate)
+	t.Cleanup(l.halt)
+	time.Sleep(3 * time.Second)
+	return l
+}
+
+// stepper returns step, which runs f and logs how long it took, with the
+// load so far.
+func (l *load) stepper(t *testing.T) func(what string, f func()) {
+	return func(what string, f func()) {
+		t.Helper()
+		start := time.Now()
+		f()
+		t.Logf("%s in %s; load so far: %s", what, time.Since(start).Round(100*time.Millisecond), l)
+	}
 }
 
 // podIPs are the pod addresses in failure messages.
@@ -268,20 +298,8 @@ func TestRollingUpdates(t *testing.T) {
 		}
 	}
 
-	l := startLoad(frontEnd(t), loadRate)
-	stopped := false
-	defer func() {
-		if !stopped {
-			close(l.stop)
-			l.wg.Wait()
-		}
-	}()
-	time.Sleep(3 * time.Second)
-	step := func(what string, f func()) {
-		start := time.Now()
-		f()
-		t.Logf("%s in %s; load so far: %s", what, time.Since(start).Round(100*time.Millisecond), l)
-	}
+	l := underLoad(t)
+	step := l.stepper(t)
 	step("helm upgrade from "+prevVersion+" to "+version, func() {
 		// The previous release has no mutual TLS: the new sidecars take
 		// its calls and call it in plaintext for the upgrade (README).
@@ -301,7 +319,6 @@ func TestRollingUpdates(t *testing.T) {
 		waitAvailable(t, "default", 3*time.Minute, "calculator-front-end")
 	})
 	l.end(loadRequests)
-	stopped = true
 	t.Logf("load: %s", l)
 	if f := l.failed.Load(); f > 0 {
 		t.Errorf("%d requests failed during the rolling updates; by kind: %v; the first: %s", f, l.kinds, strings.Join(l.failures, "\n  "))
