@@ -155,21 +155,31 @@ func grpcDirect(e *env, _ bool) (*rig, error) {
 	return &rig{drive: e.unary(conn, nil), undo: []func(){func() { _ = conn.Close() }}}, nil
 }
 
+// grpcPair starts a pair of sidecars for an app speaking protocol at
+// appAddr and dials the caller's gRPC API; the rig closes the connection.
+func (e *env) grpcPair(protocol, appAddr string, po pairOptions) (*rig, *grpc.ClientConn, error) {
+	r, caller, err := e.sidecarPair(protocol, appAddr, po)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := dial(caller.grpcAddr)
+	if err != nil {
+		r.stop()
+		return nil, nil, err
+	}
+	r.undo = append(r.undo, func() { _ = conn.Close() })
+	return r, conn, nil
+}
+
 // grpcInvoke calls InvokeService. It reaches the gRPC app through
 // AppCallback, which the echo app has not, so it calls the HTTP app.
 func grpcInvoke(po pairOptions) func(*env, bool) (*rig, error) {
 	return func(e *env, profile bool) (*rig, error) {
 		po.profile = profile
-		r, caller, err := e.sidecarPair("http", e.appAddr, po)
+		r, conn, err := e.grpcPair("http", e.appAddr, po)
 		if err != nil {
 			return nil, err
 		}
-		conn, err := dial(caller.grpcAddr)
-		if err != nil {
-			r.stop()
-			return nil, err
-		}
-		r.undo = append(r.undo, func() { _ = conn.Close() })
 		api := runtimev1pb.NewDaprClient(conn)
 		inv := &runtimev1pb.InvokeServiceRequest{Id: "bench-app", Message: &commonv1pb.InvokeRequest{
 			Method: "echo", Data: &anypb.Any{Value: e.payload}, ContentType: "application/octet-stream",
@@ -185,16 +195,10 @@ func grpcInvoke(po pairOptions) func(*env, bool) (*rig, error) {
 func grpcProxy(po pairOptions) func(*env, bool) (*rig, error) {
 	return func(e *env, profile bool) (*rig, error) {
 		po.profile = profile
-		r, caller, err := e.sidecarPair("grpc", e.grpcAddr, po)
+		r, conn, err := e.grpcPair("grpc", e.grpcAddr, po)
 		if err != nil {
 			return nil, err
 		}
-		conn, err := dial(caller.grpcAddr)
-		if err != nil {
-			r.stop()
-			return nil, err
-		}
-		r.undo = append(r.undo, func() { _ = conn.Close() })
 		r.drive = e.unary(conn, metadata.Pairs("dapr-app-id", "bench-app"))
 		return r, nil
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/testutil/syncbuf"
 	"github.com/tandem-run/tandem/pkg/state"
 	"github.com/tandem-run/tandem/pkg/state/memory"
 )
@@ -256,7 +256,7 @@ func attrString(k, v string) attribute.KeyValue { return attribute.String(k, v) 
 // A reloadable Tracing installs its wrappers while off; Update turns
 // tracing on and off for the calls that start after it.
 func TestUpdate(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	tr, err := NewTracing(config.TracingSettings{}, Options{AppID: "front", Reloadable: true, Drain: time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -293,21 +293,4 @@ func TestUpdate(t *testing.T) {
 	if fixed.StateMiddleware() != nil {
 		t.Error("a Tracing off and not reloadable has store middleware")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

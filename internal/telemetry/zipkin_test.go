@@ -31,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/testutil/syncbuf"
 )
 
 // collector is a Zipkin v2 API endpoint that keeps what it is sent.
@@ -184,7 +185,7 @@ func TestZipkinCollectorDownThenUp(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens: every post fails
 	reg := prometheus.NewRegistry()
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: "http://" + addr + "/api/v2/spans"},
 		Options{AppID: "a", Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: reg})
 	if err != nil {
@@ -252,7 +253,7 @@ func TestZipkinCollectorRefuses(t *testing.T) {
 			srv := httptest.NewServer(col)
 			defer srv.Close()
 			reg := prometheus.NewRegistry()
-			logs := &logBuffer{}
+			logs := &syncbuf.Buffer{}
 			tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: srv.URL},
 				Options{AppID: "a", Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: reg})
 			if err != nil {
@@ -387,24 +388,6 @@ func flush(t *testing.T, tr *Tracing) {
 
 func head(s []string) []string { return s[:min(len(s), 3)] }
 func tail(s []string) []string { return s[max(len(s)-3, 0):] }
-
-// logBuffer is a log's output, written to by several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func counterOf(t testing.TB, reg *prometheus.Registry, reason string) prometheus.Collector {
 	t.Helper()
