@@ -70,7 +70,6 @@ type Source struct {
 type bundle struct {
 	pool *x509.CertPool
 	sum  [32]byte
-	n    int
 }
 
 // NewSource gets the first certificate and reads the bundle, so that a
@@ -246,7 +245,6 @@ func (s *Source) loadBundle() error {
 		return nil
 	}
 	pool := x509.NewCertPool()
-	n := 0
 	var names []string
 	for rest := bytes.TrimSpace(b); len(rest) > 0; {
 		var blk *pem.Block
@@ -259,16 +257,15 @@ func (s *Source) loadBundle() error {
 		}
 		pool.AddCert(c)
 		names = append(names, c.Subject.CommonName)
-		n++
 	}
-	if n == 0 {
+	if len(names) == 0 {
 		return fmt.Errorf("trust bundle %s holds no certificate", s.cfg.Bundle.File)
 	}
 	s.anchors.Reset()
 	for _, name := range names {
 		s.anchors.WithLabelValues(name).Set(1)
 	}
-	if s.bundle.Swap(&bundle{pool: pool, sum: sum, n: n}) != nil {
+	if s.bundle.Swap(&bundle{pool: pool, sum: sum}) != nil {
 		s.cfg.Logger.Info("trust bundle reloaded", "file", s.cfg.Bundle.File, "roots", names)
 	}
 	return nil
