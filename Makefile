@@ -64,9 +64,10 @@ lint:
 deps:
 	./.ci/deps
 
-## sidecar: build the sidecar binary into ./bin.
+## sidecar: build the sidecar binary into ./bin, as its image has it
+## (static, -tags grpcnotrace: see internal/release).
 sidecar:
-	$(GO) build -o bin/sidecar ./cmd/sidecar
+	CGO_ENABLED=0 $(GO) build -tags grpcnotrace -trimpath -o bin/sidecar ./cmd/sidecar
 
 ## images: the sidecar, injector and calculator images, as OCI tarballs in
 ## bin/images (static binaries on an empty base, user 65532; reproducible).

@@ -2,16 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/release"
 	testproc "github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
@@ -55,10 +56,10 @@ func (p *proc) memory(field string) int64 {
 	return n
 }
 
-// buildSidecar builds the sidecar into dir.
+// buildSidecar builds the sidecar into dir as its image has it.
 func buildSidecar(dir string) (string, error) {
 	bin := filepath.Join(dir, "sidecar")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/tandem-run/tandem/cmd/sidecar")
+	cmd := release.Command(context.Background(), "", "github.com/tandem-run/tandem/cmd/sidecar", bin, "")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("building the sidecar: %w", err)

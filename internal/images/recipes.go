@@ -15,6 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/tandem-run/tandem/internal/release"
 )
 
 // Meta is what every image of one build is labelled with.
@@ -131,10 +132,8 @@ func goImage(pkg string, ports []string, ca bool) func(context.Context, *Builder
 // this machine, no VCS stamp (the revision is a label), main.version set.
 func (b *Builder) goBuild(ctx context.Context, pkg string) (string, error) {
 	out := filepath.Join(b.Work, filepath.Base(pkg))
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
-		"-ldflags", "-s -w -buildid= -X main.version="+b.Meta.Version, "-o", out, pkg)
-	cmd.Dir = b.Root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS=")
+	cmd := release.Command(ctx, b.Root, pkg, out, b.Meta.Version)
+	cmd.Env = append(cmd.Env, "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
 	}

@@ -1,13 +1,14 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 
-	"sigs.k8s.io/yaml"
+	"gopkg.in/yaml.v3"
 )
 
 // Resource is a kind of dapr.io object of a namespace.
@@ -61,8 +62,38 @@ func (r resource) object(kind string) (Object, error) {
 	if err != nil {
 		return Object{}, err
 	}
-	o.YAML, err = yaml.JSONToYAML(b)
+	o.YAML, err = jsonToYAML(b)
 	return o, err
+}
+
+// jsonToYAML writes JSON as block-style YAML, so that errors about an
+// object read from the API server name lines as they would in its file.
+// JSON is YAML: yaml.v3 reads it as flow collections and quoted
+// strings; cleared of that style, it writes blocks, and quotes only a
+// string that would otherwise read as another type.
+func jsonToYAML(b []byte) ([]byte, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal(b, &n); err != nil {
+		return nil, err
+	}
+	var plain func(*yaml.Node)
+	plain = func(n *yaml.Node) {
+		n.Style = 0
+		for _, c := range n.Content {
+			plain(c)
+		}
+	}
+	plain(&n)
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&n); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
 }
 
 // path is where the namespace's objects of res are.

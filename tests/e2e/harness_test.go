@@ -8,12 +8,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/release"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 		testappBin:  "github.com/tandem-run/tandem/tests/e2e/testapp",
 		grpcappBin:  "github.com/tandem-run/tandem/tests/e2e/grpcapp",
 	} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd := release.Command(context.Background(), "", pkg, bin, "")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n", pkg, err)

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/release"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
@@ -220,7 +221,7 @@ func build(ctx context.Context, work string) (map[string]string, error) {
 	logf("runner", "building the sidecar and the apps")
 	for name, pkg := range pkgs {
 		bins[name] = filepath.Join(work, name)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bins[name], pkg)
+		cmd := release.Command(ctx, "", pkg, bins[name], "")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("building %s: %v\n%s", pkg, err, out)
 		}
