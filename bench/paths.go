@@ -46,6 +46,7 @@ var paths = []path{
 	{name: "http-floor-tls", group: "HTTP", about: "the same two proxies with TLS 1.3 between them, certificates both ways, HTTP/2 over one reused connection: the floor of the mTLS rows", setup: httpFloor(true)},
 	{name: "http-sidecars", group: "HTTP", sidecars: true, about: "two sidecars, `--enable-mtls=false` (HTTP/2 cleartext hop)", setup: httpSidecars(pairOptions{})},
 	{name: "http-sidecars-2cpu", group: "HTTP", sidecars: true, about: "`http-sidecars` with `--max-procs 2`: each sidecar's Go code on two CPUs, Go's default on this machine, against the sidecar's default of one", setup: httpSidecars(pairOptions{procs: 2})},
+	{name: "http-sidecars-gogc100", group: "HTTP", sidecars: true, about: "`http-sidecars` with `GOGC=100`, Go's default, against the sidecar's default of 200", setup: httpSidecars(pairOptions{env: []string{"GOGC=100"}})},
 	{name: "http-sidecars-mtls", group: "HTTP", sidecars: true, about: "two sidecars with mutual TLS, the standalone default", setup: httpSidecars(pairOptions{mtls: true})},
 	{name: "http-sidecars-traced", group: "HTTP", sidecars: true, about: "two sidecars with mutual TLS and tracing at the calculator's sampling (its runner's `appconfig`: samplingRate 1, Zipkin, to a collector in the harness)", setup: httpSidecars(pairOptions{mtls: true, traced: true})},
 	{name: "grpc-direct", group: "gRPC", baseline: true, about: "the gRPC echo app's UnaryCall, directly", setup: grpcDirect},

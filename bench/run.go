@@ -196,6 +196,12 @@ type sidecarAddrs struct{ httpURL, grpcAddr string }
 
 // startSidecar starts one sidecar; appAddr "" means no app.
 func (e *env) startSidecar(id, appAddr, protocol, registry string, extra ...string) (*proc, sidecarAddrs, error) {
+	return e.startSidecarEnv(nil, id, appAddr, protocol, registry, extra...)
+}
+
+// startSidecarEnv is startSidecar with environ added to the sidecar's
+// environment.
+func (e *env) startSidecarEnv(environ []string, id, appAddr, protocol, registry string, extra ...string) (*proc, sidecarAddrs, error) {
 	hp, err := testproc.FreePort()
 	if err != nil {
 		return nil, sidecarAddrs{}, err
@@ -210,7 +216,7 @@ func (e *env) startSidecar(id, appAddr, protocol, registry string, extra ...stri
 	if appAddr != "" {
 		args = append(args, "--app-port", appAddr[strings.LastIndexByte(appAddr, ':')+1:])
 	}
-	p, err := start("sidecar "+id, e.sidecar, nil, append(args, extra...)...)
+	p, err := start("sidecar "+id, e.sidecar, environ, append(args, extra...)...)
 	if err != nil {
 		return nil, sidecarAddrs{}, err
 	}
@@ -224,10 +230,11 @@ func (e *env) startSidecar(id, appAddr, protocol, registry string, extra ...stri
 
 // pairOptions say how a pair of sidecars runs.
 type pairOptions struct {
-	mtls    bool // mutual TLS on the hop (the standalone default); else --enable-mtls=false
-	traced  bool // with the calculator's tracing Configuration
-	profile bool // the caller serves pprof
-	procs   int  // --max-procs of both; 0: the sidecar's default
+	mtls    bool     // mutual TLS on the hop (the standalone default); else --enable-mtls=false
+	traced  bool     // with the calculator's tracing Configuration
+	profile bool     // the caller serves pprof
+	procs   int      // --max-procs of both; 0: the sidecar's default
+	env     []string // added to both's environment
 }
 
 // sidecarPair starts the app's sidecar and a caller's sidecar, which
@@ -248,7 +255,7 @@ func (e *env) sidecarPair(protocol, appAddr string, po pairOptions) (*rig, sidec
 	if po.procs > 0 {
 		both = append(both, "--max-procs", itoa(po.procs))
 	}
-	callee, _, err := e.startSidecar("bench-app", appAddr, protocol, reg, both...)
+	callee, _, err := e.startSidecarEnv(po.env, "bench-app", appAddr, protocol, reg, both...)
 	if err != nil {
 		return nil, sidecarAddrs{}, err
 	}
@@ -257,7 +264,7 @@ func (e *env) sidecarPair(protocol, appAddr string, po pairOptions) (*rig, sidec
 		callee.stop()
 		return nil, sidecarAddrs{}, err
 	}
-	caller, a, err := e.startSidecar("bench-client", "", "http", reg, append(both, extra...)...)
+	caller, a, err := e.startSidecarEnv(po.env, "bench-client", "", "http", reg, append(both, extra...)...)
 	if err != nil {
 		callee.stop()
 		return nil, sidecarAddrs{}, err

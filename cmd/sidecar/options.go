@@ -117,6 +117,10 @@ type Options struct {
 	// procs and procsWhy are the GOMAXPROCS run set, and why (for the log).
 	procs    int
 	procsWhy string
+	// gcPercent and memoryLimit are the GOGC and soft memory limit in
+	// force (see gc.go; -1 and 0: none), for the log.
+	gcPercent   int
+	memoryLimit int64
 
 	// Unused are the flags given that this sidecar accepts without effect,
 	// each with the reason; run logs them once.

@@ -39,6 +39,7 @@ var version = "0.0.0-dev"
 // asks for shutdown.
 func run(ctx context.Context, o Options) error {
 	o.procs, o.procsWhy = setProcs(o.MaxProcs)
+	o.gcPercent, o.memoryLimit = setGC()
 	s, err := newSidecar(ctx, o)
 	if err != nil {
 		return err

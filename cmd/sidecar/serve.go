@@ -21,7 +21,8 @@ func (s *sidecar) serve(ctx context.Context) error {
 	p := s.ports
 	s.log.Info("sidecar started", "mode", s.o.Mode, "version", version, "api_token", s.o.APIToken != "", "app_token", s.o.AppToken != "",
 		"http_port", p.HTTP, "grpc_port", p.GRPC, "internal_port", p.Internal,
-		"public_port", p.Public, "metrics_port", p.Metrics, "app_address", s.appAddr, "max_procs", s.o.procs, "max_procs_from", s.o.procsWhy)
+		"public_port", p.Public, "metrics_port", p.Metrics, "app_address", s.appAddr, "max_procs", s.o.procs, "max_procs_from", s.o.procsWhy,
+		"gc_percent", s.o.gcPercent, "memory_limit", s.o.memoryLimit)
 	if s.o.UnixDomainSocket != "" {
 		s.log.Info("the HTTP and gRPC APIs listen on Unix sockets", "http", socketPath(s.o, "http"), "grpc", socketPath(s.o, "grpc"))
 	}

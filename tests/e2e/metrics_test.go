@@ -64,6 +64,10 @@ func TestPrometheusMetrics(t *testing.T) {
 			t.Error("/metrics: go_sched_gomaxprocs_threads is not 1 (the sidecar's default GOMAXPROCS)")
 		}
 	}
+	// Its collector runs at GOGC=200 (cmd/sidecar/gc.go) unless GOGC says.
+	if os.Getenv("GOGC") == "" && !strings.Contains(text, "\ngo_gc_gogc_percent 200\n") {
+		t.Error("/metrics: go_gc_gogc_percent is not 200 (the sidecar's default GOGC)")
+	}
 	if strings.Contains(text, "secret-path") || strings.Contains(text, `key="k"`) {
 		t.Error("a method path or key became a label")
 	}
