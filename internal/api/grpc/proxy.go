@@ -57,14 +57,14 @@ func (s *Server) proxy(_ any, ss grpc.ServerStream) error {
 	if dl, ok := ctx.Deadline(); ok {
 		h.Set("Grpc-Timeout", encodeTimeout(time.Until(dl)))
 	}
-	pr, pw := io.Pipe()
-	go pumpRequest(ss, pw)
+	body := invoke.NewAhead()
+	go pumpRequest(ss, body)
 	resp, err := s.inv.Invoke(ctx, &invoke.Call{
 		Target:        target,
 		Method:        method,
 		Verb:          http.MethodPost,
 		Header:        h,
-		Body:          pr,
+		Body:          body,
 		ContentLength: -1,
 		RemoteAddr:    remoteAddr(ctx),
 		GRPCProxy:     true,
@@ -95,21 +95,21 @@ func (s *Server) proxy(_ any, ss grpc.ServerStream) error {
 	return grpcStatus(resp.Trailer, target.ID)
 }
 
-// pumpRequest copies the client's messages into w as gRPC frames.
-func pumpRequest(ss grpc.ServerStream, w *io.PipeWriter) {
+// pumpRequest copies the client's messages into body as gRPC frames.
+func pumpRequest(ss grpc.ServerStream, body *invoke.Ahead) {
 	for {
 		var f frame
 		if err := ss.RecvMsg(&f); err != nil {
 			if errors.Is(err, io.EOF) {
 				err = nil
 			}
-			_ = w.CloseWithError(err)
+			body.CloseWithError(err)
 			return
 		}
 		buf := make([]byte, 5+len(f.b))
 		binary.BigEndian.PutUint32(buf[1:5], uint32(len(f.b)))
 		copy(buf[5:], f.b)
-		if _, err := w.Write(buf); err != nil {
+		if !body.Put(buf) {
 			return // the call is over; RecvMsg ends with the stream
 		}
 	}
