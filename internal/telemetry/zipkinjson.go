@@ -27,6 +27,7 @@ func (zipkinJSON) Serialize(spans []*model.SpanModel) ([]byte, error) {
 			b = append(b, ',')
 		}
 		b = appendSpan(b, s)
+		yieldEvery(i)
 	}
 	return append(b, ']'), nil
 }
