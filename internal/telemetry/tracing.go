@@ -9,9 +9,7 @@ package telemetry
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,9 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -107,11 +102,11 @@ func (t *Tracing) newProvider(s config.TracingSettings) (*provider, error) {
 		opts = append(opts, sdktrace.WithSpanProcessor(zp))
 	}
 	if s.OTLPEndpoint != "" {
-		exp, err := newOTLPExporter(s)
+		op, err := newOTLPProcessor(s, o.Logger.With("exporter", "otlp"), o.Registerer)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, sdktrace.WithBatcher(exp))
+		opts = append(opts, sdktrace.WithSpanProcessor(op))
 	}
 	if s.Stdout {
 		opts = append(opts, sdktrace.WithSpanProcessor(logProcessor{o.Logger.With("exporter", "stdout")}))
@@ -176,38 +171,6 @@ func (t *Tracing) provider() *provider {
 // wraps reports whether the wrappers are to be installed: tracing is on,
 // or may be turned on.
 func (t *Tracing) wraps() bool { return t != nil && (t.live || t.cur.Load() != nil) }
-
-func newOTLPExporter(s config.TracingSettings) (*otlptrace.Exporter, error) {
-	ctx := context.Background()
-	endpoint := s.OTLPEndpoint
-	isURL := strings.Contains(endpoint, "://")
-	if s.OTLPProtocol == "grpc" {
-		opts := []otlptracegrpc.Option{}
-		if isURL {
-			opts = append(opts, otlptracegrpc.WithEndpointURL(endpoint))
-		} else {
-			opts = append(opts, otlptracegrpc.WithEndpoint(endpoint))
-		}
-		if s.OTLPInsecure {
-			opts = append(opts, otlptracegrpc.WithInsecure())
-		}
-		return otlptracegrpc.New(ctx, opts...)
-	}
-	opts := []otlptracehttp.Option{}
-	if isURL {
-		opts = append(opts, otlptracehttp.WithEndpointURL(endpoint))
-	} else {
-		opts = append(opts, otlptracehttp.WithEndpoint(endpoint))
-	}
-	if s.OTLPInsecure {
-		opts = append(opts, otlptracehttp.WithInsecure())
-	}
-	exp, err := otlptracehttp.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("spec.tracing.otel: %w", err)
-	}
-	return exp, nil
-}
 
 // Enabled reports whether spans are recorded.
 func (t *Tracing) Enabled() bool { return t.provider() != nil }

@@ -148,7 +148,7 @@ func TestZipkinCollectorDownNeverBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 3 * (zipkinQueue + zipkinBacklog)
+	const n = 3 * (exportQueue + exportBacklog)
 	for range n {
 		_, s := tr.provider().tracer.Start(context.Background(), "x")
 		s.End()
@@ -161,13 +161,13 @@ func TestZipkinCollectorDownNeverBlocks(t *testing.T) {
 	var dropped float64
 	for time.Now().Before(deadline) {
 		dropped = testutil.ToFloat64(counterOf(t, reg, "queue_full")) + testutil.ToFloat64(counterOf(t, reg, "collector_unreachable"))
-		if dropped >= n-zipkinBacklog-zipkinQueue {
+		if dropped >= n-exportBacklog-exportQueue {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if dropped < n-zipkinBacklog-zipkinQueue {
-		t.Errorf("dropped %v of %d spans; at most %d can be held", dropped, n, zipkinBacklog+zipkinQueue)
+	if dropped < n-exportBacklog-exportQueue {
+		t.Errorf("dropped %v of %d spans; at most %d can be held", dropped, n, exportBacklog+exportQueue)
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer scancel()
@@ -194,7 +194,7 @@ func TestZipkinCollectorDownThenUp(t *testing.T) {
 	defer tr.Shutdown(context.Background())
 	const over = 100
 	var want []string
-	for i := range zipkinBacklog + over {
+	for i := range exportBacklog + over {
 		name := fmt.Sprintf("s%d", i)
 		_, s := tr.provider().tracer.Start(context.Background(), name)
 		s.End()
@@ -202,7 +202,7 @@ func TestZipkinCollectorDownThenUp(t *testing.T) {
 			want = append(want, name)
 		}
 		// Never more ended spans than the queue holds.
-		if (i+1)%zipkinQueue == 0 {
+		if (i+1)%exportQueue == 0 {
 			flush(t, tr)
 		}
 	}
@@ -361,7 +361,7 @@ func TestZipkinBlockedCollectorNeverBlocksEnd(t *testing.T) {
 	s.End()
 	<-arrived // posted after the batch interval, and held: the export waits
 	const over = 10
-	for range zipkinQueue + over {
+	for range exportQueue + over {
 		_, s := tr.provider().tracer.Start(context.Background(), "x")
 		s.End()
 	}
@@ -374,8 +374,8 @@ func TestZipkinBlockedCollectorNeverBlocksEnd(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if got != 1+zipkinQueue {
-		t.Errorf("the collector got %d spans, want %d", got, 1+zipkinQueue)
+	if got != 1+exportQueue {
+		t.Errorf("the collector got %d spans, want %d", got, 1+exportQueue)
 	}
 }
 
@@ -510,12 +510,12 @@ func BenchmarkZipkinExport(b *testing.B) {
 		_, s := tr.provider().tracer.Start(ctx, "GET statestore", trace.WithSpanKind(trace.SpanKindClient))
 		s.SetAttributes(attrString("peer.service", "redis"), attrString("server.address", "127.0.0.1"), attrString("server.port", "6379"))
 		s.End()
-		if sent++; sent%zipkinBatchSize == 0 {
-			wait(2 * zipkinBatchSize)
+		if sent++; sent%exportBatchSize == 0 {
+			wait(2 * exportBatchSize)
 		}
 	}
 	b.StopTimer()
-	wait(sent % zipkinBatchSize)
+	wait(sent % exportBatchSize)
 	for _, reason := range []string{"queue_full", "collector_unreachable", "collector_rejected"} {
 		if n := testutil.ToFloat64(counterOf(b, reg, reason)); n != 0 {
 			b.Fatalf("%v spans dropped: %s", n, reason)

@@ -37,6 +37,7 @@ func toolBin(t *testing.T, name string) string {
 type jaeger struct {
 	zipkinURL string // POST spans here (Zipkin v2 JSON)
 	otlpAddr  string // host:port of its OTLP/HTTP receiver
+	otlpGRPC  string // host:port of its OTLP/gRPC receiver
 	queryURL  string // base URL of the query API
 }
 
@@ -44,7 +45,7 @@ func startJaeger(t *testing.T) *jaeger {
 	t.Helper()
 	bin := toolBin(t, "jaeger")
 	pt := proc.For(t)
-	zipkin, query, otlp := pt.FreePort(), pt.FreePort(), pt.FreePort()
+	zipkin, query, otlp, otlpGRPC := pt.FreePort(), pt.FreePort(), pt.FreePort(), pt.FreePort()
 	hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	pt.Start("jaeger", bin, nil,
 		"--collector.zipkin.host-port="+hp(zipkin),
@@ -52,7 +53,7 @@ func startJaeger(t *testing.T) *jaeger {
 		"--query.grpc-server.host-port="+hp(pt.FreePort()),
 		"--collector.grpc-server.host-port="+hp(pt.FreePort()),
 		"--collector.http-server.host-port="+hp(pt.FreePort()),
-		"--collector.otlp.grpc.host-port="+hp(pt.FreePort()),
+		"--collector.otlp.grpc.host-port="+hp(otlpGRPC),
 		"--collector.otlp.http.host-port="+hp(otlp),
 		"--admin.http.host-port="+hp(pt.FreePort()),
 	)
@@ -61,6 +62,7 @@ func startJaeger(t *testing.T) *jaeger {
 	return &jaeger{
 		zipkinURL: "http://" + hp(zipkin) + "/api/v2/spans",
 		otlpAddr:  hp(otlp),
+		otlpGRPC:  hp(otlpGRPC),
 		queryURL:  "http://" + hp(query),
 	}
 }
@@ -177,11 +179,17 @@ func TestTracingThroughTwoSidecarsToZipkinCollector(t *testing.T) {
 	}
 }
 
-// The same collector over OTLP (spec.tracing.otel) instead of Zipkin.
+// The same collector over OTLP (spec.tracing.otel) instead of Zipkin, over
+// HTTP and over gRPC.
 func TestTracingOverOTLP(t *testing.T) {
 	j := startJaeger(t)
-	conf := filepath.Join(t.TempDir(), "otel.yaml")
-	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
+	for i, c := range []struct{ protocol, addr, traceID string }{
+		{"http", j.otlpAddr, "0af7651916cd43dd8448eb211c80319c"},
+		{"grpc", j.otlpGRPC, "1bf7651916cd43dd8448eb211c80319d"},
+	} {
+		t.Run(c.protocol, func(t *testing.T) {
+			conf := filepath.Join(t.TempDir(), "otel.yaml")
+			if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
 kind: Configuration
 metadata:
   name: otel
@@ -189,29 +197,31 @@ spec:
   tracing:
     samplingRate: "1"
     otel:
-      endpointAddress: "`+j.otlpAddr+`"
+      endpointAddress: "`+c.addr+`"
       isSecure: false
-      protocol: http
+      protocol: `+c.protocol+`
 `), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	w := newWorld(t)
-	s := w.sidecar("otlpapp", 0, "--config", conf)
-	const traceID = "0af7651916cd43dd8448eb211c80319c"
-	resp, b := do(t, "POST", s.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"k","value":1}]`),
-		http.Header{"Traceparent": {"00-" + traceID + "-b7ad6b7169203331-01"}})
-	if resp.StatusCode != 204 {
-		t.Fatalf("save: %d %s", resp.StatusCode, b)
-	}
-	spans := j.trace(t, traceID, 2)
-	names := map[string]bool{}
-	for _, sp := range spans {
-		if sp.Service != "otlpapp" {
-			t.Errorf("span %s of service %q", sp.OperationName, sp.Service)
-		}
-		names[sp.OperationName] = true
-	}
-	if !names["/v1.0/state/statestore"] || !names["SET statestore"] {
-		t.Errorf("spans %v", names)
+				t.Fatal(err)
+			}
+			w := newWorld(t)
+			app := "otlpapp" + strconv.Itoa(i)
+			s := w.sidecar(app, 0, "--config", conf)
+			resp, b := do(t, "POST", s.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"k","value":1}]`),
+				http.Header{"Traceparent": {"00-" + c.traceID + "-b7ad6b7169203331-01"}})
+			if resp.StatusCode != 204 {
+				t.Fatalf("save: %d %s", resp.StatusCode, b)
+			}
+			spans := j.trace(t, c.traceID, 2)
+			names := map[string]bool{}
+			for _, sp := range spans {
+				if sp.Service != app {
+					t.Errorf("span %s of service %q", sp.OperationName, sp.Service)
+				}
+				names[sp.OperationName] = true
+			}
+			if !names["/v1.0/state/statestore"] || !names["SET statestore"] {
+				t.Errorf("spans %v", names)
+			}
+		})
 	}
 }
