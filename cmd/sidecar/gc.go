@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
@@ -58,7 +59,7 @@ func setGC() (percent int, limit int64) {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
 	metrics.Read(s)
 	percent, limit = int(s[0].Value.Uint64()), int64(s[1].Value.Uint64())
-	if limit == int64(^uint64(0)>>1) { // math.MaxInt64: no limit
+	if limit == math.MaxInt64 { // no limit
 		limit = 0
 	}
 	return percent, limit

@@ -144,13 +144,14 @@ func (a *httpApp) call(ctx context.Context, c *Call) (*http.Response, error) {
 		c.Header["Te"] = teTrailers // gRPC servers require it
 	}
 	body := c.Body
-	if body != nil && c.GRPCProxy {
+	switch {
+	case body == nil:
+	case c.GRPCProxy:
 		// The hop's request body gives the end of a unary call in a read
 		// of its own; read ahead, so that the message and the end go to
 		// the app in one DATA frame and one write.
 		body = readAhead(body)
-	}
-	if body != nil && 0 < c.ContentLength && c.ContentLength <= smallBody && !c.GRPCProxy {
+	case 0 < c.ContentLength && c.ContentLength <= smallBody:
 		// A small body of known length is read first and goes out with
 		// the headers in one write: net/http's HTTP/1.1 client sends the
 		// headers of a body it cannot tell is in memory in a write of

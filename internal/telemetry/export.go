@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"runtime"
 	"slices"
 	"sync"
@@ -171,6 +173,17 @@ func (b *backlog[T]) flush(ctx context.Context) error {
 	clear(b.pending)
 	b.pending = b.pending[:0]
 	return err
+}
+
+// collectorClient is the HTTP client of a post to a collector: the post
+// bounded by exportTimeout, and few idle connections, as posts come a
+// batch at a time.
+func collectorClient() *http.Client {
+	return &http.Client{Timeout: exportTimeout, Transport: &http.Transport{
+		DialContext:     (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		MaxIdleConns:    2,
+		IdleConnTimeout: 90 * time.Second,
+	}}
 }
 
 // exportYield is how many spans the exporter converts or writes between

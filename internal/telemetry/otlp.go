@@ -63,11 +63,7 @@ func newOTLPProcessor(s config.TracingSettings, logger *slog.Logger, reg prometh
 		if err != nil {
 			return nil, err
 		}
-		client := &http.Client{Timeout: exportTimeout, Transport: &http.Transport{
-			DialContext:     (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-			MaxIdleConns:    2,
-			IdleConnTimeout: 90 * time.Second,
-		}}
+		client := collectorClient()
 		b.post = func(ctx context.Context, spans []otlpSpan) error { return otlpPostHTTP(ctx, client, u, spans) }
 		b.close = client.CloseIdleConnections
 	}

@@ -45,18 +45,12 @@ func newZipkinExporter(endpoint string, d *drops) (*zipkinExporter, error) {
 	if _, err := http.NewRequest(http.MethodPost, endpoint, nil); err != nil {
 		return nil, fmt.Errorf("zipkin: %w", err)
 	}
-	e := &zipkinExporter{endpoint: endpoint, client: &http.Client{
-		Timeout: exportTimeout,
-		Transport: &http.Transport{
-			DialContext:     (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-			MaxIdleConns:    2,
-			IdleConnTimeout: 90 * time.Second,
-		},
-	}}
+	e := &zipkinExporter{endpoint: endpoint, client: collectorClient()}
 	e.backlog = &backlog[*model.SpanModel]{
 		drops:   d,
 		convert: func(s sdktrace.ReadOnlySpan) *model.SpanModel { m := zipkinSpan(s); return &m },
 		post:    e.post,
+		close:   e.client.CloseIdleConnections,
 	}
 	return e, nil
 }
