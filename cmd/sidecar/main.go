@@ -9,6 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// First among the packages that initialise: the sidecar starts on
+	// its default CPUs (see the package).
+	_ "github.com/tandem-run/tandem/internal/maxprocs"
 )
 
 func main() {

@@ -111,7 +111,7 @@ type Options struct {
 	// from; nil: no CORS headers (daprd's default "*" means the same).
 	AllowedOrigins []string
 
-	// MaxProcs is --max-procs: -1 for the default (see procs.go), 0 for
+	// MaxProcs is --max-procs: -1 for the default (see internal/maxprocs), 0 for
 	// Go's own, or the number of CPUs the sidecar's Go code runs on at once.
 	MaxProcs int
 	// procs and procsWhy are the GOMAXPROCS run set, and why (for the log).

@@ -25,6 +25,7 @@ import (
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/maxprocs"
 	"github.com/tandem-run/tandem/internal/reload"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/telemetry"
@@ -38,7 +39,7 @@ var version = "0.0.0-dev"
 // run builds the sidecar and serves until ctx ends, a part fails, or the app
 // asks for shutdown.
 func run(ctx context.Context, o Options) error {
-	o.procs, o.procsWhy = setProcs(o.MaxProcs)
+	o.procs, o.procsWhy = maxprocs.Apply(o.MaxProcs)
 	o.gcPercent, o.memoryLimit = setGC()
 	s, err := newSidecar(ctx, o)
 	if err != nil {

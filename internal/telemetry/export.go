@@ -192,7 +192,7 @@ const exportYield = 32
 
 // yieldEvery lets the calls waiting for the CPU run after every
 // exportYield-th span. A sidecar runs its Go code on one CPU by default
-// (cmd/sidecar/procs.go), and Go's scheduler lets a goroutine run for up
+// (internal/maxprocs), and Go's scheduler lets a goroutine run for up
 // to 10 ms before it preempts it: a batch of spans converted and written
 // in one go held every call waiting behind it for the whole batch, which
 // showed in the tail of traced calls.
