@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
@@ -12,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	testproc "github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
+	"github.com/tandem-run/tandem/pkg/resolver/standalone"
 
 	"google.golang.org/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
@@ -202,15 +203,10 @@ func (e *env) startSidecar(id, appAddr, protocol, registry string, extra ...stri
 // startSidecarEnv is startSidecar with environ added to the sidecar's
 // environment.
 func (e *env) startSidecarEnv(environ []string, id, appAddr, protocol, registry string, extra ...string) (*proc, sidecarAddrs, error) {
-	hp, err := testproc.FreePort()
-	if err != nil {
-		return nil, sidecarAddrs{}, err
-	}
-	gp, err := testproc.FreePort()
-	if err != nil {
-		return nil, sidecarAddrs{}, err
-	}
-	args := []string{"--app-id", id, "--dapr-http-port", itoa(hp), "--dapr-grpc-port", itoa(gp),
+	// Port 0: each sidecar binds a free port itself and writes it into its
+	// registry entry, so that no other process can take a port between
+	// the harness choosing it and the sidecar binding it.
+	args := []string{"--app-id", id, "--dapr-http-port", "0", "--dapr-grpc-port", "0",
 		"--dapr-internal-grpc-port", "0", "--enable-metrics=false", "--dapr-listen-addresses", "127.0.0.1",
 		"--registry-dir", registry, "--log-level", "warn", "--app-protocol", protocol}
 	if appAddr != "" {
@@ -220,12 +216,40 @@ func (e *env) startSidecarEnv(environ []string, id, appAddr, protocol, registry 
 	if err != nil {
 		return nil, sidecarAddrs{}, err
 	}
-	a := sidecarAddrs{httpURL: "http://127.0.0.1:" + itoa(hp), grpcAddr: "127.0.0.1:" + itoa(gp)}
-	if err := waitHealthy(a.httpURL, 15*time.Second); err != nil {
-		p.stop()
-		return nil, sidecarAddrs{}, fmt.Errorf("%w\n%s", err, p.Out.String())
+	entry, err := registered(registry, p.Cmd.Process.Pid, p.Done(), 15*time.Second)
+	if err == nil {
+		a := sidecarAddrs{httpURL: "http://127.0.0.1:" + itoa(entry.HTTPPort), grpcAddr: "127.0.0.1:" + itoa(entry.GRPCPort)}
+		if err = waitHealthy(a.httpURL, 15*time.Second); err == nil {
+			return p, a, nil
+		}
 	}
-	return p, a, nil
+	p.stop()
+	return nil, sidecarAddrs{}, fmt.Errorf("sidecar %s: %w\n%s", id, err, p.Out.String())
+}
+
+// registered waits up to d for the registry entry of the sidecar with
+// process id pid, which it writes once its ports are bound.
+func registered(registry string, pid int, exited <-chan struct{}, d time.Duration) (standalone.Entry, error) {
+	deadline := time.Now().Add(d)
+	for {
+		entries, err := standalone.List(registry)
+		if err != nil {
+			return standalone.Entry{}, err
+		}
+		for _, en := range entries {
+			if en.PID == pid {
+				return en, nil
+			}
+		}
+		select {
+		case <-exited:
+			return standalone.Entry{}, errors.New("exited before it listened")
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return standalone.Entry{}, fmt.Errorf("no registry entry in %s after %s", registry, d)
+		}
+	}
 }
 
 // pairOptions say how a pair of sidecars runs.
