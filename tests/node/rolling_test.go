@@ -286,7 +286,11 @@ func TestRollingUpdates(t *testing.T) {
 		}
 		var out []string
 		for _, p := range deploymentPods("default", dep) {
-			out = append(out, sidecarImage(&p))
+			// A pod the restart replaced may still be terminating
+			// (draining its calls) when its Deployment is available.
+			if p.DeletionTimestamp == nil {
+				out = append(out, sidecarImage(&p))
+			}
 		}
 		return out
 	}
@@ -329,7 +333,11 @@ func TestRollingUpdates(t *testing.T) {
 	// Mixed: the restarted Deployments run this tree's sidecar, the others
 	// the previous release's, and the front end called both.
 	for name, want := range map[string]string{"addapp": version, "calculator-front-end": version, "subtractapp": prevVersion} {
-		for _, img := range sidecars(name) {
+		imgs := sidecars(name)
+		if len(imgs) == 0 {
+			t.Errorf("%s has no running pods", name)
+		}
+		for _, img := range imgs {
 			if img != "tandem/sidecar:"+want {
 				t.Errorf("%s runs sidecar %s, want %s", name, img, want)
 			}
