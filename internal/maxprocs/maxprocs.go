@@ -16,12 +16,11 @@
 // packages that make up most of the sidecar's start-up: Go initialises the
 // first package, in import path order, whose imports are initialised, and
 // this one imports only runtime and syscall (no os, no strings), which are
-// among the first. Started
-// on two CPUs and cut to one in main, a sidecar's start-up work was spread
-// over two processors' caches of memory spans and threads, and it held
-// 0.1 to 0.7 MiB more private memory while idle (1.9 MiB on one from the
-// start). Apply, from main, has the last word: --max-procs given there
-// undoes the early default.
+// among the first. Started on two CPUs and cut to one in main, a sidecar's
+// start-up work was spread over two processors' caches of memory spans and
+// threads, and it held 1.9 to 2.6 MiB of private memory while idle, from
+// one start to the next; started on one, 2.1 MiB. Apply, from main, has
+// the last word: --max-procs given there undoes the early default.
 package maxprocs
 
 import (
@@ -35,8 +34,12 @@ const cgroupCPUMax = "/sys/fs/cgroup/cpu.max"
 // early reports that init set the default, which Apply may have to undo.
 var early bool
 
+// cpuMax is cpu.max as init read it, for Apply.
+var cpuMax string
+
 func init() {
-	if n, _ := Decide(-1, getenv, readCPUMax()); n > 0 {
+	cpuMax = readCPUMax()
+	if n, _ := Decide(-1, getenv, cpuMax); n > 0 {
 		runtime.GOMAXPROCS(n)
 		early = true
 	}
@@ -64,7 +67,7 @@ func Decide(flag int, getenv func(string) string, cpuMax string) (n int, why str
 // Apply applies Decide for the flag to the runtime and returns the
 // GOMAXPROCS in force and why.
 func Apply(flag int) (int, string) {
-	n, why := Decide(flag, getenv, readCPUMax())
+	n, why := Decide(flag, getenv, cpuMax)
 	switch {
 	case n > 0:
 		runtime.GOMAXPROCS(n)
