@@ -16,9 +16,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
-
-	testproc "github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
 // The floor is two bare httputil.ReverseProxy processes in a row, this
@@ -49,7 +48,42 @@ func serveFloorProxy(args []string) error {
 	if err != nil {
 		return err
 	}
+	announce(ln)
 	return serveFloor(srv, ln)
+}
+
+// announce tells the harness where a floor process listens: its first line
+// of output (see floorProcess). A floor binds port 0, so no other process
+// can take its port between the harness choosing it and the floor binding.
+func announce(ln net.Listener) { fmt.Printf("listening on %s\n", ln.Addr()) }
+
+// floorProcess starts this binary in a floor mode and returns it with the
+// address it announced.
+func (e *env) floorProcess(name string, args ...string) (*proc, string, error) {
+	p, err := start(name, e.self, nil, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := p.Out.String()
+		if line, _, ok := strings.Cut(out, "\n"); ok {
+			if addr, ok := strings.CutPrefix(line, "listening on "); ok {
+				return p, addr, nil
+			}
+			p.stop()
+			return nil, "", fmt.Errorf("%s: %s", name, out)
+		}
+		select {
+		case <-p.Done():
+			return nil, "", fmt.Errorf("%s exited: %v\n%s", name, p.Err(), p.Out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, "", fmt.Errorf("%s did not announce its address in 10 s: %s", name, out)
+		}
+	}
 }
 
 // newFloorProxy is one hop of a floor; it returns the server and the
@@ -170,15 +204,6 @@ func floorCerts(dir string) error {
 // them, front first, with the front's address. With tls, the hop between
 // them is the TLS floor's.
 func (e *env) floor(tls bool) ([]*proc, string, error) {
-	ports := [2]int{}
-	for i := range ports {
-		p, err := testproc.FreePort()
-		if err != nil {
-			return nil, "", err
-		}
-		ports[i] = p
-	}
-	front, back := "127.0.0.1:"+itoa(ports[0]), "127.0.0.1:"+itoa(ports[1])
 	scheme, certs := "http://", []string(nil)
 	if tls {
 		if e.floorCerts == "" {
@@ -189,21 +214,29 @@ func (e *env) floor(tls bool) ([]*proc, string, error) {
 		}
 		scheme, certs = "https://", []string{e.floorCerts}
 	}
-	p2, err := start("floor-2", e.self, nil, append([]string{"-floor-proxy", scheme + back, "http://" + e.appAddr}, certs...)...)
+	p2, back, err := e.floorProcess("floor-2", append([]string{"-floor-proxy", scheme + "127.0.0.1:0", "http://" + e.appAddr}, certs...)...)
 	if err != nil {
 		return nil, "", err
 	}
-	p1, err := start("floor-1", e.self, nil, append([]string{"-floor-proxy", "http://" + front, scheme + back}, certs...)...)
+	p1, front, err := e.floorProcess("floor-1", append([]string{"-floor-proxy", "http://127.0.0.1:0", scheme + back}, certs...)...)
 	if err != nil {
 		p2.stop()
 		return nil, "", err
 	}
-	procs := []*proc{p1, p2}
-	for _, a := range []string{back, front} {
-		if err := testproc.WaitTCP(a, 10*time.Second); err != nil {
-			stopAll(procs)
-			return nil, "", fmt.Errorf("%w\n%s%s", err, p1.Out.String(), p2.Out.String())
-		}
+	return []*proc{p1, p2}, front, nil
+}
+
+// grpcFloor starts the gRPC floor's two proxies in front of the gRPC app
+// and returns them, front first, with the front's address.
+func (e *env) grpcFloor() ([]*proc, string, error) {
+	p2, back, err := e.floorProcess("grpc-floor-2", "-grpc-floor-proxy", "127.0.0.1:0", e.grpcAddr)
+	if err != nil {
+		return nil, "", err
 	}
-	return procs, front, nil
+	p1, front, err := e.floorProcess("grpc-floor-1", "-grpc-floor-proxy", "127.0.0.1:0", back)
+	if err != nil {
+		p2.stop()
+		return nil, "", err
+	}
+	return []*proc{p1, p2}, front, nil
 }

@@ -85,3 +85,23 @@ func TestFloorProxyArguments(t *testing.T) {
 		}
 	}
 }
+
+// TestFloorProcess reads the address a floor process announces, and fails
+// clearly on one that exits or says something else first.
+func TestFloorProcess(t *testing.T) {
+	e := &env{self: "/bin/sh"}
+	p, addr, err := e.floorProcess("ok", "-c", "echo listening on 127.0.0.1:4321; exec sleep 30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.stop()
+	if addr != "127.0.0.1:4321" {
+		t.Errorf("address %q, want 127.0.0.1:4321", addr)
+	}
+	if _, _, err := e.floorProcess("exits", "-c", "echo bad flag >&2; exit 2"); err == nil || !strings.Contains(err.Error(), "bad flag") {
+		t.Errorf("a process that exits: %v, want an error with its output", err)
+	}
+	if _, _, err := e.floorProcess("other", "-c", "echo something else; exec sleep 30"); err == nil || !strings.Contains(err.Error(), "something else") {
+		t.Errorf("a process that says something else: %v, want an error with its output", err)
+	}
+}

@@ -2,10 +2,10 @@
 // Dapr publishes it: a fixed rate (1,000 requests/s), 16 connections, 1 KB
 // payloads, latency percentiles of the call through two sidecars minus the
 // same call made directly, plus the sidecars' CPU and memory. In the same
-// run it measures floors, two bare httputil.ReverseProxy processes in
-// plaintext and with mutual TLS between them, so that the numbers mean
-// something on any machine: what matters is our added latency against the
-// floor's.
+// run it measures floors, so that the numbers mean something on any
+// machine: two bare httputil.ReverseProxy processes in plaintext and with
+// mutual TLS between them, two bare grpc-go proxies, and a bare HTTP front
+// to Redis; what matters is our added latency against the floor's.
 //
 // Every figure is the median of -rounds interleaved rounds (a round runs
 // every path once, in the same order, so drift hits every path alike),
@@ -50,13 +50,22 @@ type options struct {
 	TxOut      string
 }
 
+// floorModes are the modes this binary is re-run in as a floor's process.
+var floorModes = map[string]func([]string) error{
+	"-floor-proxy":      serveFloorProxy,
+	"-grpc-floor-proxy": serveGRPCFloorProxy,
+	"-state-floor":      serveStateFloor,
+}
+
 func main() {
 	// Floor proxy mode: this binary, re-run as one bare ReverseProxy.
-	if len(os.Args) > 1 && os.Args[1] == "-floor-proxy" {
-		if err := serveFloorProxy(os.Args[2:]); err != nil {
-			log.Fatalf("floor proxy: %v", err)
+	if len(os.Args) > 1 {
+		if serve, ok := floorModes[os.Args[1]]; ok {
+			if err := serve(os.Args[2:]); err != nil {
+				log.Fatalf("%s: %v", os.Args[1], err)
+			}
+			return
 		}
-		return
 	}
 	o, err := parseOptions(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {

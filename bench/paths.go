@@ -50,15 +50,18 @@ var paths = []path{
 	{name: "http-sidecars-mtls", group: "HTTP", sidecars: true, about: "two sidecars with mutual TLS, the standalone default", setup: httpSidecars(pairOptions{mtls: true})},
 	{name: "http-sidecars-traced", group: "HTTP", sidecars: true, about: "two sidecars with mutual TLS and tracing at the calculator's sampling (its runner's `appconfig`: samplingRate 1, Zipkin, to a collector in the harness)", setup: httpSidecars(pairOptions{mtls: true, traced: true})},
 	{name: "grpc-direct", group: "gRPC", baseline: true, about: "the gRPC echo app's UnaryCall, directly", setup: grpcDirect},
+	{name: "grpc-floor", group: "gRPC", about: "two bare gRPC proxies (grpc-go with its defaults: an unknown-service handler passing messages as raw bytes to a client connection) in front of the gRPC echo app: what proxying a gRPC call costs with grpc-go's own transport and no other work", setup: grpcFloorPath},
 	{name: "grpc-invoke", group: "gRPC", sidecars: true, about: "`InvokeService` on the caller sidecar's gRPC API to the HTTP echo app, mTLS off", setup: grpcInvoke(pairOptions{})},
 	{name: "grpc-invoke-mtls", group: "gRPC", sidecars: true, about: "the same with mutual TLS", setup: grpcInvoke(pairOptions{mtls: true})},
 	{name: "grpc-proxy", group: "gRPC", sidecars: true, about: "UnaryCall with `dapr-app-id` proxied through two sidecars to the gRPC echo app, mTLS off", setup: grpcProxy(pairOptions{})},
 	{name: "grpc-proxy-mtls", group: "gRPC", sidecars: true, about: "the same with mutual TLS", setup: grpcProxy(pairOptions{mtls: true})},
 	{name: "state-get-direct", group: "state get", baseline: true, about: "go-redis `GET` of a 1 KB string", setup: stateDirect(false)},
 	{name: "state-get-store", group: "state get", about: "go-redis through the sidecar's Redis store (`pkg/state/redis`) in the harness: `HMGET key data version`, the command the sidecar sends", setup: stateStore(false)},
+	{name: "state-get-floor", group: "state get", about: "`GET /state/k` on a bare HTTP front to Redis (net/http's server, go-redis `GET`, nothing decoded or checked): the least that reaching Redis through an HTTP process costs", setup: stateFloor(false)},
 	{name: "state-get-sidecar", group: "state get", sidecars: true, about: "`GET /v1.0/state/statestore/k` on a sidecar", setup: stateSidecar(false)},
 	{name: "state-save-direct", group: "state save", baseline: true, about: "go-redis `SET` of a 1 KB string", setup: stateDirect(true)},
 	{name: "state-save-store", group: "state save", about: "go-redis through the Redis store in the harness: `EVALSHA` of its set script on a hash (`HGET` version, `HSET` data, `HINCRBY` version, `PERSIST`), as the sidecar sends", setup: stateStore(true)},
+	{name: "state-save-floor", group: "state save", about: "`POST /state/k` of the same body on the bare HTTP front, which stores it as it is (`SET`)", setup: stateFloor(true)},
 	{name: "state-save-sidecar", group: "state save", sidecars: true, about: "`POST /v1.0/state/statestore` of one item on a sidecar", setup: stateSidecar(true)},
 }
 
@@ -154,6 +157,19 @@ func grpcDirect(e *env, _ bool) (*rig, error) {
 		return nil, err
 	}
 	return &rig{drive: e.unary(conn, nil), undo: []func(){func() { _ = conn.Close() }}}, nil
+}
+
+func grpcFloorPath(e *env, _ bool) (*rig, error) {
+	procs, front, err := e.grpcFloor()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dial(front)
+	if err != nil {
+		stopAll(procs)
+		return nil, err
+	}
+	return &rig{procs: procs, drive: e.unary(conn, metadata.Pairs("dapr-app-id", "bench-app")), undo: []func(){func() { _ = conn.Close() }}}, nil
 }
 
 // grpcPair starts a pair of sidecars for an app speaking protocol at

@@ -117,6 +117,28 @@ func stateSidecar(save bool) func(*env, bool) (*rig, error) {
 	}
 }
 
+func stateFloor(save bool) func(*env, bool) (*rig, error) {
+	return func(e *env, _ bool) (*rig, error) {
+		p, addr, err := e.floorProcess("state-floor", "-state-floor", "127.0.0.1:0", e.redis)
+		if err != nil {
+			return nil, err
+		}
+		r := &rig{procs: []*proc{p}}
+		url := "http://" + addr + "/state/floor"
+		save1 := vegeta.Target{Method: "POST", URL: url, Body: e.payload, Header: http.Header{"Content-Type": {"application/octet-stream"}}}
+		if err := httpCall(http.DefaultClient, save1); err != nil {
+			r.stop()
+			return nil, fmt.Errorf("state floor: %w", err)
+		}
+		tgt := vegeta.Target{Method: "GET", URL: url}
+		if save {
+			tgt = save1
+		}
+		r.drive = func(l load) *stats { return attackHTTP(tgt, l, false) }
+		return r, nil
+	}
+}
+
 // startRedis starts the redis-server of the state paths and writes the
 // statestore Component that names it into e.resources.
 func (e *env) startRedis() (*proc, error) {
