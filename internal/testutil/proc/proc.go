@@ -37,6 +37,30 @@ func FreePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// FreePorts returns n distinct loopback TCP ports that nothing listened on
+// a moment ago. It holds each open until it has them all, so that the
+// kernel cannot give one twice; for processes started together it is
+// FreePort's counterpart, with no process of theirs binding port 0 (the
+// kernel could hand it a port chosen here before its owner binds it).
+func FreePorts(n int) ([]int, error) {
+	lns := make([]net.Listener, 0, n)
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
 // WaitTCP waits up to d until addr (host:port) accepts a TCP connection.
 func WaitTCP(addr string, d time.Duration) error {
 	deadline := time.Now().Add(d)

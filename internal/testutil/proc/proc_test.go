@@ -25,6 +25,30 @@ func TestFreePortAndWaitTCP(t *testing.T) {
 	For(t).WaitTCP(addr, time.Second)
 }
 
+// TestFreePorts: the ports are distinct and each can be listened on once
+// they are returned.
+func TestFreePorts(t *testing.T) {
+	ports, err := FreePorts(50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ports) != 50 {
+		t.Fatalf("%d ports, want 50", len(ports))
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if seen[p] {
+			t.Fatalf("port %d given twice in %v", p, ports)
+		}
+		seen[p] = true
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Fatalf("port %d cannot be listened on: %v", p, err)
+		}
+		ln.Close()
+	}
+}
+
 func TestStartStop(t *testing.T) {
 	cases := []struct {
 		name   string

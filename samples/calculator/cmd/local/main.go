@@ -164,17 +164,20 @@ func run(ctx context.Context, o options) error {
 	}
 
 	registry := filepath.Join(work, "registry")
+	// Every port of every app and sidecar is chosen here, before any of
+	// them starts, and none binds port 0: a process binding port 0 while
+	// another is starting could be given the port chosen for that one.
+	const portsEach = 5 // the app's, the sidecar's HTTP, gRPC, internal, metrics
+	ports, err := proc.FreePorts(portsEach * len(apps))
+	if err != nil {
+		return err
+	}
 	var sidecarURLs []string
-	for _, a := range apps {
-		appPort := o.port
-		if a.id != "calculator-front-end" {
-			if appPort, err = proc.FreePort(); err != nil {
-				return err
-			}
-		}
-		httpPort, err := proc.FreePort()
-		if err != nil {
-			return err
+	for i, a := range apps {
+		p := ports[portsEach*i : portsEach*(i+1)]
+		appPort, httpPort := p[0], p[1]
+		if a.id == "calculator-front-end" {
+			appPort = o.port
 		}
 		env := []string{"APP_PORT=" + strconv.Itoa(appPort), "DAPR_HTTP_PORT=" + strconv.Itoa(httpPort)}
 		if err := g.start(a.id, bins[a.bin], env, a.args...); err != nil {
@@ -182,8 +185,8 @@ func run(ctx context.Context, o options) error {
 		}
 		sargs := append([]string{
 			"--app-id", a.id, "--app-port", strconv.Itoa(appPort),
-			"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", "0",
-			"--dapr-internal-grpc-port", "0", "--metrics-port", "0",
+			"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", strconv.Itoa(p[2]),
+			"--dapr-internal-grpc-port", strconv.Itoa(p[3]), "--metrics-port", strconv.Itoa(p[4]),
 			"--dapr-listen-addresses", "127.0.0.1", "--registry-dir", registry,
 		}, args...)
 		if err := g.start(a.id+" sidecar", bins["sidecar"], nil, sargs...); err != nil {

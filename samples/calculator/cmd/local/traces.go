@@ -56,12 +56,12 @@ func startTraces(ctx context.Context, g *group, ln net.Listener) (*traces, error
 	}
 	addrs := make([]string, len(flags))
 	args := []string{"--log-level=warn", "--memory.max-traces=10000"}
+	ports, err := proc.FreePorts(len(flags))
+	if err != nil {
+		return nil, err
+	}
 	for i, f := range flags {
-		port, err := proc.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		addrs[i] = "127.0.0.1:" + strconv.Itoa(port)
+		addrs[i] = "127.0.0.1:" + strconv.Itoa(ports[i])
 		args = append(args, "--"+f+"="+addrs[i])
 	}
 	// Jaeger traces itself to localhost:4317 unless told not to, which would
