@@ -98,7 +98,11 @@ func (w *world) sidecar(appID string, appPort int, extra ...string) *sidecar {
 func (w *world) sidecarEnv(appID string, appPort int, env []string, extra ...string) *sidecar {
 	w.t.Helper()
 	pt := proc.For(w.t)
-	httpPort, grpcPort := pt.FreePort(), pt.FreePort()
+	ports, err := proc.FreePorts(2) // distinct, as two FreePort calls might not be
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	httpPort, grpcPort := ports[0], ports[1]
 	args := []string{
 		"--app-id", appID,
 		"--dapr-http-port", strconv.Itoa(httpPort),
