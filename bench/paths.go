@@ -57,11 +57,11 @@ var paths = []path{
 	{name: "grpc-proxy-mtls", group: "gRPC", sidecars: true, about: "the same with mutual TLS", setup: grpcProxy(pairOptions{mtls: true})},
 	{name: "state-get-direct", group: "state get", baseline: true, about: "go-redis `GET` of a 1 KB string", setup: stateDirect(false)},
 	{name: "state-get-store", group: "state get", about: "go-redis through the sidecar's Redis store (`pkg/state/redis`) in the harness: `HMGET key data version`, the command the sidecar sends", setup: stateStore(false)},
-	{name: "state-get-floor", group: "state get", about: "`GET /state/k` on a bare HTTP front to Redis (net/http's server, go-redis `GET`, nothing decoded or checked): the least that reaching Redis through an HTTP process costs", setup: stateFloor(false)},
+	{name: "state-get-floor", group: "state get", about: "`GET /state/floor` on a bare HTTP front to Redis (net/http's server, go-redis `GET`, nothing decoded or checked): the least that reaching Redis through an HTTP process costs", setup: stateFloor(false)},
 	{name: "state-get-sidecar", group: "state get", sidecars: true, about: "`GET /v1.0/state/statestore/k` on a sidecar", setup: stateSidecar(false)},
 	{name: "state-save-direct", group: "state save", baseline: true, about: "go-redis `SET` of a 1 KB string", setup: stateDirect(true)},
 	{name: "state-save-store", group: "state save", about: "go-redis through the Redis store in the harness: `EVALSHA` of its set script on a hash (`HGET` version, `HSET` data, `HINCRBY` version, `PERSIST`), as the sidecar sends", setup: stateStore(true)},
-	{name: "state-save-floor", group: "state save", about: "`POST /state/k` of the same body on the bare HTTP front, which stores it as it is (`SET`)", setup: stateFloor(true)},
+	{name: "state-save-floor", group: "state save", about: "`POST /state/floor` of 1 KB on the bare HTTP front, which stores the body as it is (`SET`)", setup: stateFloor(true)},
 	{name: "state-save-sidecar", group: "state save", sidecars: true, about: "`POST /v1.0/state/statestore` of one item on a sidecar", setup: stateSidecar(true)},
 }
 
