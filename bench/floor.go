@@ -214,29 +214,33 @@ func (e *env) floor(tls bool) ([]*proc, string, error) {
 		}
 		scheme, certs = "https://", []string{e.floorCerts}
 	}
-	p2, back, err := e.floorProcess("floor-2", append([]string{"-floor-proxy", scheme + "127.0.0.1:0", "http://" + e.appAddr}, certs...)...)
-	if err != nil {
-		return nil, "", err
-	}
-	p1, front, err := e.floorProcess("floor-1", append([]string{"-floor-proxy", "http://127.0.0.1:0", scheme + back}, certs...)...)
-	if err != nil {
-		p2.stop()
-		return nil, "", err
-	}
-	return []*proc{p1, p2}, front, nil
+	return e.floorPair("floor",
+		append([]string{"-floor-proxy", scheme + "127.0.0.1:0", "http://" + e.appAddr}, certs...),
+		func(back string) []string {
+			return append([]string{"-floor-proxy", "http://127.0.0.1:0", scheme + back}, certs...)
+		})
 }
 
 // grpcFloor starts the gRPC floor's two proxies in front of the gRPC app
 // and returns them, front first, with the front's address.
 func (e *env) grpcFloor() ([]*proc, string, error) {
-	p2, back, err := e.floorProcess("grpc-floor-2", "-grpc-floor-proxy", "127.0.0.1:0", e.grpcAddr)
+	return e.floorPair("grpc-floor",
+		[]string{"-grpc-floor-proxy", "127.0.0.1:0", e.grpcAddr},
+		func(back string) []string { return []string{"-grpc-floor-proxy", "127.0.0.1:0", back} })
+}
+
+// floorPair starts a floor's back process with the arguments back, then
+// its front one with front(the back's address), and returns them, front
+// first, with the front's address.
+func (e *env) floorPair(name string, back []string, front func(backAddr string) []string) ([]*proc, string, error) {
+	p2, backAddr, err := e.floorProcess(name+"-2", back...)
 	if err != nil {
 		return nil, "", err
 	}
-	p1, front, err := e.floorProcess("grpc-floor-1", "-grpc-floor-proxy", "127.0.0.1:0", back)
+	p1, frontAddr, err := e.floorProcess(name+"-1", front(backAddr)...)
 	if err != nil {
 		p2.stop()
 		return nil, "", err
 	}
-	return []*proc{p1, p2}, front, nil
+	return []*proc{p1, p2}, frontAddr, nil
 }

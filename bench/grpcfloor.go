@@ -86,27 +86,22 @@ func forwardGRPC(ss grpc.ServerStream, conn *grpc.ClientConn) error {
 			}
 		}
 	}()
-	first := true
-	for {
-		var m rawMessage
-		err := cs.RecvMsg(&m)
-		if first {
-			if h, herr := cs.Header(); herr == nil {
-				_ = ss.SetHeader(h)
-			}
-			first = false
-		}
-		if err != nil {
-			ss.SetTrailer(cs.Trailer())
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
+	// The app's header goes out with its first message, or its status.
+	var m rawMessage
+	err = cs.RecvMsg(&m)
+	if h, herr := cs.Header(); herr == nil {
+		_ = ss.SetHeader(h)
+	}
+	for ; err == nil; err = cs.RecvMsg(&m) {
 		if err := ss.SendMsg(&m); err != nil {
 			return err
 		}
 	}
+	ss.SetTrailer(cs.Trailer())
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
 
 // rawMessage is a message passed on as the bytes it came as.

@@ -29,12 +29,11 @@ import (
 // FreePort returns a loopback TCP port that nothing listened on a moment
 // ago.
 func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
 
 // FreePorts returns n distinct loopback TCP ports that nothing listened on
