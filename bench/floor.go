@@ -57,10 +57,10 @@ func serveFloorProxy(args []string) error {
 // can take its port between the harness choosing it and the floor binding.
 func announce(ln net.Listener) { fmt.Printf("listening on %s\n", ln.Addr()) }
 
-// floorProcess starts this binary in a floor mode and returns it with the
-// address it announced.
-func (e *env) floorProcess(name string, args ...string) (*proc, string, error) {
-	p, err := start(name, e.self, nil, args...)
+// floorProcess starts this binary in a floor mode, with extraEnv added to
+// its environment, and returns it with the address it announced.
+func (e *env) floorProcess(name string, extraEnv []string, args ...string) (*proc, string, error) {
+	p, err := start(name, e.self, extraEnv, args...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -221,23 +221,33 @@ func (e *env) floor(tls bool) ([]*proc, string, error) {
 		})
 }
 
-// grpcFloor starts the gRPC floor's two proxies in front of the gRPC app
-// and returns them, front first, with the front's address.
-func (e *env) grpcFloor() ([]*proc, string, error) {
-	return e.floorPair("grpc-floor",
-		[]string{"-grpc-floor-proxy", "127.0.0.1:0", e.grpcAddr},
-		func(back string) []string { return []string{"-grpc-floor-proxy", "127.0.0.1:0", back} })
+// grpcFloor starts n bare gRPC proxies in a row in front of the gRPC app,
+// each with extraEnv added to its environment, and returns them, front
+// first, with the front's address.
+func (e *env) grpcFloor(n int, extraEnv []string) ([]*proc, string, error) {
+	var procs []*proc
+	target := e.grpcAddr
+	for i := n; i >= 1; i-- {
+		p, addr, err := e.floorProcess("grpc-floor-"+itoa(i), extraEnv, "-grpc-floor-proxy", "127.0.0.1:0", target)
+		if err != nil {
+			stopAll(procs)
+			return nil, "", err
+		}
+		procs = append([]*proc{p}, procs...)
+		target = addr
+	}
+	return procs, target, nil
 }
 
 // floorPair starts a floor's back process with the arguments back, then
 // its front one with front(the back's address), and returns them, front
 // first, with the front's address.
 func (e *env) floorPair(name string, back []string, front func(backAddr string) []string) ([]*proc, string, error) {
-	p2, backAddr, err := e.floorProcess(name+"-2", back...)
+	p2, backAddr, err := e.floorProcess(name+"-2", nil, back...)
 	if err != nil {
 		return nil, "", err
 	}
-	p1, frontAddr, err := e.floorProcess(name+"-1", front(backAddr)...)
+	p1, frontAddr, err := e.floorProcess(name+"-1", nil, front(backAddr)...)
 	if err != nil {
 		p2.stop()
 		return nil, "", err

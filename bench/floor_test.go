@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -90,7 +92,7 @@ func TestFloorProxyArguments(t *testing.T) {
 // clearly on one that exits or says something else first.
 func TestFloorProcess(t *testing.T) {
 	e := &env{self: "/bin/sh"}
-	p, addr, err := e.floorProcess("ok", "-c", "echo listening on 127.0.0.1:4321; exec sleep 30")
+	p, addr, err := e.floorProcess("ok", nil, "-c", "echo listening on 127.0.0.1:4321; exec sleep 30")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,10 +100,43 @@ func TestFloorProcess(t *testing.T) {
 	if addr != "127.0.0.1:4321" {
 		t.Errorf("address %q, want 127.0.0.1:4321", addr)
 	}
-	if _, _, err := e.floorProcess("exits", "-c", "echo bad flag >&2; exit 2"); err == nil || !strings.Contains(err.Error(), "bad flag") {
+	if _, _, err := e.floorProcess("exits", nil, "-c", "echo bad flag >&2; exit 2"); err == nil || !strings.Contains(err.Error(), "bad flag") {
 		t.Errorf("a process that exits: %v, want an error with its output", err)
 	}
-	if _, _, err := e.floorProcess("other", "-c", "echo something else; exec sleep 30"); err == nil || !strings.Contains(err.Error(), "something else") {
+	if _, _, err := e.floorProcess("other", nil, "-c", "echo something else; exec sleep 30"); err == nil || !strings.Contains(err.Error(), "something else") {
 		t.Errorf("a process that says something else: %v, want an error with its output", err)
+	}
+}
+
+// TestGRPCFloorChain starts the gRPC floor's proxies in a row: each is
+// given the next one's address as its target (the last, the app's), and
+// the environment it is asked for. The stand-in proxy announces its
+// target with "+N" appended, N its GOMAXPROCS, so the returned address
+// spells out the chain.
+func TestGRPCFloorChain(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
+	dir := t.TempDir()
+	self := filepath.Join(dir, "proxy")
+	script := "#!/bin/sh\n[ \"$1\" = -grpc-floor-proxy ] && [ \"$2\" = 127.0.0.1:0 ] || exit 2\necho \"listening on $3+$GOMAXPROCS\"\nexec sleep 30\n"
+	if err := os.WriteFile(self, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{self: self, grpcAddr: "app"}
+	for _, c := range []struct {
+		n    int
+		env  []string
+		want string
+	}{
+		{1, nil, "app+"},
+		{2, []string{"GOMAXPROCS=1"}, "app+1+1"},
+	} {
+		procs, addr, err := e.grpcFloor(c.n, c.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopAll(procs)
+		if len(procs) != c.n || addr != c.want {
+			t.Errorf("grpcFloor(%d, %q): %d processes at %q, want %d at %q", c.n, c.env, len(procs), addr, c.n, c.want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
 
 	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
@@ -50,10 +51,13 @@ var paths = []path{
 	{name: "http-sidecars-mtls", group: "HTTP", sidecars: true, about: "two sidecars with mutual TLS, the standalone default", setup: httpSidecars(pairOptions{mtls: true})},
 	{name: "http-sidecars-traced", group: "HTTP", sidecars: true, about: "two sidecars with mutual TLS and tracing at the calculator's sampling (its runner's `appconfig`: samplingRate 1, Zipkin, to a collector in the harness)", setup: httpSidecars(pairOptions{mtls: true, traced: true})},
 	{name: "grpc-direct", group: "gRPC", baseline: true, about: "the gRPC echo app's UnaryCall, directly", setup: grpcDirect},
-	{name: "grpc-floor", group: "gRPC", about: "two bare gRPC proxies (grpc-go with its defaults: an unknown-service handler passing messages as raw bytes to a client connection) in front of the gRPC echo app: what proxying a gRPC call costs with grpc-go's own transport and no other work", setup: grpcFloorPath},
+	{name: "grpc-floor", group: "gRPC", about: "two bare gRPC proxies (grpc-go with its defaults: an unknown-service handler passing messages as raw bytes to a client connection) in front of the gRPC echo app: what proxying a gRPC call costs with grpc-go's own transport and no other work", setup: grpcFloorPath(2, nil)},
 	{name: "grpc-invoke", group: "gRPC", sidecars: true, about: "`InvokeService` on the caller sidecar's gRPC API to the HTTP echo app, mTLS off", setup: grpcInvoke(pairOptions{})},
 	{name: "grpc-invoke-mtls", group: "gRPC", sidecars: true, about: "the same with mutual TLS", setup: grpcInvoke(pairOptions{mtls: true})},
 	{name: "grpc-proxy", group: "gRPC", sidecars: true, about: "UnaryCall with `dapr-app-id` proxied through two sidecars to the gRPC echo app, mTLS off", setup: grpcProxy(pairOptions{})},
+	{name: "grpc-floor-1cpu", group: "gRPC", about: "the gRPC floor's two proxies on one CPU each (`GOMAXPROCS=1`), as a sidecar runs by default", setup: grpcFloorPath(2, []string{"GOMAXPROCS=1"})},
+	{name: "grpc-sidecar", group: "gRPC", sidecars: true, about: "UnaryCall with `dapr-app-id` naming the app's own id, on its sidecar: the gRPC API's proxy and the app channel without the hop between sidecars, mTLS off", setup: grpcSidecar},
+	{name: "grpc-floor-one", group: "gRPC", about: "one of the gRPC floor's proxies alone in front of the gRPC echo app: the floor of `grpc-sidecar`", setup: grpcFloorPath(1, nil)},
 	{name: "grpc-proxy-mtls", group: "gRPC", sidecars: true, about: "the same with mutual TLS", setup: grpcProxy(pairOptions{mtls: true})},
 	{name: "state-get-direct", group: "state get", baseline: true, about: "go-redis `GET` of a 1 KB string", setup: stateDirect(false)},
 	{name: "state-get-store", group: "state get", about: "go-redis through the sidecar's Redis store (`pkg/state/redis`) in the harness: `HMGET key data version`, the command the sidecar sends", setup: stateStore(false)},
@@ -159,17 +163,47 @@ func grpcDirect(e *env, _ bool) (*rig, error) {
 	return &rig{drive: e.unary(conn, nil), undo: []func(){func() { _ = conn.Close() }}}, nil
 }
 
-func grpcFloorPath(e *env, _ bool) (*rig, error) {
-	procs, front, err := e.grpcFloor()
+// grpcFloorPath is n of the gRPC floor's proxies in a row, each with extraEnv
+// added to its environment.
+func grpcFloorPath(n int, extraEnv []string) func(*env, bool) (*rig, error) {
+	return func(e *env, _ bool) (*rig, error) {
+		procs, front, err := e.grpcFloor(n, extraEnv)
+		if err != nil {
+			return nil, err
+		}
+		conn, err := dial(front)
+		if err != nil {
+			stopAll(procs)
+			return nil, err
+		}
+		return &rig{procs: procs, drive: e.unary(conn, metadata.Pairs("dapr-app-id", "bench-app")), undo: []func(){func() { _ = conn.Close() }}}, nil
+	}
+}
+
+// grpcSidecar is one sidecar in front of the gRPC app, called with the
+// app's own id: the gRPC API's proxy and the app channel, no hop.
+func grpcSidecar(e *env, profile bool) (*rig, error) {
+	extra, pprof, err := profileFlags(profile)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := dial(front)
+	reg, err := os.MkdirTemp(e.dir, "registry-")
 	if err != nil {
-		stopAll(procs)
 		return nil, err
 	}
-	return &rig{procs: procs, drive: e.unary(conn, metadata.Pairs("dapr-app-id", "bench-app")), undo: []func(){func() { _ = conn.Close() }}}, nil
+	p, a, err := e.startSidecar("bench-app", e.grpcAddr, "grpc", reg, append(extra, "--enable-mtls=false")...)
+	if err != nil {
+		return nil, err
+	}
+	r := &rig{procs: []*proc{p}, profile: pprof}
+	conn, err := dial(a.grpcAddr)
+	if err != nil {
+		r.stop()
+		return nil, err
+	}
+	r.undo = append(r.undo, func() { _ = conn.Close() })
+	r.drive = e.unary(conn, metadata.Pairs("dapr-app-id", "bench-app"))
+	return r, nil
 }
 
 // grpcPair starts a pair of sidecars for an app speaking protocol at

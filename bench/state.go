@@ -119,7 +119,7 @@ func stateSidecar(save bool) func(*env, bool) (*rig, error) {
 
 func stateFloor(save bool) func(*env, bool) (*rig, error) {
 	return func(e *env, _ bool) (*rig, error) {
-		p, addr, err := e.floorProcess("state-floor", "-state-floor", "127.0.0.1:0", e.redis)
+		p, addr, err := e.floorProcess("state-floor", nil, "-state-floor", "127.0.0.1:0", e.redis)
 		if err != nil {
 			return nil, err
 		}
