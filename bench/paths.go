@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"os"
 
 	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
@@ -183,19 +182,10 @@ func grpcFloorPath(n int, extraEnv []string) func(*env, bool) (*rig, error) {
 // grpcSidecar is one sidecar in front of the gRPC app, called with the
 // app's own id: the gRPC API's proxy and the app channel, no hop.
 func grpcSidecar(e *env, profile bool) (*rig, error) {
-	extra, pprof, err := profileFlags(profile)
+	r, a, err := e.soloSidecar("bench-app", e.grpcAddr, "grpc", profile, "--enable-mtls=false")
 	if err != nil {
 		return nil, err
 	}
-	reg, err := os.MkdirTemp(e.dir, "registry-")
-	if err != nil {
-		return nil, err
-	}
-	p, a, err := e.startSidecar("bench-app", e.grpcAddr, "grpc", reg, append(extra, "--enable-mtls=false")...)
-	if err != nil {
-		return nil, err
-	}
-	r := &rig{procs: []*proc{p}, profile: pprof}
 	conn, err := dial(a.grpcAddr)
 	if err != nil {
 		r.stop()

@@ -261,6 +261,25 @@ type pairOptions struct {
 	env     []string // added to both's environment
 }
 
+// soloSidecar starts one sidecar with a registry folder of its own (and
+// pprof when profile is set) and returns a rig holding it, with its
+// addresses.
+func (e *env) soloSidecar(id, appAddr, protocol string, profile bool, extra ...string) (*rig, sidecarAddrs, error) {
+	flags, pprof, err := profileFlags(profile)
+	if err != nil {
+		return nil, sidecarAddrs{}, err
+	}
+	reg, err := os.MkdirTemp(e.dir, "registry-")
+	if err != nil {
+		return nil, sidecarAddrs{}, err
+	}
+	p, a, err := e.startSidecar(id, appAddr, protocol, reg, append(flags, extra...)...)
+	if err != nil {
+		return nil, sidecarAddrs{}, err
+	}
+	return &rig{procs: []*proc{p}, profile: pprof}, a, nil
+}
+
 // sidecarPair starts the app's sidecar and a caller's sidecar, which
 // share a registry folder (and so, with mTLS, a CA). The rig's first
 // process is the caller.

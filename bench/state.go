@@ -87,19 +87,10 @@ func stateStore(save bool) func(*env, bool) (*rig, error) {
 
 func stateSidecar(save bool) func(*env, bool) (*rig, error) {
 	return func(e *env, profile bool) (*rig, error) {
-		extra, pprof, err := profileFlags(profile)
+		r, a, err := e.soloSidecar("bench-state", "", "http", profile, "--resources-path", e.resources)
 		if err != nil {
 			return nil, err
 		}
-		reg, err := os.MkdirTemp(e.dir, "registry-")
-		if err != nil {
-			return nil, err
-		}
-		p, a, err := e.startSidecar("bench-state", "", "http", reg, append(extra, "--resources-path", e.resources)...)
-		if err != nil {
-			return nil, err
-		}
-		r := &rig{procs: []*proc{p}, profile: pprof}
 		// A JSON string of o.Size bytes, quotes included.
 		value := `"` + strings.Repeat("x", e.o.Size-2) + `"`
 		body := []byte(`[{"key":"k","value":` + value + `}]`)
