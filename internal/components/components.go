@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -55,13 +54,6 @@ type MetadataItem struct {
 type SecretKeyRef struct {
 	Name string `yaml:"name"`
 	Key  string `yaml:"key"`
-}
-
-// MetadataMap returns spec.metadata as a map of strings. Scalars of any
-// YAML type become their text (5, true, "x"). A value from a secretKeyRef
-// is an error: see ResolveMetadata.
-func (c *Component) MetadataMap() (map[string]string, error) {
-	return c.ResolveMetadata(nil)
 }
 
 // Secrets reads the value a secretKeyRef points at: key (the ref's name
@@ -150,36 +142,6 @@ func (r SecretKeyRef) SecretKey() string {
 
 func (c *Component) errorf(format string, args ...any) error {
 	return fmt.Errorf("%s: component %q: %s", c.File, c.Metadata.Name, fmt.Sprintf(format, args...))
-}
-
-// LoadDir reads every Component in the *.yaml and *.yml files of dir; other
-// kinds (Configuration, Resiliency, Subscription) are skipped. Components
-// whose scopes do not include appID are left out, as Dapr does.
-func LoadDir(dir, appID string) ([]Component, error) {
-	if dir == "" {
-		return nil, nil
-	}
-	files, err := yamldoc.Files(dir)
-	if err != nil {
-		return nil, fmt.Errorf("--resources-path: %w", err)
-	}
-	var out []Component
-	seen := map[string]string{}
-	for _, path := range files {
-		comps, err := LoadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range comps {
-			if prev, dup := seen[c.Metadata.Name]; dup {
-				return nil, fmt.Errorf("%s: component %q is also defined in %s; names must be unique", path, c.Metadata.Name, prev)
-			}
-			seen[c.Metadata.Name] = path
-			out = append(out, Scoped([]Component{c}, appID)...)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })
-	return out, nil
 }
 
 // Scoped returns the components whose scopes include appID (no scopes: all

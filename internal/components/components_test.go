@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,75 +13,38 @@ import (
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
-func TestLoadDir(t *testing.T) {
-	comps, err := LoadDir("testdata/good", "myapp")
-	if err != nil {
-		t.Fatal(err)
+// The good files parse; a Component scoped to another app is left out.
+func TestParseAndScope(t *testing.T) {
+	var comps []Component
+	for _, f := range []string{"memory.yml", "redis.yaml", "scoped.yaml"} {
+		cs, err := LoadFile(filepath.Join("testdata/good", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		comps = append(comps, Scoped(cs, "myapp")...)
 	}
 	if len(comps) != 2 || comps[0].Metadata.Name != "cache" || comps[1].Metadata.Name != "statestore" {
 		t.Fatalf("loaded %+v; want cache and statestore (otherstore is scoped to another app)", comps)
 	}
-	md, err := comps[1].MetadataMap()
+	md, err := comps[1].ResolveMetadata(nil)
 	if err != nil || md["redisHost"] != "localhost:6379" || md["redisDB"] != "2" || md["enableTLS"] != "false" || md["redisPassword"] != "" {
 		t.Errorf("metadata %v, %v", md, err)
 	}
-	svc, err := StateService(comps, "myapp", "", true, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	if got := len(svc.Stores()); got != 2 {
-		t.Errorf("%d stores, want 2 (no default when components exist)", got)
-	}
-}
-
-func TestBadFilesNameFileFieldAndAccepted(t *testing.T) {
-	cases := map[string][]string{
-		"unknown-type.yaml": {"unknown-type.yaml", "state.mongodb", "state.redis, state.in-memory"},
-		"typo-field.yaml":   {"typo-field.yaml", "typ"},
-		"bad-value.yaml":    {"bad-value.yaml", "redisDB", "0 to 15"},
-		"secret.yaml":       {"secret.yaml", "secretKeyRef"},
-		"not-yaml.yaml":     {"not-yaml.yaml", "YAML"},
-		"version.yaml":      {"version.yaml", "dapr.io/v2", "dapr.io/v1alpha1"},
-		"pubsub.yaml":       {"pubsub.yaml", "pubsub.redis"},
-	}
-	for file, want := range cases {
-		t.Run(file, func(t *testing.T) {
-			dir := t.TempDir()
-			b, err := os.ReadFile(filepath.Join("testdata/bad", file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			comps, err := LoadDir(dir, "myapp")
-			if err == nil {
-				_, err = StateService(comps, "myapp", "", true, slog.New(slog.DiscardHandler))
-			}
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-		})
+	for _, c := range comps {
+		sc, err := Build(c, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Metadata.Name, err)
+		}
+		if sc.Name != c.Metadata.Name || sc.Type != c.Spec.Type {
+			t.Errorf("built %s %s from %s %s", sc.Name, sc.Type, c.Metadata.Name, c.Spec.Type)
+		}
+		closeStore(sc)
 	}
 }
 
-func TestDefaultStore(t *testing.T) {
-	svc, err := StateService(nil, "myapp", "", true, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	if s := svc.Stores(); len(s) != 1 || s[0].Name != "statestore" || s[0].Type != "state.in-memory" {
-		t.Errorf("stores %+v", s)
-	}
-	if _, err := LoadDir("testdata/nonexistent", "a"); err == nil || !strings.Contains(err.Error(), "--resources-path") {
-		t.Errorf("missing folder: %v", err)
+func closeStore(sc state.StoreConfig) {
+	if c, ok := sc.Store.(io.Closer); ok {
+		_ = c.Close()
 	}
 }
 
@@ -116,10 +78,10 @@ func TestStoreLimitsMetadata(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			svc, err := StateService(comps, "myapp", "", false, slog.New(slog.DiscardHandler))
+			sc, err := Build(comps[0], nil)
 			if c.maxOps == 0 {
 				if err == nil {
-					svc.Close()
+					closeStore(sc)
 					t.Fatal("no error")
 				}
 				for _, w := range append(c.want, "store.yaml") {
@@ -130,6 +92,10 @@ func TestStoreLimitsMetadata(t *testing.T) {
 				return
 			}
 			if err != nil {
+				t.Fatal(err)
+			}
+			svc := state.NewService("myapp", "")
+			if err := svc.Add(sc); err != nil {
 				t.Fatal(err)
 			}
 			defer svc.Close()
@@ -185,7 +151,7 @@ spec:
 	if refs := c.SecretRefs(); len(refs) != 2 || refs[0].Name != "redis" {
 		t.Errorf("refs %v", refs)
 	}
-	if _, err := c.MetadataMap(); err == nil || !strings.Contains(err.Error(), "redisPassword") || !strings.Contains(err.Error(), "kubernetes mode") {
+	if _, err := c.ResolveMetadata(nil); err == nil || !strings.Contains(err.Error(), "redisPassword") || !strings.Contains(err.Error(), "kubernetes mode") {
 		t.Errorf("without Secrets: %v", err)
 	}
 	if _, err := Build(c, func(SecretKeyRef) (string, error) { return "", errors.New("secret \"redis\" not found") }); err == nil ||

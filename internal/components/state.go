@@ -2,8 +2,6 @@ package components
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -18,50 +16,6 @@ import (
 // DefaultStore is the name of the embedded store a standalone sidecar has
 // when no components are configured.
 const DefaultStore = "statestore"
-
-// StateService builds the state stores of comps. A component that fails
-// to build stops it, unless the component sets spec.ignoreErrors: then it
-// is left out and the error logged, as Dapr does. With no state components
-// and withDefault set, it adds the embedded in-memory store "statestore"
-// and logs that it did.
-func StateService(comps []Component, appID, namespace string, withDefault bool, log *slog.Logger) (*state.Service, error) {
-	svc := state.NewService(appID, namespace)
-	for _, c := range comps {
-		err := addStore(svc, c)
-		if err != nil && c.Spec.IgnoreErrors {
-			log.Error("state store not loaded; going on without it, as its spec.ignoreErrors asks", "store", c.Metadata.Name, "file", c.File, "err", err)
-			continue
-		}
-		if err != nil {
-			_ = svc.Close()
-			return nil, err
-		}
-		log.Info("state store ready", "store", c.Metadata.Name, "type", c.Spec.Type, "file", c.File)
-	}
-	if len(comps) == 0 && withDefault {
-		if err := svc.Add(state.StoreConfig{Name: DefaultStore, Type: "state.in-memory", Store: memory.New(0)}); err != nil {
-			return nil, err
-		}
-		log.Info("no state store components: using the embedded in-memory store; its data lives only as long as this sidecar",
-			"store", DefaultStore)
-	}
-	return svc, nil
-}
-
-// addStore builds the store of c and adds it to svc.
-func addStore(svc *state.Service, c Component) error {
-	sc, err := Build(c, nil)
-	if err != nil {
-		return err
-	}
-	if err := svc.Add(sc); err != nil {
-		if cl, ok := sc.Store.(io.Closer); ok {
-			_ = cl.Close()
-		}
-		return fmt.Errorf("%s: %w", c.File, err)
-	}
-	return nil
-}
 
 // Build builds the state store of c, its secretKeyRefs read through
 // secrets (nil: a secretKeyRef is an error). Nothing is connected: a

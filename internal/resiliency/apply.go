@@ -128,18 +128,6 @@ type Invoker struct {
 	runners map[string]*runner
 }
 
-// WrapInvoker returns next with the policies of set, or next itself.
-func WrapInvoker(next invoke.Caller, set *Set) invoke.Caller {
-	if set == nil || len(set.Apps) == 0 {
-		return next
-	}
-	w := &Invoker{next: next, set: set, runners: map[string]*runner{}}
-	for id, p := range set.Apps {
-		w.runners[id] = newRunner(p)
-	}
-	return w
-}
-
 func idempotent(verb string) bool {
 	switch verb {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:

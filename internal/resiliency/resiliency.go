@@ -7,7 +7,6 @@ package resiliency
 import (
 	"fmt"
 	"math"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -140,31 +139,6 @@ func (s *Set) Component(name string) *Policy {
 		return nil
 	}
 	return s.Components[name]
-}
-
-// LoadDir reads the Resiliency resources of dir's YAML files that apply to
-// appID (no scopes, or scopes naming it). Other kinds are skipped.
-func LoadDir(dir, appID string) (*Set, error) {
-	if dir == "" {
-		return newSet(), nil
-	}
-	files, err := yamldoc.Files(dir)
-	if err != nil {
-		return nil, fmt.Errorf("--resources-path: %w", err)
-	}
-	var all []Resource
-	for _, path := range files {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		rs, err := Parse(b, path)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, rs...)
-	}
-	return NewSet(all, appID)
 }
 
 // NewSet is the Set of the resources of rs that apply to appID (no scopes,

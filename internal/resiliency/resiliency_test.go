@@ -157,7 +157,15 @@ func TestIgnoredFieldsAreListed(t *testing.T) {
 	if err := os.WriteFile(path, []byte(d), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	set, err := LoadDir(dir, "front")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Parse(b, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := NewSet(rs, "front")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +180,7 @@ func TestIgnoredFieldsAreListed(t *testing.T) {
 	if set.Component("statestore") == nil || set.App("addapp") == nil {
 		t.Error("the policies that apply were not loaded")
 	}
-	rs, _ := Parse([]byte(doc), "r.yaml")
+	rs, _ = Parse([]byte(doc), "r.yaml")
 	if got := rs[0].Ignored(); len(got) != 0 {
 		t.Errorf("a resource using only what applies lists %v", got)
 	}
@@ -279,7 +287,7 @@ func TestInvokerRefusalsAreNotFailures(t *testing.T) {
 	} {
 		t.Run(string(c.kind), func(t *testing.T) {
 			next := &refusingCaller{kind: c.kind}
-			inv := WrapInvoker(next, s)
+			inv := NewSwitch(next, s)
 			call := func() error {
 				_, err := inv.Invoke(context.Background(), &invoke.Call{Target: resolver.Target{ID: "addapp"}, Verb: "GET", Header: http.Header{}})
 				return err

