@@ -1,7 +1,7 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test test-node vet lint calculator sidecar images deps tools bench bench-tracing fuzz soak
+.PHONY: test quick test-node vet lint calculator sidecar images deps tools bench bench-tracing fuzz soak
 
 ## test: everything CI runs: formatting, vet, the whole suite with -race,
 ## the real Kubernetes node's tests (tests/node, their own run: they need
@@ -12,6 +12,14 @@ test: deps lint tools
 	$(GO) test -count=1 -run TestInvokeAllocations ./cmd/sidecar
 	$(MAKE) test-node
 	$(MAKE) fuzz
+
+## quick: the contributor's loop, in a few minutes, without root or
+## anything installed: gofmt, vet, the unit tests and the process-level
+## end-to-end tests. -short skips what needs a Kubernetes control plane or
+## another tools/build program, Node.js or the npm registry; tests that need
+## redis-server or chromium skip when it is not installed. make test runs all.
+quick: lint
+	$(GO) test -short -count=1 $$($(GO) list ./... | grep -v '/tests/node$$')
 
 ## test-node: the product on a real single-node cluster of this machine
 ## (kubelet, containerd, runc, the CNI bridge, CoreDNS; see tests/node).

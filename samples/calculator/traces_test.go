@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tandem-run/tandem/internal/testutil/proc"
+	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 )
 
 // spanRow is one row of the traces page's waterfall, as the page shows it.
@@ -38,11 +39,7 @@ func TestBrowserTraces(t *testing.T) {
 	chromium := needChromium(t)
 	// The first build of Jaeger takes minutes, longer than the runner is given
 	// to start; tools/build caches it for the runner to find.
-	build := exec.Command("../../tools/build", "jaeger")
-	build.Stderr = os.Stderr
-	if out, err := build.Output(); err != nil {
-		t.Fatalf("tools/build jaeger: %v\n%s", err, out)
-	}
+	toolbin.Path(t, "jaeger")
 	tracesPort := proc.For(t).FreePort()
 	base, runner := startRunner(t, "-traces", "-traces-port", strconv.Itoa(tracesPort))
 	// The runner names the page beside the calculator.

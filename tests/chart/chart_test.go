@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
@@ -22,13 +23,7 @@ const chart = "../../charts/tandem"
 
 func helm(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command("../../tools/build", "helm")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tools/build helm: %v", err)
-	}
-	return strings.TrimSpace(string(out))
+	return toolbin.Path(t, "helm")
 }
 
 func run(t *testing.T, bin string, args ...string) (string, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/tandem-run/tandem/internal/images"
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
+	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 )
 
 // TestHelmInstall installs the chart into a real API server with helm, runs
@@ -35,7 +36,7 @@ func TestHelmInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := kubecluster.Start(t)
-	helm := toolBin(t, "helm")
+	helm := toolbin.Path(t, "helm")
 	hostIP := hostAddress(t)
 	port := proc.For(t).FreePort()
 	out, err := exec.Command(helm, "install", "tandem", "../../charts/tandem",

@@ -19,6 +19,9 @@ import (
 // npm are .ci/deps's; the packages are installed into a folder of the test
 // with npm ci (npm's cache makes that quick after the first run).
 func TestJSSDK(t *testing.T) {
+	if testing.Short() {
+		t.Skip("installs the SDK from the npm registry and needs Node.js: make test runs it")
+	}
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatal("node is not installed; .ci/deps installs it (Debian's nodejs and npm)")

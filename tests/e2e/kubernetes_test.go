@@ -23,13 +23,14 @@ import (
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
+	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 )
 
 // startCoreDNS runs CoreDNS with its kubernetes plugin on the cluster, as a
 // cluster's DNS, and returns its address once it answers for name.
 func startCoreDNS(t *testing.T, c *kubecluster.Cluster, name string) string {
 	t.Helper()
-	bin := toolBin(t, "coredns")
+	bin := toolbin.Path(t, "coredns")
 	port := proc.For(t).FreePort()
 	corefile := filepath.Join(t.TempDir(), "Corefile")
 	if err := os.WriteFile(corefile, []byte(`cluster.local:`+strconv.Itoa(port)+` {

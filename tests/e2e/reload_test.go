@@ -33,6 +33,7 @@ import (
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
+	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 )
 
 // Hot reload end to end: real sidecars, real redis-servers and a real
@@ -490,7 +491,7 @@ func TestHotReloadKubernetes(t *testing.T) {
 	defer cancel()
 	// The chart: its CRDs, and its RBAC for sidecars (bound to every
 	// service account).
-	if out, err := exec.Command(toolBin(t, "helm"), "install", "tandem", "../../charts/tandem", "--kubeconfig", c.Kubeconfig,
+	if out, err := exec.Command(toolbin.Path(t, "helm"), "install", "tandem", "../../charts/tandem", "--kubeconfig", c.Kubeconfig,
 		"--namespace", "tandem-system", "--create-namespace", "--set", "sidecar.secretNames={redis-auth}", "--timeout", "60s").CombinedOutput(); err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,23 +13,8 @@ import (
 	"github.com/tandem-run/tandem/internal/testutil/jaegerquery"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
+	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 )
-
-// toolBin builds (once, cached) and returns a program pinned under tools/.
-func toolBin(t *testing.T, name string) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(root, "tools", "build"), name)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tools/build %s: %v", name, err)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 // jaeger is a running Jaeger all-in-one: a real collector with Zipkin's
 // span API, and its query API to read traces back.
@@ -43,7 +27,7 @@ type jaeger struct {
 
 func startJaeger(t *testing.T) *jaeger {
 	t.Helper()
-	bin := toolBin(t, "jaeger")
+	bin := toolbin.Path(t, "jaeger")
 	pt := proc.For(t)
 	zipkin, query, otlp, otlpGRPC := pt.FreePort(), pt.FreePort(), pt.FreePort(), pt.FreePort()
 	hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/testutil/node"
+	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -29,17 +30,11 @@ import (
 // helm runs the cached helm against the node and returns its output.
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(repo, "tools", "build"), "helm")
-	cmd.Stderr = os.Stderr
-	bin, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tools/build helm: %v", err)
-	}
 	var out bytes.Buffer
-	h := exec.Command(strings.TrimSpace(string(bin)), append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
+	h := exec.Command(toolbin.Path(t, "helm"), append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
 	h.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(os.TempDir(), "tandem-node-helm"), "HELM_CONFIG_HOME="+filepath.Join(os.TempDir(), "tandem-node-helm"))
 	h.Stdout, h.Stderr = &out, &out
-	err = h.Run()
+	err := h.Run()
 	return out.String(), err
 }
 

@@ -14,7 +14,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tandem-run/tandem/internal/testutil/proc"
+	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 )
 
 // Cluster is a running control plane.
@@ -48,8 +48,7 @@ type Cluster struct {
 // processes' output is logged if the test fails.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
-	root := repoRoot(t)
-	bins := build(t, root, "etcd", "kube-apiserver", "kube-controller-manager")
+	bins := toolbin.Paths(t, "etcd", "kube-apiserver", "kube-controller-manager")
 	dir := t.TempDir()
 	pt := proc.For(t)
 	port := func() string { return strconv.Itoa(pt.FreePort()) }
@@ -142,40 +141,6 @@ current-context: test
 		"--v", "1",
 	)
 	return c
-}
-
-// build returns the paths of the named programs, building them if needed.
-func build(t testing.TB, root string, names ...string) []string {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(root, "tools", "build"), names...)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tools/build %v: %v", names, err)
-	}
-	paths := strings.Fields(string(out))
-	if len(paths) != len(names) {
-		t.Fatalf("tools/build %v printed %q", names, out)
-	}
-	return paths
-}
-
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "tools", "build")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no tools/build above the test's folder")
-		}
-		dir = parent
-	}
 }
 
 // waitReady waits for /readyz, which answers once the API server has its

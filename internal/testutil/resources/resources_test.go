@@ -17,7 +17,7 @@ func TestResourcesParse(t *testing.T) {
 	if len(comps) != 1 {
 		t.Fatalf("%d Components, want 1", len(comps))
 	}
-	md, err := comps[0].MetadataMap()
+	md, err := comps[0].ResolveMetadata(nil)
 	if err != nil || comps[0].Metadata.Name != "statestore" || comps[0].Spec.Type != "state.redis" ||
 		md["redisHost"] != "127.0.0.1:6379" || md["dialTimeout"] != "300ms" {
 		t.Errorf("Redis Component: %+v, metadata %v, %v", comps, md, err)
