@@ -67,7 +67,7 @@ func peerClient(cert *tls.Certificate) *http.Client {
 // can read the registry folder could.
 func certFor(t *testing.T, caDir string, id identity.ID) *tls.Certificate {
 	t.Helper()
-	ca, err := identity.LocalCA(caDir)
+	ca, err := identity.LocalCA{Dir: caDir}.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,20 +263,18 @@ type errorString string
 func (e errorString) Error() string { return string(e) }
 
 // Short-lived certificates renew under load with no failed call; and the
-// root rotates with a bundle that trusts both roots meanwhile: the callee
-// sees certificates of both roots, and no call fails.
+// root rotates by hand as the README says, with the local CA's trust bundle
+// holding both roots meanwhile: the callee sees certificates of both roots,
+// and no call fails.
 func TestMTLSRenewalAndRotationUnderLoad(t *testing.T) {
 	w := newWorld(t)
-	bundle := filepath.Join(t.TempDir(), "bundle.pem")
 	caDir := filepath.Join(w.registry, "ca")
-	oldCA, err := identity.LocalCA(caDir)
+	local := identity.LocalCA{Dir: caDir}
+	oldCA, err := local.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(bundle, oldCA.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	flags := []string{"--workload-cert-ttl", "12s", "--trust-anchors-file", bundle}
+	flags := []string{"--workload-cert-ttl", "12s"}
 	appPort, _ := w.app("backend")
 	callee := w.sidecar("backend", appPort, flags...)
 	caller := w.sidecar("front", 0, flags...)
@@ -306,10 +304,10 @@ func TestMTLSRenewalAndRotationUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeAtomic(bundle, append(oldCA.CertPEM(), newCA.CertPEM()...)); err != nil {
+	if err := writeAtomic(local.BundleFile(), append(oldCA.CertPEM(), newCA.CertPEM()...)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // the bundle is polled every second
+	time.Sleep(2 * time.Second) // the bundle is read every second
 	key, _ := newCA.KeyPEM()
 	if err := writeAtomic(filepath.Join(caDir, "ca.key"), key); err != nil {
 		t.Fatal(err)
@@ -322,7 +320,7 @@ func TestMTLSRenewalAndRotationUnderLoad(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	time.Sleep(9 * time.Second) // every certificate is of the new root now
-	if err := writeAtomic(bundle, newCA.CertPEM()); err != nil {
+	if err := writeAtomic(local.BundleFile(), newCA.CertPEM()); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second)
