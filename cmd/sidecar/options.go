@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/internal/ports"
 	"github.com/tandem-run/tandem/pkg/resolver"
@@ -82,10 +83,13 @@ type Options struct {
 	EnableMTLS          bool
 	AllowPlaintextPeers bool          // accept (and fall back to) plaintext peers: an upgrade window
 	TrustDomain         string        // of this sidecar's SPIFFE ID
-	TrustAnchorsFile    string        // PEM roots to trust, watched; default: the CA's own root
+	TrustAnchorsFile    string        // PEM roots to trust, watched; standalone default: the local CA's bundle
 	SentryAddress       string        // the CA's address (kubernetes mode)
 	SentryTokenFile     string        // the projected service-account token sent to the CA
 	CertTTL             time.Duration // of this sidecar's certificate
+	// LocalCATTL is the life of a root the standalone local CA makes
+	// (TANDEM_LOCAL_CA_TTL, for tests that bring its rotation forward).
+	LocalCATTL time.Duration
 
 	RegistryDir   string // standalone: registry folder
 	ClusterDomain string // kubernetes: DNS cluster domain
@@ -221,7 +225,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.BoolVar(&o.EnableMTLS, "enable-mtls", false, "mutual TLS with SPIFFE identities on every hop between sidecars; default on in standalone mode, off in kubernetes mode")
 	fs.BoolVar(&o.AllowPlaintextPeers, "allow-plaintext-peers", false, "during a rollout, accept calls from peers without mutual TLS (counted in tandem_hop_plaintext_calls_total) and call peers that do not speak TLS in plaintext")
 	fs.StringVar(&o.TrustDomain, "trust-domain", "public", "trust domain of this sidecar's SPIFFE ID")
-	fs.StringVar(&o.TrustAnchorsFile, "trust-anchors-file", "", "PEM file of the roots to trust for peers' certificates, reloaded when it changes (default: the CA's root)")
+	fs.StringVar(&o.TrustAnchorsFile, "trust-anchors-file", "", "PEM file of the roots to trust for peers' certificates, reloaded when it changes (standalone default: the local CA's trust-bundle.pem)")
 	fs.StringVar(&o.SentryAddress, "sentry-address", "", "https://host:port of the control plane's certificate authority (kubernetes mode)")
 	fs.StringVar(&o.SentryTokenFile, "sentry-token-file", "/var/run/secrets/tandem.io/sentry/token", "projected service-account token (audience tandem-ca) sent to the certificate authority; read at every renewal")
 	fs.DurationVar(&o.CertTTL, "workload-cert-ttl", 24*time.Hour, "how long this sidecar's certificate is valid; it is renewed at two thirds of that (10s to 720h)")
@@ -376,6 +380,12 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.CertTTL < 10*time.Second || o.CertTTL > 720*time.Hour {
 		return o, fmt.Errorf("--workload-cert-ttl %s is not valid; accepted: 10s to 720h, e.g. 24h", o.CertTTL)
+	}
+	o.LocalCATTL = identity.DefaultRootTTL
+	if v := getenv("TANDEM_LOCAL_CA_TTL"); v != "" {
+		if o.LocalCATTL, err = time.ParseDuration(v); err != nil || o.LocalCATTL < time.Minute || o.LocalCATTL > 10*identity.DefaultRootTTL {
+			return o, fmt.Errorf("TANDEM_LOCAL_CA_TTL %q is not valid; accepted: 1m to 87600h, e.g. 8760h (the life of a root the local CA makes)", v)
+		}
 	}
 	if o.SecretPoll < time.Second || o.SecretPoll > time.Hour {
 		return o, fmt.Errorf("--kubernetes-secret-poll %s is not valid; accepted: 1s to 1h, e.g. 30s", o.SecretPoll)

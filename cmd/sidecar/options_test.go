@@ -146,6 +146,10 @@ func TestParseOptions(t *testing.T) {
 			func(o Options) bool { return o.UnixDomainSocket == "/tmp/sockets" }},
 		{"log level fatal, daprd's", []string{"--app-id", "a", "--log-level", "fatal"}, nil,
 			func(o Options) bool { return o.LogLevel.String() == "ERROR" }},
+		{"local CA root a year by default", []string{"--app-id", "a"}, nil,
+			func(o Options) bool { return o.LocalCATTL == 365*24*time.Hour }},
+		{"local CA root life from env", []string{"--app-id", "a"}, map[string]string{"TANDEM_LOCAL_CA_TTL": "90s"},
+			func(o Options) bool { return o.LocalCATTL == 90*time.Second }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -198,6 +202,9 @@ func TestParseOptionsErrorsNameTheFlag(t *testing.T) {
 		{"two read buffer sizes", []string{"--app-id", "a", "--read-buffer-size", "4Ki", "--dapr-http-read-buffer-size", "4"}, nil, []string{"--read-buffer-size", "--dapr-http-read-buffer-size", "give one"}},
 		{"dns server without port", []string{"--app-id", "a", "--kubernetes-dns-server", "10.96.0.10"}, nil, []string{"--kubernetes-dns-server", "host:port"}},
 		{"dns server port", []string{"--app-id", "a", "--kubernetes-dns-server", "10.96.0.10:70000"}, nil, []string{"--kubernetes-dns-server", "1 to 65535"}},
+		{"local CA root too short", []string{"--app-id", "a"}, map[string]string{"TANDEM_LOCAL_CA_TTL": "30s"}, []string{"TANDEM_LOCAL_CA_TTL", `"30s"`, "1m to 87600h"}},
+		{"local CA root too long", []string{"--app-id", "a"}, map[string]string{"TANDEM_LOCAL_CA_TTL": "87601h"}, []string{"TANDEM_LOCAL_CA_TTL", "1m to 87600h"}},
+		{"local CA root not a duration", []string{"--app-id", "a"}, map[string]string{"TANDEM_LOCAL_CA_TTL": "1y"}, []string{"TANDEM_LOCAL_CA_TTL", `"1y"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -138,24 +138,17 @@ func newIdentity(ctx context.Context, o Options, log *slog.Logger) (*identity.So
 	if err != nil {
 		return nil, err
 	}
-	caDir := filepath.Join(dir, "ca")
-	ca, err := identity.LocalCA(caDir)
-	if err != nil {
-		return nil, fmt.Errorf("the local certificate authority in %s: %w", caDir, err)
+	local := identity.LocalCA{Dir: filepath.Join(dir, "ca"), RootTTL: o.LocalCATTL, Logger: log.With("component", "identity")}
+	if _, err := local.Load(); err != nil {
+		return nil, err
 	}
+	// The folder's trust bundle is re-read every second and its CA at every
+	// certificate, so that its root rotates with no restart.
 	bundle := identity.BundleSource{File: o.TrustAnchorsFile}
 	if bundle.File == "" {
-		bundle.PEM = ca.CertPEM()
+		bundle.File = local.BundleFile()
 	}
-	// The CA is read again for every certificate, so that replacing its
-	// files rotates the root (with a bundle that trusts both meanwhile).
-	issue := func(_ context.Context, csr []byte) ([][]byte, error) {
-		ca, err := identity.LocalCA(caDir)
-		if err != nil {
-			return nil, err
-		}
-		return ca.Sign(csr, id, o.CertTTL)
-	}
+	issue := local.Issuer(id, o.CertTTL, o.TrustAnchorsFile)
 	return identity.NewSource(ctx, identity.SourceConfig{
 		ID:         id,
 		Issue:      issue,

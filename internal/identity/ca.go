@@ -15,9 +15,6 @@ import (
 	"math/big"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -29,17 +26,25 @@ type CA struct {
 	certPEM []byte
 }
 
+// rootBackdate is how far before its making a root's NotBefore lies, for
+// clocks that lag.
+const rootBackdate = time.Minute
+
 // NewCA makes a CA with a new key and a self-signed root valid for ttl.
 func NewCA(name string, ttl time.Duration) (*CA, error) {
+	return newCA(name, time.Now(), ttl)
+}
+
+// newCA makes a CA whose root is made at now and valid until now + ttl.
+func newCA(name string, now time.Time, ttl time.Duration) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"tandem"}},
-		NotBefore:             now.Add(-time.Minute),
+		NotBefore:             now.Add(-rootBackdate),
 		NotAfter:              now.Add(ttl),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
@@ -132,7 +137,10 @@ func (ca *CA) Sign(csrDER []byte, id ID, ttl time.Duration) ([][]byte, error) {
 		return nil, fmt.Errorf("certificate request: %w", err)
 	}
 	now := time.Now()
-	notAfter := now.Add(ttl)
+	if !now.Before(ca.cert.NotAfter) {
+		return nil, fmt.Errorf("the CA's root %q expired at %s: it signs nothing", ca.Name(), ca.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	notAfter := now.Add(ttl) // never past the root's own expiry
 	if notAfter.After(ca.cert.NotAfter) {
 		notAfter = ca.cert.NotAfter
 	}
@@ -155,64 +163,6 @@ func (ca *CA) Sign(csrDER []byte, id ID, ttl time.Duration) ([][]byte, error) {
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	return n
-}
-
-// LocalCA is the standalone mode's CA: files ca.crt and ca.key in dir (mode
-// 0700, files 0600), made by the first sidecar that needs them (under a lock,
-// so sidecars starting together make one) and read by every other.
-func LocalCA(dir string) (*CA, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, err
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return nil, err
-	}
-	certFile, keyFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
-	certPEM, cerr := os.ReadFile(certFile)
-	keyPEM, kerr := os.ReadFile(keyFile)
-	if cerr == nil && kerr == nil {
-		ca, err := ParseCA(certPEM, keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("the local CA in %s: %w (remove the folder to make a new one)", dir, err)
-		}
-		if time.Until(ca.cert.NotAfter) > 24*time.Hour {
-			return ca, nil
-		}
-	} else if !errors.Is(cerr, os.ErrNotExist) && !errors.Is(kerr, os.ErrNotExist) {
-		return nil, fmt.Errorf("reading the local CA in %s: %w", dir, errors.Join(cerr, kerr))
-	}
-	ca, err := NewCA("tandem local CA "+time.Now().UTC().Format(time.RFC3339), 365*24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	k, err := ca.KeyPEM()
-	if err != nil {
-		return nil, err
-	}
-	if err := writeFile(keyFile, k); err != nil {
-		return nil, err
-	}
-	if err := writeFile(certFile, ca.certPEM); err != nil {
-		return nil, err
-	}
-	return ca, nil
-}
-
-// writeFile writes b to path atomically with mode 0600.
-func writeFile(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // ServingCert is a TLS certificate for the CA's own server, for hosts (DNS

@@ -220,41 +220,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// The local CA is made once, by one of many sidecars starting together, and
-// only its user can read it.
-func TestLocalCA(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "ca")
-	var wg sync.WaitGroup
-	roots := make([]string, 8)
-	for i := range roots {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ca, err := LocalCA(dir)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			roots[i] = string(ca.CertPEM())
-		}()
-	}
-	wg.Wait()
-	for _, r := range roots[1:] {
-		if r != roots[0] {
-			t.Fatal("sidecars starting together made more than one CA")
-		}
-	}
-	for _, p := range []string{dir, filepath.Join(dir, "ca.key"), filepath.Join(dir, "ca.crt")} {
-		st, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Mode().Perm()&0o077 != 0 {
-			t.Errorf("%s is %v: others can read it", p, st.Mode().Perm())
-		}
-	}
-}
-
 // Renewal is two thirds into the certificate's life, not at once (the
 // certificate's NotBefore is backdated).
 func TestRenewAt(t *testing.T) {

@@ -9,11 +9,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,7 +69,7 @@ func peerClient(cert *tls.Certificate) *http.Client {
 // can read the registry folder could.
 func certFor(t *testing.T, caDir string, id identity.ID) *tls.Certificate {
 	t.Helper()
-	ca, err := identity.LocalCA(caDir)
+	ca, err := identity.LocalCA{Dir: caDir}.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,20 +265,18 @@ type errorString string
 func (e errorString) Error() string { return string(e) }
 
 // Short-lived certificates renew under load with no failed call; and the
-// root rotates with a bundle that trusts both roots meanwhile: the callee
-// sees certificates of both roots, and no call fails.
+// root rotates by hand as the README says, with the local CA's trust bundle
+// holding both roots meanwhile: the callee sees certificates of both roots,
+// and no call fails.
 func TestMTLSRenewalAndRotationUnderLoad(t *testing.T) {
 	w := newWorld(t)
-	bundle := filepath.Join(t.TempDir(), "bundle.pem")
 	caDir := filepath.Join(w.registry, "ca")
-	oldCA, err := identity.LocalCA(caDir)
+	local := identity.LocalCA{Dir: caDir}
+	oldCA, err := local.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(bundle, oldCA.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	flags := []string{"--workload-cert-ttl", "12s", "--trust-anchors-file", bundle}
+	flags := []string{"--workload-cert-ttl", "12s"}
 	appPort, _ := w.app("backend")
 	callee := w.sidecar("backend", appPort, flags...)
 	caller := w.sidecar("front", 0, flags...)
@@ -306,10 +306,10 @@ func TestMTLSRenewalAndRotationUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeAtomic(bundle, append(oldCA.CertPEM(), newCA.CertPEM()...)); err != nil {
+	if err := writeAtomic(local.BundleFile(), append(oldCA.CertPEM(), newCA.CertPEM()...)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // the bundle is polled every second
+	time.Sleep(2 * time.Second) // the bundle is read every second
 	key, _ := newCA.KeyPEM()
 	if err := writeAtomic(filepath.Join(caDir, "ca.key"), key); err != nil {
 		t.Fatal(err)
@@ -322,7 +322,7 @@ func TestMTLSRenewalAndRotationUnderLoad(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	time.Sleep(9 * time.Second) // every certificate is of the new root now
-	if err := writeAtomic(bundle, newCA.CertPEM()); err != nil {
+	if err := writeAtomic(local.BundleFile(), newCA.CertPEM()); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second)
@@ -341,6 +341,127 @@ func TestMTLSRenewalAndRotationUnderLoad(t *testing.T) {
 		t.Errorf("only %d calls made: the load did not run", l.ok.Load())
 	}
 	t.Logf("%d calls, %d failed", l.ok.Load(), l.failed.Load())
+}
+
+// rootNames are the common names of the certificates in a PEM file of the
+// local CA's folder.
+func rootNames(t *testing.T, caDir, file string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(caDir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			return names
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, c.Subject.CommonName)
+	}
+}
+
+// The local CA's root comes to the end of its life (a minute here, through
+// TANDEM_LOCAL_CA_TTL) under load: the next root is trusted by every
+// running sidecar before it signs, the sidecars that were running move to
+// it at their renewal, one started after the switch gets a certificate of
+// it, and the old root leaves the bundle once expired. Calls between all of
+// them are counted; none fails, and no sidecar restarts.
+func TestMTLSLocalCARotation(t *testing.T) {
+	w := newWorld(t)
+	caDir := filepath.Join(w.registry, "ca")
+	env := []string{"TANDEM_LOCAL_CA_TTL=60s"}
+	flags := []string{"--workload-cert-ttl", "15s"}
+	backendPort, _ := w.app("backend")
+	backend := w.sidecarEnv("backend", backendPort, env, flags...)
+	front := w.sidecarEnv("front", 0, env, flags...)
+	backend.waitHealthy(t)
+	front.waitHealthy(t)
+	_, backendMetrics := sidecarPorts(t, backend)
+	_, frontMetrics := sidecarPorts(t, front)
+	first := rootNames(t, caDir, "ca.crt")[0]
+	loads := map[string]*load{"front -> backend": startLoad(front.url+"/v1.0/invoke/backend/method/echo/x", 4)}
+	defer func() {
+		for _, l := range loads {
+			select {
+			case <-l.stop:
+			default:
+				l.end()
+			}
+		}
+	}()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(90 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not after 90 s; trust-bundle.pem holds %q, ca.crt %q", what,
+					rootNames(t, caDir, "trust-bundle.pem"), rootNames(t, caDir, "ca.crt"))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	// Two thirds into the root's life: the next root joins the bundle,
+	// and every running sidecar trusts it.
+	waitFor("the next root in the bundle", func() bool { return len(rootNames(t, caDir, "trust-bundle.pem")) == 2 })
+	second := rootNames(t, caDir, "trust-bundle.pem")[1]
+	for _, m := range []int{backendMetrics, frontMetrics} {
+		waitFor("both roots trusted", func() bool { return metric(t, m, "tandem_mtls_trust_anchors", `root="`+second+`"`) == 1 })
+	}
+	// After the overlap it signs; a sidecar started now has its
+	// certificate, and calls and is called by the sidecars started before.
+	waitFor("the next root signing", func() bool { return rootNames(t, caDir, "ca.crt")[0] == second })
+	latePort, _ := w.app("late")
+	late := w.sidecarEnv("late", latePort, env, flags...)
+	late.waitHealthy(t)
+	_, lateMetrics := sidecarPorts(t, late)
+	if n := metric(t, lateMetrics, "tandem_mtls_certificate_info", `issuer="`+second+`"`); n != 1 {
+		t.Errorf("the sidecar started after the switch has no certificate of the new root %q", second)
+	}
+	loads["late -> backend"] = startLoad(late.url+"/v1.0/invoke/backend/method/echo/x", 2)
+	loads["front -> late"] = startLoad(front.url+"/v1.0/invoke/late/method/echo/x", 2)
+
+	// The old root expires and leaves the bundle, and every sidecar's trust.
+	waitFor("the old root out of the bundle", func() bool { return slices.Equal(rootNames(t, caDir, "trust-bundle.pem"), []string{second}) })
+	for _, m := range []int{backendMetrics, frontMetrics, lateMetrics} {
+		waitFor("the old root untrusted", func() bool { return metric(t, m, "tandem_mtls_trust_anchors", `root="`+first+`"`) == 0 })
+	}
+	time.Sleep(2 * time.Second)
+	for _, l := range loads {
+		l.end()
+	}
+
+	for _, m := range []struct {
+		name string
+		port int
+	}{{"backend", backendMetrics}, {"front", frontMetrics}, {"late", lateMetrics}} {
+		if n := metric(t, m.port, "tandem_mtls_certificate_info", `issuer="`+second+`"`); n != 1 {
+			t.Errorf("%s's certificate is not of the new root %q", m.name, second)
+		}
+		if n := metric(t, m.port, "tandem_mtls_trust_anchors"); n != 1 {
+			t.Errorf("%s trusts %v roots at the end, want the new one only", m.name, n)
+		}
+	}
+	if n := metric(t, backendMetrics, "tandem_mtls_peer_certificates_total", `root="`+first+`"`); n == 0 {
+		t.Error("the backend saw no caller's certificate of the old root")
+	}
+	if n := metric(t, backendMetrics, "tandem_mtls_peer_certificates_total", `root="`+second+`"`); n == 0 {
+		t.Error("the backend saw no caller's certificate of the new root")
+	}
+	for name, l := range loads {
+		if f := l.failed.Load(); f != 0 {
+			t.Errorf("%s: %d of %d calls failed through the rotation; first: %v", name, f, f+l.ok.Load(), l.first.Load())
+		}
+		if l.ok.Load() < 20 {
+			t.Errorf("%s: only %d calls made: the load did not run", name, l.ok.Load())
+		}
+		t.Logf("%s: %d calls, %d failed", name, l.ok.Load(), l.failed.Load())
+	}
 }
 
 func writeAtomic(path string, b []byte) error {
