@@ -67,8 +67,9 @@ type Error struct {
 	HTTPStatus int
 	GRPCCode   codes.Code
 	Message    string
-	// Reason, when set, is the gRPC ErrorInfo reason, daprd's for this
-	// case of a code that daprd gives no reason of its own.
+	// Reason, when set, is the gRPC ErrorInfo reason: daprd's for one case
+	// of a code it shares between cases (a key with "||" is
+	// ERR_MALFORMED_REQUEST and DAPR_STATE_ILLEGAL_KEY).
 	Reason string
 	Err    error // the cause, if any
 }
