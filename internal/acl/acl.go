@@ -12,7 +12,11 @@
 // With mutual TLS, callers are known by the app id, namespace and trust
 // domain of their verified certificate (invoke.Authenticate puts them in the
 // request); without it, by what their sidecar sends, which is as
-// trustworthy as the network that reaches the internal port.
+// trustworthy as the network that reaches the internal port. A sidecar with
+// mutual TLS that accepts plaintext peers for a rollout
+// (--allow-plaintext-peers) knows a plaintext caller by nothing: it has no
+// verified identity, so no app's policy applies to it, whatever app id it
+// claims, and the global default action decides.
 package acl
 
 import (
@@ -80,6 +84,18 @@ func (a *ACL) Allowed(caller, callerNS, callerTD, method, verb string) (bool, st
 	return a.defaultAllow, fmt.Sprintf("no operation of app %q's policy matches %s %s; the default action is %s", caller, verb, path, action(a.defaultAllow))
 }
 
+// AllowedUnverified reports whether a caller without a verified identity (a
+// plaintext peer of a sidecar with mutual TLS) may call, and why: the global
+// default action decides; claimed, the app id its sidecar sent, is named in
+// the reason only.
+func (a *ACL) AllowedUnverified(claimed string) (bool, string) {
+	if a == nil {
+		return true, ""
+	}
+	return a.defaultAllow, fmt.Sprintf("the caller came without mutual TLS (accepted by --allow-plaintext-peers) claiming to be app %q; "+
+		"it has no verified identity, so no app's policy applies to it, and the default action is %s", claimed, action(a.defaultAllow))
+}
+
 func action(allow bool) string {
 	if allow {
 		return "allow"
@@ -141,20 +157,28 @@ func (a *ACL) Hop(next http.Handler) http.Handler {
 // refused answers the call 403 when the ACL denies it, and reports whether
 // it did.
 func (a *ACL) refused(w http.ResponseWriter, r *http.Request) bool {
-	verb := r.Method
-	if invoke.IsGRPCProxy(r.Header) {
-		verb = ""
-	}
-	caller := r.Header.Get(invoke.HeaderCallerAppID)
-	var td string
-	if id, verified := identity.FromContext(r.Context()); verified {
-		td = id.TrustDomain
-	}
-	ok, why := a.Allowed(caller, r.Header.Get(invoke.HeaderCallerNamespace), td, strings.TrimPrefix(r.URL.EscapedPath(), "/"), verb)
+	ok, why := a.decide(r)
 	if !ok {
 		invoke.WriteHopError(w, http.StatusForbidden, invoke.KindPermissionDenied, "access control denies the call: "+why)
 	}
 	return !ok
+}
+
+// decide is Allowed for a call on the internal port, or AllowedUnverified
+// when its caller came without mutual TLS.
+func (a *ACL) decide(r *http.Request) (bool, string) {
+	if claimed, unverified := identity.Unverified(r.Context()); unverified {
+		return a.AllowedUnverified(claimed)
+	}
+	verb := r.Method
+	if invoke.IsGRPCProxy(r.Header) {
+		verb = ""
+	}
+	var td string
+	if id, verified := identity.FromContext(r.Context()); verified {
+		td = id.TrustDomain
+	}
+	return a.Allowed(r.Header.Get(invoke.HeaderCallerAppID), r.Header.Get(invoke.HeaderCallerNamespace), td, strings.TrimPrefix(r.URL.EscapedPath(), "/"), verb)
 }
 
 // Switch holds the ACL in force, replaced whole when the Configuration

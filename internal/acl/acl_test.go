@@ -3,9 +3,11 @@ package acl
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke"
 )
 
@@ -87,5 +89,43 @@ func TestSwitch(t *testing.T) {
 	sw.Set(nil)
 	if got := call(); got != http.StatusNoContent {
 		t.Errorf("ACL taken out: %d", got)
+	}
+}
+
+// A caller without mutual TLS on a sidecar that has it (a rollout window)
+// has no identity: the policy of the app it claims to be does not apply to
+// it, and the global default action decides.
+func TestUnverifiedCaller(t *testing.T) {
+	onlyFront := []config.Policy{{AppID: "front", DefaultAction: "allow"}}
+	for _, c := range []struct {
+		name       string
+		ac         *config.AccessControl
+		unverified bool
+		want       int
+	}{
+		{"verified front", &config.AccessControl{DefaultAction: "deny", Policies: onlyFront}, false, http.StatusNoContent},
+		{"unverified, claiming front", &config.AccessControl{DefaultAction: "deny", Policies: onlyFront}, true, http.StatusForbidden},
+		{"unverified, policies without a default", &config.AccessControl{Policies: onlyFront}, true, http.StatusForbidden},
+		{"unverified, default allow", &config.AccessControl{DefaultAction: "allow", Policies: []config.Policy{{AppID: "front", DefaultAction: "deny"}}}, true, http.StatusNoContent},
+		{"unverified, no access control", nil, true, http.StatusNoContent},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var sw Switch
+			sw.Set(New(c.ac, "default"))
+			h := sw.Hop(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+			r := httptest.NewRequest("GET", "/orders/1", nil)
+			r.Header.Set(invoke.HeaderCallerAppID, "front")
+			if c.unverified {
+				r = r.WithContext(identity.NewUnverifiedContext(r.Context(), "front"))
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != c.want {
+				t.Fatalf("%d %s, want %d", w.Code, w.Body, c.want)
+			}
+			if c.want == http.StatusForbidden && (!strings.Contains(w.Body.String(), "no verified identity") || !strings.Contains(w.Body.String(), `"front"`)) {
+				t.Errorf("the refusal does not say why: %s", w.Body)
+			}
+		})
 	}
 }

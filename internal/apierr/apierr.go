@@ -44,13 +44,34 @@ const (
 	CodeInvalidToken             = "invalid api token"
 )
 
+// daprd's gRPC ErrorInfo reasons (its richer error model, daprd 1.14's
+// pkg/api/errors), for the cases it gives one.
+const (
+	ReasonStateNotFound            = "DAPR_STATE_NOT_FOUND"
+	ReasonStateTooManyTransactions = "DAPR_STATE_TOO_MANY_TRANSACTIONS"
+	ReasonStateIllegalKey          = "DAPR_STATE_ILLEGAL_KEY"
+)
+
+// reasons maps the error codes for which daprd always sends an ErrorInfo
+// to its reason. A code daprd shares between cases (ERR_MALFORMED_REQUEST,
+// DAPR_STATE_ILLEGAL_KEY only for a key with "||") is not here: the case
+// sets Error.Reason.
+var reasons = map[string]string{
+	CodeStateStoreNotFound:       ReasonStateNotFound,
+	CodeStateTooManyTransactions: ReasonStateTooManyTransactions,
+}
+
 // Error is an error as the API shows it.
 type Error struct {
 	Code       string
 	HTTPStatus int
 	GRPCCode   codes.Code
 	Message    string
-	Err        error // the cause, if any
+	// Reason, when set, is the gRPC ErrorInfo reason: daprd's for one case
+	// of a code it shares between cases (a key with "||" is
+	// ERR_MALFORMED_REQUEST and DAPR_STATE_ILLEGAL_KEY).
+	Reason string
+	Err    error // the cause, if any
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -59,12 +80,26 @@ func (e *Error) Unwrap() error { return e.Err }
 // Domain is the ErrorInfo domain of gRPC errors, as Dapr sets it.
 const Domain = "dapr.io"
 
+// ErrorInfoReason is the reason of e's gRPC ErrorInfo: daprd's where daprd
+// sends one (SDKs match on it: the Python SDK's error_code()), else the
+// error code (ERR_STATE_GET, ERR_DIRECT_INVOKE, ...), where daprd sends no
+// ErrorInfo at all.
+func (e *Error) ErrorInfoReason() string {
+	if e.Reason != "" {
+		return e.Reason
+	}
+	if r, ok := reasons[e.Code]; ok {
+		return r
+	}
+	return e.Code
+}
+
 // GRPCStatus renders the error for gRPC: its code and message, and an
-// ErrorInfo whose reason is the error code (Dapr's richer error model). A
-// gRPC handler can return an *Error as it is.
+// ErrorInfo of domain dapr.io whose reason is ErrorInfoReason (Dapr's
+// richer error model). A gRPC handler can return an *Error as it is.
 func (e *Error) GRPCStatus() *status.Status {
 	st := status.New(e.GRPCCode, e.Message)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Code, Domain: Domain}); err == nil {
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.ErrorInfoReason(), Domain: Domain}); err == nil {
 		return d
 	}
 	return st

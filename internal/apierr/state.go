@@ -20,6 +20,10 @@ func State(code string, err error) *Error {
 		return New(CodeStateStoreNotFound, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
 	case errors.Is(err, state.ErrTooManyOperations):
 		return New(CodeStateTooManyTransactions, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
+	case errors.Is(err, state.ErrIllegalKey):
+		e := Malformed("%v", err)
+		e.Reason = ReasonStateIllegalKey
+		return e
 	case errors.Is(err, state.ErrBadRequest), errors.Is(err, state.ErrTooLarge):
 		return New(CodeMalformedRequest, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
 	case errors.Is(err, state.ErrUnsupportedOperation):

@@ -385,3 +385,20 @@ func FromContext(ctx context.Context) (ID, bool) {
 	id, ok := ctx.Value(ctxKey{}).(ID)
 	return id, ok
 }
+
+type unverifiedKey struct{}
+
+// NewUnverifiedContext returns ctx marking the caller as a peer without
+// mutual TLS (accepted during a rollout with --allow-plaintext-peers): it
+// has no identity, whatever it says. claimed is the app id its sidecar
+// sent, for messages only: nothing may be decided on it.
+func NewUnverifiedContext(ctx context.Context, claimed string) context.Context {
+	return context.WithValue(ctx, unverifiedKey{}, claimed)
+}
+
+// Unverified reports whether ctx marks the caller as a peer without mutual
+// TLS, and the app id it claimed.
+func Unverified(ctx context.Context) (claimed string, ok bool) {
+	claimed, ok = ctx.Value(unverifiedKey{}).(string)
+	return claimed, ok
+}

@@ -172,8 +172,11 @@ func WriteHopError(w http.ResponseWriter, status int, kind Kind, msg string) {
 // with an identity, the caller's app id and namespace are those of its
 // verified certificate, whatever headers came on the wire, and its identity
 // is in the request's context. A plaintext call (accepted only with
-// --allow-plaintext-peers) keeps the headers its sidecar sent, and is
-// counted. Without an identity, next is returned as it is.
+// --allow-plaintext-peers) is counted and has no identity: the app id and
+// namespace its sidecar sent are taken out of the request, so neither access
+// control nor the app can take them for the caller's, and the request's
+// context marks it unverified (identity.Unverified). Without an identity,
+// next is returned as it is.
 func (inv *Invoker) Authenticate(next http.Handler) http.Handler {
 	src := inv.cfg.Identity
 	if src == nil {
@@ -182,7 +185,10 @@ func (inv *Invoker) Authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
 			src.CountPlaintext()
-			next.ServeHTTP(w, r)
+			claimed := r.Header.Get(HeaderCallerAppID)
+			delete(r.Header, HeaderCallerAppID)
+			delete(r.Header, HeaderCallerNamespace)
+			next.ServeHTTP(w, r.WithContext(identity.NewUnverifiedContext(r.Context(), claimed)))
 			return
 		}
 		if len(r.TLS.PeerCertificates) == 0 {

@@ -99,15 +99,17 @@ func endGRPC(span trace.Span, err error) {
 }
 
 // GRPCClientOptions are the dial options that give each call to a gRPC app
-// a client span named by name, and send its context as W3C metadata.
+// a client span named by name, and send its context as W3C metadata. While
+// tracing is off they send the caller's trace context, or a new one, as
+// daprd does (untracedHeader).
 func (t *Tracing) GRPCClientOptions(name func(fullMethod string) string) []grpc.DialOption {
 	if !t.wraps() {
-		return nil
+		return []grpc.DialOption{grpc.WithChainUnaryInterceptor(untracedUnary)}
 	}
 	return []grpc.DialOption{grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		p := t.provider()
 		if p == nil {
-			return invoker(ctx, method, req, reply, cc, opts...)
+			return untracedUnary(ctx, method, req, reply, cc, invoker, opts...)
 		}
 		service, m := splitMethod(method)
 		ctx, span := p.tracer.Start(ctx, name(method), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(

@@ -124,11 +124,17 @@ type clientTransport struct {
 	name  func(*http.Request) string
 	attrs func(*http.Request) []attribute.KeyValue
 	rt    http.RoundTripper
+	// untraced: while tracing is off, requests still get a trace context
+	// (untracedHeader); for the app channel.
+	untraced bool
 }
 
 func (c *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := c.t.provider()
 	if p == nil {
+		if c.untraced {
+			untracedHeader(req.Header)
+		}
 		return c.rt.RoundTrip(req)
 	}
 	ctx, span := p.tracer.Start(req.Context(), c.name(req), trace.WithSpanKind(trace.SpanKindClient),

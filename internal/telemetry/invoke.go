@@ -29,15 +29,22 @@ func (t *Tracing) HopServer(appID string, next http.Handler) http.Handler {
 	return t.HTTPServer(func(r *http.Request) string { return InvokeSpanName(appID, r.URL.Path) }, next)
 }
 
-// AppClient traces the calls of app appID's sidecar to its app over HTTP.
+// AppClient traces the calls of app appID's sidecar to its app over HTTP;
+// while tracing is off, each call still carries a trace context, as daprd
+// sends one (untracedHeader).
 func (t *Tracing) AppClient(appID string) func(http.RoundTripper) http.RoundTripper {
 	return func(rt http.RoundTripper) http.RoundTripper {
-		return t.HTTPClient(func(r *http.Request) string { return appSpanName(appID, r.URL.Path) },
-			func(r *http.Request) []attribute.KeyValue { return peerAttrs(appID, r.URL.Host) }, rt)
+		if !t.wraps() {
+			return untracedTransport{rt}
+		}
+		return &clientTransport{t: t, rt: rt, untraced: true,
+			name:  func(r *http.Request) string { return appSpanName(appID, r.URL.Path) },
+			attrs: func(r *http.Request) []attribute.KeyValue { return peerAttrs(appID, r.URL.Host) }}
 	}
 }
 
-// AppGRPCOptions trace the calls of app appID's sidecar to its gRPC app.
+// AppGRPCOptions trace the calls of app appID's sidecar to its gRPC app;
+// while tracing is off, each call still carries a trace context.
 func (t *Tracing) AppGRPCOptions(appID string) []grpc.DialOption {
 	return t.GRPCClientOptions(func(m string) string { return appSpanName(appID, m) })
 }

@@ -3,7 +3,9 @@
 // B3) propagation, and the middleware that wraps the API adapters, the
 // internal hop, the app channel and the state stores. When tracing is off
 // every wrapper returns what it was given, so an untraced sidecar pays
-// nothing.
+// nothing, but for the app channel's: as daprd, the sidecar gives its app a
+// trace context on every invocation, the caller's or a new one, recording
+// nothing (traceparent.go).
 package telemetry
 
 import (

@@ -178,7 +178,7 @@ func (n *named) key(k string) (string, error) {
 		return "", fmt.Errorf("key %q is not valid UTF-8: %w", k, ErrBadRequest)
 	}
 	if strings.Contains(k, "||") {
-		return "", fmt.Errorf("key %q contains \"||\", which separates the key prefix: %w", k, ErrBadRequest)
+		return "", fmt.Errorf("key %q contains \"||\", which separates the key prefix: %w", k, ErrIllegalKey)
 	}
 	return n.prefix + k, nil
 }

@@ -22,6 +22,9 @@ var (
 	ErrStoreNotFound = errors.New("state store not found")
 	// ErrBadRequest: the request itself is malformed (key, option, metadata).
 	ErrBadRequest = errors.New("bad state request")
+	// ErrIllegalKey: a key contains "||", which separates the key prefix
+	// (it is also ErrBadRequest).
+	ErrIllegalKey = fmt.Errorf("illegal key: %w", ErrBadRequest)
 	// ErrTooLarge: the request asks for more than a bound allows (keys of a
 	// bulk read, operations of a transaction); the message names the bound.
 	ErrTooLarge = errors.New("state request over a limit")

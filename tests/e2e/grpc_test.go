@@ -272,11 +272,12 @@ func TestGRPCStateWithSDK(t *testing.T) {
 		}
 	}
 
-	// Bad input gets the same codes as over HTTP.
+	// Bad input gets the gRPC codes daprd gives it, with daprd's ErrorInfo
+	// reason where daprd has one (SDKs match on it), else the HTTP code.
 	err = c.SaveState(ctx, "nostore", "k", []byte("v"), nil)
-	wantStatus(t, err, codes.InvalidArgument, "ERR_STATE_STORE_NOT_FOUND", "nostore", "statestore")
+	wantStatus(t, err, codes.InvalidArgument, "DAPR_STATE_NOT_FOUND", "nostore", "statestore")
 	_, err = c.GetState(ctx, store, "a||b", nil)
-	wantStatus(t, err, codes.InvalidArgument, "ERR_MALFORMED_REQUEST", "||")
+	wantStatus(t, err, codes.InvalidArgument, "DAPR_STATE_ILLEGAL_KEY", "||")
 	err = c.SaveState(ctx, store, "k", []byte("v"), map[string]string{"ttlInSeconds": "soon"})
 	wantStatus(t, err, codes.InvalidArgument, "ERR_MALFORMED_REQUEST", "ttlInSeconds")
 	err = c.SaveState(ctx, store, "", []byte("v"), nil)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -212,6 +213,90 @@ func TestMTLSRollout(t *testing.T) {
 	resp, b := do(t, "GET", older.url+"/v1.0/invoke/strictapp/method/echo/x", nil, nil)
 	if resp.StatusCode != 500 || !strings.Contains(string(b), "requires mutual TLS") || !strings.Contains(string(b), "--enable-mtls") {
 		t.Errorf("plaintext caller to a strict sidecar: %d %s", resp.StatusCode, b)
+	}
+}
+
+// During a rollout a caller without mutual TLS has no identity: a policy
+// for the app id it claims does not apply to it (the default action does),
+// and no app is told a caller id that was not verified; the same app over
+// mutual TLS is allowed and named.
+func TestMTLSPlaintextCallerUnverified(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "acl.yaml")
+	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: acl
+spec:
+  accessControl:
+    defaultAction: deny
+    policies:
+    - appId: a
+      defaultAction: allow
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	app := newRecordingApp(t)
+	callee := w.sidecar("orders", app.port, "--allow-plaintext-peers", "--config", conf)
+	echoPort, _ := w.app("echoer")
+	echo := w.sidecar("echoer", echoPort, "--allow-plaintext-peers")
+	verified := w.sidecar("a", 0)
+	plain := w.sidecar("a", 0, "--enable-mtls=false")
+	callee.waitHealthy(t)
+	echo.waitHealthy(t)
+	internal, metricsPort := sidecarPorts(t, callee)
+
+	// A plaintext sidecar of app "a": denied, saying why.
+	resp, b := do(t, "GET", plain.url+"/v1.0/invoke/orders/method/x", nil, nil)
+	if resp.StatusCode != 403 || !strings.Contains(string(b), `"errorCode":"ERR_PERMISSION_DENIED"`) || !strings.Contains(string(b), "no verified identity") {
+		t.Errorf("plaintext caller claiming app a: %d %s, want 403 ERR_PERMISSION_DENIED", resp.StatusCode, b)
+	}
+	// Any process that reaches the internal port, claiming to be "a":
+	// denied.
+	h2c := &http.Client{Timeout: 5 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}}
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:"+strconv.Itoa(internal)+"/x", nil)
+	req.Header.Set("Dapr-Callee-App-Id", "orders")
+	req.Header.Set("Dapr-Caller-App-Id", "a")
+	if resp, err := h2c.Do(req); err != nil {
+		t.Errorf("h2c call claiming app a: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 403 || !strings.Contains(string(body), "no verified identity") {
+			t.Errorf("h2c call claiming app a: %d %s, want 403", resp.StatusCode, body)
+		}
+	}
+	if n := app.received(); n != 0 {
+		t.Fatalf("the app received %d calls from unverified callers", n)
+	}
+	// The sidecar of app "a" with mutual TLS: allowed.
+	if resp, b := do(t, "GET", verified.url+"/v1.0/invoke/orders/method/x", nil, nil); resp.StatusCode != 200 || app.received() != 1 {
+		t.Errorf("app a over mutual TLS: %d %s, app received %d", resp.StatusCode, b, app.received())
+	}
+	if n := metric(t, metricsPort, "tandem_hop_plaintext_calls_total"); n != 2 {
+		t.Errorf("plaintext calls counted: %v, want 2", n)
+	}
+
+	// Without access control a plaintext call passes, but the app sees no
+	// caller id; over mutual TLS it sees the verified one.
+	for _, c := range []struct {
+		from *sidecar
+		want []string
+	}{{plain, nil}, {verified, []string{"a"}}} {
+		resp, b := do(t, "GET", c.from.url+"/v1.0/invoke/echoer/method/echo/x", nil, http.Header{"Dapr-Caller-App-Id": {"admin"}})
+		var seen struct{ Headers map[string][]string }
+		if err := json.Unmarshal(b, &seen); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+		if got := seen.Headers["Dapr-Caller-App-Id"]; !slices.Equal(got, c.want) {
+			t.Errorf("the app saw caller %v, want %v", got, c.want)
+		}
+		if got := seen.Headers["Dapr-Caller-Namespace"]; len(got) != 0 {
+			t.Errorf("the app saw caller namespace %v", got)
+		}
 	}
 }
 

@@ -131,7 +131,7 @@ func TestStateHostile(t *testing.T) {
 	}
 	ttlItem := &commonv1pb.StateItem{Key: "ttl", Value: []byte("1"), Metadata: map[string]string{"ttlInSeconds": "18446744074"}}
 	_, err := api.ExecuteStateTransaction(ctx, &runtimev1pb.ExecuteStateTransactionRequest{StoreName: "statestore", Operations: ops(1001)})
-	wantStatus(t, err, codes.InvalidArgument, "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", "limit of 1000", "maxTransactionOperations")
+	wantStatus(t, err, codes.InvalidArgument, "DAPR_STATE_TOO_MANY_TRANSACTIONS", "limit of 1000", "maxTransactionOperations")
 	_, err = api.ExecuteStateTransaction(ctx, &runtimev1pb.ExecuteStateTransactionRequest{StoreName: "statestore",
 		Operations: append(ops(1), &runtimev1pb.TransactionalStateOperation{OperationType: "merge", Request: &commonv1pb.StateItem{Key: "a"}})})
 	wantStatus(t, err, codes.InvalidArgument, "ERR_NOT_SUPPORTED_STATE_OPERATION", "operations[1]", `"merge"`, "upsert, delete")

@@ -5,10 +5,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/tandem-run/tandem/internal/testutil/jaegerquery"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
@@ -205,6 +210,65 @@ spec:
 			}
 			if !names["/v1.0/state/statestore"] || !names["SET statestore"] {
 				t.Errorf("spans %v", names)
+			}
+		})
+	}
+}
+
+// With tracing off the app still gets a W3C trace context on every
+// invocation, as from daprd: the caller's when it sent one (its trace id
+// kept), else a new one, not sampled. For HTTP apps, gRPC apps
+// (AppCallback) and proxied gRPC calls alike.
+func TestTraceparentWithTracingOff(t *testing.T) {
+	w := newWorld(t)
+	httpPort, _ := w.app("httpapp")
+	httpApp := w.sidecar("httpapp", httpPort)
+	grpcPort, _ := w.grpcApp("grpcapp")
+	grpcApp := w.sidecar("grpcapp", grpcPort, "--app-protocol", "grpc")
+	caller := w.sidecar("front", 0)
+	httpApp.waitHealthy(t)
+	grpcApp.waitHealthy(t)
+	newUnsampled := regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-00$`)
+	const sent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+	// seen is the traceparent values the app saw of a call with header h.
+	seen := map[string]func(h http.Header) []string{
+		"HTTP app": func(h http.Header) []string {
+			resp, b := do(t, "GET", caller.url+"/v1.0/invoke/httpapp/method/echo/x", nil, h)
+			var echo struct{ Headers map[string][]string }
+			if err := json.Unmarshal(b, &echo); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
+			return echo.Headers["Traceparent"]
+		},
+		"gRPC app": func(h http.Header) []string {
+			resp, b := do(t, "POST", caller.url+"/v1.0/invoke/grpcapp/method/echo", strings.NewReader("x"), h)
+			var echo struct{ Traceparent []string }
+			if err := json.Unmarshal(b, &echo); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
+			return echo.Traceparent
+		},
+		"proxied gRPC": func(h http.Header) []string {
+			ctx := metadata.AppendToOutgoingContext(ctxT(t), "dapr-app-id", "grpcapp")
+			if tp := h.Get("Traceparent"); tp != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", tp)
+			}
+			var hdr metadata.MD
+			if _, err := testpb.NewTestServiceClient(grpcConn(t, caller)).UnaryCall(ctx,
+				&testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("x")}}, grpc.Header(&hdr)); err != nil {
+				t.Fatal(err)
+			}
+			return hdr.Get("x-seen-traceparent")
+		},
+	}
+	for name, seen := range seen {
+		t.Run(name, func(t *testing.T) {
+			if got := seen(nil); len(got) != 1 || !newUnsampled.MatchString(got[0]) {
+				t.Errorf("a call without a trace context: the app saw traceparent %q, want a new one, not sampled", got)
+			}
+			if got := seen(http.Header{"Traceparent": {sent}}); len(got) != 1 || !strings.HasPrefix(got[0], sent[:35]) || !strings.HasSuffix(got[0], "-01") {
+				t.Errorf("a call with traceparent %s: the app saw %q, want its trace id, sampled", sent, got)
 			}
 		})
 	}

@@ -126,7 +126,7 @@ func TestExecuteStateTransactionRefusals(t *testing.T) {
 		{"unknown operation", []*runtimev1pb.TransactionalStateOperation{upsert("a", nil), {OperationType: "merge", Request: &commonv1pb.StateItem{Key: "a"}}},
 			codes.InvalidArgument, "ERR_NOT_SUPPORTED_STATE_OPERATION", []string{"operations[1]", `"merge"`, "upsert, delete"}},
 		{"over the store's limit", []*runtimev1pb.TransactionalStateOperation{upsert("a", nil), upsert("b", nil), upsert("c", nil)},
-			codes.InvalidArgument, "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", []string{"limit of 2", "maxTransactionOperations"}},
+			codes.InvalidArgument, "DAPR_STATE_TOO_MANY_TRANSACTIONS", []string{"limit of 2", "maxTransactionOperations"}},
 		{"ttl past a Duration", []*runtimev1pb.TransactionalStateOperation{upsert("a", map[string]string{"ttlInSeconds": "18446744074"})},
 			codes.InvalidArgument, "ERR_MALFORMED_REQUEST", []string{"ttlInSeconds", "1 to 9223372036"}},
 	} {

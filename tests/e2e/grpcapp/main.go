@@ -54,6 +54,7 @@ func echo(ctx context.Context, in *common.InvocationEvent) (*common.Content, err
 		"verb":        in.Verb,
 		"query":       in.QueryString,
 		"caller":      md.Get("dapr-caller-app-id"),
+		"traceparent": md.Get("traceparent"),
 	})
 	if err != nil {
 		return nil, err
@@ -70,7 +71,8 @@ func (testService) UnaryCall(ctx context.Context, in *testpb.SimpleRequest) (*te
 		return nil, status.Error(codes.FailedPrecondition, "asked to fail")
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	_ = grpc.SetHeader(ctx, metadata.Pairs("x-app-header", "h", "x-seen-app-id", first(md.Get("dapr-caller-app-id"))))
+	_ = grpc.SetHeader(ctx, metadata.Pairs("x-app-header", "h", "x-seen-app-id", first(md.Get("dapr-caller-app-id")),
+		"x-seen-traceparent", first(md.Get("traceparent"))))
 	_ = grpc.SetTrailer(ctx, metadata.Pairs("x-app-trailer", "t"))
 	return &testpb.SimpleResponse{Payload: in.GetPayload()}, nil
 }
