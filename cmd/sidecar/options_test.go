@@ -30,7 +30,8 @@ func TestParseOptionsDefaults(t *testing.T) {
 		o.InternalPort != want.InternalPort || o.PublicPort != want.PublicPort || o.MetricsPort != want.MetricsPort ||
 		o.EnableMetrics != want.EnableMetrics || o.Mode != want.Mode || o.MaxBodySize != want.MaxBodySize ||
 		o.MaxBodySizeSet || o.GracefulShutdown != want.GracefulShutdown || o.ClusterDomain != want.ClusterDomain ||
-		o.InternalAddress != want.InternalAddress || o.ReadBufferSize != want.ReadBufferSize || o.AppMaxConcurrency != 0 {
+		o.InternalAddress != want.InternalAddress || o.ReadBufferSize != want.ReadBufferSize || o.AppMaxConcurrency != 0 ||
+		o.GRPCMaxStreamsPerConn != 1000 || o.GRPCMaxStreams != 4096 {
 		t.Errorf("defaults:\n got %+v\nwant %+v", o, want)
 	}
 }
@@ -242,6 +243,8 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"--app-health-probe-timeout", []string{"1", "3600000"}, []string{"0", "-1", "3600001", huge, "500ms"}, "1 to 3600000 milliseconds"},
 		{"--max-procs", []string{"-1", "0", "1", "1024"}, []string{"-2", "1025", huge, "two"}, "-1 for the default (1, or the container's CPU limit when it has one), 0 for Go's default"},
 		{"--app-health-threshold", []string{"1", "1000000"}, []string{"0", "-1", "1000001", huge, "x"}, "1 to 1000000"},
+		{"--grpc-max-streams-per-connection", []string{"1", "1048576"}, []string{"0", "-1", "1048577", huge, "x"}, "1 to 1048576 calls"},
+		{"--grpc-max-streams", []string{"1", "1048576"}, []string{"0", "-1", "1048577", huge, "x"}, "1 to 1048576 calls"},
 	}
 	for _, c := range cases {
 		for _, v := range c.ok {

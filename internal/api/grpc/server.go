@@ -12,6 +12,7 @@ import (
 
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/tandem-run/tandem/internal/api"
@@ -29,6 +30,8 @@ type Server struct {
 	life    api.Lifecycle
 	maxBody int64
 	maxHdr  int
+	perConn int
+	adm     *admission
 	log     *slog.Logger
 }
 
@@ -44,7 +47,17 @@ type Config struct {
 	// header list; over it a call fails with ResourceExhausted. 0: no bound
 	// of ours.
 	MaxHeaderBytes int
-	Logger         *slog.Logger
+	// MaxStreamsPerConn bounds the calls one connection carries at once;
+	// 0: DefaultMaxStreamsPerConn.
+	MaxStreamsPerConn int
+	// MaxStreams bounds the calls in flight over all connections; past it
+	// a call ends at once with ResourceExhausted. 0: DefaultMaxStreams.
+	MaxStreams int
+	// Admit, when set, decides from a call's headers, as they arrive and
+	// before anything of the call is read, whether it is served (the API
+	// token, token.Guard.GRPC); its error is the call's answer.
+	Admit  func(*tap.Info) error
+	Logger *slog.Logger
 }
 
 // New returns the gRPC API server, ready to register.
@@ -52,17 +65,31 @@ func New(c Config) *Server {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{inv: c.Invoker, state: c.State, life: c.Lifecycle, maxBody: c.MaxBodySize, maxHdr: c.MaxHeaderBytes, log: c.Logger}
+	if c.MaxStreamsPerConn <= 0 {
+		c.MaxStreamsPerConn = DefaultMaxStreamsPerConn
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = DefaultMaxStreams
+	}
+	return &Server{
+		inv: c.Invoker, state: c.State, life: c.Lifecycle, maxBody: c.MaxBodySize, maxHdr: c.MaxHeaderBytes,
+		perConn: c.MaxStreamsPerConn, adm: newAdmission(c.Admit, c.MaxStreams),
+		log: c.Logger,
+	}
 }
 
 // ServerOptions are the options the grpc.Server of the API port needs: the
 // codec that lets proxied calls pass as raw bytes, the proxy for unknown
-// services, and message and metadata limits.
+// services, the bounds of calls (per connection and in all, decided with
+// the API token as a call's headers arrive), and message and metadata
+// limits.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec{}),
 		grpc.UnknownServiceHandler(s.proxy),
 		grpc.MaxRecvMsgSize(int(min(s.maxBody, 1<<31-1))),
+		grpc.MaxConcurrentStreams(uint32(s.perConn)),
+		grpc.InTapHandle(s.adm.tap),
 	}
 	if s.maxHdr > 0 {
 		opts = append(opts, headerLimit(s.maxHdr)...)
