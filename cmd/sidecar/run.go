@@ -14,8 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tandem-run/tandem/internal/acl"
 	"github.com/tandem-run/tandem/internal/api"
@@ -256,7 +254,6 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	}
 	s.grpc = grpc.NewServer(append(opts, tracing.GRPCServerOptions()...)...)
 	grpcAPI.Register(s.grpc)
-	healthpb.RegisterHealthServer(s.grpc, health.NewServer())
 }
 
 // internalListener is the internal port: with mutual TLS, TLS for every

@@ -19,7 +19,9 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -343,6 +345,66 @@ func TestGRPCAPITokenBeforeMessage(t *testing.T) {
 			// Nothing sent: the answer comes from the headers alone.
 			err = cs.RecvMsg(&emptypb.Empty{})
 			wantStatus(t, err, codes.Unauthenticated, "invalid api token", "dapr-api-token")
+		})
+	}
+}
+
+// rawCodec sends and receives messages as the bytes they are, so a test can
+// send what no generated client would.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+// A request that is not protobuf of the method's type, or whose string
+// field is not UTF-8, is the caller's fault: InvalidArgument naming the
+// message type and, where there is one, the field, as HTTP answers 400.
+func TestGRPCAPIMalformedMessages(t *testing.T) {
+	w := newWorld(t)
+	s := w.sidecar("client", 0)
+	conn := grpcConn(t, s)
+	str := func(num protowire.Number, v string) []byte {
+		return protowire.AppendString(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
+	msg := func(num protowire.Number, b []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), b)
+	}
+	for _, c := range []struct {
+		name, method string
+		body         []byte
+		parts        []string
+	}{
+		{"key not UTF-8", "GetState", append(str(1, "statestore"), str(2, "k\xff")...),
+			[]string{"dapr.proto.runtime.v1.GetStateRequest", "field key", "UTF-8"}},
+		{"nested key not UTF-8", "SaveState", append(str(1, "statestore"), msg(2, str(1, "\xc3("))...),
+			[]string{"dapr.proto.runtime.v1.SaveStateRequest", "field states.key", "UTF-8"}},
+		{"method not UTF-8", "InvokeService", append(str(1, "app"), msg(3, str(1, "m\xfe"))...),
+			[]string{"dapr.proto.runtime.v1.InvokeServiceRequest", "field message.method", "UTF-8"}},
+		{"metadata value not UTF-8", "GetState", append(str(2, "k"), msg(4, append(str(1, "a"), str(2, "\xff")...))...),
+			[]string{"dapr.proto.runtime.v1.GetStateRequest", "field metadata.value", "UTF-8"}},
+		{"not protobuf", "GetState", []byte("GET /v1.0/state HTTP/1.1\r\n"),
+			[]string{"dapr.proto.runtime.v1.GetStateRequest", "not valid protobuf"}},
+		{"truncated field", "GetState", []byte{0x12, 0x10, 'k'},
+			[]string{"dapr.proto.runtime.v1.GetStateRequest", "field key", "not valid protobuf"}},
+		{"health check", "/grpc.health.v1.Health/Check", []byte{0x0a, 0x01, 0xff},
+			[]string{"grpc.health.v1.HealthCheckRequest", "field service", "UTF-8"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			method := c.method
+			if !strings.HasPrefix(method, "/") {
+				method = "/dapr.proto.runtime.v1.Dapr/" + method
+			}
+			var out []byte
+			err := conn.Invoke(ctxT(t), method, &c.body, &out, grpc.ForceCodecV2(rawCodec{}))
+			wantStatus(t, err, codes.InvalidArgument, "ERR_MALFORMED_REQUEST", c.parts...)
 		})
 	}
 }

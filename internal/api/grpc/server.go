@@ -12,6 +12,8 @@ import (
 
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -32,6 +34,7 @@ type Server struct {
 	maxHdr  int
 	perConn int
 	adm     *admission
+	reader  *reader
 	log     *slog.Logger
 }
 
@@ -73,7 +76,7 @@ func New(c Config) *Server {
 	}
 	return &Server{
 		inv: c.Invoker, state: c.State, life: c.Lifecycle, maxBody: c.MaxBodySize, maxHdr: c.MaxHeaderBytes,
-		perConn: c.MaxStreamsPerConn, adm: newAdmission(c.Admit, c.MaxStreams),
+		perConn: c.MaxStreamsPerConn, adm: newAdmission(c.Admit, c.MaxStreams), reader: newReader(),
 		log: c.Logger,
 	}
 }
@@ -97,9 +100,12 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	return opts
 }
 
-// Register registers the Dapr service on g.
+// Register registers the Dapr service and gRPC's health service on g,
+// their requests answered InvalidArgument when they are not protobuf of
+// their type.
 func (s *Server) Register(g *grpc.Server) {
-	runtimev1pb.RegisterDaprServer(g, s)
+	g.RegisterService(s.reader.bounded(&runtimev1pb.Dapr_ServiceDesc), s)
+	g.RegisterService(s.reader.bounded(&healthpb.Health_ServiceDesc), health.NewServer())
 }
 
 // GetMetadata returns the sidecar's metadata.
