@@ -72,9 +72,11 @@ type Options struct {
 	AppToken string // APP_API_TOKEN: sent to this sidecar's app
 
 	// The gRPC API's bounds (internal/api/grpc): the calls one connection
-	// carries at once, and the calls in flight over all connections.
-	GRPCMaxStreamsPerConn int
-	GRPCMaxStreams        int
+	// carries at once, the calls in flight over all connections, and how
+	// long a call to the sidecar's own methods may take to send its request.
+	GRPCMaxStreamsPerConn   int
+	GRPCMaxStreams          int
+	GRPCFirstMessageTimeout time.Duration
 
 	// InternalStallTimeout ends a call on the internal port whose answer
 	// makes no progress for this long because the peer keeps its HTTP/2
@@ -151,6 +153,7 @@ const (
 	maxBlockShutdown    = time.Hour
 	maxProcs            = 1024
 	maxGRPCStreams      = 1 << 20
+	maxFirstMessage     = time.Hour
 )
 
 // The accepted values of each numeric flag. -1 means "unset: the default, or
@@ -228,6 +231,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.DurationVar(&o.InternalStallTimeout, "internal-stall-timeout", 30*time.Second, "end a call on the internal port whose answer the peer has not accepted for this long (its flow-control window stays shut); 1s to 1h")
 	intVar(&o.GRPCMaxStreamsPerConn, "grpc-max-streams-per-connection", grpcapi.DefaultMaxStreamsPerConn, grpcStreamsRange, "most `calls` one connection to the gRPC API carries at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); clients hold more until one ends")
 	intVar(&o.GRPCMaxStreams, "grpc-max-streams", grpcapi.DefaultMaxStreams, grpcStreamsRange, "most `calls` in flight on the gRPC API over all connections; more end at once with ResourceExhausted")
+	fs.DurationVar(&o.GRPCFirstMessageTimeout, "grpc-first-message-timeout", grpcapi.DefaultFirstMessageTimeout, "end a call to the gRPC API's own methods (Dapr's, health) that has not sent its request this long after its headers; proxied calls have no such bound; 1s to 1h")
 	fs.BoolVar(&o.EnableMTLS, "enable-mtls", false, "mutual TLS with SPIFFE identities on every hop between sidecars; default on in standalone mode, off in kubernetes mode")
 	fs.BoolVar(&o.AllowPlaintextPeers, "allow-plaintext-peers", false, "during a rollout, accept calls from peers without mutual TLS (counted in tandem_hop_plaintext_calls_total) and call peers that do not speak TLS in plaintext")
 	fs.StringVar(&o.TrustDomain, "trust-domain", "public", "trust domain of this sidecar's SPIFFE ID")
@@ -392,6 +396,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.InternalStallTimeout < time.Second || o.InternalStallTimeout > time.Hour {
 		return o, fmt.Errorf("--internal-stall-timeout %s is not valid; accepted: 1s to 1h, e.g. 30s", o.InternalStallTimeout)
+	}
+	if o.GRPCFirstMessageTimeout < time.Second || o.GRPCFirstMessageTimeout > maxFirstMessage {
+		return o, fmt.Errorf("--grpc-first-message-timeout %s is not valid; accepted: 1s to 1h, e.g. 30s", o.GRPCFirstMessageTimeout)
 	}
 	if grace < 0 {
 		grace = defaultGraceSeconds

@@ -31,7 +31,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		o.EnableMetrics != want.EnableMetrics || o.Mode != want.Mode || o.MaxBodySize != want.MaxBodySize ||
 		o.MaxBodySizeSet || o.GracefulShutdown != want.GracefulShutdown || o.ClusterDomain != want.ClusterDomain ||
 		o.InternalAddress != want.InternalAddress || o.ReadBufferSize != want.ReadBufferSize || o.AppMaxConcurrency != 0 ||
-		o.GRPCMaxStreamsPerConn != 1000 || o.GRPCMaxStreams != 4096 {
+		o.GRPCMaxStreamsPerConn != 1000 || o.GRPCMaxStreams != 4096 || o.GRPCFirstMessageTimeout != 30*time.Second {
 		t.Errorf("defaults:\n got %+v\nwant %+v", o, want)
 	}
 }
@@ -193,6 +193,8 @@ func TestParseOptionsErrorsNameTheFlag(t *testing.T) {
 		{"negative grace", []string{"--app-id", "a", "--dapr-graceful-shutdown-seconds", "-2"}, nil, []string{"--dapr-graceful-shutdown-seconds", "-1 for the default"}},
 		{"stall timeout too short", []string{"--app-id", "a", "--internal-stall-timeout", "10ms"}, nil, []string{"--internal-stall-timeout", "1s to 1h"}},
 		{"stall timeout too long", []string{"--app-id", "a", "--internal-stall-timeout", "2h"}, nil, []string{"--internal-stall-timeout", "1s to 1h"}},
+		{"first message timeout too short", []string{"--app-id", "a", "--grpc-first-message-timeout", "500ms"}, nil, []string{"--grpc-first-message-timeout", "1s to 1h"}},
+		{"first message timeout too long", []string{"--app-id", "a", "--grpc-first-message-timeout", "2h"}, nil, []string{"--grpc-first-message-timeout", "1s to 1h"}},
 		{"secret poll too often", []string{"--app-id", "a", "--kubernetes-secret-poll", "100ms"}, nil, []string{"--kubernetes-secret-poll", "1s to 1h"}},
 		{"secret poll too rare", []string{"--app-id", "a", "--kubernetes-secret-poll", "2h"}, nil, []string{"--kubernetes-secret-poll", "1s to 1h"}},
 		{"two max body sizes", []string{"--app-id", "a", "--max-body-size", "4Mi", "--dapr-http-max-request-size", "4"}, nil, []string{"--max-body-size", "--dapr-http-max-request-size", "give one"}},

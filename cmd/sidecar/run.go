@@ -238,15 +238,16 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	}
 
 	grpcAPI := grpcapi.New(grpcapi.Config{
-		Invoker:           caller,
-		State:             s.state,
-		Lifecycle:         life,
-		MaxBodySize:       o.MaxBodySize,
-		MaxHeaderBytes:    o.ReadBufferSize,
-		MaxStreamsPerConn: o.GRPCMaxStreamsPerConn,
-		MaxStreams:        o.GRPCMaxStreams,
-		Admit:             guard.GRPC,
-		Logger:            s.log.With("component", "grpc"),
+		Invoker:             caller,
+		State:               s.state,
+		Lifecycle:           life,
+		MaxBodySize:         o.MaxBodySize,
+		MaxHeaderBytes:      o.ReadBufferSize,
+		MaxStreamsPerConn:   o.GRPCMaxStreamsPerConn,
+		MaxStreams:          o.GRPCMaxStreams,
+		FirstMessageTimeout: o.GRPCFirstMessageTimeout,
+		Admit:               guard.GRPC,
+		Logger:              s.log.With("component", "grpc"),
 	})
 	opts := append(grpcAPI.ServerOptions(), metrics.GRPCServerOptions()...)
 	if o.EnableAPILogging {

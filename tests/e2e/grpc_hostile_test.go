@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -228,10 +229,12 @@ func (r *rawGRPC) answered(code codes.Code) (int, string) {
 // The attack of a finding: one connection opens 20,000 gRPC streams that
 // send headers and no message. The sidecar takes the per-connection bound of
 // them (1,000 by default) and refuses the rest at once, so its goroutines
-// stay bounded; and it serves other callers meanwhile.
+// (two a stream while its request is awaited) and memory stay bounded; and
+// it serves other callers meanwhile.
 func TestGRPCAPIHeadersOnlyStreams(t *testing.T) {
 	w := newWorld(t)
-	s := w.sidecar("target", 0)
+	// The streams are held open for as long as the test looks at them.
+	s := w.sidecar("target", 0, "--grpc-first-message-timeout", "1h")
 	_, metrics := sidecarPorts(t, s)
 	base := goroutines(t, metrics)
 
@@ -265,7 +268,8 @@ func TestGRPCAPIHeadersOnlyStreams(t *testing.T) {
 // place back.
 func TestGRPCAPIStreamBounds(t *testing.T) {
 	w := newWorld(t)
-	s := w.sidecar("target", 0, "--grpc-max-streams-per-connection", "50", "--grpc-max-streams", "120")
+	s := w.sidecar("target", 0, "--grpc-max-streams-per-connection", "50", "--grpc-max-streams", "120",
+		"--grpc-first-message-timeout", "1h")
 	_, metrics := sidecarPorts(t, s)
 	base := goroutines(t, metrics)
 
@@ -325,7 +329,7 @@ func TestGRPCAPIStreamBounds(t *testing.T) {
 // proxied call alike.
 func TestGRPCAPITokenBeforeMessage(t *testing.T) {
 	w := newWorld(t)
-	s := w.sidecarEnv("target", 0, []string{"DAPR_API_TOKEN=s3cret"})
+	s := w.sidecarEnv("target", 0, []string{"DAPR_API_TOKEN=s3cret"}, "--grpc-first-message-timeout", "1h")
 	conn := grpcConn(t, s)
 	for _, c := range []struct {
 		method string
@@ -346,6 +350,49 @@ func TestGRPCAPITokenBeforeMessage(t *testing.T) {
 			err = cs.RecvMsg(&emptypb.Empty{})
 			wantStatus(t, err, codes.Unauthenticated, "invalid api token", "dapr-api-token")
 		})
+	}
+}
+
+// A call to the Dapr service's own methods that sends its headers and no
+// request is ended after --grpc-first-message-timeout, naming it; a call
+// that sends its request is not, and a proxied stream keeps no deadline:
+// it may be idle for longer.
+func TestGRPCAPIFirstMessageTimeout(t *testing.T) {
+	w := newWorld(t)
+	appPort, _ := w.grpcApp("grpcapp")
+	callee := w.sidecar("grpcapp", appPort, "--app-protocol", "grpc")
+	s := w.sidecar("client", 0, "--grpc-first-message-timeout", "1s")
+	callee.waitHealthy(t)
+	conn := grpcConn(t, s)
+	for _, method := range []string{
+		"/dapr.proto.runtime.v1.Dapr/GetState",
+		"/dapr.proto.runtime.v1.Dapr/SubscribeConfiguration", // server streaming: reads its request first
+		"/grpc.health.v1.Health/Check",
+	} {
+		t.Run(method, func(t *testing.T) {
+			cs, err := conn.NewStream(ctxT(t), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, method)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cs.RecvMsg(&emptypb.Empty{})
+			wantStatus(t, err, codes.DeadlineExceeded, "ERR_MALFORMED_REQUEST", "1s", "--grpc-first-message-timeout")
+		})
+	}
+
+	ts := testpb.NewTestServiceClient(conn)
+	bs, err := ts.FullDuplexCall(metadata.AppendToOutgoingContext(ctxT(t), "dapr-app-id", "grpcapp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // idle for more than the bound
+	if err := bs.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: []byte("abc")}}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := bs.Recv(); err != nil || string(m.GetPayload().GetBody()) != "cba" {
+		t.Errorf("a proxied stream idle past the bound: %v %v", m, err)
+	}
+	if _, err := runtimev1pb.NewDaprClient(conn).GetMetadata(ctxT(t), &runtimev1pb.GetMetadataRequest{}); err != nil {
+		t.Errorf("a call that sends its request: %v", err)
 	}
 }
 

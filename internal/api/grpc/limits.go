@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -60,6 +61,10 @@ const (
 	// DefaultMaxStreams bounds the calls in flight over all connections,
 	// as the internal port's bound does (invoke.DefaultMaxHopCalls).
 	DefaultMaxStreams = 4096
+	// DefaultFirstMessageTimeout is how long a call to the sidecar's own
+	// services may take to send its request after its headers, as long as
+	// a buffered HTTP body may take to arrive.
+	DefaultFirstMessageTimeout = 30 * time.Second
 )
 
 // admission decides on each call from its headers, as they arrive and

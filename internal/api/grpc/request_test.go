@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // Where a request goes wrong, as the InvalidArgument names it.
@@ -145,5 +146,40 @@ func TestMalformedRequest(t *testing.T) {
 	}
 	if got := seen(); len(got) != 2 || got[0] != codes.InvalidArgument || got[1] != codes.OK {
 		t.Errorf("the interceptors saw %v; want [InvalidArgument OK]", got)
+	}
+}
+
+// A call to the sidecar's own methods that sends no request is ended after
+// the bound, unary or streaming, through the interceptors; a proxied call
+// is not read here, and has no such bound.
+func TestFirstMessageTimeout(t *testing.T) {
+	s := New(Config{FirstMessageTimeout: 100 * time.Millisecond})
+	conn, seen := apiConn(t, s)
+	for _, method := range []string{
+		"/dapr.proto.runtime.v1.Dapr/GetState",
+		"/dapr.proto.runtime.v1.Dapr/SubscribeConfiguration",
+		"/grpc.health.v1.Health/Check",
+	} {
+		cs, err := conn.NewStream(testCtx(t), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, method)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cs.RecvMsg(&emptypb.Empty{})
+		wantStatus(t, err, codes.DeadlineExceeded, "ERR_MALFORMED_REQUEST", "100ms", "--grpc-first-message-timeout")
+	}
+	if got := seen(); len(got) != 3 || got[0] != codes.DeadlineExceeded || got[1] != codes.DeadlineExceeded || got[2] != codes.DeadlineExceeded {
+		t.Errorf("the interceptors saw %v; want three DeadlineExceeded", got)
+	}
+	// A call that sends its request is served.
+	cs, err := conn.NewStream(testCtx(t), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/grpc.health.v1.Health/Check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.SendMsg(&emptypb.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = cs.CloseSend()
+	if err := cs.RecvMsg(&emptypb.Empty{}); err != nil {
+		t.Errorf("a health check: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ package grpcapi
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/grpc"
@@ -56,6 +57,11 @@ type Config struct {
 	// MaxStreams bounds the calls in flight over all connections; past it
 	// a call ends at once with ResourceExhausted. 0: DefaultMaxStreams.
 	MaxStreams int
+	// FirstMessageTimeout ends a call to the sidecar's own services (Dapr's
+	// and the health service) that has sent no request this long after its
+	// headers. Proxied calls have no such bound: an app's stream may wait
+	// for its server to speak first. 0: DefaultFirstMessageTimeout.
+	FirstMessageTimeout time.Duration
 	// Admit, when set, decides from a call's headers, as they arrive and
 	// before anything of the call is read, whether it is served (the API
 	// token, token.Guard.GRPC); its error is the call's answer.
@@ -74,9 +80,12 @@ func New(c Config) *Server {
 	if c.MaxStreams <= 0 {
 		c.MaxStreams = DefaultMaxStreams
 	}
+	if c.FirstMessageTimeout <= 0 {
+		c.FirstMessageTimeout = DefaultFirstMessageTimeout
+	}
 	return &Server{
 		inv: c.Invoker, state: c.State, life: c.Lifecycle, maxBody: c.MaxBodySize, maxHdr: c.MaxHeaderBytes,
-		perConn: c.MaxStreamsPerConn, adm: newAdmission(c.Admit, c.MaxStreams), reader: newReader(),
+		perConn: c.MaxStreamsPerConn, adm: newAdmission(c.Admit, c.MaxStreams), reader: newReader(c.FirstMessageTimeout),
 		log: c.Logger,
 	}
 }
@@ -101,8 +110,8 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 }
 
 // Register registers the Dapr service and gRPC's health service on g,
-// their requests answered InvalidArgument when they are not protobuf of
-// their type.
+// their requests read within the first-message bound and answered
+// InvalidArgument when they are not protobuf of their type.
 func (s *Server) Register(g *grpc.Server) {
 	g.RegisterService(s.reader.bounded(&runtimev1pb.Dapr_ServiceDesc), s)
 	g.RegisterService(s.reader.bounded(&healthpb.Health_ServiceDesc), health.NewServer())
