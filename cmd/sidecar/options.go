@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	grpcapi "github.com/tandem-run/tandem/internal/api/grpc"
 	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/internal/ports"
@@ -70,6 +71,13 @@ type Options struct {
 
 	APIToken string // DAPR_API_TOKEN: required of every API call
 	AppToken string // APP_API_TOKEN: sent to this sidecar's app
+
+	// The gRPC API's bounds (internal/api/grpc): the calls one connection
+	// carries at once, the calls in flight over all connections, and how
+	// long a call to the sidecar's own methods may take to send its request.
+	GRPCMaxStreamsPerConn   int
+	GRPCMaxStreams          int
+	GRPCFirstMessageTimeout time.Duration
 
 	// InternalStallTimeout ends a call on the internal port whose answer
 	// makes no progress for this long because the peer keeps its HTTP/2
@@ -148,6 +156,8 @@ const (
 	defaultProfilePort  = 7777 // daprd's
 	maxBlockShutdown    = time.Hour
 	maxProcs            = 1024
+	maxGRPCStreams      = 1 << 20
+	maxFirstMessage     = time.Hour
 )
 
 // The accepted values of each numeric flag. -1 means "unset: the default, or
@@ -165,6 +175,7 @@ var (
 	probeTimeout     = intRange{lo: 1, hi: 3600 * 1000, accepted: "1 to 3600000 milliseconds, at most --app-health-probe-interval"}
 	maxProcsRange    = intRange{lo: 0, hi: maxProcs, unset: true, accepted: "-1 for the default (1, or the container's CPU limit when it has one), 0 for Go's default (every CPU, or the CPU limit), or 1 to 1024"}
 	healthThreshold  = intRange{lo: 1, hi: 1000000, accepted: "1 to 1000000 failed probes in a row"}
+	grpcStreamsRange = intRange{lo: 1, hi: maxGRPCStreams, accepted: "1 to 1048576 calls"}
 )
 
 // parseOptions parses the sidecar's flags (daprd's names) and environment.
@@ -222,6 +233,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	intVar(&readBufferSizeKB, "dapr-http-read-buffer-size", -1, readBufferKB, "largest request header block in `KB` (daprd's older flag; --read-buffer-size in KB)")
 	intVar(&grace, "dapr-graceful-shutdown-seconds", defaultGraceSeconds, graceRange, "how many `seconds` in-flight calls may take to finish on shutdown")
 	fs.DurationVar(&o.InternalStallTimeout, "internal-stall-timeout", 30*time.Second, "end a call on the internal port whose answer the peer has not accepted for this long (its flow-control window stays shut); 1s to 1h")
+	intVar(&o.GRPCMaxStreamsPerConn, "grpc-max-streams-per-connection", grpcapi.DefaultMaxStreamsPerConn, grpcStreamsRange, "most `calls` one connection to the gRPC API carries at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); clients hold more until one ends")
+	intVar(&o.GRPCMaxStreams, "grpc-max-streams", grpcapi.DefaultMaxStreams, grpcStreamsRange, "most `calls` in flight on the gRPC API over all connections; more end at once with ResourceExhausted")
+	fs.DurationVar(&o.GRPCFirstMessageTimeout, "grpc-first-message-timeout", grpcapi.DefaultFirstMessageTimeout, "end a call to the gRPC API's own methods (Dapr's, health) that has not sent its request this long after its headers; proxied calls have no such bound; 1s to 1h")
 	fs.BoolVar(&o.EnableMTLS, "enable-mtls", false, "mutual TLS with SPIFFE identities on every hop between sidecars; default on in standalone mode, off in kubernetes mode")
 	fs.BoolVar(&o.AllowPlaintextPeers, "allow-plaintext-peers", false, "during a rollout, accept calls from peers without mutual TLS (counted in tandem_hop_plaintext_calls_total) and call peers that do not speak TLS in plaintext")
 	fs.StringVar(&o.TrustDomain, "trust-domain", "public", "trust domain of this sidecar's SPIFFE ID")
@@ -392,6 +406,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.InternalStallTimeout < time.Second || o.InternalStallTimeout > time.Hour {
 		return o, fmt.Errorf("--internal-stall-timeout %s is not valid; accepted: 1s to 1h, e.g. 30s", o.InternalStallTimeout)
+	}
+	if o.GRPCFirstMessageTimeout < time.Second || o.GRPCFirstMessageTimeout > maxFirstMessage {
+		return o, fmt.Errorf("--grpc-first-message-timeout %s is not valid; accepted: 1s to 1h, e.g. 30s", o.GRPCFirstMessageTimeout)
 	}
 	if grace < 0 {
 		grace = defaultGraceSeconds

@@ -30,7 +30,8 @@ func TestParseOptionsDefaults(t *testing.T) {
 		o.InternalPort != want.InternalPort || o.PublicPort != want.PublicPort || o.MetricsPort != want.MetricsPort ||
 		o.EnableMetrics != want.EnableMetrics || o.Mode != want.Mode || o.MaxBodySize != want.MaxBodySize ||
 		o.MaxBodySizeSet || o.GracefulShutdown != want.GracefulShutdown || o.ClusterDomain != want.ClusterDomain ||
-		o.InternalAddress != want.InternalAddress || o.ReadBufferSize != want.ReadBufferSize || o.AppMaxConcurrency != 0 {
+		o.InternalAddress != want.InternalAddress || o.ReadBufferSize != want.ReadBufferSize || o.AppMaxConcurrency != 0 ||
+		o.GRPCMaxStreamsPerConn != 1000 || o.GRPCMaxStreams != 4096 || o.GRPCFirstMessageTimeout != 30*time.Second {
 		t.Errorf("defaults:\n got %+v\nwant %+v", o, want)
 	}
 }
@@ -196,6 +197,8 @@ func TestParseOptionsErrorsNameTheFlag(t *testing.T) {
 		{"negative grace", []string{"--app-id", "a", "--dapr-graceful-shutdown-seconds", "-2"}, nil, []string{"--dapr-graceful-shutdown-seconds", "-1 for the default"}},
 		{"stall timeout too short", []string{"--app-id", "a", "--internal-stall-timeout", "10ms"}, nil, []string{"--internal-stall-timeout", "1s to 1h"}},
 		{"stall timeout too long", []string{"--app-id", "a", "--internal-stall-timeout", "2h"}, nil, []string{"--internal-stall-timeout", "1s to 1h"}},
+		{"first message timeout too short", []string{"--app-id", "a", "--grpc-first-message-timeout", "500ms"}, nil, []string{"--grpc-first-message-timeout", "1s to 1h"}},
+		{"first message timeout too long", []string{"--app-id", "a", "--grpc-first-message-timeout", "2h"}, nil, []string{"--grpc-first-message-timeout", "1s to 1h"}},
 		{"secret poll too often", []string{"--app-id", "a", "--kubernetes-secret-poll", "100ms"}, nil, []string{"--kubernetes-secret-poll", "1s to 1h"}},
 		{"secret poll too rare", []string{"--app-id", "a", "--kubernetes-secret-poll", "2h"}, nil, []string{"--kubernetes-secret-poll", "1s to 1h"}},
 		{"two max body sizes", []string{"--app-id", "a", "--max-body-size", "4Mi", "--dapr-http-max-request-size", "4"}, nil, []string{"--max-body-size", "--dapr-http-max-request-size", "give one"}},
@@ -249,6 +252,8 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"--app-health-probe-timeout", []string{"1", "3600000"}, []string{"0", "-1", "3600001", huge, "500ms"}, "1 to 3600000 milliseconds"},
 		{"--max-procs", []string{"-1", "0", "1", "1024"}, []string{"-2", "1025", huge, "two"}, "-1 for the default (1, or the container's CPU limit when it has one), 0 for Go's default"},
 		{"--app-health-threshold", []string{"1", "1000000"}, []string{"0", "-1", "1000001", huge, "x"}, "1 to 1000000"},
+		{"--grpc-max-streams-per-connection", []string{"1", "1048576"}, []string{"0", "-1", "1048577", huge, "x"}, "1 to 1048576 calls"},
+		{"--grpc-max-streams", []string{"1", "1048576"}, []string{"0", "-1", "1048577", huge, "x"}, "1 to 1048576 calls"},
 	}
 	for _, c := range cases {
 		for _, v := range c.ok {

@@ -14,8 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tandem-run/tandem/internal/acl"
 	"github.com/tandem-run/tandem/internal/api"
@@ -240,21 +238,23 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	}
 
 	grpcAPI := grpcapi.New(grpcapi.Config{
-		Invoker:        caller,
-		State:          s.state,
-		Lifecycle:      life,
-		MaxBodySize:    o.MaxBodySize,
-		MaxHeaderBytes: o.ReadBufferSize,
-		Logger:         s.log.With("component", "grpc"),
+		Invoker:             caller,
+		State:               s.state,
+		Lifecycle:           life,
+		MaxBodySize:         o.MaxBodySize,
+		MaxHeaderBytes:      o.ReadBufferSize,
+		MaxStreamsPerConn:   o.GRPCMaxStreamsPerConn,
+		MaxStreams:          o.GRPCMaxStreams,
+		FirstMessageTimeout: o.GRPCFirstMessageTimeout,
+		Admit:               guard.GRPC,
+		Logger:              s.log.With("component", "grpc"),
 	})
-	opts := append(grpcAPI.ServerOptions(), guard.GRPCServerOptions()...)
-	opts = append(opts, metrics.GRPCServerOptions()...)
+	opts := append(grpcAPI.ServerOptions(), metrics.GRPCServerOptions()...)
 	if o.EnableAPILogging {
 		opts = append(opts, grpcapi.LoggingOptions(apiLog)...)
 	}
 	s.grpc = grpc.NewServer(append(opts, tracing.GRPCServerOptions()...)...)
 	grpcAPI.Register(s.grpc)
-	healthpb.RegisterHealthServer(s.grpc, health.NewServer())
 }
 
 // internalListener is the internal port: with mutual TLS, TLS for every

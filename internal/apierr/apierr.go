@@ -42,6 +42,9 @@ const (
 	CodeShuttingDown             = "ERR_SHUTTING_DOWN"
 	CodePermissionDenied         = "ERR_PERMISSION_DENIED"
 	CodeInvalidToken             = "invalid api token"
+	// CodeTooManyRequests is ours (daprd has no bound of the kind): the
+	// sidecar has as many calls in flight as it takes.
+	CodeTooManyRequests = "ERR_TOO_MANY_REQUESTS"
 )
 
 // daprd's gRPC ErrorInfo reasons (its richer error model, daprd 1.14's

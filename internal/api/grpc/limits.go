@@ -3,10 +3,13 @@ package grpcapi
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/tap"
 
 	"github.com/tandem-run/tandem/internal/apierr"
 )
@@ -46,4 +49,57 @@ func headerLimit(max int) []grpc.ServerOption {
 			return h(srv, ss)
 		}),
 	}
+}
+
+// The bounds of the API port's calls, by default.
+const (
+	// DefaultMaxStreamsPerConn is how many calls one connection carries at
+	// once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): clients hold further
+	// calls until one ends, or open another connection. Streams a client
+	// opens past it are refused (RST_STREAM REFUSED_STREAM).
+	DefaultMaxStreamsPerConn = 1000
+	// DefaultMaxStreams bounds the calls in flight over all connections,
+	// as the internal port's bound does (invoke.DefaultMaxHopCalls).
+	DefaultMaxStreams = 4096
+	// DefaultFirstMessageTimeout is how long a call to the sidecar's own
+	// services may take to send its request after its headers, as long as
+	// a buffered HTTP body may take to arrive.
+	DefaultFirstMessageTimeout = 30 * time.Second
+)
+
+// admission decides on each call from its headers, as they arrive and
+// before anything else of the call is read or a goroutine started for it:
+// admit (the API token) must say yes, and the calls in flight over all
+// connections must be fewer than max; past it a call ends at once with
+// ResourceExhausted. A call counts until its stream ends, however it ends.
+type admission struct {
+	admit    func(*tap.Info) error
+	max      int64
+	inFlight atomic.Int64
+	full     *apierr.Error
+	release  func()
+}
+
+func newAdmission(admit func(*tap.Info) error, limit int) *admission {
+	a := &admission{admit: admit, max: int64(limit)}
+	a.full = apierr.New(apierr.CodeTooManyRequests, http.StatusServiceUnavailable, codes.ResourceExhausted,
+		"the sidecar's gRPC API has %d calls in flight, its limit (--grpc-max-streams); try again later", limit)
+	a.release = func() { a.inFlight.Add(-1) }
+	return a
+}
+
+// tap is the grpc.InTapHandle of the API port. ctx is the call's, which
+// gRPC cancels when the stream ends.
+func (a *admission) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if a.admit != nil {
+		if err := a.admit(info); err != nil {
+			return ctx, err
+		}
+	}
+	if a.inFlight.Add(1) > a.max {
+		a.inFlight.Add(-1)
+		return ctx, a.full
+	}
+	context.AfterFunc(ctx, a.release)
+	return ctx, nil
 }

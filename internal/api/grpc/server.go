@@ -9,9 +9,13 @@ package grpcapi
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/tandem-run/tandem/internal/api"
@@ -29,6 +33,9 @@ type Server struct {
 	life    api.Lifecycle
 	maxBody int64
 	maxHdr  int
+	perConn int
+	adm     *admission
+	reader  *reader
 	log     *slog.Logger
 }
 
@@ -44,7 +51,22 @@ type Config struct {
 	// header list; over it a call fails with ResourceExhausted. 0: no bound
 	// of ours.
 	MaxHeaderBytes int
-	Logger         *slog.Logger
+	// MaxStreamsPerConn bounds the calls one connection carries at once;
+	// 0: DefaultMaxStreamsPerConn.
+	MaxStreamsPerConn int
+	// MaxStreams bounds the calls in flight over all connections; past it
+	// a call ends at once with ResourceExhausted. 0: DefaultMaxStreams.
+	MaxStreams int
+	// FirstMessageTimeout ends a call to the sidecar's own services (Dapr's
+	// and the health service) that has sent no request this long after its
+	// headers. Proxied calls have no such bound: an app's stream may wait
+	// for its server to speak first. 0: DefaultFirstMessageTimeout.
+	FirstMessageTimeout time.Duration
+	// Admit, when set, decides from a call's headers, as they arrive and
+	// before anything of the call is read, whether it is served (the API
+	// token, token.Guard.GRPC); its error is the call's answer.
+	Admit  func(*tap.Info) error
+	Logger *slog.Logger
 }
 
 // New returns the gRPC API server, ready to register.
@@ -52,17 +74,34 @@ func New(c Config) *Server {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{inv: c.Invoker, state: c.State, life: c.Lifecycle, maxBody: c.MaxBodySize, maxHdr: c.MaxHeaderBytes, log: c.Logger}
+	if c.MaxStreamsPerConn <= 0 {
+		c.MaxStreamsPerConn = DefaultMaxStreamsPerConn
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = DefaultMaxStreams
+	}
+	if c.FirstMessageTimeout <= 0 {
+		c.FirstMessageTimeout = DefaultFirstMessageTimeout
+	}
+	return &Server{
+		inv: c.Invoker, state: c.State, life: c.Lifecycle, maxBody: c.MaxBodySize, maxHdr: c.MaxHeaderBytes,
+		perConn: c.MaxStreamsPerConn, adm: newAdmission(c.Admit, c.MaxStreams), reader: newReader(c.FirstMessageTimeout),
+		log: c.Logger,
+	}
 }
 
 // ServerOptions are the options the grpc.Server of the API port needs: the
 // codec that lets proxied calls pass as raw bytes, the proxy for unknown
-// services, and message and metadata limits.
+// services, the bounds of calls (per connection and in all, decided with
+// the API token as a call's headers arrive), and message and metadata
+// limits.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec{}),
 		grpc.UnknownServiceHandler(s.proxy),
 		grpc.MaxRecvMsgSize(int(min(s.maxBody, 1<<31-1))),
+		grpc.MaxConcurrentStreams(uint32(s.perConn)),
+		grpc.InTapHandle(s.adm.tap),
 	}
 	if s.maxHdr > 0 {
 		opts = append(opts, headerLimit(s.maxHdr)...)
@@ -70,9 +109,12 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	return opts
 }
 
-// Register registers the Dapr service on g.
+// Register registers the Dapr service and gRPC's health service on g,
+// their requests read within the first-message bound and answered
+// InvalidArgument when they are not protobuf of their type.
 func (s *Server) Register(g *grpc.Server) {
-	runtimev1pb.RegisterDaprServer(g, s)
+	g.RegisterService(s.reader.bounded(&runtimev1pb.Dapr_ServiceDesc), s)
+	g.RegisterService(s.reader.bounded(&healthpb.Health_ServiceDesc), health.NewServer())
 }
 
 // GetMetadata returns the sidecar's metadata.

@@ -9,13 +9,11 @@
 package token
 
 import (
-	"context"
 	"crypto/subtle"
 	"net/http"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/tap"
 
 	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/internal/invoke"
@@ -71,38 +69,19 @@ func (g *Guard) HTTP(next http.Handler, public func(*http.Request) bool) http.Ha
 	})
 }
 
-// GRPCServerOptions are the interceptors that check every call, proxied
-// calls included. None for a nil Guard.
-func (g *Guard) GRPCServerOptions() []grpc.ServerOption {
-	if g == nil {
+// GRPC checks a gRPC call's token in its headers. The gRPC API runs it on
+// every call as the call's headers arrive (see grpcapi.Config.Admit),
+// proxied calls included, before anything of the call is read: a call
+// without the token ends Unauthenticated at once, whether or not it ever
+// sends a message. The health service's Check and Watch are exempt. A nil
+// Guard admits every call.
+func (g *Guard) GRPC(info *tap.Info) error {
+	if g == nil || info.FullMethodName == "/grpc.health.v1.Health/Check" || info.FullMethodName == "/grpc.health.v1.Health/Watch" {
 		return nil
 	}
-	check := func(ctx context.Context) error {
-		md, _ := metadata.FromIncomingContext(ctx)
-		vv := md.Get(invoke.HeaderAPIToken) // Get lower-cases the key, as metadata keys are
-		if len(vv) != 1 || !g.ok(vv[0]) {
-			return unauthorized()
-		}
-		return nil
+	vv := info.Header.Get(invoke.HeaderAPIToken) // Get lower-cases the key, as metadata keys are
+	if len(vv) != 1 || !g.ok(vv[0]) {
+		return unauthorized()
 	}
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if info.FullMethod == "/grpc.health.v1.Health/Check" {
-				return h(ctx, req)
-			}
-			if err := check(ctx); err != nil {
-				return nil, err
-			}
-			return h(ctx, req)
-		}),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if info.FullMethod == "/grpc.health.v1.Health/Watch" {
-				return h(srv, ss)
-			}
-			if err := check(ss.Context()); err != nil {
-				return err
-			}
-			return h(srv, ss)
-		}),
-	}
+	return nil
 }

@@ -7,6 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+
 	"github.com/tandem-run/tandem/internal/api"
 	httpapi "github.com/tandem-run/tandem/internal/api/http"
 	"github.com/tandem-run/tandem/internal/invoke"
@@ -90,10 +95,40 @@ func TestHTTPGuard(t *testing.T) {
 func TestNoTokenNoGuard(t *testing.T) {
 	next := http.NotFoundHandler()
 	var g *Guard = New("")
-	if g != nil || g.GRPCServerOptions() != nil {
+	if g != nil || g.GRPC(&tap.Info{FullMethodName: "/dapr.proto.runtime.v1.Dapr/GetState"}) != nil {
 		t.Fatal("an empty token makes a guard")
 	}
 	if h := g.HTTP(next, nil); h == nil {
 		t.Fatal("nil handler")
+	}
+}
+
+// A gRPC call is decided from its headers alone: every method needs the
+// token, proxied ones too, but the health service's Check and Watch.
+func TestGRPCGuard(t *testing.T) {
+	g := New("s3cret")
+	for _, c := range []struct {
+		method string
+		md     metadata.MD
+		ok     bool
+	}{
+		{"/dapr.proto.runtime.v1.Dapr/GetState", nil, false},
+		{"/dapr.proto.runtime.v1.Dapr/GetState", metadata.Pairs("dapr-api-token", "wrong"), false},
+		{"/dapr.proto.runtime.v1.Dapr/GetState", metadata.Pairs("dapr-api-token", "s3cret"), true},
+		{"/dapr.proto.runtime.v1.Dapr/GetState", metadata.Pairs("dapr-api-token", "s3cret", "dapr-api-token", "s3cret"), false},
+		{"/app.Service/Method", metadata.Pairs("dapr-app-id", "app"), false},
+		{"/app.Service/Method", metadata.Pairs("dapr-app-id", "app", "dapr-api-token", "s3cret"), true},
+		{"/grpc.health.v1.Health/Check", nil, true},
+		{"/grpc.health.v1.Health/Watch", metadata.Pairs("dapr-app-id", "app"), true},
+		{"/grpc.health.v1.Health/List", nil, false},
+		{"/grpc.health.v1.Health/Check/", nil, false},
+	} {
+		err := g.GRPC(&tap.Info{FullMethodName: c.method, Header: c.md})
+		if c.ok != (err == nil) {
+			t.Errorf("%s %v: %v, want admitted %v", c.method, c.md, err, c.ok)
+		}
+		if err != nil && status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: %v, want Unauthenticated", c.method, err)
+		}
 	}
 }
