@@ -9,6 +9,11 @@
 // the service account and the pod the token is bound to; the namespace asked
 // for must be the token's, the pod must run as that service account (and be
 // the same pod, by UID), and its dapr.io/app-id must be the app id asked for.
+// The answer must name the CA's audience in status.audiences (an API server
+// whose authenticator ignores spec.audiences would otherwise pass a token
+// meant for the API server itself), and the pod must be neither finished
+// nor being deleted. The certificate request must be signed by its key, of
+// a type the CA accepts, and name no other SPIFFE ID than the one asked for.
 // Each refusal says which of these failed.
 //
 // The root lives in a Secret of the control plane's namespace (root.go).
@@ -22,11 +27,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -125,6 +132,9 @@ func (a *Authority) Sign(ctx context.Context, r Request) (*Response, error) {
 	if b, _ := pem.Decode(csr); b != nil {
 		csr = b.Bytes
 	}
+	if err := checkCSR(csr, id); err != nil {
+		return nil, refused(http.StatusBadRequest, "%v", err)
+	}
 	if r.Token == "" {
 		return nil, refused(http.StatusUnauthorized, "no token: send the pod's projected service-account token with audience %q", a.cfg.Audience)
 	}
@@ -137,6 +147,17 @@ func (a *Authority) Sign(ctx context.Context, r Request) (*Response, error) {
 	st := review.Status
 	if !st.Authenticated {
 		return nil, refused(http.StatusUnauthorized, "the token is not valid for audience %q: %s", a.cfg.Audience, st.Error)
+	}
+	// A client that sets spec.audiences must find one of them in the
+	// answer: an empty status.audiences means the token was checked against
+	// the API server's own audience, not the CA's.
+	if len(st.Audiences) == 0 {
+		return nil, refused(http.StatusUnauthorized, "the API server authenticated the token without naming its audience (status.audiences is empty), so not for the CA's audience %q: its authenticator does not check audiences; the CA accepts only a token it vouches for with audience %q",
+			a.cfg.Audience, a.cfg.Audience)
+	}
+	if !slices.Contains(st.Audiences, a.cfg.Audience) {
+		return nil, refused(http.StatusUnauthorized, "the API server authenticated the token for audiences %q, not for the CA's audience %q: send the pod's projected service-account token with audience %q",
+			st.Audiences, a.cfg.Audience, a.cfg.Audience)
 	}
 	ns, sa, ok := serviceAccount(st.User.Username)
 	if !ok {
@@ -159,6 +180,13 @@ func (a *Authority) Sign(ctx context.Context, r Request) (*Response, error) {
 	if podUID != "" && string(pod.UID) != podUID {
 		return nil, refused(http.StatusForbidden, "the token is bound to an earlier pod named %s/%s", ns, podName)
 	}
+	if pod.DeletionTimestamp != nil {
+		return nil, refused(http.StatusForbidden, "pod %s/%s is being deleted (since %s): a pod on its way out gets no new certificate",
+			ns, podName, pod.DeletionTimestamp.UTC().Format(time.RFC3339))
+	}
+	if ph := pod.Status.Phase; ph == corev1.PodSucceeded || ph == corev1.PodFailed {
+		return nil, refused(http.StatusForbidden, "pod %s/%s has finished (phase %s): a finished pod gets no certificate", ns, podName, ph)
+	}
 	if podSA := cmpOr(pod.Spec.ServiceAccountName, "default"); podSA != sa {
 		return nil, refused(http.StatusForbidden, "the token is of service account %q, and pod %s/%s runs as %q", sa, ns, podName, podSA)
 	}
@@ -168,7 +196,7 @@ func (a *Authority) Sign(ctx context.Context, r Request) (*Response, error) {
 	rt := a.root.Load()
 	chain, err := rt.ca.Sign(csr, id, a.cfg.TTL)
 	if err != nil {
-		return nil, refused(http.StatusBadRequest, "%v", err)
+		return nil, fmt.Errorf("signing the certificate of %s: %w", id, err)
 	}
 	var out []byte
 	for _, der := range chain {

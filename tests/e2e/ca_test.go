@@ -90,10 +90,38 @@ func podWithToken(t *testing.T, ctx context.Context, c *kubecluster.Cluster, nam
 	return f
 }
 
+// endPods marks pod finished (phase Succeeded) and pod deleting (deleted,
+// kept by a finalizer): their bound tokens stay valid (a deleting pod's for
+// 60 s after its deletion timestamp), so the CA's own checks are what
+// refuses them.
+func endPods(t *testing.T, ctx context.Context, client kubernetes.Interface, namespace, finished, deleting string) {
+	t.Helper()
+	pods := client.CoreV1().Pods(namespace)
+	p, err := pods.Get(ctx, finished, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status.Phase = corev1.PodSucceeded
+	if _, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = pods.Get(ctx, deleting, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p.Finalizers = []string{"tandem.test/hold"}
+	if _, err := pods.Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pods.Delete(ctx, deleting, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The control plane's CA against a real API server: a pod's projected
 // token gets the certificate of its own app id and namespace, and nothing
-// else; each refusal says which check failed. Its root is made once, even
-// by replicas starting together.
+// else, and not once its pod has finished or is being deleted; each refusal
+// says which check failed. Its root is made once, even by replicas starting
+// together.
 func TestKubernetesCA(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Kubernetes control plane")
@@ -128,6 +156,9 @@ func TestKubernetesCA(t *testing.T) {
 	front := podWithToken(t, ctx, c, "shop", "front-sa", "front-1", "front", ca.Audience)
 	elsewhere := podWithToken(t, ctx, c, "other", "orders-sa", "orders-1", "orders", ca.Audience)
 	wrongAudience := podWithToken(t, ctx, c, "shop", "orders-sa", "orders-2", "orders", "https://kubernetes.default.svc.cluster.local")
+	finished := podWithToken(t, ctx, c, "shop", "orders-sa", "orders-3", "orders", ca.Audience)
+	deleting := podWithToken(t, ctx, c, "shop", "orders-sa", "orders-4", "orders", ca.Audience)
+	endPods(t, ctx, c.Client, "shop", "orders-3", "orders-4")
 	garbage := filepath.Join(t.TempDir(), "garbage")
 	_ = os.WriteFile(garbage, []byte("not.a.token"), 0o600)
 
@@ -156,6 +187,8 @@ func TestKubernetesCA(t *testing.T) {
 		{"another namespace", elsewhere, "shop", "orders", []string{"token is of namespace \"other\"", "asks for namespace \"shop\""}},
 		{"another audience", wrongAudience, "shop", "orders", []string{"not valid for audience \"tandem-ca\""}},
 		{"not a token", garbage, "shop", "orders", []string{"not valid"}},
+		{"a finished pod", finished, "shop", "orders", []string{"pod shop/orders-3 has finished (phase Succeeded)"}},
+		{"a pod being deleted", deleting, "shop", "orders", []string{"pod shop/orders-4 is being deleted"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ask(c.token, c.ns, c.app)
