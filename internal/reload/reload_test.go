@@ -176,10 +176,11 @@ func TestComponents(t *testing.T) {
 
 	// A change.
 	save(t, store, memoryYAML("statestore", "keyPrefix", "name"))
-	eventually(t, "the changed Component in force", func() bool { return g.keyPrefixOf("statestore") == "name" })
-	if got, _ := g.inUse(kindComponent, "statestore"); got.Version == first.Version {
-		t.Errorf("status shows the old version %s", got.Version)
-	}
+	// The store changes first, then the status says so.
+	eventually(t, "the changed Component in force, and in the status", func() bool {
+		got, _ := g.inUse(kindComponent, "statestore")
+		return g.keyPrefixOf("statestore") == "name" && got.Version != first.Version
+	})
 	if g.counter(kindComponent, "applied") != 1 {
 		t.Errorf("applied %v", g.counter(kindComponent, "applied"))
 	}
