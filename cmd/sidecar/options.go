@@ -55,6 +55,10 @@ type Options struct {
 	// SecretPoll is how often, in kubernetes mode, the Secrets that
 	// Components read are got again, for hot reload (1s to 1h).
 	SecretPoll time.Duration
+	// ResourcesMaxFileSize is the most read of a file of ResourcesPaths
+	// or Config, in bytes: minResourcesFileSize to maxResourcesFileSize,
+	// default 4 MiB.
+	ResourcesMaxFileSize int64
 
 	LogLevel slog.Level
 	LogJSON  bool
@@ -148,6 +152,10 @@ const (
 	defaultReadBufferSize = 64 << 10
 	minReadBufferSize     = 1 << 10
 	maxReadBufferSize     = 8 << 20 // as Envoy's largest max_request_headers_kb
+	// A resource file is read whole into memory, at start and at every
+	// poll of hot reload.
+	minResourcesFileSize = 1 << 10
+	maxResourcesFileSize = 1 << 30
 	// maxAppConcurrency bounds --app-max-concurrency: the sidecar allocates a
 	// channel of that capacity.
 	maxAppConcurrency   = 1 << 20
@@ -191,7 +199,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		*p = def
 		fs.Var(&intFlag{p: p, name: name, r: r, refused: &refused}, name, usage+"; accepted: "+r.accepted)
 	}
-	var appPort, publicPort, maxBody, readBuffer, listen, logLevel, origins string
+	var appPort, publicPort, maxBody, readBuffer, resourcesMaxFile, listen, logLevel, origins string
 	var grace, readBufferSizeKB, maxRequestSizeMB int
 	var appSSL, showVersion bool
 	var health invoke.HealthCheck
@@ -223,6 +231,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.Func("resources-path", "folder of Component, Configuration and Resiliency YAML files; give it more than once for more folders", addPath)
 	fs.Func("components-path", "alias of --resources-path", addPath)
 	fs.StringVar(&o.Config, "config", "", "Configuration file (standalone) or name (kubernetes)")
+	fs.StringVar(&resourcesMaxFile, "resources-max-file-size", "4Mi", "largest resource file read, in --resources-path and --config, e.g. 4Mi; 1Ki to 1Gi; a larger file, or one that is not a regular file, is refused")
 	fs.BoolVar(&o.HotReload, "enable-hot-reload", true, "apply changed Components, Configuration and Resiliency without a restart (off also when the Configuration disables its HotReload feature)")
 	fs.DurationVar(&o.SecretPoll, "kubernetes-secret-poll", 30*time.Second, "kubernetes: how often the Secrets that Components read are got again, to apply their changes (1s to 1h)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -388,6 +397,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		o.ReadBufferSize = int(n)
 	case readBufferSizeKB >= 0:
 		o.ReadBufferSize = readBufferSizeKB << 10
+	}
+	if o.ResourcesMaxFileSize, err = parseSizeIn("--resources-max-file-size", resourcesMaxFile, minResourcesFileSize, maxResourcesFileSize, "1Ki to 1Gi, e.g. 4Mi (a plain number is bytes)"); err != nil {
+		return o, err
 	}
 	if !given["enable-mtls"] {
 		o.EnableMTLS = o.Mode == "standalone"

@@ -24,6 +24,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		HTTPPort: 3500, GRPCPort: 50001, InternalPort: 50002, PublicPort: -1, MetricsPort: 9090,
 		EnableMetrics: true, Mode: "standalone", MaxBodySize: 4 << 20, GracefulShutdown: 5 * time.Second,
 		ClusterDomain: "cluster.local", InternalAddress: "127.0.0.1", ReadBufferSize: 64 << 10,
+		ResourcesMaxFileSize: 4 << 20,
 	}
 	if o.AppID != want.AppID || o.AppPort != want.AppPort || o.AppProtocol != want.AppProtocol ||
 		o.AppChannelAddress != want.AppChannelAddress || o.HTTPPort != want.HTTPPort || o.GRPCPort != want.GRPCPort ||
@@ -31,7 +32,8 @@ func TestParseOptionsDefaults(t *testing.T) {
 		o.EnableMetrics != want.EnableMetrics || o.Mode != want.Mode || o.MaxBodySize != want.MaxBodySize ||
 		o.MaxBodySizeSet || o.GracefulShutdown != want.GracefulShutdown || o.ClusterDomain != want.ClusterDomain ||
 		o.InternalAddress != want.InternalAddress || o.ReadBufferSize != want.ReadBufferSize || o.AppMaxConcurrency != 0 ||
-		o.GRPCMaxStreamsPerConn != 1000 || o.GRPCMaxStreams != 4096 || o.GRPCFirstMessageTimeout != 30*time.Second {
+		o.GRPCMaxStreamsPerConn != 1000 || o.GRPCMaxStreams != 4096 || o.GRPCFirstMessageTimeout != 30*time.Second ||
+		o.ResourcesMaxFileSize != want.ResourcesMaxFileSize {
 		t.Errorf("defaults:\n got %+v\nwant %+v", o, want)
 	}
 }
@@ -49,6 +51,8 @@ func TestParseOptions(t *testing.T) {
 			func(o Options) bool { return strings.Join(o.ListenAddresses, "|") == "::1|127.0.0.1" }},
 		{"max body size", []string{"--app-id", "a", "--max-body-size", "16Mi"}, nil,
 			func(o Options) bool { return o.MaxBodySize == 16<<20 && o.MaxBodySizeSet }},
+		{"resources max file size", []string{"--app-id", "a", "--resources-max-file-size", "64Ki"}, nil,
+			func(o Options) bool { return o.ResourcesMaxFileSize == 64<<10 }},
 		{"kubernetes namespace", []string{"--app-id", "a", "--mode", "kubernetes"}, map[string]string{"NAMESPACE": "prod"},
 			func(o Options) bool { return o.Namespace == "prod" && o.Mode == "kubernetes" }},
 		{"registry from env", []string{"--app-id", "a"}, map[string]string{"TANDEM_REGISTRY_DIR": "/tmp/r"},
@@ -247,6 +251,7 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"--dapr-http-read-buffer-size", []string{"-1", "1", "8192"}, []string{"0", "-2", "8193", huge, "4Ki"}, "-1 for the default (64 KB), or 1 to 8192 KB"},
 		{"--max-body-size", []string{"1", "16Mi", "1Ti"}, []string{"0", "-1", "1099511627777", "1025Gi", "2Ti", "99999999999Ti", "4MB"}, "1 to 1Ti"},
 		{"--read-buffer-size", []string{"1Ki", "1024", "64Ki", "8Mi"}, []string{"16", "1023", "9Mi", "0", "-1", "1Ti", huge, "x"}, "1Ki to 8Mi"},
+		{"--resources-max-file-size", []string{"1Ki", "1024", "4Mi", "1Gi"}, []string{"1023", "1025Mi", "2Gi", "0", "-1", "", huge, "4MB"}, "1Ki to 1Gi, e.g. 4Mi"},
 		{"--profile-port", []string{"-1", "0", "65535"}, []string{"-2", "65536", huge, "x"}, "-1 for the default (7777), 0 to pick a free port, or 1 to 65535"},
 		{"--app-health-probe-interval", []string{"1", "3600"}, []string{"0", "-1", "3601", huge, "5s"}, "1 to 3600 seconds"},
 		{"--app-health-probe-timeout", []string{"1", "3600000"}, []string{"0", "-1", "3600001", huge, "500ms"}, "1 to 3600000 milliseconds"},

@@ -24,6 +24,7 @@ func loadResources(ctx context.Context, o Options, log *slog.Logger) (*reload.Re
 		Namespace:    o.Namespace,
 		DefaultStore: o.Mode == "standalone",
 		SecretPoll:   o.SecretPoll,
+		MaxFileSize:  o.ResourcesMaxFileSize,
 		Logger:       log.With("component", "resources"),
 		Registerer:   prometheus.DefaultRegisterer,
 	}

@@ -1,8 +1,10 @@
 // Package reload keeps a sidecar's resources (Components, its
 // Configuration, Resiliency) in step with where they are read from while it
 // serves: in standalone mode the --resources-path folders and the --config
-// file, polled; in kubernetes mode also the API server's objects, watched,
-// and the Secrets that Components read, polled.
+// file, polled, each file taken once it reads the same twice in a row (on
+// its own: a file that never settles holds back no other); in kubernetes
+// mode also the API server's objects, watched, and the Secrets that
+// Components read, polled.
 //
 // A change is put in force only once it is known to work, so a bad change
 // never takes effect:
@@ -11,6 +13,10 @@
 //     is logged with the source and the field, counted in
 //     tandem_resource_reloads_total{outcome="rejected"}, and listed by
 //     Status until a new version replaces it;
+//   - a file that is not a regular file (a named pipe, a device), or is
+//     larger than Sources.MaxFileSize, is refused the same way, on its
+//     own: it is never waited on nor read whole, and the other files'
+//     changes apply;
 //   - a new or changed state store is built and must answer (state.Pinger)
 //     before it takes calls; until it does the store it replaces keeps
 //     serving (or, for a new name, there is none), and it is tried again
@@ -54,6 +60,10 @@ type Sources struct {
 	Dirs []string
 	// ConfigFile is the --config file (standalone mode).
 	ConfigFile string
+	// MaxFileSize is the most read of a file of Dirs or of ConfigFile
+	// (--resources-max-file-size; 0: DefaultMaxFileSize). Only regular
+	// files, or links to them, are read.
+	MaxFileSize int64
 	// Kube reads the namespace's objects (kubernetes mode); nil in
 	// standalone mode.
 	Kube *kube.Client
@@ -103,7 +113,8 @@ func (o origin) key() string {
 type update struct {
 	origin origin
 	docs   map[string]doc
-	err    error // the origin could not be read: nothing changes
+	errs   map[string]error // by key: sources that could not be read; the version in force of each stays
+	err    error            // the origin could not be read: nothing changes
 }
 
 // parsed is a source's version in force.
@@ -160,6 +171,7 @@ func Load(ctx context.Context, src Sources) (*Reloader, error) {
 	src.Resync = cmp.Or(src.Resync, 5*time.Second)
 	src.PingTimeout = cmp.Or(src.PingTimeout, 5*time.Second)
 	src.SecretPoll = cmp.Or(src.SecretPoll, 30*time.Second)
+	src.MaxFileSize = cmp.Or(src.MaxFileSize, DefaultMaxFileSize)
 	r := &Reloader{
 		src:        src,
 		log:        src.Logger,
@@ -174,15 +186,22 @@ func Load(ctx context.Context, src Sources) (*Reloader, error) {
 	if src.Kube != nil {
 		r.secrets = newSecretCache(src.Kube)
 	}
-	files, err := readDirs(src.Dirs)
+	files, err := readDirs(src.Dirs, src.MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.loadResources(ctx, originFiles, files); err != nil {
+	docs := map[string]doc{}
+	for _, key := range slices.Sorted(maps.Keys(files)) {
+		if err := files[key].err; err != nil {
+			return nil, err
+		}
+		docs[key] = files[key].doc
+	}
+	if err := r.loadResources(ctx, originFiles, docs); err != nil {
 		return nil, err
 	}
 	if src.ConfigFile != "" {
-		d, err := fileDoc(src.ConfigFile)
+		d, err := fileDoc(src.ConfigFile, src.MaxFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("--config: %w", err)
 		}
@@ -281,7 +300,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 		sentConf = r.conf.doc
 	}
 	if len(r.src.Dirs) > 0 || configFile != "" {
-		wg.Go(func() { pollFiles(ctx, r.src.Dirs, configFile, r.src.Poll, sentFiles, sentConf, updates) })
+		wg.Go(func() { pollFiles(ctx, r.src, sentFiles, sentConf, updates) })
 	}
 	if r.src.Kube != nil {
 		r.watchKube(ctx, &wg, updates)

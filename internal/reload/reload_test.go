@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,10 +177,11 @@ func TestComponents(t *testing.T) {
 
 	// A change.
 	save(t, store, memoryYAML("statestore", "keyPrefix", "name"))
-	eventually(t, "the changed Component in force", func() bool { return g.keyPrefixOf("statestore") == "name" })
-	if got, _ := g.inUse(kindComponent, "statestore"); got.Version == first.Version {
-		t.Errorf("status shows the old version %s", got.Version)
-	}
+	// The store changes first, then the status says so.
+	eventually(t, "the changed Component in force, and in the status", func() bool {
+		got, _ := g.inUse(kindComponent, "statestore")
+		return g.keyPrefixOf("statestore") == "name" && got.Version != first.Version
+	})
 	if g.counter(kindComponent, "applied") != 1 {
 		t.Errorf("applied %v", g.counter(kindComponent, "applied"))
 	}
@@ -437,4 +439,103 @@ func hopStatus(sw *acl.Switch) int {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	return w.Code
+}
+
+// A file that is not a regular file, or is larger than the bound, is
+// refused on its own, named, counted and listed, and never waited on nor
+// read whole; the other files' changes apply, and the version in force of
+// a refused file stays.
+func TestFilesThatCannotBeRead(t *testing.T) {
+	dir := t.TempDir()
+	path := func(name string) string { return filepath.Join(dir, name) }
+	save(t, path("cache.yaml"), memoryYAML("cache"))
+	save(t, path("orders.yaml"), memoryYAML("orders"))
+	g := start(t, Sources{Dirs: []string{dir}, MaxFileSize: 1 << 10})
+
+	if err := syscall.Mkfifo(path("pipe.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", path("zero.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	save(t, path("big.yaml"), append(memoryYAML("big"), strings.Repeat("#\n", 1<<10)...))
+	// In force, then a named pipe in its place.
+	if err := syscall.Mkfifo(path(".orders.fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path(".orders.fifo"), path("orders.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	save(t, path("cache.yaml"), memoryYAML("cache", "keyPrefix", "name"))
+	save(t, path("new.yaml"), memoryYAML("new"))
+	eventually(t, "the changes of the other files in force", func() bool {
+		return g.keyPrefixOf("cache") == "name" && g.storeType("new") == "state.in-memory"
+	})
+	eventually(t, "the files that cannot be read refused", func() bool { return len(g.r.Status().Rejected) == 4 })
+	for name, says := range map[string]string{
+		"pipe.yaml":   "not a regular file but a named pipe (FIFO)",
+		"orders.yaml": "not a regular file but a named pipe (FIFO)",
+		"zero.yaml":   "not a regular file but a character device",
+		"big.yaml":    "file too large: more than 1Ki, the most read of a resource file (--resources-max-file-size)",
+	} {
+		rej, ok := g.rejected(path(name))
+		if !ok || !strings.Contains(rej.Error, path(name)+": "+says) {
+			t.Errorf("%s: rejection %+v, want one saying %q", name, rej, says)
+		}
+		if l := g.logs.String(); !strings.Contains(l, path(name)+": "+says) {
+			t.Errorf("the log does not say %q of %s", says, name)
+		}
+	}
+	if g.storeType("orders") != "state.in-memory" || g.storeType("big") != "" {
+		t.Errorf("stores %+v: want orders still in force, no big", g.state.Stores())
+	}
+	if n := g.counter(kindFile, "rejected"); n != 4 {
+		t.Errorf("rejected files counted %v, want 4", n)
+	}
+
+	// Each goes once it is a file again, or removed; the refusals go.
+	for _, name := range []string{"pipe.yaml", "zero.yaml", "big.yaml"} {
+		if err := os.Remove(path(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(t, path("orders.yaml"), memoryYAML("orders", "keyPrefix", "none"))
+	eventually(t, "the refusals gone", func() bool { return len(g.r.Status().Rejected) == 0 })
+	eventually(t, "orders changed", func() bool { return g.keyPrefixOf("orders") == "none" })
+	if n := g.counter(kindFile, "rejected"); n != 4 {
+		t.Errorf("rejected files counted %v, want 4 (each once)", n)
+	}
+}
+
+// At start, a file that is not a regular file or is larger than the bound
+// stops the sidecar, as any error there does, naming the file and why.
+func TestLoadRefusesFilesThatCannotBeRead(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		make   func(path string) error
+		config bool
+		says   string
+	}{
+		{"pipe", func(p string) error { return syscall.Mkfifo(p, 0o644) }, false, "not a regular file but a named pipe (FIFO); only regular files, or links to them, are read"},
+		{"zero", func(p string) error { return os.Symlink("/dev/zero", p) }, false, "not a regular file but a character device"},
+		{"big", func(p string) error { return os.WriteFile(p, make([]byte, 1<<10+1), 0o644) }, false, "file too large: more than 1Ki, the most read of a resource file (--resources-max-file-size)"},
+		{"config pipe", func(p string) error { return syscall.Mkfifo(p, 0o644) }, true, "not a regular file but a named pipe (FIFO)"},
+		{"config big", func(p string) error { return os.WriteFile(p, make([]byte, 1<<10+1), 0o644) }, true, "file too large: more than 1Ki"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "x.yaml")
+			if err := c.make(path); err != nil {
+				t.Fatal(err)
+			}
+			src := Sources{Dirs: []string{dir}, MaxFileSize: 1 << 10}
+			if c.config {
+				src = Sources{ConfigFile: path, MaxFileSize: 1 << 10}
+			}
+			_, err := Load(context.Background(), src)
+			if err == nil || !strings.Contains(err.Error(), path+": "+c.says) {
+				t.Fatalf("Load: %v; want an error saying %q of %s", err, c.says, path)
+			}
+		})
+	}
 }

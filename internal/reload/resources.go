@@ -16,12 +16,14 @@ import (
 )
 
 // handleResources takes the new versions of an origin's Components and
-// Resiliency resources, each source whole or not at all.
+// Resiliency resources, each source whole or not at all. A source that
+// could not be read (u.errs) is refused; its version in force stays.
 func (r *Reloader) handleResources(ctx context.Context, u update) {
 	changed := false
 	old := r.originKeys[u.origin]
 	for _, key := range slices.Sorted(maps.Keys(old)) {
-		if _, ok := u.docs[key]; ok {
+		_, listed := u.docs[key]
+		if _, unread := u.errs[key]; listed || unread {
 			continue
 		}
 		delete(r.rejected, key)
@@ -33,6 +35,10 @@ func (r *Reloader) handleResources(ctx context.Context, u update) {
 		}
 	}
 	keys := map[string]bool{}
+	for _, key := range slices.Sorted(maps.Keys(u.errs)) {
+		keys[key] = true
+		r.refuseUnread(key, u.errs[key])
+	}
 	for _, key := range slices.Sorted(maps.Keys(u.docs)) {
 		keys[key] = true
 		if r.take(ctx, u.docs[key], false) {
@@ -100,6 +106,15 @@ func (r *Reloader) take(ctx context.Context, d doc, quiet bool) bool {
 	r.log.Info("resource changed: in force", "source", d.key, "version", d.version)
 	r.warnIgnored(nil, []*parsed{p})
 	return true
+}
+
+// refuseUnread refuses the source key, which could not be read; it is
+// not counted or logged again while it fails the same way.
+func (r *Reloader) refuseUnread(key string, err error) {
+	if rej, ok := r.rejected[key]; ok && rej.doc.key == "" && rej.Error == err.Error() {
+		return
+	}
+	r.reject(key, refusal{Rejection: Rejection{Source: key, Error: err.Error()}})
 }
 
 // reject records a refused version, logs it and counts it.

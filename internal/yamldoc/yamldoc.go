@@ -1,7 +1,8 @@
 // Package yamldoc reads Dapr resources from YAML: the documents of one kind
 // in a multi-document stream, decoded strictly (a field the target does not
-// have is an error, so a typo never silently becomes a default), and the
-// YAML files of a resources folder.
+// have is an error, so a typo never silently becomes a default), the YAML
+// files of a resources folder, and one such file, read only when it is a
+// regular file and only up to a bound.
 package yamldoc
 
 import (
@@ -9,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"gopkg.in/yaml.v3"
 )
@@ -70,4 +73,72 @@ func Files(dir string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// ErrNotRegular is returned by ReadFile for a path that is not a regular
+// file nor a link to one: a named pipe, a device, a socket, a folder.
+var ErrNotRegular = errors.New("not a regular file")
+
+// ErrTooLarge is returned by ReadFile for a file that holds more than the
+// bound it was given.
+var ErrTooLarge = errors.New("file too large")
+
+// ReadFile reads the file at path, a regular file or a link to one, of at
+// most limit bytes. It never blocks on what is not a file: it is opened
+// without waiting (a named pipe opens at once), and refused unless what
+// was opened is a regular file. At most limit+1 bytes are read, so a file
+// that grows past limit while it is read is refused too. Errors name path
+// and wrap ErrNotRegular or ErrTooLarge.
+func ReadFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w but %s; only regular files, or links to them, are read", path, ErrNotRegular, typeOf(fi.Mode()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: %w: more than %s", path, ErrTooLarge, size(limit))
+	}
+	return b, nil
+}
+
+// typeOf names the type of what is not a regular file.
+func typeOf(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a folder"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "of type " + m.Type().String()
+}
+
+// size writes n bytes as the size flags take it: 1Gi, 4Mi, 64Ki, or in
+// bytes.
+func size(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGi", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMi", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKi", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

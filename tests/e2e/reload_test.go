@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -715,4 +716,183 @@ spec:
 	waitFor(t, "the Secret outside the RBAC refused", func() bool {
 		return strings.Contains(resourcesOf(t, front.url).rejection("otherstore"), "sidecar.secretNames")
 	})
+}
+
+// memoryComponent is an in-memory state store Component; extra is appended
+// (a comment makes another version of the same Component).
+func memoryComponent(name, extra string) []byte {
+	return []byte("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: " + name +
+		"\nspec:\n  type: state.in-memory\n  version: v1\n  metadata: []\n" + extra)
+}
+
+// hasComponent reports whether the sidecar's metadata lists the component.
+func hasComponent(t *testing.T, s *sidecar, name string) bool {
+	t.Helper()
+	for _, c := range getMetadata(t, s).Components {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// rewriteEvery saves path with new content every d until the test ends or
+// the returned stop is called.
+func rewriteEvery(t *testing.T, path string, d time.Duration, content func(n int) []byte) (stop func()) {
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		for n := 1; ; n++ {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+			if err := os.WriteFile(tmp, content(n), 0o644); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := os.Rename(tmp, path); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(quit); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestHotReloadNoisyFile: a file rewritten every 0.3 s, faster than it can
+// read the same twice, stays at its version in force and holds back no
+// other file's change; once it stops changing, it is taken too.
+func TestHotReloadNoisyFile(t *testing.T) {
+	dir := t.TempDir()
+	saveFile(t, filepath.Join(dir, "cache.yaml"), memoryComponent("cache", ""))
+	noisy := filepath.Join(dir, "generated.yaml")
+	saveFile(t, noisy, memoryComponent("generated", "# generation 0\n"))
+	s := newWorld(t).sidecar("front", 0, "--resources-path", dir)
+	generated := resourcesOf(t, s.url).version("Component", "generated")
+	if generated == "" {
+		t.Fatalf("resources at start: %+v", resourcesOf(t, s.url))
+	}
+	stop := rewriteEvery(t, noisy, 300*time.Millisecond, func(n int) []byte {
+		return memoryComponent("generated", fmt.Sprintf("# generation %d\n", n))
+	})
+
+	cache := resourcesOf(t, s.url).version("Component", "cache")
+	saveFile(t, filepath.Join(dir, "cache.yaml"), memoryComponent("cache", "# changed\n"))
+	saveFile(t, filepath.Join(dir, "orders.yaml"), memoryComponent("orders", ""))
+	took := waitFor(t, "the new Component orders and the changed cache in force beside a file rewritten every 0.3 s", func() bool {
+		return hasComponent(t, s, "orders") && resourcesOf(t, s.url).version("Component", "cache") != cache
+	})
+	t.Logf("in force %s after the change, beside the rewritten file", took.Round(time.Millisecond))
+	if resp, b := do(t, "POST", s.url+"/v1.0/state/orders", strings.NewReader(`[{"key":"k","value":"v"}]`), nil); resp.StatusCode != 204 {
+		t.Errorf("a write to the new store: %d %s", resp.StatusCode, b)
+	}
+	if got := resourcesOf(t, s.url).version("Component", "generated"); got != generated {
+		t.Errorf("the rewritten file's version in use %s, want the one in force at start, %s", got, generated)
+	}
+
+	stop()
+	waitFor(t, "the rewritten file taken once it stops changing", func() bool {
+		return resourcesOf(t, s.url).version("Component", "generated") != generated
+	})
+}
+
+// TestHotReloadFilesThatCannotBeRead: a named pipe, a link to /dev/zero and
+// a file larger than --resources-max-file-size in the folder are refused
+// each on its own, named in the status and the log, and never block the
+// sidecar nor fill its memory: the other files' changes apply.
+func TestHotReloadFilesThatCannotBeRead(t *testing.T) {
+	dir := t.TempDir()
+	path := func(name string) string { return filepath.Join(dir, name) }
+	saveFile(t, path("cache.yaml"), memoryComponent("cache", ""))
+	s := newWorld(t).sidecar("front", 0, "--resources-path", dir, "--resources-max-file-size", "64Ki")
+	metrics := "http://127.0.0.1:" + strconv.Itoa(getMetadata(t, s).Ports["metrics"])
+
+	if err := syscall.Mkfifo(path("pipe.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", path("zero.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	saveFile(t, path("big.yaml"), memoryComponent("big", strings.Repeat("# padding\n", 7000))) // 70 KB
+	cache := resourcesOf(t, s.url).version("Component", "cache")
+	saveFile(t, path("cache.yaml"), memoryComponent("cache", "# changed\n"))
+	saveFile(t, path("orders.yaml"), memoryComponent("orders", ""))
+	took := waitFor(t, "the new Component orders and the changed cache in force beside the files that cannot be read", func() bool {
+		return hasComponent(t, s, "orders") && resourcesOf(t, s.url).version("Component", "cache") != cache
+	})
+	t.Logf("in force %s after the change", took.Round(time.Millisecond))
+	if resp, b := do(t, "POST", s.url+"/v1.0/state/orders", strings.NewReader(`[{"key":"k","value":"v"}]`), nil); resp.StatusCode != 204 {
+		t.Errorf("a write to the new store: %d %s", resp.StatusCode, b)
+	}
+	if hasComponent(t, s, "big") {
+		t.Error("the file larger than the bound was taken")
+	}
+	says := map[string]string{
+		"pipe.yaml": "not a regular file but a named pipe (FIFO)",
+		"zero.yaml": "not a regular file but a character device",
+		"big.yaml":  "file too large: more than 64Ki, the most read of a resource file (--resources-max-file-size)",
+	}
+	waitFor(t, "the three files refused", func() bool { return len(resourcesOf(t, s.url).Rejected) == 3 })
+	st := resourcesOf(t, s.url)
+	for name, say := range says {
+		if got := st.rejection(name); !strings.Contains(got, path(name)+": "+say) {
+			t.Errorf("%s: rejection %q, want one saying %q", name, got, say)
+		}
+		if !strings.Contains(s.Out.String(), path(name)+": "+say) {
+			t.Errorf("the log does not say %q of %s", say, name)
+		}
+	}
+	if got := metricValue(t, metrics, "tandem_resources_rejected", `kind="file"`); got != 3 {
+		t.Errorf("tandem_resources_rejected{kind=\"file\"} %v, want 3", got)
+	}
+
+	for name := range says {
+		if err := os.Remove(path(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the refusals gone with the files", func() bool { return len(resourcesOf(t, s.url).Rejected) == 0 })
+}
+
+// TestResourceFilesThatCannotBeReadStopTheSidecar: at start, as any bad
+// resource does, a named pipe, a link to /dev/zero or a file larger than
+// the default bound (4Mi) stops the sidecar, naming the file and why; none
+// is waited on or read whole.
+func TestResourceFilesThatCannotBeReadStopTheSidecar(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		make   func(path string) error
+		config bool // given as --config, not in --resources-path
+		says   string
+	}{
+		{"pipe", func(p string) error { return syscall.Mkfifo(p, 0o644) }, false, "not a regular file but a named pipe (FIFO); only regular files, or links to them, are read"},
+		{"zero", func(p string) error { return os.Symlink("/dev/zero", p) }, false, "not a regular file but a character device"},
+		{"big", func(p string) error { return os.WriteFile(p, make([]byte, 4<<20+1), 0o644) }, false, "file too large: more than 4Mi, the most read of a resource file (--resources-max-file-size)"},
+		{"config pipe", func(p string) error { return syscall.Mkfifo(p, 0o644) }, true, "not a regular file but a named pipe (FIFO)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "x.yaml")
+			if err := c.make(file); err != nil {
+				t.Fatal(err)
+			}
+			where := []string{"--resources-path", dir}
+			if c.config {
+				where = []string{"--config", file}
+			}
+			p := proc.For(t).Start("sidecar", sidecarBin, nil, append([]string{"--app-id", "x", "--dapr-http-port", "0", "--dapr-grpc-port", "0",
+				"--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--registry-dir", t.TempDir()}, where...)...)
+			if code := proc.For(t).ExitCode(p, 20*time.Second); code != 1 || !strings.Contains(p.Out.String(), file+": "+c.says) {
+				t.Errorf("exit %d, output:\n%s\nwant exit 1 saying %q of %s", code, p.Out.String(), c.says, file)
+			}
+		})
+	}
 }
