@@ -5,7 +5,6 @@ package components
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
@@ -154,15 +153,6 @@ func Scoped(comps []Component, appID string) []Component {
 		}
 	}
 	return out
-}
-
-// LoadFile reads the Components of one YAML file (several documents allowed).
-func LoadFile(path string) ([]Component, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return Parse(b, path)
 }
 
 // Parse reads the Components of YAML documents; path names where they come

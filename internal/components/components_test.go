@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,7 +18,12 @@ import (
 func TestParseAndScope(t *testing.T) {
 	var comps []Component
 	for _, f := range []string{"memory.yml", "redis.yaml", "scoped.yaml"} {
-		cs, err := LoadFile(filepath.Join("testdata/good", f))
+		path := filepath.Join("testdata/good", f)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := Parse(b, path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,7 +9,6 @@ package config
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -129,16 +128,6 @@ var unsupported = []string{
 
 // DefaultSamplingRate is Dapr's rate when a Configuration names none.
 const DefaultSamplingRate = 0.0001
-
-// LoadFile reads the Configuration in the YAML file at path. The file may
-// hold several documents; exactly one must be a Configuration.
-func LoadFile(path string) (*Configuration, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--config: %w", err)
-	}
-	return Parse(b, path)
-}
 
 // Parse reads a Configuration from YAML; source names it in errors.
 func Parse(b []byte, source string) (*Configuration, error) {
