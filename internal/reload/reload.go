@@ -124,6 +124,7 @@ type storeInForce struct {
 type refusal struct {
 	Rejection
 	doc  doc    // a source's version refused
+	conf bool   // doc is a Configuration's: not retried as resources
 	hash string // a store's build refused
 }
 

@@ -54,7 +54,7 @@ func (r *Reloader) retryRejected(ctx context.Context) {
 	for again := true; again; {
 		again = false
 		for _, key := range slices.Sorted(maps.Keys(r.rejected)) {
-			if rej := r.rejected[key]; rej.doc.key != "" && r.take(ctx, rej.doc, true) {
+			if rej := r.rejected[key]; rej.doc.key != "" && !rej.conf && r.take(ctx, rej.doc, true) {
 				again = true
 			}
 		}
@@ -230,7 +230,7 @@ func (r *Reloader) handleConfig(u update) {
 		}
 	}
 	if err != nil {
-		r.reject(d.key, refusal{Rejection: Rejection{Kind: kindConfiguration, Name: d.name, Source: d.key, Version: d.version, Error: err.Error()}, doc: d})
+		r.reject(d.key, refusal{Rejection: Rejection{Kind: kindConfiguration, Name: d.name, Source: d.key, Version: d.version, Error: err.Error()}, doc: d, conf: true})
 		return
 	}
 	delete(r.rejected, d.key)
