@@ -60,8 +60,8 @@ func (p *parts[T]) all() []part[T] {
 	return out
 }
 
-// items is what the parts in force hold, but that of the source except,
-// in the order of their sources' keys.
+// items is what the parts in force hold, but that of the source except
+// ("": all), in the order of their sources' keys.
 func (p *parts[T]) items(except string) []T {
 	var out []T
 	for _, q := range p.all() {
