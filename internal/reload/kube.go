@@ -13,47 +13,35 @@ import (
 	"github.com/tandem-run/tandem/internal/kube"
 )
 
-// loadKube lists the namespace's Components and Resiliency resources and
-// reads the Configuration --config names. Without the resiliencies.dapr.io
-// CRD, or the RBAC to read it (a chart older than the sidecar), Resiliency
-// resources are read from files only, as the log says.
+// loadKube lists the namespace's objects of each kind the API server
+// holds, and takes them as Load does files: any error is returned. An
+// optional kind whose CRD, or the RBAC to read it, is missing is read from
+// files only, as the log says.
 func (r *Reloader) loadKube(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	kc := r.src.Kube
-	objs, rv, err := r.list(ctx, kube.Components, "")
-	if err != nil {
-		return err
-	}
-	if err := r.loadResources(ctx, originKubeComponents, r.kubeDocs(objs)); err != nil {
-		return err
-	}
-	r.listed[originKubeComponents] = listed{objs, rv}
-	objs, rv, err = r.list(ctx, kube.Resiliencies, "")
-	switch {
-	case kube.IsNotFound(err) || kube.IsForbidden(err):
-		r.log.Warn("Resiliency resources are not read from the API server; install the chart's resiliencies.dapr.io CRD and sidecar RBAC, and restart", "err", err)
-	case err != nil:
-		return err
-	default:
-		if err := r.loadResources(ctx, originKubeResiliencies, r.kubeDocs(objs)); err != nil {
+	for _, k := range r.kinds {
+		ks, name := k.kube, ""
+		if ks.named {
+			name = r.src.ConfigName
+		}
+		if ks.origin == "" || ks.named && name == "" {
+			continue
+		}
+		objs, rv, err := r.list(ctx, ks.res, name)
+		switch {
+		case ks.optional && (kube.IsNotFound(err) || kube.IsForbidden(err)):
+			r.log.Warn(fmt.Sprintf("%s resources are not read from the API server; install the chart's %s.dapr.io CRD and sidecar RBAC, and restart", ks.res.Kind, ks.res.Plural), "err", err)
+			continue
+		case err != nil:
+			return err
+		case name != "" && len(objs) == 0:
+			return fmt.Errorf("%s %q (dapr.io/config) not found in namespace %q: create it, or remove the annotation", ks.res.Kind, name, r.src.Kube.Namespace())
+		}
+		if err := r.diff.load(ctx, ks.origin, r.kubeDocs(objs)); err != nil {
 			return err
 		}
-		r.listed[originKubeResiliencies] = listed{objs, rv}
-	}
-	if name := r.src.ConfigName; name != "" {
-		objs, rv, err := r.list(ctx, kube.Configurations, name)
-		if err != nil {
-			return err
-		}
-		if len(objs) == 0 {
-			return fmt.Errorf("Configuration %q (dapr.io/config) not found in namespace %q: create it, or remove the annotation", name, kc.Namespace())
-		}
-		d := r.kubeDocs(objs)[objs[0].Key(kc.Namespace())]
-		if r.conf, err = parseConfig(d); err != nil {
-			return err
-		}
-		r.listed[originKubeConfiguration] = listed{objs, rv}
+		r.watched = append(r.watched, watched{origin: ks.origin, res: ks.res, name: name, objs: objs, rv: rv})
 	}
 	return nil
 }
@@ -87,38 +75,30 @@ func (r *Reloader) kubeDocs(objs []kube.Object) map[string]doc {
 	return out
 }
 
-// listed is what a list at start gave: where its watch goes on from.
-type listed struct {
-	objs []kube.Object
-	rv   string
+// watched is what a list at start gave: where its watch goes on from.
+type watched struct {
+	origin origin
+	res    kube.Resource
+	name   string // "": all the namespace's objects
+	objs   []kube.Object
+	rv     string
 }
 
 // watchKube watches the API server's objects listed at start, sending what
 // each kind holds on out after each change (the latest only, when the
 // reloader is busy).
 func (r *Reloader) watchKube(ctx context.Context, wg *sync.WaitGroup, out chan<- update) {
-	for _, o := range []origin{originKubeComponents, originKubeResiliencies, originKubeConfiguration} {
-		l, ok := r.listed[o]
-		if !ok {
-			continue
-		}
-		res, name := kube.Components, ""
-		switch o {
-		case originKubeResiliencies:
-			res = kube.Resiliencies
-		case originKubeConfiguration:
-			res, name = kube.Configurations, r.src.ConfigName
-		}
+	for _, l := range r.watched {
 		box := &mailbox{ready: make(chan struct{}, 1)}
-		w := &kube.Watcher{Client: r.src.Kube, Resource: res, Name: name, Logger: r.log,
+		w := &kube.Watcher{Client: r.src.Kube, Resource: l.res, Name: l.name, Logger: r.log,
 			OnChange: func(objs map[string]kube.Object) {
 				list := make([]kube.Object, 0, len(objs))
 				for _, obj := range objs {
 					list = append(list, obj)
 				}
-				box.put(update{origin: o, docs: r.kubeDocs(list)})
+				box.put(update{origin: l.origin, docs: r.kubeDocs(list)})
 			},
-			OnError: func(err error) { box.put(update{origin: o, err: err}) }}
+			OnError: func(err error) { box.put(update{origin: l.origin, err: err}) }}
 		wg.Go(func() { _ = w.Run(ctx, l.objs, l.rv) })
 		wg.Go(func() { box.forward(ctx, out) })
 	}
@@ -181,6 +161,15 @@ func (s *secretCache) fetch(ctx context.Context, name string) *secretEntry {
 	defer cancel()
 	sec, err := s.client.Secret(ctx, name)
 	return &secretEntry{secret: sec, err: err}
+}
+
+// lookup reads secretKeyRefs through the cache; nil (standalone mode: they
+// are an error) when there is none.
+func (s *secretCache) lookup(ctx context.Context) components.Secrets {
+	if s == nil {
+		return nil
+	}
+	return func(ref components.SecretKeyRef) (string, error) { return s.get(ctx, ref) }
 }
 
 // get reads the value ref points at.

@@ -28,6 +28,15 @@
 // At start (Load, Apply) the rules are the sidecar's as before: any error
 // stops it, except a store whose Component sets spec.ignoreErrors, and
 // stores are not pinged (they connect on first use).
+//
+// Inside, the loaders (pollFiles; the API server's watches) send what each
+// origin of sources holds. The differ (sources) knows which version of each
+// source is in force and which were refused, and takes a new version
+// through every kind that reads its origin (newKinds): each reconciler
+// stages its part of the version, then all commit, or all drop it. The
+// reconcilers then make their targets match what is in force: the
+// Components' (by type: the state stores), the Resiliency resources' and
+// the Configuration's.
 package reload
 
 import (
@@ -43,7 +52,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandem-run/tandem/internal/acl"
-	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/kube"
 	"github.com/tandem-run/tandem/internal/resiliency"
@@ -93,21 +101,18 @@ type Targets struct {
 	Resiliency *resiliency.Switch
 }
 
-// origin is a set of sources read together.
-type origin int
+// origin is a set of sources read together: the files of the
+// --resources-path folders, the --config file, or the API server's objects
+// of a kind. Its name lists its own errors (it could not be read).
+type origin string
 
 const (
-	originFiles             origin = iota // the --resources-path folders
-	originConfigFile                      // the --config file
-	originKubeComponents                  // the namespace's Components
-	originKubeResiliencies                // the namespace's Resiliency resources
-	originKubeConfiguration               // the Configuration --config names
+	originFiles      origin = "--resources-path"
+	originConfigFile origin = "--config"
 )
 
 // key is how an origin's own error is listed.
-func (o origin) key() string {
-	return [...]string{"--resources-path", "--config", "Components of the API server", "Resiliency resources of the API server", "--config (the API server's Configuration)"}[o]
-}
+func (o origin) key() string { return string(o) }
 
 // update is what an origin holds now, or why it could not be read.
 type update struct {
@@ -117,47 +122,21 @@ type update struct {
 	err    error            // the origin could not be read: nothing changes
 }
 
-// parsed is a source's version in force.
-type parsed struct {
-	doc   doc
-	comps []components.Component
-	res   []resiliency.Resource
-	conf  *config.Configuration
-}
-
-// storeInForce is a state store put in force.
-type storeInForce struct {
-	hash            string // of what it was built from (secrets read)
-	source, version string
-}
-
-// refusal is a rejected version, with what was refused.
-type refusal struct {
-	Rejection
-	doc  doc    // a source's version refused
-	hash string // a store's build refused
-}
-
 // Reloader reads the resources, puts them in force, and then keeps them in
 // step with their sources (Run).
 type Reloader struct {
 	src Sources
-	tg  Targets
 	log *slog.Logger
 	m   *metrics
 
 	// Owned by the goroutine of Load, Apply, then Run.
-	inForce    map[string]*parsed         // resource sources in force, by key
-	originKeys map[origin]map[string]bool // the keys each origin last held
-	conf       *parsed                    // the Configuration in force; nil: none
-	set        *resiliency.Set            // the policies in force
-	rejected   map[string]refusal         // by source key
-	stores     map[string]storeInForce    // by store name
-	storeErrs  map[string]refusal         // by store name
-	secrets    *secretCache               // kubernetes mode
-	embedded   bool                       // the default store is wanted
-	listed     map[origin]listed          // the lists at start, watched on from
-	hot        bool
+	kinds   []kind
+	diff    *sources
+	comps   *componentKind
+	conf    *configurationKind
+	secrets *secretCache // kubernetes mode
+	watched []watched    // the lists at start, watched on from
+	hot     bool
 
 	mu     sync.Mutex
 	status Status
@@ -172,20 +151,17 @@ func Load(ctx context.Context, src Sources) (*Reloader, error) {
 	src.PingTimeout = cmp.Or(src.PingTimeout, 5*time.Second)
 	src.SecretPoll = cmp.Or(src.SecretPoll, 30*time.Second)
 	src.MaxFileSize = cmp.Or(src.MaxFileSize, DefaultMaxFileSize)
-	r := &Reloader{
-		src:        src,
-		log:        src.Logger,
-		m:          newMetrics(src.Registerer),
-		inForce:    map[string]*parsed{},
-		originKeys: map[origin]map[string]bool{},
-		rejected:   map[string]refusal{},
-		stores:     map[string]storeInForce{},
-		storeErrs:  map[string]refusal{},
-		listed:     map[origin]listed{},
-	}
+	r := &Reloader{src: src, log: src.Logger}
 	if src.Kube != nil {
 		r.secrets = newSecretCache(src.Kube)
 	}
+	r.m = newMetrics(src.Registerer)
+	r.kinds = r.newKinds(src)
+	for _, k := range r.kinds {
+		r.m.add(k.rec.kind())
+	}
+	r.m.add(kindFile)
+	r.diff = newSources(readers(r.kinds, src.ConfigName), r.m, r.log)
 	files, err := readDirs(src.Dirs, src.MaxFileSize)
 	if err != nil {
 		return nil, err
@@ -197,7 +173,7 @@ func Load(ctx context.Context, src Sources) (*Reloader, error) {
 		}
 		docs[key] = files[key].doc
 	}
-	if err := r.loadResources(ctx, originFiles, docs); err != nil {
+	if err := r.diff.load(ctx, originFiles, docs); err != nil {
 		return nil, err
 	}
 	if src.ConfigFile != "" {
@@ -205,7 +181,7 @@ func Load(ctx context.Context, src Sources) (*Reloader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--config: %w", err)
 		}
-		if r.conf, err = parseConfig(d); err != nil {
+		if err := r.diff.load(ctx, originConfigFile, map[string]doc{d.key: d}); err != nil {
 			return nil, err
 		}
 	}
@@ -214,69 +190,21 @@ func Load(ctx context.Context, src Sources) (*Reloader, error) {
 			return nil, err
 		}
 	}
-	if r.set, err = r.resiliencyWith("", nil); err != nil {
-		return nil, err
-	}
-	r.embedded = src.DefaultStore && len(r.desiredStores()) == 0
 	return r, nil
 }
 
-// loadResources takes the resource sources of an origin at start.
-func (r *Reloader) loadResources(ctx context.Context, o origin, docs map[string]doc) error {
-	keys := map[string]bool{}
-	for _, key := range slices.Sorted(maps.Keys(docs)) {
-		p, err := r.check(ctx, docs[key], true)
-		if err != nil {
-			return err
-		}
-		r.inForce[key] = p
-		keys[key] = true
-	}
-	r.originKeys[o] = keys
-	return nil
-}
-
 // Configuration is the Configuration in force; nil: none.
-func (r *Reloader) Configuration() *config.Configuration {
-	if r.conf == nil {
-		return nil
-	}
-	return r.conf.conf
-}
+func (r *Reloader) Configuration() *config.Configuration { return r.conf.current() }
 
 // Apply puts what Load read in force on tg: the state stores (not pinged:
 // they connect on first use), access control and the resiliency policies.
 // Tracing was made from Configuration's settings by the caller.
 func (r *Reloader) Apply(ctx context.Context, tg Targets) error {
-	r.tg = tg
-	desired := r.desiredStores()
-	for _, name := range slices.Sorted(maps.Keys(desired)) {
-		w := desired[name]
-		sc, hash, err := r.build(ctx, w)
-		if err == nil {
-			if err = tg.State.Add(sc); err != nil {
-				closeStore(sc)
-				err = fmt.Errorf("%s: %w", w.source, err)
-			}
-		}
-		if err != nil && w.comp != nil && w.comp.Spec.IgnoreErrors {
-			r.log.Error("state store not loaded; going on without it, as its spec.ignoreErrors asks", "store", name, "file", w.comp.File, "err", err)
-			r.storeErrs[name] = refusal{Rejection: Rejection{Kind: kindComponent, Name: name, Source: w.source, Version: w.version, Error: err.Error(), Since: time.Now()}, hash: hash}
-			continue
-		}
-		if err != nil {
+	for _, k := range r.kinds {
+		if err := k.rec.start(ctx, tg); err != nil {
 			return err
 		}
-		r.stores[name] = storeInForce{hash: hash, source: w.source, version: w.version}
-		if w.comp == nil {
-			r.log.Info("no state store components: using the embedded in-memory store; its data lives only as long as this sidecar", "store", name)
-		} else {
-			r.log.Info("state store ready", "store", name, "type", w.comp.Spec.Type, "file", w.comp.File)
-		}
 	}
-	tg.ACL.Set(acl.New(r.Configuration().AccessControlSpec(), r.src.Namespace))
-	tg.Resiliency.Set(r.set)
-	r.warnIgnored(r.conf, r.inForceList())
 	r.publish()
 	return nil
 }
@@ -290,16 +218,9 @@ func (r *Reloader) Run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sentFiles := map[string]doc{}
-	for key := range r.originKeys[originFiles] {
-		sentFiles[key] = r.inForce[key].doc
-	}
 	configFile := r.src.ConfigFile
-	var sentConf doc
-	if r.conf != nil && configFile != "" {
-		sentConf = r.conf.doc
-	}
 	if len(r.src.Dirs) > 0 || configFile != "" {
+		sentFiles, sentConf := r.diff.docs(originFiles), r.diff.docs(originConfigFile)[configFile]
 		wg.Go(func() { pollFiles(ctx, r.src, sentFiles, sentConf, updates) })
 	}
 	if r.src.Kube != nil {
@@ -319,19 +240,33 @@ func (r *Reloader) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case u := <-updates:
-			r.handle(ctx, u)
-		case <-resync.C:
-			if len(r.storeErrs) > 0 {
-				r.reconcileStores(ctx, true)
+			if r.diff.handle(ctx, u) {
+				r.changed(ctx)
 			}
+		case <-resync.C:
+			r.apply(ctx, true)
 		case <-secrets:
-			if r.secrets.refresh(ctx, r.secretNames()) {
+			if r.secrets.refresh(ctx, r.comps.secretNames(r.diff.refusedDocs())) {
 				r.log.Info("a Secret that Components read changed: their stores are built again")
-				r.retryRejected(ctx)
-				r.applyResources(ctx)
+				r.changed(ctx)
 			}
 		}
 		r.publish()
+	}
+}
+
+// changed puts in force what a change of the sources allows: the versions
+// refused that fit now, then every kind's targets.
+func (r *Reloader) changed(ctx context.Context) {
+	r.diff.retry(ctx)
+	r.apply(ctx, false)
+}
+
+// apply makes every kind's targets match what is in force; retry: try
+// again what failed to apply.
+func (r *Reloader) apply(ctx context.Context, retry bool) {
+	for _, k := range r.kinds {
+		k.rec.apply(ctx, retry)
 	}
 }
 
@@ -340,20 +275,4 @@ func (r *Reloader) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.status
-}
-
-// handle puts an origin's change in force.
-func (r *Reloader) handle(ctx context.Context, u update) {
-	okey := u.origin.key()
-	if u.err != nil {
-		r.reject(okey, refusal{Rejection: Rejection{Source: okey, Error: u.err.Error()}})
-		return
-	}
-	delete(r.rejected, okey)
-	switch u.origin {
-	case originConfigFile, originKubeConfiguration:
-		r.handleConfig(u)
-	default:
-		r.handleResources(ctx, u)
-	}
 }

@@ -539,3 +539,31 @@ func TestLoadRefusesFilesThatCannotBeRead(t *testing.T) {
 		})
 	}
 }
+
+// A refused version of the --config file stays refused, and the
+// Configuration in force stays, when a resource file changes meanwhile:
+// refused versions are tried again as what they are.
+func TestRefusedConfigurationStaysRefused(t *testing.T) {
+	dir, confDir := t.TempDir(), t.TempDir()
+	store := filepath.Join(dir, "statestore.yaml")
+	save(t, store, memoryYAML("statestore"))
+	path := filepath.Join(confDir, "config.yaml")
+	conf := func(rate string) []byte {
+		return []byte("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: appconfig\nspec:\n  tracing:\n    samplingRate: \"" + rate + "\"\n    stdout: true\n")
+	}
+	save(t, path, conf("1"))
+	g := start(t, Sources{Dirs: []string{dir}, ConfigFile: path})
+	save(t, path, conf("2"))
+	eventually(t, "the bad rate rejected", func() bool { r, _ := g.rejected(path); return strings.Contains(r.Error, "samplingRate") })
+	save(t, store, memoryYAML("statestore", "keyPrefix", "name"))
+	eventually(t, "the changed Component in force", func() bool { return g.keyPrefixOf("statestore") == "name" })
+	if r, ok := g.rejected(path); !ok || !strings.Contains(r.Error, "samplingRate") {
+		t.Errorf("the refused Configuration is no longer listed: %+v", g.r.Status())
+	}
+	if n := g.counter(kindFile, "applied"); n != 0 {
+		t.Errorf("%v versions taken as a file of no kind", n)
+	}
+	if !g.tracing.Enabled() {
+		t.Error("tracing changed")
+	}
+}

@@ -3,7 +3,6 @@ package reload
 import (
 	"cmp"
 	"errors"
-	"slices"
 	"sort"
 	"time"
 
@@ -60,6 +59,7 @@ func sortResources(rs []Resource) {
 type metrics struct {
 	reloads  *prometheus.CounterVec
 	rejected *prometheus.GaugeVec
+	kinds    []string // the values of the kind label
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -77,17 +77,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.reloads = register(reg, m.reloads).(*prometheus.CounterVec)
 		m.rejected = register(reg, m.rejected).(*prometheus.GaugeVec)
 	}
-	for _, k := range kinds {
-		m.reloads.WithLabelValues(k, "applied")
-		m.reloads.WithLabelValues(k, "rejected")
-		m.rejected.WithLabelValues(k)
-	}
 	return m
 }
 
-// kinds are the values of the kind label ("file": a file that is not YAML).
-var kinds = []string{kindComponent, kindConfiguration, kindResiliency, kindFile}
+// add makes kind a value of the kind label, its series there from the
+// start.
+func (m *metrics) add(kind string) {
+	m.kinds = append(m.kinds, kind)
+	m.reloads.WithLabelValues(kind, "applied")
+	m.reloads.WithLabelValues(kind, "rejected")
+	m.rejected.WithLabelValues(kind)
+}
 
+// The kinds as Status and the metrics name them; kindFile is a file read
+// as no kind (not YAML, or holding none).
 const (
 	kindComponent     = "Component"
 	kindConfiguration = "Configuration"
@@ -111,40 +114,23 @@ func register(reg prometheus.Registerer, c prometheus.Collector) prometheus.Coll
 // publish makes Status what is in force now.
 func (r *Reloader) publish() {
 	st := Status{HotReload: r.hot, InUse: []Resource{}, Rejected: []Rejection{}}
-	for name, s := range r.stores {
-		if s.source == "embedded" {
-			continue
-		}
-		st.InUse = append(st.InUse, Resource{Kind: kindComponent, Name: name, Source: s.source, Version: s.version})
+	for _, k := range r.kinds {
+		k.rec.report(&st)
 	}
-	for _, p := range r.inForce {
-		for _, res := range p.res {
-			if len(res.Scopes) == 0 || slices.Contains(res.Scopes, r.src.AppID) {
-				st.InUse = append(st.InUse, Resource{Kind: kindResiliency, Name: res.Metadata.Name, Source: p.doc.key, Version: p.doc.version})
-			}
-		}
-	}
-	if r.conf != nil {
-		st.InUse = append(st.InUse, Resource{Kind: kindConfiguration, Name: r.conf.conf.Metadata.Name, Source: r.conf.doc.key, Version: r.conf.doc.version})
-	}
+	r.diff.report(&st)
 	if r.secrets != nil {
 		st.InUse = append(st.InUse, r.secrets.inUse()...)
 	}
 	sortResources(st.InUse)
-	counts := map[string]int{}
-	for _, rej := range r.rejected {
-		st.Rejected = append(st.Rejected, rej.Rejection)
-		counts[cmp.Or(rej.Kind, kindFile)]++
-	}
-	for _, rej := range r.storeErrs {
-		st.Rejected = append(st.Rejected, rej.Rejection)
-		counts[kindComponent]++
-	}
 	sort.Slice(st.Rejected, func(i, j int) bool {
 		a, b := st.Rejected[i], st.Rejected[j]
 		return a.Source < b.Source || a.Source == b.Source && a.Name < b.Name
 	})
-	for _, k := range kinds {
+	counts := map[string]int{}
+	for _, rej := range st.Rejected {
+		counts[cmp.Or(rej.Kind, kindFile)]++
+	}
+	for _, k := range r.m.kinds {
 		r.m.rejected.WithLabelValues(k).Set(float64(counts[k]))
 	}
 	r.mu.Lock()
