@@ -95,6 +95,10 @@ type Options struct {
 	// on Unix sockets, named as daprd names them, instead of their ports;
 	// "": on their ports.
 	UnixDomainSocket string
+	// UnixDomainSocketGroup is the group (a name, or a numeric id from 0
+	// to 4294967294) that may connect to the Unix sockets too: they are
+	// 0660 and belong to it; "": 0600, the sidecar's user only.
+	UnixDomainSocketGroup string
 	// ProfilePort is where Go's pprof is served when EnableProfiling
 	// (0 picks a free port); daprd's default 7777.
 	ProfilePort     int
@@ -160,6 +164,7 @@ var (
 	probeInterval    = intRange{lo: 1, hi: 3600, accepted: "1 to 3600 seconds"}
 	probeTimeout     = intRange{lo: 1, hi: 3600 * 1000, accepted: "1 to 3600000 milliseconds, at most --app-health-probe-interval"}
 	maxProcsRange    = intRange{lo: 0, hi: maxProcs, unset: true, accepted: "-1 for the default (1, or the container's CPU limit when it has one), 0 for Go's default (every CPU, or the CPU limit), or 1 to 1024"}
+	gidRange         = intRange{lo: 0, hi: math.MaxUint32 - 1, accepted: "a group's name, or its numeric id from 0 to 4294967294"}
 	healthThreshold  = intRange{lo: 1, hi: 1000000, accepted: "1 to 1000000 failed probes in a row"}
 )
 
@@ -228,7 +233,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.RegistryDir, "registry-dir", getenv("TANDEM_REGISTRY_DIR"), "standalone: registry folder of running sidecars (env TANDEM_REGISTRY_DIR)")
 	fs.StringVar(&o.ClusterDomain, "kubernetes-cluster-domain", "cluster.local", "kubernetes: the cluster's DNS domain")
 	fs.StringVar(&o.DNSServer, "kubernetes-dns-server", "", "kubernetes: DNS server host:port (default: the system's)")
-	fs.StringVar(&o.UnixDomainSocket, "unix-domain-socket", "", "`folder` where the HTTP and gRPC APIs listen on Unix sockets (dapr-<app-id>-http.socket, dapr-<app-id>-grpc.socket) instead of their ports")
+	fs.StringVar(&o.UnixDomainSocket, "unix-domain-socket", "", "`folder` where the HTTP and gRPC APIs listen on Unix sockets (dapr-<app-id>-http.socket, dapr-<app-id>-grpc.socket) instead of their ports; mode 0600, whatever the umask")
+	fs.StringVar(&o.UnixDomainSocketGroup, "unix-domain-socket-group", "", "`group` (name or numeric id) that may connect to the Unix sockets too: they become 0660 and belong to it")
 	intVar(&o.MaxProcs, "max-procs", -1, maxProcsRange, "`CPUs` the sidecar's Go code runs on at once (GOMAXPROCS); GOMAXPROCS in the environment is taken when this is -1")
 	fs.BoolVar(&o.EnableProfiling, "enable-profiling", false, "serve Go's pprof (/debug/pprof/) on --profile-port")
 	intVar(&o.ProfilePort, "profile-port", -1, profilePortRange, "pprof `port` with --enable-profiling")
@@ -395,6 +401,13 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	if o.BlockShutdown < 0 || o.BlockShutdown > maxBlockShutdown {
 		return o, fmt.Errorf("--dapr-block-shutdown-duration %s is not valid; accepted: 0 to 1h, e.g. 10s", o.BlockShutdown)
 	}
+	if g := o.UnixDomainSocketGroup; g != "" && strings.Trim(g, "0123456789") == "" {
+		if _, err := gidRange.parse("--unix-domain-socket-group", g); err != nil {
+			return o, err
+		}
+	} else if strings.ContainsAny(g, ": \t\n") {
+		return o, fmt.Errorf("--unix-domain-socket-group %q is not valid; accepted: a group's name or numeric id", g)
+	}
 	if o.AllowedOrigins, err = parseOrigins(origins); err != nil {
 		return o, err
 	}
@@ -432,6 +445,9 @@ func unused(given map[string]bool, blanked []string, o Options) []string {
 				out = append(out, "--"+f+": app health checks are off without --enable-app-health-check")
 			}
 		}
+	}
+	if given["unix-domain-socket-group"] && o.UnixDomainSocket == "" {
+		out = append(out, "--unix-domain-socket-group: the APIs listen on ports without --unix-domain-socket")
 	}
 	if given["profile-port"] && !o.EnableProfiling {
 		out = append(out, "--profile-port: profiling is off without --enable-profiling")

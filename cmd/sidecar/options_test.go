@@ -144,6 +144,14 @@ func TestParseOptions(t *testing.T) {
 			func(o Options) bool { return o.BlockShutdown == 10*time.Second }},
 		{"unix domain socket", []string{"--app-id", "a", "--unix-domain-socket", "/tmp/sockets"}, nil,
 			func(o Options) bool { return o.UnixDomainSocket == "/tmp/sockets" }},
+		{"unix domain socket group by name", []string{"--app-id", "a", "--unix-domain-socket", "/tmp/sockets", "--unix-domain-socket-group", "dapr"}, nil,
+			func(o Options) bool { return o.UnixDomainSocketGroup == "dapr" && len(o.Unused) == 0 }},
+		{"unix domain socket group by id", []string{"--app-id", "a", "--unix-domain-socket", "/tmp/sockets", "--unix-domain-socket-group", "4294967294"}, nil,
+			func(o Options) bool { return o.UnixDomainSocketGroup == "4294967294" }},
+		{"unix domain socket group without sockets", []string{"--app-id", "a", "--unix-domain-socket-group", "dapr"}, nil,
+			func(o Options) bool {
+				return len(o.Unused) == 1 && strings.HasPrefix(o.Unused[0], "--unix-domain-socket-group: ")
+			}},
 		{"log level fatal, daprd's", []string{"--app-id", "a", "--log-level", "fatal"}, nil,
 			func(o Options) bool { return o.LogLevel.String() == "ERROR" }},
 	}
@@ -183,6 +191,10 @@ func TestParseOptionsErrorsNameTheFlag(t *testing.T) {
 		{"block shutdown negative", []string{"--app-id", "a", "--dapr-block-shutdown-duration", "-1s"}, nil, []string{"--dapr-block-shutdown-duration", "0 to 1h"}},
 		{"origin without scheme", []string{"--app-id", "a", "--allowed-origins", "example.com"}, nil, []string{"--allowed-origins", "example.com", "https://app.example.com"}},
 		{"origins with *", []string{"--app-id", "a", "--allowed-origins", "https://a.example,*"}, nil, []string{"--allowed-origins", "* alone"}},
+		{"socket group id too large", []string{"--app-id", "a", "--unix-domain-socket", "/s", "--unix-domain-socket-group", "4294967295"}, nil,
+			[]string{"--unix-domain-socket-group", `"4294967295"`, "0 to 4294967294"}},
+		{"socket group with a colon", []string{"--app-id", "a", "--unix-domain-socket", "/s", "--unix-domain-socket-group", "a:b"}, nil,
+			[]string{"--unix-domain-socket-group", `"a:b"`, "name or numeric id"}},
 		{"mode", []string{"--app-id", "a", "--mode", "cloud"}, nil, []string{"--mode", "standalone, kubernetes"}},
 		{"kubernetes without namespace", []string{"--app-id", "a", "--mode", "kubernetes"}, nil, []string{"NAMESPACE"}},
 		{"log level", []string{"--app-id", "a", "--log-level", "loud"}, nil, []string{"--log-level", "loud"}},

@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,6 +124,69 @@ func TestUnixDomainSockets(t *testing.T) {
 		if _, err := os.Stat(sock); !os.IsNotExist(err) {
 			t.Errorf("%s is left after a clean stop: %v", sock, err)
 		}
+	}
+}
+
+// TestUnixDomainSocketModes: under umask 000, which would leave a socket
+// bound in place open to every local user, the API sockets are 0600; with
+// --unix-domain-socket-group (here the test's own group, by name and by id)
+// they are 0660 and belong to that group. An unknown group stops the sidecar
+// with a message naming the flag.
+func TestUnixDomainSocketModes(t *testing.T) {
+	w := newWorld(t)
+	pt := proc.For(t)
+	gid := os.Getgid()
+	grp, err := user.LookupGroupId(itoa(gid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		extra []string
+		mode  os.FileMode
+	}{
+		{"no group", nil, 0o600},
+		{"group by name", []string{"--unix-domain-socket-group", grp.Name}, 0o660},
+		{"group by id", []string{"--unix-domain-socket-group", itoa(gid)}, 0o660},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := append([]string{"-c", `umask 000; exec "$0" "$@"`, sidecarBin, "--app-id", "modeapp", "--unix-domain-socket", dir,
+				"--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--registry-dir", w.registry}, c.extra...)
+			s := pt.Start("sidecar modeapp", "/bin/sh", nil, args...)
+			for _, api := range []string{"http", "grpc"} {
+				sock := filepath.Join(dir, "dapr-modeapp-"+api+".socket")
+				waitUnix(t, sock)
+				fi, err := os.Stat(sock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != c.mode {
+					t.Errorf("%s: mode %v, want a socket with %v", sock, fi.Mode(), c.mode)
+				}
+				if st := fi.Sys().(*syscall.Stat_t); int(st.Gid) != gid {
+					t.Errorf("%s: group %d, want %d", sock, st.Gid, gid)
+				}
+			}
+			// Nothing but the two sockets is left in the folder.
+			if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+				t.Errorf("the folder holds %v", ents)
+			}
+			if resp, err := unixClient(filepath.Join(dir, "dapr-modeapp-http.socket")).Get("http://unix/v1.0/healthz/outbound"); err != nil || resp.StatusCode != 204 {
+				t.Errorf("healthz over the socket: %v %v", resp, err)
+			}
+			if err := s.Stop(sigterm, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+				t.Errorf("left after a clean stop: %v", ents)
+			}
+		})
+	}
+	bad := pt.Start("sidecar badgroup", sidecarBin, nil, "--app-id", "modeapp", "--unix-domain-socket", t.TempDir(),
+		"--unix-domain-socket-group", "no-such-group-here", "--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--registry-dir", w.registry)
+	if code := pt.ExitCode(bad, 15*time.Second); code == 0 || !strings.Contains(bad.Out.String(), `--unix-domain-socket-group "no-such-group-here"`) {
+		t.Errorf("an unknown group: exit %d\n%s", code, bad.Out.String())
 	}
 }
 
