@@ -136,10 +136,20 @@ func TestParseOptions(t *testing.T) {
 			func(o Options) bool { return !o.EnableProfiling }},
 		{"origins", []string{"--app-id", "a", "--allowed-origins", "https://App.example, http://localhost:8080 ,https://*.example.com"}, nil,
 			func(o Options) bool {
-				return strings.Join(o.AllowedOrigins, "|") == "https://app.example|http://localhost:8080|https://*.example.com"
+				return !o.AllowedOrigins.Any && strings.Join(o.AllowedOrigins.Patterns, "|") == "https://app.example|http://localhost:8080|https://*.example.com"
 			}},
-		{"origins *, daprd's default: no CORS", []string{"--app-id", "a", "--allowed-origins", "*"}, nil,
-			func(o Options) bool { return o.AllowedOrigins == nil }},
+		{"origins by default: loopback", []string{"--app-id", "a"}, nil,
+			func(o Options) bool { return !o.AllowedOrigins.Any && o.AllowedOrigins.Patterns == nil }},
+		{"origins *, daprd's default: every origin, no CORS", []string{"--app-id", "a", "--allowed-origins", "*"}, nil,
+			func(o Options) bool { return o.AllowedOrigins.Any }},
+		{"hosts by default: none but loopback and addresses", []string{"--app-id", "a"}, nil,
+			func(o Options) bool { return !o.AllowedHosts.Any && o.AllowedHosts.Names == nil }},
+		{"hosts", []string{"--app-id", "a", "--allowed-hosts", "Sidecar, *.example.internal,my_svc.", "--dapr-listen-addresses", "127.0.0.1,[::1],devbox.lan"}, nil,
+			func(o Options) bool {
+				return !o.AllowedHosts.Any && strings.Join(o.AllowedHosts.Names, "|") == "sidecar|*.example.internal|my_svc|devbox.lan"
+			}},
+		{"hosts *, daprd's: any", []string{"--app-id", "a", "--allowed-hosts", "*"}, nil,
+			func(o Options) bool { return o.AllowedHosts.Any }},
 		{"block shutdown", []string{"--app-id", "a", "--dapr-block-shutdown-duration", "10s"}, nil,
 			func(o Options) bool { return o.BlockShutdown == 10*time.Second }},
 		{"unix domain socket", []string{"--app-id", "a", "--unix-domain-socket", "/tmp/sockets"}, nil,
@@ -191,6 +201,10 @@ func TestParseOptionsErrorsNameTheFlag(t *testing.T) {
 		{"block shutdown negative", []string{"--app-id", "a", "--dapr-block-shutdown-duration", "-1s"}, nil, []string{"--dapr-block-shutdown-duration", "0 to 1h"}},
 		{"origin without scheme", []string{"--app-id", "a", "--allowed-origins", "example.com"}, nil, []string{"--allowed-origins", "example.com", "https://app.example.com"}},
 		{"origins with *", []string{"--app-id", "a", "--allowed-origins", "https://a.example,*"}, nil, []string{"--allowed-origins", "* alone"}},
+		{"host with a port", []string{"--app-id", "a", "--allowed-hosts", "sidecar:3500"}, nil, []string{"--allowed-hosts", `"sidecar:3500"`, "without port"}},
+		{"host with a scheme", []string{"--app-id", "a", "--allowed-hosts", "http://sidecar"}, nil, []string{"--allowed-hosts", `"http://sidecar"`}},
+		{"hosts with * in the middle", []string{"--app-id", "a", "--allowed-hosts", "a.*.example"}, nil, []string{"--allowed-hosts", `"a.*.example"`}},
+		{"hosts mixing *", []string{"--app-id", "a", "--allowed-hosts", "sidecar,*"}, nil, []string{"--allowed-hosts", `at "*"`}},
 		{"socket group id too large", []string{"--app-id", "a", "--unix-domain-socket", "/s", "--unix-domain-socket-group", "4294967295"}, nil,
 			[]string{"--unix-domain-socket-group", `"4294967295"`, "0 to 4294967294"}},
 		{"socket group with a colon", []string{"--app-id", "a", "--unix-domain-socket", "/s", "--unix-domain-socket-group", "a:b"}, nil,
