@@ -59,11 +59,11 @@ func CheckHost(hosts Hosts, h http.Handler) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if hosts.allowed(hostName(r.Host)) || onUnixSocket(r) {
+		name := hostName(r.Host)
+		if hosts.allowed(name) || onUnixSocket(r) {
 			h.ServeHTTP(w, r)
 			return
 		}
-		name := hostName(r.Host)
 		apierr.Write(w, apierr.New(apierr.CodeForbiddenHost, http.StatusForbidden, codes.PermissionDenied,
 			"the request's Host %q is not a name of this sidecar: it answers to localhost, *.localhost, IP addresses and the names in --allowed-hosts (a browser page whose name was pointed at this machine, DNS rebinding, sends its own name); to call it by this name, start the sidecar with --allowed-hosts %s",
 			r.Host, name))
