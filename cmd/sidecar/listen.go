@@ -4,12 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 )
 
 // listeners are every socket the sidecar serves, bound before anything runs
@@ -29,10 +27,14 @@ func listenAll(o Options) (*listeners, error) {
 	if o.UnixDomainSocket != "" {
 		// The APIs on Unix sockets instead of their ports, named as daprd
 		// names them (the Dapr CLI and SDKs find them so).
-		if l.http, err = l.listenUnix("--unix-domain-socket", socketPath(o, "http")); err != nil {
+		gid, err := socketGroup(o.UnixDomainSocketGroup)
+		if err != nil {
 			return nil, err
 		}
-		if l.grpc, err = l.listenUnix("--unix-domain-socket", socketPath(o, "grpc")); err != nil {
+		if l.http, err = l.listenUnix("--unix-domain-socket", socketPath(o, "http"), gid); err != nil {
+			return nil, err
+		}
+		if l.grpc, err = l.listenUnix("--unix-domain-socket", socketPath(o, "grpc"), gid); err != nil {
 			return nil, err
 		}
 	} else {
@@ -73,31 +75,6 @@ func listenAll(o Options) (*listeners, error) {
 // --unix-domain-socket: dapr-<app-id>-<api>.socket, as daprd names it.
 func socketPath(o Options, api string) string {
 	return filepath.Join(o.UnixDomainSocket, "dapr-"+o.AppID+"-"+api+".socket")
-}
-
-// listenUnix listens on the Unix socket path. A socket file that nothing
-// answers on is what a sidecar that was killed left: it is replaced. The
-// file is removed when the listener closes.
-func (l *listeners) listenUnix(flag, path string) ([]net.Listener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			l.close()
-			return nil, fmt.Errorf("%s: %s exists and is not a socket; remove it or pick another folder", flag, path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			_ = c.Close()
-			l.close()
-			return nil, fmt.Errorf("%s: %s is in use, by another sidecar of this app id?; stop it or pick another folder", flag, path)
-		}
-		_ = os.Remove(path)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		l.close()
-		return nil, fmt.Errorf("%s: cannot listen on %s: %w", flag, path, err)
-	}
-	l.all = append(l.all, ln)
-	return []net.Listener{ln}, nil
 }
 
 // listenAPI binds port on every address; with port 0 the first address picks

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	grpcapi "github.com/tandem-run/tandem/internal/api/grpc"
+	httpapi "github.com/tandem-run/tandem/internal/api/http"
 	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/internal/ports"
@@ -111,6 +113,10 @@ type Options struct {
 	// on Unix sockets, named as daprd names them, instead of their ports;
 	// "": on their ports.
 	UnixDomainSocket string
+	// UnixDomainSocketGroup is the group (a name, or a numeric id from 0
+	// to 4294967294) that may connect to the Unix sockets too: they are
+	// 0660 and belong to it; "": 0600, the sidecar's user only.
+	UnixDomainSocketGroup string
 	// ProfilePort is where Go's pprof is served when EnableProfiling
 	// (0 picks a free port); daprd's default 7777.
 	ProfilePort     int
@@ -123,9 +129,14 @@ type Options struct {
 	// until the app's health check fails, while the sidecar serves as
 	// before (--dapr-block-shutdown-duration); 0: no wait.
 	BlockShutdown time.Duration
-	// AllowedOrigins are the origins CORS lets browsers call the HTTP API
-	// from; nil: no CORS headers (daprd's default "*" means the same).
-	AllowedOrigins []string
+	// AllowedOrigins are the origins browser pages may call the HTTP API
+	// from (--allowed-origins): by default the loopback origins; "*" is
+	// daprd's behaviour, every origin and no CORS headers.
+	AllowedOrigins httpapi.Origins
+	// AllowedHosts are the names the HTTP API answers to in a Host header
+	// beyond localhost, *.localhost and IP addresses: --allowed-hosts and
+	// the names among --dapr-listen-addresses.
+	AllowedHosts httpapi.Hosts
 
 	// MaxProcs is --max-procs: -1 for the default (see internal/maxprocs), 0 for
 	// Go's own, or the number of CPUs the sidecar's Go code runs on at once.
@@ -182,6 +193,7 @@ var (
 	probeInterval    = intRange{lo: 1, hi: 3600, accepted: "1 to 3600 seconds"}
 	probeTimeout     = intRange{lo: 1, hi: 3600 * 1000, accepted: "1 to 3600000 milliseconds, at most --app-health-probe-interval"}
 	maxProcsRange    = intRange{lo: 0, hi: maxProcs, unset: true, accepted: "-1 for the default (1, or the container's CPU limit when it has one), 0 for Go's default (every CPU, or the CPU limit), or 1 to 1024"}
+	gidRange         = intRange{lo: 0, hi: math.MaxUint32 - 1, accepted: "a group's name, or its numeric id from 0 to 4294967294"}
 	healthThreshold  = intRange{lo: 1, hi: 1000000, accepted: "1 to 1000000 failed probes in a row"}
 	grpcStreamsRange = intRange{lo: 1, hi: maxGRPCStreams, accepted: "1 to 1048576 calls"}
 )
@@ -199,7 +211,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		*p = def
 		fs.Var(&intFlag{p: p, name: name, r: r, refused: &refused}, name, usage+"; accepted: "+r.accepted)
 	}
-	var appPort, publicPort, maxBody, readBuffer, resourcesMaxFile, listen, logLevel, origins string
+	var appPort, publicPort, maxBody, readBuffer, resourcesMaxFile, listen, logLevel, origins, hosts string
 	var grace, readBufferSizeKB, maxRequestSizeMB int
 	var appSSL, showVersion bool
 	var health invoke.HealthCheck
@@ -255,7 +267,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.RegistryDir, "registry-dir", getenv("TANDEM_REGISTRY_DIR"), "standalone: registry folder of running sidecars (env TANDEM_REGISTRY_DIR)")
 	fs.StringVar(&o.ClusterDomain, "kubernetes-cluster-domain", "cluster.local", "kubernetes: the cluster's DNS domain")
 	fs.StringVar(&o.DNSServer, "kubernetes-dns-server", "", "kubernetes: DNS server host:port (default: the system's)")
-	fs.StringVar(&o.UnixDomainSocket, "unix-domain-socket", "", "`folder` where the HTTP and gRPC APIs listen on Unix sockets (dapr-<app-id>-http.socket, dapr-<app-id>-grpc.socket) instead of their ports")
+	fs.StringVar(&o.UnixDomainSocket, "unix-domain-socket", "", "`folder` where the HTTP and gRPC APIs listen on Unix sockets (dapr-<app-id>-http.socket, dapr-<app-id>-grpc.socket) instead of their ports; mode 0600, whatever the umask")
+	fs.StringVar(&o.UnixDomainSocketGroup, "unix-domain-socket-group", "", "`group` (name or numeric id) that may connect to the Unix sockets too: they become 0660 and belong to it")
 	intVar(&o.MaxProcs, "max-procs", -1, maxProcsRange, "`CPUs` the sidecar's Go code runs on at once (GOMAXPROCS); GOMAXPROCS in the environment is taken when this is -1")
 	fs.BoolVar(&o.EnableProfiling, "enable-profiling", false, "serve Go's pprof (/debug/pprof/) on --profile-port")
 	intVar(&o.ProfilePort, "profile-port", -1, profilePortRange, "pprof `port` with --enable-profiling")
@@ -266,7 +279,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	intVar(&health.Threshold, "app-health-threshold", invoke.DefaultHealthThreshold, healthThreshold, "failed `probes` in a row that make the app unhealthy")
 	fs.BoolVar(&o.EnableAPILogging, "enable-api-logging", false, "log every call to the HTTP and gRPC APIs")
 	fs.DurationVar(&o.BlockShutdown, "dapr-block-shutdown-duration", 0, "on SIGTERM, keep serving this long (or until the app's health check fails) before shutting down; 0 to 1h")
-	fs.StringVar(&origins, "allowed-origins", "*", "comma-separated origins browsers may call the HTTP API from (CORS), e.g. https://app.example.com; * (the default): no CORS headers, as daprd")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins browser pages may call the HTTP API from (CORS), e.g. https://app.example.com,http://localhost:*; pages on other origins may only GET and HEAD; default: loopback origins (http or https on localhost, *.localhost, 127.0.0.1, [::1]); * for every origin and no CORS headers, as daprd")
+	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated names the HTTP API answers to in a request's Host, e.g. sidecar,*.example.internal, beyond localhost, *.localhost and IP addresses, which it always answers to; * for any, as daprd")
 	fs.StringVar(&placement, "placement-host-address", "", "accepted without effect: this sidecar has no actors")
 	fs.StringVar(&scheduler, "scheduler-host-address", "", "accepted without effect: this sidecar has no scheduler (jobs, reminders)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
@@ -343,6 +357,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		if a = strings.TrimSpace(a); a != "" {
 			o.ListenAddresses = append(o.ListenAddresses, strings.Trim(a, "[]"))
 		}
+	}
+	if o.AllowedHosts, err = parseHosts(hosts, o.ListenAddresses); err != nil {
+		return o, err
 	}
 	switch o.Mode {
 	case "standalone":
@@ -434,6 +451,13 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	if o.BlockShutdown < 0 || o.BlockShutdown > maxBlockShutdown {
 		return o, fmt.Errorf("--dapr-block-shutdown-duration %s is not valid; accepted: 0 to 1h, e.g. 10s", o.BlockShutdown)
 	}
+	if g := o.UnixDomainSocketGroup; g != "" && strings.Trim(g, "0123456789") == "" {
+		if _, err := gidRange.parse("--unix-domain-socket-group", g); err != nil {
+			return o, err
+		}
+	} else if strings.ContainsAny(g, ": \t\n") {
+		return o, fmt.Errorf("--unix-domain-socket-group %q is not valid; accepted: a group's name or numeric id", g)
+	}
 	if o.AllowedOrigins, err = parseOrigins(origins); err != nil {
 		return o, err
 	}
@@ -472,6 +496,9 @@ func unused(given map[string]bool, blanked []string, o Options) []string {
 			}
 		}
 	}
+	if given["unix-domain-socket-group"] && o.UnixDomainSocket == "" {
+		out = append(out, "--unix-domain-socket-group: the APIs listen on ports without --unix-domain-socket")
+	}
 	if given["profile-port"] && !o.EnableProfiling {
 		out = append(out, "--profile-port: profiling is off without --enable-profiling")
 	}
@@ -481,24 +508,56 @@ func unused(given map[string]bool, blanked []string, o Options) []string {
 	return out
 }
 
-// parseOrigins parses --allowed-origins: "*" is daprd's default and means
-// no CORS headers; otherwise a comma-separated list of origins
+// parseOrigins parses --allowed-origins: empty (the default) is the
+// loopback origins; "*" is daprd's default and means every origin, no CORS
+// headers; otherwise a comma-separated list of origins
 // (scheme://host[:port]), each with at most one "*" wildcard.
-func parseOrigins(s string) ([]string, error) {
-	if strings.TrimSpace(s) == "*" {
-		return nil, nil
+func parseOrigins(s string) (httpapi.Origins, error) {
+	switch strings.TrimSpace(s) {
+	case "":
+		return httpapi.Origins{}, nil
+	case "*":
+		return httpapi.Origins{Any: true}, nil
 	}
-	var out []string
+	var out httpapi.Origins
 	for o := range strings.SplitSeq(s, ",") {
 		o = strings.TrimSpace(o)
 		scheme, host, ok := strings.Cut(o, "://")
 		if o == "*" {
-			return nil, fmt.Errorf("--allowed-origins %q mixes * with origins; give * alone (no CORS headers) or a list of origins", s)
+			return out, fmt.Errorf("--allowed-origins %q mixes * with origins; give * alone (every origin, no CORS headers) or a list of origins", s)
 		}
 		if !ok || scheme == "" || host == "" || strings.ContainsAny(host, "/ \t") || strings.Count(o, "*") > 1 {
-			return nil, fmt.Errorf("--allowed-origins %q is not valid at %q; accepted: * or comma-separated origins such as https://app.example.com or https://*.example.com", s, o)
+			return out, fmt.Errorf("--allowed-origins %q is not valid at %q; accepted: * or comma-separated origins such as https://app.example.com or https://*.example.com", s, o)
 		}
-		out = append(out, strings.ToLower(o))
+		out.Patterns = append(out.Patterns, strings.ToLower(o))
+	}
+	return out, nil
+}
+
+// parseHosts parses --allowed-hosts: "*" (any Host) or comma-separated
+// host names, each maybe starting "*." (every name under it). The names
+// among the listen addresses are added: the API is called by them.
+func parseHosts(s string, listen []string) (httpapi.Hosts, error) {
+	var out httpapi.Hosts
+	if strings.TrimSpace(s) == "*" {
+		out.Any = true
+		return out, nil
+	}
+	for h := range strings.SplitSeq(s, ",") {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if h == "" {
+			continue
+		}
+		name := strings.TrimPrefix(h, "*.")
+		if name == "" || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != "" || strings.Contains(name, "..") {
+			return out, fmt.Errorf("--allowed-hosts %q is not valid at %q; accepted: * or comma-separated host names without port, such as sidecar or *.example.internal", s, h)
+		}
+		out.Names = append(out.Names, strings.TrimSuffix(h, "."))
+	}
+	for _, a := range listen {
+		if _, err := netip.ParseAddr(a); err != nil && a != "" {
+			out.Names = append(out.Names, strings.TrimSuffix(strings.ToLower(a), "."))
+		}
 	}
 	return out, nil
 }

@@ -218,8 +218,12 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	api := func(r *httpapi.Router) http.Handler {
 		return httpapi.LimitHeaders(o.ReadBufferSize, guard.HTTP(r, r.Public))
 	}
+	// Browsers on the developer's machine reach the HTTP API too: its Host
+	// and Origin are checked first. The public port is not: it serves the
+	// two GET health routes only, whose answer is no secret, to kubelet
+	// probes that send the pod IP or a Host of the probe's own.
 	s.servers = []*server{
-		{name: "http", lns: s.lns.http, srv: newHTTPServer(o.ReadBufferSize, httpapi.CORS(o.AllowedOrigins, api(router)))},
+		{name: "http", lns: s.lns.http, srv: newHTTPServer(o.ReadBufferSize, httpapi.CheckHost(o.AllowedHosts, httpapi.CORS(o.AllowedOrigins, api(router))))},
 		{name: "internal", lns: []net.Listener{s.internalListener()}, srv: newHopServer(o.ReadBufferSize+invoke.HopHeaderSlack,
 			tracing.HopServer(o.AppID, s.inv.Authenticate(s.acl.Hop(s.inv.HopHandler()))))},
 	}

@@ -41,7 +41,13 @@ const (
 	CodeNotFound                 = "ERR_NOT_FOUND"
 	CodeShuttingDown             = "ERR_SHUTTING_DOWN"
 	CodePermissionDenied         = "ERR_PERMISSION_DENIED"
-	CodeInvalidToken             = "invalid api token"
+	// CodeForbiddenOrigin and CodeForbiddenHost are ours, in Dapr's style:
+	// a browser page's request from an origin not in --allowed-origins,
+	// and a request whose Host is not a name of the sidecar
+	// (--allowed-hosts). Both are 403.
+	CodeForbiddenOrigin = "ERR_FORBIDDEN_ORIGIN"
+	CodeForbiddenHost   = "ERR_FORBIDDEN_HOST"
+	CodeInvalidToken    = "invalid api token"
 	// CodeTooManyRequests is ours (daprd has no bound of the kind): the
 	// sidecar has as many calls in flight as it takes.
 	CodeTooManyRequests = "ERR_TOO_MANY_REQUESTS"

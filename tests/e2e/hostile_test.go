@@ -32,7 +32,7 @@ func rawRequest(t *testing.T, port int, raw string) (int, string) {
 }
 
 func post(path, body string) string {
-	return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", path, len(body), body)
+	return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", path, len(body), body)
 }
 
 // manyHeaders is n small header lines: little text, a large header list.
@@ -45,7 +45,7 @@ func manyHeaders(n int) string {
 }
 
 func get(path string) string {
-	return "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+	return "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 }
 
 // TestHostileRequests: each shape gets its exact status, with the error
@@ -61,9 +61,9 @@ func TestHostileRequests(t *testing.T) {
 		status    int
 		code      string // errorCode in the body, when the API answers
 	}{
-		{"header over 1 MiB", "GET /v1.0/metadata HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", 431, ""},
-		{"header over 64 KiB", "GET /v1.0/metadata HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", 431, ""},
-		{"headers over 64 KiB as HTTP/2 counts them", "GET /v1.0/invoke/target/method/echo/x HTTP/1.1\r\nHost: x\r\n" + manyHeaders(2000) + "\r\n", 431, "ERR_MALFORMED_REQUEST"},
+		{"header over 1 MiB", "GET /v1.0/metadata HTTP/1.1\r\nHost: localhost\r\nX-Big: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", 431, ""},
+		{"header over 64 KiB", "GET /v1.0/metadata HTTP/1.1\r\nHost: localhost\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", 431, ""},
+		{"headers over 64 KiB as HTTP/2 counts them", "GET /v1.0/invoke/target/method/echo/x HTTP/1.1\r\nHost: localhost\r\n" + manyHeaders(2000) + "\r\n", 431, "ERR_MALFORMED_REQUEST"},
 		{"state body over 4 MiB", post("/v1.0/state/statestore", `[{"key":"k","value":"`+strings.Repeat("a", 5<<20)+`"}]`), 413, "ERR_BODY_TOO_LARGE"},
 		{"JSON nested 100k deep", post("/v1.0/state/statestore", strings.Repeat("[", 100000)+strings.Repeat("]", 100000)), 400, "ERR_MALFORMED_REQUEST"},
 		{"malformed JSON", post("/v1.0/state/statestore", `[{"key":`), 400, "ERR_MALFORMED_REQUEST"},
@@ -155,7 +155,7 @@ func TestSlowHeaderClients(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if _, err := io.WriteString(c, "GET /v1.0/metadata HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
+		if _, err := io.WriteString(c, "GET /v1.0/metadata HTTP/1.1\r\nHost: localhost\r\nX-Slow: "); err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)

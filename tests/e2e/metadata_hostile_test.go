@@ -17,7 +17,7 @@ func TestMetadataHostile(t *testing.T) {
 	w := newWorld(t)
 	s := w.sidecar("metahostile", 0)
 	put := func(key, body string) string {
-		return fmt.Sprintf("PUT /v1.0/metadata/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", key, len(body), body)
+		return fmt.Sprintf("PUT /v1.0/metadata/%s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", key, len(body), body)
 	}
 	for _, c := range []struct {
 		name, raw string
@@ -27,13 +27,13 @@ func TestMetadataHostile(t *testing.T) {
 	}{
 		{"key over 256 bytes", put(strings.Repeat("k", 257), "v"), 400, "ERR_MALFORMED_REQUEST", "at most 256"},
 		{"value over 16 KiB", put("big", strings.Repeat("v", 16<<10+1)), 413, "ERR_BODY_TOO_LARGE", "at most 16384"},
-		{"value of 1 GiB announced", "PUT /v1.0/metadata/huge HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\nConnection: close\r\n\r\n" + strings.Repeat("v", 17<<10), 413, "ERR_BODY_TOO_LARGE", "at most 16384"},
+		{"value of 1 GiB announced", "PUT /v1.0/metadata/huge HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1073741824\r\nConnection: close\r\n\r\n" + strings.Repeat("v", 17<<10), 413, "ERR_BODY_TOO_LARGE", "at most 16384"},
 		{"value not UTF-8", put("k", "\xff\xfe"), 400, "ERR_MALFORMED_REQUEST", "UTF-8"},
 		{"key not UTF-8", put("%FF", "v"), 400, "ERR_MALFORMED_REQUEST", "UTF-8"},
 		{"key with NUL", put("a%00b", "v"), 400, "ERR_MALFORMED_REQUEST", "control character"},
 		{"the runtime's version", put("daprRuntimeVersion", "9.9.9"), 400, "ERR_MALFORMED_REQUEST", "cannot be set"},
 		{"no key", put("", "v"), 404, "ERR_NOT_FOUND", ""},
-		{"POST is not PUT", "POST /v1.0/metadata/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv", 404, "ERR_NOT_FOUND", "PUT /v1.0/metadata/{key}"},
+		{"POST is not PUT", "POST /v1.0/metadata/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv", 404, "ERR_NOT_FOUND", "PUT /v1.0/metadata/{key}"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			status, body := rawRequest(t, s.httpPort, c.raw)

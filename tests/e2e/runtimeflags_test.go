@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,6 +127,69 @@ func TestUnixDomainSockets(t *testing.T) {
 	}
 }
 
+// TestUnixDomainSocketModes: under umask 000, which would leave a socket
+// bound in place open to every local user, the API sockets are 0600; with
+// --unix-domain-socket-group (here the test's own group, by name and by id)
+// they are 0660 and belong to that group. An unknown group stops the sidecar
+// with a message naming the flag.
+func TestUnixDomainSocketModes(t *testing.T) {
+	w := newWorld(t)
+	pt := proc.For(t)
+	gid := os.Getgid()
+	grp, err := user.LookupGroupId(itoa(gid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		extra []string
+		mode  os.FileMode
+	}{
+		{"no group", nil, 0o600},
+		{"group by name", []string{"--unix-domain-socket-group", grp.Name}, 0o660},
+		{"group by id", []string{"--unix-domain-socket-group", itoa(gid)}, 0o660},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := append([]string{"-c", `umask 000; exec "$0" "$@"`, sidecarBin, "--app-id", "modeapp", "--unix-domain-socket", dir,
+				"--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--registry-dir", w.registry}, c.extra...)
+			s := pt.Start("sidecar modeapp", "/bin/sh", nil, args...)
+			for _, api := range []string{"http", "grpc"} {
+				sock := filepath.Join(dir, "dapr-modeapp-"+api+".socket")
+				waitUnix(t, sock)
+				fi, err := os.Stat(sock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != c.mode {
+					t.Errorf("%s: mode %v, want a socket with %v", sock, fi.Mode(), c.mode)
+				}
+				if st := fi.Sys().(*syscall.Stat_t); int(st.Gid) != gid {
+					t.Errorf("%s: group %d, want %d", sock, st.Gid, gid)
+				}
+			}
+			// Nothing but the two sockets is left in the folder.
+			if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+				t.Errorf("the folder holds %v", ents)
+			}
+			if resp, err := unixClient(filepath.Join(dir, "dapr-modeapp-http.socket")).Get("http://unix/v1.0/healthz/outbound"); err != nil || resp.StatusCode != 204 {
+				t.Errorf("healthz over the socket: %v %v", resp, err)
+			}
+			if err := s.Stop(sigterm, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+				t.Errorf("left after a clean stop: %v", ents)
+			}
+		})
+	}
+	bad := pt.Start("sidecar badgroup", sidecarBin, nil, "--app-id", "modeapp", "--unix-domain-socket", t.TempDir(),
+		"--unix-domain-socket-group", "no-such-group-here", "--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--registry-dir", w.registry)
+	if code := pt.ExitCode(bad, 15*time.Second); code == 0 || !strings.Contains(bad.Out.String(), `--unix-domain-socket-group "no-such-group-here"`) {
+		t.Errorf("an unknown group: exit %d\n%s", code, bad.Out.String())
+	}
+}
+
 // TestProfiling: --enable-profiling serves Go's pprof on --profile-port
 // (here 0: a free one, shown in the metadata), on loopback; without it
 // nothing listens, whatever --profile-port says.
@@ -150,8 +215,8 @@ func TestProfiling(t *testing.T) {
 
 // TestCORS: with --allowed-origins, a browser's preflight from an allowed
 // origin is answered without the API token it cannot send, and calls from
-// it carry Access-Control-Allow-Origin; other origins get no CORS headers,
-// nor does anyone by default (daprd's "*").
+// it carry Access-Control-Allow-Origin; other origins' preflights are
+// refused, and so are loopback origins' when the list does not name them.
 func TestCORS(t *testing.T) {
 	w := newWorld(t)
 	s := w.sidecarEnv("corsapp", 0, []string{"DAPR_API_TOKEN=secret"}, "--allowed-origins", "https://app.example,http://localhost:*")
@@ -160,10 +225,10 @@ func TestCORS(t *testing.T) {
 			"Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type,dapr-api-token"}})
 		return resp
 	}
-	for origin, allowed := range map[string]bool{"https://app.example": true, "http://localhost:8080": true, "https://evil.example": false} {
+	for origin, allowed := range map[string]bool{"https://app.example": true, "http://localhost:8080": true, "https://evil.example": false, "http://127.0.0.1:8080": false} {
 		resp := preflight(s, origin)
 		got := resp.Header.Get("Access-Control-Allow-Origin")
-		if resp.StatusCode != 204 || (got == origin) != allowed || (got != "" && got != origin) {
+		if want := map[bool]int{true: 204, false: 403}[allowed]; resp.StatusCode != want || (got == origin) != allowed || (got != "" && got != origin) {
 			t.Errorf("preflight from %s: %d allow-origin %q", origin, resp.StatusCode, got)
 		}
 	}
@@ -175,9 +240,100 @@ func TestCORS(t *testing.T) {
 	if resp, _ := do(t, "POST", s.url+"/v1.0/state/statestore", strings.NewReader(`[]`), http.Header{"Origin": {"https://app.example"}}); resp.StatusCode != 401 {
 		t.Errorf("a call without the token from an allowed origin: %d", resp.StatusCode)
 	}
-	plain := w.sidecar("nocors", 0)
-	if resp := preflight(plain, "https://app.example"); resp.Header.Get("Access-Control-Allow-Origin") != "" {
-		t.Errorf("CORS headers by default: %v", resp.Header)
+}
+
+// TestBrowserRequests: what a page in the developer's browser can send to
+// the sidecar on localhost. A simple cross-origin POST (text/plain, no
+// preflight) to /v1.0/shutdown or the state API is refused, 403
+// ERR_FORBIDDEN_ORIGIN naming the origin and the flag, and the sidecar goes
+// on serving; a page on a loopback origin is answered and may read it; a
+// Host that is not the sidecar's (DNS rebinding) is refused, 403
+// ERR_FORBIDDEN_HOST. --allowed-origins '*' and --allowed-hosts '*' are
+// daprd's behaviour: nothing checked.
+func TestBrowserRequests(t *testing.T) {
+	w := newWorld(t)
+	s := w.sidecar("browserapp", 0)
+	browser := func(s *sidecar, method, path, host, origin, body string) (*http.Response, apiError) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctxT(t), method, s.url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		var e apiError
+		b, _ := io.ReadAll(resp.Body)
+		_ = json.Unmarshal(b, &e)
+		return resp, e
+	}
+	refused := func(what string, resp *http.Response, e apiError, code string, inMessage ...string) {
+		t.Helper()
+		if resp.StatusCode != 403 || e.ErrorCode != code {
+			t.Errorf("%s: %d %+v; want 403 %s", what, resp.StatusCode, e, code)
+		}
+		for _, m := range inMessage {
+			if !strings.Contains(e.Message, m) {
+				t.Errorf("%s: message %q lacks %q", what, e.Message, m)
+			}
+		}
+	}
+
+	resp, e := browser(s, "POST", "/v1.0/shutdown", "", "http://evil.example", "")
+	refused("shutdown from another origin", resp, e, "ERR_FORBIDDEN_ORIGIN", `"http://evil.example"`, "--allowed-origins http://evil.example")
+	resp, e = browser(s, "POST", "/v1.0/state/statestore", "", "http://evil.example", `[{"key":"k","value":"evil"}]`)
+	refused("state write from another origin", resp, e, "ERR_FORBIDDEN_ORIGIN")
+	resp, e = browser(s, "GET", "/v1.0/metadata", "evil.example:"+itoa(s.httpPort), "", "")
+	refused("a rebound name", resp, e, "ERR_FORBIDDEN_HOST", `"evil.example:`+itoa(s.httpPort)+`"`, "--allowed-hosts evil.example")
+	resp, e = browser(s, "POST", "/v1.0/shutdown", "evil.example:"+itoa(s.httpPort), "http://evil.example:"+itoa(s.httpPort), "")
+	refused("shutdown through a rebound name", resp, e, "ERR_FORBIDDEN_HOST")
+
+	// Still serving, and nothing was written.
+	select {
+	case <-s.Done():
+		t.Fatalf("the sidecar stopped:\n%s", s.Out.String())
+	default:
+	}
+	if resp, b := do(t, "GET", s.url+"/v1.0/state/statestore/k", nil, nil); resp.StatusCode != 204 {
+		t.Errorf("state after the refused write: %d %s", resp.StatusCode, b)
+	}
+
+	// A page on a loopback origin, and the sidecar by localhost.
+	resp, e = browser(s, "POST", "/v1.0/state/statestore", "localhost:"+itoa(s.httpPort), "http://localhost:5173", `[{"key":"k","value":"local"}]`)
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "http://localhost:5173" {
+		t.Errorf("state write from a loopback origin: %d %+v %v", resp.StatusCode, e, resp.Header)
+	}
+	if resp, b := do(t, "GET", s.url+"/v1.0/state/statestore/k", nil, http.Header{"Origin": {"http://[::1]:8080"}}); resp.StatusCode != 200 ||
+		string(b) != `"local"` || resp.Header.Get("Access-Control-Allow-Origin") != "http://[::1]:8080" {
+		t.Errorf("state read from a loopback origin: %d %s %v", resp.StatusCode, b, resp.Header)
+	}
+
+	// daprd's behaviour, asked for.
+	open := w.sidecar("openapp", 0, "--allowed-origins", "*", "--allowed-hosts", "*")
+	resp, e = browser(open, "POST", "/v1.0/state/statestore", "evil.example:"+itoa(open.httpPort), "http://evil.example", `[{"key":"k","value":"any"}]`)
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("with * and *: %d %+v %v", resp.StatusCode, e, resp.Header)
+	}
+	named := w.sidecar("namedapp", 0, "--allowed-hosts", "sidecar.test")
+	if resp, e := browser(named, "GET", "/v1.0/metadata", "sidecar.test:"+itoa(named.httpPort), "", ""); resp.StatusCode != 200 {
+		t.Errorf("a name in --allowed-hosts: %d %+v", resp.StatusCode, e)
+	}
+
+	resp, e = browser(s, "POST", "/v1.0/shutdown", "", "http://localhost:5173", "")
+	if resp.StatusCode != 204 {
+		t.Errorf("shutdown from a loopback origin: %d %+v", resp.StatusCode, e)
+	}
+	if code := proc.For(t).ExitCode(s.Proc, 20*time.Second); code != 0 {
+		t.Errorf("after the shutdown from a loopback origin: exit %d", code)
 	}
 }
 

@@ -2,36 +2,67 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 )
 
+// TestCORS: a browser page on an allowed origin may call the API and read
+// its answers; one on another origin may only GET and HEAD (without CORS
+// headers, so it cannot read them) and its preflights are refused; a
+// request without Origin passes as it is. By default the loopback origins
+// are the allowed ones; "*" (Any) is daprd's: no checks, no headers.
 func TestCORS(t *testing.T) {
-	var reached int
-	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached++; w.WriteHeader(http.StatusTeapot) })
-	h := CORS([]string{"https://app.example", "https://*.example.com"}, next)
+	listed := Origins{Patterns: []string{"https://app.example", "https://*.example.com"}}
 	for _, c := range []struct {
 		name, method, origin, reqMethod string
-		status                          int
+		origins                         Origins
+		status                          int    // 418: reached the API
 		allow                           string // Access-Control-Allow-Origin
-		reaches                         bool
 	}{
-		{"no origin", "GET", "", "", 418, "", true},
-		{"allowed origin", "GET", "https://app.example", "", 418, "https://app.example", true},
-		{"allowed, other case", "GET", "HTTPS://APP.example", "", 418, "HTTPS://APP.example", true},
-		{"wildcard", "POST", "https://a.b.example.com", "", 418, "https://a.b.example.com", true},
-		{"wildcard needs its suffix", "POST", "https://example.com", "", 418, "", true},
-		{"other origin", "GET", "https://evil.example", "", 418, "", true},
-		{"preflight allowed", "OPTIONS", "https://app.example", "DELETE", 204, "https://app.example", false},
-		{"preflight refused", "OPTIONS", "https://evil.example", "DELETE", 204, "", false},
-		{"OPTIONS that is no preflight", "OPTIONS", "https://app.example", "", 418, "https://app.example", true},
+		{"no origin", "POST", "", "", listed, 418, ""},
+		{"allowed origin", "GET", "https://app.example", "", listed, 418, "https://app.example"},
+		{"allowed, other case", "POST", "HTTPS://APP.example", "", listed, 418, "HTTPS://APP.example"},
+		{"wildcard", "POST", "https://a.b.example.com", "", listed, 418, "https://a.b.example.com"},
+		{"wildcard needs its suffix", "POST", "https://example.com", "", listed, 403, ""},
+		{"other origin, GET", "GET", "https://evil.example", "", listed, 418, ""},
+		{"other origin, HEAD", "HEAD", "https://evil.example", "", listed, 418, ""},
+		{"other origin, POST", "POST", "https://evil.example", "", listed, 403, ""},
+		{"other origin, PUT", "PUT", "https://evil.example", "", listed, 403, ""},
+		{"other origin, DELETE", "DELETE", "https://evil.example", "", listed, 403, ""},
+		{"other origin, OPTIONS that is no preflight", "OPTIONS", "https://evil.example", "", listed, 403, ""},
+		{"origin null (a sandboxed page, a file)", "POST", "null", "", listed, 403, ""},
+		{"preflight allowed", "OPTIONS", "https://app.example", "DELETE", listed, 204, "https://app.example"},
+		{"preflight refused", "OPTIONS", "https://evil.example", "DELETE", listed, 403, ""},
+		{"OPTIONS that is no preflight", "OPTIONS", "https://app.example", "", listed, 418, "https://app.example"},
+		{"list without loopback", "POST", "http://localhost:8080", "", listed, 403, ""},
+
+		{"default: localhost", "POST", "http://localhost:8080", "", Origins{}, 418, "http://localhost:8080"},
+		{"default: localhost, no port", "POST", "http://localhost", "", Origins{}, 418, "http://localhost"},
+		{"default: https", "POST", "https://localhost:8443", "", Origins{}, 418, "https://localhost:8443"},
+		{"default: 127.0.0.1", "POST", "http://127.0.0.1:3000", "", Origins{}, 418, "http://127.0.0.1:3000"},
+		{"default: [::1]", "POST", "http://[::1]:3000", "", Origins{}, 418, "http://[::1]:3000"},
+		{"default: *.localhost", "POST", "http://app.localhost:5173", "", Origins{}, 418, "http://app.localhost:5173"},
+		{"default: preflight from loopback", "OPTIONS", "http://localhost:5173", "PUT", Origins{}, 204, "http://localhost:5173"},
+		{"default: other origin, POST", "POST", "http://evil.example", "", Origins{}, 403, ""},
+		{"default: a name that only starts like localhost", "POST", "http://localhost.evil.example", "", Origins{}, 403, ""},
+		{"default: 127.0.0.1 as a subdomain", "POST", "http://127.0.0.1.evil.example", "", Origins{}, 403, ""},
+		{"default: another scheme", "POST", "file://localhost", "", Origins{}, 403, ""},
+		{"default: a path is no origin", "POST", "http://localhost/x", "", Origins{}, 403, ""},
+		{"default: other origin, GET", "GET", "http://evil.example", "", Origins{}, 418, ""},
+		{"default: preflight refused", "OPTIONS", "http://evil.example", "POST", Origins{}, 403, ""},
+
+		{"*: other origin, POST", "POST", "http://evil.example", "", Origins{Any: true}, 418, ""},
+		{"*: preflight reaches the API", "OPTIONS", "http://evil.example", "POST", Origins{Any: true}, 418, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			reached = 0
-			req := httptest.NewRequest(c.method, "/v1.0/state/statestore", nil)
+			h := CORS(c.origins, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+			req := httptest.NewRequest(c.method, "/v1.0/shutdown", strings.NewReader("x"))
+			req.Header.Set("Content-Type", "text/plain")
 			if c.origin != "" {
 				req.Header.Set("Origin", c.origin)
 			}
@@ -42,26 +73,32 @@ func TestCORS(t *testing.T) {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
 			got := rec.Header().Get("Access-Control-Allow-Origin")
-			if rec.Code != c.status || got != c.allow || (reached == 1) != c.reaches {
-				t.Errorf("%d, allow-origin %q, reached %v; want %d %q %v", rec.Code, got, reached == 1, c.status, c.allow, c.reaches)
+			if rec.Code != c.status || got != c.allow {
+				t.Errorf("%d, allow-origin %q; want %d %q", rec.Code, got, c.status, c.allow)
 			}
-			if c.status == 204 && c.allow != "" && (rec.Header().Get("Access-Control-Allow-Methods") != c.reqMethod ||
+			if c.status == 204 && (rec.Header().Get("Access-Control-Allow-Methods") != c.reqMethod ||
 				rec.Header().Get("Access-Control-Allow-Headers") != "content-type,dapr-api-token") {
 				t.Errorf("preflight headers %v", rec.Header())
 			}
+			if c.status == 403 {
+				var body struct{ ErrorCode, Message string }
+				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.ErrorCode != "ERR_FORBIDDEN_ORIGIN" ||
+					!strings.Contains(body.Message, strconv.Quote(c.origin)) || !strings.Contains(body.Message, "--allowed-origins "+c.origin) {
+					t.Errorf("refusal %s", rec.Body)
+				}
+			}
 		})
 	}
-	if CORS(nil, next) == nil {
-		t.Fatal("nil handler")
-	}
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("OPTIONS", "/", nil)
-	req.Header.Set("Origin", "https://app.example")
-	req.Header.Set("Access-Control-Request-Method", "GET")
-	CORS(nil, next).ServeHTTP(rec, req)
-	if rec.Code != 418 || rec.Header().Get("Access-Control-Allow-Origin") != "" {
-		t.Errorf("without origins (daprd's *): %d %v", rec.Code, rec.Header())
-	}
+	t.Run("two Origin headers", func(t *testing.T) {
+		h := CORS(Origins{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+		req := httptest.NewRequest("POST", "/v1.0/shutdown", nil)
+		req.Header["Origin"] = []string{"http://localhost", "http://evil.example"}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 403 {
+			t.Errorf("%d", rec.Code)
+		}
+	})
 }
 
 func TestLogged(t *testing.T) {
