@@ -27,24 +27,12 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/tandem-run/tandem/internal/apierr"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
-
-// HeaderGRPCStatus carries, on an HTTP-shaped answer of a gRPC app, the
-// gRPC status code the app returned, so that a gRPC caller gets that code
-// back rather than one guessed from the HTTP status.
-const HeaderGRPCStatus = "Tandem-Grpc-Status"
 
 // defaultMaxMessage bounds the messages of unary calls to a gRPC app when no
 // --max-body-size is set.
 const defaultMaxMessage = 4 << 20
-
-// IsGRPC reports whether a request or response header is that of a gRPC
-// call: content type application/grpc, application/grpc+proto, ...
-func IsGRPC(h http.Header) bool {
-	ct := h.Get("Content-Type")
-	rest, ok := strings.CutPrefix(ct, "application/grpc")
-	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
-}
 
 // grpcApp is the channel to an app that is a gRPC server (--app-protocol
 // grpc, or grpcs: over TLS). A call shaped like HTTP (from the HTTP API or InvokeService) reaches
@@ -98,10 +86,10 @@ func (a *grpcApp) onInvoke(ctx context.Context, c *Call) (*http.Response, error)
 	data, err := readAtMost(c.Body, a.max)
 	switch {
 	case errors.Is(err, errTooLarge) || errors.Is(err, ErrBodyTooLarge):
-		return nil, errorf(KindBodyTooLarge, a.appID, a.addr, err,
+		return nil, errorf(wire.KindBodyTooLarge, a.appID, a.addr, err,
 			"request to gRPC app %q: the body is over the limit of %d bytes of a unary OnInvoke call", a.appID, a.max)
 	case err != nil:
-		return nil, errorf(KindBadRequest, a.appID, a.addr, err, "reading the request body for gRPC app %q", a.appID)
+		return nil, errorf(wire.KindBadRequest, a.appID, a.addr, err, "reading the request body for gRPC app %q", a.appID)
 	}
 	m, err := url.PathUnescape(c.Method)
 	if err != nil { // ParseMethod has checked it; keep the escaped form
@@ -121,7 +109,7 @@ func (a *grpcApp) onInvoke(ctx context.Context, c *Call) (*http.Response, error)
 	if err != nil {
 		st := status.Convert(err)
 		if st.Code() == codes.Unavailable && a.conn.GetState() != connectivity.Ready {
-			return nil, errorf(KindAppUnreachable, a.appID, a.addr, err, "gRPC app %q does not answer at %s", a.appID, a.addr)
+			return nil, errorf(wire.KindAppUnreachable, a.appID, a.addr, err, "gRPC app %q does not answer at %s", a.appID, a.addr)
 		}
 		return nil, &AppError{AppID: a.appID, Status: st, Header: HeaderFromMetadata(hdr)}
 	}
@@ -144,7 +132,7 @@ func (a *grpcApp) onInvoke(ctx context.Context, c *Call) (*http.Response, error)
 // AppCallback.OnInvoke: a value until an adapter shows it, as Dapr does (on
 // the HTTP API the matching HTTP status with the status as JSON; on the gRPC
 // API the status itself). Between sidecars it travels in the HTTP form with
-// HeaderGRPCStatus set, as the previous release sends it.
+// wire.GRPCStatus set, as the previous release sends it.
 type AppError struct {
 	AppID  string
 	Status *status.Status
@@ -180,11 +168,11 @@ func appError(resp *http.Response, appID string) *AppError {
 	h := resp.Header
 	var st spb.Status
 	if err := protojson.Unmarshal(b, &st); err != nil {
-		n, _ := strconv.Atoi(h.Get(HeaderGRPCStatus))
+		n, _ := strconv.Atoi(h.Get(wire.GRPCStatus))
 		return &AppError{AppID: appID, Status: status.Newf(codes.Code(n), "app %q failed, and its status could not be read: %v", appID, err)}
 	}
 	removeHopByHop(h)
-	for _, k := range []string{HeaderGRPCStatus, "Content-Type", "Content-Length"} {
+	for _, k := range []string{wire.GRPCStatus, "Content-Type", "Content-Length"} {
 		delete(h, k)
 	}
 	return &AppError{AppID: appID, Status: status.FromProto(&st), Header: h}
