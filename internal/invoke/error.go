@@ -3,18 +3,15 @@ package invoke
 import (
 	"errors"
 	"fmt"
-	"net/http"
 
-	"google.golang.org/grpc/codes"
-
-	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 // ErrBodyTooLarge is returned, wrapped, when a request body exceeds the limit.
 var ErrBodyTooLarge = errors.New("request body too large")
 
-// Error is an invocation failure.
+// Error is an invocation failure. Its kind says what went wrong; the API
+// edge (internal/apierr) picks the status and error code from it.
 type Error struct {
 	Kind  wire.Kind
 	AppID string // the target app id
@@ -32,31 +29,11 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// APIError is how the API shows e (apierr.Coded): the error code, HTTP
-// status and gRPC code of its kind.
-func (e *Error) APIError() *apierr.Error {
-	switch e.Kind {
-	case wire.KindBadRequest:
-		return apierr.New(apierr.CodeMalformedRequest, http.StatusBadRequest, codes.InvalidArgument, "%s", e.Error())
-	case wire.KindBodyTooLarge:
-		return apierr.New(apierr.CodeBodyTooLarge, http.StatusRequestEntityTooLarge, codes.ResourceExhausted,
-			"%s; raise it with --max-body-size", e.Error())
-	case wire.KindShuttingDown:
-		return apierr.New(apierr.CodeShuttingDown, http.StatusServiceUnavailable, codes.Unavailable, "%s", e.Error())
-	case wire.KindPermissionDenied:
-		return apierr.New(apierr.CodePermissionDenied, http.StatusForbidden, codes.PermissionDenied, "%s", e.Error())
-	case wire.KindHeadersTooLarge:
-		return apierr.New(apierr.CodeMalformedRequest, http.StatusRequestHeaderFieldsTooLarge, codes.ResourceExhausted, "%s", e.Error())
-	case wire.KindOverloaded:
-		return apierr.New(apierr.CodeDirectInvoke, http.StatusServiceUnavailable, codes.ResourceExhausted, "%s", e.Error())
-	case wire.KindAppUnhealthy: // as daprd
-		return apierr.New(apierr.CodeDirectInvoke, http.StatusInternalServerError, codes.Internal, "%s", e.Error())
-	case wire.KindNotFound:
-		return apierr.New(apierr.CodeDirectInvoke, http.StatusInternalServerError, codes.NotFound, "%s", e.Error())
-	}
-	return apierr.New(apierr.CodeDirectInvoke, http.StatusInternalServerError, codes.Unavailable, "%s", e.Error())
-}
+// FailureKind is e's kind (wire.Failure).
+func (e *Error) FailureKind() wire.Kind { return e.Kind }
 
 func errorf(kind wire.Kind, appID, addr string, err error, format string, args ...any) *Error {
 	return &Error{Kind: kind, AppID: appID, Addr: addr, Err: err, Msg: fmt.Sprintf(format, args...)}
 }
+
+var _ wire.Failure = (*Error)(nil)

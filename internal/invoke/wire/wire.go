@@ -4,8 +4,8 @@
 // callee's sidecar back to the caller's.
 //
 // It imports no package of ours, so that what speaks it without making
-// calls (access control, telemetry, the API token check) needs nothing of
-// internal/invoke.
+// calls (access control, telemetry, the API token check, the error
+// catalog) needs nothing of internal/invoke.
 package wire
 
 import (
@@ -97,6 +97,14 @@ const (
 	KindOverloaded       Kind = "overloaded"        // the callee's sidecar has too many calls in flight
 	KindMTLS             Kind = "mtls"              // the peer requires mutual TLS, which this sidecar does not run
 )
+
+// Failure is an invocation failure that says its kind (*invoke.Error): how
+// the error catalog finds the kind in an error's chain without importing
+// the invoker.
+type Failure interface {
+	error
+	FailureKind() Kind
+}
 
 // maxErrorMessage bounds the message of a hop error that ReadError reads.
 const maxErrorMessage = 64 << 10
