@@ -130,9 +130,10 @@ func (a *grpcApp) onInvoke(ctx context.Context, c *Call) (*http.Response, error)
 
 // AppError is a gRPC app's error status, as the app returned it from
 // AppCallback.OnInvoke: a value until an adapter shows it, as Dapr does (on
-// the HTTP API the matching HTTP status with the status as JSON; on the gRPC
-// API the status itself). Between sidecars it travels in the HTTP form with
-// wire.GRPCStatus set, as the previous release sends it.
+// the HTTP API the matching HTTP status with the status as JSON,
+// apierr.WriteAppStatus; on the gRPC API the status itself). Between
+// sidecars it travels in that HTTP form with wire.GRPCStatus set, as the
+// previous release sends it (writeAppError, appError).
 type AppError struct {
 	AppID  string
 	Status *status.Status
@@ -146,14 +147,17 @@ func (e *AppError) Error() string {
 // HTTPStatus is the HTTP status Dapr shows the app's status as.
 func (e *AppError) HTTPStatus() int { return apierr.HTTPStatusFromCode(e.Status.Code()) }
 
-// WriteHTTP renders e for an HTTP caller: the app's header metadata, the
-// HTTP status of its code and the status as JSON.
-func (e *AppError) WriteHTTP(w http.ResponseWriter) {
+// writeAppError answers a peer sidecar with a gRPC app's error status in
+// the form the previous release sends, which peers of either version read
+// (appError): the app's header metadata, wire.GRPCStatus, the HTTP status of
+// the code and the status as JSON.
+func writeAppError(w http.ResponseWriter, e *AppError) {
 	b, err := protojson.Marshal(e.Status.Proto())
 	if err != nil {
 		b = []byte(`{"code":` + strconv.Itoa(int(e.Status.Code())) + `}`)
 	}
 	h := w.Header()
+	h.Set(wire.GRPCStatus, strconv.Itoa(int(e.Status.Code())))
 	copyHeader(h, e.Header)
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -141,10 +140,7 @@ func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
 		var ie *Error
 		switch {
 		case errors.As(err, &ae):
-			// As the previous release sends it: peers of either
-			// version read it.
-			w.Header().Set(wire.GRPCStatus, strconv.Itoa(int(ae.Status.Code())))
-			ae.WriteHTTP(w)
+			writeAppError(w, ae)
 		case errors.As(err, &ie):
 			wire.WriteError(w, http.StatusBadGateway, ie.Kind, ie.Error())
 		default:

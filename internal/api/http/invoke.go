@@ -82,7 +82,7 @@ func (h *invokeHandler) serve(w http.ResponseWriter, r *http.Request, id, method
 		Host:          r.Host,
 	})
 	if ae := (*invoke.AppError)(nil); errors.As(err, &ae) {
-		ae.WriteHTTP(w) // a gRPC app's status, as Dapr shows it
+		apierr.WriteAppStatus(w, ae.Status, ae.Header) // a gRPC app's status, as Dapr shows it
 		return
 	}
 	if err != nil {
