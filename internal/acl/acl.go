@@ -30,7 +30,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/identity"
-	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 // ACL decides whether a caller may call a method.
@@ -159,7 +159,7 @@ func (a *ACL) Hop(next http.Handler) http.Handler {
 func (a *ACL) refused(w http.ResponseWriter, r *http.Request) bool {
 	ok, why := a.decide(r)
 	if !ok {
-		invoke.WriteHopError(w, http.StatusForbidden, invoke.KindPermissionDenied, "access control denies the call: "+why)
+		wire.WriteError(w, http.StatusForbidden, wire.KindPermissionDenied, "access control denies the call: "+why)
 	}
 	return !ok
 }
@@ -171,14 +171,14 @@ func (a *ACL) decide(r *http.Request) (bool, string) {
 		return a.AllowedUnverified(claimed)
 	}
 	verb := r.Method
-	if invoke.IsGRPCProxy(r.Header) {
+	if wire.IsGRPCProxy(r.Header) {
 		verb = ""
 	}
 	var td string
 	if id, verified := identity.FromContext(r.Context()); verified {
 		td = id.TrustDomain
 	}
-	return a.Allowed(r.Header.Get(invoke.HeaderCallerAppID), r.Header.Get(invoke.HeaderCallerNamespace), td, strings.TrimPrefix(r.URL.EscapedPath(), "/"), verb)
+	return a.Allowed(r.Header.Get(wire.CallerAppID), r.Header.Get(wire.CallerNamespace), td, strings.TrimPrefix(r.URL.EscapedPath(), "/"), verb)
 }
 
 // Switch holds the ACL in force, replaced whole when the Configuration

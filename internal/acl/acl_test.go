@@ -8,7 +8,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/identity"
-	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 func TestMatch(t *testing.T) {
@@ -74,7 +74,7 @@ func TestSwitch(t *testing.T) {
 	h := sw.Hop(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	call := func() int {
 		r := httptest.NewRequest("GET", "/orders/1", nil)
-		r.Header.Set(invoke.HeaderCallerAppID, "front")
+		r.Header.Set(wire.CallerAppID, "front")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		return w.Code
@@ -114,7 +114,7 @@ func TestUnverifiedCaller(t *testing.T) {
 			sw.Set(New(c.ac, "default"))
 			h := sw.Hop(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 			r := httptest.NewRequest("GET", "/orders/1", nil)
-			r.Header.Set(invoke.HeaderCallerAppID, "front")
+			r.Header.Set(wire.CallerAppID, "front")
 			if c.unverified {
 				r = r.WithContext(identity.NewUnverifiedContext(r.Context(), "front"))
 			}

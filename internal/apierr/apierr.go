@@ -5,10 +5,9 @@
 //	{"errorCode":"ERR_...","message":"..."}
 //
 // Domain packages return plain, wrapped errors; only the adapters in
-// internal/api turn them into *Error values, through the constructors here.
-// The sidecar's own invocation errors (internal/invoke) carry their kind and
-// render themselves with these constructors (APIError), so this package
-// imports no package of ours.
+// internal/api turn them into *Error values, through the constructors and
+// the mappings here (State, Invoke). An invocation failure is known by its
+// kind (internal/invoke/wire), so this package needs nothing of the invoker.
 package apierr
 
 import (
@@ -20,6 +19,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 // Error codes, as Dapr names them.
@@ -137,27 +138,20 @@ func BodyTooLarge(limit int64) *Error {
 		"request body is larger than the limit of %d bytes; raise it with --max-body-size (for example --max-body-size 16Mi)", limit)
 }
 
-// Coded is an error that knows how the API shows it.
-type Coded interface{ APIError() *Error }
-
-// As returns err as an *Error: itself, or what a Coded error in its chain
-// says. Any other error becomes a 500 with fallbackCode, so that nothing
-// reaches the user without a code.
+// As returns err as an *Error: itself, or the API error of an invocation
+// failure in its chain (see Invoke). Any other error becomes a 500 with
+// fallbackCode, so that nothing reaches the user without a code.
 func As(err error, fallbackCode string) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
-	var c Coded
-	if errors.As(err, &c) {
-		return c.APIError()
+	var f wire.Failure
+	if errors.As(err, &f) {
+		return invocation(f.FailureKind(), f.Error())
 	}
 	return New(fallbackCode, http.StatusInternalServerError, codes.Internal, "%v", err)
 }
-
-// Invoke maps an invocation failure to its API error: an *invoke.Error says
-// which; anything else is a 500 ERR_DIRECT_INVOKE.
-func Invoke(err error) *Error { return As(err, CodeDirectInvoke) }
 
 // body is the JSON shape of every error response.
 type body struct {

@@ -2,8 +2,11 @@ package apierr
 
 import (
 	"net/http"
+	"strconv"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // The two tables between HTTP statuses and gRPC codes, as Dapr maps them. They
@@ -70,4 +73,22 @@ func CodeFromHTTPStatus(status int) codes.Code {
 		return codes.Unavailable
 	}
 	return codes.Unknown
+}
+
+// WriteAppStatus renders a gRPC app's error status st for an HTTP caller, as
+// Dapr shows it: the app's header metadata h, the HTTP status of its code
+// and the status as JSON.
+func WriteAppStatus(w http.ResponseWriter, st *status.Status, h http.Header) {
+	b, err := protojson.Marshal(st.Proto())
+	if err != nil {
+		b = []byte(`{"code":` + strconv.Itoa(int(st.Code())) + `}`)
+	}
+	out := w.Header()
+	for k, vv := range h {
+		out[k] = append(out[k], vv...)
+	}
+	out.Set("Content-Type", "application/json")
+	out.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(HTTPStatusFromCode(st.Code()))
+	_, _ = w.Write(b)
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 // readiness is a flag that, once set, stays set.
@@ -68,7 +70,7 @@ func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
 func writeResponse(w http.ResponseWriter, resp *http.Response, stall time.Duration, h2 bool) error {
 	h := w.Header()
 	removeHopByHop(resp.Header)
-	delete(resp.Header, HeaderHopError)
+	delete(resp.Header, wire.HopError)
 	copyHeader(h, resp.Header)
 	for k := range resp.Trailer {
 		h.Add("Trailer", k)

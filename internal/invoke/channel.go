@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 // appChannel is how a sidecar reaches its app, chosen once at start from
@@ -36,7 +38,7 @@ func newAppChannel(cfg Config) (appChannel, error) {
 // callApp sends c to this sidecar's app, within --app-max-concurrency.
 func (inv *Invoker) callApp(ctx context.Context, c *Call) (*http.Response, error) {
 	if inv.app == nil {
-		return nil, errorf(KindNoApp, inv.cfg.AppID, "", nil, "app %q has no app port: its sidecar was started without --app-port", inv.cfg.AppID)
+		return nil, errorf(wire.KindNoApp, inv.cfg.AppID, "", nil, "app %q has no app port: its sidecar was started without --app-port", inv.cfg.AppID)
 	}
 	if err := inv.checkAppHealth(); err != nil {
 		return nil, err
@@ -47,11 +49,11 @@ func (inv *Invoker) callApp(ctx context.Context, c *Call) (*http.Response, error
 	}
 	// The app sees its own token or none: never a caller's or a peer's.
 	if inv.appToken != nil {
-		c.Header[HeaderAPIToken] = inv.appToken
+		c.Header[wire.APIToken] = inv.appToken
 	} else {
-		delete(c.Header, HeaderAPIToken)
+		delete(c.Header, wire.APIToken)
 	}
-	delete(c.Header, HeaderCallKind)
+	delete(c.Header, wire.CallKind)
 	resp, err := inv.app.call(ctx, c)
 	if err != nil {
 		release()
@@ -77,7 +79,7 @@ func (inv *Invoker) acquireApp(ctx context.Context) (release func(), _ *Error) {
 		var once sync.Once
 		return func() { once.Do(func() { <-inv.appSlots }) }, nil
 	case <-ctx.Done():
-		return nil, errorf(KindAppUnreachable, inv.cfg.AppID, inv.cfg.AppAddress, ctx.Err(),
+		return nil, errorf(wire.KindAppUnreachable, inv.cfg.AppID, inv.cfg.AppAddress, ctx.Err(),
 			"app %q is at its --app-max-concurrency of %d calls and none ended in time", inv.cfg.AppID, cap(inv.appSlots))
 	}
 }
@@ -132,12 +134,12 @@ const smallBody = 16 << 10
 
 func (a *httpApp) call(ctx context.Context, c *Call) (*http.Response, error) {
 	if c.GRPCProxy && (a.protocol == "http" || a.protocol == "") {
-		return nil, errorf(KindBadRequest, a.appID, a.addr, nil,
+		return nil, errorf(wire.KindBadRequest, a.appID, a.addr, nil,
 			"app %q is not a gRPC app: its sidecar runs with --app-protocol http; gRPC calls need --app-protocol grpc or grpcs (or h2c)", a.appID)
 	}
 	u, err := methodURL(a.scheme, a.addr, c.Method, c.RawQuery)
 	if err != nil {
-		return nil, errorf(KindBadRequest, a.appID, a.addr, err, "cannot build the call to app %q", a.appID)
+		return nil, errorf(wire.KindBadRequest, a.appID, a.addr, err, "cannot build the call to app %q", a.appID)
 	}
 	removeHopByHop(c.Header)
 	if c.GRPCProxy {
@@ -159,18 +161,18 @@ func (a *httpApp) call(ctx context.Context, c *Call) (*http.Response, error) {
 		b := make([]byte, c.ContentLength)
 		if _, err := io.ReadFull(body, b); err != nil {
 			if errors.Is(err, ErrBodyTooLarge) {
-				return nil, errorf(KindBodyTooLarge, a.appID, a.addr, err, "request body is over the limit")
+				return nil, errorf(wire.KindBodyTooLarge, a.appID, a.addr, err, "request body is over the limit")
 			}
-			return nil, errorf(KindBadRequest, a.appID, a.addr, err, "the call's body of %d bytes for app %q could not be read", c.ContentLength, a.appID)
+			return nil, errorf(wire.KindBadRequest, a.appID, a.addr, err, "the call's body of %d bytes for app %q could not be read", c.ContentLength, a.appID)
 		}
 		body = io.NopCloser(bytes.NewReader(b))
 	}
 	resp, err := a.rt.RoundTrip(newRequest(ctx, c.Verb, u, c.Header, body, c.ContentLength))
 	if err != nil {
 		if errors.Is(err, ErrBodyTooLarge) {
-			return nil, errorf(KindBodyTooLarge, a.appID, a.addr, err, "request body is over the limit")
+			return nil, errorf(wire.KindBodyTooLarge, a.appID, a.addr, err, "request body is over the limit")
 		}
-		return nil, errorf(KindAppUnreachable, a.appID, a.addr, err, "app %q does not answer at %s://%s", a.appID, a.scheme, a.addr)
+		return nil, errorf(wire.KindAppUnreachable, a.appID, a.addr, err, "app %q does not answer at %s://%s", a.appID, a.scheme, a.addr)
 	}
 	return resp, nil
 }

@@ -27,24 +27,12 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/tandem-run/tandem/internal/apierr"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
-
-// HeaderGRPCStatus carries, on an HTTP-shaped answer of a gRPC app, the
-// gRPC status code the app returned, so that a gRPC caller gets that code
-// back rather than one guessed from the HTTP status.
-const HeaderGRPCStatus = "Tandem-Grpc-Status"
 
 // defaultMaxMessage bounds the messages of unary calls to a gRPC app when no
 // --max-body-size is set.
 const defaultMaxMessage = 4 << 20
-
-// IsGRPC reports whether a request or response header is that of a gRPC
-// call: content type application/grpc, application/grpc+proto, ...
-func IsGRPC(h http.Header) bool {
-	ct := h.Get("Content-Type")
-	rest, ok := strings.CutPrefix(ct, "application/grpc")
-	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
-}
 
 // grpcApp is the channel to an app that is a gRPC server (--app-protocol
 // grpc, or grpcs: over TLS). A call shaped like HTTP (from the HTTP API or InvokeService) reaches
@@ -98,10 +86,10 @@ func (a *grpcApp) onInvoke(ctx context.Context, c *Call) (*http.Response, error)
 	data, err := readAtMost(c.Body, a.max)
 	switch {
 	case errors.Is(err, errTooLarge) || errors.Is(err, ErrBodyTooLarge):
-		return nil, errorf(KindBodyTooLarge, a.appID, a.addr, err,
+		return nil, errorf(wire.KindBodyTooLarge, a.appID, a.addr, err,
 			"request to gRPC app %q: the body is over the limit of %d bytes of a unary OnInvoke call", a.appID, a.max)
 	case err != nil:
-		return nil, errorf(KindBadRequest, a.appID, a.addr, err, "reading the request body for gRPC app %q", a.appID)
+		return nil, errorf(wire.KindBadRequest, a.appID, a.addr, err, "reading the request body for gRPC app %q", a.appID)
 	}
 	m, err := url.PathUnescape(c.Method)
 	if err != nil { // ParseMethod has checked it; keep the escaped form
@@ -121,7 +109,7 @@ func (a *grpcApp) onInvoke(ctx context.Context, c *Call) (*http.Response, error)
 	if err != nil {
 		st := status.Convert(err)
 		if st.Code() == codes.Unavailable && a.conn.GetState() != connectivity.Ready {
-			return nil, errorf(KindAppUnreachable, a.appID, a.addr, err, "gRPC app %q does not answer at %s", a.appID, a.addr)
+			return nil, errorf(wire.KindAppUnreachable, a.appID, a.addr, err, "gRPC app %q does not answer at %s", a.appID, a.addr)
 		}
 		return nil, &AppError{AppID: a.appID, Status: st, Header: HeaderFromMetadata(hdr)}
 	}
@@ -142,9 +130,10 @@ func (a *grpcApp) onInvoke(ctx context.Context, c *Call) (*http.Response, error)
 
 // AppError is a gRPC app's error status, as the app returned it from
 // AppCallback.OnInvoke: a value until an adapter shows it, as Dapr does (on
-// the HTTP API the matching HTTP status with the status as JSON; on the gRPC
-// API the status itself). Between sidecars it travels in the HTTP form with
-// HeaderGRPCStatus set, as the previous release sends it.
+// the HTTP API the matching HTTP status with the status as JSON,
+// apierr.WriteAppStatus; on the gRPC API the status itself). Between
+// sidecars it travels in that HTTP form with wire.GRPCStatus set, as the
+// previous release sends it (writeAppError, appError).
 type AppError struct {
 	AppID  string
 	Status *status.Status
@@ -158,14 +147,17 @@ func (e *AppError) Error() string {
 // HTTPStatus is the HTTP status Dapr shows the app's status as.
 func (e *AppError) HTTPStatus() int { return apierr.HTTPStatusFromCode(e.Status.Code()) }
 
-// WriteHTTP renders e for an HTTP caller: the app's header metadata, the
-// HTTP status of its code and the status as JSON.
-func (e *AppError) WriteHTTP(w http.ResponseWriter) {
+// writeAppError answers a peer sidecar with a gRPC app's error status in
+// the form the previous release sends, which peers of either version read
+// (appError): the app's header metadata, wire.GRPCStatus, the HTTP status of
+// the code and the status as JSON.
+func writeAppError(w http.ResponseWriter, e *AppError) {
 	b, err := protojson.Marshal(e.Status.Proto())
 	if err != nil {
 		b = []byte(`{"code":` + strconv.Itoa(int(e.Status.Code())) + `}`)
 	}
 	h := w.Header()
+	h.Set(wire.GRPCStatus, strconv.Itoa(int(e.Status.Code())))
 	copyHeader(h, e.Header)
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
@@ -180,11 +172,11 @@ func appError(resp *http.Response, appID string) *AppError {
 	h := resp.Header
 	var st spb.Status
 	if err := protojson.Unmarshal(b, &st); err != nil {
-		n, _ := strconv.Atoi(h.Get(HeaderGRPCStatus))
+		n, _ := strconv.Atoi(h.Get(wire.GRPCStatus))
 		return &AppError{AppID: appID, Status: status.Newf(codes.Code(n), "app %q failed, and its status could not be read: %v", appID, err)}
 	}
 	removeHopByHop(h)
-	for _, k := range []string{HeaderGRPCStatus, "Content-Type", "Content-Length"} {
+	for _, k := range []string{wire.GRPCStatus, "Content-Type", "Content-Length"} {
 		delete(h, k)
 	}
 	return &AppError{AppID: appID, Status: status.FromProto(&st), Header: h}

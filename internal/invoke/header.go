@@ -7,43 +7,6 @@ import (
 	"strings"
 )
 
-// Headers the sidecar sets on every invocation. Values an app sends under
-// these names are replaced, never trusted.
-const (
-	HeaderCallerAppID     = "Dapr-Caller-App-Id"
-	HeaderCallerNamespace = "Dapr-Caller-Namespace"
-	HeaderCalleeAppID     = "Dapr-Callee-App-Id"
-	HeaderAppID           = "Dapr-App-Id" // the header form of invocation
-	HeaderAPIToken        = "Dapr-Api-Token"
-	// HeaderHopError marks a response of the internal hop that carries an
-	// error of the callee sidecar rather than the app's answer.
-	HeaderHopError = "Tandem-Hop-Error"
-	// HeaderCallKind says on the hop what the caller's sidecar made the
-	// call from: "grpc-proxy" for a gRPC call proxied from its gRPC port,
-	// "http" for everything else. The callee's sidecar decides on it, not
-	// on a Content-Type the calling app picks; it never reaches the app.
-	HeaderCallKind = "Tandem-Call-Kind"
-)
-
-var (
-	callKindGRPC = []string{"grpc-proxy"}
-	callKindHTTP = []string{"http"}
-)
-
-// IsGRPCProxy reports whether h, the header of a call on the hop, is that of
-// a gRPC call proxied from a caller's gRPC port. A peer of the previous
-// release sends no HeaderCallKind; its calls are judged by Content-Type, as
-// that release did.
-func IsGRPCProxy(h http.Header) bool {
-	switch v := h[HeaderCallKind]; {
-	case len(v) == 0:
-		return IsGRPC(h)
-	case len(v) == 1 && v[0] == callKindGRPC[0]:
-		return IsGRPC(h)
-	}
-	return false
-}
-
 // hopByHop lists the headers of one connection, which a proxy must not forward
 // (RFC 9110, section 7.6.1).
 var hopByHop = []string{

@@ -12,6 +12,8 @@ import (
 
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 // HealthCheck is how a sidecar checks its app's health
@@ -177,7 +179,7 @@ func (inv *Invoker) checkAppHealth() *Error {
 		return nil
 	}
 	if err := inv.health.unhealthy(); err != nil {
-		return errorf(KindAppUnhealthy, inv.cfg.AppID, inv.cfg.AppAddress, err, "app %q is not in a healthy state", inv.cfg.AppID)
+		return errorf(wire.KindAppUnhealthy, inv.cfg.AppID, inv.cfg.AppAddress, err, "app %q is not in a healthy state", inv.cfg.AppID)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/apierr"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -49,7 +51,7 @@ func TestAppHealthThreshold(t *testing.T) {
 }
 
 // TestAppNotCalledWhileUnhealthy: with health checks, a call to an app
-// whose probe fails is refused with KindAppUnhealthy without reaching it,
+// whose probe fails is refused with wire.KindAppUnhealthy without reaching it,
 // readiness says unhealthy, and both recover with the app.
 func TestAppNotCalledWhileUnhealthy(t *testing.T) {
 	var ok atomic.Bool
@@ -91,10 +93,11 @@ func TestAppNotCalledWhileUnhealthy(t *testing.T) {
 	}
 	waitFor(false)
 	var ie *Error
-	if err := call(); !errors.As(err, &ie) || ie.Kind != KindAppUnhealthy || !strings.Contains(err.Error(), "not in a healthy state") {
+	err = call()
+	if !errors.As(err, &ie) || ie.Kind != wire.KindAppUnhealthy || !strings.Contains(err.Error(), "not in a healthy state") {
 		t.Fatalf("call to an unhealthy app: %v", err)
 	}
-	if e := ie.APIError(); e.HTTPStatus != 500 || e.Code != "ERR_DIRECT_INVOKE" || e.GRPCCode.String() != "Internal" {
+	if e := apierr.Invoke(err); e.HTTPStatus != 500 || e.Code != "ERR_DIRECT_INVOKE" || e.GRPCCode.String() != "Internal" {
 		t.Errorf("shown as %d %s %s", e.HTTPStatus, e.Code, e.GRPCCode)
 	}
 	if calls.Load() != 0 {

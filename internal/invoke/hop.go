@@ -4,14 +4,13 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/identity"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -100,26 +99,26 @@ func (inv *Invoker) HopHandler() http.Handler {
 }
 
 func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
-	if callee := r.Header.Get(HeaderCalleeAppID); callee != inv.cfg.AppID {
-		WriteHopError(w, http.StatusNotFound, KindWrongTarget,
+	if callee := r.Header.Get(wire.CalleeAppID); callee != inv.cfg.AppID {
+		wire.WriteError(w, http.StatusNotFound, wire.KindWrongTarget,
 			fmt.Sprintf("the sidecar at %s serves app %q, not %q; the resolver's answer is stale", inv.cfg.InternalAddress, inv.cfg.AppID, callee))
 		return
 	}
 	if inv.isDraining() {
-		WriteHopError(w, http.StatusServiceUnavailable, KindShuttingDown,
+		wire.WriteError(w, http.StatusServiceUnavailable, wire.KindShuttingDown,
 			fmt.Sprintf("the sidecar of app %q is shutting down and accepts no new calls", inv.cfg.AppID))
 		return
 	}
 	if n := inv.hopCalls.Add(1); n > int64(inv.cfg.MaxHopCalls) {
 		inv.hopCalls.Add(-1)
-		WriteHopError(w, http.StatusServiceUnavailable, KindOverloaded,
+		wire.WriteError(w, http.StatusServiceUnavailable, wire.KindOverloaded,
 			fmt.Sprintf("the sidecar of app %q has %d calls from peers in flight, its limit; try again later", inv.cfg.AppID, inv.cfg.MaxHopCalls))
 		return
 	}
 	defer inv.hopCalls.Add(-1)
 	method, err := ParseMethod(strings.TrimPrefix(r.URL.EscapedPath(), "/"))
 	if err != nil {
-		WriteHopError(w, http.StatusBadRequest, KindBadRequest, err.Error())
+		wire.WriteError(w, http.StatusBadRequest, wire.KindBadRequest, err.Error())
 		return
 	}
 	c := &Call{
@@ -130,7 +129,7 @@ func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
 		Header:        r.Header,
 		Body:          r.Body,
 		ContentLength: r.ContentLength,
-		GRPCProxy:     IsGRPCProxy(r.Header),
+		GRPCProxy:     wire.IsGRPCProxy(r.Header),
 	}
 	if r.ContentLength == 0 {
 		c.Body = nil
@@ -141,14 +140,11 @@ func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
 		var ie *Error
 		switch {
 		case errors.As(err, &ae):
-			// As the previous release sends it: peers of either
-			// version read it.
-			w.Header().Set(HeaderGRPCStatus, strconv.Itoa(int(ae.Status.Code())))
-			ae.WriteHTTP(w)
+			writeAppError(w, ae)
 		case errors.As(err, &ie):
-			WriteHopError(w, http.StatusBadGateway, ie.Kind, ie.Error())
+			wire.WriteError(w, http.StatusBadGateway, ie.Kind, ie.Error())
 		default:
-			WriteHopError(w, http.StatusBadGateway, KindAppUnreachable, err.Error())
+			wire.WriteError(w, http.StatusBadGateway, wire.KindAppUnreachable, err.Error())
 		}
 		return
 	}
@@ -156,16 +152,6 @@ func (inv *Invoker) serveHop(w http.ResponseWriter, r *http.Request) {
 	if err := writeResponse(w, resp, inv.cfg.StallTimeout, r.ProtoMajor == 2); err != nil {
 		inv.cfg.Logger.Debug("answer to a peer cut short", "app", inv.cfg.AppID, "err", err)
 	}
-}
-
-// WriteHopError answers a peer sidecar with an error of this sidecar (not of
-// the app), which the peer turns into an *Error of that kind.
-func WriteHopError(w http.ResponseWriter, status int, kind Kind, msg string) {
-	h := w.Header()
-	h.Set(HeaderHopError, string(kind))
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, msg)
 }
 
 // Authenticate wraps the internal port's handler (before access control):
@@ -185,26 +171,26 @@ func (inv *Invoker) Authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
 			src.CountPlaintext()
-			claimed := r.Header.Get(HeaderCallerAppID)
-			delete(r.Header, HeaderCallerAppID)
-			delete(r.Header, HeaderCallerNamespace)
+			claimed := r.Header.Get(wire.CallerAppID)
+			delete(r.Header, wire.CallerAppID)
+			delete(r.Header, wire.CallerNamespace)
 			next.ServeHTTP(w, r.WithContext(identity.NewUnverifiedContext(r.Context(), claimed)))
 			return
 		}
 		if len(r.TLS.PeerCertificates) == 0 {
-			WriteHopError(w, http.StatusForbidden, KindPermissionDenied, "the caller presented no certificate")
+			wire.WriteError(w, http.StatusForbidden, wire.KindPermissionDenied, "the caller presented no certificate")
 			return
 		}
 		id, err := identity.FromCert(r.TLS.PeerCertificates[0])
 		if err != nil {
-			WriteHopError(w, http.StatusForbidden, KindPermissionDenied, "the caller's certificate: "+err.Error())
+			wire.WriteError(w, http.StatusForbidden, wire.KindPermissionDenied, "the caller's certificate: "+err.Error())
 			return
 		}
-		r.Header[HeaderCallerAppID] = []string{id.AppID}
+		r.Header[wire.CallerAppID] = []string{id.AppID}
 		if inv.cfg.Namespace == "" && id.Namespace == identity.DefaultNamespace {
-			delete(r.Header, HeaderCallerNamespace) // standalone, as without mutual TLS
+			delete(r.Header, wire.CallerNamespace) // standalone, as without mutual TLS
 		} else {
-			r.Header[HeaderCallerNamespace] = []string{id.Namespace}
+			r.Header[wire.CallerNamespace] = []string{id.Namespace}
 		}
 		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
 	})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -48,7 +49,7 @@ func TestHopPoolNoRetryOnProtocolError(t *testing.T) {
 	if err == nil {
 		t.Fatal("a call the peer refused succeeded")
 	}
-	if kerr := refused(err, http.Header{}, "callee", addr); kerr == nil || kerr.Kind != KindBadRequest {
+	if kerr := refused(err, http.Header{}, "callee", addr); kerr == nil || kerr.Kind != wire.KindBadRequest {
 		t.Errorf("refusal %v is not a bad request: %v", kerr, err)
 	}
 	if n := conns.Load(); n > 2 {
@@ -141,7 +142,7 @@ func TestInvokeChecksBeforeHop(t *testing.T) {
 			}
 			_, err := caller.Invoke(context.Background(), &call)
 			var ie *Error
-			if !errors.As(err, &ie) || ie.Kind != KindBadRequest || !strings.Contains(err.Error(), c.field) {
+			if !errors.As(err, &ie) || ie.Kind != wire.KindBadRequest || !strings.Contains(err.Error(), c.field) {
 				t.Errorf("got %v, want a bad request naming %s", err, c.field)
 			}
 		})

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/tandem-run/tandem/internal/identity"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -189,30 +190,26 @@ func (inv *Invoker) Invoke(ctx context.Context, c *Call) (*http.Response, error)
 
 func (inv *Invoker) invoke(ctx context.Context, c *Call) (*http.Response, error) {
 	if inv.isDraining() {
-		return nil, errorf(KindShuttingDown, c.Target.ID, "", nil, "sidecar %q is shutting down and accepts no new calls", inv.cfg.AppID)
+		return nil, errorf(wire.KindShuttingDown, c.Target.ID, "", nil, "sidecar %q is shutting down and accepts no new calls", inv.cfg.AppID)
 	}
 	if err := inv.checkSize(c); err != nil {
 		return nil, err
 	}
 	if err := checkCall(c); err != nil {
-		return nil, errorf(KindBadRequest, c.Target.ID, "", nil, "%v", err)
+		return nil, errorf(wire.KindBadRequest, c.Target.ID, "", nil, "%v", err)
 	}
 	h := c.Header
 	removeHopByHop(h)
-	delete(h, HeaderAPIToken)
-	delete(h, HeaderAppID)
+	delete(h, wire.APIToken)
+	delete(h, wire.AppID)
 	setForwarded(h, c.RemoteAddr, c.Host, inv.cfg.InternalAddress)
-	h[HeaderCallerAppID] = inv.callerID
-	h[HeaderCalleeAppID] = []string{c.Target.ID}
-	if c.GRPCProxy {
-		h[HeaderCallKind] = callKindGRPC
-	} else {
-		h[HeaderCallKind] = callKindHTTP
-	}
+	h[wire.CallerAppID] = inv.callerID
+	h[wire.CalleeAppID] = []string{c.Target.ID}
+	wire.SetCallKind(h, c.GRPCProxy)
 	if inv.cfg.Namespace != "" {
-		h[HeaderCallerNamespace] = inv.callerNS
+		h[wire.CallerNamespace] = inv.callerNS
 	} else {
-		delete(h, HeaderCallerNamespace)
+		delete(h, wire.CallerNamespace)
 	}
 
 	if c.Target.ID == inv.cfg.AppID && (c.Target.Namespace == "" || c.Target.Namespace == inv.cfg.Namespace) {
@@ -222,9 +219,9 @@ func (inv *Invoker) invoke(ctx context.Context, c *Call) (*http.Response, error)
 	addrs, err := inv.resolver.Resolve(ctx, c.Target)
 	if err != nil {
 		if errors.Is(err, resolver.ErrNotFound) {
-			return nil, errorf(KindNotFound, c.Target.ID, "", err, "cannot invoke app %q", c.Target.String())
+			return nil, errorf(wire.KindNotFound, c.Target.ID, "", err, "cannot invoke app %q", c.Target.String())
 		}
-		return nil, errorf(KindUnreachable, c.Target.ID, "", err, "cannot resolve app %q", c.Target.String())
+		return nil, errorf(wire.KindUnreachable, c.Target.ID, "", err, "cannot resolve app %q", c.Target.String())
 	}
 	resp, err := inv.sendHop(ctx, c, addrs)
 	if f, ok := inv.resolver.(resolver.Forgetter); ok && err != nil && allRefused(err) && bodyUntouched(c) {
@@ -243,7 +240,7 @@ func (inv *Invoker) invoke(ctx context.Context, c *Call) (*http.Response, error)
 func allRefused(err error) bool {
 	var ie *Error
 	var op *net.OpError
-	return errors.As(err, &ie) && ie.Kind == KindUnreachable && errors.As(err, &op) && op.Op == "dial"
+	return errors.As(err, &ie) && ie.Kind == wire.KindUnreachable && errors.As(err, &op) && op.Op == "dial"
 }
 
 func sameAddrs(a, b []string) bool {
@@ -289,21 +286,21 @@ func (inv *Invoker) sendHop(ctx context.Context, c *Call, addrs []string) (*http
 	for i, addr := range addrs {
 		req, err := inv.newHopRequest(ctx, c, addr)
 		if err != nil {
-			return nil, errorf(KindBadRequest, c.Target.ID, addr, err, "cannot build the call to app %q", c.Target.ID)
+			return nil, errorf(wire.KindBadRequest, c.Target.ID, addr, err, "cannot build the call to app %q", c.Target.ID)
 		}
 		resp, err := inv.hop.RoundTrip(req)
 		if err == nil {
-			switch {
-			case resp.Header.Get(HeaderHopError) != "":
-				return nil, hopError(resp, c.Target.ID, addr)
-			case resp.Header.Get(HeaderGRPCStatus) != "":
+			if kind, msg, failed := wire.ReadError(resp); failed {
+				return nil, &Error{Kind: kind, AppID: c.Target.ID, Addr: addr, Msg: msg}
+			}
+			if resp.Header.Get(wire.GRPCStatus) != "" {
 				return nil, appError(resp, c.Target.ID)
 			}
 			return resp, nil
 		}
 		lastErr, lastAddr = err, addr
 		if errors.Is(err, ErrBodyTooLarge) {
-			return nil, errorf(KindBodyTooLarge, c.Target.ID, addr, err, "request body is over the limit of %d bytes", inv.cfg.MaxBodySize)
+			return nil, errorf(wire.KindBodyTooLarge, c.Target.ID, addr, err, "request body is over the limit of %d bytes", inv.cfg.MaxBodySize)
 		}
 		if kerr := refused(err, c.Header, c.Target.ID, addr); kerr != nil {
 			return nil, kerr
@@ -314,9 +311,9 @@ func (inv *Invoker) sendHop(ctx context.Context, c *Call, addrs []string) (*http
 		inv.cfg.Logger.Debug("peer sidecar unreachable, trying the next", "app", c.Target.ID, "addr", addr, "err", err)
 	}
 	if ctx.Err() != nil {
-		return nil, errorf(KindUnreachable, c.Target.ID, lastAddr, ctx.Err(), "call to app %q via its sidecar at %s was cancelled", c.Target.ID, lastAddr)
+		return nil, errorf(wire.KindUnreachable, c.Target.ID, lastAddr, ctx.Err(), "call to app %q via its sidecar at %s was cancelled", c.Target.ID, lastAddr)
 	}
-	return nil, errorf(KindUnreachable, c.Target.ID, lastAddr, lastErr, "cannot reach the sidecar of app %q at %s", c.Target.ID, lastAddr)
+	return nil, errorf(wire.KindUnreachable, c.Target.ID, lastAddr, lastErr, "cannot reach the sidecar of app %q at %s", c.Target.ID, lastAddr)
 }
 
 func (inv *Invoker) newHopRequest(ctx context.Context, c *Call, addr string) (*http.Request, error) {
@@ -383,7 +380,7 @@ func checkCall(c *Call) error {
 // peer's health, so they do not count against circuit breakers.
 func refused(err error, h http.Header, appID, addr string) *Error {
 	if identity.IsPlaintextRefusal(err) {
-		return errorf(KindMTLS, appID, addr, nil,
+		return errorf(wire.KindMTLS, appID, addr, nil,
 			"the sidecar of app %q at %s requires mutual TLS, and this one runs without it (--enable-mtls=false): turn it on, or run the peer with --allow-plaintext-peers for a rollout", appID, addr)
 	}
 	size := headerListSize(h)
@@ -393,11 +390,11 @@ func refused(err error, h http.Header, appID, addr string) *Error {
 	// HopHeaderSlack, so below that such an error means something else.
 	msg := err.Error()
 	if headerListTooLarge(err) || (size > HopHeaderSlack && (strings.Contains(msg, "PROTOCOL_ERROR") || strings.Contains(msg, "COMPRESSION_ERROR"))) {
-		return errorf(KindHeadersTooLarge, appID, addr, nil,
+		return errorf(wire.KindHeadersTooLarge, appID, addr, nil,
 			"the call's headers (%d bytes) are larger than the sidecar of app %q at %s accepts (its --read-buffer-size); send fewer or smaller headers", size, appID, addr)
 	}
 	if strings.Contains(err.Error(), "PROTOCOL_ERROR") {
-		return errorf(KindBadRequest, appID, addr, err, "the sidecar of app %q at %s refused the call as malformed", appID, addr)
+		return errorf(wire.KindBadRequest, appID, addr, err, "the sidecar of app %q at %s refused the call as malformed", appID, addr)
 	}
 	return nil
 }
@@ -433,17 +430,10 @@ func (inv *Invoker) checkSize(c *Call) error {
 		return nil
 	}
 	if c.ContentLength > limit {
-		return errorf(KindBodyTooLarge, c.Target.ID, "", ErrBodyTooLarge, "request body of %d bytes is over the limit of %d bytes", c.ContentLength, limit)
+		return errorf(wire.KindBodyTooLarge, c.Target.ID, "", ErrBodyTooLarge, "request body of %d bytes is over the limit of %d bytes", c.ContentLength, limit)
 	}
 	c.Body = &limitedBody{rc: c.Body, left: limit}
 	return nil
-}
-
-// hopError turns a marked error response of the peer sidecar into an *Error.
-func hopError(resp *http.Response, appID, addr string) error {
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return &Error{Kind: Kind(resp.Header.Get(HeaderHopError)), AppID: appID, Addr: addr, Msg: string(msg)}
 }
 
 // StartDrain makes the Invoker refuse new calls; calls under way go on.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -52,12 +53,12 @@ func newPair(t *testing.T, app http.Handler) (caller *Invoker) {
 func TestInvokeThroughHop(t *testing.T) {
 	caller := newPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		w.Header().Set("X-Seen", r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get(HeaderCallerAppID)+" "+string(b))
+		w.Header().Set("X-Seen", r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get(wire.CallerAppID)+" "+string(b))
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	resp, err := caller.Invoke(context.Background(), &Call{
 		Target: resolver.Target{ID: "callee"}, Method: "a/b", Verb: "PUT", RawQuery: "q=1",
-		Header: http.Header{HeaderCallerAppID: {"forged"}}, Body: io.NopCloser(strings.NewReader("xyz")), ContentLength: 3,
+		Header: http.Header{wire.CallerAppID: {"forged"}}, Body: io.NopCloser(strings.NewReader("xyz")), ContentLength: 3,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -91,15 +92,15 @@ func TestInvokeErrorKinds(t *testing.T) {
 	cases := []struct {
 		target string
 		body   string
-		want   Kind
+		want   wire.Kind
 		msg    string
 	}{
-		{"missing", "", KindNotFound, "missing"},
-		{"noapp", "", KindNoApp, "--app-port"},
-		{"dead", "", KindAppUnreachable, deadApp},
-		{"wrong", "", KindWrongTarget, "serves app \"other\""},
-		{"closed", "", KindUnreachable, closedPeer},
-		{"dead", strings.Repeat("x", 11), KindBodyTooLarge, "limit"},
+		{"missing", "", wire.KindNotFound, "missing"},
+		{"noapp", "", wire.KindNoApp, "--app-port"},
+		{"dead", "", wire.KindAppUnreachable, deadApp},
+		{"wrong", "", wire.KindWrongTarget, "serves app \"other\""},
+		{"closed", "", wire.KindUnreachable, closedPeer},
+		{"dead", strings.Repeat("x", 11), wire.KindBodyTooLarge, "limit"},
 	}
 	for _, c := range cases {
 		t.Run(c.target+string(c.want), func(t *testing.T) {
@@ -121,7 +122,7 @@ func TestDrainRefusesNewCalls(t *testing.T) {
 	caller.StartDrain()
 	_, err := caller.Invoke(context.Background(), &Call{Target: resolver.Target{ID: "callee"}, Method: "m", Verb: "GET", Header: http.Header{}})
 	var ie *Error
-	if !errors.As(err, &ie) || ie.Kind != KindShuttingDown {
+	if !errors.As(err, &ie) || ie.Kind != wire.KindShuttingDown {
 		t.Errorf("got %v, want shutting-down", err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tandem-run/tandem/internal/acl"
-	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/telemetry"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
@@ -435,7 +435,7 @@ func TestHalfWrittenFile(t *testing.T) {
 func hopStatus(sw *acl.Switch) int {
 	h := sw.Hop(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	r := httptest.NewRequest("GET", "/method", nil)
-	r.Header.Set(invoke.HeaderCallerAppID, "addapp")
+	r.Header.Set(wire.CallerAppID, "addapp")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	return w.Code

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
@@ -160,7 +161,7 @@ func (w *Invoker) Invoke(ctx context.Context, c *invoke.Call) (*http.Response, e
 		if err != nil {
 			cancel()
 			if tctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-				err = &invoke.Error{Kind: invoke.KindUnreachable, AppID: c.Target.ID, Err: context.DeadlineExceeded,
+				err = &invoke.Error{Kind: wire.KindUnreachable, AppID: c.Target.ID, Err: context.DeadlineExceeded,
 					Msg: fmt.Sprintf("app %q: no answer within the timeout of %s (resiliency %s)", c.Target.ID, r.p.Timeout, r.p.Name)}
 			}
 			if ae := (*invoke.AppError)(nil); errors.As(err, &ae) {
@@ -174,7 +175,7 @@ func (w *Invoker) Invoke(ctx context.Context, c *invoke.Call) (*http.Response, e
 				// again, and it says nothing of the target's health.
 				return false, false, err
 			}
-			notReached := ie != nil && (ie.Kind == invoke.KindUnreachable || ie.Kind == invoke.KindNotFound)
+			notReached := ie != nil && (ie.Kind == wire.KindUnreachable || ie.Kind == wire.KindNotFound)
 			return true, (noBody && (idempotent(c.Verb) || notReached)), err
 		}
 		res.Body = &cancelBody{ReadCloser: res.Body, cancel: cancel}
@@ -189,9 +190,9 @@ func (w *Invoker) Invoke(ctx context.Context, c *invoke.Call) (*http.Response, e
 
 // refusal reports the kinds of invocation error that are about the call,
 // not the target: neither failures for a breaker nor worth a retry.
-func refusal(k invoke.Kind) bool {
+func refusal(k wire.Kind) bool {
 	switch k {
-	case invoke.KindBadRequest, invoke.KindHeadersTooLarge, invoke.KindBodyTooLarge, invoke.KindPermissionDenied, invoke.KindMTLS:
+	case wire.KindBadRequest, wire.KindHeadersTooLarge, wire.KindBodyTooLarge, wire.KindPermissionDenied, wire.KindMTLS:
 		return true
 	}
 	return false

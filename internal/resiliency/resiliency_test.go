@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/state"
 	"github.com/tandem-run/tandem/pkg/state/memory"
@@ -258,7 +259,7 @@ func TestStoreRetriesOnlyRepeatableOperations(t *testing.T) {
 // refusingCaller answers every call with an invocation error of one kind
 // (a test double of the hop's answers; the real ones are in tests/e2e).
 type refusingCaller struct {
-	kind  invoke.Kind
+	kind  wire.Kind
 	calls atomic.Int32
 }
 
@@ -276,14 +277,14 @@ func TestInvokerRefusalsAreNotFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		kind      invoke.Kind
+		kind      wire.Kind
 		calls     int32 // per Invoke: 1 + retries
 		breakerOK bool  // still closed after 5 calls
 	}{
-		{invoke.KindBadRequest, 1, true},
-		{invoke.KindHeadersTooLarge, 1, true},
-		{invoke.KindPermissionDenied, 1, true},
-		{invoke.KindUnreachable, 3, false},
+		{wire.KindBadRequest, 1, true},
+		{wire.KindHeadersTooLarge, 1, true},
+		{wire.KindPermissionDenied, 1, true},
+		{wire.KindUnreachable, 3, false},
 	} {
 		t.Run(string(c.kind), func(t *testing.T) {
 			next := &refusingCaller{kind: c.kind}

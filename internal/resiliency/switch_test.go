@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/state"
 )
@@ -23,7 +24,7 @@ func TestSwitch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := &refusingCaller{kind: invoke.KindUnreachable}
+	next := &refusingCaller{kind: wire.KindUnreachable}
 	sw := NewSwitch(next, nil)
 	tries := func() int32 {
 		before := next.calls.Load()

@@ -14,7 +14,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 // Span attribute keys: OpenTelemetry's semantic conventions, and Dapr's own.
@@ -150,7 +150,7 @@ func (c *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	span.SetAttributes(attribute.Int(attrHTTPStatus, resp.StatusCode))
-	if kind := resp.Header.Get(invoke.HeaderHopError); kind != "" {
+	if kind := resp.Header.Get(wire.HopError); kind != "" {
 		span.SetStatus(codes.Error, "the peer sidecar failed: "+kind)
 	} else if resp.StatusCode >= 500 {
 		span.SetStatus(codes.Error, fmt.Sprintf("HTTP %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))

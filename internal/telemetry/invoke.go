@@ -9,7 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc"
 
-	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 // The spans of an invocation, named as Dapr names them: CallLocal/<app>/<method>
@@ -18,9 +18,9 @@ import (
 // HopClient traces the calls to peer sidecars.
 func (t *Tracing) HopClient(rt http.RoundTripper) http.RoundTripper {
 	return t.HTTPClient(func(r *http.Request) string {
-		return InvokeSpanName(r.Header.Get(invoke.HeaderCalleeAppID), r.URL.Path)
+		return InvokeSpanName(r.Header.Get(wire.CalleeAppID), r.URL.Path)
 	}, func(r *http.Request) []attribute.KeyValue {
-		return peerAttrs(r.Header.Get(invoke.HeaderCalleeAppID), r.URL.Host)
+		return peerAttrs(r.Header.Get(wire.CalleeAppID), r.URL.Host)
 	}, rt)
 }
 

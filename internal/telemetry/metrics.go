@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
-	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
@@ -156,12 +156,12 @@ func (m *Metrics) HopClient(rt http.RoundTripper) http.RoundTripper {
 	}
 	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		start := time.Now()
-		target := req.Header.Get(invoke.HeaderCalleeAppID)
+		target := req.Header.Get(wire.CalleeAppID)
 		resp, err := rt.RoundTrip(req)
 		st := "error"
 		if err == nil {
 			st = strconv.Itoa(resp.StatusCode)
-			if kind := resp.Header.Get(invoke.HeaderHopError); kind != "" {
+			if kind := resp.Header.Get(wire.HopError); kind != "" {
 				st = kind
 			}
 		}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -122,7 +123,7 @@ func invokeCall(in *runtimev1pb.InvokeServiceRequest, md metadata.MD) (*invoke.C
 		verb = v.String()
 	}
 	h := invoke.HeaderFromMetadata(md)
-	delete(h, invoke.HeaderAppID)
+	delete(h, wire.AppID)
 	if err := invoke.CheckHeader(h, "metadata"); err != nil {
 		return nil, apierr.Malformed("%v", err)
 	}

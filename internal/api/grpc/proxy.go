@@ -21,6 +21,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
@@ -35,7 +36,7 @@ func (s *Server) proxy(_ any, ss grpc.ServerStream) error {
 	ctx := ss.Context()
 	fullMethod, _ := grpc.MethodFromServerStream(ss)
 	md, _ := metadata.FromIncomingContext(ctx)
-	ids := md.Get(strings.ToLower(invoke.HeaderAppID))
+	ids := md.Get(strings.ToLower(wire.AppID))
 	if len(ids) == 0 || ids[0] == "" {
 		return status.Errorf(codes.Unimplemented,
 			"unknown service or method %s: this port serves dapr.proto.runtime.v1.Dapr; to call an app's own gRPC service through the sidecar, send the metadata dapr-app-id: <app-id>", fullMethod)
@@ -73,7 +74,7 @@ func (s *Server) proxy(_ any, ss grpc.ServerStream) error {
 		return apierr.Invoke(err)
 	}
 	defer resp.Body.Close()
-	if !invoke.IsGRPC(resp.Header) {
+	if !wire.IsGRPC(resp.Header) {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return status.Errorf(codes.Unknown, "app %q answered HTTP %d %q, not a gRPC response: %s",
 			target.ID, resp.StatusCode, resp.Header.Get("Content-Type"), msg)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"google.golang.org/grpc/codes"
 )
@@ -19,7 +20,7 @@ func InvokeRoutes(inv invoke.Caller) []Route {
 	h := &invokeHandler{inv: inv}
 	return []Route{
 		{Pattern: invokePrefix, Raw: true, Name: "InvokeService", Handler: h.byPath},
-		{Header: invoke.HeaderAppID, Name: "InvokeService", Handler: h.byHeader},
+		{Header: wire.AppID, Name: "InvokeService", Handler: h.byHeader},
 	}
 }
 
@@ -45,7 +46,7 @@ func (h *invokeHandler) byPath(w http.ResponseWriter, r *http.Request) {
 
 // byHeader serves the dapr-app-id form: the whole path is the method.
 func (h *invokeHandler) byHeader(w http.ResponseWriter, r *http.Request) {
-	id := r.Header.Get(invoke.HeaderAppID)
+	id := r.Header.Get(wire.AppID)
 	if id == "" {
 		apierr.Write(w, apierr.New(apierr.CodeDirectInvoke, http.StatusNotFound, codes.NotFound,
 			"the dapr-app-id header is empty: set it to the id of the app to call"))
@@ -81,7 +82,7 @@ func (h *invokeHandler) serve(w http.ResponseWriter, r *http.Request, id, method
 		Host:          r.Host,
 	})
 	if ae := (*invoke.AppError)(nil); errors.As(err, &ae) {
-		ae.WriteHTTP(w) // a gRPC app's status, as Dapr shows it
+		apierr.WriteAppStatus(w, ae.Status, ae.Header) // a gRPC app's status, as Dapr shows it
 		return
 	}
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/tandem-run/tandem/internal/apierr"
-	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 // Guard checks tokens against one expected value.
@@ -59,7 +59,7 @@ func (g *Guard) HTTP(next http.Handler, public func(*http.Request) bool) http.Ha
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !probe(r) || !public(r) {
-			vv := r.Header[invoke.HeaderAPIToken]
+			vv := r.Header[wire.APIToken]
 			if len(vv) != 1 || !g.ok(vv[0]) {
 				apierr.Write(w, unauthorized())
 				return
@@ -79,7 +79,7 @@ func (g *Guard) GRPC(info *tap.Info) error {
 	if g == nil || info.FullMethodName == "/grpc.health.v1.Health/Check" || info.FullMethodName == "/grpc.health.v1.Health/Watch" {
 		return nil
 	}
-	vv := info.Header.Get(invoke.HeaderAPIToken) // Get lower-cases the key, as metadata keys are
+	vv := info.Header.Get(wire.APIToken) // Get lower-cases the key, as metadata keys are
 	if len(vv) != 1 || !g.ok(vv[0]) {
 		return unauthorized()
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/api"
 	httpapi "github.com/tandem-run/tandem/internal/api/http"
-	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
 // The hostile shapes: every request but the two exact probes needs the token.
@@ -25,7 +25,7 @@ func TestHTTPGuard(t *testing.T) {
 	router.Add(httpapi.InvokeRoutes(nil)...)
 	router.Add(httpapi.LifecycleRoutes(api.Lifecycle{})...)
 	h := g.HTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(invoke.HeaderAPIToken) != "s3cret" && !router.Public(r) {
+		if r.Header.Get(wire.APIToken) != "s3cret" && !router.Public(r) {
 			t.Errorf("%s %s reached the handler without the token", r.Method, r.URL)
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -84,7 +84,7 @@ func TestHTTPGuard(t *testing.T) {
 	}
 	// Two tokens, one right: refused.
 	req := httptest.NewRequest("GET", "/v1.0/metadata", nil)
-	req.Header[invoke.HeaderAPIToken] = []string{"wrong", "s3cret"}
+	req.Header[wire.APIToken] = []string{"wrong", "s3cret"}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
 	if w.Code != 401 {
