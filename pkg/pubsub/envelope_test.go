@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -157,6 +158,19 @@ func TestTTL(t *testing.T) {
 		got, has, err := TTL(c.md)
 		if err != nil || got != c.want || has != c.has {
 			t.Errorf("TTL(%v) = %v, %v, %v; want %v, %v", c.md, got, has, err, c.want, c.has)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for v, want := range map[string]time.Duration{"60s": time.Minute, "60000": time.Minute, "1m30s": 90 * time.Second, "1": time.Millisecond, "250ms": 250 * time.Millisecond} {
+		if got, err := ParseDuration("processingTimeout", v); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"", "0", "0s", "-1", "-5s", "soon", "1.5", "60 s", "9223372036854775807"} {
+		if _, err := ParseDuration("processingTimeout", v); err == nil || !strings.Contains(err.Error(), "processingTimeout") {
+			t.Errorf("ParseDuration(%q): %v; want an error naming the field", v, err)
 		}
 	}
 }
