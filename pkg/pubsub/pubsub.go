@@ -37,6 +37,9 @@ var (
 	// published as application/cloudevents+json, or an event delivered to a
 	// subscription that is not raw) is not a JSON object.
 	ErrBadCloudEvent = errors.New("not a cloud event")
+	// ErrForbidden: the component's topic access (Access) does not let
+	// this app publish or subscribe to the topic.
+	ErrForbidden = errors.New("topic not allowed")
 )
 
 // Message is an event as a broker carries it.

@@ -15,6 +15,9 @@ type BrokerConfig struct {
 	Name   string // the component's name
 	Type   string // e.g. pubsub.redis, for metadata
 	Broker Broker
+	// Access is what this app may do with the broker's topics; the zero
+	// Access allows everything.
+	Access Access
 }
 
 // Service publishes and subscribes through named brokers. It is safe for
@@ -148,7 +151,8 @@ func (s *Service) Brokers() []BrokerConfig {
 }
 
 // Publish publishes m through the broker called name. It returns nil once
-// the broker holds the event.
+// the broker holds the event. A topic its Access does not allow is an
+// error wrapping ErrForbidden.
 func (s *Service) Publish(ctx context.Context, name string, m *Message) error {
 	if err := CheckTopic(m.Topic); err != nil {
 		return err
@@ -158,6 +162,9 @@ func (s *Service) Publish(ctx context.Context, name string, m *Message) error {
 		return err
 	}
 	defer n.use.release()
+	if err := n.Access.Publish(m.Topic); err != nil {
+		return fmt.Errorf("pubsub %q: %w", name, err)
+	}
 	if err := n.Broker.Publish(ctx, m); err != nil {
 		return fmt.Errorf("pubsub %q: publish to topic %q: %w", name, m.Topic, err)
 	}
