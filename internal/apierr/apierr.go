@@ -6,8 +6,9 @@
 //
 // Domain packages return plain, wrapped errors; only the adapters in
 // internal/api turn them into *Error values, through the constructors and
-// the mappings here (State, Invoke). An invocation failure is known by its
-// kind (internal/invoke/wire), so this package needs nothing of the invoker.
+// the mappings here (State, PubSub, Invoke). An invocation failure is known
+// by its kind (internal/invoke/wire), so this package needs nothing of the
+// invoker.
 package apierr
 
 import (
@@ -69,6 +70,13 @@ const (
 var reasons = map[string]string{
 	CodeStateStoreNotFound:       ReasonStateNotFound,
 	CodeStateTooManyTransactions: ReasonStateTooManyTransactions,
+	CodePubSubNotFound:           ReasonPubSubNotFound,
+	CodePubSubEmpty:              ReasonPubSubNameEmpty,
+	CodeTopicNameEmpty:           ReasonPubSubTopicNameEmpty,
+	CodePubSubRequestMetadata:    ReasonPubSubMetadata,
+	CodePubSubCloudEventsSer:     ReasonPubSubCloudEventCreation,
+	CodePubSubForbidden:          ReasonPubSubForbidden,
+	CodePubSubPublishMessage:     ReasonPubSubPublishMessage,
 }
 
 // Error is an error as the API shows it.

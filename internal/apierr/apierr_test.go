@@ -46,6 +46,13 @@ func TestErrorInfoReasons(t *testing.T) {
 		{CodeShuttingDown, "ERR_SHUTTING_DOWN"},
 		{CodePermissionDenied, "ERR_PERMISSION_DENIED"},
 		{CodeInvalidToken, "invalid api token"},
+		{CodePubSubNotFound, "DAPR_PUBSUB_NOT_FOUND"},
+		{CodePubSubEmpty, "DAPR_PUBSUB_NAME_EMPTY"},
+		{CodeTopicNameEmpty, "DAPR_PUBSUB_TOPIC_NAME_EMPTY"},
+		{CodePubSubRequestMetadata, "DAPR_PUBSUB_METADATA_DESERIALIZATION"},
+		{CodePubSubCloudEventsSer, "DAPR_PUBSUB_CLOUD_EVENT_CREATION"},
+		{CodePubSubForbidden, "DAPR_PUBSUB_FORBIDDEN"},
+		{CodePubSubPublishMessage, "DAPR_PUBSUB_PUBLISH_MESSAGE"},
 	} {
 		t.Run(c.code, func(t *testing.T) {
 			e := New(c.code, http.StatusBadRequest, codes.InvalidArgument, "m")
