@@ -1,6 +1,6 @@
 // Package components reads Dapr Component resources (apiVersion
 // dapr.io/v1alpha1, kind Component) from a folder of YAML files and builds
-// the state stores they describe.
+// the state stores (Build) and pub/sub brokers (BuildPubSub) they describe.
 package components
 
 import (
@@ -189,11 +189,12 @@ func (c *Component) validate() error {
 	if c.Spec.Version != "" && c.Spec.Version != "v1" {
 		return c.errorf("spec.version %q is not supported; use v1", c.Spec.Version)
 	}
+	types := slices.Concat(StateTypes, PubSubTypes)
 	switch {
 	case c.Spec.Type == "":
-		return c.errorf("spec.type is missing; accepted: %s", strings.Join(StateTypes, ", "))
-	case !slices.Contains(StateTypes, c.Spec.Type):
-		return c.errorf("spec.type %q is not supported; accepted: %s", c.Spec.Type, strings.Join(StateTypes, ", "))
+		return c.errorf("spec.type is missing; accepted: %s", strings.Join(types, ", "))
+	case !slices.Contains(types, c.Spec.Type):
+		return c.errorf("spec.type %q is not supported; accepted: %s", c.Spec.Type, strings.Join(types, ", "))
 	}
 	// Secrets are read when the store is built; here every value read
 	// from one is taken to be there.
