@@ -2,6 +2,9 @@ package reload
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -182,6 +185,37 @@ func (k *componentKind) secretNames(refused []doc) []string {
 		}
 	}
 	return slices.Sorted(maps.Keys(seen))
+}
+
+// componentInForce is a Component a family's handler put in force.
+type componentInForce struct {
+	hash            string // of what it was built from (secrets read)
+	source, version string
+}
+
+// componentFailure is a Component a family's handler could not put in
+// force, and the hash of what it was built from.
+type componentFailure struct {
+	Rejection
+	hash string
+}
+
+// componentHash is a hash of what c is built from, its secrets read: a
+// Component whose hash has not changed is not built again.
+func componentHash(ctx context.Context, secrets *secretCache, c components.Component) (string, error) {
+	md, err := c.ResolveMetadata(secrets.lookup(ctx))
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(struct {
+		Name, Type, Version string
+		Metadata            map[string]string
+	}{c.Metadata.Name, c.Spec.Type, c.Spec.Version, md})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 var _ reconciler = (*componentKind)(nil)

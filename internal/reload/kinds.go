@@ -1,6 +1,9 @@
 package reload
 
-import "github.com/tandem-run/tandem/internal/kube"
+import (
+	"github.com/tandem-run/tandem/internal/components"
+	"github.com/tandem-run/tandem/internal/kube"
+)
 
 // kind is a kind of resource: its reconciler, and where it is read. The
 // sources of an origin that several kinds read (the folders) are taken
@@ -30,13 +33,14 @@ type kubeSource struct {
 // families of component types. A new kind is a reconciler in a file of
 // its own, with its tests, and a line here: where it is read from (the API
 // server's objects are listed, watched, refused and counted from this
-// line); a new family of component types (pubsub.*) is a componentType in
-// a file of its own and a line in types. It keeps the reconcilers the
+// line); a new family of component types (state.*, pubsub.*) is a
+// componentType in a file of its own and a line in types. It keeps the reconcilers the
 // Reloader asks for the Configuration in force and the Secrets Components
 // read.
 func (r *Reloader) newKinds(src Sources) []kind {
 	types := map[string]componentType{
-		"state": newStores(r.secrets, r.log, r.m, src.PingTimeout, src.DefaultStore),
+		"state":  newStores(r.secrets, r.log, r.m, src.PingTimeout, src.DefaultStore),
+		"pubsub": newPubSubs(r.secrets, r.log, r.m, src.PingTimeout, components.Env{AppID: src.AppID, Namespace: src.Namespace, PodName: src.PodName}),
 	}
 	r.comps = newComponentKind(src.AppID, src.Namespace, r.log, types)
 	r.conf = newConfigurationKind(src.Namespace, r.log)

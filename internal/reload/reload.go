@@ -17,17 +17,19 @@
 //     larger than Sources.MaxFileSize, is refused the same way, on its
 //     own: it is never waited on nor read whole, and the other files'
 //     changes apply;
-//   - a new or changed state store is built and must answer (state.Pinger)
-//     before it takes calls; until it does the store it replaces keeps
-//     serving (or, for a new name, there is none), and it is tried again
-//     every Sources.Resync. Calls in flight on a replaced store finish on
-//     it; a removed store answers ERR_STATE_STORE_NOT_FOUND from then on;
+//   - a new or changed state store or pub/sub broker is built and must
+//     answer (state.Pinger, pubsub.Pinger) before it takes calls; until it
+//     does the one it replaces keeps serving (or, for a new name, there is
+//     none), and it is tried again every Sources.Resync. Calls in flight on
+//     a replaced store or broker finish on it; a removed store answers
+//     ERR_STATE_STORE_NOT_FOUND from then on, a removed pub/sub
+//     ERR_PUBSUB_NOT_FOUND;
 //   - tracing, access control and resiliency policies switch whole, for
 //     the calls that start after the change.
 //
 // At start (Load, Apply) the rules are the sidecar's as before: any error
-// stops it, except a store whose Component sets spec.ignoreErrors, and
-// stores are not pinged (they connect on first use).
+// stops it, except a store or broker whose Component sets
+// spec.ignoreErrors, and neither is pinged (they connect on first use).
 //
 // Inside, the loaders (pollFiles; the API server's watches) send what each
 // origin of sources holds. The differ (sources) knows which version of each
@@ -35,8 +37,8 @@
 // through every kind that reads its origin (newKinds): each reconciler
 // stages its part of the version, then all commit, or all drop it. The
 // reconcilers then make their targets match what is in force: the
-// Components' (by type: the state stores), the Resiliency resources' and
-// the Configuration's.
+// Components' (by type: the state stores, the pub/sub brokers), the
+// Resiliency resources' and the Configuration's.
 package reload
 
 import (
@@ -56,6 +58,7 @@ import (
 	"github.com/tandem-run/tandem/internal/kube"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/telemetry"
+	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
@@ -64,6 +67,9 @@ type Sources struct {
 	AppID string
 	// Namespace is the pod's in kubernetes mode, "" in standalone mode.
 	Namespace string
+	// PodName is the pod's name (POD_NAME), which pub/sub metadata may
+	// name ({podName}); "" when unknown.
+	PodName string
 	// Dirs are the --resources-path folders: Components and Resiliency.
 	Dirs []string
 	// ConfigFile is the --config file (standalone mode).
@@ -93,7 +99,8 @@ type Sources struct {
 
 // Targets are what the resources are put in force on.
 type Targets struct {
-	State *state.Service
+	State  *state.Service
+	PubSub *pubsub.Service
 	// Tracing is made from Configuration's settings; Run needs it made
 	// with telemetry.Options.Reloadable.
 	Tracing    *telemetry.Tracing
@@ -196,8 +203,9 @@ func Load(ctx context.Context, src Sources) (*Reloader, error) {
 // Configuration is the Configuration in force; nil: none.
 func (r *Reloader) Configuration() *config.Configuration { return r.conf.current() }
 
-// Apply puts what Load read in force on tg: the state stores (not pinged:
-// they connect on first use), access control and the resiliency policies.
+// Apply puts what Load read in force on tg: the state stores and pub/sub
+// brokers (not pinged: they connect on first use), access control and the
+// resiliency policies.
 // Tracing was made from Configuration's settings by the caller.
 func (r *Reloader) Apply(ctx context.Context, tg Targets) error {
 	for _, k := range r.kinds {

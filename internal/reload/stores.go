@@ -2,9 +2,6 @@ package reload
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,21 +28,8 @@ type stores struct {
 	// start, then only if no store Component applied at start; false for
 	// good once a Component of its name replaces it.
 	embedded bool
-	inForce  map[string]storeInForce // by store name
-	failed   map[string]storeFailure // by store name
-}
-
-// storeInForce is a state store put in force.
-type storeInForce struct {
-	hash            string // of what it was built from (secrets read)
-	source, version string
-}
-
-// storeFailure is a store that could not be put in force, and the hash
-// of what it was built from.
-type storeFailure struct {
-	Rejection
-	hash string
+	inForce  map[string]componentInForce // by store name
+	failed   map[string]componentFailure // by store name
 }
 
 // want is a state store the sources in force ask for.
@@ -56,7 +40,7 @@ type want struct {
 
 func newStores(secrets *secretCache, log *slog.Logger, m *metrics, pingTimeout time.Duration, defaultStore bool) *stores {
 	return &stores{secrets: secrets, log: log, m: m, pingTimeout: pingTimeout, embedded: defaultStore,
-		inForce: map[string]storeInForce{}, failed: map[string]storeFailure{}}
+		inForce: map[string]componentInForce{}, failed: map[string]componentFailure{}}
 }
 
 // check builds c's store, and checks that the state service would take
@@ -89,13 +73,13 @@ func (s *stores) start(ctx context.Context, tg Targets, cs []placed) error {
 		}
 		if err != nil && w.comp != nil && w.comp.Spec.IgnoreErrors {
 			s.log.Error("state store not loaded; going on without it, as its spec.ignoreErrors asks", "store", name, "file", w.comp.File, "err", err)
-			s.failed[name] = storeFailure{Rejection: Rejection{Kind: kindComponent, Name: name, Source: w.source, Version: w.version, Error: err.Error(), Since: time.Now()}, hash: hash}
+			s.failed[name] = componentFailure{Rejection: Rejection{Kind: kindComponent, Name: name, Source: w.source, Version: w.version, Error: err.Error(), Since: time.Now()}, hash: hash}
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		s.inForce[name] = storeInForce{hash: hash, source: w.source, version: w.version}
+		s.inForce[name] = componentInForce{hash: hash, source: w.source, version: w.version}
 		if w.comp == nil {
 			s.log.Info("no state store components: using the embedded in-memory store; its data lives only as long as this sidecar", "store", name)
 		} else {
@@ -137,20 +121,7 @@ func (s *stores) hash(ctx context.Context, w want) (string, error) {
 	if w.comp == nil {
 		return "embedded", nil
 	}
-	c := *w.comp
-	md, err := c.ResolveMetadata(s.secrets.lookup(ctx))
-	if err != nil {
-		return "", err
-	}
-	b, err := json.Marshal(struct {
-		Name, Type, Version string
-		Metadata            map[string]string
-	}{c.Metadata.Name, c.Spec.Type, c.Spec.Version, md})
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	return componentHash(ctx, s.secrets, *w.comp)
 }
 
 // apply makes the stores in force those cs ask for: a store no longer
@@ -184,7 +155,7 @@ func (s *stores) reconcile(ctx context.Context, name string, w want, retry bool)
 	hash, err := s.hash(ctx, w)
 	cur, ok := s.inForce[name]
 	if err == nil && ok && cur.hash == hash {
-		s.inForce[name] = storeInForce{hash: hash, source: w.source, version: w.version}
+		s.inForce[name] = componentInForce{hash: hash, source: w.source, version: w.version}
 		delete(s.failed, name)
 		return
 	}
@@ -197,7 +168,7 @@ func (s *stores) reconcile(ctx context.Context, name string, w want, retry bool)
 		err = s.put(ctx, name, w)
 	}
 	if err != nil {
-		rej := storeFailure{Rejection: Rejection{Kind: kindComponent, Name: name, Source: w.source, Version: w.version, Error: err.Error(), Since: time.Now()}, hash: hash}
+		rej := componentFailure{Rejection: Rejection{Kind: kindComponent, Name: name, Source: w.source, Version: w.version, Error: err.Error(), Since: time.Now()}, hash: hash}
 		switch {
 		case same && prev.Error == rej.Error:
 			rej.Since = prev.Since
@@ -212,7 +183,7 @@ func (s *stores) reconcile(ctx context.Context, name string, w want, retry bool)
 		return
 	}
 	delete(s.failed, name)
-	s.inForce[name] = storeInForce{hash: hash, source: w.source, version: w.version}
+	s.inForce[name] = componentInForce{hash: hash, source: w.source, version: w.version}
 	if w.comp != nil && name == components.DefaultStore {
 		s.embedded = false // replaced for good
 	}
