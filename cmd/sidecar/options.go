@@ -47,6 +47,9 @@ type Options struct {
 
 	Mode      string // standalone or kubernetes
 	Namespace string
+	// PodName is the POD_NAME environment variable (the injector sets it),
+	// which pub/sub metadata templates read ({podName}), as daprd's.
+	PodName string
 	// ResourcesPaths are the folders of Component, Configuration and
 	// Resiliency YAML (--resources-path, repeatable as in daprd).
 	ResourcesPaths []string
@@ -389,6 +392,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		return o, fmt.Errorf("--log-level %q is not valid; accepted: debug, info, warn, error, fatal", logLevel)
 	}
 	o.APIToken, o.AppToken = getenv("DAPR_API_TOKEN"), getenv("APP_API_TOKEN")
+	o.PodName = getenv("POD_NAME")
 
 	o.MaxBodySize = defaultMaxBodySize
 	switch {

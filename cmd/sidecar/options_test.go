@@ -55,6 +55,8 @@ func TestParseOptions(t *testing.T) {
 			func(o Options) bool { return o.ResourcesMaxFileSize == 64<<10 }},
 		{"kubernetes namespace", []string{"--app-id", "a", "--mode", "kubernetes"}, map[string]string{"NAMESPACE": "prod"},
 			func(o Options) bool { return o.Namespace == "prod" && o.Mode == "kubernetes" }},
+		{"pod name from env", []string{"--app-id", "a", "--mode", "kubernetes"}, map[string]string{"NAMESPACE": "prod", "POD_NAME": "checkout-7d9f"},
+			func(o Options) bool { return o.PodName == "checkout-7d9f" }},
 		{"registry from env", []string{"--app-id", "a"}, map[string]string{"TANDEM_REGISTRY_DIR": "/tmp/r"},
 			func(o Options) bool { return o.RegistryDir == "/tmp/r" }},
 		{"single dash and log", []string{"-app-id", "a", "-log-level", "debug", "--log-as-json"}, nil,

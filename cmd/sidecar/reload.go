@@ -22,6 +22,7 @@ func loadResources(ctx context.Context, o Options, log *slog.Logger) (*reload.Re
 	src := reload.Sources{
 		AppID:        o.AppID,
 		Namespace:    o.Namespace,
+		PodName:      o.PodName,
 		DefaultStore: o.Mode == "standalone",
 		SecretPoll:   o.SecretPoll,
 		MaxFileSize:  o.ResourcesMaxFileSize,

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/identity"
+	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/resolver/kubernetes"
 	"github.com/tandem-run/tandem/pkg/resolver/standalone"
@@ -65,7 +66,7 @@ func register(o Options, internalAddr string, p api.Ports) (*standalone.Registra
 
 // metadata is the sidecar's metadata in daprd's shape, with extended (what
 // apps and the CLI set) and daprRuntimeVersion under "extended".
-func metadata(o Options, p api.Ports, st *state.Service, extended map[string]string) api.Metadata {
+func metadata(o Options, p api.Ports, st *state.Service, ps *pubsub.Service, extended map[string]string) api.Metadata {
 	if extended == nil {
 		extended = map[string]string{}
 	}
@@ -90,6 +91,11 @@ func metadata(o Options, p api.Ports, st *state.Service, extended map[string]str
 	for _, c := range st.Stores() {
 		m.Components = append(m.Components, api.Component{Name: c.Name, Type: c.Type, Version: "v1",
 			Capabilities: []string{"ETAG", "TRANSACTIONAL", "TTL"}})
+	}
+	// Pub/sub brokers have none of daprd's pub/sub features (daprd's
+	// pubsub.redis lists none either).
+	for _, c := range ps.Brokers() {
+		m.Components = append(m.Components, api.Component{Name: c.Name, Type: c.Type, Version: "v1"})
 	}
 	if h := o.AppHealth; h != nil {
 		m.AppConnectionProperties.Health = &api.AppHealth{HealthProbeInterval: h.Interval.String(),

@@ -27,6 +27,7 @@ import (
 	"github.com/tandem-run/tandem/internal/reload"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/telemetry"
+	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/state"
 )
@@ -56,6 +57,7 @@ type sidecar struct {
 	inv     *invoke.Invoker
 	ident   *identity.Source // nil: mutual TLS off
 	state   *state.Service
+	pubsub  *pubsub.Service
 	servers []*server
 	grpc    *grpc.Server
 	reg     io.Closer // the standalone registration; nil in kubernetes mode
@@ -70,7 +72,7 @@ type sidecar struct {
 }
 
 // newSidecar wires the sidecar's parts: listeners, resources, telemetry,
-// invocation, state and the servers. On error it closes what it opened.
+// invocation, state, pub/sub and the servers. On error it closes what it opened.
 func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 	s := &sidecar{o: o, log: newLogger(o), stop: make(chan struct{})}
 	if len(o.Unused) > 0 {
@@ -119,8 +121,18 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 	s.closers = append(s.closers, s.inv.Close)
 	s.state = state.NewService(o.AppID, o.Namespace)
 	s.closers = append(s.closers, func() { _ = s.state.Close() })
+	// Closed once the servers are drained: the publishes in flight have
+	// ended by then.
+	s.pubsub = pubsub.NewService()
+	s.closers = append(s.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), o.GracefulShutdown)
+		defer cancel()
+		if err := s.pubsub.Shutdown(ctx); err != nil {
+			s.log.Warn("closing the pub/sub brokers", "err", err)
+		}
+	})
 	policies := resiliency.NewSwitch(s.inv, nil)
-	if err := s.reload.Apply(ctx, reload.Targets{State: s.state, Tracing: tracing, ACL: &s.acl, Resiliency: policies}); err != nil {
+	if err := s.reload.Apply(ctx, reload.Targets{State: s.state, PubSub: s.pubsub, Tracing: tracing, ACL: &s.acl, Resiliency: policies}); err != nil {
 		return nil, err
 	}
 	s.state.Use(policies.StateMiddleware(), metrics.StateMiddleware(), tracing.StateMiddleware())
@@ -195,7 +207,7 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 		},
 		Shutdown: func() { s.stopOnce.Do(func() { close(s.stop) }) },
 		Metadata: func() api.Metadata {
-			m := metadata(o, s.ports, s.state, extended.All())
+			m := metadata(o, s.ports, s.state, s.pubsub, extended.All())
 			m.Resources = s.reload.Status()
 			return m
 		},
@@ -213,6 +225,8 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	router.Add(httpapi.InvokeRoutes(caller)...)
 	router.Add(httpapi.LifecycleRoutes(life)...)
 	router.Add(httpapi.StateRoutes(s.state, o.MaxBodySize)...)
+	publisher := api.Publisher{PubSub: s.pubsub, AppID: o.AppID}
+	router.Add(httpapi.PublishRoutes(publisher, o.MaxBodySize)...)
 
 	guard := token.New(o.APIToken)
 	api := func(r *httpapi.Router) http.Handler {
@@ -244,6 +258,7 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	grpcAPI := grpcapi.New(grpcapi.Config{
 		Invoker:             caller,
 		State:               s.state,
+		Publisher:           publisher,
 		Lifecycle:           life,
 		MaxBodySize:         o.MaxBodySize,
 		MaxHeaderBytes:      o.ReadBufferSize,

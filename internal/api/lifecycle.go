@@ -1,6 +1,7 @@
 // Package api holds what the HTTP and gRPC adapters share: the sidecar's
-// metadata and lifecycle hooks. The adapters themselves live in
-// internal/api/http and internal/api/grpc.
+// metadata and lifecycle hooks, and the publish API's checks and envelope
+// (Publisher). The adapters themselves live in internal/api/http and
+// internal/api/grpc.
 package api
 
 import "context"

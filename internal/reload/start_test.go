@@ -12,6 +12,7 @@ import (
 	"github.com/tandem-run/tandem/internal/acl"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/testutil/syncbuf"
+	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
@@ -27,7 +28,9 @@ func loadAndApply(t *testing.T, dir string) (*state.Service, string, error) {
 	}
 	svc := state.NewService("myapp", "")
 	t.Cleanup(func() { _ = svc.Close() })
-	err = r.Apply(context.Background(), Targets{State: svc, ACL: &acl.Switch{}, Resiliency: resiliency.NewSwitch(nil, nil)})
+	ps := pubsub.NewService()
+	t.Cleanup(func() { _ = ps.Close() })
+	err = r.Apply(context.Background(), Targets{State: svc, PubSub: ps, ACL: &acl.Switch{}, Resiliency: resiliency.NewSwitch(nil, nil)})
 	return svc, logs.String(), err
 }
 

@@ -2,8 +2,9 @@
 // dapr.proto.runtime.v1.Dapr (types generated from Dapr's own protos, the
 // module Dapr's SDKs use, so the wire format is Dapr's by construction), and
 // the gRPC proxy that forwards any other service, called with dapr-app-id
-// metadata, to that app. The behaviour lives in internal/invoke and pkg/state;
-// errors are rendered by internal/apierr, the same catalog as HTTP.
+// metadata, to that app. The behaviour lives in internal/invoke, pkg/state and
+// the publish API (api.Publisher); errors are rendered by internal/apierr,
+// the same catalog as HTTP.
 package grpcapi
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
@@ -30,6 +32,7 @@ type Server struct {
 
 	inv     invoke.Caller
 	state   *state.Service
+	pub     api.Publisher
 	life    api.Lifecycle
 	maxBody int64
 	maxHdr  int
@@ -41,8 +44,11 @@ type Server struct {
 
 // Config is what the gRPC API serves.
 type Config struct {
-	Invoker   invoke.Caller
-	State     *state.Service
+	Invoker invoke.Caller
+	State   *state.Service
+	// Publisher publishes (PublishEvent); with no PubSub, every pub/sub
+	// is not found.
+	Publisher api.Publisher
 	Lifecycle api.Lifecycle
 	// MaxBodySize bounds the messages of unary calls, as it bounds the
 	// buffered HTTP APIs.
@@ -83,8 +89,11 @@ func New(c Config) *Server {
 	if c.FirstMessageTimeout <= 0 {
 		c.FirstMessageTimeout = DefaultFirstMessageTimeout
 	}
+	if c.Publisher.PubSub == nil {
+		c.Publisher.PubSub = pubsub.NewService()
+	}
 	return &Server{
-		inv: c.Invoker, state: c.State, life: c.Lifecycle, maxBody: c.MaxBodySize, maxHdr: c.MaxHeaderBytes,
+		inv: c.Invoker, state: c.State, pub: c.Publisher, life: c.Lifecycle, maxBody: c.MaxBodySize, maxHdr: c.MaxHeaderBytes,
 		perConn: c.MaxStreamsPerConn, adm: newAdmission(c.Admit, c.MaxStreams), reader: newReader(c.FirstMessageTimeout),
 		log: c.Logger,
 	}

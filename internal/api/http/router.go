@@ -1,6 +1,6 @@
 // Package httpapi is the HTTP adapter of the sidecar: route tables that decode
-// requests, call internal/invoke or pkg/state, and encode the answer. Errors are
-// rendered by internal/apierr.
+// requests, call internal/invoke, pkg/state or the publish API (api.Publisher),
+// and encode the answer. Errors are rendered by internal/apierr.
 package httpapi
 
 import (
@@ -141,8 +141,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // SpanName is the span name of a request to the route named route, as Dapr
 // names them: CallLocal/<app-id>/<method> for invocation,
-// /v1.0/state/<store> (and .../bulk, .../transaction) for state, and the
-// route name otherwise.
+// /v1.0/state/<store> (and .../bulk, .../transaction) for state, the path
+// for publish (/v1.0/publish/<pubsub>/<topic>), and the route name
+// otherwise.
 func SpanName(route string, r *http.Request) string {
 	switch route {
 	case "InvokeService":
@@ -158,6 +159,8 @@ func SpanName(route string, r *http.Request) string {
 		return "/v1.0/state/" + r.PathValue("storeName") + "/bulk"
 	case "ExecuteStateTransaction":
 		return "/v1.0/state/" + r.PathValue("storeName") + "/transaction"
+	case "PublishEvent":
+		return r.URL.Path
 	}
 	return route
 }

@@ -208,22 +208,33 @@ func (h *stateHandler) transaction(w http.ResponseWriter, r *http.Request) {
 // bodyReadTimeout bounds how long reading a buffered request body may take.
 const bodyReadTimeout = 30 * time.Second
 
-// decode reads a JSON body of at most maxBody bytes into v; on failure it
-// writes the error and returns false.
-func (h *stateHandler) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+// readBody reads a buffered request body of at most maxBody bytes (more is
+// a 413); on failure it writes the error and returns false.
+func readBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, bool) {
 	// A buffered body must arrive in time: a client trickling it cannot
 	// hold a connection and a goroutine for ever.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		apierr.Write(w, apierr.BodyTooLarge(h.maxBody))
-		return false
+		apierr.Write(w, apierr.BodyTooLarge(maxBody))
+		return nil, false
 	case err != nil:
 		apierr.Write(w, apierr.Malformed("reading the request body: %v", err))
+		return nil, false
+	}
+	return body, true
+}
+
+// decode reads a JSON body of at most maxBody bytes into v; on failure it
+// writes the error and returns false.
+func (h *stateHandler) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := readBody(w, r, h.maxBody)
+	if !ok {
 		return false
-	case len(body) == 0:
+	}
+	if len(body) == 0 {
 		apierr.Write(w, apierr.Malformed("the request body is empty; it must be JSON"))
 		return false
 	}
