@@ -30,6 +30,39 @@ func TestLinks(t *testing.T) {
 	}
 }
 
+// TestPagesLinked checks that every page in docs/ is linked from the
+// README's reading list and from the docs index, so none is left unread.
+func TestPagesLinked(t *testing.T) {
+	pages, err := filepath.Glob("*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, index := range []string{filepath.Join(root, "README.md"), "README.md"} {
+		links, err := fileLinks(index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		linked := map[string]bool{}
+		for _, l := range links {
+			path, _, _ := strings.Cut(l.target, "#")
+			abs, err := filepath.Abs(filepath.Join(filepath.Dir(index), path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			linked[abs] = true
+		}
+		for _, p := range pages {
+			abs, err := filepath.Abs(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p != "README.md" && !linked[abs] {
+				t.Errorf("%s does not link docs/%s", index, p)
+			}
+		}
+	}
+}
+
 // TestCheckLinksReports runs the checker on pages with a missing file, a
 // missing anchor in another page and in the same page, and links that are
 // fine, so that TestLinks passing means something.
