@@ -217,7 +217,7 @@ func TestKubernetesCA(t *testing.T) {
 }
 
 // caRootRotation: the root's Secret goes through a rotation while the CA,
-// its bundle keeper and its watch run, as the README's steps say: the
+// its bundle keeper and its watch run, as docs/identity.md's steps say: the
 // bundle ConfigMaps left by an earlier run of the control plane are found
 // and kept; the old and the new root in trust-bundle.pem reach them; a
 // Secret whose ca.crt is not in its bundle is refused with a reason and

@@ -15,7 +15,7 @@ import (
 // TestJSSDK runs the Dapr JavaScript SDK (@dapr/dapr 3.4.1, from npm, with
 // the lockfile in tests/jssdk) against real sidecars over HTTP and gRPC:
 // tests/jssdk/sdk.test.mjs under node --test, which holds the assertions,
-// one for each row of the README's compatibility table among them. Node and
+// one for each row of docs/compatibility.md's table among them. Node and
 // npm are .ci/deps's; the packages are installed into a folder of the test
 // with npm ci (npm's cache makes that quick after the first run).
 func TestJSSDK(t *testing.T) {

@@ -350,7 +350,7 @@ type errorString string
 func (e errorString) Error() string { return string(e) }
 
 // Short-lived certificates renew under load with no failed call; and the
-// root rotates by hand as the README says, with the local CA's trust bundle
+// root rotates by hand as docs/identity.md says, with the local CA's trust bundle
 // holding both roots meanwhile: the callee sees certificates of both roots,
 // and no call fails.
 func TestMTLSRenewalAndRotationUnderLoad(t *testing.T) {

@@ -1,7 +1,7 @@
 // The Dapr JavaScript SDK (@dapr/dapr 3.4.1) against a Tandem sidecar, over
 // HTTP and gRPC: invocation (a query string in the method too), state with
 // ETags, bulk reads, transactions and metadata, and one assertion for each
-// row of the README's compatibility table where Tandem answers otherwise
+// row of the compatibility table (docs/compatibility.md) where Tandem answers otherwise
 // than daprd. tests/e2e (TestJSSDK) starts the sidecars and runs this with
 // node --test; the environment says where they are:
 //

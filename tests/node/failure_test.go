@@ -66,7 +66,7 @@ func echoDeployment(name string) *appsv1.Deployment {
 
 // TestInjectorDownIgnore: with the chart's failurePolicy Ignore, pods made
 // while the injector is down start without a sidecar (1/1, no
-// dapr.io/sidecar-injected annotation: what the README tells users to look
+// dapr.io/sidecar-injected annotation: what docs/kubernetes.md tells users to look
 // for); once it is back, a rollout restart gives them one.
 func TestInjectorDownIgnore(t *testing.T) {
 	calculator(t)

@@ -20,7 +20,7 @@ import (
 // TestRootRotation: the smoke test of mutual TLS's renewals and root
 // rotation on the node, under a steady load through the front end. The
 // chart runs with one-minute certificates (renewed every forty seconds),
-// and the root in its Secret tandem-ca is rotated as the README says:
+// and the root in its Secret tandem-ca is rotated as docs/identity.md says:
 // the old and the new root in trust-bundle.pem until every sidecar trusts
 // both (the injector puts the bundle in the namespace's ConfigMap, the
 // kubelet into the pods), then the new root and key in ca.crt and ca.key

@@ -306,7 +306,7 @@ func TestRollingUpdates(t *testing.T) {
 	step := l.stepper(t)
 	step("helm upgrade from "+prevVersion+" to "+version, func() {
 		// The previous release has no mutual TLS: the new sidecars take
-		// its calls and call it in plaintext for the upgrade (README).
+		// its calls and call it in plaintext for the upgrade (docs/identity.md).
 		if out, err := helm(t, append([]string{"upgrade", "tandem", filepath.Join(repo, "charts", "tandem")}, append(chartArgs(), "--set", "mtls.allowPlaintextPeers=true")...)...); err != nil {
 			t.Fatalf("helm upgrade: %v\n%s", err, out)
 		}

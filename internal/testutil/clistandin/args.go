@@ -2,8 +2,8 @@
 // itself cannot be built (its module is not on the module proxy): the
 // argument lists `dapr run` passes its runtime, as recorded from the real
 // CLI, and what `dapr list` and `dapr stop` do with a sidecar's metadata
-// API. It is a stand-in: the README's "Using the Dapr CLI" is checked with
-// the real CLI by hand.
+// API. It is a stand-in: docs/dapr-cli.md ("Using the Dapr CLI") is checked
+// with the real CLI by hand.
 package clistandin
 
 import "strconv"
