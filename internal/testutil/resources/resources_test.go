@@ -23,6 +23,17 @@ func TestResourcesParse(t *testing.T) {
 		t.Errorf("Redis Component: %+v, metadata %v, %v", comps, md, err)
 	}
 
+	comps, err = components.Parse(resources.PubSubYAML("pubsub", "pubsub.in-memory", "allowedTopics", "orders"), "pubsub.yaml")
+	if err != nil || len(comps) != 1 {
+		t.Fatalf("pub/sub Component: %v, %v", comps, err)
+	}
+	if md, err := comps[0].ResolveMetadata(nil); err != nil || comps[0].Spec.Type != "pubsub.in-memory" || md["allowedTopics"] != "orders" {
+		t.Errorf("pub/sub Component: %+v, metadata %v, %v", comps, md, err)
+	}
+	if _, err := components.Parse(resources.PubSubYAML("pubsub", "pubsub.in-memory"), "pubsub.yaml"); err != nil {
+		t.Errorf("pub/sub Component without metadata: %v", err)
+	}
+
 	c, err := config.Parse(resources.ZipkinYAML("appconfig", "http://127.0.0.1:9411/api/v2/spans"), "appconfig.yaml")
 	if err != nil {
 		t.Fatal(err)
