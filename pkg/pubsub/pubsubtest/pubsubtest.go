@@ -189,7 +189,11 @@ func ended(t *testing.T, backend Backend) {
 			return fmt.Errorf("not this one")
 		}
 		entered <- d
-		<-release
+		select {
+		case <-release:
+		case <-hctx.Done(): // closed: the test failed
+			return hctx.Err()
+		}
 		if hctx.Err() != nil {
 			t.Errorf("the handler's ctx ended with its subscription's: %v", hctx.Err())
 		}
