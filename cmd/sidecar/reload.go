@@ -20,14 +20,15 @@ import (
 // plus any files in --resources-path. Nothing is in force until Apply.
 func loadResources(ctx context.Context, o Options, log *slog.Logger) (*reload.Reloader, error) {
 	src := reload.Sources{
-		AppID:        o.AppID,
-		Namespace:    o.Namespace,
-		PodName:      o.PodName,
-		DefaultStore: o.Mode == "standalone",
-		SecretPoll:   o.SecretPoll,
-		MaxFileSize:  o.ResourcesMaxFileSize,
-		Logger:       log.With("component", "resources"),
-		Registerer:   prometheus.DefaultRegisterer,
+		AppID:           o.AppID,
+		Namespace:       o.Namespace,
+		PodName:         o.PodName,
+		DefaultStore:    o.Mode == "standalone",
+		SecretPoll:      o.SecretPoll,
+		MaxFileSize:     o.ResourcesMaxFileSize,
+		Logger:          log.With("component", "resources"),
+		ComponentLogger: log,
+		Registerer:      prometheus.DefaultRegisterer,
 	}
 	src.Dirs = o.ResourcesPaths
 	if o.Mode == "kubernetes" {

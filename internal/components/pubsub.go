@@ -1,14 +1,18 @@
 package components
 
 import (
+	"log/slog"
 	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/pubsub/memory"
+	"github.com/tandem-run/tandem/pkg/pubsub/redis"
 )
 
 // PubSubTypes are the pub/sub component types this sidecar builds.
-var PubSubTypes = []string{"pubsub.in-memory"}
+var PubSubTypes = []string{"pubsub.redis", "pubsub.in-memory"}
 
 // Env is what building a pub/sub component reads of the sidecar: the app
 // id its topic access is decided for and, with the namespace and the pod
@@ -20,6 +24,9 @@ type Env struct {
 	// PodName is the POD_NAME environment variable (the injector sets it);
 	// "" when unset, and then {podName} is an error naming the field.
 	PodName string
+	// Logger is where brokers say what they see while serving (Redis
+	// lost, back, a consumer group recreated); nil: nowhere.
+	Logger *slog.Logger
 }
 
 // BuildPubSub builds the broker of the pub/sub Component c, its
@@ -42,6 +49,13 @@ func BuildPubSub(c Component, secrets Secrets, env Env) (pubsub.BrokerConfig, er
 			return pubsub.BrokerConfig{}, c.errorf("%v", err)
 		}
 		b = memory.New(cfg)
+	case "pubsub.redis":
+		cfg, err := redis.ParseMetadata(md, redis.Env{AppID: env.AppID, Namespace: env.Namespace, PodName: env.PodName})
+		if err != nil {
+			return pubsub.BrokerConfig{}, c.errorf("%v", err)
+		}
+		cfg.Logger = env.Logger
+		b = redis.New(c.Metadata.Name, goredis.NewClient(cfg.Options), cfg)
 	default:
 		return pubsub.BrokerConfig{}, c.errorf("spec.type %q is not a pub/sub type; accepted: %s", c.Spec.Type, strings.Join(PubSubTypes, ", "))
 	}

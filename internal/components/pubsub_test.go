@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tandem-run/tandem/pkg/pubsub"
+	"github.com/tandem-run/tandem/pkg/pubsub/redis"
 )
 
 // pubsubYAML is a pub/sub Component of type typ named name, with metadata
@@ -41,7 +42,12 @@ func TestBuildPubSub(t *testing.T) {
 		{"scope fields", pubsubYAML("pubsub", "pubsub.in-memory", "allowedTopics", "orders", "publishingScopes", "checkout=orders", "subscriptionScopes", "checkout=", "protectedTopics", "audit"), nil},
 		{"unknown field", pubsubYAML("pubsub", "pubsub.in-memory", "concurency", "4"), []string{"pubsub.yaml", `"concurency"`, "concurrency, redeliverInterval"}},
 		{"bad value", pubsubYAML("pubsub", "pubsub.in-memory", "concurrency", "many"), []string{"pubsub.yaml", "concurrency", `"many"`, "1 to"}},
-		{"a state store", memoryStoreYAML(), []string{"pubsub.yaml", "state.in-memory", "not a pub/sub type", "pubsub.in-memory"}},
+		{"a state store", memoryStoreYAML(), []string{"pubsub.yaml", "state.in-memory", "not a pub/sub type", "pubsub.redis, pubsub.in-memory"}},
+		{"redis", pubsubYAML("pubsub", "pubsub.redis", "redisHost", "localhost:6379", "redisPassword", ""), nil},
+		{"redis with scope fields", pubsubYAML("pubsub", "pubsub.redis", "redisHost", "localhost:6379", "allowedTopics", "orders"), nil},
+		{"redis, unknown field", pubsubYAML("pubsub", "pubsub.redis", "redisHots", "localhost:6379"), []string{"pubsub.yaml", `"redisHots"`, "pubsub.redis field", "redisHost"}},
+		{"redis, bad value", pubsubYAML("pubsub", "pubsub.redis", "redisHost", "localhost:6379", "queueDepth", "0"), []string{"pubsub.yaml", "queueDepth", `"0"`}},
+		{"redis, {podName} without a pod name", pubsubYAML("pubsub", "pubsub.redis", "redisHost", "localhost:6379", "consumerID", "{podName}"), []string{"pubsub.yaml", "consumerID", "{podName}", "POD_NAME"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			comps, err := Parse(c.yaml, "pubsub.yaml")
@@ -65,7 +71,7 @@ func TestBuildPubSub(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer closeBroker(bc)
-			if bc.Name != "pubsub" || bc.Type != "pubsub.in-memory" || bc.Broker == nil || bc.Access.AppID != "checkout" {
+			if bc.Name != "pubsub" || bc.Type != comps[0].Spec.Type || bc.Broker == nil || bc.Access.AppID != "checkout" {
 				t.Errorf("built %+v", bc)
 			}
 		})
@@ -74,6 +80,38 @@ func TestBuildPubSub(t *testing.T) {
 
 func memoryStoreYAML() []byte {
 	return []byte("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\nspec:\n  type: state.in-memory\n  version: v1\n")
+}
+
+// consumerID's templates are filled in from the sidecar: its app id, its
+// namespace (as "<namespace>.<app id>", daprd's) and its pod name; without
+// consumerID the group is the app id.
+func TestBuildPubSubConsumerID(t *testing.T) {
+	env := Env{AppID: "checkout", Namespace: "prod", PodName: "checkout-7d9f"}
+	for consumerID, group := range map[string]string{
+		"":                        "checkout",
+		"{appID}-orders":          "checkout-orders",
+		"{podName}":               "checkout-7d9f",
+		"{namespace}":             "prod.checkout",
+		"group-{appID}-{podName}": "group-checkout-checkout-7d9f",
+	} {
+		md := []string{"redisHost", "localhost:6379"}
+		if consumerID != "" {
+			md = append(md, "consumerID", consumerID)
+		}
+		comps, err := Parse(pubsubYAML("pubsub", "pubsub.redis", md...), "pubsub.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bc, err := BuildPubSub(comps[0], nil, env)
+		if err != nil {
+			t.Fatalf("consumerID %q: %v", consumerID, err)
+		}
+		// The broker's consumer is named <group>-<pod name>-<random>.
+		if c := bc.Broker.(*redis.Broker).Consumer(); !strings.HasPrefix(c, group+"-checkout-7d9f-") {
+			t.Errorf("consumerID %q: consumer %q; want group %q", consumerID, c, group)
+		}
+		closeBroker(bc)
+	}
 }
 
 // The scope fields become the broker's topic access for this app: a

@@ -40,7 +40,7 @@ type kubeSource struct {
 func (r *Reloader) newKinds(src Sources) []kind {
 	types := map[string]componentType{
 		"state":  newStores(r.secrets, r.log, r.m, src.PingTimeout, src.DefaultStore),
-		"pubsub": newPubSubs(r.secrets, r.log, r.m, src.PingTimeout, components.Env{AppID: src.AppID, Namespace: src.Namespace, PodName: src.PodName}),
+		"pubsub": newPubSubs(r.secrets, r.log, r.m, src.PingTimeout, components.Env{AppID: src.AppID, Namespace: src.Namespace, PodName: src.PodName, Logger: src.ComponentLogger}),
 	}
 	r.comps = newComponentKind(src.AppID, src.Namespace, r.log, types)
 	r.conf = newConfigurationKind(src.Namespace, r.log)

@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tandem-run/tandem/internal/components"
+	"github.com/tandem-run/tandem/internal/testutil/redisserver"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 )
 
@@ -160,5 +164,52 @@ func TestPubSubUnchangedStays(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the event published before the file changed is gone: the broker was built again")
+	}
+}
+
+// typeOf is the type of the broker in force called name, "" when none.
+func (g *pubsubRig) typeOf(name string) string {
+	bc, err := g.svc.Get(name)
+	if err != nil {
+		return ""
+	}
+	return bc.Type
+}
+
+// A broker that builds but does not answer is not put in force: the one it
+// would replace keeps serving. It is counted once, tried again on retry
+// only, and put in force once its server answers.
+func TestPubSubThatCannotConnectIsRetried(t *testing.T) {
+	ctx := context.Background()
+	srv := redisserver.Start(t)
+	srv.Stop()
+	g := startPubSubs(t, docOf("pubsub.yaml", pubsubYAML("pubsub")))
+	put(t, g.k, docOf("pubsub.yaml", resources.PubSubYAML("pubsub", "pubsub.redis", "redisHost", srv.Addr, "dialTimeout", "200ms")))
+	g.k.apply(ctx, false)
+	if got := g.typeOf("pubsub"); got != "pubsub.in-memory" {
+		t.Fatalf("in force: %q; want the in-memory broker it would replace", got)
+	}
+	if err := g.publish("pubsub", "orders"); err != nil {
+		t.Errorf("the broker in force: %v", err)
+	}
+	if got := g.failure("pubsub"); !strings.Contains(got, "does not answer") || !strings.Contains(got, srv.Addr) {
+		t.Errorf("failure %q; want it to say the broker does not answer, at its address", got)
+	}
+	g.k.apply(ctx, false) // another source changed: not tried again
+	g.k.apply(ctx, true)  // a retry: tried again, failing the same way
+	if n := testutil.ToFloat64(g.m.reloads.WithLabelValues(kindComponent, "rejected")); n != 1 {
+		t.Errorf("counted %v rejections, want 1", n)
+	}
+	srv.Restart(t)
+	g.k.apply(ctx, false)
+	if g.typeOf("pubsub") != "pubsub.in-memory" {
+		t.Errorf("tried again without a retry")
+	}
+	g.k.apply(ctx, true)
+	if got := g.typeOf("pubsub"); got != "pubsub.redis" || g.failure("pubsub") != "" {
+		t.Errorf("after a retry with its server up: %q, failure %q; want the redis broker in force", got, g.failure("pubsub"))
+	}
+	if err := g.publish("pubsub", "orders"); err != nil {
+		t.Errorf("publishing to the redis broker: %v", err)
 	}
 }

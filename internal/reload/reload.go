@@ -88,8 +88,12 @@ type Sources struct {
 	// until a Component of that name replaces it; it never comes back.
 	DefaultStore bool
 
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer // nil: metrics not registered
+	Logger *slog.Logger
+	// ComponentLogger is where the components put in force say what they
+	// see while serving (a pub/sub broker's Redis lost and back); nil:
+	// nowhere.
+	ComponentLogger *slog.Logger
+	Registerer      prometheus.Registerer // nil: metrics not registered
 
 	// How often files are read (default 500ms), a store that could not
 	// connect is tried again (5s), a store's first answer is waited for

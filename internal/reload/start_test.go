@@ -20,18 +20,25 @@ import (
 // Load, then Apply. It returns the first error, and the log.
 func loadAndApply(t *testing.T, dir string) (*state.Service, string, error) {
 	t.Helper()
+	svc, _, logs, err := loadAndApplyAll(t, dir)
+	return svc, logs, err
+}
+
+// loadAndApplyAll is loadAndApply, with the pub/sub service too.
+func loadAndApplyAll(t *testing.T, dir string) (*state.Service, *pubsub.Service, string, error) {
+	t.Helper()
 	var logs syncbuf.Buffer
 	r, err := Load(context.Background(), Sources{AppID: "myapp", Dirs: []string{dir}, DefaultStore: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
-		return nil, logs.String(), err
+		return nil, nil, logs.String(), err
 	}
 	svc := state.NewService("myapp", "")
 	t.Cleanup(func() { _ = svc.Close() })
 	ps := pubsub.NewService()
 	t.Cleanup(func() { _ = ps.Close() })
 	err = r.Apply(context.Background(), Targets{State: svc, PubSub: ps, ACL: &acl.Switch{}, Resiliency: resiliency.NewSwitch(nil, nil)})
-	return svc, logs.String(), err
+	return svc, ps, logs.String(), err
 }
 
 // A file that does not load stops the sidecar at start, with an error
@@ -44,7 +51,7 @@ func TestStartRefusesBadFiles(t *testing.T) {
 		"secret.yaml":       {"secret.yaml", "secretKeyRef"},
 		"not-yaml.yaml":     {"not-yaml.yaml", "YAML"},
 		"version.yaml":      {"version.yaml", "dapr.io/v2", "dapr.io/v1alpha1"},
-		"pubsub.yaml":       {"pubsub.yaml", "pubsub.redis"},
+		"pubsub.yaml":       {"pubsub.yaml", `"redisHots"`, "pubsub.redis field", "redisHost"},
 	}
 	for file, want := range cases {
 		t.Run(file, func(t *testing.T) {
@@ -72,12 +79,16 @@ func TestStartRefusesBadFiles(t *testing.T) {
 	}
 }
 
-// The good files load at start: the stores scoped to this app, and no
-// embedded default beside them.
+// The good files load at start: the stores scoped to this app, no
+// embedded default beside them, and the pub/sub quickstart's pubsub.redis
+// (not dialled at start).
 func TestStartLoadsGoodFiles(t *testing.T) {
-	svc, _, err := loadAndApply(t, "../components/testdata/good")
+	svc, ps, _, err := loadAndApplyAll(t, "../components/testdata/good")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if b := ps.Brokers(); len(b) != 1 || b[0].Name != "pubsub" || b[0].Type != "pubsub.redis" {
+		t.Errorf("brokers %+v; want the quickstart's pubsub", b)
 	}
 	var names []string
 	for _, s := range svc.Stores() {
