@@ -288,8 +288,8 @@ func TestGRPCStateWithSDK(t *testing.T) {
 	_, err = api.ExecuteStateTransaction(ctx, &runtimev1pb.ExecuteStateTransactionRequest{StoreName: store,
 		Operations: []*runtimev1pb.TransactionalStateOperation{{OperationType: "merge", Request: &commonv1pb.StateItem{Key: "a"}}}})
 	wantStatus(t, err, codes.InvalidArgument, "ERR_NOT_SUPPORTED_STATE_OPERATION", "merge", "upsert, delete")
-	_, err = api.PublishEvent(ctx, &runtimev1pb.PublishEventRequest{PubsubName: "p", Topic: "t"})
-	wantStatus(t, err, codes.Unimplemented, "", "PublishEvent")
+	_, err = api.InvokeBinding(ctx, &runtimev1pb.InvokeBindingRequest{Name: "b", Operation: "create"})
+	wantStatus(t, err, codes.Unimplemented, "", "InvokeBinding")
 
 	md, err := c.GetMetadata(ctx)
 	if err != nil || md.ID != "stateapp" || len(md.RegisteredComponents) != 1 || md.RegisteredComponents[0].Name != store {
