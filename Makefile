@@ -31,7 +31,8 @@ FUZZTIME ?= 3s
 FUZZ_TARGETS = ./internal/invoke:FuzzParseMethod ./pkg/resolver:FuzzParseTarget \
 	./internal/config:FuzzParse ./internal/components:FuzzParse \
 	./internal/injector:FuzzReview ./internal/api/http:FuzzStateBodies \
-	./internal/resiliency:FuzzParse ./internal/api/grpc:FuzzInvokeRequest
+	./internal/resiliency:FuzzParse ./internal/api/grpc:FuzzInvokeRequest \
+	./pkg/pubsub:FuzzEnvelope
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -1,0 +1,348 @@
+// Package redis is the pubsub.redis component on Redis Streams
+// (github.com/redis/go-redis/v9), wire-compatible with daprd's: a topic is
+// a stream, an event an entry with the fields "data" and "metadata" (the
+// publish metadata as JSON), and the subscribers of a consumerID form one
+// consumer group, created at the stream's start (XGROUP CREATE ... 0
+// MKSTREAM), so events published before anyone subscribed are delivered.
+// A daprd publisher and this subscriber, or the reverse, share a stream.
+//
+// Each broker is a consumer of its own in the group, named
+// <consumerID>-<pod or host name>-<random>: Redis knows which replica holds
+// which event, XPENDING and XINFO CONSUMERS show each replica's backlog,
+// and a broker tells an event it holds from one another replica claimed
+// (daprd names every replica's consumer consumerID, so all of that is one
+// consumer to Redis).
+//
+// Delivery is at least once:
+//   - Each subscription reads new entries (XREADGROUP >) into a queue the
+//     broker's Concurrency workers take from. Entries read and not yet
+//     finished are at most QueueDepth + Concurrency, over all topics.
+//   - An entry is acknowledged (XACK) only once its handler returned nil.
+//     A handler's error leaves it pending.
+//   - Every RedeliverInterval each subscription claims (XAUTOCLAIM) the
+//     entries pending longer than ProcessingTimeout: a failed handler's,
+//     or those of a consumer that died.
+//   - While the broker holds an entry (queued or in a handler) it resets
+//     the entry's idle time every ProcessingTimeout/3, so no one claims
+//     it: a handler slower than ProcessingTimeout is never delivered the
+//     same event a second time in parallel (daprd's is: dapr/components-
+//     contrib#4599).
+//   - When a subscription ends, the entries it read and had not yet handed
+//     to a handler are marked idle, for the next subscription to claim at
+//     once; on Close, so are all the broker holds.
+//   - A consumer group that is gone (Redis restarted empty, or flushed) is
+//     created again and reading goes on, with one log line. Redis
+//     unreachable is one log line too, and one when it answers again.
+//
+// Each subscription holds one connection of the client's pool, on which it
+// waits for new entries; ending the subscription ends that wait at once
+// (CLIENT UNBLOCK).
+package redis
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tandem-run/tandem/pkg/pubsub"
+)
+
+// Broker is a pubsub.redis broker. It is safe for concurrent use.
+type Broker struct {
+	name     string // component name, for messages
+	client   *redis.Client
+	addr     string
+	cfg      Config
+	consumer string // this broker's consumer name in every group
+	log      *slog.Logger
+	block    time.Duration // how long a read waits for new entries
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+	slots  chan struct{} // one per entry read and not yet finished
+	queue  chan *entry   // to the workers
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	held   map[key]*entry // queued or in a handler
+	closed bool
+	down   episode
+}
+
+type key struct{ topic, id string }
+
+// entry is a stream entry this broker holds, and the subscription that
+// read it.
+type entry struct {
+	sub     *subscription
+	id      string
+	msg     pubsub.Message
+	attempt int
+	started bool // handed to its handler; b.mu
+	lost    bool // not to be delivered here: another consumer claimed it, or it was released; b.mu
+}
+
+type subscription struct {
+	ctx   context.Context // the Subscribe call's
+	topic string
+	h     pubsub.Handler
+}
+
+// New returns a broker on client, configured by cfg as ParseMetadata
+// returns it (zero numbers are the defaults); name is the component's
+// name, for messages. It starts its workers at once, and connects on first
+// use.
+func New(name string, client *redis.Client, cfg Config) *Broker {
+	if cfg.Replica == "" {
+		cfg.Replica, _ = os.Hostname()
+	}
+	cfg.Concurrency = cmp.Or(max(cfg.Concurrency, 0), DefaultConcurrency)
+	cfg.QueueDepth = cmp.Or(max(cfg.QueueDepth, 0), DefaultQueueDepth)
+	cfg.ProcessingTimeout = cmp.Or(max(cfg.ProcessingTimeout, 0), DefaultProcessingTimeout)
+	cfg.RedeliverInterval = cmp.Or(max(cfg.RedeliverInterval, 0), DefaultRedeliverInterval)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", name, "type", "pubsub.redis")
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{
+		name: name, client: client, addr: client.Options().Addr, cfg: cfg, log: log,
+		consumer: cfg.Group + "-" + cfg.Replica + "-" + pubsub.NewUUID()[:8],
+		block:    2 * time.Second,
+		ctx:      ctx, cancel: cancel,
+		slots: make(chan struct{}, cfg.QueueDepth+cfg.Concurrency),
+		queue: make(chan *entry, cfg.QueueDepth+cfg.Concurrency),
+		held:  map[key]*entry{},
+	}
+	b.down.log = log
+	b.wg.Add(cfg.Concurrency + 1)
+	for range cfg.Concurrency {
+		go b.work()
+	}
+	go b.keepFresh()
+	return b
+}
+
+// Consumer is this broker's consumer name in its consumer groups.
+func (b *Broker) Consumer() string { return b.consumer }
+
+// Addr is the address of the Redis server, for telemetry.
+func (b *Broker) Addr() string { return b.addr }
+
+// Ping checks that the server answers, with this broker's credentials and
+// database (pubsub.Pinger).
+func (b *Broker) Ping(ctx context.Context) error {
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		return b.wrap("ping", err)
+	}
+	return nil
+}
+
+// Publish adds m to its topic's stream, trimmed to about MaxLenApprox
+// entries when set, and returns once Redis answered.
+func (b *Broker) Publish(ctx context.Context, m *pubsub.Message) error {
+	if b.isClosed() {
+		return fmt.Errorf("pubsub %q: %w", b.name, pubsub.ErrClosed)
+	}
+	values := []any{"data", m.Data}
+	if m.Metadata != nil {
+		md, err := json.Marshal(m.Metadata)
+		if err != nil {
+			return fmt.Errorf("encoding the metadata: %w", err)
+		}
+		values = append(values, "metadata", md)
+	}
+	err := b.client.XAdd(ctx, &redis.XAddArgs{Stream: m.Topic, Values: values, MaxLen: b.cfg.MaxLenApprox, Approx: true}).Err()
+	return b.wrap("XADD", err)
+}
+
+// Subscribe creates the topic's consumer group when missing, then delivers
+// its events to h until ctx ends or the broker is closed.
+func (b *Broker) Subscribe(ctx context.Context, s pubsub.Subscription, h pubsub.Handler) error {
+	if err := b.createGroup(ctx, s.Topic); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("pubsub %q: %w", b.name, pubsub.ErrClosed)
+	}
+	sub := &subscription{ctx: ctx, topic: s.Topic, h: h}
+	rctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(b.ctx, cancel)
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		defer stop()
+		defer cancel()
+		b.read(rctx, sub)
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.reclaim(rctx, sub)
+	}()
+	return nil
+}
+
+// createGroup creates the topic's consumer group, reading from the
+// stream's start, and the stream when missing (as daprd).
+func (b *Broker) createGroup(ctx context.Context, topic string) error {
+	err := b.client.XGroupCreateMkStream(ctx, topic, b.cfg.Group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return b.wrap(fmt.Sprintf("creating consumer group %q of stream %q", b.cfg.Group, topic), err)
+	}
+	return nil
+}
+
+// work runs handlers until the broker is closed.
+func (b *Broker) work() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case e := <-b.queue:
+			b.handle(e)
+		}
+	}
+}
+
+// handle delivers e, then acknowledges it when its handler returned nil.
+// An entry whose subscription has ended is left for the next; one that
+// another consumer claimed is left to it.
+func (b *Broker) handle(e *entry) {
+	b.mu.Lock()
+	lost := e.lost
+	e.started = !lost
+	b.mu.Unlock()
+	switch {
+	case lost:
+		b.forget(e)
+		return
+	case e.sub.ctx.Err() != nil:
+		b.release(e.sub.topic, []*entry{e})
+		return
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(e.sub.ctx))
+	stop := context.AfterFunc(b.ctx, cancel)
+	err := e.sub.h(ctx, &pubsub.Delivery{Message: e.msg, ID: e.id, Attempt: e.attempt})
+	stop()
+	cancel()
+	switch {
+	case err == nil:
+		if err := b.client.XAck(context.Background(), e.sub.topic, b.cfg.Group, e.id).Err(); err != nil && !isReply(err) {
+			// Still pending: delivered again once claimed.
+			b.down.fail(b.wrap("XACK", err))
+		}
+	case b.ctx.Err() != nil:
+		// Canceled by Close: for the next consumer, at once.
+		b.release(e.sub.topic, []*entry{e})
+		return
+	}
+	b.forget(e)
+}
+
+// forget drops e from what the broker holds.
+func (b *Broker) forget(e *entry) {
+	b.mu.Lock()
+	delete(b.held, key{e.sub.topic, e.id})
+	b.mu.Unlock()
+	<-b.slots
+}
+
+// Close stops every subscription, cancels the handlers in flight and waits
+// for them (an event whose handler returned nil is still acknowledged),
+// leaves the entries it held for other consumers to claim at once, and
+// closes the client.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
+	byTopic := map[string][]*entry{}
+	b.mu.Lock()
+	for k, e := range b.held {
+		byTopic[k.topic] = append(byTopic[k.topic], e)
+	}
+	b.mu.Unlock()
+	for topic, es := range byTopic {
+		b.release(topic, es)
+	}
+	return b.client.Close()
+}
+
+func (b *Broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// wrap says which server and operation failed.
+func (b *Broker) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("pubsub %q: %w", b.name, pubsub.ErrClosed)
+	}
+	return fmt.Errorf("redis at %s: %s: %w", b.addr, op, err)
+}
+
+// episode logs a run of failures once: its first failure, and the first
+// success after it. A run that starts within quietFor of the last one
+// logged is not logged (connections left broken by a restart fail one by
+// one after Redis is back).
+type episode struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	failing bool
+	logged  bool      // this run's first failure was logged
+	last    time.Time // when a run was last logged
+}
+
+// quietFor is how long after logging a run of failures another is not.
+const quietFor = time.Minute
+
+func (e *episode) fail(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failing {
+		return
+	}
+	e.failing = true
+	if now := time.Now(); e.last.IsZero() || now.Sub(e.last) >= quietFor {
+		e.logged, e.last = true, now
+		e.log.Warn("pub/sub paused: Redis does not answer; retrying", "err", err)
+	}
+}
+
+func (e *episode) ok() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failing {
+		e.failing = false
+		if e.logged {
+			e.logged = false
+			e.log.Info("pub/sub resumed: Redis answers again")
+		}
+	}
+}
+
+var (
+	_ pubsub.Broker = (*Broker)(nil)
+	_ pubsub.Pinger = (*Broker)(nil)
+)
