@@ -2,9 +2,7 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -19,13 +17,15 @@ import (
 	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/internal/ports"
+	"github.com/tandem-run/tandem/internal/sidecarflag"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
 // Options is everything the command line and environment say. It is filled
 // once, by parseOptions, and handed to run. Every number in it has been
-// range-checked: run never sees a port past 65535, a negative size or a
-// duration that wrapped.
+// range-checked against its bounds in internal/sidecarflag, which the
+// injector checks pod annotations against too: run never sees a port past
+// 65535, a negative size or a duration that wrapped.
 type Options struct {
 	AppID             string
 	AppPort           int // 0: no app (--app-port absent or 0)
@@ -61,22 +61,22 @@ type Options struct {
 	// Components read are got again, for hot reload (1s to 1h).
 	SecretPoll time.Duration
 	// ResourcesMaxFileSize is the most read of a file of ResourcesPaths
-	// or Config, in bytes: minResourcesFileSize to maxResourcesFileSize,
+	// or Config, in bytes: within sidecarflag.ResourcesMaxFileSize,
 	// default 4 MiB.
 	ResourcesMaxFileSize int64
 
 	LogLevel slog.Level
 	LogJSON  bool
 
-	AppMaxConcurrency int // 0: no bound; at most maxAppConcurrency
+	AppMaxConcurrency int // 0: no bound; within sidecarflag.AppMaxConcurrency
 
-	MaxBodySize    int64 // bytes, 1 to maxBodySize; default 4 MiB
+	MaxBodySize    int64 // bytes, within sidecarflag.MaxBodySize; default 4 MiB
 	MaxBodySizeSet bool  // streamed invocation is limited only when set
 	// ReadBufferSize is the largest request header block the HTTP API
-	// reads, in bytes (daprd's read buffer): minReadBufferSize to
-	// maxReadBufferSize, default 64 KiB.
+	// reads, in bytes (daprd's read buffer): within
+	// sidecarflag.ReadBufferSize, default 64 KiB.
 	ReadBufferSize   int
-	GracefulShutdown time.Duration // 0 to maxGraceSeconds seconds; default 5 s
+	GracefulShutdown time.Duration // within sidecarflag.GracefulShutdown; default 5 s
 
 	APIToken string // DAPR_API_TOKEN: required of every API call
 	AppToken string // APP_API_TOKEN: sent to this sidecar's app
@@ -157,85 +157,140 @@ type Options struct {
 	Unused []string
 }
 
-// Defaults and bounds of the numeric flags. The injector checks its
-// annotations against the same numbers (internal/injector), so an admitted
-// pod's sidecar always starts.
-const (
-	defaultMaxBodySize    = 4 << 20
-	maxBodySize           = 1 << 40 // 1 TiB: a limit, never allocated
-	defaultReadBufferSize = 64 << 10
-	minReadBufferSize     = 1 << 10
-	maxReadBufferSize     = 8 << 20 // as Envoy's largest max_request_headers_kb
-	// A resource file is read whole into memory, at start and at every
-	// poll of hot reload.
-	minResourcesFileSize = 1 << 10
-	maxResourcesFileSize = 1 << 30
-	// maxAppConcurrency bounds --app-max-concurrency: the sidecar allocates a
-	// channel of that capacity.
-	maxAppConcurrency   = 1 << 20
-	defaultGraceSeconds = 5
-	maxGraceSeconds     = 3600
-	defaultProfilePort  = 7777 // daprd's
-	maxBlockShutdown    = time.Hour
-	maxProcs            = 1024
-	maxGRPCStreams      = 1 << 20
-	maxFirstMessage     = time.Hour
-)
-
-// The accepted values of each numeric flag. -1 means "unset: the default, or
-// no bound" where daprd gives it that meaning.
-var (
-	portRange        = intRange{lo: 0, hi: math.MaxUint16, accepted: "0 to 65535 (0 picks a free port)"}
-	appPortRange     = intRange{lo: 0, hi: math.MaxUint16, accepted: "0 to 65535 (0: no app port)"}
-	publicPortRange  = intRange{lo: 0, hi: math.MaxUint16, accepted: "0 to 65535 (0 picks a free port; leave it out for none)"}
-	concurrencyRange = intRange{lo: 0, hi: maxAppConcurrency, unset: true, accepted: "-1 or 0 for no bound, or 1 to 1048576 calls in flight"}
-	graceRange       = intRange{lo: 0, hi: maxGraceSeconds, unset: true, accepted: "-1 for the default (5), or 0 to 3600 seconds"}
-	readBufferKB     = intRange{lo: minReadBufferSize >> 10, hi: maxReadBufferSize >> 10, unset: true, accepted: "-1 for the default (64 KB), or 1 to 8192 KB"}
-	maxRequestMB     = intRange{lo: 1, hi: maxBodySize >> 20, unset: true, accepted: "-1 for the default (4 MB for buffered APIs, invocation unlimited), or 1 to 1048576 MB"}
-	profilePortRange = intRange{lo: 0, hi: math.MaxUint16, unset: true, accepted: "-1 for the default (7777), 0 to pick a free port, or 1 to 65535"}
-	probeInterval    = intRange{lo: 1, hi: 3600, accepted: "1 to 3600 seconds"}
-	probeTimeout     = intRange{lo: 1, hi: 3600 * 1000, accepted: "1 to 3600000 milliseconds, at most --app-health-probe-interval"}
-	maxProcsRange    = intRange{lo: 0, hi: maxProcs, unset: true, accepted: "-1 for the default (1, or the container's CPU limit when it has one), 0 for Go's default (every CPU, or the CPU limit), or 1 to 1024"}
-	gidRange         = intRange{lo: 0, hi: math.MaxUint32 - 1, accepted: "a group's name, or its numeric id from 0 to 4294967294"}
-	healthThreshold  = intRange{lo: 1, hi: 1000000, accepted: "1 to 1000000 failed probes in a row"}
-	grpcStreamsRange = intRange{lo: 1, hi: maxGRPCStreams, accepted: "1 to 1048576 calls"}
-)
-
 // parseOptions parses the sidecar's flags (daprd's names) and environment.
-// It is pure: tests call it with any args and getenv.
+// It is pure: tests call it with any args and getenv. Each group of options
+// defines its flags on one flag set and returns its check, which, once the
+// command line is parsed, checks the group's flags and fills its part of
+// Options; the first refusal is the error.
 func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	var o Options
-	fs := flag.NewFlagSet("sidecar", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	// refused keeps the first refusal of a numeric flag: the flag package
-	// rewords the errors of Set.
-	var refused error
-	intVar := func(p *int, name string, def int, r intRange, usage string) {
-		*p = def
-		fs.Var(&intFlag{p: p, name: name, r: r, refused: &refused}, name, usage+"; accepted: "+r.accepted)
+	fs := newFlagSet()
+	checks := []func() error{
+		appOptions(fs, &o),
+		listenOptions(fs, &o),
+		modeOptions(fs, &o, getenv),
+		logOptions(fs, &o),
+		limitOptions(fs, &o),
+		identityOptions(fs, &o, getenv),
+		shutdownOptions(fs, &o),
+		profilingOptions(fs, &o),
+		healthOptions(fs, &o),
 	}
-	var appPort, publicPort, maxBody, readBuffer, resourcesMaxFile, listen, logLevel, origins, hosts string
-	var grace, readBufferSizeKB, maxRequestSizeMB int
-	var appSSL, showVersion bool
-	var health invoke.HealthCheck
-	var healthOn bool
-	var healthInterval, healthTimeout int
 	var placement, scheduler string
+	var showVersion bool
+	fs.StringVar(&placement, "placement-host-address", "", "accepted without effect: this sidecar has no actors")
+	fs.StringVar(&scheduler, "scheduler-host-address", "", "accepted without effect: this sidecar has no scheduler (jobs, reminders)")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	blanked, err := fs.parse(args)
+	if err != nil {
+		return o, err
+	}
+	if showVersion {
+		return o, &usageError{version + "\n"}
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return o, err
+		}
+	}
+	o.Unused = unused(fs.given, blanked, o)
+	return o, nil
+}
+
+// appOptions are the app's: its id, and where and how the sidecar calls it.
+func appOptions(fs *flagSet, o *Options) func() error {
+	var port string
+	var ssl bool
 	fs.StringVar(&o.AppID, "app-id", "", "this app's id (required): a DNS-1123 label")
-	fs.StringVar(&appPort, "app-port", "", "port the app listens on; none or 0: outbound-only sidecar")
-	fs.StringVar(&o.AppProtocol, "app-protocol", "http", "protocol of the app: http, grpc, h2c, https or grpcs")
-	fs.BoolVar(&appSSL, "app-ssl", false, "TLS to the app: --app-protocol http becomes https, grpc grpcs (daprd's older flag)")
+	fs.StringVar(&port, "app-port", "", "port the app listens on; none or 0: outbound-only sidecar")
+	fs.StringVar(&o.AppProtocol, "app-protocol", sidecarflag.DefaultAppProtocol, "protocol of the app: http, grpc, h2c, https or grpcs")
+	fs.BoolVar(&ssl, "app-ssl", false, "TLS to the app: --app-protocol http becomes https, grpc grpcs (daprd's older flag)")
 	fs.StringVar(&o.AppChannelAddress, "app-channel-address", "127.0.0.1", "host of the app")
-	intVar(&o.AppMaxConcurrency, "app-max-concurrency", -1, concurrencyRange, "most `calls` in flight to the app; more wait for a free slot")
-	intVar(&o.HTTPPort, "dapr-http-port", ports.HTTP, portRange, "HTTP API `port`")
-	intVar(&o.GRPCPort, "dapr-grpc-port", ports.GRPC, portRange, "gRPC API `port`")
-	intVar(&o.InternalPort, "dapr-internal-grpc-port", ports.Internal, portRange, "sidecar-to-sidecar `port`")
+	fs.int(&o.AppMaxConcurrency, "app-max-concurrency", -1, sidecarflag.AppMaxConcurrency, "most `calls` in flight to the app; more wait for a free slot")
+	return func() error {
+		if err := resolver.ValidateID(o.AppID); err != nil {
+			return fmt.Errorf("--app-id: %w", err)
+		}
+		if port != "" {
+			var err error
+			if o.AppPort, err = sidecarflag.AppPort.Parse("--app-port", port); err != nil {
+				return err
+			}
+		}
+		switch o.AppProtocol {
+		case "http", "h2c", "https", "grpc", "grpcs":
+		default:
+			return fmt.Errorf("--app-protocol %q is not valid; accepted: http, grpc, h2c, https, grpcs", o.AppProtocol)
+		}
+		if ssl {
+			switch o.AppProtocol {
+			case "http":
+				o.AppProtocol = "https"
+			case "grpc":
+				o.AppProtocol = "grpcs"
+			case "h2c":
+				return errors.New("--app-ssl with --app-protocol h2c: h2c is HTTP/2 without TLS; for TLS use --app-protocol https")
+			}
+		}
+		if sidecarflag.AppMaxConcurrency.IsUnset(o.AppMaxConcurrency) {
+			o.AppMaxConcurrency = 0 // no bound
+		}
+		if o.AppChannelAddress == "" {
+			return errors.New("--app-channel-address is empty; give the app's host, e.g. 127.0.0.1")
+		}
+		return nil
+	}
+}
+
+// listenOptions are where the sidecar listens, and whom its HTTP API
+// answers.
+func listenOptions(fs *flagSet, o *Options) func() error {
+	var public, listen, origins, hosts string
+	fs.int(&o.HTTPPort, "dapr-http-port", ports.HTTP, sidecarflag.ListenPort, "HTTP API `port`")
+	fs.int(&o.GRPCPort, "dapr-grpc-port", ports.GRPC, sidecarflag.ListenPort, "gRPC API `port`")
+	fs.int(&o.InternalPort, "dapr-internal-grpc-port", ports.Internal, sidecarflag.ListenPort, "sidecar-to-sidecar `port`")
 	fs.StringVar(&o.InternalAddress, "dapr-internal-grpc-listen-address", "", "address the sidecar-to-sidecar port binds; default 127.0.0.1 in standalone mode (peers run on this host), all interfaces in kubernetes mode; 0.0.0.0 or :: for all")
 	fs.StringVar(&o.InternalAddress, "dapr-internal-listen-address", "", "alias of --dapr-internal-grpc-listen-address")
-	fs.StringVar(&publicPort, "dapr-public-port", "", "port for the two health routes only; none by default")
-	intVar(&o.MetricsPort, "metrics-port", ports.Metrics, portRange, "Prometheus metrics `port`")
+	fs.StringVar(&public, "dapr-public-port", "", "port for the two health routes only; none by default")
+	fs.int(&o.MetricsPort, "metrics-port", ports.Metrics, sidecarflag.ListenPort, "Prometheus metrics `port`")
 	fs.BoolVar(&o.EnableMetrics, "enable-metrics", true, "serve Prometheus metrics on --metrics-port")
 	fs.StringVar(&listen, "dapr-listen-addresses", "", "comma-separated addresses the APIs bind to; default all")
+	fs.StringVar(&o.UnixDomainSocket, "unix-domain-socket", "", "`folder` where the HTTP and gRPC APIs listen on Unix sockets (dapr-<app-id>-http.socket, dapr-<app-id>-grpc.socket) instead of their ports; mode 0600, whatever the umask")
+	fs.StringVar(&o.UnixDomainSocketGroup, "unix-domain-socket-group", "", "`group` (name or numeric id) that may connect to the Unix sockets too: they become 0660 and belong to it")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins browser pages may call the HTTP API from (CORS), e.g. https://app.example.com,http://localhost:*; pages on other origins may only GET and HEAD; default: loopback origins (http or https on localhost, *.localhost, 127.0.0.1, [::1]); * for every origin and no CORS headers, as daprd")
+	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated names the HTTP API answers to in a request's Host, e.g. sidecar,*.example.internal, beyond localhost, *.localhost and IP addresses, which it always answers to; * for any, as daprd")
+	return func() error {
+		var err error
+		o.PublicPort = -1
+		if public != "" {
+			if o.PublicPort, err = sidecarflag.PublicPort.Parse("--dapr-public-port", public); err != nil {
+				return err
+			}
+		}
+		for a := range strings.SplitSeq(listen, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				o.ListenAddresses = append(o.ListenAddresses, strings.Trim(a, "[]"))
+			}
+		}
+		if o.AllowedHosts, err = parseHosts(hosts, o.ListenAddresses); err != nil {
+			return err
+		}
+		if g := o.UnixDomainSocketGroup; g != "" && strings.Trim(g, "0123456789") == "" {
+			if _, err := sidecarflag.SocketGroupID.Parse("--unix-domain-socket-group", g); err != nil {
+				return err
+			}
+		} else if strings.ContainsAny(g, ": \t\n") {
+			return fmt.Errorf("--unix-domain-socket-group %q is not valid; accepted: a group's name or numeric id", g)
+		}
+		o.AllowedOrigins, err = parseOrigins(origins)
+		return err
+	}
+}
+
+// modeOptions are the mode, and in it, where the sidecar finds its
+// resources and its peers.
+func modeOptions(fs *flagSet, o *Options, getenv func(string) string) func() error {
+	var maxFile string
 	fs.StringVar(&o.Mode, "mode", "standalone", "standalone or kubernetes")
 	addPath := func(v string) error {
 		if v = strings.TrimSpace(v); v != "" {
@@ -246,20 +301,112 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.Func("resources-path", "folder of Component, Configuration and Resiliency YAML files; give it more than once for more folders", addPath)
 	fs.Func("components-path", "alias of --resources-path", addPath)
 	fs.StringVar(&o.Config, "config", "", "Configuration file (standalone) or name (kubernetes)")
-	fs.StringVar(&resourcesMaxFile, "resources-max-file-size", "4Mi", "largest resource file read, in --resources-path and --config, e.g. 4Mi; 1Ki to 1Gi; a larger file, or one that is not a regular file, is refused")
+	fs.StringVar(&maxFile, "resources-max-file-size", sidecarflag.DefaultResourcesMaxFileSize, "largest resource file read, in --resources-path and --config, e.g. 4Mi; 1Ki to 1Gi; a larger file, or one that is not a regular file, is refused")
 	fs.BoolVar(&o.HotReload, "enable-hot-reload", true, "apply changed Components, Configuration and Resiliency without a restart (off also when the Configuration disables its HotReload feature)")
 	fs.DurationVar(&o.SecretPoll, "kubernetes-secret-poll", 30*time.Second, "kubernetes: how often the Secrets that Components read are got again, to apply their changes (1s to 1h)")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.RegistryDir, "registry-dir", getenv("TANDEM_REGISTRY_DIR"), "standalone: registry folder of running sidecars (env TANDEM_REGISTRY_DIR)")
+	fs.StringVar(&o.ClusterDomain, "kubernetes-cluster-domain", "cluster.local", "kubernetes: the cluster's DNS domain")
+	fs.StringVar(&o.DNSServer, "kubernetes-dns-server", "", "kubernetes: DNS server host:port (default: the system's)")
+	return func() error {
+		o.PodName = getenv("POD_NAME")
+		switch o.Mode {
+		case "standalone":
+			// Peers of a standalone sidecar run on this host: nothing else
+			// needs its internal port.
+			if o.InternalAddress == "" {
+				o.InternalAddress = "127.0.0.1"
+			}
+		case "kubernetes":
+			o.Namespace = getenv("NAMESPACE")
+			if o.Namespace == "" {
+				return errors.New("--mode kubernetes needs the NAMESPACE environment variable (the injector sets it)")
+			}
+		default:
+			return fmt.Errorf("--mode %q is not valid; accepted: standalone, kubernetes", o.Mode)
+		}
+		if o.DNSServer != "" {
+			_, port, err := net.SplitHostPort(o.DNSServer)
+			if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 1 || p > math.MaxUint16 {
+				return fmt.Errorf("--kubernetes-dns-server %q is not valid; accepted: host:port with a port from 1 to 65535, e.g. 10.96.0.10:53", o.DNSServer)
+			}
+		}
+		var err error
+		if o.ResourcesMaxFileSize, err = sidecarflag.ResourcesMaxFileSize.Parse("--resources-max-file-size", maxFile); err != nil {
+			return err
+		}
+		return sidecarflag.SecretPoll.Check("--kubernetes-secret-poll", o.SecretPoll)
+	}
+}
+
+// logOptions are what the sidecar logs, and how.
+func logOptions(fs *flagSet, o *Options) func() error {
+	var level string
+	fs.StringVar(&level, "log-level", sidecarflag.DefaultLogLevel, "debug, info, warn or error")
 	fs.BoolVar(&o.LogJSON, "log-as-json", false, "log as JSON")
+	fs.BoolVar(&o.EnableAPILogging, "enable-api-logging", false, "log every call to the HTTP and gRPC APIs")
+	return func() error {
+		if level == "fatal" { // daprd's highest level: errors only, here
+			level = "error"
+		}
+		if err := o.LogLevel.UnmarshalText([]byte(level)); err != nil {
+			return fmt.Errorf("--log-level %q is not valid; accepted: debug, info, warn, error, fatal", level)
+		}
+		return nil
+	}
+}
+
+// limitOptions bound what a call may bring, and how many calls the APIs
+// take at once.
+func limitOptions(fs *flagSet, o *Options) func() error {
+	var maxBody, readBuffer string
+	var maxRequestMB, readBufferKB int
 	fs.StringVar(&maxBody, "max-body-size", "", "largest request body, e.g. 4Mi, up to 1Ti (default 4Mi for buffered APIs; invocation unlimited unless set)")
-	intVar(&maxRequestSizeMB, "dapr-http-max-request-size", -1, maxRequestMB, "largest request body in `MB` (daprd's older flag; --max-body-size in MB)")
+	fs.int(&maxRequestMB, "dapr-http-max-request-size", -1, sidecarflag.MaxRequestSizeMB, "largest request body in `MB` (daprd's older flag; --max-body-size in MB)")
 	fs.StringVar(&readBuffer, "read-buffer-size", "", "largest request header block the HTTP API reads, e.g. 64Ki; a plain number is bytes, as in daprd; 1Ki to 8Mi (default 64Ki)")
-	intVar(&readBufferSizeKB, "dapr-http-read-buffer-size", -1, readBufferKB, "largest request header block in `KB` (daprd's older flag; --read-buffer-size in KB)")
-	intVar(&grace, "dapr-graceful-shutdown-seconds", defaultGraceSeconds, graceRange, "how many `seconds` in-flight calls may take to finish on shutdown")
+	fs.int(&readBufferKB, "dapr-http-read-buffer-size", -1, sidecarflag.ReadBufferSizeKB, "largest request header block in `KB` (daprd's older flag; --read-buffer-size in KB)")
 	fs.DurationVar(&o.InternalStallTimeout, "internal-stall-timeout", 30*time.Second, "end a call on the internal port whose answer the peer has not accepted for this long (its flow-control window stays shut); 1s to 1h")
-	intVar(&o.GRPCMaxStreamsPerConn, "grpc-max-streams-per-connection", grpcapi.DefaultMaxStreamsPerConn, grpcStreamsRange, "most `calls` one connection to the gRPC API carries at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); clients hold more until one ends")
-	intVar(&o.GRPCMaxStreams, "grpc-max-streams", grpcapi.DefaultMaxStreams, grpcStreamsRange, "most `calls` in flight on the gRPC API over all connections; more end at once with ResourceExhausted")
+	fs.int(&o.GRPCMaxStreamsPerConn, "grpc-max-streams-per-connection", grpcapi.DefaultMaxStreamsPerConn, sidecarflag.GRPCStreams, "most `calls` one connection to the gRPC API carries at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); clients hold more until one ends")
+	fs.int(&o.GRPCMaxStreams, "grpc-max-streams", grpcapi.DefaultMaxStreams, sidecarflag.GRPCStreams, "most `calls` in flight on the gRPC API over all connections; more end at once with ResourceExhausted")
 	fs.DurationVar(&o.GRPCFirstMessageTimeout, "grpc-first-message-timeout", grpcapi.DefaultFirstMessageTimeout, "end a call to the gRPC API's own methods (Dapr's, health) that has not sent its request this long after its headers; proxied calls have no such bound; 1s to 1h")
+	fs.int(&o.MaxProcs, "max-procs", -1, sidecarflag.MaxProcs, "`CPUs` the sidecar's Go code runs on at once (GOMAXPROCS); GOMAXPROCS in the environment is taken when this is -1")
+	return func() error {
+		var err error
+		o.MaxBodySize = sidecarflag.DefaultMaxBodySize
+		requestSet := !sidecarflag.MaxRequestSizeMB.IsUnset(maxRequestMB)
+		switch {
+		case maxBody != "" && requestSet:
+			return errors.New("--max-body-size and --dapr-http-max-request-size set the same limit; give one")
+		case maxBody != "":
+			if o.MaxBodySize, err = sidecarflag.MaxBodySize.Parse("--max-body-size", maxBody); err != nil {
+				return err
+			}
+			o.MaxBodySizeSet = true
+		case requestSet:
+			o.MaxBodySize, o.MaxBodySizeSet = int64(maxRequestMB)<<20, true
+		}
+		o.ReadBufferSize = sidecarflag.DefaultReadBufferSize
+		switch bufferSet := !sidecarflag.ReadBufferSizeKB.IsUnset(readBufferKB); {
+		case readBuffer != "" && bufferSet:
+			return errors.New("--read-buffer-size and --dapr-http-read-buffer-size set the same limit; give one")
+		case readBuffer != "":
+			n, err := sidecarflag.ReadBufferSize.Parse("--read-buffer-size", readBuffer)
+			if err != nil {
+				return err
+			}
+			o.ReadBufferSize = int(n)
+		case bufferSet:
+			o.ReadBufferSize = readBufferKB << 10
+		}
+		if err := sidecarflag.InternalStallTimeout.Check("--internal-stall-timeout", o.InternalStallTimeout); err != nil {
+			return err
+		}
+		return sidecarflag.GRPCFirstMessageTimeout.Check("--grpc-first-message-timeout", o.GRPCFirstMessageTimeout)
+	}
+}
+
+// identityOptions are the sidecar's identity between sidecars, and the
+// tokens of its API and its app.
+func identityOptions(fs *flagSet, o *Options, getenv func(string) string) func() error {
 	fs.BoolVar(&o.EnableMTLS, "enable-mtls", false, "mutual TLS with SPIFFE identities on every hop between sidecars; default on in standalone mode, off in kubernetes mode")
 	fs.BoolVar(&o.AllowPlaintextPeers, "allow-plaintext-peers", false, "during a rollout, accept calls from peers without mutual TLS (counted in tandem_hop_plaintext_calls_total) and call peers that do not speak TLS in plaintext")
 	fs.StringVar(&o.TrustDomain, "trust-domain", "public", "trust domain of this sidecar's SPIFFE ID")
@@ -267,218 +414,78 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.SentryAddress, "sentry-address", "", "https://host:port of the control plane's certificate authority (kubernetes mode)")
 	fs.StringVar(&o.SentryTokenFile, "sentry-token-file", "/var/run/secrets/tandem.io/sentry/token", "projected service-account token (audience tandem-ca) sent to the certificate authority; read at every renewal")
 	fs.DurationVar(&o.CertTTL, "workload-cert-ttl", 24*time.Hour, "how long this sidecar's certificate is valid; it is renewed at two thirds of that (10s to 720h)")
-	fs.StringVar(&o.RegistryDir, "registry-dir", getenv("TANDEM_REGISTRY_DIR"), "standalone: registry folder of running sidecars (env TANDEM_REGISTRY_DIR)")
-	fs.StringVar(&o.ClusterDomain, "kubernetes-cluster-domain", "cluster.local", "kubernetes: the cluster's DNS domain")
-	fs.StringVar(&o.DNSServer, "kubernetes-dns-server", "", "kubernetes: DNS server host:port (default: the system's)")
-	fs.StringVar(&o.UnixDomainSocket, "unix-domain-socket", "", "`folder` where the HTTP and gRPC APIs listen on Unix sockets (dapr-<app-id>-http.socket, dapr-<app-id>-grpc.socket) instead of their ports; mode 0600, whatever the umask")
-	fs.StringVar(&o.UnixDomainSocketGroup, "unix-domain-socket-group", "", "`group` (name or numeric id) that may connect to the Unix sockets too: they become 0660 and belong to it")
-	intVar(&o.MaxProcs, "max-procs", -1, maxProcsRange, "`CPUs` the sidecar's Go code runs on at once (GOMAXPROCS); GOMAXPROCS in the environment is taken when this is -1")
-	fs.BoolVar(&o.EnableProfiling, "enable-profiling", false, "serve Go's pprof (/debug/pprof/) on --profile-port")
-	intVar(&o.ProfilePort, "profile-port", -1, profilePortRange, "pprof `port` with --enable-profiling")
-	fs.BoolVar(&healthOn, "enable-app-health-check", false, "probe the app's health; while it fails, the app is reported unhealthy and not called")
-	fs.StringVar(&health.Path, "app-health-check-path", invoke.DefaultHealthPath, "path the health probe GETs (HTTP apps)")
-	intVar(&healthInterval, "app-health-probe-interval", int(invoke.DefaultHealthInterval/time.Second), probeInterval, "`seconds` between health probes")
-	intVar(&healthTimeout, "app-health-probe-timeout", int(invoke.DefaultHealthTimeout/time.Millisecond), probeTimeout, "`milliseconds` a health probe may take")
-	intVar(&health.Threshold, "app-health-threshold", invoke.DefaultHealthThreshold, healthThreshold, "failed `probes` in a row that make the app unhealthy")
-	fs.BoolVar(&o.EnableAPILogging, "enable-api-logging", false, "log every call to the HTTP and gRPC APIs")
+	return func() error {
+		o.APIToken, o.AppToken = getenv("DAPR_API_TOKEN"), getenv("APP_API_TOKEN")
+		if !fs.given["enable-mtls"] {
+			o.EnableMTLS = o.Mode == "standalone"
+		}
+		if err := sidecarflag.WorkloadCertTTL.Check("--workload-cert-ttl", o.CertTTL); err != nil {
+			return err
+		}
+		o.LocalCATTL = identity.DefaultRootTTL
+		if v := getenv("TANDEM_LOCAL_CA_TTL"); v != "" {
+			var err error
+			if o.LocalCATTL, err = time.ParseDuration(v); err != nil || o.LocalCATTL < time.Minute || o.LocalCATTL > 10*identity.DefaultRootTTL {
+				return fmt.Errorf("TANDEM_LOCAL_CA_TTL %q is not valid; accepted: 1m to 87600h, e.g. 8760h (the life of a root the local CA makes)", v)
+			}
+		}
+		return nil
+	}
+}
+
+// shutdownOptions are how the sidecar ends: how long it goes on serving
+// after SIGTERM, and how long in-flight calls then have.
+func shutdownOptions(fs *flagSet, o *Options) func() error {
+	var grace int
+	fs.int(&grace, "dapr-graceful-shutdown-seconds", sidecarflag.DefaultGracefulShutdown, sidecarflag.GracefulShutdown, "how many `seconds` in-flight calls may take to finish on shutdown")
 	fs.DurationVar(&o.BlockShutdown, "dapr-block-shutdown-duration", 0, "on SIGTERM, keep serving this long (or until the app's health check fails) before shutting down; 0 to 1h")
-	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins browser pages may call the HTTP API from (CORS), e.g. https://app.example.com,http://localhost:*; pages on other origins may only GET and HEAD; default: loopback origins (http or https on localhost, *.localhost, 127.0.0.1, [::1]); * for every origin and no CORS headers, as daprd")
-	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated names the HTTP API answers to in a request's Host, e.g. sidecar,*.example.internal, beyond localhost, *.localhost and IP addresses, which it always answers to; * for any, as daprd")
-	fs.StringVar(&placement, "placement-host-address", "", "accepted without effect: this sidecar has no actors")
-	fs.StringVar(&scheduler, "scheduler-host-address", "", "accepted without effect: this sidecar has no scheduler (jobs, reminders)")
-	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
-	// An empty argument is skipped, and parsing goes on after it: the Dapr
-	// CLI passes one where it blanked a flag it takes the runtime not to
-	// know (--scheduler-host-address, for a runtime version before 1.14),
-	// and leaves that flag's value after it, which is skipped too.
-	var blanked []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				var b strings.Builder
-				b.WriteString("Usage: sidecar --app-id ID [--app-port PORT] [flags]\n\n")
-				fs.SetOutput(&b)
-				fs.PrintDefaults()
-				return o, &usageError{b.String()}
-			}
-			if refused != nil {
-				return o, refused
-			}
-			return o, flagError(err)
+	return func() error {
+		if sidecarflag.GracefulShutdown.IsUnset(grace) {
+			grace = sidecarflag.DefaultGracefulShutdown
 		}
-		if rest = fs.Args(); len(rest) == 0 {
-			break
-		}
-		if rest[0] != "" {
-			return o, fmt.Errorf("unexpected argument %q: every option is a flag (--name value)", rest[0])
-		}
-		if rest = rest[1:]; len(rest) > 0 && rest[0] != "" && !strings.HasPrefix(rest[0], "-") {
-			blanked, rest = append(blanked, rest[0]), rest[1:]
-		}
+		o.GracefulShutdown = time.Duration(grace) * time.Second
+		return sidecarflag.BlockShutdown.Check("--dapr-block-shutdown-duration", o.BlockShutdown)
 	}
-	if showVersion {
-		return o, &usageError{version + "\n"}
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+}
 
-	var err error
-	if err = resolver.ValidateID(o.AppID); err != nil {
-		return o, fmt.Errorf("--app-id: %w", err)
-	}
-	if appPort != "" {
-		if o.AppPort, err = appPortRange.parse("--app-port", appPort); err != nil {
-			return o, err
+// profilingOptions serve Go's pprof.
+func profilingOptions(fs *flagSet, o *Options) func() error {
+	fs.BoolVar(&o.EnableProfiling, "enable-profiling", false, "serve Go's pprof (/debug/pprof/) on --profile-port")
+	fs.int(&o.ProfilePort, "profile-port", -1, sidecarflag.ProfilePort, "pprof `port` with --enable-profiling")
+	return func() error {
+		if sidecarflag.ProfilePort.IsUnset(o.ProfilePort) {
+			o.ProfilePort = sidecarflag.DefaultProfilePort
+			fs.given["profile-port"] = false // -1 is "not given"
 		}
+		return nil
 	}
-	switch o.AppProtocol {
-	case "http", "h2c", "https", "grpc", "grpcs":
-	default:
-		return o, fmt.Errorf("--app-protocol %q is not valid; accepted: http, grpc, h2c, https, grpcs", o.AppProtocol)
-	}
-	if appSSL {
-		switch o.AppProtocol {
-		case "http":
-			o.AppProtocol = "https"
-		case "grpc":
-			o.AppProtocol = "grpcs"
-		case "h2c":
-			return o, errors.New("--app-ssl with --app-protocol h2c: h2c is HTTP/2 without TLS; for TLS use --app-protocol https")
-		}
-	}
-	o.AppMaxConcurrency = max(o.AppMaxConcurrency, 0) // -1: no bound, as 0
-	if o.AppChannelAddress == "" {
-		return o, errors.New("--app-channel-address is empty; give the app's host, e.g. 127.0.0.1")
-	}
-	o.PublicPort = -1
-	if publicPort != "" {
-		if o.PublicPort, err = publicPortRange.parse("--dapr-public-port", publicPort); err != nil {
-			return o, err
-		}
-	}
-	for a := range strings.SplitSeq(listen, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			o.ListenAddresses = append(o.ListenAddresses, strings.Trim(a, "[]"))
-		}
-	}
-	if o.AllowedHosts, err = parseHosts(hosts, o.ListenAddresses); err != nil {
-		return o, err
-	}
-	switch o.Mode {
-	case "standalone":
-		// Peers of a standalone sidecar run on this host: nothing else
-		// needs its internal port.
-		if o.InternalAddress == "" {
-			o.InternalAddress = "127.0.0.1"
-		}
-	case "kubernetes":
-		o.Namespace = getenv("NAMESPACE")
-		if o.Namespace == "" {
-			return o, errors.New("--mode kubernetes needs the NAMESPACE environment variable (the injector sets it)")
-		}
-	default:
-		return o, fmt.Errorf("--mode %q is not valid; accepted: standalone, kubernetes", o.Mode)
-	}
-	if o.DNSServer != "" {
-		_, port, err := net.SplitHostPort(o.DNSServer)
-		if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 1 || p > math.MaxUint16 {
-			return o, fmt.Errorf("--kubernetes-dns-server %q is not valid; accepted: host:port with a port from 1 to 65535, e.g. 10.96.0.10:53", o.DNSServer)
-		}
-	}
-	if logLevel == "fatal" { // daprd's highest level: errors only, here
-		logLevel = "error"
-	}
-	if err = o.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
-		return o, fmt.Errorf("--log-level %q is not valid; accepted: debug, info, warn, error, fatal", logLevel)
-	}
-	o.APIToken, o.AppToken = getenv("DAPR_API_TOKEN"), getenv("APP_API_TOKEN")
-	o.PodName = getenv("POD_NAME")
+}
 
-	o.MaxBodySize = defaultMaxBodySize
-	switch {
-	case maxBody != "" && maxRequestSizeMB >= 0:
-		return o, errors.New("--max-body-size and --dapr-http-max-request-size set the same limit; give one")
-	case maxBody != "":
-		if o.MaxBodySize, err = parseSizeIn("--max-body-size", maxBody, 1, maxBodySize, "1 to 1Ti, e.g. 16Mi"); err != nil {
-			return o, err
+// healthOptions probe the app's health.
+func healthOptions(fs *flagSet, o *Options) func() error {
+	var health invoke.HealthCheck
+	var on bool
+	var interval, timeout int
+	fs.BoolVar(&on, "enable-app-health-check", false, "probe the app's health; while it fails, the app is reported unhealthy and not called")
+	fs.StringVar(&health.Path, "app-health-check-path", invoke.DefaultHealthPath, "path the health probe GETs (HTTP apps)")
+	fs.int(&interval, "app-health-probe-interval", int(invoke.DefaultHealthInterval/time.Second), sidecarflag.HealthProbeInterval, "`seconds` between health probes")
+	fs.int(&timeout, "app-health-probe-timeout", int(invoke.DefaultHealthTimeout/time.Millisecond), sidecarflag.HealthProbeTimeout, "`milliseconds` a health probe may take")
+	fs.int(&health.Threshold, "app-health-threshold", invoke.DefaultHealthThreshold, sidecarflag.HealthThreshold, "failed `probes` in a row that make the app unhealthy")
+	return func() error {
+		if !on {
+			return nil
 		}
-		o.MaxBodySizeSet = true
-	case maxRequestSizeMB >= 0:
-		o.MaxBodySize, o.MaxBodySizeSet = int64(maxRequestSizeMB)<<20, true
-	}
-	o.ReadBufferSize = defaultReadBufferSize
-	switch {
-	case readBuffer != "" && readBufferSizeKB >= 0:
-		return o, errors.New("--read-buffer-size and --dapr-http-read-buffer-size set the same limit; give one")
-	case readBuffer != "":
-		n, err := parseSizeIn("--read-buffer-size", readBuffer, minReadBufferSize, maxReadBufferSize, "1Ki to 8Mi, e.g. 64Ki (a plain number is bytes)")
-		if err != nil {
-			return o, err
-		}
-		o.ReadBufferSize = int(n)
-	case readBufferSizeKB >= 0:
-		o.ReadBufferSize = readBufferSizeKB << 10
-	}
-	if o.ResourcesMaxFileSize, err = parseSizeIn("--resources-max-file-size", resourcesMaxFile, minResourcesFileSize, maxResourcesFileSize, "1Ki to 1Gi, e.g. 4Mi (a plain number is bytes)"); err != nil {
-		return o, err
-	}
-	if !given["enable-mtls"] {
-		o.EnableMTLS = o.Mode == "standalone"
-	}
-	if o.CertTTL < 10*time.Second || o.CertTTL > 720*time.Hour {
-		return o, fmt.Errorf("--workload-cert-ttl %s is not valid; accepted: 10s to 720h, e.g. 24h", o.CertTTL)
-	}
-	o.LocalCATTL = identity.DefaultRootTTL
-	if v := getenv("TANDEM_LOCAL_CA_TTL"); v != "" {
-		if o.LocalCATTL, err = time.ParseDuration(v); err != nil || o.LocalCATTL < time.Minute || o.LocalCATTL > 10*identity.DefaultRootTTL {
-			return o, fmt.Errorf("TANDEM_LOCAL_CA_TTL %q is not valid; accepted: 1m to 87600h, e.g. 8760h (the life of a root the local CA makes)", v)
-		}
-	}
-	if o.SecretPoll < time.Second || o.SecretPoll > time.Hour {
-		return o, fmt.Errorf("--kubernetes-secret-poll %s is not valid; accepted: 1s to 1h, e.g. 30s", o.SecretPoll)
-	}
-	if o.InternalStallTimeout < time.Second || o.InternalStallTimeout > time.Hour {
-		return o, fmt.Errorf("--internal-stall-timeout %s is not valid; accepted: 1s to 1h, e.g. 30s", o.InternalStallTimeout)
-	}
-	if o.GRPCFirstMessageTimeout < time.Second || o.GRPCFirstMessageTimeout > maxFirstMessage {
-		return o, fmt.Errorf("--grpc-first-message-timeout %s is not valid; accepted: 1s to 1h, e.g. 30s", o.GRPCFirstMessageTimeout)
-	}
-	if grace < 0 {
-		grace = defaultGraceSeconds
-	}
-	o.GracefulShutdown = time.Duration(grace) * time.Second
-
-	profilePortSet := o.ProfilePort >= 0
-	if !profilePortSet {
-		o.ProfilePort = defaultProfilePort
-	}
-	if o.BlockShutdown < 0 || o.BlockShutdown > maxBlockShutdown {
-		return o, fmt.Errorf("--dapr-block-shutdown-duration %s is not valid; accepted: 0 to 1h, e.g. 10s", o.BlockShutdown)
-	}
-	if g := o.UnixDomainSocketGroup; g != "" && strings.Trim(g, "0123456789") == "" {
-		if _, err := gidRange.parse("--unix-domain-socket-group", g); err != nil {
-			return o, err
-		}
-	} else if strings.ContainsAny(g, ": \t\n") {
-		return o, fmt.Errorf("--unix-domain-socket-group %q is not valid; accepted: a group's name or numeric id", g)
-	}
-	if o.AllowedOrigins, err = parseOrigins(origins); err != nil {
-		return o, err
-	}
-	if healthOn {
-		health.Interval = time.Duration(healthInterval) * time.Second
-		health.Timeout = time.Duration(healthTimeout) * time.Millisecond
+		health.Interval = time.Duration(interval) * time.Second
+		health.Timeout = time.Duration(timeout) * time.Millisecond
 		if health.Timeout > health.Interval {
-			return o, fmt.Errorf("--app-health-probe-timeout %d ms is longer than --app-health-probe-interval %d s; a probe must end before the next", healthTimeout, healthInterval)
+			return fmt.Errorf("--app-health-probe-timeout %d ms is longer than --app-health-probe-interval %d s; a probe must end before the next", timeout, interval)
 		}
-		if u, perr := url.ParseRequestURI(health.Path); perr != nil || !strings.HasPrefix(health.Path, "/") || u.Fragment != "" || strings.ContainsAny(health.Path, " \t") {
-			return o, fmt.Errorf("--app-health-check-path %q is not valid; accepted: a path from /, e.g. /healthz", health.Path)
+		if u, err := url.ParseRequestURI(health.Path); err != nil || !strings.HasPrefix(health.Path, "/") || u.Fragment != "" || strings.ContainsAny(health.Path, " \t") {
+			return fmt.Errorf("--app-health-check-path %q is not valid; accepted: a path from /, e.g. /healthz", health.Path)
 		}
 		o.AppHealth = &health
+		return nil
 	}
-	given["profile-port"] = profilePortSet // -1 is "not given"
-	o.Unused = unused(given, blanked, o)
-	return o, nil
 }
 
 // unused lists the flags given that have no effect here, each with why, and
@@ -564,93 +571,4 @@ func parseHosts(s string, listen []string) (httpapi.Hosts, error) {
 		}
 	}
 	return out, nil
-}
-
-// intRange is what a numeric flag accepts: lo to hi, and -1 when unset is
-// true. Parsing never wraps: strconv refuses what an int cannot hold.
-type intRange struct {
-	lo, hi   int
-	unset    bool // -1 is accepted: the default, or no bound
-	accepted string
-}
-
-func (r intRange) parse(flag, s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || (n < r.lo || n > r.hi) && !(r.unset && n == -1) {
-		return 0, fmt.Errorf("%s %q is not valid; accepted: %s", flag, s, r.accepted)
-	}
-	return n, nil
-}
-
-// intFlag is a numeric flag checked against its range as it is parsed.
-type intFlag struct {
-	p       *int
-	name    string
-	r       intRange
-	refused *error
-}
-
-func (f *intFlag) String() string {
-	if f == nil || f.p == nil {
-		return ""
-	}
-	return strconv.Itoa(*f.p)
-}
-
-func (f *intFlag) Set(s string) error {
-	n, err := f.r.parse("--"+f.name, s)
-	if err != nil {
-		if *f.refused == nil {
-			*f.refused = err
-		}
-		return err
-	}
-	*f.p = n
-	return nil
-}
-
-// parseSizeIn parses a size with ParseSize and checks it is in [lo, hi].
-func parseSizeIn(flag, s string, lo, hi int64, accepted string) (int64, error) {
-	n, err := ParseSize(s)
-	if err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("%s %q is not valid; accepted: %s", flag, s, accepted)
-	}
-	return n, nil
-}
-
-// usageError carries the text asked for with --help or --version, which
-// main prints before it exits without running.
-type usageError struct{ text string }
-
-func (e *usageError) Error() string { return e.text }
-
-// flagError rewrites the flag package's errors so they name the flag and say
-// what to do.
-func flagError(err error) error {
-	msg := err.Error()
-	if strings.HasPrefix(msg, "flag provided but not defined: ") {
-		return fmt.Errorf("unknown flag %s; run with --help for the list", strings.TrimPrefix(msg, "flag provided but not defined: "))
-	}
-	return err
-}
-
-// ParseSize parses a byte size: a plain number of bytes, or a number with a
-// Kubernetes-style suffix (Ki, Mi, Gi, Ti binary; k, M, G, T decimal).
-func ParseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}}
-	num, mult := s, int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("%q is not a size: use a positive number of bytes with an optional suffix Ki, Mi, Gi (e.g. 4Mi)", s)
-	}
-	return n * mult, nil
 }

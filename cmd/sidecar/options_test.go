@@ -312,20 +312,6 @@ func TestNumericFlagRanges(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	cases := map[string]int64{"1": 1, "4Mi": 4 << 20, "16Ki": 16 << 10, "1Gi": 1 << 30, "2M": 2e6, "3k": 3000}
-	for in, want := range cases {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "0", "-1", "4MB", "Mi", "1.5Mi", "99999999999Ti"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q): no error", bad)
-		}
-	}
-}
-
 // TestVersion: --version prints one line, the version, and nothing runs:
 // the Dapr CLI reads it as the runtime's version.
 func TestVersion(t *testing.T) {

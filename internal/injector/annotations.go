@@ -21,65 +21,50 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/tandem-run/tandem/internal/ports"
+	"github.com/tandem-run/tandem/internal/sidecarflag"
 	"github.com/tandem-run/tandem/pkg/resolver"
 )
 
-// The pod annotations the injector reads, as Dapr names them.
+// The pod annotations the injector reads itself, as Dapr names them. Those
+// that set a sidecar flag are the rows of sidecarflag.Annotated, which the
+// injector checks and writes as flags; it reads a few of them too
+// (AnnAppPort to AnnBlockShutdown).
 const (
-	AnnEnabled          = "dapr.io/enabled"
-	AnnAppID            = "dapr.io/app-id"
-	AnnAppPort          = "dapr.io/app-port"
-	AnnAppProtocol      = "dapr.io/app-protocol"
-	AnnConfig           = "dapr.io/config"
-	AnnLogLevel         = "dapr.io/log-level"
-	AnnLogAsJSON        = "dapr.io/log-as-json"
-	AnnSidecarImage     = "dapr.io/sidecar-image"
-	AnnCPURequest       = "dapr.io/sidecar-cpu-request"
-	AnnCPULimit         = "dapr.io/sidecar-cpu-limit"
-	AnnMemoryRequest    = "dapr.io/sidecar-memory-request"
-	AnnMemoryLimit      = "dapr.io/sidecar-memory-limit"
-	AnnAPITokenSecret   = "dapr.io/api-token-secret"
-	AnnAppTokenSecret   = "dapr.io/app-token-secret"
-	AnnEnv              = "dapr.io/env"
-	AnnEnableMetrics    = "dapr.io/enable-metrics"
-	AnnMetricsPort      = "dapr.io/metrics-port"
-	AnnMaxBodySize      = "dapr.io/max-body-size"
-	AnnGracefulShutdown = "dapr.io/graceful-shutdown-seconds"
-	AnnMaxConcurrency   = "dapr.io/app-max-concurrency"
-	AnnReadBufferSize   = "dapr.io/http-read-buffer-size" // in KB, as in Dapr
-	AnnMaxRequestSize   = "dapr.io/http-max-request-size" // in MB, as in Dapr
+	AnnEnabled        = "dapr.io/enabled"
+	AnnAppID          = "dapr.io/app-id"
+	AnnSidecarImage   = "dapr.io/sidecar-image"
+	AnnCPURequest     = "dapr.io/sidecar-cpu-request"
+	AnnCPULimit       = "dapr.io/sidecar-cpu-limit"
+	AnnMemoryRequest  = "dapr.io/sidecar-memory-request"
+	AnnMemoryLimit    = "dapr.io/sidecar-memory-limit"
+	AnnAPITokenSecret = "dapr.io/api-token-secret"
+	AnnAppTokenSecret = "dapr.io/app-token-secret"
+	AnnEnv            = "dapr.io/env"
 	// AnnNativeSidecar chooses a native sidecar (an init container with
 	// restartPolicy Always) or a classic one (a container beside the
 	// app's); absent, the injector's default.
 	AnnNativeSidecar = "dapr.io/enable-native-sidecar"
+
+	AnnAppPort       = "dapr.io/app-port"
+	AnnEnableMetrics = "dapr.io/enable-metrics"
+	AnnMetricsPort   = "dapr.io/metrics-port"
 	// AnnBlockShutdown is how long a classic sidecar goes on serving after
 	// SIGTERM (--dapr-block-shutdown-duration), e.g. "5s", as in Dapr.
 	AnnBlockShutdown = "dapr.io/block-shutdown-duration"
 )
 
-// known lists every annotation read; other dapr.io/* annotations are
-// reported as having no effect.
-var known = []string{
-	AnnEnabled, AnnAppID, AnnAppPort, AnnAppProtocol, AnnConfig, AnnLogLevel, AnnLogAsJSON,
-	AnnSidecarImage, AnnCPURequest, AnnCPULimit, AnnMemoryRequest, AnnMemoryLimit,
-	AnnAPITokenSecret, AnnAppTokenSecret, AnnEnv, AnnEnableMetrics, AnnMetricsPort,
-	AnnMaxBodySize, AnnGracefulShutdown, AnnMaxConcurrency, AnnReadBufferSize, AnnMaxRequestSize,
-	AnnNativeSidecar, AnnBlockShutdown,
+// ownAnnotations are those the injector acts on itself, not sidecar flags.
+var ownAnnotations = []string{AnnEnabled, AnnAppID, AnnSidecarImage, AnnCPURequest, AnnCPULimit, AnnMemoryRequest, AnnMemoryLimit,
+	AnnAPITokenSecret, AnnAppTokenSecret, AnnEnv, AnnNativeSidecar, AnnInjected}
+
+// known reports whether the injector reads the annotation k; other
+// dapr.io/* annotations are reported as having no effect.
+func known(k string) bool {
+	return slices.Contains(ownAnnotations, k) || slices.ContainsFunc(sidecarflag.Annotated, func(o sidecarflag.Option) bool { return o.Annotation == k })
 }
 
-// The bounds of numeric annotations: those of the sidecar flags they become
-// (cmd/sidecar/options.go), so an admitted pod's sidecar always starts.
-// Resource quantities are bounded too: a value an int64 cannot hold would
-// wrap on its way to the kubelet.
-const (
-	maxBodySize       = 1 << 40 // --max-body-size: 1 byte to 1Ti
-	minReadBufferSize = 1 << 10 // --read-buffer-size: 1Ki to 8Mi
-	maxReadBufferSize = 8 << 20
-	maxConcurrency    = 1 << 20   // --app-max-concurrency
-	maxGraceSeconds   = 3600      // --dapr-graceful-shutdown-seconds
-	maxBlockShutdown  = time.Hour // --dapr-block-shutdown-duration
-)
-
+// Resource quantities are bounded: a value an int64 cannot hold would wrap
+// on its way to the kubelet.
 var (
 	maxCPU    = resource.MustParse("1024")
 	maxMemory = resource.MustParse("64Ti")
@@ -87,33 +72,32 @@ var (
 
 // Spec is what a pod's annotations ask of its sidecar, checked.
 type Spec struct {
-	AppID            string
-	AppPort          int // 0: none
-	AppProtocol      string
-	Config           string
-	LogLevel         string
-	LogAsJSON        bool
-	Image            string // "": the injector's default
-	CPURequest       *resource.Quantity
-	CPULimit         *resource.Quantity
-	MemoryRequest    *resource.Quantity
-	MemoryLimit      *resource.Quantity
-	APITokenSecret   string
-	AppTokenSecret   string
-	Env              [][2]string // never a variable the injector sets (ownedEnv)
-	EnableMetrics    bool
-	MetricsPort      int
-	MaxBodySize      int64 // bytes; 0: the sidecar's default
-	ReadBufferSize   int   // bytes; 0: the sidecar's default
-	GracefulShutdown int   // -1: the sidecar's default
-	MaxConcurrency   int   // 0: no bound
+	AppID          string
+	Image          string // "": the injector's default
+	CPURequest     *resource.Quantity
+	CPULimit       *resource.Quantity
+	MemoryRequest  *resource.Quantity
+	MemoryLimit    *resource.Quantity
+	APITokenSecret string
+	AppTokenSecret string
+	Env            [][2]string // never a variable the injector sets (ownedEnv)
 	// Native is dapr.io/enable-native-sidecar; nil: the injector's default.
 	Native *bool
+
+	// The options of sidecarflag.Annotated the injector reads itself.
+	AppPort       int // 0: none
+	EnableMetrics bool
+	MetricsPort   int
 	// BlockShutdown is dapr.io/block-shutdown-duration; -1: the injector's
 	// default for a classic sidecar.
 	BlockShutdown time.Duration
+
 	// Ignored are dapr.io/* annotations present that have no effect here.
 	Ignored []string
+
+	// flags are the sidecar's arguments for the options of
+	// sidecarflag.Annotated the pod sets, by the flag each writes.
+	flags map[string][]string
 }
 
 // Enabled reports whether annotations ask for a sidecar. A value that is
@@ -128,10 +112,11 @@ func Enabled(annotations map[string]string) (bool, error) {
 }
 
 // ParseSpec reads and checks the annotations of a pod that asks for a
-// sidecar. Every error names the annotation, the value, and what is
-// accepted.
+// sidecar: the options of sidecarflag.Annotated, in its order, and the
+// injector's own among them, where their errors have always come. Every
+// error names the annotation, the value, and what is accepted.
 func ParseSpec(a map[string]string) (*Spec, error) {
-	s := &Spec{AppProtocol: "http", LogLevel: "info", EnableMetrics: true, MetricsPort: ports.Metrics, GracefulShutdown: -1, BlockShutdown: -1}
+	s := &Spec{EnableMetrics: true, MetricsPort: ports.Metrics, BlockShutdown: -1, flags: map[string][]string{}}
 	var errs []string
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 
@@ -141,40 +126,157 @@ func ParseSpec(a map[string]string) (*Spec, error) {
 	} else if err := resolver.ValidateID(s.AppID); err != nil {
 		fail("%s %q: %v", AnnAppID, s.AppID, err)
 	}
-	if v, ok := a[AnnAppPort]; ok {
-		if p, err := parsePort(AnnAppPort, v); err != nil {
-			fail("%v", err)
-		} else {
-			s.AppPort = p
+	for _, o := range sidecarflag.Annotated {
+		switch o.Annotation { // the injector's own, where their errors have always come
+		case AnnEnableMetrics:
+			s.parseContainer(a, fail)
+		case AnnBlockShutdown:
+			s.parseNative(a, fail)
+		}
+		s.parseOption(o, a, fail)
+	}
+	if s.AppPort != 0 && (s.AppPort == s.MetricsPort && s.EnableMetrics || slices.Contains(sidecarPorts, s.AppPort)) {
+		fail("%s %d is a port of the sidecar (%v and the metrics port %d); give the app another", AnnAppPort, s.AppPort, sidecarPorts, s.MetricsPort)
+	}
+	for k := range a {
+		if strings.HasPrefix(k, "dapr.io/") && !known(k) {
+			s.Ignored = append(s.Ignored, k)
 		}
 	}
-	if v, ok := a[AnnAppProtocol]; ok {
-		switch v {
-		case "http", "grpc", "h2c", "https":
-			s.AppProtocol = v
-		default:
-			fail("%s %q is not valid; accepted: http, grpc, h2c, https", AnnAppProtocol, v)
+	sort.Strings(s.Ignored)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return s, nil
+}
+
+// parseOption checks the annotation of o and keeps the sidecar's arguments
+// for it; a pod without it gets the flag's Default, if any.
+func (s *Spec) parseOption(o sidecarflag.Option, a map[string]string, fail func(string, ...any)) {
+	text, ok := a[o.Annotation]
+	if !ok {
+		if o.Default != "" {
+			s.flags[o.Flag] = []string{"--" + o.Flag, o.Default}
+		}
+		return
+	}
+	v, err := optionValue(o, text)
+	switch o.Annotation { // what the injector reads itself; refused, a bool is false
+	case AnnAppPort:
+		s.AppPort, _ = v.(int)
+	case AnnEnableMetrics:
+		s.EnableMetrics, _ = v.(bool)
+	case AnnMetricsPort:
+		if p, ok := v.(int); ok {
+			s.MetricsPort = p
+		}
+	case AnnBlockShutdown:
+		if d, ok := v.(time.Duration); ok {
+			s.BlockShutdown = d
 		}
 	}
-	if v, ok := a[AnnConfig]; ok {
-		if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
-			fail("%s %q is not the name of a Configuration: %s", AnnConfig, v, strings.Join(msgs, "; "))
-		}
-		s.Config = v
+	if err != nil {
+		fail("%v", err)
+		return
 	}
-	if v, ok := a[AnnLogLevel]; ok {
-		if !slices.Contains([]string{"debug", "info", "warn", "error"}, v) {
-			fail("%s %q is not valid; accepted: debug, info, warn, error", AnnLogLevel, v)
-		}
-		s.LogLevel = v
+	args := optionArgs(o, v)
+	if len(args) == 0 {
+		return
 	}
-	if v, ok := a[AnnLogAsJSON]; ok {
-		b, err := parseBool(AnnLogAsJSON, v)
-		if err != nil {
-			fail("%v", err)
+	for _, p := range sidecarflag.Annotated {
+		if p.Annotation == o.Annotation {
+			break
 		}
-		s.LogAsJSON = b
+		if _, both := a[p.Annotation]; both && p.Written() == o.Written() {
+			fail("%s and %s set the same limit; give one", p.Annotation, o.Annotation)
+			return
+		}
 	}
+	s.flags[o.Written()] = args
+}
+
+// optionValue checks text, the value of o's annotation, and returns it as
+// a bool, an int, an int64 of bytes, a time.Duration or a string.
+func optionValue(o sidecarflag.Option, text string) (any, error) {
+	refused := fmt.Errorf("%s %q is not valid; accepted: %s", o.Annotation, text, o.Accepted)
+	switch r := o.Value.(type) {
+	case sidecarflag.Bool:
+		return parseBool(o.Annotation, text)
+	case sidecarflag.Port:
+		p, err := strconv.Atoi(text)
+		if err != nil || p < 1 || !r.Flag.Has(p) {
+			return nil, fmt.Errorf("%s %q is not a port; accepted: %s", o.Annotation, text, o.Accepted)
+		}
+		return p, nil
+	case sidecarflag.Int:
+		n, err := strconv.Atoi(text)
+		if err != nil || !r.Has(n) {
+			return nil, refused
+		}
+		return n, nil
+	case sidecarflag.Size:
+		// A quantity, as Kubernetes writes them: 16Mi, 1e6, 0.5Gi.
+		qty, err := resource.ParseQuantity(text)
+		if err != nil || qty.Sign() <= 0 || qty.Cmp(*resource.NewQuantity(r.Hi, resource.BinarySI)) > 0 || !r.Has(qty.Value()) {
+			return nil, refused
+		}
+		return qty.Value(), nil
+	case sidecarflag.Duration:
+		d, err := time.ParseDuration(text)
+		if err != nil || !r.Has(d) {
+			return nil, refused
+		}
+		return d, nil
+	case sidecarflag.Words:
+		if !slices.Contains(r, text) {
+			return nil, refused
+		}
+		return text, nil
+	case sidecarflag.Name:
+		if msgs := validation.IsDNS1123Subdomain(text); len(msgs) > 0 {
+			return nil, fmt.Errorf("%s %q is not %s: %s", o.Annotation, text, o.Accepted, strings.Join(msgs, "; "))
+		}
+		return text, nil
+	}
+	return nil, fmt.Errorf("%s: the injector cannot read a %T", o.Annotation, o.Value)
+}
+
+// optionArgs are the sidecar's arguments for v, the checked value of o's
+// annotation: none where v leaves the flag at its default.
+func optionArgs(o sidecarflag.Option, v any) []string {
+	flag := "--" + o.Written()
+	switch v := v.(type) {
+	case bool:
+		switch b, ok := o.Value.(sidecarflag.Bool); {
+		case ok && v == b.Default:
+			return nil
+		case v:
+			return []string{flag}
+		}
+		return []string{flag + "=false"}
+	case int:
+		if r, ok := o.Value.(sidecarflag.Int); ok {
+			if r.IsUnset(v) {
+				return nil
+			}
+			if o.Unit != 0 {
+				return []string{flag, strconv.FormatInt(int64(v)*o.Unit, 10)}
+			}
+		}
+		return []string{flag, strconv.Itoa(v)}
+	case int64:
+		return []string{flag, strconv.FormatInt(v, 10)}
+	case time.Duration:
+		return []string{flag, v.String()}
+	case string:
+		return []string{flag, v}
+	}
+	return nil
+}
+
+// parseContainer checks the annotations of the sidecar's container: its
+// image, resources, token Secrets and environment.
+func (s *Spec) parseContainer(a map[string]string, fail func(string, ...any)) {
 	if v, ok := a[AnnSidecarImage]; ok {
 		if v == "" || strings.ContainsAny(v, " \t\n") {
 			fail("%s %q is not an image reference, such as tandem/sidecar:1.0", AnnSidecarImage, v)
@@ -224,60 +326,10 @@ func ParseSpec(a map[string]string) (*Spec, error) {
 		}
 		s.Env = env
 	}
-	if v, ok := a[AnnEnableMetrics]; ok {
-		b, err := parseBool(AnnEnableMetrics, v)
-		if err != nil {
-			fail("%v", err)
-		}
-		s.EnableMetrics = b
-	}
-	if v, ok := a[AnnMetricsPort]; ok {
-		if p, err := parsePort(AnnMetricsPort, v); err != nil {
-			fail("%v", err)
-		} else {
-			s.MetricsPort = p
-		}
-	}
-	if v, ok := a[AnnMaxBodySize]; ok {
-		qty, err := resource.ParseQuantity(v)
-		if err != nil || qty.Sign() <= 0 || qty.Cmp(*resource.NewQuantity(maxBodySize, resource.BinarySI)) > 0 {
-			fail("%s %q is not valid; accepted: a size from 1 byte to 1Ti, such as 4Mi or 16Mi", AnnMaxBodySize, v)
-		} else {
-			s.MaxBodySize = qty.Value()
-		}
-	}
-	if v, ok := a[AnnMaxRequestSize]; ok {
-		_, both := a[AnnMaxBodySize]
-		switch n, err := parseInt(AnnMaxRequestSize, v, 1, maxBodySize>>20, "-1 for the sidecar's default (4 MB), or 1 to 1048576 MB"); {
-		case err != nil:
-			fail("%v", err)
-		case n > 0 && both:
-			fail("%s and %s set the same limit; give one", AnnMaxBodySize, AnnMaxRequestSize)
-		case n > 0:
-			s.MaxBodySize = int64(n) << 20
-		}
-	}
-	if v, ok := a[AnnReadBufferSize]; ok {
-		if n, err := parseInt(AnnReadBufferSize, v, minReadBufferSize>>10, maxReadBufferSize>>10, "-1 for the sidecar's default (64 KB), or 1 to 8192 KB"); err != nil {
-			fail("%v", err)
-		} else if n > 0 {
-			s.ReadBufferSize = n << 10
-		}
-	}
-	if v, ok := a[AnnGracefulShutdown]; ok {
-		if n, err := parseInt(AnnGracefulShutdown, v, 0, maxGraceSeconds, "-1 for the sidecar's default (5), or 0 to 3600 seconds"); err != nil {
-			fail("%v", err)
-		} else {
-			s.GracefulShutdown = n
-		}
-	}
-	if v, ok := a[AnnMaxConcurrency]; ok {
-		if n, err := parseInt(AnnMaxConcurrency, v, 0, maxConcurrency, "-1 or 0 for no bound, or 1 to 1048576 calls in flight to the app"); err != nil {
-			fail("%v", err)
-		} else {
-			s.MaxConcurrency = max(n, 0)
-		}
-	}
+}
+
+// parseNative checks dapr.io/enable-native-sidecar.
+func (s *Spec) parseNative(a map[string]string, fail func(string, ...any)) {
 	if v, ok := a[AnnNativeSidecar]; ok {
 		b, err := parseBool(AnnNativeSidecar, v)
 		if err != nil {
@@ -285,27 +337,6 @@ func ParseSpec(a map[string]string) (*Spec, error) {
 		}
 		s.Native = &b
 	}
-	if v, ok := a[AnnBlockShutdown]; ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > maxBlockShutdown {
-			fail("%s %q is not valid; accepted: a duration from 0s to 1h, such as 5s", AnnBlockShutdown, v)
-		} else {
-			s.BlockShutdown = d
-		}
-	}
-	if s.AppPort != 0 && (s.AppPort == s.MetricsPort && s.EnableMetrics || slices.Contains(sidecarPorts, s.AppPort)) {
-		fail("%s %d is a port of the sidecar (%v and the metrics port %d); give the app another", AnnAppPort, s.AppPort, sidecarPorts, s.MetricsPort)
-	}
-	for k := range a {
-		if strings.HasPrefix(k, "dapr.io/") && !slices.Contains(known, k) && k != AnnInjected {
-			s.Ignored = append(s.Ignored, k)
-		}
-	}
-	sort.Strings(s.Ignored)
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%s", strings.Join(errs, "; "))
-	}
-	return s, nil
 }
 
 func parseBool(ann, v string) (bool, error) {
@@ -316,17 +347,6 @@ func parseBool(ann, v string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("%s %q is not valid; accepted: \"true\", \"false\"", ann, v)
-}
-
-// parseInt parses a whole number from lo to hi, or -1 (unset: the default,
-// or no bound, as in Dapr). It never wraps: strconv refuses what an int
-// cannot hold.
-func parseInt(ann, v string, lo, hi int, accepted string) (int, error) {
-	n, err := strconv.Atoi(v)
-	if err != nil || (n < lo || n > hi) && n != -1 {
-		return 0, fmt.Errorf("%s %q is not valid; accepted: %s", ann, v, accepted)
-	}
-	return n, nil
 }
 
 // ParseResource parses the quantity of a sidecar's CPU or memory request or
@@ -342,14 +362,6 @@ func ParseResource(what string, name corev1.ResourceName, v string) (resource.Qu
 		return resource.Quantity{}, fmt.Errorf("%s %q is not valid; accepted: %s", what, v, accepted)
 	}
 	return qty, nil
-}
-
-func parsePort(ann, v string) (int, error) {
-	p, err := strconv.Atoi(v)
-	if err != nil || p < 1 || p > 65535 {
-		return 0, fmt.Errorf("%s %q is not a port; accepted: 1 to 65535", ann, v)
-	}
-	return p, nil
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -10,6 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tandem-run/tandem/internal/sidecarflag"
 )
 
 func annotated(kv ...string) map[string]string {
@@ -33,11 +35,11 @@ func TestNumericAnnotationRanges(t *testing.T) {
 	}{
 		{AnnAppPort, []string{"1", "65535"}, []string{"0", "-1", "65536", huge, "http"}, "1 to 65535"},
 		{AnnMetricsPort, []string{"1", "65535"}, []string{"0", "-1", "65536", huge}, "1 to 65535"},
-		{AnnMaxBodySize, []string{"1", "16Mi", "1Ti", "1099511627776"}, []string{"0", "-1", "1099511627777", "1025Gi", "1e100", "999999Ei", huge + "Ei", "big"}, "a size from 1 byte to 1Ti"},
-		{AnnMaxRequestSize, []string{"-1", "1", "1048576"}, []string{"0", "-2", "1048577", huge, "16Mi"}, "-1 for the sidecar's default (4 MB), or 1 to 1048576 MB"},
-		{AnnReadBufferSize, []string{"-1", "1", "8192"}, []string{"0", "-2", "8193", huge, "16Ki"}, "-1 for the sidecar's default (64 KB), or 1 to 8192 KB"},
-		{AnnGracefulShutdown, []string{"-1", "0", "3600"}, []string{"-2", "3601", "9223372036854775807", huge, "5s"}, "-1 for the sidecar's default (5), or 0 to 3600 seconds"},
-		{AnnMaxConcurrency, []string{"-1", "0", "1", "1048576"}, []string{"-2", "1048577", "9223372036854775807", huge}, "-1 or 0 for no bound, or 1 to 1048576"},
+		{"dapr.io/max-body-size", []string{"1", "16Mi", "1Ti", "1099511627776"}, []string{"0", "-1", "1099511627777", "1025Gi", "1e100", "999999Ei", huge + "Ei", "big"}, "a size from 1 byte to 1Ti"},
+		{"dapr.io/http-max-request-size", []string{"-1", "1", "1048576"}, []string{"0", "-2", "1048577", huge, "16Mi"}, "-1 for the sidecar's default (4 MB), or 1 to 1048576 MB"},
+		{"dapr.io/http-read-buffer-size", []string{"-1", "1", "8192"}, []string{"0", "-2", "8193", huge, "16Ki"}, "-1 for the sidecar's default (64 KB), or 1 to 8192 KB"},
+		{"dapr.io/graceful-shutdown-seconds", []string{"-1", "0", "3600"}, []string{"-2", "3601", "9223372036854775807", huge, "5s"}, "-1 for the sidecar's default (5), or 0 to 3600 seconds"},
+		{"dapr.io/app-max-concurrency", []string{"-1", "0", "1", "1048576"}, []string{"-2", "1048577", "9223372036854775807", huge}, "-1 or 0 for no bound, or 1 to 1048576"},
 		{AnnCPURequest, []string{"1m", "0.5", "1024"}, []string{"0", "-1", "1025", "1e100", "999999Ei", "lots"}, "a positive quantity of CPUs up to 1024"},
 		{AnnCPULimit, []string{"1m", "1024"}, []string{"1025", "1e100", "999999Ei"}, "a positive quantity of CPUs up to 1024"},
 		{AnnMemoryRequest, []string{"1", "64Mi", "64Ti"}, []string{"0", "-1Mi", "65Ti", "1e100", "999999Ei"}, "a positive quantity of memory up to 64Ti"},
@@ -74,14 +76,14 @@ func TestSizesBecomeSidecarFlags(t *testing.T) {
 		ann       map[string]string
 		want, not []string
 	}{
-		{annotated(AnnMaxRequestSize, "16"), []string{"--max-body-size 16777216"}, nil},
-		{annotated(AnnMaxBodySize, "16Mi"), []string{"--max-body-size 16777216"}, nil},
-		{annotated(AnnMaxBodySize, "16Mi", AnnMaxRequestSize, "-1"), []string{"--max-body-size 16777216"}, nil},
-		{annotated(AnnReadBufferSize, "32"), []string{"--read-buffer-size 32768"}, nil},
-		{annotated(AnnMaxRequestSize, "-1", AnnReadBufferSize, "-1", AnnMaxConcurrency, "-1", AnnGracefulShutdown, "-1"), nil,
+		{annotated("dapr.io/http-max-request-size", "16"), []string{"--max-body-size 16777216"}, nil},
+		{annotated("dapr.io/max-body-size", "16Mi"), []string{"--max-body-size 16777216"}, nil},
+		{annotated("dapr.io/max-body-size", "16Mi", "dapr.io/http-max-request-size", "-1"), []string{"--max-body-size 16777216"}, nil},
+		{annotated("dapr.io/http-read-buffer-size", "32"), []string{"--read-buffer-size 32768"}, nil},
+		{annotated("dapr.io/http-max-request-size", "-1", "dapr.io/http-read-buffer-size", "-1", "dapr.io/app-max-concurrency", "-1", "dapr.io/graceful-shutdown-seconds", "-1"), nil,
 			[]string{"--max-body-size", "--read-buffer-size", "--app-max-concurrency", "--dapr-graceful-shutdown-seconds"}},
-		{annotated(AnnMaxConcurrency, "0"), nil, []string{"--app-max-concurrency"}},
-		{annotated(AnnGracefulShutdown, "0"), []string{"--dapr-graceful-shutdown-seconds 0"}, nil},
+		{annotated("dapr.io/app-max-concurrency", "0"), nil, []string{"--app-max-concurrency"}},
+		{annotated("dapr.io/graceful-shutdown-seconds", "0"), []string{"--dapr-graceful-shutdown-seconds 0"}, nil},
 	}
 	for _, c := range cases {
 		s, err := ParseSpec(c.ann)
@@ -100,7 +102,7 @@ func TestSizesBecomeSidecarFlags(t *testing.T) {
 			}
 		}
 	}
-	if _, err := ParseSpec(annotated(AnnMaxBodySize, "4Mi", AnnMaxRequestSize, "4")); err == nil || !strings.Contains(err.Error(), "set the same limit; give one") {
+	if _, err := ParseSpec(annotated("dapr.io/max-body-size", "4Mi", "dapr.io/http-max-request-size", "4")); err == nil || !strings.Contains(err.Error(), "set the same limit; give one") {
 		t.Errorf("both body sizes: %v", err)
 	}
 }
@@ -180,6 +182,27 @@ func TestOwnedEnvCoversWhatIsInjected(t *testing.T) {
 	for _, name := range ownedEnv {
 		if !seen[name] {
 			t.Errorf("no golden pod shows %s being injected", name)
+		}
+	}
+}
+
+// TestAnnotationsReadTwice: the options the injector reads itself are rows
+// of sidecarflag.Annotated (ParseSpec fills them from there, and checks the
+// injector's own annotations beside two of them); its own annotations are
+// not, so that none is also written as a flag.
+func TestAnnotationsReadTwice(t *testing.T) {
+	rows := map[string]bool{}
+	for _, o := range sidecarflag.Annotated {
+		rows[o.Annotation] = true
+	}
+	for _, a := range []string{AnnAppPort, AnnEnableMetrics, AnnMetricsPort, AnnBlockShutdown} {
+		if !rows[a] {
+			t.Errorf("%s is not in sidecarflag.Annotated", a)
+		}
+	}
+	for _, a := range ownAnnotations {
+		if rows[a] {
+			t.Errorf("%s is the injector's own and a row of sidecarflag.Annotated", a)
 		}
 	}
 }

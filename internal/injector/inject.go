@@ -2,6 +2,7 @@ package injector
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -261,29 +262,6 @@ func (cfg Config) container(s *Spec, native bool) corev1.Container {
 	if s.Image != "" {
 		image = s.Image
 	}
-	args := []string{
-		"--mode", "kubernetes",
-		"--app-id", s.AppID,
-		"--app-protocol", s.AppProtocol,
-		"--dapr-http-port", strconv.Itoa(ports.HTTP),
-		"--dapr-grpc-port", strconv.Itoa(ports.GRPC),
-		"--dapr-internal-grpc-port", strconv.Itoa(ports.Internal),
-		"--dapr-public-port", strconv.Itoa(ports.Public),
-		"--dapr-listen-addresses", "[::1],127.0.0.1",
-		"--log-level", s.LogLevel,
-	}
-	if s.AppPort != 0 {
-		args = append(args, "--app-port", strconv.Itoa(s.AppPort))
-	}
-	if s.Config != "" {
-		args = append(args, "--config", s.Config)
-	}
-	if s.LogAsJSON {
-		args = append(args, "--log-as-json")
-	}
-	if cfg.ClusterDomain != "" && cfg.ClusterDomain != "cluster.local" {
-		args = append(args, "--kubernetes-cluster-domain", cfg.ClusterDomain)
-	}
 	containerPorts := []corev1.ContainerPort{
 		{Name: "dapr-http", ContainerPort: ports.HTTP, Protocol: corev1.ProtocolTCP},
 		{Name: "dapr-grpc", ContainerPort: ports.GRPC, Protocol: corev1.ProtocolTCP},
@@ -291,39 +269,11 @@ func (cfg Config) container(s *Spec, native bool) corev1.Container {
 		{Name: "dapr-public", ContainerPort: ports.Public, Protocol: corev1.ProtocolTCP},
 	}
 	if s.EnableMetrics {
-		args = append(args, "--metrics-port", strconv.Itoa(s.MetricsPort))
 		containerPorts = append(containerPorts, corev1.ContainerPort{Name: "dapr-metrics", ContainerPort: int32(s.MetricsPort), Protocol: corev1.ProtocolTCP})
-	} else {
-		args = append(args, "--enable-metrics=false")
-	}
-	if s.MaxBodySize != 0 {
-		args = append(args, "--max-body-size", strconv.FormatInt(s.MaxBodySize, 10))
-	}
-	if s.ReadBufferSize != 0 {
-		args = append(args, "--read-buffer-size", strconv.Itoa(s.ReadBufferSize))
-	}
-	if s.MaxConcurrency > 0 {
-		args = append(args, "--app-max-concurrency", strconv.Itoa(s.MaxConcurrency))
-	}
-	if s.GracefulShutdown >= 0 {
-		args = append(args, "--dapr-graceful-shutdown-seconds", strconv.Itoa(s.GracefulShutdown))
 	}
 	var mounts []corev1.VolumeMount
-	if m := cfg.MTLS; m != nil {
-		args = append(args, "--enable-mtls", "--sentry-address", m.SentryAddress,
-			"--sentry-token-file", sentryDir+"/token", "--trust-anchors-file", trustDir+"/ca.crt", "--trust-domain", m.TrustDomain)
-		if m.AllowPlaintextPeers {
-			args = append(args, "--allow-plaintext-peers")
-		}
+	if cfg.MTLS != nil {
 		mounts = []corev1.VolumeMount{{Name: sentryVolume, MountPath: sentryDir, ReadOnly: true}, {Name: trustVolume, MountPath: trustDir, ReadOnly: true}}
-	}
-	if block := cfg.BlockShutdown; !native {
-		if s.BlockShutdown >= 0 {
-			block = s.BlockShutdown
-		}
-		if block > 0 {
-			args = append(args, "--dapr-block-shutdown-duration", block.String())
-		}
 	}
 
 	var env []corev1.EnvVar
@@ -372,7 +322,7 @@ func (cfg Config) container(s *Spec, native bool) corev1.Container {
 		Name:            SidecarName,
 		Image:           image,
 		ImagePullPolicy: cfg.PullPolicy,
-		Args:            args,
+		Args:            cfg.args(s, native),
 		Ports:           containerPorts,
 		Env:             env,
 		Resources:       res,
@@ -401,6 +351,70 @@ func (cfg Config) container(s *Spec, native bool) corev1.Container {
 		c.StartupProbe = probe("/v1.0/healthz/outbound", 0, 1, 120)
 	}
 	return c
+}
+
+// args are the sidecar's arguments: the injector's own, and those of the
+// options the pod's annotations set (sidecarflag.Annotated).
+func (cfg Config) args(s *Spec, native bool) []string {
+	flags := maps.Clone(s.flags)
+	set := func(flag string, args ...string) { flags[flag] = append([]string{"--" + flag}, args...) }
+	set("mode", "kubernetes")
+	set("app-id", s.AppID)
+	set("dapr-http-port", strconv.Itoa(ports.HTTP))
+	set("dapr-grpc-port", strconv.Itoa(ports.GRPC))
+	set("dapr-internal-grpc-port", strconv.Itoa(ports.Internal))
+	set("dapr-public-port", strconv.Itoa(ports.Public))
+	set("dapr-listen-addresses", "[::1],127.0.0.1")
+	if cfg.ClusterDomain != "" && cfg.ClusterDomain != "cluster.local" {
+		set("kubernetes-cluster-domain", cfg.ClusterDomain)
+	}
+	// The metrics port, the annotation's or the default, is written
+	// whenever metrics are on: the pod declares it.
+	delete(flags, "metrics-port")
+	if s.EnableMetrics {
+		set("metrics-port", strconv.Itoa(s.MetricsPort))
+	}
+	if m := cfg.MTLS; m != nil {
+		set("enable-mtls")
+		set("sentry-address", m.SentryAddress)
+		set("sentry-token-file", sentryDir+"/token")
+		set("trust-anchors-file", trustDir+"/ca.crt")
+		set("trust-domain", m.TrustDomain)
+		if m.AllowPlaintextPeers {
+			set("allow-plaintext-peers")
+		}
+	}
+	// A native sidecar needs no wait: the kubelet stops it after the app.
+	delete(flags, "dapr-block-shutdown-duration")
+	if block := cfg.BlockShutdown; !native {
+		if s.BlockShutdown >= 0 {
+			block = s.BlockShutdown
+		}
+		if block > 0 {
+			set("dapr-block-shutdown-duration", block.String())
+		}
+	}
+
+	var args []string
+	for _, f := range argOrder {
+		args = append(args, flags[f]...)
+		delete(flags, f)
+	}
+	for _, f := range slices.Sorted(maps.Keys(flags)) {
+		args = append(args, flags[f]...)
+	}
+	return args
+}
+
+// argOrder is the order of the flags the injector writes, which the golden
+// files pin; a flag it does not name comes after them, by name.
+var argOrder = []string{
+	"mode", "app-id", "app-protocol",
+	"dapr-http-port", "dapr-grpc-port", "dapr-internal-grpc-port", "dapr-public-port", "dapr-listen-addresses",
+	"log-level", "app-port", "config", "log-as-json", "kubernetes-cluster-domain", "enable-metrics", "metrics-port",
+	"max-body-size", "read-buffer-size", "app-max-concurrency", "dapr-graceful-shutdown-seconds",
+	"enable-mtls", "sentry-address", "sentry-token-file", "trust-anchors-file", "trust-domain", "allow-plaintext-peers",
+	"dapr-block-shutdown-duration",
 }
 
 func fieldRef(path string) *corev1.EnvVarSource {

@@ -97,20 +97,7 @@ func signed(t *testing.T, ca *identity.CA, id identity.ID) *tls.Certificate {
 // without a certificate of the registry's CA, or with one for an app the
 // policy refuses, never reaches the app.
 func TestMTLSIdentity(t *testing.T) {
-	conf := filepath.Join(t.TempDir(), "acl.yaml")
-	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
-kind: Configuration
-metadata:
-  name: acl
-spec:
-  accessControl:
-    defaultAction: deny
-    policies:
-    - appId: front
-      defaultAction: allow
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf := allowOnly(t, "front")
 	w := newWorld(t)
 	app := newRecordingApp(t)
 	callee := w.sidecar("orders", app.port, "--config", conf)
@@ -221,20 +208,7 @@ func TestMTLSRollout(t *testing.T) {
 // and no app is told a caller id that was not verified; the same app over
 // mutual TLS is allowed and named.
 func TestMTLSPlaintextCallerUnverified(t *testing.T) {
-	conf := filepath.Join(t.TempDir(), "acl.yaml")
-	if err := os.WriteFile(conf, []byte(`apiVersion: dapr.io/v1alpha1
-kind: Configuration
-metadata:
-  name: acl
-spec:
-  accessControl:
-    defaultAction: deny
-    policies:
-    - appId: a
-      defaultAction: allow
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf := allowOnly(t, "a")
 	w := newWorld(t)
 	app := newRecordingApp(t)
 	callee := w.sidecar("orders", app.port, "--allow-plaintext-peers", "--config", conf)
@@ -555,4 +529,17 @@ func writeAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// allowOnly writes a Configuration whose access control allows the app
+// appID and denies every other caller, and returns its path.
+func allowOnly(t *testing.T, appID string) string {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "acl.yaml")
+	y := "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: acl\nspec:\n  accessControl:\n" +
+		"    defaultAction: deny\n    policies:\n    - appId: " + appID + "\n      defaultAction: allow\n"
+	if err := os.WriteFile(conf, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return conf
 }
