@@ -125,7 +125,7 @@ func (s *Subscriber) send(ctx, run context.Context, sb *sub, d *pubsub.Delivery,
 			m.count(evRetried, sb)
 		}
 		o = s.try(ctx, timeout, sb, call)
-		s.log.Debug("event delivered", "pubsub", sb.PubsubName, "topic", sb.Topic, "id", ev.ID(), "try", n+1, "status", o.label(), "err", o.err)
+		s.log.Debug("delivery try", "pubsub", sb.PubsubName, "topic", sb.Topic, "id", ev.ID(), "try", n+1, "status", o.label(), "err", o.err)
 		if o.status != pubsub.Retry || (retry.MaxRetries >= 0 && n >= retry.MaxRetries) {
 			break
 		}
