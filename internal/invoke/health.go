@@ -55,6 +55,9 @@ type appHealth struct {
 	// down is closed while the app is unhealthy, and replaced by an open
 	// one when it becomes healthy (AppUnhealthy).
 	down chan struct{}
+	// up is closed while the app is healthy, and replaced by an open one
+	// when it becomes unhealthy (AppHealthy); nil until asked for.
+	up chan struct{}
 }
 
 func newAppHealth(cfg HealthCheck, app appChannel, log *slog.Logger) (*appHealth, error) {
@@ -128,6 +131,9 @@ func (h *appHealth) record(err error) {
 		h.failures = 0
 		if !was {
 			h.down = make(chan struct{})
+			if h.up != nil {
+				close(h.up)
+			}
 			h.log.Info("app entered healthy status")
 		}
 		return
@@ -136,6 +142,9 @@ func (h *appHealth) record(err error) {
 	h.last = err
 	if was && h.failures >= h.cfg.Threshold {
 		close(h.down)
+		if h.up != nil {
+			h.up = make(chan struct{})
+		}
 		h.log.Warn("app entered unhealthy status: it is not called until a health probe succeeds", "failed_probes", h.failures, "err", err)
 	}
 }
@@ -172,6 +181,32 @@ func (inv *Invoker) AppUnhealthy() <-chan struct{} {
 	defer inv.health.mu.Unlock()
 	return inv.health.down
 }
+
+// AppHealthy returns a channel that is closed while the app is healthy (it
+// is replaced when the app becomes unhealthy: ask again after a receive).
+// Without health checks it is closed: the app is taken to be healthy once
+// it is ready (WaitAppReady).
+func (inv *Invoker) AppHealthy() <-chan struct{} {
+	if inv.health == nil {
+		return closedChan
+	}
+	h := inv.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.up == nil {
+		h.up = make(chan struct{})
+		if h.failures < h.cfg.Threshold {
+			close(h.up)
+		}
+	}
+	return h.up
+}
+
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // checkAppHealth refuses a call to an app that fails its health checks.
 func (inv *Invoker) checkAppHealth() *Error {

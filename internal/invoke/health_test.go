@@ -19,7 +19,7 @@ import (
 // TestAppHealthThreshold: the app is unhealthy until a probe succeeds, then
 // after Threshold failed probes in a row (not fewer), and healthy again
 // after one success; AppUnhealthy's channel is closed exactly while it is
-// unhealthy.
+// unhealthy, and AppHealthy's exactly while it is healthy.
 func TestAppHealthThreshold(t *testing.T) {
 	h := &appHealth{cfg: HealthCheck{Threshold: 3}, log: slog.New(slog.DiscardHandler), failures: 3, last: errNotProbed, down: make(chan struct{})}
 	close(h.down)
@@ -32,6 +32,17 @@ func TestAppHealthThreshold(t *testing.T) {
 			return false
 		}
 	}
+	up := func() bool {
+		select {
+		case <-inv.AppHealthy():
+			return true
+		default:
+			return false
+		}
+	}
+	if up() {
+		t.Fatal("AppHealthy is closed before the first probe")
+	}
 	fail := errors.New("503")
 	for i, step := range []struct {
 		probe   error
@@ -41,8 +52,8 @@ func TestAppHealthThreshold(t *testing.T) {
 	} {
 		h.record(step.probe)
 		err := h.unhealthy()
-		if (err == nil) != step.healthy || down() != !step.healthy {
-			t.Fatalf("probe %d (%v): unhealthy %v, channel closed %v; want healthy %v", i, step.probe, err, down(), step.healthy)
+		if (err == nil) != step.healthy || down() != !step.healthy || up() != step.healthy {
+			t.Fatalf("probe %d (%v): unhealthy %v, AppUnhealthy closed %v, AppHealthy closed %v; want healthy %v", i, step.probe, err, down(), up(), step.healthy)
 		}
 		if !step.healthy && !strings.Contains(err.Error(), "last 3 health probes failed") {
 			t.Errorf("why unhealthy: %v", err)

@@ -119,7 +119,10 @@ type BreakerConfig struct {
 // Set is every policy of the Resiliency resources that apply to one app.
 type Set struct {
 	Apps       map[string]*Policy
-	Components map[string]*Policy
+	Components map[string]*Policy // outbound: the sidecar's calls to them
+	// Inbound are the components' inbound policies: what a pub/sub
+	// component delivers, on its way to the app.
+	Inbound map[string]*Policy
 	// Ignored lists the fields present that are accepted without effect,
 	// each naming its file and resource (see Resource.Ignored).
 	Ignored []string
@@ -139,6 +142,14 @@ func (s *Set) Component(name string) *Policy {
 		return nil
 	}
 	return s.Components[name]
+}
+
+// ComponentInbound returns the inbound policy of a component, or nil.
+func (s *Set) ComponentInbound(name string) *Policy {
+	if s == nil {
+		return nil
+	}
+	return s.Inbound[name]
 }
 
 // NewSet is the Set of the resources of rs that apply to appID (no scopes,
@@ -217,7 +228,9 @@ func (r Resource) Ignored() []string {
 	return out
 }
 
-func newSet() *Set { return &Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}} }
+func newSet() *Set {
+	return &Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}, Inbound: map[string]*Policy{}}
+}
 
 // build checks r and adds its targets to s.
 func (s *Set) build(r Resource) (*Set, error) {
@@ -283,6 +296,13 @@ func (s *Set) build(r Resource) (*Set, error) {
 			return nil, errf("component %q has policies in two Resiliency resources", c)
 		}
 		s.Components[c] = p
+		if t.Inbound != (TargetSpec{}) {
+			in, err := policy("components."+c+".inbound", t.Inbound)
+			if err != nil {
+				return nil, err
+			}
+			s.Inbound[c] = in
+		}
 	}
 	return s, nil
 }

@@ -46,7 +46,7 @@ func TestParse(t *testing.T) {
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("%v %v", rs, err)
 	}
-	s := &Set{Apps: map[string]*Policy{}, Components: map[string]*Policy{}}
+	s := newSet()
 	if _, err := s.build(rs[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +144,35 @@ func TestBreakerInterval(t *testing.T) {
 	}
 	if _, err := Parse([]byte(strings.Replace(doc, "cb: {maxRequests: 1,", "cb: {maxRequests: 1, interval: often,", 1)), "r.yaml"); err == nil || !strings.Contains(err.Error(), `interval: "often"`) {
 		t.Errorf("a bad interval: %v", err)
+	}
+}
+
+// A component's inbound policy (what a pub/sub component delivers to the
+// app) is read apart from its outbound one; a bad one is refused naming
+// it.
+func TestInboundPolicies(t *testing.T) {
+	d := strings.Replace(doc, "outbound: {timeout: 1s, retry: quick}", "outbound: {timeout: 1s, retry: quick}\n      pubsub:\n        inbound: {timeout: general, retry: growing}", 1)
+	rs, err := Parse([]byte(d), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := NewSet(rs, "front")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := set.ComponentInbound("pubsub")
+	if in == nil || in.Timeout != 300*time.Millisecond || in.Retry == nil || !in.Retry.Exponential || in.Retry.MaxRetries != -1 {
+		t.Fatalf("inbound policy of pubsub: %+v", in)
+	}
+	if set.ComponentInbound("statestore") != nil {
+		t.Error("statestore has an inbound policy it was not given")
+	}
+	if (*Set)(nil).ComponentInbound("pubsub") != nil {
+		t.Error("a nil Set has an inbound policy")
+	}
+	bad := strings.Replace(d, "inbound: {timeout: general, retry: growing}", "inbound: {retry: nope}", 1)
+	if _, err := Parse([]byte(bad), "r.yaml"); err == nil || !strings.Contains(err.Error(), `components.pubsub.inbound: retry "nope" is not a policy`) {
+		t.Errorf("an unknown inbound retry: %v", err)
 	}
 }
 
