@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/identity"
+	"github.com/tandem-run/tandem/internal/subscribe"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/resolver"
 	"github.com/tandem-run/tandem/pkg/resolver/kubernetes"
@@ -66,7 +67,7 @@ func register(o Options, internalAddr string, p api.Ports) (*standalone.Registra
 
 // metadata is the sidecar's metadata in daprd's shape, with extended (what
 // apps and the CLI set) and daprRuntimeVersion under "extended".
-func metadata(o Options, p api.Ports, st *state.Service, ps *pubsub.Service, extended map[string]string) api.Metadata {
+func metadata(o Options, p api.Ports, st *state.Service, ps *pubsub.Service, sub *subscribe.Subscriber, extended map[string]string) api.Metadata {
 	if extended == nil {
 		extended = map[string]string{}
 	}
@@ -77,7 +78,7 @@ func metadata(o Options, p api.Ports, st *state.Service, ps *pubsub.Service, ext
 		EnabledFeatures: []string{},
 		Actors:          []any{},
 		Components:      []api.Component{},
-		Subscriptions:   []any{},
+		Subscriptions:   []api.Subscription{},
 		HTTPEndpoints:   []any{},
 		Extended:        extended,
 		AppConnectionProperties: api.AppConnection{Port: o.AppPort, Protocol: o.AppProtocol,
@@ -96,6 +97,16 @@ func metadata(o Options, p api.Ports, st *state.Service, ps *pubsub.Service, ext
 	// pubsub.redis lists none either).
 	for _, c := range ps.Brokers() {
 		m.Components = append(m.Components, api.Component{Name: c.Name, Type: c.Type, Version: "v1"})
+	}
+	if sub != nil {
+		for _, s := range sub.Subscriptions() {
+			out := api.Subscription{PubsubName: s.PubsubName, Topic: s.Topic, Metadata: s.Metadata,
+				DeadLetterTopic: s.DeadLetterTopic, Type: string(s.Type)}
+			for _, r := range s.Rules {
+				out.Rules = append(out.Rules, api.SubscriptionRule{Match: r.Match, Path: r.Path})
+			}
+			m.Subscriptions = append(m.Subscriptions, out)
+		}
 	}
 	if h := o.AppHealth; h != nil {
 		m.AppConnectionProperties.Health = &api.AppHealth{HealthProbeInterval: h.Interval.String(),

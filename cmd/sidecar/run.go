@@ -26,6 +26,7 @@ import (
 	"github.com/tandem-run/tandem/internal/maxprocs"
 	"github.com/tandem-run/tandem/internal/reload"
 	"github.com/tandem-run/tandem/internal/resiliency"
+	"github.com/tandem-run/tandem/internal/subscribe"
 	"github.com/tandem-run/tandem/internal/telemetry"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/resolver"
@@ -58,6 +59,7 @@ type sidecar struct {
 	ident   *identity.Source // nil: mutual TLS off
 	state   *state.Service
 	pubsub  *pubsub.Service
+	sub     *subscribe.Subscriber // nil: no app
 	servers []*server
 	grpc    *grpc.Server
 	reg     io.Closer // the standalone registration; nil in kubernetes mode
@@ -136,6 +138,9 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 		return nil, err
 	}
 	s.state.Use(policies.StateMiddleware(), metrics.StateMiddleware(), tracing.StateMiddleware())
+	if s.sub, err = s.newSubscriber(policies, tracing); err != nil {
+		return nil, err
+	}
 
 	s.ports = api.Ports{
 		HTTP:     s.lns.port(s.lns.http...),
@@ -195,6 +200,31 @@ func (s *sidecar) newInvoker(res resolver.Resolver, tracing *telemetry.Tracing, 
 	}, res)
 }
 
+// newSubscriber is the subscriber that delivers the app's subscriptions
+// to it; nil when there is no app.
+func (s *sidecar) newSubscriber(policies *resiliency.Switch, tracing *telemetry.Tracing) (*subscribe.Subscriber, error) {
+	if s.appAddr == "" {
+		return nil, nil
+	}
+	o := s.o
+	cfg := subscribe.Config{
+		AppID:         o.AppID,
+		PubSub:        s.pubsub,
+		Health:        s.inv,
+		Inbound:       func(name string) *resiliency.Policy { return policies.Policies().ComponentInbound(name) },
+		Metrics:       subscribe.NewMetrics(o.AppID, prometheus.DefaultRegisterer),
+		Tracer:        tracing,
+		Logger:        s.log.With("component", "subscribe"),
+		ShutdownGrace: o.GracefulShutdown,
+	}
+	if rt := s.inv.AppTransport(); rt != nil {
+		cfg.HTTP = rt
+	} else {
+		cfg.GRPC = s.inv.AppCallback()
+	}
+	return subscribe.New(cfg)
+}
+
 // newServers makes the HTTP API, internal, public, metrics and gRPC servers.
 func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, tracing *telemetry.Tracing, metrics *telemetry.Metrics) {
 	o := s.o
@@ -207,7 +237,7 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 		},
 		Shutdown: func() { s.stopOnce.Do(func() { close(s.stop) }) },
 		Metadata: func() api.Metadata {
-			m := metadata(o, s.ports, s.state, s.pubsub, extended.All())
+			m := metadata(o, s.ports, s.state, s.pubsub, s.sub, extended.All())
 			m.Resources = s.reload.Status()
 			return m
 		},

@@ -18,7 +18,7 @@ type Metadata struct {
 	// Extended is what apps and the Dapr CLI set (PUT
 	// /v1.0/metadata/{key}, SetMetadata), and daprRuntimeVersion.
 	Extended                map[string]string `json:"extended"`
-	Subscriptions           []any             `json:"subscriptions"`
+	Subscriptions           []Subscription    `json:"subscriptions"`
 	HTTPEndpoints           []any             `json:"httpEndpoints"`
 	AppConnectionProperties AppConnection     `json:"appConnectionProperties"`
 	ActorRuntime            ActorRuntime      `json:"actorRuntime"`
@@ -52,6 +52,26 @@ type Component struct {
 	Type         string   `json:"type"`
 	Version      string   `json:"version"`
 	Capabilities []string `json:"capabilities,omitempty"`
+}
+
+// Subscription is one of the app's pub/sub subscriptions as metadata lists
+// it, in daprd's shape.
+type Subscription struct {
+	PubsubName      string             `json:"pubsubname"`
+	Topic           string             `json:"topic"`
+	Metadata        map[string]string  `json:"metadata,omitempty"`
+	Rules           []SubscriptionRule `json:"rules,omitempty"`
+	DeadLetterTopic string             `json:"deadLetterTopic"`
+	// Type is DECLARATIVE (a Subscription resource) or PROGRAMMATIC (the
+	// app's own).
+	Type string `json:"type"`
+}
+
+// SubscriptionRule is a routing rule of a Subscription: an event its match
+// holds for goes to path; no match is the default route.
+type SubscriptionRule struct {
+	Match string `json:"match,omitempty"`
+	Path  string `json:"path"`
 }
 
 // AppConnection describes the channel to the app.

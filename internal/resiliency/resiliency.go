@@ -209,8 +209,13 @@ func (r Resource) Ignored() []string {
 		}
 	}
 	for name, c := range r.Spec.Targets.Components {
-		if c.Inbound != (TargetSpec{}) {
-			add("spec.targets.components." + name + ".inbound")
+		// An inbound policy applies to what a pub/sub component delivers
+		// to the app: its retry and timeout, not its circuit breaker.
+		if c.Inbound.CircuitBreaker != "" {
+			add("spec.targets.components." + name + ".inbound.circuitBreaker")
+		}
+		if c.Inbound.CircuitBreakerCacheSize != nil {
+			add("spec.targets.components." + name + ".inbound.circuitBreakerCacheSize")
 		}
 		if c.Outbound.CircuitBreakerCacheSize != nil {
 			add("spec.targets.components." + name + ".outbound.circuitBreakerCacheSize")

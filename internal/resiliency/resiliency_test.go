@@ -181,7 +181,7 @@ func TestInboundPolicies(t *testing.T) {
 func TestIgnoredFieldsAreListed(t *testing.T) {
 	dir := t.TempDir()
 	d := strings.Replace(doc, "maxRetries: 2}", "maxRetries: 2, matching: {httpStatusCodes: \"429,500-599\", gRPCStatusCodes: \"1-4\"}}", 1)
-	d = strings.Replace(d, "outbound: {timeout: 1s, retry: quick}", "outbound: {timeout: 1s, retry: quick}\n        inbound: {timeout: 1s}", 1)
+	d = strings.Replace(d, "outbound: {timeout: 1s, retry: quick}", "outbound: {timeout: 1s, retry: quick}\n        inbound: {timeout: 1s, retry: quick, circuitBreaker: cb}", 1)
 	d += "    actors:\n      myActorType: {timeout: general}\n"
 	path := filepath.Join(dir, "resiliency.yaml")
 	if err := os.WriteFile(path, []byte(d), 0o600); err != nil {
@@ -202,7 +202,7 @@ func TestIgnoredFieldsAreListed(t *testing.T) {
 	want := []string{
 		path + `: resiliency "myresiliency": spec.policies.retries.quick.matching`,
 		path + `: resiliency "myresiliency": spec.targets.actors`,
-		path + `: resiliency "myresiliency": spec.targets.components.statestore.inbound`,
+		path + `: resiliency "myresiliency": spec.targets.components.statestore.inbound.circuitBreaker`,
 	}
 	if !slices.Equal(set.Ignored, want) {
 		t.Errorf("ignored\n%s\nwant\n%s", strings.Join(set.Ignored, "\n"), strings.Join(want, "\n"))

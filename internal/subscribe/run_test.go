@@ -112,6 +112,32 @@ func TestSubscribeWaitsForItsPubsub(t *testing.T) {
 	}
 }
 
+// TestSubscribeRefusedByScopes: a subscription the component's
+// subscriptionScopes refuse is not started, and the log names its topic
+// and the field; the others deliver.
+func TestSubscribeRefusedByScopes(t *testing.T) {
+	app := newHTTPApp(t, nil)
+	e := newEnv(t, app.addr(), envOptions{noBroker: true})
+	access := pubsub.ParseAccess(map[string]string{pubsub.MetadataSubscriptionScopes: "checkout=audit"}, "checkout")
+	if err := e.svc.Add(pubsub.BrokerConfig{Name: "pubsub", Broker: e.broker, Access: access}); err != nil {
+		t.Fatal(err)
+	}
+	e.run(e.config(orders(), Subscription{PubsubName: "pubsub", Topic: "audit", Rules: []Rule{{Path: "/audit"}}, Type: Declarative}))
+	e.waitLog(`msg="subscription not started: the component's topic access refuses it" pubsub=pubsub topic=orders`)
+	e.waitLog(`the component's subscriptionScopes limit this app to other topics`)
+	e.publish("orders", `{"n":1}`, nil)
+	e.publish("audit", `{"n":2}`, nil)
+	if r := e.broker.next(t); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if c := <-app.got; c.Path != "/audit" {
+		t.Errorf("delivered to %s; want /audit only", c.Path)
+	}
+	if n := app.callCount(); n != 1 {
+		t.Errorf("the app got %d deliveries; want 1 (audit)", n)
+	}
+}
+
 // TestPausedWhileUnhealthy: while the app fails its health checks the
 // subscriptions are stopped: the broker hands out nothing, and what is
 // published waits in it; once the app is healthy all of it is delivered.

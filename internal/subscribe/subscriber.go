@@ -195,7 +195,12 @@ func (s *Subscriber) running(ctx context.Context) {
 			if err != nil {
 				if msg := err.Error(); failed[sb] != msg {
 					failed[sb] = msg
-					s.log.Warn("cannot subscribe yet; trying again", "pubsub", sb.PubsubName, "topic", sb.Topic, "every", s.cfg.RetryInterval, "err", err)
+					if errors.Is(err, pubsub.ErrForbidden) {
+						// Tried again all the same: a reload may change the access.
+						s.log.Warn("subscription not started: the component's topic access refuses it", "pubsub", sb.PubsubName, "topic", sb.Topic, "err", err)
+					} else {
+						s.log.Warn("cannot subscribe yet; trying again", "pubsub", sb.PubsubName, "topic", sb.Topic, "every", s.cfg.RetryInterval, "err", err)
+					}
 				}
 				continue
 			}

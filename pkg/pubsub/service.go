@@ -89,6 +89,10 @@ func (s *Service) put(c BrokerConfig) error {
 	subs := s.subs[c.Name]
 	started := make(map[*subscription]context.CancelFunc, len(subs))
 	for sub := range subs {
+		if n.Access.Subscribe(sub.s.Topic) != nil {
+			started[sub] = func() {} // refused on c: it waits for a broker that allows it
+			continue
+		}
 		cancel, err := start(sub, n)
 		if err != nil {
 			for _, cancel := range started {
@@ -175,7 +179,10 @@ func (s *Service) Publish(ctx context.Context, name string, m *Message) error {
 // name, to h; an unknown name is an error wrapping ErrNotFound. Delivery
 // goes on until ctx ends, on whichever broker holds the name: Put moves it
 // to the new broker, and while no broker has the name (Remove) it waits.
-// What ending it means for events in flight is Broker.Subscribe's.
+// What ending it means for events in flight is Broker.Subscribe's. A topic
+// the broker's Access does not let the app subscribe to is an error
+// wrapping ErrForbidden that names the field refusing it; a broker Put
+// under the name later does not run a subscription its Access refuses.
 func (s *Service) Subscribe(ctx context.Context, name string, sub Subscription, h Handler) error {
 	if err := CheckTopic(sub.Topic); err != nil {
 		return err
@@ -185,6 +192,9 @@ func (s *Service) Subscribe(ctx context.Context, name string, sub Subscription, 
 	n, ok := (*s.brokers.Load())[name]
 	if !ok {
 		return fmt.Errorf("pubsub %q is not configured: %w", name, ErrNotFound)
+	}
+	if err := n.Access.Subscribe(sub.Topic); err != nil {
+		return fmt.Errorf("pubsub %q: %w", name, err)
 	}
 	sb := &subscription{ctx: ctx, name: name, s: sub, h: h}
 	cancel, err := start(sb, n)

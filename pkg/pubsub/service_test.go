@@ -3,6 +3,7 @@ package pubsub
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,6 +146,42 @@ func TestServiceUnknownNameAndBadTopic(t *testing.T) {
 	}
 	if err := s.Subscribe(ctx, "ps", Subscription{Topic: ""}, nil); !errors.Is(err, ErrBadTopic) {
 		t.Errorf("Subscribe to an empty topic: %v", err)
+	}
+}
+
+// A subscription to a topic the broker's Access refuses is not started: the
+// error names the topic and the field refusing it, and nothing reaches the
+// handler; a broker Put later with such an Access does not run it either.
+func TestServiceSubscribeRefusedByAccess(t *testing.T) {
+	s := NewService()
+	defer s.Close()
+	ctx := context.Background()
+	b := newFake()
+	access := ParseAccess(map[string]string{MetadataSubscriptionScopes: "app1=orders"}, "app1")
+	if err := s.Add(BrokerConfig{Name: "ps", Broker: b, Access: access}); err != nil {
+		t.Fatal(err)
+	}
+	var r recorder
+	err := s.Subscribe(ctx, "ps", Subscription{Topic: "audit"}, r.handle)
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), `"audit"`) || !strings.Contains(err.Error(), MetadataSubscriptionScopes) {
+		t.Fatalf("Subscribe to a topic out of scope: %v; want ErrForbidden naming the topic and %s", err, MetadataSubscriptionScopes)
+	}
+	if b.live() != 0 {
+		t.Errorf("%d subscriptions on the broker; want 0", b.live())
+	}
+	if err := s.Subscribe(ctx, "ps", Subscription{Topic: "orders"}, r.handle); err != nil {
+		t.Fatalf("Subscribe to a topic in scope: %v", err)
+	}
+	narrower := ParseAccess(map[string]string{MetadataAllowedTopics: "audit"}, "app1")
+	c := newFake()
+	if err := s.Put(BrokerConfig{Name: "ps", Broker: c, Access: narrower}); err != nil {
+		t.Fatal(err)
+	}
+	if c.live() != 0 {
+		t.Errorf("after a Put whose allowedTopics refuse the topic: %d subscriptions on the new broker; want 0", c.live())
+	}
+	if got := r.data(); len(got) != 0 {
+		t.Errorf("delivered %q; want nothing", got)
 	}
 }
 

@@ -145,6 +145,15 @@ func (s *Server) GetMetadata(context.Context, *runtimev1pb.GetMetadataRequest) (
 			Name: c.Name, Type: c.Type, Version: c.Version, Capabilities: c.Capabilities,
 		})
 	}
+	for _, sb := range m.Subscriptions {
+		ps := &runtimev1pb.PubsubSubscription{PubsubName: sb.PubsubName, Topic: sb.Topic, Metadata: sb.Metadata,
+			DeadLetterTopic: sb.DeadLetterTopic, Rules: &runtimev1pb.PubsubSubscriptionRules{},
+			Type: runtimev1pb.PubsubSubscriptionType(runtimev1pb.PubsubSubscriptionType_value[sb.Type])}
+		for _, r := range sb.Rules {
+			ps.Rules.Rules = append(ps.Rules.Rules, &runtimev1pb.PubsubSubscriptionRule{Match: r.Match, Path: r.Path})
+		}
+		out.Subscriptions = append(out.Subscriptions, ps)
+	}
 	a := m.AppConnectionProperties
 	out.AppConnectionProperties = &runtimev1pb.AppConnectionProperties{
 		Port: int32(a.Port), Protocol: a.Protocol, ChannelAddress: a.ChannelAddress, MaxConcurrency: int32(a.MaxConcurrency),
