@@ -80,10 +80,10 @@ func (w *world) grpcApp(name string) (int, *proc.Proc) {
 	return w.appBin(name, grpcappBin)
 }
 
-func (w *world) appBin(name, bin string) (int, *proc.Proc) {
+func (w *world) appBin(name, bin string, env ...string) (int, *proc.Proc) {
 	pt := proc.For(w.t)
 	port := pt.FreePort()
-	p := pt.Start(name, bin, []string{"APP_PORT=" + strconv.Itoa(port)})
+	p := pt.Start(name, bin, append([]string{"APP_PORT=" + strconv.Itoa(port)}, env...))
 	pt.WaitTCP("127.0.0.1:"+strconv.Itoa(port), listenWait)
 	return port, p
 }

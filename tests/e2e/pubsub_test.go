@@ -20,13 +20,19 @@ import (
 // in its resources folder, and returns it and the folder.
 func (w *world) pubsubSidecar(appID string, files map[string][]byte, extra ...string) (*sidecar, string) {
 	w.t.Helper()
+	return w.pubsubSidecarApp(appID, 0, files, extra...)
+}
+
+// pubsubSidecarApp is pubsubSidecar for the app on appPort (0: none).
+func (w *world) pubsubSidecarApp(appID string, appPort int, files map[string][]byte, extra ...string) (*sidecar, string) {
+	w.t.Helper()
 	dir := w.t.TempDir()
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			w.t.Fatal(err)
 		}
 	}
-	return w.sidecar(appID, 0, append([]string{"--resources-path", dir}, extra...)...), dir
+	return w.sidecar(appID, appPort, append([]string{"--resources-path", dir}, extra...)...), dir
 }
 
 // errorBody is the API's error body.

@@ -10,6 +10,14 @@
 //	/slow/waiting    how many /slow calls are waiting
 //	/release         releases one waiting /sse event or /slow call
 //	/trailer         a chunked body followed by an X-Sum trailer
+//
+// and, for pub/sub:
+//
+//	GET /dapr/subscribe  $SUBSCRIBE (the app's subscriptions, JSON); 404 without it
+//	POST /events/...     records the delivery and answers by the event's
+//	                     data.answer: "DROP" DROP, "RETRY_ONCE" RETRY the
+//	                     first time its id comes, else SUCCESS
+//	GET /deliveries      the deliveries recorded: [{path, contentType, event}]
 package main
 
 import (
@@ -21,6 +29,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -121,6 +130,7 @@ func main() {
 		w.(http.Flusher).Flush()
 		w.Header().Set("X-Sum", "100")
 	})
+	subscribe(mux)
 	addr := "127.0.0.1:" + os.Getenv("APP_PORT")
 	log.Printf("testapp listening on %s", addr)
 	log.Fatal(http.ListenAndServe(addr, mux))
@@ -133,4 +143,66 @@ func pattern(n int) []byte {
 		b[i] = byte(i % 251)
 	}
 	return b
+}
+
+// delivery is an event the app was given.
+type delivery struct {
+	Path        string          `json:"path"`
+	ContentType string          `json:"contentType"`
+	Event       json.RawMessage `json:"event"`
+}
+
+// subscribe serves the pub/sub routes.
+func subscribe(mux *http.ServeMux) {
+	var (
+		mu         sync.Mutex
+		deliveries = []delivery{}
+		seen       = map[string]int{} // deliveries by event id
+	)
+	mux.HandleFunc("GET /dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
+		subs := os.Getenv("SUBSCRIBE")
+		if subs == "" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, subs)
+	})
+	mux.HandleFunc("POST /events/", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var ce struct {
+			ID   string `json:"id"`
+			Data struct {
+				Answer string `json:"answer"`
+			} `json:"data"`
+		}
+		_ = json.Unmarshal(body, &ce) // data need not be an object
+		if !json.Valid(body) {
+			body, _ = json.Marshal(string(body))
+		}
+		mu.Lock()
+		seen[ce.ID]++
+		n := seen[ce.ID]
+		deliveries = append(deliveries, delivery{Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"), Event: body})
+		mu.Unlock()
+		status := "SUCCESS"
+		switch {
+		case ce.Data.Answer == "DROP":
+			status = "DROP"
+		case ce.Data.Answer == "RETRY_ONCE" && n == 1:
+			status = "RETRY"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": status})
+	})
+	mux.HandleFunc("GET /deliveries", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(deliveries)
+	})
 }
