@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,4 +202,53 @@ func TestSubscribeRedis(t *testing.T) {
 			t.Logf("event %s delivered %d times", k, v)
 		}
 	}
+}
+
+// A subscribing sidecar killed with SIGKILL while events come, and started
+// again: every event the publisher had acknowledged is delivered at least
+// once (those the killed one had read and not acknowledged, once the
+// broker's processingTimeout hands them to the new one).
+func TestSubscribeRedisSidecarKilled(t *testing.T) {
+	srv := redisserver.Start(t)
+	w := newWorld(t)
+	files := map[string][]byte{"pubsub.yaml": resources.PubSubYAML("pubsub", "pubsub.redis", "redisHost", srv.Addr,
+		"processingTimeout", "1s", "redeliverInterval", "200ms")}
+	pub, _ := w.pubsubSidecar("shop", files)
+	port := w.subscribingApp("shipping-app", "orders")
+	sub, _ := w.pubsubSidecarApp("shipping", port, files)
+	waitMetadata(t, sub, `"type":"PROGRAMMATIC"`)
+
+	// The app holds the first delivery of event 10 unanswered: the killed
+	// sidecar has it in flight, not acknowledged.
+	const n = 60
+	for i := range n / 2 {
+		data := fmt.Sprintf(`{"n":%d}`, i)
+		if i == 10 {
+			data = `{"n":10,"answer":"HOLD_ONCE"}`
+		}
+		publishOK(t, pub, "orders", data)
+	}
+	waitDeliveries(t, port, "event 10, held", func(d []delivered) bool { return byN(t, d)["10"] == 1 })
+	_ = sub.Stop(syscall.SIGKILL, 10*time.Second)
+	for i := n / 2; i < n; i++ {
+		publishOK(t, pub, "orders", fmt.Sprintf(`{"n":%d}`, i))
+	}
+	w.pubsubSidecarApp("shipping", port, files)
+	got := waitDeliveries(t, port, "every acknowledged event, and event 10 again", func(d []delivered) bool {
+		c := byN(t, d)
+		for i := range n {
+			if c[itoa(i)] == 0 {
+				return false
+			}
+		}
+		return c["10"] >= 2
+	})
+	dups := 0
+	for k, v := range byN(t, got) {
+		if v > 1 {
+			dups++
+			t.Logf("event %s delivered %d times", k, v)
+		}
+	}
+	t.Logf("%d deliveries of %d events; %d events delivered more than once", len(got), n, dups)
 }

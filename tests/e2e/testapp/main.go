@@ -16,7 +16,8 @@
 //	GET /dapr/subscribe  $SUBSCRIBE (the app's subscriptions, JSON); 404 without it
 //	POST /events/...     records the delivery and answers by the event's
 //	                     data.answer: "DROP" DROP, "RETRY_ONCE" RETRY the
-//	                     first time its id comes, else SUCCESS
+//	                     first time its id comes, "HOLD_ONCE" no answer the
+//	                     first time until the caller goes away, else SUCCESS
 //	GET /deliveries      the deliveries recorded: [{path, contentType, event}]
 package main
 
@@ -189,6 +190,10 @@ func subscribe(mux *http.ServeMux) {
 		n := seen[ce.ID]
 		deliveries = append(deliveries, delivery{Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"), Event: body})
 		mu.Unlock()
+		if ce.Data.Answer == "HOLD_ONCE" && n == 1 {
+			<-r.Context().Done() // until the sidecar goes away
+			return
+		}
 		status := "SUCCESS"
 		switch {
 		case ce.Data.Answer == "DROP":
