@@ -30,11 +30,19 @@ import (
 // APIVersions are the apiVersions of Subscription resources accepted.
 var APIVersions = []string{"dapr.io/v2alpha1", "dapr.io/v1alpha1"}
 
-// Declared is a Subscription resource that applies to the app.
+// Declared is a Subscription resource.
 type Declared struct {
 	Name      string
 	Namespace string
+	// Scopes are the IDs of the apps it applies to; none: all.
+	Scopes []string
 	Subscription
+}
+
+// AppliesTo tells whether d applies to the app appID: it has no scopes, or
+// they name appID.
+func (d Declared) AppliesTo(appID string) bool {
+	return len(d.Scopes) == 0 || slices.Contains(d.Scopes, appID)
 }
 
 // resource is a Subscription resource of the version whose spec is S.
@@ -82,12 +90,12 @@ type bulkYAML struct {
 }
 
 // ParseResources reads the Subscription documents of YAML b; source names
-// it in errors. Those whose scopes leave appID out are not returned; the
-// others are checked as the subscriber runs them, their rules compiled.
+// it in errors. Each is checked as the subscriber runs it, its rules
+// compiled, whichever apps it applies to (see Declared.AppliesTo).
 // The first problem refuses b whole: an unknown field, an apiVersion
 // other than APIVersions, a rule that does not compile (named by its
 // index from 0 and its match), a subscription that cannot run.
-func ParseResources(b []byte, source, appID string) ([]Declared, error) {
+func ParseResources(b []byte, source string) ([]Declared, error) {
 	var out []Declared
 	err := yamldoc.Each(b, source, "Subscription", func(doc int, node *yaml.Node) error {
 		var head struct {
@@ -146,10 +154,7 @@ func ParseResources(b []byte, source, appID string) ([]Declared, error) {
 		if err := s.Check(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		if len(meta.Scopes) > 0 && !slices.Contains(meta.Scopes, appID) {
-			return nil
-		}
-		out = append(out, Declared{Name: meta.Metadata.Name, Namespace: meta.Metadata.Namespace, Subscription: s})
+		out = append(out, Declared{Name: meta.Metadata.Name, Namespace: meta.Metadata.Namespace, Scopes: meta.Scopes, Subscription: s})
 		return nil
 	})
 	if err != nil {

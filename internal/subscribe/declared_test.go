@@ -43,14 +43,14 @@ scopes:
 func TestParseResources(t *testing.T) {
 	tests := []struct {
 		name, yaml, appID string
-		want              []Declared
-		err               string // a part of the error; "": none
+		want              []Declared // those that apply to appID
+		err               string     // a part of the error; "": none
 	}{
-		{name: "v2alpha1 of the docs", yaml: docsV2, appID: "app1", want: []Declared{{Name: "myevent-subscription", Subscription: Subscription{
+		{name: "v2alpha1 of the docs", yaml: docsV2, appID: "app1", want: []Declared{{Name: "myevent-subscription", Scopes: []string{"app1", "app2"}, Subscription: Subscription{
 			PubsubName: "pubsub", Topic: "inventory", Type: Declarative,
 			Rules: []Rule{{Match: `event.type == "widget"`, Path: "/widgets"}, {Match: `event.type == "gadget"`, Path: "/gadgets"}, {Path: "/products"}},
 		}}}},
-		{name: "v1alpha1 of the docs", yaml: docsV1, appID: "checkout", want: []Declared{{Name: "order-pub-sub", Subscription: Subscription{
+		{name: "v1alpha1 of the docs", yaml: docsV1, appID: "checkout", want: []Declared{{Name: "order-pub-sub", Scopes: []string{"orderprocessing", "checkout"}, Subscription: Subscription{
 			PubsubName: "order-pub-sub", Topic: "orders", Type: Declarative, Rules: []Rule{{Path: "/checkout"}},
 		}}}},
 		{name: "scoped to other apps", yaml: docsV2, appID: "app3"},
@@ -87,7 +87,7 @@ spec:
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseResources([]byte(tc.yaml), "subs.yaml", tc.appID)
+			all, err := ParseResources([]byte(tc.yaml), "subs.yaml")
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want it to contain %q", err, tc.err)
@@ -96,6 +96,12 @@ spec:
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			var got []Declared
+			for _, d := range all {
+				if d.AppliesTo(tc.appID) {
+					got = append(got, d)
+				}
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v\nwant %+v", got, tc.want)
