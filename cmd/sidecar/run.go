@@ -134,13 +134,17 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 		}
 	})
 	policies := resiliency.NewSwitch(s.inv, nil)
-	if err := s.reload.Apply(ctx, reload.Targets{State: s.state, PubSub: s.pubsub, Tracing: tracing, ACL: &s.acl, Resiliency: policies}); err != nil {
-		return nil, err
-	}
-	s.state.Use(policies.StateMiddleware(), metrics.StateMiddleware(), tracing.StateMiddleware())
 	if s.sub, err = s.newSubscriber(policies, tracing); err != nil {
 		return nil, err
 	}
+	tg := reload.Targets{State: s.state, PubSub: s.pubsub, Tracing: tracing, ACL: &s.acl, Resiliency: policies}
+	if s.sub != nil {
+		tg.Subscriptions = s.sub
+	}
+	if err := s.reload.Apply(ctx, tg); err != nil {
+		return nil, err
+	}
+	s.state.Use(policies.StateMiddleware(), metrics.StateMiddleware(), tracing.StateMiddleware())
 
 	s.ports = api.Ports{
 		HTTP:     s.lns.port(s.lns.http...),
@@ -200,8 +204,9 @@ func (s *sidecar) newInvoker(res resolver.Resolver, tracing *telemetry.Tracing, 
 	}, res)
 }
 
-// newSubscriber is the subscriber that delivers the app's subscriptions
-// to it; nil when there is no app.
+// newSubscriber is the subscriber that delivers the app's subscriptions,
+// and the declared ones the reloader gives it, to the app; nil when there
+// is no app.
 func (s *sidecar) newSubscriber(policies *resiliency.Switch, tracing *telemetry.Tracing) (*subscribe.Subscriber, error) {
 	if s.appAddr == "" {
 		return nil, nil

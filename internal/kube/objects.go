@@ -15,6 +15,9 @@ import (
 type Resource struct {
 	Kind   string // Component
 	Plural string // components
+	// Version is the version of dapr.io listed and watched; "":
+	// v1alpha1.
+	Version string
 }
 
 // The kinds of object the sidecar reads.
@@ -22,6 +25,10 @@ var (
 	Components     = Resource{Kind: "Component", Plural: "components"}
 	Configurations = Resource{Kind: "Configuration", Plural: "configurations"}
 	Resiliencies   = Resource{Kind: "Resiliency", Plural: "resiliencies"}
+	// Subscriptions are read in their stored version, v2alpha1: the API
+	// server does not convert v1alpha1's route to it (daprd's operator
+	// does).
+	Subscriptions = Resource{Kind: "Subscription", Plural: "subscriptions", Version: "v2alpha1"}
 )
 
 // Object is an object of the API server as the sidecar's loaders read it.
@@ -98,7 +105,11 @@ func jsonToYAML(b []byte) ([]byte, error) {
 
 // path is where the namespace's objects of res are.
 func (c *Client) path(res Resource) string {
-	return "/apis/dapr.io/v1alpha1/namespaces/" + url.PathEscape(c.namespace) + "/" + res.Plural
+	v := res.Version
+	if v == "" {
+		v = "v1alpha1"
+	}
+	return "/apis/dapr.io/" + v + "/namespaces/" + url.PathEscape(c.namespace) + "/" + res.Plural
 }
 
 // Namespace is the namespace the Client reads.

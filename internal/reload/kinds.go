@@ -48,6 +48,8 @@ func (r *Reloader) newKinds(src Sources) []kind {
 		{rec: r.comps, files: originFiles, kube: kubeSource{res: kube.Components, origin: "Components of the API server"}},
 		{rec: newResiliencyKind(src.AppID, r.log), files: originFiles,
 			kube: kubeSource{res: kube.Resiliencies, origin: "Resiliency resources of the API server", optional: true}},
+		{rec: newSubscriptionKind(src.AppID, r.log), files: originFiles,
+			kube: kubeSource{res: kube.Subscriptions, origin: "Subscriptions of the API server", optional: true}},
 		{rec: r.conf, files: originConfigFile,
 			kube: kubeSource{res: kube.Configurations, origin: "--config (the API server's Configuration)", named: true}},
 	}

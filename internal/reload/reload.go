@@ -110,6 +110,8 @@ type Targets struct {
 	Tracing    *telemetry.Tracing
 	ACL        *acl.Switch
 	Resiliency *resiliency.Switch
+	// Subscriptions takes the declared subscriptions; nil: no app.
+	Subscriptions Declarer
 }
 
 // origin is a set of sources read together: the files of the

@@ -96,6 +96,7 @@ const (
 	kindConfiguration = "Configuration"
 	kindResiliency    = "Resiliency"
 	kindSecret        = "Secret"
+	kindSubscription  = "Subscription"
 	kindFile          = "file"
 )
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -59,7 +60,10 @@ func (s *Subscriber) readApp(ctx context.Context) {
 			s.log.Warn("a subscription of the app is left out", "from", from, "err", err)
 			continue
 		}
-		s.subs = append(s.subs, sb)
+		s.app = append(s.app, sb)
+		if slices.ContainsFunc(s.declared, sb.sameTopic) {
+			s.log.Warn("the app subscribes to a topic a Subscription resource declares; the app's subscription is in force", "pubsub", sb.PubsubName, "topic", sb.Topic)
+		}
 		s.log.Info("app subscribed", "pubsub", sub.PubsubName, "topic", sub.Topic, "routes", len(sub.Rules), "dead_letter_topic", sub.DeadLetterTopic)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -28,8 +29,8 @@ type Config struct {
 	// Health is the app's health (an *invoke.Invoker); nil: always
 	// healthy.
 	Health Health
-	// Declared are the subscriptions of Subscription resources. The app's
-	// own are read by Run.
+	// Declared are the subscriptions of Subscription resources, until
+	// SetDeclared changes them. The app's own are read by Run.
 	Declared []Subscription
 	// Inbound returns the inbound policy of a pub/sub component in force
 	// (resiliency.Set.ComponentInbound): its retry (none: one try) and its
@@ -84,9 +85,11 @@ type Subscriber struct {
 	cfg Config
 	log *slog.Logger
 
-	mu   sync.Mutex
-	subs []*sub // declared, then the app's own once read
-	read bool   // the app's own were read (or it answered with an error)
+	mu       sync.Mutex
+	declared []*sub
+	app      []*sub        // the app's own once read
+	read     bool          // the app's own were read (or it answered with an error)
+	wake     chan struct{} // a change of the declared ones, for running
 
 	flight inflight
 	// hard ends the deliveries still in flight when the grace after Run's
@@ -113,29 +116,72 @@ func New(cfg Config) (*Subscriber, error) {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = DefaultRetryInterval
 	}
-	s := &Subscriber{cfg: cfg, log: cfg.Logger}
+	s := &Subscriber{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
 	s.hard, s.hardStop = context.WithCancel(context.Background())
 	s.flight.init()
-	for _, d := range cfg.Declared {
-		sb, err := prepare(d)
-		if err != nil {
-			return nil, err
-		}
-		s.subs = append(s.subs, sb)
+	if err := s.SetDeclared(cfg.Declared); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
-// Subscriptions lists the subscriptions: the declared ones, then the app's
-// own once read.
-func (s *Subscriber) Subscriptions() []Subscription {
+// SetDeclared puts subs in place of the declared subscriptions; one that
+// is not valid is an error naming it, and changes nothing. While Run runs,
+// those no longer declared stop (the events of their deliveries in flight
+// stay pending), the new ones start, and those unchanged go on.
+func (s *Subscriber) SetDeclared(subs []Subscription) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Subscription, len(s.subs))
-	for i, sb := range s.subs {
+	next := make([]*sub, 0, len(subs))
+	for _, d := range subs {
+		if i := slices.IndexFunc(s.declared, func(sb *sub) bool { return reflect.DeepEqual(sb.Subscription, d) }); i >= 0 {
+			next = append(next, s.declared[i]) // unchanged: goes on
+			continue
+		}
+		sb, err := prepare(d)
+		if err != nil {
+			return err
+		}
+		next = append(next, sb)
+	}
+	s.declared = next
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Subscriptions lists the subscriptions that run: the declared ones, then
+// the app's own once read.
+func (s *Subscriber) Subscriptions() []Subscription {
+	active := s.active()
+	out := make([]Subscription, len(active))
+	for i, sb := range active {
 		out[i] = sb.Subscription
 	}
 	return out
+}
+
+// active is the subscriptions that run: the declared ones, then the app's
+// own. Of a pubsub and topic, the app's own runs, as in daprd, and else
+// the first declared.
+func (s *Subscriber) active() []*sub {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	taken := map[[2]string]bool{}
+	for _, sb := range s.app {
+		taken[[2]string{sb.PubsubName, sb.Topic}] = true
+	}
+	out := make([]*sub, 0, len(s.declared)+len(s.app))
+	for _, sb := range s.declared {
+		key := [2]string{sb.PubsubName, sb.Topic}
+		if !taken[key] {
+			taken[key] = true
+			out = append(out, sb)
+		}
+	}
+	return append(out, s.app...)
 }
 
 // Run delivers the events of the subscriptions to the app until ctx ends.
@@ -178,21 +224,38 @@ func (s *Subscriber) Run(ctx context.Context) error {
 // unhealthy.
 func (s *Subscriber) running(ctx context.Context) {
 	unhealthy := s.unhealthy()
-	started := map[*sub]bool{}
+	started := map[*sub]context.CancelFunc{}
+	defer func() {
+		for _, stop := range started {
+			stop()
+		}
+	}()
 	failed := map[*sub]string{} // the last error logged, to log a change once
 	t := time.NewTicker(s.cfg.RetryInterval)
 	defer t.Stop()
 	for {
 		s.readApp(ctx)
-		s.mu.Lock()
-		subs := slices.Clone(s.subs)
-		s.mu.Unlock()
+		subs := s.active()
+		for sb, stop := range started {
+			if !slices.Contains(subs, sb) {
+				stop()
+				delete(started, sb)
+				s.log.Info("unsubscribed", "pubsub", sb.PubsubName, "topic", sb.Topic, "type", sb.Type)
+			}
+		}
+		for sb := range failed {
+			if !slices.Contains(subs, sb) {
+				delete(failed, sb)
+			}
+		}
 		for _, sb := range subs {
-			if started[sb] {
+			if started[sb] != nil {
 				continue
 			}
-			err := s.cfg.PubSub.Subscribe(ctx, sb.PubsubName, pubsub.Subscription{Topic: sb.Topic, Metadata: sb.Metadata}, s.handler(ctx, sb))
+			subCtx, stop := context.WithCancel(ctx)
+			err := s.cfg.PubSub.Subscribe(subCtx, sb.PubsubName, pubsub.Subscription{Topic: sb.Topic, Metadata: sb.Metadata}, s.handler(subCtx, sb))
 			if err != nil {
+				stop()
 				if msg := err.Error(); failed[sb] != msg {
 					failed[sb] = msg
 					if errors.Is(err, pubsub.ErrForbidden) {
@@ -204,11 +267,11 @@ func (s *Subscriber) running(ctx context.Context) {
 				}
 				continue
 			}
-			if _, was := failed[sb]; was {
+			if _, was := failed[sb]; was || sb.Type == Declarative {
 				delete(failed, sb)
-				s.log.Info("subscribed", "pubsub", sb.PubsubName, "topic", sb.Topic)
+				s.log.Info("subscribed", "pubsub", sb.PubsubName, "topic", sb.Topic, "type", sb.Type)
 			}
-			started[sb] = true
+			started[sb] = stop
 		}
 		select {
 		case <-ctx.Done():
@@ -216,6 +279,7 @@ func (s *Subscriber) running(ctx context.Context) {
 		case <-unhealthy:
 			return
 		case <-t.C:
+		case <-s.wake:
 		}
 	}
 }

@@ -91,3 +91,8 @@ func prepare(s Subscription) (*sub, error) {
 	}
 	return &sub{Subscription: s, routes: routes, raw: raw}, nil
 }
+
+// sameTopic tells whether o is of the same pubsub and topic as s.
+func (s *sub) sameTopic(o *sub) bool {
+	return s.PubsubName == o.PubsubName && s.Topic == o.Topic
+}

@@ -612,6 +612,24 @@ func TestHotReloadKubernetes(t *testing.T) {
 			t.Errorf("the Configuration in use: %+v; want its object and resourceVersion", r)
 		}
 	}
+
+	// A Subscription (the chart's CRD, its stored version) is read while
+	// serving: the app's sidecar lists it as DECLARATIVE.
+	var sub map[string]any
+	if err := sigsyaml.Unmarshal(declaredSubscription("orders", "orders", "event.data.big == true"), &sub); err != nil {
+		t.Fatal(err)
+	}
+	subs := dyn.Resource(schema.GroupVersionResource{Group: "dapr.io", Version: "v2alpha1", Resource: "subscriptions"}).Namespace("default")
+	if err := retry(ctx, func() error {
+		_, err := subs.Create(ctx, &unstructured.Unstructured{Object: sub}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		t.Fatalf("creating a Subscription: %v", err)
+	}
+	waitMetadata(t, addapp, `"type":"DECLARATIVE"`)
+	if st := resourcesOf(t, addapp.url); st.version("Subscription", "orders") == "" {
+		t.Errorf("resources in use %+v; want the Subscription", st.InUse)
+	}
 }
 
 // secretKeyRefs: a Component reads its Redis password from a Secret; the
