@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tandem-run/tandem/internal/inflight"
 )
 
 // BrokerConfig names a broker.
@@ -32,7 +34,7 @@ type Service struct {
 
 type named struct {
 	BrokerConfig
-	use uses // publishes and handler calls in flight, and whether retired
+	use inflight.Gate // publishes and handler calls in flight, and whether retired
 }
 
 // subscription is a Subscribe call: delivery on whichever broker holds its
@@ -85,7 +87,7 @@ func (s *Service) put(c BrokerConfig) error {
 		return fmt.Errorf("pubsub %q has no broker", c.Name)
 	}
 	n := &named{BrokerConfig: c}
-	n.use.init()
+	n.use.Init()
 	subs := s.subs[c.Name]
 	started := make(map[*subscription]context.CancelFunc, len(subs))
 	for sub := range subs {
@@ -165,7 +167,7 @@ func (s *Service) Publish(ctx context.Context, name string, m *Message) error {
 	if err != nil {
 		return err
 	}
-	defer n.use.release()
+	defer n.use.Release()
 	if err := n.Access.Publish(m.Topic); err != nil {
 		return fmt.Errorf("pubsub %q: %w", name, err)
 	}
@@ -222,10 +224,10 @@ func (s *Service) Subscribe(ctx context.Context, name string, sub Subscription, 
 func start(sub *subscription, n *named) (context.CancelFunc, error) {
 	ctx, cancel := context.WithCancel(sub.ctx)
 	h := func(ctx context.Context, d *Delivery) error {
-		if !n.use.acquire() {
+		if !n.use.Acquire() {
 			return fmt.Errorf("pubsub %q was replaced or removed: %w", n.Name, ErrClosed)
 		}
-		defer n.use.release()
+		defer n.use.Release()
 		return sub.h(ctx, d)
 	}
 	if err := n.Broker.Subscribe(ctx, sub.s, h); err != nil {
@@ -254,7 +256,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	idle := make([]<-chan struct{}, 0, len(m))
 	for _, n := range m {
-		idle = append(idle, n.use.retire())
+		idle = append(idle, n.use.Retire())
 	}
 	for _, ch := range idle {
 		select {
@@ -284,7 +286,7 @@ func (s *Service) acquire(name string) (*named, error) {
 		if !ok {
 			return nil, fmt.Errorf("pubsub %q is not configured: %w", name, ErrNotFound)
 		}
-		if n.use.acquire() {
+		if n.use.Acquire() {
 			return n, nil
 		}
 		// Replaced since the load: look again.
@@ -294,20 +296,8 @@ func (s *Service) acquire(name string) (*named, error) {
 // swap makes n (nil: none) the broker called name, and retires the one it
 // replaces: closed once its calls in flight end. s.mu is held.
 func (s *Service) swap(name string, n *named) {
-	old := *s.brokers.Load()
-	m := make(map[string]*named, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	prev := m[name]
-	if n != nil {
-		m[name] = n
-	} else {
-		delete(m, name)
-	}
-	s.brokers.Store(&m)
-	if prev != nil {
-		idle := prev.use.retire()
+	if prev := inflight.Swap(&s.brokers, name, n); prev != nil {
+		idle := prev.use.Retire()
 		go func() {
 			<-idle
 			_ = prev.close()
@@ -317,50 +307,10 @@ func (s *Service) swap(name string, n *named) {
 
 // close closes the broker, once.
 func (n *named) close() error {
-	var err error
-	n.use.closeOnce.Do(func() {
+	return n.use.CloseOnce(func() error {
 		if c, ok := n.Broker.(io.Closer); ok {
-			err = c.Close()
+			return c.Close()
 		}
+		return nil
 	})
-	return err
-}
-
-// uses counts the calls in flight on a broker. Once the broker is retired
-// it takes no new call, and idle is closed when the last call in flight
-// ends.
-type uses struct {
-	n         atomic.Int64 // calls in flight, plus retired once retired
-	idle      chan struct{}
-	idleOnce  sync.Once
-	closeOnce sync.Once
-}
-
-// retired is added to uses.n when the broker is retired.
-const retired = 1 << 62
-
-func (u *uses) init() { u.idle = make(chan struct{}) }
-
-// acquire counts a new call, unless the broker is retired.
-func (u *uses) acquire() bool {
-	if u.n.Add(1)&retired != 0 {
-		u.release()
-		return false
-	}
-	return true
-}
-
-// release ends a call counted by acquire.
-func (u *uses) release() {
-	if u.n.Add(-1) == retired {
-		u.idleOnce.Do(func() { close(u.idle) })
-	}
-}
-
-// retire takes the broker out of use; it is called once.
-func (u *uses) retire() <-chan struct{} {
-	if u.n.Add(retired) == retired {
-		u.idleOnce.Do(func() { close(u.idle) })
-	}
-	return u.idle
 }

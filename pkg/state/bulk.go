@@ -48,7 +48,7 @@ func (s *Service) BulkGet(ctx context.Context, store string, keys []string, para
 	if err != nil {
 		return err
 	}
-	defer n.use.release()
+	defer n.use.Release()
 	switch {
 	case parallelism < 0:
 		return fmt.Errorf("parallelism %d is negative; 0 means the default, %d: %w", parallelism, DefaultBulkParallelism, ErrBadRequest)

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tandem-run/tandem/internal/inflight"
 )
 
 // StoreConfig names a store and says how its keys are prefixed.
@@ -58,9 +60,9 @@ type Service struct {
 
 type named struct {
 	StoreConfig
-	prefix string // "" or "<prefix>||"
-	maxOps int    // operations a transaction may have
-	use    uses   // calls in flight, and whether it was replaced
+	prefix string        // "" or "<prefix>||"
+	maxOps int           // operations a transaction may have
+	use    inflight.Gate // calls in flight, and whether it was replaced
 }
 
 // NewService returns a Service with no stores.
@@ -88,7 +90,7 @@ func (s *Service) Add(c StoreConfig) error {
 // newNamed checks c and returns its store as the Service keeps it.
 func (s *Service) newNamed(c StoreConfig) (*named, error) {
 	n := &named{StoreConfig: c, maxOps: cmp.Or(c.MaxTransactionOperations, DefaultMaxTransactionOperations)}
-	n.use.init()
+	n.use.Init()
 	if c.MaxTransactionOperations < 0 || c.MaxTransactionOperations > HighestMaxTransactionOperations {
 		return nil, fmt.Errorf("state store %q: maxTransactionOperations %d: want 1 to %d", c.Name, c.MaxTransactionOperations, HighestMaxTransactionOperations)
 	}
@@ -150,7 +152,7 @@ func (s *Service) store(name string) (*named, error) {
 		if !ok {
 			return nil, notConfigured(name, m)
 		}
-		if n.use.acquire() {
+		if n.use.Acquire() {
 			return n, nil
 		}
 		// Replaced or removed since the map was read: read it again.
@@ -227,7 +229,7 @@ func (s *Service) Get(ctx context.Context, store, key string) (*Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer n.use.release()
+	defer n.use.Release()
 	k, err := n.key(key)
 	if err != nil {
 		return nil, err
@@ -250,7 +252,7 @@ func (s *Service) Save(ctx context.Context, store string, items []SetRequest) er
 	if err != nil {
 		return err
 	}
-	defer n.use.release()
+	defer n.use.Release()
 	for i := range items {
 		if items[i].Key, err = n.key(items[i].Key); err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
@@ -274,7 +276,7 @@ func (s *Service) Delete(ctx context.Context, store string, req DeleteRequest) e
 	if err != nil {
 		return err
 	}
-	defer n.use.release()
+	defer n.use.Release()
 	key := req.Key
 	if req.Key, err = n.key(req.Key); err != nil {
 		return err
@@ -296,7 +298,7 @@ func (s *Service) Transact(ctx context.Context, store string, ops []Op) error {
 	if err != nil {
 		return err
 	}
-	defer n.use.release()
+	defer n.use.Release()
 	tx, ok := n.Store.(Transactional)
 	if !ok {
 		return fmt.Errorf("state store %q (%s) does not support transactions: %w", store, n.Type, ErrBadRequest)

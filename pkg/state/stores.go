@@ -3,8 +3,8 @@ package state
 import (
 	"context"
 	"io"
-	"sync"
-	"sync/atomic"
+
+	"github.com/tandem-run/tandem/internal/inflight"
 )
 
 // Pinger is a store that can check that its server answers. A store
@@ -52,23 +52,11 @@ func (s *Service) Remove(name string) bool {
 	return true
 }
 
-// swap makes n (nil: none) the store called name, and retires the store it
-// replaces. s.mu is held.
+// swap makes n (nil: none) the store called name, and retires the one it
+// replaces: closed once its calls in flight end. s.mu is held.
 func (s *Service) swap(name string, n *named) {
-	old := *s.stores.Load()
-	m := make(map[string]*named, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	prev := m[name]
-	if n != nil {
-		m[name] = n
-	} else {
-		delete(m, name)
-	}
-	s.stores.Store(&m)
-	if prev != nil {
-		idle := prev.use.retire()
+	if prev := inflight.Swap(&s.stores, name, n); prev != nil {
+		idle := prev.use.Retire()
 		go func() {
 			<-idle
 			_ = prev.close()
@@ -78,50 +66,10 @@ func (s *Service) swap(name string, n *named) {
 
 // close closes the store, once.
 func (n *named) close() error {
-	var err error
-	n.use.closeOnce.Do(func() {
+	return n.use.CloseOnce(func() error {
 		if c, ok := n.Store.(io.Closer); ok {
-			err = c.Close()
+			return c.Close()
 		}
+		return nil
 	})
-	return err
-}
-
-// uses counts the calls in flight on a store. Once the store is retired
-// (replaced or removed) it takes no new call, and idle is closed when the
-// last call in flight ends.
-type uses struct {
-	n         atomic.Int64 // calls in flight, plus retired once retired
-	idle      chan struct{}
-	idleOnce  sync.Once
-	closeOnce sync.Once
-}
-
-// retired is added to uses.n when the store is retired.
-const retired = 1 << 62
-
-func (u *uses) init() { u.idle = make(chan struct{}) }
-
-// acquire counts a new call, unless the store is retired.
-func (u *uses) acquire() bool {
-	if u.n.Add(1)&retired != 0 {
-		u.release()
-		return false
-	}
-	return true
-}
-
-// release ends a call counted by acquire.
-func (u *uses) release() {
-	if u.n.Add(-1) == retired {
-		u.idleOnce.Do(func() { close(u.idle) })
-	}
-}
-
-// retire takes the store out of use; it is called once.
-func (u *uses) retire() <-chan struct{} {
-	if u.n.Add(retired) == retired {
-		u.idleOnce.Do(func() { close(u.idle) })
-	}
-	return u.idle
 }
