@@ -59,5 +59,22 @@ func BuildPubSub(c Component, secrets Secrets, env Env) (pubsub.BrokerConfig, er
 	default:
 		return pubsub.BrokerConfig{}, c.errorf("spec.type %q is not a pub/sub type; accepted: %s", c.Spec.Type, strings.Join(PubSubTypes, ", "))
 	}
-	return pubsub.BrokerConfig{Name: c.Metadata.Name, Type: c.Spec.Type, Broker: b, Access: pubsub.ParseAccess(md, env.AppID)}, nil
+	bc := pubsub.BrokerConfig{Name: c.Metadata.Name, Type: c.Spec.Type, Broker: b, Access: pubsub.ParseAccess(md, env.AppID)}
+	if c.namesNamespace() {
+		bc.TopicPrefix = env.Namespace
+	}
+	return bc, nil
+}
+
+// namesNamespace says whether a value of c's metadata, as written (not a
+// secret's), holds {namespace}: daprd then scopes the component's topics to
+// the namespace by prefixing them with it on the broker, and so do we, so
+// that daprd and Tandem apps sharing such a component share its topics.
+func (c Component) namesNamespace() bool {
+	for _, it := range c.Spec.Metadata {
+		if it.SecretKeyRef == nil && strings.Contains(it.Value.Value, "{namespace}") {
+			return true
+		}
+	}
+	return false
 }

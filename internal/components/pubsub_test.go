@@ -141,3 +141,33 @@ func TestBuildPubSubAccess(t *testing.T) {
 		t.Errorf("shipping publishing to orders: %v; want it forbidden", err)
 	}
 }
+
+// A component whose metadata names {namespace} (in any field, as daprd
+// looks) has its topics prefixed with the namespace on the broker.
+func TestBuildPubSubNamespaceScoped(t *testing.T) {
+	env := Env{AppID: "checkout", Namespace: "prod", PodName: "checkout-7d9f"}
+	for _, tc := range []struct {
+		typ    string
+		md     []string
+		prefix string
+	}{
+		{"pubsub.redis", []string{"redisHost", "localhost:6379"}, ""},
+		{"pubsub.redis", []string{"redisHost", "localhost:6379", "consumerID", "{appID}"}, ""},
+		{"pubsub.redis", []string{"redisHost", "localhost:6379", "consumerID", "{namespace}"}, "prod"},
+		{"pubsub.redis", []string{"redisHost", "localhost:6379", "consumerID", "orders-{namespace}-{podName}"}, "prod"},
+		{"pubsub.in-memory", nil, ""},
+	} {
+		comps, err := Parse(pubsubYAML("pubsub", tc.typ, tc.md...), "pubsub.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bc, err := BuildPubSub(comps[0], nil, env)
+		if err != nil {
+			t.Fatalf("%s %v: %v", tc.typ, tc.md, err)
+		}
+		if bc.TopicPrefix != tc.prefix {
+			t.Errorf("%s %v: topic prefix %q, want %q", tc.typ, tc.md, bc.TopicPrefix, tc.prefix)
+		}
+		closeBroker(bc)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -20,6 +21,12 @@ type BrokerConfig struct {
 	// Access is what this app may do with the broker's topics; the zero
 	// Access allows everything.
 	Access Access
+	// TopicPrefix is put before every topic on the broker, and taken off
+	// the topic of what it delivers: daprd prefixes topics with the
+	// namespace when a value of the component's metadata names
+	// {namespace}, so that one broker serves namespaces apart. Access and
+	// the CloudEvent's topic see the topic as the app names it.
+	TopicPrefix string
 }
 
 // Service publishes and subscribes through named brokers. It is safe for
@@ -171,6 +178,11 @@ func (s *Service) Publish(ctx context.Context, name string, m *Message) error {
 	if err := n.Access.Publish(m.Topic); err != nil {
 		return fmt.Errorf("pubsub %q: %w", name, err)
 	}
+	if n.TopicPrefix != "" {
+		prefixed := *m
+		prefixed.Topic = n.TopicPrefix + m.Topic
+		m = &prefixed
+	}
 	if err := n.Broker.Publish(ctx, m); err != nil {
 		return fmt.Errorf("pubsub %q: publish to topic %q: %w", name, m.Topic, err)
 	}
@@ -223,14 +235,19 @@ func (s *Service) Subscribe(ctx context.Context, name string, sub Subscription, 
 // The CancelFunc returned ends it.
 func start(sub *subscription, n *named) (context.CancelFunc, error) {
 	ctx, cancel := context.WithCancel(sub.ctx)
+	s := sub.s
+	s.Topic = n.TopicPrefix + s.Topic
 	h := func(ctx context.Context, d *Delivery) error {
 		if !n.use.Acquire() {
 			return fmt.Errorf("pubsub %q was replaced or removed: %w", n.Name, ErrClosed)
 		}
 		defer n.use.Release()
+		if n.TopicPrefix != "" {
+			d.Topic = strings.TrimPrefix(d.Topic, n.TopicPrefix)
+		}
 		return sub.h(ctx, d)
 	}
-	if err := n.Broker.Subscribe(ctx, sub.s, h); err != nil {
+	if err := n.Broker.Subscribe(ctx, s, h); err != nil {
 		cancel()
 		return nil, err
 	}

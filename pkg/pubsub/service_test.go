@@ -333,3 +333,60 @@ func TestServiceShutdown(t *testing.T) {
 		cancel()
 	}
 }
+
+// A broker with a TopicPrefix holds its topics under the prefix, and the
+// app sees them as it names them: a topic published without the Service
+// (another namespace's, or no namespace) is not delivered to it.
+func TestServiceTopicPrefix(t *testing.T) {
+	s := NewService()
+	defer s.Close()
+	b := newFake()
+	access := ParseAccess(map[string]string{"allowedTopics": "orders"}, "app")
+	if err := s.Add(BrokerConfig{Name: "ps", Broker: b, Access: access, TopicPrefix: "prod"}); err != nil {
+		t.Fatal(err)
+	}
+	var topics []string
+	var mu sync.Mutex
+	h := func(_ context.Context, d *Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		topics = append(topics, d.Topic+"="+string(d.Data))
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.Subscribe(ctx, "ps", Subscription{Topic: "orders"}, h); err != nil {
+		t.Fatal(err)
+	}
+	m := &Message{Topic: "orders", Data: []byte("1")}
+	if err := s.Publish(ctx, "ps", m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Topic != "orders" {
+		t.Errorf("Publish changed the caller's message: topic %q", m.Topic)
+	}
+	// What others put on the broker under the bare name is another topic.
+	if err := b.Publish(ctx, &Message{Topic: "orders", Data: []byte("bare")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, &Message{Topic: "prodorders", Data: []byte("2")}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := strings.Join(topics, " ")
+	mu.Unlock()
+	if got != "orders=1 orders=2" {
+		t.Errorf("deliveries: %q, want %q", got, "orders=1 orders=2")
+	}
+	b.mu.Lock()
+	for sub := range b.subs {
+		if sub.s.Topic != "prodorders" {
+			t.Errorf("subscribed on the broker to %q, want %q", sub.s.Topic, "prodorders")
+		}
+	}
+	b.mu.Unlock()
+	// Access decides on the app's name of the topic, not the broker's.
+	if err := s.Publish(ctx, "ps", &Message{Topic: "prodorders"}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("publish to a topic outside allowedTopics: %v", err)
+	}
+}
