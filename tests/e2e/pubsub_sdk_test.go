@@ -16,6 +16,7 @@ import (
 
 	dapr "github.com/dapr/go-sdk/client"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/tandem-run/tandem/internal/release"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
@@ -260,7 +261,8 @@ type grpcDelivery struct {
 // SUCCESS is taken; RETRY and then SUCCESS, or an Internal error and then
 // SUCCESS, come twice; DROP once, and to the dead-letter topic; RETRY each
 // time goes to the dead-letter topic when the tries run out; Unimplemented
-// is taken as DROP, without the dead-letter topic. Each delivery carries
+// is taken as DROP, without the dead-letter topic. Events are published
+// over HTTP and with the Go SDK's PublishEvent. Each delivery carries
 // the publisher's trace (its traceparent's trace id), the publish metadata
 // and pubsubname as gRPC metadata, and the envelope's other fields as
 // extensions.
@@ -295,6 +297,12 @@ func TestGRPCSubscriberRawProto(t *testing.T) {
 	publish("events", "unimplemented", "UNIMPLEMENTED")
 	publish("plain", "unimplemented", "UNIMPLEMENTED")
 	publish("events", "retry", "RETRY")
+	// The Go SDK's PublishEvent with metadata, in a trace of the caller's.
+	sdkCtx := metadata.AppendToOutgoingContext(ctxT(t), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	if err := sdkClient(t, pub).PublishEvent(sdkCtx, "pubsub", "plain", map[string]string{"n": "sdk"},
+		dapr.PublishEventWithMetadata(map[string]string{"kind": "order"})); err != nil {
+		t.Fatalf("SDK PublishEvent: %v", err)
+	}
 
 	count := func(ds []grpcDelivery, topic, n string) int {
 		c := 0
@@ -308,7 +316,7 @@ func TestGRPCSubscriberRawProto(t *testing.T) {
 	url := "http://127.0.0.1:" + itoa(recordPort) + "/deliveries"
 	waitJSON(t, url, "every event, the retried ones again, and the dead letters", func(ds []grpcDelivery) bool {
 		return count(ds, "events", "ok") >= 1 && count(ds, "events", "retry-once") >= 2 && count(ds, "events", "error-once") >= 2 &&
-			count(ds, "events", "drop") >= 1 && count(ds, "events", "unimplemented") >= 1 && count(ds, "plain", "unimplemented") >= 1 &&
+			count(ds, "events", "drop") >= 1 && count(ds, "events", "unimplemented") >= 1 && count(ds, "plain", "unimplemented") >= 1 && count(ds, "plain", "sdk") >= 1 &&
 			count(ds, "events", "retry") >= 3 && count(ds, "events-dead", "drop") >= 1 && count(ds, "events-dead", "retry") >= 1
 	})
 	waitMetrics(t, sub,
@@ -319,7 +327,7 @@ func TestGRPCSubscriberRawProto(t *testing.T) {
 	for topic, want := range map[string]map[string]int{
 		"events":      {"ok": 1, "retry-once": 2, "error-once": 2, "drop": 1, "unimplemented": 1, "retry": 3},
 		"events-dead": {"drop": 1, "retry": 1, "ok": 0, "retry-once": 0, "error-once": 0, "unimplemented": 0},
-		"plain":       {"unimplemented": 1},
+		"plain":       {"unimplemented": 1, "sdk": 1},
 	} {
 		for n, c := range want {
 			if got := count(ds, topic, n); got != c {
