@@ -19,6 +19,9 @@ import (
 
 var sidecarBin, testappBin, grpcappBin, injectorBin string
 
+// binDir holds the binaries the tests build.
+var binDir string
+
 // listenWait bounds the wait for a process of a test to listen.
 const listenWait = 15 * time.Second
 
@@ -28,6 +31,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binDir = dir
 	sidecarBin = filepath.Join(dir, "sidecar")
 	testappBin = filepath.Join(dir, "testapp")
 	grpcappBin = filepath.Join(dir, "grpcapp")

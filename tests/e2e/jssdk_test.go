@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
@@ -53,17 +54,31 @@ func TestJSSDK(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(res, "statestore.yaml"), resources.RedisYAML("statestore", redis.Addr), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	pubsub := map[string][]byte{"pubsub.yaml": resources.PubSubYAML("pubsub", "pubsub.redis", "redisHost", redis.Addr)}
+	if err := os.WriteFile(filepath.Join(res, "pubsub.yaml"), pubsub["pubsub.yaml"], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	w := newWorld(t)
 	appPort, _ := w.app("jsapp")
 	target := w.sidecar("jsapp", appPort)
 	client := w.sidecar("jsclient", 0, "--resources-path", res)
+	// The sidecars of the test's DaprServers, which start later: their
+	// apps' ports are chosen here.
+	ports, err := proc.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subHTTP, _ := w.pubsubSidecarApp("jssub-http", ports[0], pubsub)
+	subGRPC, _ := w.pubsubSidecarApp("jssub-grpc", ports[1], pubsub, "--app-protocol", "grpc")
 	target.waitHealthy(t)
 	client.waitHealthy(t)
 
 	run := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "sdk.test.mjs")
 	run.Dir = dir
 	run.Env = append(os.Environ(), "HTTP_PORT="+itoa(client.httpPort), "GRPC_PORT="+itoa(client.grpcPort),
-		"TARGET=jsapp", "CLIENT_ID=jsclient", "NO_COLOR=1")
+		"TARGET=jsapp", "CLIENT_ID=jsclient", "NO_COLOR=1",
+		"SUB_HTTP_APP_PORT="+itoa(ports[0]), "SUB_HTTP_DAPR_PORT="+itoa(subHTTP.httpPort),
+		"SUB_GRPC_APP_PORT="+itoa(ports[1]), "SUB_GRPC_DAPR_PORT="+itoa(subGRPC.httpPort))
 	out, err := run.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the JS SDK tests failed: %v\n%s", err, out)

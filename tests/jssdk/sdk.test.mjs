@@ -9,9 +9,16 @@
 //	                      statestore is Redis)
 //	TARGET                the app id of a testapp, whose /echo/ answers
 //	                      with what it received as JSON
+//	SUB_HTTP_APP_PORT,    the app port of a sidecar with --app-protocol http
+//	SUB_HTTP_DAPR_PORT    and its HTTP API port: a DaprServer of this file
+//	                      (HTTP) is its app
+//	SUB_GRPC_APP_PORT,    the same with --app-protocol grpc: a DaprServer
+//	SUB_GRPC_DAPR_PORT    with gRPC communication is its app
+//
+// Every sidecar has the pub/sub "pubsub" (pubsub.redis, one Redis).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DaprClient, CommunicationProtocolEnum, HttpMethod, StateConcurrencyEnum } from "@dapr/dapr";
+import { DaprClient, DaprServer, CommunicationProtocolEnum, DaprPubSubStatusEnum, HttpMethod, StateConcurrencyEnum } from "@dapr/dapr";
 
 const target = process.env.TARGET;
 const store = "statestore";
@@ -171,6 +178,76 @@ for (const [name, opts] of Object.entries(protocols)) {
     } else {
       assert.equal(err.code, 3); // INVALID_ARGUMENT, as daprd
       assert.ok(err.metadata.get("grpc-status-details-bin").length > 0, "an ErrorInfo in the status details");
+    }
+  });
+}
+
+// Pub/sub: client.pubsub.publish (over HTTP and gRPC) to a DaprServer's
+// server.pubsub.subscribe (HTTP, then gRPC communication) through real
+// sidecars and Redis: each event arrives with its data (JSON as an object,
+// text as a string) and the pubsubname header; a callback answering RETRY
+// gets its event again.
+const clients = Object.fromEntries(Object.entries(protocols).map(([name, opts]) =>
+  [name, new DaprClient({ daprHost: "127.0.0.1", logger: { level: 0 }, ...opts })]));
+
+for (const [name, proto] of [["http", CommunicationProtocolEnum.HTTP], ["grpc", CommunicationProtocolEnum.GRPC]]) {
+  const appPort = process.env[`SUB_${name.toUpperCase()}_APP_PORT`];
+  const daprPort = process.env[`SUB_${name.toUpperCase()}_DAPR_PORT`];
+
+  test(`pubsub: a DaprServer (${name}) subscribed with server.pubsub.subscribe`, async () => {
+    const topic = `js-${name}`;
+    const got = [];
+    let arrived;
+    const done = new Promise((resolve) => { arrived = resolve; });
+    const server = new DaprServer({
+      serverHost: "127.0.0.1", serverPort: appPort, communicationProtocol: proto, logger: { level: 0 },
+      clientOptions: { daprHost: "127.0.0.1", daprPort, communicationProtocol: CommunicationProtocolEnum.HTTP, logger: { level: 0 } },
+    });
+    await server.pubsub.subscribe("pubsub", topic, async (data, headers) => {
+      got.push({ data, headers });
+      const retried = got.filter((g) => g.data?.answer === "RETRY_ONCE").length;
+      if (got.some((g) => g.data?.orderId === 1) && got.some((g) => g.data === "hello text") && retried >= 2) arrived();
+      if (data?.answer === "RETRY_ONCE" && retried === 1) return DaprPubSubStatusEnum.RETRY;
+      return DaprPubSubStatusEnum.SUCCESS;
+    });
+    await server.start();
+    try {
+      // The sidecar reads the subscription once the app answers.
+      for (let i = 0; ; i++) {
+        const md = await (await fetch(`http://127.0.0.1:${daprPort}/v1.0/metadata`)).json();
+        if ((md.subscriptions ?? []).some((s) => s.topic === topic)) break;
+        assert.ok(i < 600, `the sidecar never listed the subscription to ${topic}: ${JSON.stringify(md)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.deepEqual(await clients.http.pubsub.publish("pubsub", topic, { orderId: 1 }), {});
+      assert.deepEqual(await clients.grpc.pubsub.publish("pubsub", topic, "hello text"), {});
+      assert.deepEqual(await clients.http.pubsub.publish("pubsub", topic, { orderId: 3, answer: "RETRY_ONCE" }), {});
+      let timer;
+      await Promise.race([done, new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out; got ${JSON.stringify(got)}`)), 30000);
+      })]);
+      clearTimeout(timer);
+      const order = got.find((g) => g.data?.orderId === 1);
+      assert.deepEqual(order.data, { orderId: 1 });
+      assert.equal(order.headers.pubsubname, "pubsub");
+      assert.equal(got.filter((g) => g.data?.orderId === 1).length, 1);
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+for (const [name, client] of Object.entries(clients)) {
+  test(`${name}: pubsub: publishing to an unknown pub/sub gives daprd's error`, async () => {
+    const err = await rejected(client.pubsub.publish("no-such-pubsub", "orders", { orderId: 1 }));
+    if (name === "http") {
+      const { status, body } = httpError(err);
+      assert.equal(status, 404);
+      assert.equal(body.errorCode, "ERR_PUBSUB_NOT_FOUND");
+      assert.match(body.message, /no-such-pubsub/);
+    } else {
+      assert.equal(err.code, 3); // INVALID_ARGUMENT, as daprd
+      assert.match(err.details, /no-such-pubsub/);
     }
   });
 }

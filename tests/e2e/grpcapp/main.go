@@ -11,6 +11,10 @@
 //     "x-app-trailer"; StreamingInputCall sums the sizes it received;
 //     StreamingOutputCall sends one message per response parameter, of that
 //     size; FullDuplexCall answers each message with its payload reversed.
+//
+// With $RECORD_PORT set it is a subscriber instead, written on the raw
+// proto (runtimev1pb.AppCallbackServer, no SDK), in place of the SDK's
+// AppCallback: see topics.go.
 package main
 
 import (
@@ -38,6 +42,10 @@ func main() {
 	}
 	srv := grpc.NewServer()
 	testpb.RegisterTestServiceServer(srv, testService{})
+	if port := os.Getenv("RECORD_PORT"); port != "" {
+		serveTopics(srv, port)
+		log.Fatal(srv.Serve(lis))
+	}
 	s := daprd.NewServiceWithGrpcServer(lis, srv)
 	must(s.AddServiceInvocationHandler("echo", echo))
 	must(s.AddServiceInvocationHandler("fail", func(context.Context, *common.InvocationEvent) (*common.Content, error) {
