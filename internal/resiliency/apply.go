@@ -15,8 +15,15 @@ import (
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
-// ErrOpen is returned, wrapped, while a circuit breaker is open.
-var ErrOpen = errors.New("circuit breaker open")
+// ErrOpen is returned, wrapped, while a circuit breaker is open. Packages
+// that must not import this one (telemetry) recognize it by its method
+// CircuitOpen, with errors.As.
+var ErrOpen error = openError{}
+
+type openError struct{}
+
+func (openError) Error() string     { return "circuit breaker open" }
+func (openError) CircuitOpen() bool { return true }
 
 // breaker is a circuit breaker's state: closed, open until a time, or
 // half-open letting a few calls through to test the target.

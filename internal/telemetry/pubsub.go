@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 )
 
@@ -38,14 +37,19 @@ const (
 	publishError       = "error"        // the broker failed
 )
 
+// circuitOpen is an error saying a circuit breaker is open (the
+// resiliency package's ErrOpen).
+type circuitOpen interface{ CircuitOpen() bool }
+
 // publishOutcome is the outcome label of a publish that returned err.
 func publishOutcome(err error) string {
+	var open circuitOpen
 	switch {
 	case err == nil:
 		return publishSuccess
 	case errors.Is(err, pubsub.ErrForbidden):
 		return publishForbidden
-	case errors.Is(err, resiliency.ErrOpen):
+	case errors.As(err, &open) && open.CircuitOpen():
 		return publishCircuitOpen
 	case errors.Is(err, context.DeadlineExceeded):
 		return publishTimeout
