@@ -11,11 +11,19 @@ import (
 
 	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/internal/invoke/wire"
+	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
-// ErrOpen is returned, wrapped, while a circuit breaker is open.
-var ErrOpen = errors.New("circuit breaker open")
+// ErrOpen is returned, wrapped, while a circuit breaker is open. Packages
+// that must not import this one (telemetry) recognize it by its method
+// CircuitOpen, with errors.As.
+var ErrOpen error = openError{}
+
+type openError struct{}
+
+func (openError) Error() string     { return "circuit breaker open" }
+func (openError) CircuitOpen() bool { return true }
 
 // breaker is a circuit breaker's state: closed, open until a time, or
 // half-open letting a few calls through to test the target.
@@ -261,4 +269,48 @@ func repeatable(c *state.Call) bool {
 		return c.Delete.ETag == nil
 	}
 	return false
+}
+
+// PubsubMiddleware applies each component's outbound policy to its
+// broker's publishes: a timeout per try, retries and a circuit breaker. A
+// publish is retried whatever failed: the event is the same CloudEvent
+// (same id) each try, and delivery is at least once already, so a try
+// that timed out after the broker took the event costs a duplicate, never
+// a loss. A topic the component's access refuses is an answer, not a
+// failure. Give it to pubsub.Service.Use outside tracing, so that each try
+// is its own span, and inside metrics, so that they count each publish
+// once, with its last outcome. Without component policies it is nil.
+func (s *Set) PubsubMiddleware() pubsub.Middleware {
+	if s == nil || len(s.Components) == 0 {
+		return nil
+	}
+	runners := make(map[string]*runner, len(s.Components))
+	for name, p := range s.Components {
+		runners[name] = newRunner(p)
+	}
+	return pubsubMiddleware(runners)
+}
+
+// pubsubMiddleware applies the runners of the components named.
+func pubsubMiddleware(runners map[string]*runner) pubsub.Middleware {
+	return func(ctx context.Context, c *pubsub.Call, next func(context.Context) error) error {
+		r := runners[c.Broker.Name]
+		if r == nil {
+			return next(ctx)
+		}
+		return r.do(ctx, func(ctx context.Context) (bool, bool, error) {
+			tctx := ctx
+			if r.p.Timeout > 0 {
+				var cancel context.CancelFunc
+				tctx, cancel = context.WithTimeout(ctx, r.p.Timeout)
+				defer cancel()
+			}
+			err := next(tctx)
+			if err != nil && tctx.Err() != nil && ctx.Err() == nil {
+				err = fmt.Errorf("no answer within the timeout of %s (resiliency %s): %w: %w", r.p.Timeout, r.p.Name, context.DeadlineExceeded, err)
+			}
+			refused := errors.Is(err, pubsub.ErrForbidden) || errors.Is(err, pubsub.ErrBadTopic) || errors.Is(err, pubsub.ErrBadMetadata)
+			return err != nil && !refused, !refused, err
+		})
+	}
 }

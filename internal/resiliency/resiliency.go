@@ -1,7 +1,8 @@
 // Package resiliency reads Dapr's Resiliency resource (timeouts, retries and
 // circuit breakers, and the apps and components they apply to) and applies
-// it: to invocations by target app id, and to state store operations by
-// component name.
+// it: to invocations by target app id, to state store operations and
+// publishing by component name (outbound), and to what a pub/sub component
+// delivers to the app (inbound).
 package resiliency
 
 import (
@@ -198,8 +199,9 @@ func Parse(b []byte, source string) ([]Resource, error) {
 // Ignored lists the fields of r that this sidecar accepts from Dapr's
 // schema without acting on them, each as `resiliency "name": <path>`:
 // retries' matching (retries are decided by whether a call is safe to
-// repeat), components' inbound policies (no component calls the app here)
-// and actors (this sidecar has none).
+// repeat), circuit breakers of components' inbound policies (an inbound
+// policy's retry and timeout apply to pub/sub delivery, its breaker to
+// nothing) and actors (this sidecar has none).
 func (r Resource) Ignored() []string {
 	var out []string
 	add := func(path string) { out = append(out, fmt.Sprintf("resiliency %q: %s", r.Metadata.Name, path)) }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
@@ -25,8 +26,9 @@ type Switch struct {
 // inForce is what one Set puts in force.
 type inForce struct {
 	set     *Set
-	inv     invoke.Caller    // next when no app has a policy
-	state   state.Middleware // nil when no component has a policy
+	inv     invoke.Caller     // next when no app has a policy
+	state   state.Middleware  // nil when no component has a policy
+	pubsub  pubsub.Middleware // nil when no component has a policy
 	runners map[string]*runner
 }
 
@@ -75,6 +77,7 @@ func (s *Switch) Set(set *Set) {
 			runners[name] = reuse("component/" + name)(p)
 		}
 		f.state = stateMiddleware(runners)
+		f.pubsub = pubsubMiddleware(runners)
 	}
 	s.cur.Store(f)
 }
@@ -100,3 +103,15 @@ func (s *Switch) StateMiddleware() state.Middleware {
 }
 
 var _ invoke.Caller = (*Switch)(nil)
+
+// PubsubMiddleware applies the component policies in force to publishes
+// (see Set.PubsubMiddleware).
+func (s *Switch) PubsubMiddleware() pubsub.Middleware {
+	return func(ctx context.Context, c *pubsub.Call, next func(context.Context) error) error {
+		m := s.cur.Load().pubsub
+		if m == nil {
+			return next(ctx)
+		}
+		return m(ctx, c, next)
+	}
+}

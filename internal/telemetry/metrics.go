@@ -19,13 +19,16 @@ import (
 // Metrics counts and times what the sidecar serves, for Prometheus on the
 // metrics port. Labels are bounded: route and method names from the route
 // tables and the Dapr service, store names from the Components, app ids of
-// callees, status codes. Method paths and keys are never labels.
+// callees, status codes, and topics that are subscribed or declared
+// (others are "other"). Method paths and keys are never labels.
 type Metrics struct {
 	appID                 string
 	httpTotal, grpcTotal  *prometheus.CounterVec
 	httpTime, grpcTime    *prometheus.HistogramVec
 	invokeTotal, stateOps *prometheus.CounterVec
 	invokeTime, stateTime *prometheus.HistogramVec
+	published             *prometheus.CounterVec
+	publishTime           *prometheus.HistogramVec
 }
 
 // latencyBuckets span 100 µs to 10 s.
@@ -51,6 +54,8 @@ func NewMetrics(appID string, reg prometheus.Registerer) *Metrics {
 		invokeTime:  hist("tandem_invoke_request_duration_seconds", "Time until a peer sidecar's answer header, by callee app id.", "app_id", "target"),
 		stateOps:    counter("tandem_state_operations_total", "State store operations, by store, operation and outcome (ok, conflict, error).", "app_id", "store", "operation", "outcome"),
 		stateTime:   hist("tandem_state_operation_duration_seconds", "State store operation time, by store and operation.", "app_id", "store", "operation"),
+		published:   counter("tandem_pubsub_published_total", "Events published, by pubsub, topic (other: a topic not subscribed or declared) and outcome (success, forbidden, timeout, circuit_open, canceled, error).", "app_id", "pubsub", "topic", "outcome"),
+		publishTime: hist("tandem_pubsub_publish_duration_seconds", "Publish time, every try included, by pubsub and topic (other: a topic not subscribed or declared).", "app_id", "pubsub", "topic"),
 	}
 }
 

@@ -104,6 +104,13 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// Holder is a broker that can say how many events the sidecar holds of
+// each topic: read from the backend and not yet acknowledged, queued for a
+// handler or in one. Its topics are those of its subscriptions.
+type Holder interface {
+	Held() map[string]int
+}
+
 // CheckTopic returns an error wrapping ErrBadTopic when topic is empty, is
 // not UTF-8 or holds a control character.
 func CheckTopic(topic string) error {

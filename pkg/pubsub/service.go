@@ -35,8 +35,12 @@ type BrokerConfig struct {
 // (see Subscribe and Put).
 type Service struct {
 	brokers atomic.Pointer[map[string]*named] // replaced whole, never changed
-	mu      sync.Mutex                        // held by writers of brokers and subs
+	mu      sync.Mutex                        // held by writers of brokers, subs and topics
 	subs    map[string]map[*subscription]struct{}
+	// topics counts the subscriptions of each broker name by topic;
+	// replaced whole, never changed.
+	topics atomic.Pointer[map[string]map[string]int]
+	mw     []Middleware
 }
 
 type named struct {
@@ -58,6 +62,7 @@ type subscription struct {
 func NewService() *Service {
 	s := &Service{subs: map[string]map[*subscription]struct{}{}}
 	s.brokers.Store(&map[string]*named{})
+	s.topics.Store(&map[string]map[string]int{})
 	return s
 }
 
@@ -163,9 +168,9 @@ func (s *Service) Brokers() []BrokerConfig {
 	return out
 }
 
-// Publish publishes m through the broker called name. It returns nil once
-// the broker holds the event. A topic its Access does not allow is an
-// error wrapping ErrForbidden.
+// Publish publishes m through the broker called name, inside the
+// middleware (see Use). It returns nil once the broker holds the event. A
+// topic its Access does not allow is an error wrapping ErrForbidden.
 func (s *Service) Publish(ctx context.Context, name string, m *Message) error {
 	if err := CheckTopic(m.Topic); err != nil {
 		return err
@@ -175,18 +180,25 @@ func (s *Service) Publish(ctx context.Context, name string, m *Message) error {
 		return err
 	}
 	defer n.use.Release()
-	if err := n.Access.Publish(m.Topic); err != nil {
+	c := &Call{Broker: n.BrokerConfig, Message: m, Declared: s.declared(n, m.Topic)}
+	err = s.call(ctx, c, func(ctx context.Context) error {
+		if err := n.Access.Publish(m.Topic); err != nil {
+			return err
+		}
+		if n.TopicPrefix != "" {
+			prefixed := *m
+			prefixed.Topic = n.TopicPrefix + m.Topic
+			return n.Broker.Publish(ctx, &prefixed)
+		}
+		return n.Broker.Publish(ctx, m)
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrForbidden):
 		return fmt.Errorf("pubsub %q: %w", name, err)
 	}
-	if n.TopicPrefix != "" {
-		prefixed := *m
-		prefixed.Topic = n.TopicPrefix + m.Topic
-		m = &prefixed
-	}
-	if err := n.Broker.Publish(ctx, m); err != nil {
-		return fmt.Errorf("pubsub %q: publish to topic %q: %w", name, m.Topic, err)
-	}
-	return nil
+	return fmt.Errorf("pubsub %q: publish to topic %q: %w", name, m.Topic, err)
 }
 
 // Subscribe starts delivering the events of sub.Topic, on the broker called
@@ -220,10 +232,12 @@ func (s *Service) Subscribe(ctx context.Context, name string, sub Subscription, 
 		s.subs[name] = map[*subscription]struct{}{}
 	}
 	s.subs[name][sb] = struct{}{}
+	s.subscribed(name, sub.Topic, 1)
 	context.AfterFunc(ctx, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.subs[name], sb)
+		s.subscribed(name, sub.Topic, -1)
 		if sb.cancel != nil {
 			sb.cancel()
 		}

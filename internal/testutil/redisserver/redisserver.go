@@ -121,3 +121,30 @@ func (s *Server) Restart(t testing.TB) {
 		t.Fatal(err)
 	}
 }
+
+// Pause stops the server's process (SIGSTOP) without closing its
+// connections: a hung Redis, whose clients wait for answers that do not
+// come. Resume wakes it; the test's end does too.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGSTOP)
+	t.Cleanup(func() { s.Resume(t) })
+}
+
+// Resume wakes a paused server (SIGCONT).
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGCONT)
+}
+
+func (s *Server) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("redis-server: %s: %v", sig, err)
+	}
+}

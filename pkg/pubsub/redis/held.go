@@ -115,3 +115,17 @@ func (b *Broker) setIdle(ctx context.Context, topic string, es []*entry, idle ti
 		b.mu.Unlock()
 	}
 }
+
+// Held counts the events the broker holds, by topic: read from Redis and
+// not yet acknowledged, queued for a handler or in one (pubsub.Holder).
+func (b *Broker) Held() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string]int{}
+	for k, e := range b.held {
+		if !e.lost {
+			out[k.topic]++
+		}
+	}
+	return out
+}

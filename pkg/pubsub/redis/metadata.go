@@ -130,6 +130,9 @@ func options(md map[string]string) (*redis.Options, error) {
 		// Fail fast when the server is down rather than retry for long.
 		MinRetryBackoff: 8 * time.Millisecond,
 		MaxRetryBackoff: 64 * time.Millisecond,
+		// A call's deadline (a resiliency timeout) ends its wait for a
+		// hung server, not only readTimeout.
+		ContextTimeoutEnabled: true,
 	}
 	if o.Addr == "" {
 		return nil, fmt.Errorf("metadata redisHost is missing: give the server as host:port, e.g. localhost:6379")

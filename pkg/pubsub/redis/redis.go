@@ -345,4 +345,5 @@ func (e *episode) ok() {
 var (
 	_ pubsub.Broker = (*Broker)(nil)
 	_ pubsub.Pinger = (*Broker)(nil)
+	_ pubsub.Holder = (*Broker)(nil)
 )
