@@ -128,7 +128,7 @@ func TestBulkPublishPartialFailure(t *testing.T) {
 	}
 	var res struct {
 		FailedEntries []struct{ EntryID, Error string } `json:"failedEntries"`
-		ErrorCode     string                             `json:"errorCode"`
+		ErrorCode     string                            `json:"errorCode"`
 	}
 	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil {
 		t.Fatal(err)
