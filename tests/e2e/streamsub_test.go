@@ -57,7 +57,7 @@ func TestStreamingSubscriptionRedis(t *testing.T) {
 			if got[string(ev.RawData)] == 1 && string(ev.RawData) == `{"n":7}` {
 				return common.SubscriptionResponseStatusRetry // sent again
 			}
-			if len(got) == n {
+			if len(got) == n && got[`{"n":7}`] == 2 {
 				select {
 				case <-all:
 				default:
