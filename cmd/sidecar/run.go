@@ -142,7 +142,7 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 		return nil, err
 	}
 	tg := reload.Targets{State: s.state, PubSub: s.pubsub, Tracing: tracing, ACL: &s.acl, Resiliency: policies}
-	if s.sub != nil {
+	if s.appAddr != "" {
 		tg.Subscriptions = s.sub
 	}
 	if err := s.reload.Apply(ctx, tg); err != nil {
@@ -209,27 +209,25 @@ func (s *sidecar) newInvoker(res resolver.Resolver, tracing *telemetry.Tracing, 
 }
 
 // newSubscriber is the subscriber that delivers the app's subscriptions,
-// and the declared ones the reloader gives it, to the app; nil when there
-// is no app.
+// and the declared ones the reloader gives it, to the app, and the
+// streaming subscriptions of the gRPC API; with no app, only those.
 func (s *sidecar) newSubscriber(policies *resiliency.Switch, tracing *telemetry.Tracing) (*subscribe.Subscriber, error) {
-	if s.appAddr == "" {
-		return nil, nil
-	}
 	o := s.o
 	cfg := subscribe.Config{
 		AppID:         o.AppID,
 		PubSub:        s.pubsub,
-		Health:        s.inv,
 		Inbound:       func(name string) *resiliency.Policy { return policies.Policies().ComponentInbound(name) },
 		Metrics:       subscribe.NewMetrics(o.AppID, prometheus.DefaultRegisterer),
 		Tracer:        tracing,
 		Logger:        s.log.With("component", "subscribe"),
 		ShutdownGrace: o.GracefulShutdown,
 	}
-	if rt := s.inv.AppTransport(); rt != nil {
-		cfg.HTTP = rt
-	} else {
-		cfg.GRPC = s.inv.AppCallback()
+	switch {
+	case s.appAddr == "":
+	case s.inv.AppTransport() != nil:
+		cfg.HTTP, cfg.Health = s.inv.AppTransport(), s.inv
+	default:
+		cfg.GRPC, cfg.Health = s.inv.AppCallback(), s.inv
 	}
 	return subscribe.New(cfg)
 }
@@ -305,6 +303,7 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 		MaxStreams:          o.GRPCMaxStreams,
 		FirstMessageTimeout: o.GRPCFirstMessageTimeout,
 		Admit:               guard.GRPC,
+		Subscriber:          s.sub,
 		Logger:              s.log.With("component", "grpc"),
 	})
 	opts := append(grpcAPI.ServerOptions(), metrics.GRPCServerOptions()...)

@@ -60,16 +60,19 @@ func (s *sidecar) serve(ctx context.Context) error {
 	if s.hotReload {
 		g.Go(func() error { return s.reload.Run(bg) })
 	}
-	if s.appAddr != "" {
-		// The subscriber starts once the app answers. It stops with the
+	{
+		// The subscriber starts once the app answers (with no app, at
+		// once: only streaming subscriptions deliver). It stops with the
 		// background work: it stops reading and lets its deliveries in
 		// flight finish (within --dapr-graceful-shutdown-seconds) while
 		// the servers drain; the brokers are closed after both (close).
 		g.Go(func() error {
-			if err := s.inv.WaitAppReady(bg); err != nil {
-				return nil
+			if s.appAddr != "" {
+				if err := s.inv.WaitAppReady(bg); err != nil {
+					return nil
+				}
+				s.log.Info("app is ready", "app_address", s.appAddr)
 			}
-			s.log.Info("app is ready", "app_address", s.appAddr)
 			if err := s.sub.Run(bg); err != nil {
 				return fmt.Errorf("pub/sub subscriber: %w", err)
 			}

@@ -23,6 +23,10 @@ const (
 	CodePubSubCloudEventsSer = "ERR_PUBSUB_CLOUD_EVENTS_SER"
 	CodePubSubForbidden      = "ERR_PUBSUB_FORBIDDEN"
 	CodePubSubPublishMessage = "ERR_PUBSUB_PUBLISH_MESSAGE"
+	// CodePubSubEventsSer: a bulk publish whose entries cannot be read
+	// (its reason says which case: DAPR_PUBSUB_UNMARSHAL_EVENTS,
+	// DAPR_PUBSUB_MARSHAL_EVENTS, DAPR_PUBSUB_MARSHAL_ENVELOPE).
+	CodePubSubEventsSer = "ERR_PUBSUB_EVENTS_SER"
 )
 
 // daprd's ErrorInfo reasons of the pub/sub codes: "DAPR_PUBSUB_" and the

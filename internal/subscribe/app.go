@@ -28,7 +28,7 @@ func (s *Subscriber) readApp(ctx context.Context) {
 	s.mu.Lock()
 	read := s.read
 	s.mu.Unlock()
-	if read || len(s.cfg.PubSub.Brokers()) == 0 {
+	if read || len(s.cfg.PubSub.Brokers()) == 0 || (s.cfg.HTTP == nil && s.cfg.GRPC == nil) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)

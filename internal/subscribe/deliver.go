@@ -69,9 +69,12 @@ func (s *Subscriber) deliver(ctx, run context.Context, sb *sub, d *pubsub.Delive
 		return nil
 	}
 	var call func(context.Context) outcome
-	if s.cfg.HTTP != nil {
+	switch {
+	case sb.stream != nil:
+		call, err = sb.stream.call(ev, path)
+	case s.cfg.HTTP != nil:
 		call, err = s.httpCall(sb, d, ev, path)
-	} else {
+	default:
 		call, err = s.grpcCall(sb, d, ev, path)
 	}
 	if err != nil {

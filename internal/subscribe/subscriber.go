@@ -20,10 +20,11 @@ import (
 type Config struct {
 	AppID  string
 	PubSub *pubsub.Service
-	// HTTP or GRPC is the channel to the app (exactly one):
+	// HTTP or GRPC is the channel to the app (at most one):
 	// invoke.Invoker's AppTransport or AppCallback. Requests to an HTTP
 	// app have a URL whose host is a placeholder: the channel sends them
-	// to the app's address.
+	// to the app's address. With neither (no app port) only streaming
+	// subscriptions run (Stream).
 	HTTP http.RoundTripper
 	GRPC runtimev1pb.AppCallbackClient
 	// Health is the app's health (an *invoke.Invoker); nil: always
@@ -89,6 +90,7 @@ type Subscriber struct {
 	declared []*sub
 	app      []*sub        // the app's own once read
 	read     bool          // the app's own were read (or it answered with an error)
+	streams  []*sub        // the streaming subscriptions (Stream)
 	wake     chan struct{} // a change of the declared ones, for running
 
 	flight inflight
@@ -104,8 +106,8 @@ func New(cfg Config) (*Subscriber, error) {
 	if cfg.PubSub == nil {
 		return nil, errors.New("subscribe: no pubsub service")
 	}
-	if (cfg.HTTP == nil) == (cfg.GRPC == nil) {
-		return nil, errors.New("subscribe: give the app channel, HTTP or gRPC (one)")
+	if cfg.HTTP != nil && cfg.GRPC != nil {
+		return nil, errors.New("subscribe: give one app channel, HTTP or gRPC, not both")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -152,10 +154,12 @@ func (s *Subscriber) SetDeclared(subs []Subscription) error {
 	return nil
 }
 
-// Subscriptions lists the subscriptions that run: the declared ones, then
-// the app's own once read.
+// Subscriptions lists the subscriptions that run: the declared ones, the
+// app's own once read, then the streaming ones.
 func (s *Subscriber) Subscriptions() []Subscription {
-	active := s.active()
+	s.mu.Lock()
+	active := append(s.activeLocked(), s.streams...)
+	s.mu.Unlock()
 	out := make([]Subscription, len(active))
 	for i, sb := range active {
 		out[i] = sb.Subscription
@@ -169,6 +173,15 @@ func (s *Subscriber) Subscriptions() []Subscription {
 func (s *Subscriber) active() []*sub {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.activeLocked()
+}
+
+// activeLocked is active, s.mu held. With no app channel, none: only
+// streams deliver.
+func (s *Subscriber) activeLocked() []*sub {
+	if s.cfg.HTTP == nil && s.cfg.GRPC == nil {
+		return nil
+	}
 	taken := map[[2]string]bool{}
 	for _, sb := range s.app {
 		taken[[2]string{sb.PubsubName, sb.Topic}] = true

@@ -52,6 +52,7 @@ type sub struct {
 	Subscription
 	routes *Routes
 	raw    bool
+	stream *Stream // a streaming subscription's; nil for the others
 }
 
 // Check checks s as the subscriber runs it and returns the first problem

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/subscribe"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/state"
 )
@@ -39,6 +40,7 @@ type Server struct {
 	perConn int
 	adm     *admission
 	reader  *reader
+	subs    *subscribe.Subscriber
 	log     *slog.Logger
 }
 
@@ -71,8 +73,11 @@ type Config struct {
 	// Admit, when set, decides from a call's headers, as they arrive and
 	// before anything of the call is read, whether it is served (the API
 	// token, token.Guard.GRPC); its error is the call's answer.
-	Admit  func(*tap.Info) error
-	Logger *slog.Logger
+	Admit func(*tap.Info) error
+	// Subscriber serves streaming subscriptions
+	// (SubscribeTopicEventsAlpha1); nil: Unimplemented.
+	Subscriber *subscribe.Subscriber
+	Logger     *slog.Logger
 }
 
 // New returns the gRPC API server, ready to register.
@@ -95,7 +100,7 @@ func New(c Config) *Server {
 	return &Server{
 		inv: c.Invoker, state: c.State, pub: c.Publisher, life: c.Lifecycle, maxBody: c.MaxBodySize, maxHdr: c.MaxHeaderBytes,
 		perConn: c.MaxStreamsPerConn, adm: newAdmission(c.Admit, c.MaxStreams), reader: newReader(c.FirstMessageTimeout),
-		log: c.Logger,
+		subs: c.Subscriber, log: c.Logger,
 	}
 }
 

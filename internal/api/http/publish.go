@@ -25,7 +25,10 @@ const metadataPrefix = "metadata."
 // redirect.
 func PublishRoutes(p api.Publisher, maxBody int64) []Route {
 	h := &publishHandler{p: p, maxBody: maxBody}
-	return []Route{{Pattern: publishPrefix, Raw: true, Name: "PublishEvent", Handler: h.publish}}
+	return []Route{
+		{Pattern: publishPrefix, Raw: true, Name: "PublishEvent", Handler: h.publish},
+		{Pattern: bulkPublishPrefix, Raw: true, Name: "BulkPublishEvent", Handler: h.bulkPublish},
+	}
 }
 
 type publishHandler struct {
@@ -66,9 +69,9 @@ func (h *publishHandler) publish(w http.ResponseWriter, r *http.Request) {
 }
 
 // publishPath reads the pub/sub name and the topic of an escaped publish
-// path: the segment after the prefix, and the rest.
+// or bulk publish path: the segment after the prefix, and the rest.
 func publishPath(escaped string) (name, topic string, err error) {
-	rest := strings.TrimPrefix(escaped, publishPrefix)
+	rest := strings.TrimPrefix(strings.TrimPrefix(escaped, publishPrefix), bulkPublishPrefix)
 	n, t, _ := strings.Cut(rest, "/")
 	if name, err = url.PathUnescape(n); err == nil {
 		topic, err = url.PathUnescape(t)

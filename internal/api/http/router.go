@@ -159,7 +159,7 @@ func SpanName(route string, r *http.Request) string {
 		return "/v1.0/state/" + r.PathValue("storeName") + "/bulk"
 	case "ExecuteStateTransaction":
 		return "/v1.0/state/" + r.PathValue("storeName") + "/transaction"
-	case "PublishEvent":
+	case "PublishEvent", "BulkPublishEvent":
 		return r.URL.Path
 	}
 	return route

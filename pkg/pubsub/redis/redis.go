@@ -243,8 +243,10 @@ func (b *Broker) handle(e *entry) {
 			// Still pending: delivered again once claimed.
 			b.down.fail(b.wrap("XACK", err))
 		}
-	case b.ctx.Err() != nil:
-		// Canceled by Close: for the next consumer, at once.
+	case b.ctx.Err() != nil, e.sub.ctx.Err() != nil:
+		// Canceled by Close, or failed once its subscription ended (a
+		// stream that broke with the event unanswered): for the next
+		// consumer, at once.
 		b.release(e.sub.topic, []*entry{e})
 		return
 	}
