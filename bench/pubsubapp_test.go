@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSink: the app subscribes to the topic it is told, and takes each
+// event's latency from the send time it carries, bare (the floor) or in a
+// CloudEvent's data (the sidecar).
+func TestSink(t *testing.T) {
+	k := newSink()
+	k.reset("orders", 0)
+	srv := httptest.NewServer(k)
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/dapr/subscribe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subs []map[string]string
+	err = json.NewDecoder(resp.Body).Decode(&subs)
+	resp.Body.Close()
+	if err != nil || len(subs) != 1 || subs[0]["topic"] != "orders" || subs[0]["route"] != "/events" || subs[0]["pubsubname"] != "pubsub" {
+		t.Fatalf("subscriptions %v (%v), want pubsub/orders to /events", subs, err)
+	}
+
+	sent := time.Now().Add(-time.Second)
+	bare := eventBody(1024, sent)
+	if len(bare) != 1024 {
+		t.Errorf("event of %d bytes, want 1024", len(bare))
+	}
+	wrapped := []byte(`{"specversion":"1.0","datacontenttype":"application/json","data":` + string(bare) + `}`)
+	for _, body := range [][]byte{bare, wrapped} {
+		resp, err := http.Post(srv.URL+"/events", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("event: %s, want 200", resp.Status)
+		}
+	}
+	if !k.waitFor(2, 10*time.Second) {
+		t.Fatalf("%d events received, want 2", k.received())
+	}
+	st, last, err := k.take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range st.Latencies {
+		if l < time.Second || l > time.Minute {
+			t.Errorf("latency %s, want the second since the send time and a little", l)
+		}
+	}
+	if last.IsZero() {
+		t.Error("no time of the last receipt")
+	}
+
+	resp, err = http.Post(srv.URL+"/events", "application/json", strings.NewReader(`{"data":{"orderId":1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, _, err := k.take(); err == nil || !strings.Contains(err.Error(), "no sent field") {
+		t.Errorf("an event without its send time: %v, want an error saying so", err)
+	}
+	k.reset("payments", 0)
+	if k.received() != 0 {
+		t.Error("reset kept what was received")
+	}
+}
+
+func TestReplaceSection(t *testing.T) {
+	const title = "## Pub/sub"
+	for _, tc := range []struct{ name, doc, want string }{
+		{"empty", "", "## Pub/sub\nnew\n"},
+		{"appended", "# R\n\n## A\na\n", "# R\n\n## A\na\n\n## Pub/sub\nnew\n"},
+		{"replaced at the end", "# R\n\n## Pub/sub\nold\n### sub\nold\n", "# R\n\n## Pub/sub\nnew\n"},
+		{"replaced in the middle", "# R\n\n## Pub/sub\nold\n\n## B\nb\n", "# R\n\n## Pub/sub\nnew\n\n## B\nb\n"},
+		{"a longer title is another section", "## Pub/sub two\nx\n", "## Pub/sub two\nx\n\n## Pub/sub\nnew\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := replaceSection(tc.doc, title, title+"\nnew\n"); got != tc.want {
+				t.Errorf("got\n%q\nwant\n%q", got, tc.want)
+			}
+		})
+	}
+}
