@@ -338,12 +338,12 @@ type slowSample struct {
 	Stream              int64   // XLEN
 }
 
-// slow publishes for o.Duration at a quarter of o.Rate to a subscriber
-// whose handler takes ten times the publisher's share of its concurrency,
-// and samples the subscriber sidecar's RSS.
+// slow publishes for o.Duration at o.Rate (at least 1 a second) to a
+// subscriber whose handler takes ten times the publisher's share of its
+// concurrency, and samples the subscriber sidecar's RSS.
 func (p *psEnv) slow(queueDepth int) (slowSample, error) {
 	o := p.o
-	s := slowSample{QueueDepth: queueDepth, Rate: max(1, o.Rate/4)}
+	s := slowSample{QueueDepth: queueDepth, Rate: max(1, o.Rate)}
 	s.Delay = time.Duration(10 * psredis.DefaultConcurrency * int(time.Second) / s.Rate)
 	topic := fmt.Sprintf("bench-slow-%d", queueDepth)
 	rg, err := p.sidecars(topic, queueDepth, false)
