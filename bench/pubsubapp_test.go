@@ -92,3 +92,33 @@ func TestReplaceSection(t *testing.T) {
 		})
 	}
 }
+
+// TestPubSubReport: the ratios are of the sidecars' medians over each
+// floor's, and the target is judged on p90.
+func TestPubSubReport(t *testing.T) {
+	sample := func(p90 time.Duration, rate float64) *psSample {
+		lat := make([]time.Duration, 10)
+		for i := range lat {
+			lat[i] = p90 * time.Duration(i+1) / 9
+		}
+		return &psSample{Deliver: &stats{Latencies: lat, Requests: 10}, Publish: &stats{}, MaxRate: rate, PubCPU: time.Second, SubCPU: time.Second}
+	}
+	ways := []*psWay{
+		{name: "pubsub-sidecars", about: "a", rounds: []*psSample{sample(2*time.Millisecond, 500), sample(3*time.Millisecond, 600), sample(2*time.Millisecond, 700)}},
+		{name: "pubsub-floor", about: "b", rounds: []*psSample{sample(time.Millisecond, 1000)}},
+		{name: "pubsub-floor-1cpu", about: "c", rounds: []*psSample{sample(2*time.Millisecond, 600)}},
+	}
+	slow := []slowSample{{QueueDepth: 0, Rate: 100, Delay: time.Second, Published: 1000, Received: 100, RSS: []int64{1 << 20}, Pending: 110, Lag: 790}}
+	out := pubsubReport(options{load: load{Rate: 100, Conns: 1, Duration: time.Second}, Rounds: 3}, ways, slow, profile{})
+	for _, want := range []string{
+		"pubsub-sidecars over pubsub-floor (ratios of medians): p90 **2.00x** (target at most 1.3x: not met)",
+		"maximum throughput 0.60x",
+		"pubsub-sidecars over pubsub-floor-1cpu (ratios of medians): p90 **1.00x** (target at most 1.3x: met)",
+		"| 100 (default) | 1000 | 100 |",
+		"| 110 | 790 |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report has no %q:\n%s", want, out)
+		}
+	}
+}

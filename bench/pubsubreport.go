@@ -38,10 +38,14 @@ func mib(n int64) float64 { return float64(n) / (1 << 20) }
 func pubsubReport(o options, ways []*psWay, slow []slowSample, prof profile) string {
 	var b strings.Builder
 	b.WriteString(pubsubTitle + "\n\n")
-	fmt.Fprintf(&b, "`go run ./bench -pubsub bench/RESULTS.md -rounds %d -rate %d -duration %s -warmup %s -max-duration %s` on %s, %s. "+
+	cmd := fmt.Sprintf("go run ./bench -pubsub bench/RESULTS.md -rounds %d -rate %d -duration %s -warmup %s -max-duration %s", o.Rounds, o.Rate, o.Duration, o.Warmup, o.MaxFor)
+	if o.Profile != "" {
+		cmd += " -profile " + o.Profile
+	}
+	fmt.Fprintf(&b, "`%s` on %s, %s. "+
 		"%d interleaved rounds; in each, every way in the order below, its processes and topic afresh: events of %d B (JSON carrying their send time) published at %d a second over %d connections for %s after %s of warm-up, then for %s as fast as the connections go. "+
 		"Latency is from just before the publish call to the subscribing app's handler (in the harness, one clock), over every event of the fixed rate; each figure is the median of the rounds with their range. Redis is one `redis-server` the harness started.\n\n",
-		o.Rounds, o.Rate, o.Duration, o.Warmup, o.MaxFor, machine(), time.Now().UTC().Format("2006-01-02"),
+		cmd, machine(), time.Now().UTC().Format("2006-01-02"),
 		o.Rounds, o.Size, o.Rate, o.Conns, o.Duration, o.Warmup, o.MaxFor)
 	for _, w := range ways {
 		fmt.Fprintf(&b, "- `%s`: %s.\n", w.name, w.about)
