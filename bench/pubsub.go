@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,8 +46,9 @@ type psSample struct {
 	PubCPU, SubCPU time.Duration
 	RedisCPU       time.Duration
 	MaxPublished   int
-	MaxRate        float64 // events a second received flat out, from the first publish to the last receipt
-	PeakRSS        int64   // the subscriber's VmHWM after the fixed rate
+	MaxRate        float64          // events a second received flat out, from the first publish to the last receipt
+	PeakRSS        int64            // the subscriber's VmHWM after the fixed rate
+	Commands       map[string]int64 // Redis's calls of each command over the fixed rate (INFO commandstats)
 }
 
 // psWay is one way of publishing and delivering, and its rounds.
@@ -270,6 +273,9 @@ func (p *psEnv) measure(rg *psRig, topic string, profiled bool) (*psSample, prof
 	if rg.profile != "" {
 		captured = captureProfile(rg.profile, o.Duration, o.ProfileOut)
 	}
+	if err := p.admin.ConfigResetStat(context.Background()).Err(); err != nil {
+		return nil, profile{}, err
+	}
 	pub0, sub0, r0 := rg.pub.cpu(), rg.sub.cpu(), p.redisP.cpu()
 	s := &psSample{}
 	s.Publish = p.drive(rg, topic, load{Rate: o.Rate, Conns: o.Conns, Duration: o.Duration})
@@ -278,6 +284,9 @@ func (p *psEnv) measure(rg *psRig, topic string, profiled bool) (*psSample, prof
 	s.PubCPU, s.SubCPU, s.RedisCPU = rg.pub.cpu()-pub0, rg.sub.cpu()-sub0, p.redisP.cpu()-r0
 	s.PeakRSS = rg.sub.peakRSS()
 	var err error
+	if s.Commands, err = p.commandCalls(); err != nil {
+		return nil, profile{}, err
+	}
 	if s.Deliver, _, err = k.take(); err != nil {
 		return nil, profile{}, err
 	}
@@ -408,4 +417,39 @@ func (p *psEnv) slow(queueDepth int) (slowSample, error) {
 		return s, fmt.Errorf("publishing: %d errors, the first: %s", st.Errors, st.FirstErr)
 	}
 	return s, nil
+}
+
+// commandCalls is how many times Redis ran each command since its
+// statistics were last reset, from INFO commandstats (the harness's own
+// CONFIG RESETSTAT and INFO not counted).
+func (p *psEnv) commandCalls() (map[string]int64, error) {
+	info, err := p.admin.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		return nil, fmt.Errorf("INFO commandstats: %w", err)
+	}
+	return parseCommandStats(info), nil
+}
+
+// parseCommandStats reads the calls of each command of INFO commandstats
+// ("cmdstat_xadd:calls=3,usec=..."), upper-cased.
+func parseCommandStats(info string) map[string]int64 {
+	calls := map[string]int64{}
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
+			continue
+		}
+		name = strings.ToUpper(name)
+		if name == "CONFIG|RESETSTAT" || name == "INFO" {
+			continue
+		}
+		for field := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(field, "calls="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				calls[name] = n
+			}
+		}
+	}
+	return calls
 }

@@ -122,3 +122,16 @@ func TestPubSubReport(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCommandStats(t *testing.T) {
+	info := "# Commandstats\r\ncmdstat_xadd:calls=200,usec=900,usec_per_call=4.50,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_xreadgroup:calls=401,usec=2000,usec_per_call=4.99\r\ncmdstat_config|resetstat:calls=1,usec=5\r\ncmdstat_info:calls=3,usec=5\r\n"
+	got := parseCommandStats(info)
+	if len(got) != 2 || got["XADD"] != 200 || got["XREADGROUP"] != 401 {
+		t.Errorf("%v, want XADD 200 and XREADGROUP 401 only", got)
+	}
+	s := []*psSample{{Deliver: &stats{Requests: 200}, Commands: got}}
+	if line := commandsPerEvent(s); line != "XREADGROUP 2.00, XADD 1.00" {
+		t.Errorf("per event: %q", line)
+	}
+}

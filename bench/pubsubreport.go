@@ -1,8 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -72,6 +75,10 @@ func pubsubReport(o options, ways []*psWay, slow []slowSample, prof profile) str
 			psOf(w.rounds, per1000(func(s *psSample) time.Duration { return s.PubCPU + s.SubCPU })).show(fmtCPU),
 			psOf(w.rounds, per1000(func(s *psSample) time.Duration { return s.RedisCPU })).show(fmtCPU),
 			psOf(w.rounds, func(s *psSample) float64 { return mib(s.PeakRSS) }).show(fmtMiB))
+	}
+	b.WriteString("\nRedis commands per event at the fixed rate (INFO commandstats, every round's calls over every round's events):\n\n")
+	for _, w := range ways {
+		fmt.Fprintf(&b, "- %s: %s\n", w.name, commandsPerEvent(w.rounds))
 	}
 	side := ways[0].rounds
 	b.WriteString("\n")
@@ -150,4 +157,27 @@ func replaceSection(doc, title, section string) string {
 		section += "\n"
 	}
 	return doc[:start] + section + doc[end:]
+}
+
+// commandsPerEvent is "XADD 1.00, XREADGROUP 2.01, ..." over the rounds ss,
+// the most called first.
+func commandsPerEvent(ss []*psSample) string {
+	calls := map[string]int64{}
+	events := 0
+	for _, s := range ss {
+		for c, n := range s.Commands {
+			calls[c] += n
+		}
+		events += s.Deliver.Requests
+	}
+	if events == 0 || len(calls) == 0 {
+		return "none counted"
+	}
+	names := slices.Collect(maps.Keys(calls))
+	slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(calls[b], calls[a]), cmp.Compare(a, b)) })
+	parts := make([]string, len(names))
+	for i, c := range names {
+		parts[i] = fmt.Sprintf("%s %.2f", c, float64(calls[c])/float64(events))
+	}
+	return strings.Join(parts, ", ")
 }
