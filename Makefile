@@ -1,7 +1,7 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test quick test-node vet lint calculator sidecar images deps tools bench bench-tracing fuzz soak
+.PHONY: test quick test-node vet lint calculator sidecar images deps tools bench bench-pubsub bench-tracing fuzz soak
 
 ## test: everything CI runs: formatting, vet, the whole suite with -race,
 ## the real Kubernetes node's tests (tests/node, their own run: they need
@@ -53,6 +53,12 @@ tools:
 ## the same run (writes bench/RESULTS.md and bench/latency.png).
 bench:
 	$(GO) run ./bench
+
+## bench-pubsub: publish-to-handler latency, throughput and CPU through two
+## sidecars on Redis Streams against a floor measured in the same run, and a
+## slow subscriber's memory (writes the pub/sub section of bench/RESULTS.md).
+bench-pubsub:
+	$(GO) run ./bench -pubsub bench/RESULTS.md
 
 ## soak: two sidecars under load for SOAK (3m); their goroutines and memory
 ## must return to the baseline.

@@ -15,6 +15,7 @@
 //	go run ./bench -short     # 3 rounds of a few seconds per path
 //	go run ./bench -profile http-sidecars-mtls   # and a CPU profile of one sidecar
 //	go run ./bench -transactions bench/TRANSACTIONS.md   # how long transactions hold Redis
+//	go run ./bench -pubsub bench/RESULTS.md   # pub/sub through two sidecars against its floor
 //
 // It writes a Markdown report (-out, bench/RESULTS.md) and a PNG of the
 // latency distributions (-png, bench/latency.png), and prints the ratios
@@ -48,6 +49,7 @@ type options struct {
 	ProfileOut string
 	Soak       time.Duration
 	TxOut      string
+	PubSub     string // the pub/sub profile's report: the file whose pub/sub section it writes
 }
 
 // floorModes are the modes this binary is re-run in as a floor's process.
@@ -55,6 +57,8 @@ var floorModes = map[string]func([]string) error{
 	"-floor-proxy":      serveFloorProxy,
 	"-grpc-floor-proxy": serveGRPCFloorProxy,
 	"-state-floor":      serveStateFloor,
+	"-pubsub-floor-pub": servePubSubFloorPub,
+	"-pubsub-floor-sub": servePubSubFloorSub,
 }
 
 func main() {
@@ -77,6 +81,8 @@ func main() {
 	switch {
 	case o.TxOut != "":
 		err = transactions(o, o.TxOut)
+	case o.PubSub != "":
+		err = pubsubBench(o, o.PubSub)
 	case o.Soak > 0:
 		err = soak(o, o.Soak)
 	default:
@@ -94,6 +100,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.SetOutput(usage)
 	fs.DurationVar(&o.Soak, "soak", 0, "instead of the paths: run two sidecars under load this long and compare their goroutines and memory before and after")
 	fs.StringVar(&o.TxOut, "transactions", "", "instead of the paths: time the largest state transactions against Redis and write the report to this file (e.g. bench/TRANSACTIONS.md)")
+	fs.StringVar(&o.PubSub, "pubsub", "", "instead of the paths: measure pub/sub on Redis Streams through two sidecars and its floor, and a slow subscriber's memory, and write the section \"Pub/sub\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
 	short := fs.Bool("short", false, "a quick run: 3 rounds of 2 s per path after a 1 s warm-up, 1 s at maximum throughput (flags given win)")
 	fs.IntVar(&o.Rate, "rate", 1000, "requests per second of each measured run")
 	fs.IntVar(&o.Conns, "conns", 16, "connections (and concurrent requests)")
@@ -137,6 +144,12 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		return o, fmt.Errorf("-duration and -max-duration must be positive, -warmup 0 or more")
 	case o.Rounds < 1:
 		return o, fmt.Errorf("-rounds %d: give 1 or more (5 or more for a median worth reading)", o.Rounds)
+	}
+	if o.PubSub != "" {
+		if o.Profile != "" && o.Profile != "pubsub-sidecars" {
+			return o, fmt.Errorf("-profile %q with -pubsub: give pubsub-sidecars (its subscriber sidecar is profiled)", o.Profile)
+		}
+		return o, nil
 	}
 	if o.Profile != "" {
 		p, ok := pathNamed(o.Profile)

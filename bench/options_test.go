@@ -25,6 +25,8 @@ func TestParseOptions(t *testing.T) {
 			return o.Rounds == 2 && o.Duration == 500*time.Millisecond && o.Warmup == time.Second
 		}, ""},
 		{"profile of a sidecar path", []string{"-profile", "grpc-proxy-mtls"}, func(o options) bool { return o.Profile == "grpc-proxy-mtls" }, ""},
+		{"pubsub", []string{"-pubsub", "out.md", "-profile", "pubsub-sidecars"}, func(o options) bool { return o.PubSub == "out.md" && o.Profile == "pubsub-sidecars" }, ""},
+		{"pubsub profiles its sidecars only", []string{"-pubsub", "out.md", "-profile", "http-sidecars"}, nil, `give pubsub-sidecars`},
 		{"no rounds", []string{"-rounds", "0"}, nil, "-rounds 0"},
 		{"negative rate", []string{"-rate", "-1"}, nil, "-rate -1"},
 		{"profile of a path without sidecars", []string{"-profile", "http-floor"}, nil, `-profile "http-floor": give a path with sidecars`},

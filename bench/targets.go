@@ -76,13 +76,18 @@ func over(r *result, m metric) (spread, bool) {
 	if len(vs) == 0 {
 		return spread{}, false
 	}
+	return spreadOf(vs), true
+}
+
+// spreadOf is the median and range of vs, which it sorts; vs is not empty.
+func spreadOf(vs []float64) spread {
 	slices.Sort(vs)
 	n := len(vs)
 	med := vs[n/2]
 	if n%2 == 0 {
 		med = (vs[n/2-1] + vs[n/2]) / 2
 	}
-	return spread{med: med, lo: vs[0], hi: vs[n-1]}, true
+	return spread{med: med, lo: vs[0], hi: vs[n-1]}
 }
 
 // show is "median (min–max)" in format's units, the range without them.
