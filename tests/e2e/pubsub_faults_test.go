@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
-
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
@@ -122,7 +123,7 @@ func ledger(t *testing.T, files ...string) []*delivery {
 
 // tally is what the deliveries came to for a set of events.
 type tally struct {
-	deliveries int            // of the events of the set
+	deliveries int            // in all
 	done       map[string]int // deliveries answered SUCCESS, by event id
 	started    map[string]int // deliveries, by event id
 	inFlight   int            // deliveries not ended
@@ -208,7 +209,7 @@ func checkNoOverlap(t *testing.T, ds []*delivery, dead map[int]int64) {
 		return math.MaxInt64
 	}
 	for id, ds := range byID {
-		slices.SortFunc(ds, func(a, b *delivery) int { return int(a.start - b.start) })
+		slices.SortFunc(ds, func(a, b *delivery) int { return cmp.Compare(a.start, b.start) })
 		for i := 1; i < len(ds); i++ {
 			for _, prev := range ds[:i] {
 				if ds[i].start < end(prev) {
