@@ -17,8 +17,16 @@
 //	POST /events/...     records the delivery and answers by the event's
 //	                     data.answer: "DROP" DROP, "RETRY_ONCE" RETRY the
 //	                     first time its id comes, "HOLD_ONCE" no answer the
-//	                     first time until the caller goes away, else SUCCESS
+//	                     first time until the caller goes away, else SUCCESS;
+//	                     data.sleep (a Go duration) waits that long first
+//	                     (less when the caller goes away)
 //	GET /deliveries      the deliveries recorded: [{path, contentType, event}]
+//
+// With $DELIVERIES_FILE set, each delivery is also appended to that file
+// as two JSON lines, written as it starts and as it ends (its answer
+// sent), so that they outlive the process (SIGKILL) and overlapping
+// deliveries of one event show: {"d":"<pid>-<seq>","id":...,"start":ns}
+// and {"d":"<pid>-<seq>","end":ns,"status":...} (wall clock, ns).
 package main
 
 import (
@@ -32,6 +40,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 func main() {
@@ -159,7 +168,26 @@ func subscribe(mux *http.ServeMux) {
 		mu         sync.Mutex
 		deliveries = []delivery{}
 		seen       = map[string]int{} // deliveries by event id
+		seq        atomic.Int64
+		record     = func(any) {}
 	)
+	if name := os.Getenv("DELIVERIES_FILE"); name != "" {
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			log.Fatal(err)
+		}
+		var fmu sync.Mutex
+		record = func(v any) {
+			b, _ := json.Marshal(v)
+			fmu.Lock()
+			defer fmu.Unlock()
+			// One write per line, to the kernel at once: it outlives a
+			// SIGKILL of this process.
+			if _, err := f.Write(append(b, '\n')); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
 	mux.HandleFunc("GET /dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
 		subs := os.Getenv("SUBSCRIBE")
 		if subs == "" {
@@ -179,9 +207,14 @@ func subscribe(mux *http.ServeMux) {
 			ID   string `json:"id"`
 			Data struct {
 				Answer string `json:"answer"`
+				Sleep  string `json:"sleep"`
 			} `json:"data"`
 		}
 		_ = json.Unmarshal(body, &ce) // data need not be an object
+		d := fmt.Sprintf("%d-%d", os.Getpid(), seq.Add(1))
+		record(map[string]any{"d": d, "id": ce.ID, "start": time.Now().UnixNano()})
+		status := "SUCCESS"
+		defer func() { record(map[string]any{"d": d, "end": time.Now().UnixNano(), "status": status}) }()
 		if !json.Valid(body) {
 			body, _ = json.Marshal(string(body))
 		}
@@ -192,9 +225,19 @@ func subscribe(mux *http.ServeMux) {
 		mu.Unlock()
 		if ce.Data.Answer == "HOLD_ONCE" && n == 1 {
 			<-r.Context().Done() // until the sidecar goes away
+			status = "none"
 			return
 		}
-		status := "SUCCESS"
+		if d, err := time.ParseDuration(ce.Data.Sleep); err == nil {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				status = "none"
+				return
+			}
+		}
 		switch {
 		case ce.Data.Answer == "DROP":
 			status = "DROP"
