@@ -13,6 +13,7 @@ import (
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/dapr/go-sdk/service/common"
+	goredis "github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -164,4 +165,42 @@ func TestStreamingSubscriptionRedis(t *testing.T) {
 		t.Errorf("the held events took %s to come to the next stream; processingTimeout is 60s", took)
 	}
 	t.Logf("5 events held by a closed stream reached the next one %s after it closed", time.Since(start).Round(time.Millisecond))
+	if err := st2.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Streams opened and closed leave no Redis connection behind
+	// (components-contrib#4497): the server's client count comes back.
+	rc := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = rc.Close() })
+	clients := func() int {
+		t.Helper()
+		list, err := rc.ClientList(context.Background()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(list, "\n")
+	}
+	before := clients()
+	for i := 0; i < 30; i++ {
+		st := subscribe()
+		if err := st.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Recv(); err == nil {
+			t.Fatalf("stream %d: a message after it was closed", i)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after := clients()
+		if after <= before+2 {
+			t.Logf("Redis clients: %d before 30 streams opened and closed, %d after", before, after)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis clients: %d before 30 streams opened and closed, %d after: connections leak", before, after)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -206,7 +206,8 @@ for (const [name, proto] of [["http", CommunicationProtocolEnum.HTTP], ["grpc", 
     await server.pubsub.subscribe("pubsub", topic, async (data, headers) => {
       got.push({ data, headers });
       const retried = got.filter((g) => g.data?.answer === "RETRY_ONCE").length;
-      if (got.some((g) => g.data?.orderId === 1) && got.some((g) => g.data === "hello text") && retried >= 2) arrived();
+      if (got.some((g) => g.data?.orderId === 1) && got.some((g) => g.data === "hello text") && retried >= 2 &&
+        got.some((g) => g.data?.orderId === 10) && got.some((g) => g.data?.orderId === 11) && got.some((g) => g.data === "bulk text")) arrived();
       if (data?.answer === "RETRY_ONCE" && retried === 1) return DaprPubSubStatusEnum.RETRY;
       return DaprPubSubStatusEnum.SUCCESS;
     });
@@ -222,6 +223,9 @@ for (const [name, proto] of [["http", CommunicationProtocolEnum.HTTP], ["grpc", 
       assert.deepEqual(await clients.http.pubsub.publish("pubsub", topic, { orderId: 1 }), {});
       assert.deepEqual(await clients.grpc.pubsub.publish("pubsub", topic, "hello text"), {});
       assert.deepEqual(await clients.http.pubsub.publish("pubsub", topic, { orderId: 3, answer: "RETRY_ONCE" }), {});
+      // Bulk publish, each entry its own event.
+      assert.deepEqual(await clients.http.pubsub.publishBulk("pubsub", topic, [{ orderId: 10 }, "bulk text"]), { failedMessages: [] });
+      assert.deepEqual(await clients.grpc.pubsub.publishBulk("pubsub", topic, [{ orderId: 11 }]), { failedMessages: [] });
       let timer;
       await Promise.race([done, new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`timed out; got ${JSON.stringify(got)}`)), 30000);
@@ -238,6 +242,12 @@ for (const [name, proto] of [["http", CommunicationProtocolEnum.HTTP], ["grpc", 
 }
 
 for (const [name, client] of Object.entries(clients)) {
+  test(`${name}: pubsub: a bulk publish to an unknown pub/sub reports every message failed`, async () => {
+    const res = await client.pubsub.publishBulk("no-such-pubsub", "orders", [{ orderId: 1 }, "two"]);
+    assert.equal(res.failedMessages.length, 2);
+    assert.match(String(res.failedMessages[0].error?.message ?? res.failedMessages[0].error?.details ?? res.failedMessages[0].error), /no-such-pubsub/);
+  });
+
   test(`${name}: pubsub: publishing to an unknown pub/sub gives daprd's error`, async () => {
     const err = await rejected(client.pubsub.publish("no-such-pubsub", "orders", { orderId: 1 }));
     if (name === "http") {

@@ -34,7 +34,11 @@ type bulkPublishResponse struct {
 
 type bulkFailedEntry struct {
 	EntryID string `json:"entryId"`
-	Error   string `json:"error,omitempty"`
+	// EntryIDJS repeats EntryID under the name the JavaScript SDK (3.x)
+	// looks for, which daprd does not write: with daprd, that SDK reports
+	// no failed message at all when some failed (dapr/js-sdk#703).
+	EntryIDJS string `json:"entryID"`
+	Error     string `json:"error,omitempty"`
 }
 
 // bulkPublish is POST or PUT /v1.0-alpha1/publish/bulk/{pubsubname}/{topic}:
@@ -82,7 +86,7 @@ func (h *publishHandler) bulkPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	res := bulkPublishResponse{ErrorCode: ae.Code, FailedEntries: make([]bulkFailedEntry, len(failed))}
 	for i, f := range failed {
-		res.FailedEntries[i] = bulkFailedEntry{EntryID: f.EntryID, Error: f.Err.Error()}
+		res.FailedEntries[i] = bulkFailedEntry{EntryID: f.EntryID, EntryIDJS: f.EntryID, Error: f.Err.Error()}
 	}
 	b, _ := json.Marshal(res)
 	w.Header().Set("Content-Type", "application/json")

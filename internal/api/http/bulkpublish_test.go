@@ -126,6 +126,9 @@ func TestBulkPublishPartialFailure(t *testing.T) {
 	if w.Code != http.StatusInternalServerError {
 		t.Fatalf("status %d %s, want 500", w.Code, w.Body)
 	}
+	if !strings.Contains(w.Body.String(), `"entryID":"b"`) {
+		t.Errorf("body %s: the failed entries do not carry entryID, the JavaScript SDK's name", w.Body)
+	}
 	var res struct {
 		FailedEntries []struct{ EntryID, Error string } `json:"failedEntries"`
 		ErrorCode     string                            `json:"errorCode"`
