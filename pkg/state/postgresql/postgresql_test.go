@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -361,5 +362,52 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A server that takes the connection and never answers: every call ends
+// at the timeout, saying so, rather than hang.
+func TestDatabaseHangs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	s := newStore(t, fmt.Sprintf("host=127.0.0.1 port=%d user=u dbname=d sslmode=disable", port), map[string]string{"timeout": "1s"})
+	ctx := context.Background()
+	for _, op := range []func() error{
+		func() error { _, err := s.Get(ctx, "k"); return err },
+		func() error { return s.Set(ctx, state.SetRequest{Key: "k", Value: []byte("v")}) },
+		func() error { return s.Ping(ctx) },
+	} {
+		began := time.Now()
+		err := op()
+		if err == nil || !strings.Contains(err.Error(), "timed out (timeout 1s)") {
+			t.Errorf("call to a server that never answers: %v; want a timeout", err)
+		}
+		if d := time.Since(began); d > 20*time.Second {
+			t.Errorf("a call took %v with a 1s timeout", d)
+		}
 	}
 }
