@@ -90,9 +90,9 @@ func New(name string, cfg Config) (*Store, error) {
 			" ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = now(), etag = gen_random_uuid(), expires_at = " + exp,
 		// First-write without an etag replaces a row only when it has
 		// expired (and not yet been cleaned up).
-		firstWrite: "INSERT INTO " + t + " (key, value, etag, expires_at) VALUES ($1, $2, gen_random_uuid(), " + exp + ")" +
+		firstWrite: "INSERT INTO " + t + " AS t (key, value, etag, expires_at) VALUES ($1, $2, gen_random_uuid(), " + exp + ")" +
 			" ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = now(), etag = gen_random_uuid(), expires_at = " + exp +
-			" WHERE " + t + ".expires_at IS NOT NULL AND " + t + ".expires_at < now()",
+			" WHERE t.expires_at IS NOT NULL AND t.expires_at < now()",
 		update: "UPDATE " + t + " SET value = $2, updated_at = now(), etag = gen_random_uuid(), expires_at = " + exp +
 			" WHERE key = $1 AND etag = $4::uuid AND " + live,
 		del:     "DELETE FROM " + t + " WHERE key = $1",
@@ -101,8 +101,8 @@ func New(name string, cfg Config) (*Store, error) {
 		// Sidecars sharing the table clean it once per interval between
 		// them: the one that moves the time of the last cleanup cleans. The
 		// time is kept per state table.
-		lastCleanup: "INSERT INTO " + cfg.MetadataTable + " (key, value) VALUES ($1, now()::text) ON CONFLICT (key) DO UPDATE SET value = now()::text" +
-			" WHERE (EXTRACT('epoch' FROM now() - " + cfg.MetadataTable + ".value::timestamp with time zone) * 1000)::bigint > $2",
+		lastCleanup: "INSERT INTO " + cfg.MetadataTable + " AS m (key, value) VALUES ($1, now()::text) ON CONFLICT (key) DO UPDATE SET value = now()::text" +
+			" WHERE (EXTRACT('epoch' FROM now() - m.value::timestamp with time zone) * 1000)::bigint > $2",
 	}
 	if cfg.CleanupInterval > 0 {
 		s.wg.Add(1)

@@ -411,3 +411,38 @@ func TestDatabaseHangs(t *testing.T) {
 		}
 	}
 }
+
+// Tables may be schema.table, as daprd takes them.
+func TestSchemaQualifiedTables(t *testing.T) {
+	conn := pgserver.Shared(t)
+	ctx := context.Background()
+	s := newStore(t, conn, map[string]string{"tableName": "public.q_state", "metadataTableName": "public.q_md"})
+	must(t, s.Set(ctx, state.SetRequest{Key: "k", Value: []byte("v"), TTL: time.Second}))
+	db := connect(t, conn)
+	if _, err := db.Exec(ctx, "UPDATE public.q_state SET expires_at = now() - interval '1 second'"); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.Set(ctx, state.SetRequest{Key: "k", Value: []byte("w"), FirstWrite: true}))
+	if err := s.Set(ctx, state.SetRequest{Key: "k", Value: []byte("x"), FirstWrite: true}); !errors.Is(err, state.ErrETagMismatch) {
+		t.Errorf("first-write of a live key: %v", err)
+	}
+	must(t, s.Set(ctx, state.SetRequest{Key: "e", Value: []byte("v"), TTL: time.Second}))
+	if _, err := db.Exec(ctx, "UPDATE public.q_state SET expires_at = now() - interval '1 second' WHERE key = 'e'"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.CleanupExpired(); err != nil || n != 1 {
+		t.Errorf("cleanup deleted %d rows (%v), want 1", n, err)
+	}
+	if it := get(t, s, "k"); string(it.Value) != "w" {
+		t.Errorf("k = %q", it.Value)
+	}
+}
+
+func get(t *testing.T, s *Store, key string) *state.Item {
+	t.Helper()
+	it, err := s.Get(context.Background(), key)
+	if err != nil || it == nil {
+		t.Fatalf("Get(%q) = %v, %v", key, it, err)
+	}
+	return it
+}
