@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tandem-run/tandem/internal/api"
+	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/subscribe"
 	"github.com/tandem-run/tandem/pkg/pubsub"
@@ -90,7 +91,7 @@ func metadata(o Options, p api.Ports, st *state.Service, ps *pubsub.Service, sub
 		PID:          os.Getpid(),
 	}
 	for _, c := range st.Stores() {
-		m.Components = append(m.Components, api.Component{Name: c.Name, Type: c.Type, Version: "v1",
+		m.Components = append(m.Components, api.Component{Name: c.Name, Type: c.Type, Version: components.TypeVersion(c.Type),
 			Capabilities: []string{"ETAG", "TRANSACTIONAL", "TTL"}})
 	}
 	// Pub/sub brokers have none of daprd's pub/sub features (daprd's

@@ -186,15 +186,15 @@ func (c *Component) validate() error {
 	if strings.ContainsAny(c.Metadata.Name, " /|") {
 		return c.errorf("metadata.name must not contain spaces, '/' or '|'")
 	}
-	if c.Spec.Version != "" && c.Spec.Version != "v1" {
-		return c.errorf("spec.version %q is not supported; use v1", c.Spec.Version)
-	}
 	types := slices.Concat(StateTypes, PubSubTypes)
 	switch {
 	case c.Spec.Type == "":
 		return c.errorf("spec.type is missing; accepted: %s", strings.Join(types, ", "))
 	case !slices.Contains(types, c.Spec.Type):
 		return c.errorf("spec.type %q is not supported; accepted: %s", c.Spec.Type, strings.Join(types, ", "))
+	}
+	if err := c.checkVersion(); err != nil {
+		return err
 	}
 	// Secrets are read when the store is built; here every value read
 	// from one is taken to be there.
@@ -233,4 +233,38 @@ func Ignored(comps []Component, namespace string) []string {
 }
 
 // StateTypes are the state store types this sidecar builds.
-var StateTypes = []string{"state.redis", "state.in-memory"}
+var StateTypes = []string{"state.redis", "state.in-memory", "state.postgresql"}
+
+// TypeVersion is the spec.version this sidecar builds of a component type:
+// v2 for state.postgresql, v1 for the others.
+func TypeVersion(typ string) string {
+	if typ == "state.postgresql" {
+		return "v2"
+	}
+	return "v1"
+}
+
+// checkVersion accepts the spec.version this sidecar builds of the type.
+// daprd has two state.postgresql components of different table layouts,
+// and takes one without a version to be v1; this sidecar has v2 only, so
+// it names the version it wants rather than guess.
+func (c *Component) checkVersion() error {
+	v := c.Spec.Version
+	if c.Spec.Type != "state.postgresql" {
+		if v != "" && v != "v1" {
+			return c.errorf("spec.version %q is not supported; use v1", v)
+		}
+		return nil
+	}
+	switch v {
+	case "v2":
+		return nil
+	case "", "v1":
+		what := "spec.version is missing, which daprd takes as v1"
+		if v == "v1" {
+			what = "spec.version v1 is not supported"
+		}
+		return c.errorf("%s: state.postgresql v1 is daprd's other table layout (value jsonb, isbinary, the etag from xmin), which this sidecar does not have; set spec.version: v2 (value bytea, etag uuid, daprd's layout since 1.13; the two cannot read each other's tables)", what)
+	}
+	return c.errorf("spec.version %q of state.postgresql is not supported; use v2", v)
+}

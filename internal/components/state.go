@@ -10,6 +10,7 @@ import (
 
 	"github.com/tandem-run/tandem/pkg/state"
 	"github.com/tandem-run/tandem/pkg/state/memory"
+	"github.com/tandem-run/tandem/pkg/state/postgresql"
 	"github.com/tandem-run/tandem/pkg/state/redis"
 )
 
@@ -47,6 +48,17 @@ func Build(c Component, secrets Secrets) (state.StoreConfig, error) {
 			return state.StoreConfig{}, c.errorf("%v", err)
 		}
 		st, ttl = redis.New(c.Metadata.Name, goredis.NewClient(cfg.Options)), cfg.TTL
+	case "state.postgresql":
+		if err := c.checkVersion(); err != nil {
+			return state.StoreConfig{}, err
+		}
+		cfg, err := postgresql.ParseMetadata(md)
+		if err != nil {
+			return state.StoreConfig{}, c.errorf("%v", err)
+		}
+		if st, err = postgresql.New(c.Metadata.Name, cfg); err != nil {
+			return state.StoreConfig{}, c.errorf("%v", err)
+		}
 	default:
 		return state.StoreConfig{}, c.errorf("spec.type %q is not a state store type; accepted: %s", c.Spec.Type, strings.Join(StateTypes, ", "))
 	}
