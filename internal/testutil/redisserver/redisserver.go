@@ -21,6 +21,7 @@ import (
 type Server struct {
 	Addr  string
 	port  int
+	first []string // before --port: a config file, --sentinel
 	extra []string
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -50,24 +51,37 @@ func StartReplica(t testing.TB, primary *Server) *Server {
 
 func start(t testing.TB, extra ...string) *Server {
 	t.Helper()
+	return startWith(t, nil, append([]string{"--dir", t.TempDir()}, extra...)...)
+}
+
+// requireRedis skips t without redis-server on PATH, unless CI is set,
+// where it fails: CI installs it.
+func requireRedis(t testing.TB) {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("redis-server is not installed; CI must install it (apt-get install -y redis-server)")
 		}
 		t.Skip("redis-server is not installed: apt-get install -y redis-server (or run make test)")
 	}
+}
+
+// startWith starts redis-server with first before its port and extra
+// after, on a free port. Each server needs its own folder (--dir): a
+// replica writes the data it syncs as dump.rdb even with --save "", and
+// that must not land in the package under test.
+func startWith(t testing.TB, first []string, extra ...string) *Server {
+	t.Helper()
+	requireRedis(t)
 	port := proc.For(t).FreePort()
-	// Its own folder: a replica writes the data it syncs as dump.rdb even
-	// with --save "", and that must not land in the package under test.
-	extra = append([]string{"--dir", t.TempDir()}, extra...)
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), port: port, extra: extra}
+	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), port: port, first: first, extra: extra}
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
-			t.Logf("redis-server output:\n%s", s.out.String())
+			t.Logf("redis-server %s output:\n%s", s.Addr, s.out.String())
 		}
 	})
 	return s
@@ -76,7 +90,8 @@ func start(t testing.TB, extra ...string) *Server {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+	cmd := exec.Command("redis-server", s.first...)
+	cmd.Args = append(cmd.Args, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no")
 	cmd.Args = append(cmd.Args, s.extra...)
 	cmd.Stdout, cmd.Stderr = &s.out, &s.out

@@ -37,6 +37,13 @@
 // Each subscription holds one connection of the client's pool, on which it
 // waits for new entries; ending the subscription ends that wait at once
 // (CLIENT UNBLOCK).
+//
+// The client is one server, a Sentinel-managed master or a Redis Cluster
+// (github.com/tandem-run/tandem/internal/redisconn makes it from the
+// component's metadata). Every command and script names one stream, so a
+// cluster routes each to the node of its slot; a subscription waits on a
+// connection to the master of its stream's slot, and takes a new one
+// after any error (a failover, a slot moved, a master turned replica).
 package redis
 
 import (
@@ -53,13 +60,14 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tandem-run/tandem/internal/redisconn"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 )
 
 // Broker is a pubsub.redis broker. It is safe for concurrent use.
 type Broker struct {
 	name     string // component name, for messages
-	client   *redis.Client
+	client   redis.UniversalClient
 	addr     string
 	cfg      Config
 	consumer string // this broker's consumer name in every group
@@ -96,11 +104,17 @@ type subscription struct {
 	h     pubsub.Handler
 }
 
+// Open returns a broker on the connection cfg.Conn describes, with its own
+// client; see New.
+func Open(name string, cfg Config) *Broker {
+	return New(name, cfg.Conn.NewClient(), cfg)
+}
+
 // New returns a broker on client, configured by cfg as ParseMetadata
 // returns it (zero numbers are the defaults); name is the component's
 // name, for messages. It starts its workers at once, and connects on first
 // use.
-func New(name string, client *redis.Client, cfg Config) *Broker {
+func New(name string, client redis.UniversalClient, cfg Config) *Broker {
 	if cfg.Replica == "" {
 		cfg.Replica, _ = os.Hostname()
 	}
@@ -115,13 +129,16 @@ func New(name string, client *redis.Client, cfg Config) *Broker {
 	log = log.With("component", name, "type", "pubsub.redis")
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		name: name, client: client, addr: client.Options().Addr, cfg: cfg, log: log,
+		name: name, client: client, addr: redisconn.Addr(client), cfg: cfg, log: log,
 		consumer: cfg.Group + "-" + cfg.Replica + "-" + pubsub.NewUUID()[:8],
 		block:    2 * time.Second,
 		ctx:      ctx, cancel: cancel,
 		slots: make(chan struct{}, cfg.QueueDepth+cfg.Concurrency),
 		queue: make(chan *entry, cfg.QueueDepth+cfg.Concurrency),
 		held:  map[key]*entry{},
+	}
+	if len(cfg.Conn.Addrs) > 0 {
+		b.addr = cfg.Conn.Addr()
 	}
 	b.down.log = log
 	b.wg.Add(cfg.Concurrency + 1)

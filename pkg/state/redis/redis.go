@@ -6,12 +6,19 @@
 // script run too: it checks every operation, then applies them all, and
 // Redis runs nobody else's command in between. Its cost grows linearly
 // with its operations; the state Service bounds how many there are.
+//
+// The client is one server, a Sentinel-managed master or a Redis Cluster
+// (github.com/tandem-run/tandem/internal/redisconn makes it from the
+// component's metadata). In a cluster every command and script touches
+// keys of one hash slot: a transaction whose keys span slots is refused
+// before anything runs (state.ErrNotAtomic), naming its keys and slots.
 package redis
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +26,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tandem-run/tandem/internal/redisconn"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
@@ -51,9 +59,11 @@ return redis.call("DEL", KEYS[1])
 // Store is a Redis state store.
 type Store struct {
 	name   string // component name, for messages
-	client *redis.Client
+	client redis.UniversalClient
 	addr   string
-	strong struct {
+	// cluster: keys of one script or transaction must share a hash slot.
+	cluster bool
+	strong  struct {
 		mu       sync.Mutex
 		replicas int
 		checked  time.Time
@@ -63,9 +73,30 @@ type Store struct {
 
 // New returns a store on client. name is the component's name and is used
 // in error messages along with the server address.
-func New(name string, client *redis.Client) *Store {
-	o := client.Options()
-	return &Store{name: name, client: client, addr: o.Addr, timeout: o.ReadTimeout + o.WriteTimeout + o.DialTimeout}
+func New(name string, client redis.UniversalClient) *Store {
+	return build(name, client, redisconn.Addr(client))
+}
+
+// Open returns a store on the connection cfg describes, with its own
+// client.
+func Open(name string, cfg Config) *Store {
+	return build(name, cfg.Conn.NewClient(), cfg.Conn.Addr())
+}
+
+func build(name string, client redis.UniversalClient, addr string) *Store {
+	s := &Store{name: name, client: client, addr: addr}
+	switch c := client.(type) {
+	case *redis.Client:
+		o := c.Options()
+		s.timeout = o.ReadTimeout + o.WriteTimeout + o.DialTimeout
+	case *redis.ClusterClient:
+		o := c.Options()
+		s.timeout = o.ReadTimeout + o.WriteTimeout + o.DialTimeout
+		s.cluster = true
+	default:
+		s.timeout = 5 * time.Second
+	}
+	return s
 }
 
 // Addr is the address of the Redis server, for telemetry.
@@ -190,6 +221,9 @@ func (s *Store) Transact(ctx context.Context, ops []state.Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	if err := s.oneSlot(ops); err != nil {
+		return err
+	}
 	keys := make([]string, len(ops))
 	args := make([]any, 0, 5*len(ops))
 	strong := false
@@ -229,6 +263,65 @@ func (s *Store) Transact(ctx context.Context, ops []state.Op) error {
 	return s.wait(ctx, strong)
 }
 
+// oneSlot refuses, in a cluster, a transaction whose keys are in more
+// than one hash slot: no node can run it as one script (Redis would answer
+// CROSSSLOT). The error names the keys of each slot.
+func (s *Store) oneSlot(ops []state.Op) error {
+	if !s.cluster {
+		return nil
+	}
+	var order []int
+	bySlot := map[int][]string{}
+	for _, op := range ops {
+		k := opKey(op)
+		slot := redisconn.Slot(k)
+		if _, ok := bySlot[slot]; !ok {
+			order = append(order, slot)
+		}
+		if !slices.Contains(bySlot[slot], k) {
+			bySlot[slot] = append(bySlot[slot], k)
+		}
+	}
+	if len(order) == 1 {
+		return nil
+	}
+	var b strings.Builder
+	named := 0
+	for i, slot := range order {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		keys := bySlot[slot]
+		for j, k := range keys {
+			if named == maxNamed {
+				b.WriteString("...")
+				break
+			}
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%q", k)
+			named++
+		}
+		fmt.Fprintf(&b, " (slot %d)", slot)
+		if named == maxNamed {
+			break
+		}
+	}
+	return fmt.Errorf("the transaction's keys are in %d hash slots of the Redis Cluster, and one transaction runs on one slot: %s; "+
+		"give keys that go together a common hash tag, such as {order-1}items and {order-1}total: %w", len(order), b.String(), state.ErrNotAtomic)
+}
+
+func opKey(op state.Op) string {
+	if op.Set != nil {
+		return op.Set.Key
+	}
+	return op.Delete.Key
+}
+
+// maxNamed bounds the keys a cross-slot refusal names.
+const maxNamed = 20
+
 // mismatchAt reads txScript's "ETAG_MISMATCH <n>" (n counting from 1) as
 // the index of the operation that failed.
 func mismatchAt(err error) (int, bool) {
@@ -255,7 +348,13 @@ func (s *Store) wait(ctx context.Context, strong bool) error {
 	if n == 0 {
 		return nil
 	}
-	got, err := s.client.Wait(ctx, n, s.timeout).Result()
+	w, ok := s.client.(interface {
+		Wait(ctx context.Context, replicas int, timeout time.Duration) *redis.IntCmd
+	})
+	if !ok {
+		return nil
+	}
+	got, err := w.Wait(ctx, n, s.timeout).Result()
 	if err != nil {
 		return fmt.Errorf("redis at %s: waiting for %d replicas: %w", s.addr, n, err)
 	}

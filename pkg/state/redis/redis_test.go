@@ -21,7 +21,7 @@ func newStore(t *testing.T, addr string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New("statestore", redis.NewClient(cfg.Options))
+	return Open("statestore", cfg)
 }
 
 func TestContract(t *testing.T) {
@@ -68,7 +68,7 @@ func TestRedisDownFailsFastAndRecovers(t *testing.T) {
 
 func TestParseMetadata(t *testing.T) {
 	good, err := ParseMetadata(map[string]string{"redisHost": "h:1", "redisDB": "3", "enableTLS": "true", "ttlInSeconds": "60", "poolSize": "20", "dialTimeout": "1s", "maxTransactionOperations": "10"})
-	if err != nil || good.Options.DB != 3 || good.Options.TLSConfig == nil || good.TTL != time.Minute || good.Options.PoolSize != 20 || good.Options.DialTimeout != time.Second {
+	if o := good.Conn.Options; err != nil || o.DB != 3 || o.TLSConfig == nil || good.TTL != time.Minute || o.PoolSize != 20 || o.DialTimeout != time.Second || o.MaxRetries != 1 {
 		t.Fatalf("got %+v, %v", good, err)
 	}
 	bad := map[string]map[string]string{
@@ -79,10 +79,30 @@ func TestParseMetadata(t *testing.T) {
 		"ttlInSeconds":    {"redisHost": "h:1", "ttlInSeconds": "-3"},
 		"0 to 9223372036": {"redisHost": "h:1", "ttlInSeconds": "18446744074"},
 		"redisHots":       {"redisHost": "h:1", "redisHots": "typo"},
+		"maxRetries":      {"redisHost": "h:1", "maxRetries": "-1"},
 	}
 	for field, md := range bad {
 		if _, err := ParseMetadata(md); err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("%s: error %v does not name the field", field, err)
+		}
+	}
+}
+
+// state.redis reads retries as maxRetries, or as redisMaxRetries (daprd's
+// name, which wins when both are given).
+func TestParseMetadataRetries(t *testing.T) {
+	for _, c := range []struct {
+		md   map[string]string
+		want int
+	}{
+		{map[string]string{"maxRetries": "4"}, 4},
+		{map[string]string{"redisMaxRetries": "5"}, 5},
+		{map[string]string{"redisMaxRetries": "5", "maxRetries": "4"}, 5},
+	} {
+		c.md["redisHost"] = "h:1"
+		got, err := ParseMetadata(c.md)
+		if err != nil || got.Conn.Options.MaxRetries != c.want {
+			t.Errorf("%v: MaxRetries %d, %v; want %d", c.md, got.Conn.Options.MaxRetries, err, c.want)
 		}
 	}
 }
