@@ -19,7 +19,9 @@ import (
 
 // Server is a running redis-server.
 type Server struct {
-	Addr  string
+	Addr string
+	// TLSAddr is where a server of StartTLS takes TLS connections.
+	TLSAddr string
 	port  int
 	first []string // before --port: a config file, --sentinel
 	extra []string
@@ -41,6 +43,19 @@ func Start(t testing.TB) *Server {
 func StartDurable(t testing.TB) *Server {
 	t.Helper()
 	return start(t, "--appendonly", "yes", "--appendfsync", "always")
+}
+
+// StartTLS starts a redis-server that takes TLS connections on TLSAddr,
+// with the certificate and key in the PEM files cert and key, and only
+// from clients with a certificate that the CA in the PEM file ca signed
+// (Addr stays plain, for the harness).
+func StartTLS(t testing.TB, cert, key, ca string) *Server {
+	t.Helper()
+	port := proc.For(t).FreePort()
+	s := start(t, "--tls-port", strconv.Itoa(port), "--tls-cert-file", cert, "--tls-key-file", key,
+		"--tls-ca-cert-file", ca, "--tls-auth-clients", "yes")
+	s.TLSAddr = "127.0.0.1:" + strconv.Itoa(port)
+	return s
 }
 
 // StartReplica starts a redis-server that replicates primary.

@@ -81,6 +81,18 @@ func TestClusterRefusesCrossSlotTransaction(t *testing.T) {
 	if err := svc.Add(state.StoreConfig{Name: "s", Type: "state.redis", Store: st}); err != nil {
 		t.Fatal(err)
 	}
+	// The slots computed here are the server's.
+	node := redis.NewClient(&redis.Options{Addr: c.Nodes[0].Addr})
+	defer node.Close()
+	for i := range 200 {
+		k := fmt.Sprintf("app||key-%d", i)
+		if i%3 == 0 {
+			k = fmt.Sprintf("app||{order-%d}items", i)
+		}
+		if want, err := node.ClusterKeySlot(ctx, k).Result(); err != nil || int(want) != redisconn.Slot(k) {
+			t.Fatalf("Slot(%q) = %d; CLUSTER KEYSLOT says %d, %v", k, redisconn.Slot(k), want, err)
+		}
+	}
 	// "app||a" and "app||b" are in different slots.
 	if redisconn.Slot("app||a") == redisconn.Slot("app||b") {
 		t.Fatal("test keys share a slot")
