@@ -35,8 +35,6 @@ const (
 
 // Dialect is what differs between the components that read these fields.
 type Dialect struct {
-	// Component names the type in messages, e.g. "state.redis".
-	Component string
 	// MaxRetries are the names of the retries field, the first winning
 	// when several are given.
 	MaxRetries []string

@@ -21,7 +21,7 @@ import (
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 )
 
-var testDialect = Dialect{Component: "test", MaxRetries: []string{"redisMaxRetries"}, Duration: func(name, v string) (time.Duration, error) {
+var testDialect = Dialect{MaxRetries: []string{"redisMaxRetries"}, Duration: func(name, v string) (time.Duration, error) {
 	return time.ParseDuration(v)
 }}
 

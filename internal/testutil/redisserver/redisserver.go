@@ -22,12 +22,12 @@ type Server struct {
 	Addr string
 	// TLSAddr is where a server of StartTLS takes TLS connections.
 	TLSAddr string
-	port  int
-	first []string // before --port: a config file, --sentinel
-	extra []string
-	mu    sync.Mutex
-	cmd   *exec.Cmd
-	out   bytes.Buffer
+	port    int
+	first   []string // before --port: a config file, --sentinel
+	extra   []string
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	out     bytes.Buffer
 }
 
 // Start starts redis-server for t. Without redis-server on PATH the test is

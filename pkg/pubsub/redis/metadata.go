@@ -69,7 +69,7 @@ var fields = []string{
 // dialect is how pubsub.redis names and reads the fields it shares with
 // state.redis: retries as redisMaxRetries, durations as Go durations or
 // whole milliseconds, as daprd's.
-var dialect = redisconn.Dialect{Component: "pubsub.redis", MaxRetries: []string{"redisMaxRetries"}, Duration: pubsub.ParseDuration}
+var dialect = redisconn.Dialect{MaxRetries: []string{"redisMaxRetries"}, Duration: pubsub.ParseDuration}
 
 // ParseMetadata validates a pubsub.redis component's metadata, the
 // templates of consumerID filled from env. Errors name the field and what

@@ -23,7 +23,6 @@ type Config struct {
 // pubsub.redis: retries as maxRetries (daprd's older name, which its
 // state.redis still reads) or redisMaxRetries, durations as Go durations.
 var dialect = redisconn.Dialect{
-	Component:  "state.redis",
 	MaxRetries: []string{"redisMaxRetries", "maxRetries"},
 	Duration: func(name, v string) (time.Duration, error) {
 		d, err := time.ParseDuration(v)
