@@ -43,14 +43,31 @@ func (s *Sentinels) Addrs() string {
 func StartSentinels(t testing.TB, replicas int) *Sentinels {
 	t.Helper()
 	ctx := context.Background()
-	s := &Sentinels{Master: Start(t)}
+	// No wait before a full sync: replicas are in sync sooner.
+	s := &Sentinels{Master: start(t, "--repl-diskless-sync-delay", "0")}
+	deadline := time.Now().Add(30 * time.Second)
 	for range replicas {
-		s.Replicas = append(s.Replicas, StartReplica(t, s.Master))
+		r := StartReplica(t, s.Master)
+		s.Replicas = append(s.Replicas, r)
+		// In sync, as the replica itself says (a Sentinel may not have
+		// asked it yet).
+		c := redis.NewClient(&redis.Options{Addr: r.Addr})
+		for {
+			info, _ := c.Info(ctx, "replication").Result()
+			if strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0") {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.Close()
+				t.Fatalf("replica %s not in sync:\n%s", r.Addr, info)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		c.Close()
 	}
 	for range 3 {
 		s.Sentinels = append(s.Sentinels, startSentinel(t, s.Master))
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	for _, sn := range s.Sentinels {
 		c := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr})
 		for {
@@ -98,13 +115,30 @@ func startSentinel(t testing.TB, master *Server) *Server {
 // master.
 func (s *Sentinels) Failover(t testing.TB) *Server {
 	t.Helper()
-	ctx := context.Background()
 	old := s.Master.Addr
 	first := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr})
 	defer first.Close()
-	if err := first.Failover(ctx, MasterName).Err(); err != nil {
+	if err := first.Failover(context.Background(), MasterName).Err(); err != nil {
 		t.Fatalf("SENTINEL FAILOVER: %v", err)
 	}
+	return s.promoted(t, old)
+}
+
+// KillMaster kills the master (SIGKILL: what it had not sent its replicas
+// is lost), and returns the replica the Sentinels promote, once every
+// Sentinel names it and it answers as master.
+func (s *Sentinels) KillMaster(t testing.TB) *Server {
+	t.Helper()
+	old := s.Master.Addr
+	s.Master.Stop()
+	return s.promoted(t, old)
+}
+
+// promoted waits until every Sentinel names a master other than old, and
+// it answers as master, and returns it.
+func (s *Sentinels) promoted(t testing.TB, old string) *Server {
+	t.Helper()
+	ctx := context.Background()
 	deadline := time.Now().Add(30 * time.Second)
 	var addr string
 	for _, sn := range s.Sentinels {
@@ -118,7 +152,7 @@ func (s *Sentinels) Failover(t testing.TB) *Server {
 			}
 			if time.Now().After(deadline) {
 				c.Close()
-				t.Fatalf("Sentinel %s still names %s as master after SENTINEL FAILOVER", sn.Addr, old)
+				t.Fatalf("Sentinel %s still names %s as master after the failover", sn.Addr, old)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -144,6 +144,21 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+// Pause stops the server's process (SIGSTOP) until Resume: it answers
+// nothing, as a server that lags or a link that stalls, and loses nothing.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume resumes a paused server (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
 // Restart starts a stopped server again on the same port.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()

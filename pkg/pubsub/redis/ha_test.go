@@ -185,3 +185,84 @@ func TestSentinelFailover(t *testing.T) {
 	mu.Unlock()
 	t.Logf("%d publishes acknowledged across the failover, all delivered, %d duplicate deliveries", len(acked), dups)
 }
+
+// The master killed while four publishers publish as fast as they can and
+// its replica lags (paused, as by a stall of its link or process): how
+// many publishes the master acknowledged are missing on the replica the
+// Sentinels promote, without waitForReplicas and with 1. With it, none:
+// a publish the replica has not confirmed is not acknowledged.
+func TestFailoverLossMeasured(t *testing.T) {
+	for _, wait := range []string{"0", "1"} {
+		t.Run("waitForReplicas="+wait, func(t *testing.T) {
+			s := redisserver.StartSentinels(t, 1)
+			pub := newBroker(t, s.Addrs(), sentinelMD(map[string]string{"waitForReplicas": wait, "readTimeout": "2s"}))
+			ctx := context.Background()
+			var mu sync.Mutex
+			var acked []string
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for p := range 4 {
+				wg.Go(func() {
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						data := strconv.Itoa(p) + "-" + strconv.Itoa(i)
+						if err := pub.Publish(ctx, &pubsub.Message{Topic: "orders", Data: []byte(data)}); err != nil {
+							time.Sleep(10 * time.Millisecond)
+							continue
+						}
+						mu.Lock()
+						acked = append(acked, data)
+						mu.Unlock()
+					}
+				})
+			}
+			waitFor(t, "2,000 publishes acknowledged", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(acked) >= 2000
+			})
+			mu.Lock()
+			before := len(acked)
+			mu.Unlock()
+			s.Replicas[0].Pause()
+			paused := time.Now()
+			waitFor(t, "200 more publishes acknowledged, or 2s with the replica paused", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(acked) >= before+200 || time.Since(paused) > 2*time.Second
+			})
+			old := s.Master
+			old.Stop() // SIGKILL
+			close(stop)
+			wg.Wait()
+			s.Replicas[0].Resume()
+			nm := s.KillMaster(t) // already dead: waits for the promotion
+			c := redis.NewClient(&redis.Options{Addr: nm.Addr})
+			defer c.Close()
+			entries, err := c.XRange(ctx, "orders", "-", "+").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			have := make(map[string]bool, len(entries))
+			for _, e := range entries {
+				if d, ok := e.Values["data"].(string); ok {
+					have[d] = true
+				}
+			}
+			lost := 0
+			for _, d := range acked {
+				if !have[d] {
+					lost++
+				}
+			}
+			t.Logf("waitForReplicas=%s: %d publishes acknowledged before the master was killed, %d of them lost in the failover", wait, len(acked), lost)
+			if wait != "0" && lost != 0 {
+				t.Errorf("waitForReplicas=%s: %d acknowledged events lost", wait, lost)
+			}
+		})
+	}
+}

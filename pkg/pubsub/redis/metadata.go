@@ -39,6 +39,11 @@ type Config struct {
 	// MaxLenApprox trims each stream to about this many entries when
 	// publishing (XADD MAXLEN ~); 0 keeps everything.
 	MaxLenApprox int64
+	// WaitForReplicas is how many replicas must have an event before
+	// Publish returns (WAIT, on the connection that added it); 0 does not
+	// wait. Redis replicates asynchronously: without it, a failover loses
+	// what the old master acknowledged and had not yet sent on.
+	WaitForReplicas int
 	// Logger is where the broker says that Redis went away, came back, or
 	// lost a consumer group; nil logs nothing.
 	Logger *slog.Logger
@@ -64,6 +69,7 @@ const (
 var fields = []string{
 	"redisMaxRetries",
 	"consumerID", "concurrency", "queueDepth", "processingTimeout", "redeliverInterval", "maxLenApprox",
+	"waitForReplicas",
 }
 
 // dialect is how pubsub.redis names and reads the fields it shares with
@@ -95,7 +101,7 @@ func ParseMetadata(md map[string]string, env Env) (Config, error) {
 		name   string
 		dst    *int
 		lo, hi int
-	}{{"concurrency", &c.Concurrency, 1, 10_000}, {"queueDepth", &c.QueueDepth, 1, 100_000}}
+	}{{"concurrency", &c.Concurrency, 1, 10_000}, {"queueDepth", &c.QueueDepth, 1, 100_000}, {"waitForReplicas", &c.WaitForReplicas, 0, 100}}
 	for _, f := range ints {
 		if v, ok := md[f.name]; ok {
 			if *f.dst, err = wholeNumber(f.name, v, f.lo, f.hi); err != nil {

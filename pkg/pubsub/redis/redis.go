@@ -178,8 +178,38 @@ func (b *Broker) Publish(ctx context.Context, m *pubsub.Message) error {
 		}
 		values = append(values, "metadata", md)
 	}
-	err := b.client.XAdd(ctx, &redis.XAddArgs{Stream: m.Topic, Values: values, MaxLen: b.cfg.MaxLenApprox, Approx: true}).Err()
-	return b.wrap("XADD", err)
+	args := &redis.XAddArgs{Stream: m.Topic, Values: values, MaxLen: b.cfg.MaxLenApprox, Approx: true}
+	if b.cfg.WaitForReplicas > 0 {
+		return b.publishWaiting(ctx, args)
+	}
+	return b.wrap("XADD", b.client.XAdd(ctx, args).Err())
+}
+
+// publishWaiting adds an entry and waits until WaitForReplicas replicas
+// have it: XADD and WAIT in one pipeline, on one connection to the master
+// of the stream, as WAIT waits for that connection's writes. It waits at
+// most half the read timeout; fewer replicas by then is an error (the
+// entry is in Redis, and may be delivered).
+func (b *Broker) publishWaiting(ctx context.Context, args *redis.XAddArgs) error {
+	node, err := b.nodeOf(ctx, args.Stream)
+	if err != nil {
+		return b.wrap("XADD", err)
+	}
+	timeout := max(node.Options().ReadTimeout/2, time.Millisecond)
+	var wait *redis.Cmd
+	_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, args)
+		wait = p.Do(ctx, "WAIT", b.cfg.WaitForReplicas, timeout.Milliseconds())
+		return nil
+	})
+	if err != nil {
+		return b.wrap("XADD", err)
+	}
+	if n, _ := wait.Int64(); n < int64(b.cfg.WaitForReplicas) {
+		return fmt.Errorf("redis at %s: XADD: %d of %d replicas (waitForReplicas) acknowledged the event within %s; it is in Redis but a failover could lose it",
+			b.addr, n, b.cfg.WaitForReplicas, timeout)
+	}
+	return nil
 }
 
 // Subscribe creates the topic's consumer group when missing, then delivers

@@ -71,11 +71,11 @@ func TestParseMetadata(t *testing.T) {
 		"redisHost": "h:1", "redisDB": "2", "enableTLS": "true", "redisUsername": "u", "redisPassword": "p", "consumerID": "group",
 		"concurrency": "3", "queueDepth": "7", "processingTimeout": "90000", "redeliverInterval": "2s", "maxLenApprox": "1000",
 		"dialTimeout": "1500", "poolSize": "4", "redisMaxRetries": "0", "redisType": "node", "failover": "false",
-		"allowedTopics": "a,b", "publishingScopes": "app=a",
+		"allowedTopics": "a,b", "publishingScopes": "app=a", "waitForReplicas": "1",
 	}, Env{AppID: "checkout"})
 	if err != nil || c.Group != "group" || c.Concurrency != 3 || c.QueueDepth != 7 || c.ProcessingTimeout != 90*time.Second ||
 		c.RedeliverInterval != 2*time.Second || c.MaxLenApprox != 1000 || c.Conn.Options.DB != 2 || c.Conn.Options.TLSConfig == nil ||
-		c.Conn.Options.DialTimeout != 1500*time.Millisecond || c.Conn.Options.PoolSize != 4 || c.Conn.Options.MaxRetries != 0 {
+		c.Conn.Options.DialTimeout != 1500*time.Millisecond || c.Conn.Options.PoolSize != 4 || c.Conn.Options.MaxRetries != 0 || c.WaitForReplicas != 1 {
 		t.Fatalf("got %+v (%+v), %v", c, c.Conn.Options, err)
 	}
 	for field, md := range map[string]map[string]string{
@@ -92,6 +92,7 @@ func TestParseMetadata(t *testing.T) {
 		"failover":          {"failover": "maybe"},
 		"maxRetries":        {"maxRetries": "3"}, // state.redis's name; daprd's pubsub.redis reads redisMaxRetries
 		"redisHots":         {"redisHots": "typo"},
+		"waitForReplicas":   {"waitForReplicas": "-1"},
 	} {
 		if _, ok := md["redisHost"]; !ok && field != "redisHost" {
 			md["redisHost"] = "h:1"
