@@ -3,9 +3,12 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,11 +128,12 @@ func TestStrongConsistencyWaitsForReplica(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)
-	for s.replicas(ctx) == 0 {
+	node := s.client.(*redis.Client)
+	for s.replicas(ctx, node) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the replica did not connect")
 		}
-		s.strong.checked = time.Time{} // look again
+		s.strong.byNode = nil // look again
 		time.Sleep(100 * time.Millisecond)
 	}
 	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
@@ -163,6 +167,35 @@ func TestStrongConsistencyWaitsForReplica(t *testing.T) {
 		if got, err := rc.HGet(ctx, "t", "data").Result(); err != nil || got != v {
 			t.Fatalf("replica has %q, %v right after a strong transaction writing %q", got, err, v)
 		}
+	}
+	// A replica that acknowledges nothing (its process stopped): every
+	// strong write is an error, while other connections of the pool had
+	// written before, and the replica had acknowledged that (WAIT counts
+	// the writes of its own connection).
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if err := s.Set(ctx, state.SetRequest{Key: fmt.Sprint("e", i), Value: []byte("x"), Strong: true}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	replica.Pause()
+	defer replica.Resume()
+	var acked atomic.Int32
+	for i := range 8 {
+		wg.Go(func() {
+			if err := s.Set(ctx, state.SetRequest{Key: fmt.Sprint("p", i), Value: []byte("unreplicated"), Strong: true}); err == nil {
+				acked.Add(1)
+			} else if !strings.Contains(err.Error(), "replicas acknowledged") {
+				t.Errorf("strong write with the replica stopped: %v; want an error saying the replica did not acknowledge it", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := acked.Load(); n != 0 {
+		t.Errorf("%d of 8 strong writes acknowledged with the replica stopped", n)
 	}
 }
 
@@ -318,5 +351,54 @@ func TestPing(t *testing.T) {
 	srv.Stop()
 	if err := s.Ping(ctx); err == nil || !strings.Contains(err.Error(), srv.Addr) {
 		t.Errorf("ping with the server down: %v; want an error naming the server", err)
+	}
+}
+
+// WAIT counts the writes of its own connection: a strong write waits on
+// the connection that wrote. With a FIFO pool the next command takes
+// another connection than the write's, one whose writes the replica had
+// acknowledged before it stopped.
+func TestStrongWriteWaitsOnItsOwnConnection(t *testing.T) {
+	primary := redisserver.Start(t)
+	replica := redisserver.StartReplica(t, primary)
+	s := New("statestore", redis.NewClient(&redis.Options{Addr: primary.Addr, PoolFIFO: true, ReadTimeout: time.Second}))
+	defer s.Close()
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer rc.Close()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("the replica in sync", func() bool {
+		info, _ := rc.Info(ctx, "replication").Result()
+		return strings.Contains(info, "master_link_status:up")
+	})
+	waitFor("the primary to count its replica", func() bool {
+		s.strong.byNode = nil
+		return s.replicas(ctx, s.client.(*redis.Client)) == 1
+	})
+	// Several connections that wrote, all acknowledged by the replica.
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			if err := s.Set(ctx, state.SetRequest{Key: fmt.Sprint("e", i), Value: []byte("x"), Strong: true}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	replica.Pause()
+	defer replica.Resume()
+	for i := range 3 {
+		if err := s.Set(ctx, state.SetRequest{Key: fmt.Sprint("p", i), Value: []byte("unreplicated"), Strong: true}); err == nil || !strings.Contains(err.Error(), "replicas acknowledged") {
+			t.Errorf("strong write %d with the replica stopped: %v; want an error saying the replica did not acknowledge it", i, err)
+		}
 	}
 }
