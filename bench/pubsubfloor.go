@@ -88,7 +88,7 @@ func pubsubFloorClient(addr string) (*goredis.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return goredis.NewClient(cfg.Options), nil
+	return goredis.NewClient(cfg.Conn.Options.Simple()), nil
 }
 
 func pubFloorHandler(rdb *goredis.Client) http.Handler {

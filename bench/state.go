@@ -31,7 +31,7 @@ func (e *env) redisClient() (*goredis.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return goredis.NewClient(cfg.Options), nil
+	return goredis.NewClient(cfg.Conn.Options.Simple()), nil
 }
 
 func stateDirect(save bool) func(*env, bool) (*rig, error) {

@@ -31,7 +31,7 @@ func serveStateFloor(args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb := goredis.NewClient(cfg.Options)
+	rdb := goredis.NewClient(cfg.Conn.Options.Simple())
 	defer rdb.Close()
 	ln, err := net.Listen("tcp", args[0])
 	if err != nil {

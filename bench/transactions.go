@@ -58,7 +58,7 @@ func transactions(o options, out string) error {
 	if err != nil {
 		return err
 	}
-	st := redis.New("bench", goredis.NewClient(cfg.Options))
+	st := redis.Open("bench", cfg)
 	defer st.Close()
 
 	limit := state.DefaultMaxTransactionOperations

@@ -81,6 +81,7 @@ func TestStateErrors(t *testing.T) {
 		{"key with ||", CodeStateSave, fmt.Errorf(`key "a||b": %w`, state.ErrIllegalKey), CodeMalformedRequest, 400, codes.InvalidArgument, "DAPR_STATE_ILLEGAL_KEY"},
 		{"empty key", CodeStateGet, fmt.Errorf("key is empty: %w", state.ErrBadRequest), CodeMalformedRequest, 400, codes.InvalidArgument, "ERR_MALFORMED_REQUEST"},
 		{"etag mismatch", CodeStateSave, fmt.Errorf("k: %w", state.ErrETagMismatch), CodeStateSave, 409, codes.Aborted, "ERR_STATE_SAVE"},
+		{"keys of several hash slots", CodeStateTransaction, fmt.Errorf(`keys "a" (slot 1); "b" (slot 2): %w`, state.ErrNotAtomic), CodeStateTransaction, 400, codes.InvalidArgument, "ERR_STATE_TRANSACTION"},
 		{"store failure", CodeStateGet, errors.New("connection refused"), CodeStateGet, 500, codes.Internal, "ERR_STATE_GET"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

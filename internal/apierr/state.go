@@ -30,7 +30,7 @@ func State(code string, err error) *Error {
 		return New(CodeStateUnsupportedOp, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
 	case errors.Is(err, state.ErrETagMismatch):
 		return New(code, http.StatusConflict, codes.Aborted, "%v", err)
-	case errors.Is(err, state.ErrETagInvalid):
+	case errors.Is(err, state.ErrETagInvalid), errors.Is(err, state.ErrNotAtomic):
 		return New(code, http.StatusBadRequest, codes.InvalidArgument, "%v", err)
 	default:
 		return New(code, http.StatusInternalServerError, codes.Internal, "%v", err)

@@ -4,8 +4,6 @@ import (
 	"log/slog"
 	"strings"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/pubsub/memory"
 	"github.com/tandem-run/tandem/pkg/pubsub/redis"
@@ -55,7 +53,7 @@ func BuildPubSub(c Component, secrets Secrets, env Env) (pubsub.BrokerConfig, er
 			return pubsub.BrokerConfig{}, c.errorf("%v", err)
 		}
 		cfg.Logger = env.Logger
-		b = redis.New(c.Metadata.Name, goredis.NewClient(cfg.Options), cfg)
+		b = redis.Open(c.Metadata.Name, cfg)
 	default:
 		return pubsub.BrokerConfig{}, c.errorf("spec.type %q is not a pub/sub type; accepted: %s", c.Spec.Type, strings.Join(PubSubTypes, ", "))
 	}

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/tandem-run/tandem/pkg/state"
 	"github.com/tandem-run/tandem/pkg/state/memory"
 	"github.com/tandem-run/tandem/pkg/state/postgresql"
@@ -47,7 +45,7 @@ func Build(c Component, secrets Secrets) (state.StoreConfig, error) {
 		if err != nil {
 			return state.StoreConfig{}, c.errorf("%v", err)
 		}
-		st, ttl = redis.New(c.Metadata.Name, goredis.NewClient(cfg.Options)), cfg.TTL
+		st, ttl = redis.Open(c.Metadata.Name, cfg), cfg.TTL
 	case "state.postgresql":
 		if err := c.checkVersion(); err != nil {
 			return state.StoreConfig{}, err

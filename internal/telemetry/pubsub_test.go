@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	goredis "github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/tandem-run/tandem/internal/resiliency"
@@ -138,7 +137,7 @@ func TestPendingGaugeCountsEventsHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := pubsub.NewService()
-	if err := svc.Add(pubsub.BrokerConfig{Name: "pubsub", Type: "pubsub.redis", Broker: pubsubredis.New("pubsub", goredis.NewClient(cfg.Options), cfg)}); err != nil {
+	if err := svc.Add(pubsub.BrokerConfig{Name: "pubsub", Type: "pubsub.redis", Broker: pubsubredis.Open("pubsub", cfg)}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Close() })

@@ -34,6 +34,10 @@ var (
 	// ErrUnsupportedOperation: a transaction operation is neither an upsert
 	// nor a delete.
 	ErrUnsupportedOperation = errors.New("unsupported state operation")
+	// ErrNotAtomic: the store cannot apply these operations as one
+	// transaction (in a Redis Cluster: keys of different hash slots);
+	// nothing was applied.
+	ErrNotAtomic = errors.New("operations the store cannot apply as one transaction")
 )
 
 // Transaction operation types, as Dapr names them.

@@ -102,7 +102,8 @@ spec:
 
 	// Timeout: Redis hung; the publish ends by the policy's timeout while
 	// Redis is still stopped.
-	srv.Pause(t)
+	srv.Pause()
+	t.Cleanup(srv.Resume)
 	resp, b := publish("bounded", "hung")
 	wantError(t, "hung Redis", resp, b, 500, "ERR_PUBSUB_PUBLISH_MESSAGE", `"bounded"`, `"hung"`, "no answer within the timeout of 500ms")
 
@@ -117,7 +118,7 @@ spec:
 	if strings.Contains(string(b), "timeout of") {
 		t.Errorf("the open circuit called Redis: %s", b)
 	}
-	srv.Resume(t)
+	srv.Resume()
 
 	// Metrics: a publish counts once, by its last outcome.
 	_, mb := do(t, "GET", s.url+"/v1.0/metadata", nil, nil)

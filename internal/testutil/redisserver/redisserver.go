@@ -19,12 +19,15 @@ import (
 
 // Server is a running redis-server.
 type Server struct {
-	Addr  string
-	port  int
-	extra []string
-	mu    sync.Mutex
-	cmd   *exec.Cmd
-	out   bytes.Buffer
+	Addr string
+	// TLSAddr is where a server of StartTLS takes TLS connections.
+	TLSAddr string
+	port    int
+	first   []string // before --port: a config file, --sentinel
+	extra   []string
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	out     bytes.Buffer
 }
 
 // Start starts redis-server for t. Without redis-server on PATH the test is
@@ -42,6 +45,19 @@ func StartDurable(t testing.TB) *Server {
 	return start(t, "--appendonly", "yes", "--appendfsync", "always")
 }
 
+// StartTLS starts a redis-server that takes TLS connections on TLSAddr,
+// with the certificate and key in the PEM files cert and key, and only
+// from clients with a certificate that the CA in the PEM file ca signed
+// (Addr stays plain, for the harness).
+func StartTLS(t testing.TB, cert, key, ca string) *Server {
+	t.Helper()
+	port := proc.For(t).FreePort()
+	s := start(t, "--tls-port", strconv.Itoa(port), "--tls-cert-file", cert, "--tls-key-file", key,
+		"--tls-ca-cert-file", ca, "--tls-auth-clients", "yes")
+	s.TLSAddr = "127.0.0.1:" + strconv.Itoa(port)
+	return s
+}
+
 // StartReplica starts a redis-server that replicates primary.
 func StartReplica(t testing.TB, primary *Server) *Server {
 	t.Helper()
@@ -50,24 +66,37 @@ func StartReplica(t testing.TB, primary *Server) *Server {
 
 func start(t testing.TB, extra ...string) *Server {
 	t.Helper()
+	return startWith(t, nil, append([]string{"--dir", t.TempDir()}, extra...)...)
+}
+
+// requireRedis skips t without redis-server on PATH, unless CI is set,
+// where it fails: CI installs it.
+func requireRedis(t testing.TB) {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("redis-server is not installed; CI must install it (apt-get install -y redis-server)")
 		}
 		t.Skip("redis-server is not installed: apt-get install -y redis-server (or run make test)")
 	}
+}
+
+// startWith starts redis-server with first before its port and extra
+// after, on a free port. Each server needs its own folder (--dir): a
+// replica writes the data it syncs as dump.rdb even with --save "", and
+// that must not land in the package under test.
+func startWith(t testing.TB, first []string, extra ...string) *Server {
+	t.Helper()
+	requireRedis(t)
 	port := proc.For(t).FreePort()
-	// Its own folder: a replica writes the data it syncs as dump.rdb even
-	// with --save "", and that must not land in the package under test.
-	extra = append([]string{"--dir", t.TempDir()}, extra...)
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), port: port, extra: extra}
+	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), port: port, first: first, extra: extra}
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
-			t.Logf("redis-server output:\n%s", s.out.String())
+			t.Logf("redis-server %s output:\n%s", s.Addr, s.out.String())
 		}
 	})
 	return s
@@ -76,7 +105,8 @@ func start(t testing.TB, extra ...string) *Server {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+	cmd := exec.Command("redis-server", s.first...)
+	cmd.Args = append(cmd.Args, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no")
 	cmd.Args = append(cmd.Args, s.extra...)
 	cmd.Stdout, cmd.Stderr = &s.out, &s.out
@@ -114,37 +144,27 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+// Pause stops the server's process (SIGSTOP) until Resume, without
+// closing its connections: it answers nothing, as a hung Redis, a server
+// that lags or a link that stalls, and loses nothing. Stop kills it all
+// the same.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume resumes a paused server (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
 // Restart starts a stopped server again on the same port.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	if err := s.start(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// Pause stops the server's process (SIGSTOP) without closing its
-// connections: a hung Redis, whose clients wait for answers that do not
-// come. Resume wakes it; the test's end does too.
-func (s *Server) Pause(t testing.TB) {
-	t.Helper()
-	s.signal(t, syscall.SIGSTOP)
-	t.Cleanup(func() { s.Resume(t) })
-}
-
-// Resume wakes a paused server (SIGCONT).
-func (s *Server) Resume(t testing.TB) {
-	t.Helper()
-	s.signal(t, syscall.SIGCONT)
-}
-
-func (s *Server) signal(t testing.TB, sig syscall.Signal) {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("redis-server: %s: %v", sig, err)
 	}
 }

@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,14 +9,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/tandem-run/tandem/internal/redisconn"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 )
 
 // Config is what a pubsub.redis component's metadata says.
 type Config struct {
-	Options *redis.Options
+	// Conn is the connection: one server, Sentinels or a cluster.
+	Conn redisconn.Config
 	// Group is the consumer group (metadata consumerID): the replicas of
 	// an app share it, and each event of a topic goes to one of them.
 	Group string
@@ -40,6 +39,11 @@ type Config struct {
 	// MaxLenApprox trims each stream to about this many entries when
 	// publishing (XADD MAXLEN ~); 0 keeps everything.
 	MaxLenApprox int64
+	// WaitForReplicas is how many replicas must have an event before
+	// Publish returns (WAIT, on the connection that added it); 0 does not
+	// wait. Redis replicates asynchronously: without it, a failover loses
+	// what the old master acknowledged and had not yet sent on.
+	WaitForReplicas int
 	// Logger is where the broker says that Redis went away, came back, or
 	// lost a consumer group; nil logs nothing.
 	Logger *slog.Logger
@@ -60,29 +64,35 @@ const (
 	DefaultRedeliverInterval = 15 * time.Second
 )
 
-// fields are the metadata fields of a pubsub.redis component.
+// fields are the metadata fields of a pubsub.redis component beside the
+// connection's (redisconn.Fields).
 var fields = []string{
-	"redisHost", "redisPassword", "redisUsername", "redisDB", "enableTLS", "redisType", "failover",
-	"dialTimeout", "readTimeout", "writeTimeout", "poolTimeout", "poolSize", "minIdleConns", "redisMaxRetries",
+	"redisMaxRetries",
 	"consumerID", "concurrency", "queueDepth", "processingTimeout", "redeliverInterval", "maxLenApprox",
+	"waitForReplicas",
 }
+
+// dialect is how pubsub.redis names and reads the fields it shares with
+// state.redis: retries as redisMaxRetries, durations as Go durations or
+// whole milliseconds, as daprd's.
+var dialect = redisconn.Dialect{MaxRetries: []string{"redisMaxRetries"}, Duration: pubsub.ParseDuration}
 
 // ParseMetadata validates a pubsub.redis component's metadata, the
 // templates of consumerID filled from env. Errors name the field and what
 // it accepts.
 func ParseMetadata(md map[string]string, env Env) (Config, error) {
 	for k := range md {
-		if !slices.Contains(fields, k) && !slices.Contains(pubsub.ScopeFields, k) {
-			all := append(slices.Clone(fields), pubsub.ScopeFields...)
+		if !slices.Contains(fields, k) && !slices.Contains(redisconn.Fields, k) && !slices.Contains(pubsub.ScopeFields, k) {
+			all := slices.Concat(redisconn.Fields, fields, pubsub.ScopeFields)
 			sort.Strings(all)
 			return Config{}, fmt.Errorf("metadata %q is not a pubsub.redis field; accepted: %s", k, strings.Join(all, ", "))
 		}
 	}
-	o, err := options(md)
+	conn, err := redisconn.Parse(md, dialect)
 	if err != nil {
 		return Config{}, err
 	}
-	c := Config{Options: o, Replica: env.PodName, Concurrency: DefaultConcurrency, QueueDepth: DefaultQueueDepth,
+	c := Config{Conn: conn, Replica: env.PodName, Concurrency: DefaultConcurrency, QueueDepth: DefaultQueueDepth,
 		ProcessingTimeout: DefaultProcessingTimeout, RedeliverInterval: DefaultRedeliverInterval}
 	if c.Group, err = consumerID(md["consumerID"], env); err != nil {
 		return Config{}, err
@@ -91,7 +101,7 @@ func ParseMetadata(md map[string]string, env Env) (Config, error) {
 		name   string
 		dst    *int
 		lo, hi int
-	}{{"concurrency", &c.Concurrency, 1, 10_000}, {"queueDepth", &c.QueueDepth, 1, 100_000}}
+	}{{"concurrency", &c.Concurrency, 1, 10_000}, {"queueDepth", &c.QueueDepth, 1, 100_000}, {"waitForReplicas", &c.WaitForReplicas, 0, 100}}
 	for _, f := range ints {
 		if v, ok := md[f.name]; ok {
 			if *f.dst, err = wholeNumber(f.name, v, f.lo, f.hi); err != nil {
@@ -114,62 +124,6 @@ func ParseMetadata(md map[string]string, env Env) (Config, error) {
 		c.MaxLenApprox = n
 	}
 	return c, nil
-}
-
-// options reads the connection fields.
-func options(md map[string]string) (*redis.Options, error) {
-	o := &redis.Options{
-		Addr:         md["redisHost"],
-		Password:     md["redisPassword"],
-		Username:     md["redisUsername"],
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  2 * time.Second,
-		WriteTimeout: 2 * time.Second,
-		PoolTimeout:  3 * time.Second,
-		MaxRetries:   1,
-		// Fail fast when the server is down rather than retry for long.
-		MinRetryBackoff: 8 * time.Millisecond,
-		MaxRetryBackoff: 64 * time.Millisecond,
-		// A call's deadline (a resiliency timeout) ends its wait for a
-		// hung server, not only readTimeout.
-		ContextTimeoutEnabled: true,
-	}
-	if o.Addr == "" {
-		return nil, fmt.Errorf("metadata redisHost is missing: give the server as host:port, e.g. localhost:6379")
-	}
-	var err error
-	ints := []struct {
-		name   string
-		dst    *int
-		lo, hi int
-	}{{"redisDB", &o.DB, 0, 15}, {"poolSize", &o.PoolSize, 1, 10_000}, {"minIdleConns", &o.MinIdleConns, 0, 10_000}, {"redisMaxRetries", &o.MaxRetries, 0, 100}}
-	for _, f := range ints {
-		if v, ok := md[f.name]; ok {
-			if *f.dst, err = wholeNumber(f.name, v, f.lo, f.hi); err != nil {
-				return nil, err
-			}
-		}
-	}
-	durs := map[string]*time.Duration{"dialTimeout": &o.DialTimeout, "readTimeout": &o.ReadTimeout, "writeTimeout": &o.WriteTimeout, "poolTimeout": &o.PoolTimeout}
-	for name, dst := range durs {
-		if v, ok := md[name]; ok {
-			if *dst, err = pubsub.ParseDuration(name, v); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if on, err := boolField(md, "enableTLS"); err != nil {
-		return nil, err
-	} else if on {
-		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	if v, ok := md["redisType"]; ok && v != "node" {
-		return nil, fmt.Errorf("metadata redisType %q: only node (one server) is supported", v)
-	}
-	if on, err := boolField(md, "failover"); err != nil || on {
-		return nil, fmt.Errorf("metadata failover %q: only false is supported (no Sentinel)", md["failover"])
-	}
-	return o, nil
 }
 
 // consumerID is the consumer group: metadata consumerID with daprd's
@@ -202,16 +156,4 @@ func wholeNumber(name, v string, lo, hi int) (int, error) {
 		return 0, fmt.Errorf("metadata %s %q: want a whole number from %d to %d", name, v, lo, hi)
 	}
 	return n, nil
-}
-
-func boolField(md map[string]string, name string) (bool, error) {
-	v, ok := md[name]
-	if !ok {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("metadata %s %q: want true or false", name, v)
-	}
-	return b, nil
 }

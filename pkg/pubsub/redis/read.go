@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,12 +49,15 @@ func (b *Broker) read(ctx context.Context, sub *subscription) {
 }
 
 // reader is one subscription's reading, on a connection of its own, so
-// that ending the subscription can unblock its XREADGROUP at once.
+// that ending the subscription can unblock its XREADGROUP at once. In a
+// cluster the connection is to the master of the stream's slot.
 type reader struct {
 	b         *Broker
 	sub       *subscription
+	node      *redis.Client // conn's client, to unblock it
 	conn      *redis.Conn
 	id        atomic.Int64 // conn's client id, 0 when none
+	mu        sync.Mutex   // node, for unblock
 	groupLost bool         // the group was found gone and created again
 }
 
@@ -60,7 +65,14 @@ type reader struct {
 // not at all).
 func (r *reader) xread(ctx context.Context, count int, block time.Duration) ([]redis.XMessage, error) {
 	if r.conn == nil {
-		r.conn = r.b.client.Conn()
+		node, err := r.b.nodeOf(ctx, r.sub.topic)
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		r.node = node
+		r.mu.Unlock()
+		r.conn = node.Conn()
 		id, err := r.conn.ClientID(ctx).Result()
 		if err != nil {
 			r.close()
@@ -78,14 +90,29 @@ func (r *reader) xread(ctx context.Context, count int, block time.Duration) ([]r
 	case errors.Is(err, redis.Nil):
 		return nil, nil
 	case err != nil:
-		if !isReply(err) {
-			r.close() // the connection may be broken: a new one next time
+		if !strings.HasPrefix(err.Error(), "NOGROUP") {
+			// The connection may be broken, or the server no longer the
+			// master of the stream (a failover, a slot moved): a new one
+			// next time.
+			r.close()
 		}
 		return nil, err
 	case len(streams) == 0:
 		return nil, nil
 	}
 	return streams[0].Messages, nil
+}
+
+// nodeOf returns the client of the server that holds topic: in a cluster
+// the master of its slot, else the client itself.
+func (b *Broker) nodeOf(ctx context.Context, topic string) (*redis.Client, error) {
+	switch c := b.client.(type) {
+	case *redis.Client:
+		return c, nil
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, topic)
+	}
+	return nil, fmt.Errorf("pubsub %q: a %T cannot hold a subscription's connection", b.name, b.client)
 }
 
 // failed handles a read's error, and reports whether to wait before the
@@ -116,8 +143,11 @@ func (r *reader) failed(ctx context.Context, err error) bool {
 
 // unblock ends a wait of the reader's XREADGROUP.
 func (r *reader) unblock() {
-	if id := r.id.Load(); id != 0 {
-		_ = r.b.client.ClientUnblock(context.Background(), id).Err()
+	r.mu.Lock()
+	node := r.node
+	r.mu.Unlock()
+	if id := r.id.Load(); id != 0 && node != nil {
+		_ = node.ClientUnblock(context.Background(), id).Err()
 	}
 }
 

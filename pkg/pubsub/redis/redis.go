@@ -37,6 +37,13 @@
 // Each subscription holds one connection of the client's pool, on which it
 // waits for new entries; ending the subscription ends that wait at once
 // (CLIENT UNBLOCK).
+//
+// The client is one server, a Sentinel-managed master or a Redis Cluster
+// (github.com/tandem-run/tandem/internal/redisconn makes it from the
+// component's metadata). Every command and script names one stream, so a
+// cluster routes each to the node of its slot; a subscription waits on a
+// connection to the master of its stream's slot, and takes a new one
+// after any error (a failover, a slot moved, a master turned replica).
 package redis
 
 import (
@@ -53,13 +60,14 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tandem-run/tandem/internal/redisconn"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 )
 
 // Broker is a pubsub.redis broker. It is safe for concurrent use.
 type Broker struct {
 	name     string // component name, for messages
-	client   *redis.Client
+	client   redis.UniversalClient
 	addr     string
 	cfg      Config
 	consumer string // this broker's consumer name in every group
@@ -96,11 +104,17 @@ type subscription struct {
 	h     pubsub.Handler
 }
 
+// Open returns a broker on the connection cfg.Conn describes, with its own
+// client; see New.
+func Open(name string, cfg Config) *Broker {
+	return New(name, cfg.Conn.NewClient(), cfg)
+}
+
 // New returns a broker on client, configured by cfg as ParseMetadata
 // returns it (zero numbers are the defaults); name is the component's
 // name, for messages. It starts its workers at once, and connects on first
 // use.
-func New(name string, client *redis.Client, cfg Config) *Broker {
+func New(name string, client redis.UniversalClient, cfg Config) *Broker {
 	if cfg.Replica == "" {
 		cfg.Replica, _ = os.Hostname()
 	}
@@ -115,13 +129,16 @@ func New(name string, client *redis.Client, cfg Config) *Broker {
 	log = log.With("component", name, "type", "pubsub.redis")
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		name: name, client: client, addr: client.Options().Addr, cfg: cfg, log: log,
+		name: name, client: client, addr: redisconn.Addr(client), cfg: cfg, log: log,
 		consumer: cfg.Group + "-" + cfg.Replica + "-" + pubsub.NewUUID()[:8],
 		block:    2 * time.Second,
 		ctx:      ctx, cancel: cancel,
 		slots: make(chan struct{}, cfg.QueueDepth+cfg.Concurrency),
 		queue: make(chan *entry, cfg.QueueDepth+cfg.Concurrency),
 		held:  map[key]*entry{},
+	}
+	if len(cfg.Conn.Addrs) > 0 {
+		b.addr = cfg.Conn.Addr()
 	}
 	b.down.log = log
 	b.wg.Add(cfg.Concurrency + 1)
@@ -161,8 +178,38 @@ func (b *Broker) Publish(ctx context.Context, m *pubsub.Message) error {
 		}
 		values = append(values, "metadata", md)
 	}
-	err := b.client.XAdd(ctx, &redis.XAddArgs{Stream: m.Topic, Values: values, MaxLen: b.cfg.MaxLenApprox, Approx: true}).Err()
-	return b.wrap("XADD", err)
+	args := &redis.XAddArgs{Stream: m.Topic, Values: values, MaxLen: b.cfg.MaxLenApprox, Approx: true}
+	if b.cfg.WaitForReplicas > 0 {
+		return b.publishWaiting(ctx, args)
+	}
+	return b.wrap("XADD", b.client.XAdd(ctx, args).Err())
+}
+
+// publishWaiting adds an entry and waits until WaitForReplicas replicas
+// have it: XADD and WAIT in one pipeline, on one connection to the master
+// of the stream, as WAIT waits for that connection's writes. It waits at
+// most half the read timeout; fewer replicas by then is an error (the
+// entry is in Redis, and may be delivered).
+func (b *Broker) publishWaiting(ctx context.Context, args *redis.XAddArgs) error {
+	node, err := b.nodeOf(ctx, args.Stream)
+	if err != nil {
+		return b.wrap("XADD", err)
+	}
+	timeout := max(node.Options().ReadTimeout/2, time.Millisecond)
+	var wait *redis.Cmd
+	_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, args)
+		wait = p.Do(ctx, "WAIT", b.cfg.WaitForReplicas, timeout.Milliseconds())
+		return nil
+	})
+	if err != nil {
+		return b.wrap("XADD", err)
+	}
+	if n, _ := wait.Int64(); n < int64(b.cfg.WaitForReplicas) {
+		return fmt.Errorf("redis at %s: XADD: %d of %d replicas (waitForReplicas) acknowledged the event within %s; it is in Redis but a failover could lose it",
+			b.addr, n, b.cfg.WaitForReplicas, timeout)
+	}
+	return nil
 }
 
 // Subscribe creates the topic's consumer group when missing, then delivers

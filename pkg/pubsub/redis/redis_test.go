@@ -32,7 +32,7 @@ func newBroker(t *testing.T, addr string, md map[string]string) *Broker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	}
-	b := New("pubsub", redis.NewClient(cfg.Options), cfg)
+	b := Open("pubsub", cfg)
 	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
@@ -64,19 +64,19 @@ func TestContract(t *testing.T) {
 func TestParseMetadata(t *testing.T) {
 	c, err := ParseMetadata(map[string]string{"redisHost": "h:1"}, Env{AppID: "checkout"})
 	if err != nil || c.Group != "checkout" || c.Concurrency != 10 || c.QueueDepth != 100 || c.ProcessingTimeout != time.Minute ||
-		c.RedeliverInterval != 15*time.Second || c.MaxLenApprox != 0 || c.Options.Addr != "h:1" {
+		c.RedeliverInterval != 15*time.Second || c.MaxLenApprox != 0 || c.Conn.Addr() != "h:1" || c.Conn.Options.MaxRetries != 1 {
 		t.Fatalf("defaults: %+v, %v", c, err)
 	}
 	c, err = ParseMetadata(map[string]string{
 		"redisHost": "h:1", "redisDB": "2", "enableTLS": "true", "redisUsername": "u", "redisPassword": "p", "consumerID": "group",
 		"concurrency": "3", "queueDepth": "7", "processingTimeout": "90000", "redeliverInterval": "2s", "maxLenApprox": "1000",
 		"dialTimeout": "1500", "poolSize": "4", "redisMaxRetries": "0", "redisType": "node", "failover": "false",
-		"allowedTopics": "a,b", "publishingScopes": "app=a",
+		"allowedTopics": "a,b", "publishingScopes": "app=a", "waitForReplicas": "1",
 	}, Env{AppID: "checkout"})
 	if err != nil || c.Group != "group" || c.Concurrency != 3 || c.QueueDepth != 7 || c.ProcessingTimeout != 90*time.Second ||
-		c.RedeliverInterval != 2*time.Second || c.MaxLenApprox != 1000 || c.Options.DB != 2 || c.Options.TLSConfig == nil ||
-		c.Options.DialTimeout != 1500*time.Millisecond || c.Options.PoolSize != 4 || c.Options.MaxRetries != 0 {
-		t.Fatalf("got %+v (%+v), %v", c, c.Options, err)
+		c.RedeliverInterval != 2*time.Second || c.MaxLenApprox != 1000 || c.Conn.Options.DB != 2 || c.Conn.Options.TLSConfig == nil ||
+		c.Conn.Options.DialTimeout != 1500*time.Millisecond || c.Conn.Options.PoolSize != 4 || c.Conn.Options.MaxRetries != 0 || c.WaitForReplicas != 1 {
+		t.Fatalf("got %+v (%+v), %v", c, c.Conn.Options, err)
 	}
 	for field, md := range map[string]map[string]string{
 		"redisHost":         {},
@@ -88,9 +88,11 @@ func TestParseMetadata(t *testing.T) {
 		"redeliverInterval": {"redeliverInterval": "soon"},
 		"maxLenApprox":      {"maxLenApprox": "-5"},
 		"dialTimeout":       {"dialTimeout": "2 seconds"},
-		"redisType":         {"redisType": "cluster"},
-		"failover":          {"failover": "true"},
+		"redisType":         {"redisType": "sharded"},
+		"failover":          {"failover": "maybe"},
+		"maxRetries":        {"maxRetries": "3"}, // state.redis's name; daprd's pubsub.redis reads redisMaxRetries
 		"redisHots":         {"redisHots": "typo"},
+		"waitForReplicas":   {"waitForReplicas": "-1"},
 	} {
 		if _, ok := md["redisHost"]; !ok && field != "redisHost" {
 			md["redisHost"] = "h:1"
@@ -198,7 +200,7 @@ func newBrokerLogging(t *testing.T, addr string, md map[string]string, w *syncbu
 		t.Fatal(err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(w, nil))
-	b := New("pubsub", redis.NewClient(cfg.Options), cfg)
+	b := Open("pubsub", cfg)
 	t.Cleanup(func() {
 		_ = b.Close()
 		t.Log(w.String())
@@ -261,7 +263,7 @@ func TestSubscribeErrors(t *testing.T) {
 
 // pendingOf is how many entries of stream are pending in group "app" for
 // consumer ("": for all).
-func pendingOf(t *testing.T, c *redis.Client, stream, consumer string) int64 {
+func pendingOf(t *testing.T, c redis.UniversalClient, stream, consumer string) int64 {
 	t.Helper()
 	p, err := c.XPending(context.Background(), stream, "app").Result()
 	if err != nil {

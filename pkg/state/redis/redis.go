@@ -6,12 +6,19 @@
 // script run too: it checks every operation, then applies them all, and
 // Redis runs nobody else's command in between. Its cost grows linearly
 // with its operations; the state Service bounds how many there are.
+//
+// The client is one server, a Sentinel-managed master or a Redis Cluster
+// (github.com/tandem-run/tandem/internal/redisconn makes it from the
+// component's metadata). In a cluster every command and script touches
+// keys of one hash slot: a transaction whose keys span slots is refused
+// before anything runs (state.ErrNotAtomic), naming its keys and slots.
 package redis
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +26,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tandem-run/tandem/internal/redisconn"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
@@ -51,21 +59,43 @@ return redis.call("DEL", KEYS[1])
 // Store is a Redis state store.
 type Store struct {
 	name   string // component name, for messages
-	client *redis.Client
+	client redis.UniversalClient
 	addr   string
-	strong struct {
-		mu       sync.Mutex
-		replicas int
-		checked  time.Time
+	// cluster: keys of one script or transaction must share a hash slot.
+	cluster bool
+	strong  struct {
+		mu     sync.Mutex
+		byNode map[string]replicaCount // by the node's address
 	}
 	timeout time.Duration
 }
 
 // New returns a store on client. name is the component's name and is used
 // in error messages along with the server address.
-func New(name string, client *redis.Client) *Store {
-	o := client.Options()
-	return &Store{name: name, client: client, addr: o.Addr, timeout: o.ReadTimeout + o.WriteTimeout + o.DialTimeout}
+func New(name string, client redis.UniversalClient) *Store {
+	return build(name, client, redisconn.Addr(client))
+}
+
+// Open returns a store on the connection cfg describes, with its own
+// client.
+func Open(name string, cfg Config) *Store {
+	return build(name, cfg.Conn.NewClient(), cfg.Conn.Addr())
+}
+
+func build(name string, client redis.UniversalClient, addr string) *Store {
+	s := &Store{name: name, client: client, addr: addr}
+	switch c := client.(type) {
+	case *redis.Client:
+		o := c.Options()
+		s.timeout = o.ReadTimeout + o.WriteTimeout + o.DialTimeout
+	case *redis.ClusterClient:
+		o := c.Options()
+		s.timeout = o.ReadTimeout + o.WriteTimeout + o.DialTimeout
+		s.cluster = true
+	default:
+		s.timeout = 5 * time.Second
+	}
+	return s
 }
 
 // Addr is the address of the Redis server, for telemetry.
@@ -125,14 +155,14 @@ func (s *Store) Set(ctx context.Context, req state.SetRequest) error {
 	if req.FirstWrite {
 		fw = "1"
 	}
-	err = setScript.Run(ctx, s.client, []string{req.Key}, etag, fw, req.Value, ttlSeconds(req.TTL)).Err()
+	err = s.run(ctx, req.Strong, setScript, []string{req.Key}, etag, fw, req.Value, ttlSeconds(req.TTL))
 	if err != nil {
 		if strings.Contains(err.Error(), "ETAG_MISMATCH") && req.ETag == nil {
 			return fmt.Errorf("the key exists and first-write needs an etag to update it: %w", state.ErrETagMismatch)
 		}
 		return s.wrap("set", err)
 	}
-	return s.wait(ctx, req.Strong)
+	return nil
 }
 
 // Delete deletes a value.
@@ -141,10 +171,7 @@ func (s *Store) Delete(ctx context.Context, req state.DeleteRequest) error {
 	if err != nil {
 		return err
 	}
-	if err := deleteScript.Run(ctx, s.client, []string{req.Key}, etag).Err(); err != nil {
-		return s.wrap("delete", err)
-	}
-	return s.wait(ctx, req.Strong)
+	return s.wrap("delete", s.run(ctx, req.Strong, deleteScript, []string{req.Key}, etag))
 }
 
 // txScript applies a transaction as one script run, which Redis runs
@@ -190,6 +217,9 @@ func (s *Store) Transact(ctx context.Context, ops []state.Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	if err := s.oneSlot(ops); err != nil {
+		return err
+	}
 	keys := make([]string, len(ops))
 	args := make([]any, 0, 5*len(ops))
 	strong := false
@@ -216,7 +246,7 @@ func (s *Store) Transact(ctx context.Context, ops []state.Op) error {
 		args = append(args, "del", etag, "0", 0, "")
 		strong = strong || op.Delete.Strong
 	}
-	err := txScript.Run(ctx, s.client, keys, args...).Err()
+	err := s.run(ctx, strong, txScript, keys, args...)
 	if i, ok := mismatchAt(err); ok && i < len(ops) {
 		if op := ops[i]; op.Set != nil && op.Set.ETag == nil {
 			return fmt.Errorf("operation %d: key %q exists and first-write needs an etag to update it: %w", i, keys[i], state.ErrETagMismatch)
@@ -226,8 +256,67 @@ func (s *Store) Transact(ctx context.Context, ops []state.Op) error {
 	if err != nil {
 		return s.wrap(fmt.Sprintf("transaction of %d operations", len(ops)), err)
 	}
-	return s.wait(ctx, strong)
+	return nil
 }
+
+// oneSlot refuses, in a cluster, a transaction whose keys are in more
+// than one hash slot: no node can run it as one script (Redis would answer
+// CROSSSLOT). The error names the keys of each slot.
+func (s *Store) oneSlot(ops []state.Op) error {
+	if !s.cluster {
+		return nil
+	}
+	var order []int
+	bySlot := map[int][]string{}
+	for _, op := range ops {
+		k := opKey(op)
+		slot := redisconn.Slot(k)
+		if _, ok := bySlot[slot]; !ok {
+			order = append(order, slot)
+		}
+		if !slices.Contains(bySlot[slot], k) {
+			bySlot[slot] = append(bySlot[slot], k)
+		}
+	}
+	if len(order) == 1 {
+		return nil
+	}
+	var b strings.Builder
+	named := 0
+	for i, slot := range order {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		keys := bySlot[slot]
+		for j, k := range keys {
+			if named == maxNamed {
+				b.WriteString("...")
+				break
+			}
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%q", k)
+			named++
+		}
+		fmt.Fprintf(&b, " (slot %d)", slot)
+		if named == maxNamed {
+			break
+		}
+	}
+	return fmt.Errorf("the transaction's keys are in %d hash slots of the Redis Cluster, and one transaction runs on one slot: %s; "+
+		"give keys that go together a common hash tag, such as {order-1}items and {order-1}total: %w", len(order), b.String(), state.ErrNotAtomic)
+}
+
+func opKey(op state.Op) string {
+	if op.Set != nil {
+		return op.Set.Key
+	}
+	return op.Delete.Key
+}
+
+// maxNamed bounds the keys a cross-slot refusal names.
+const maxNamed = 20
 
 // mismatchAt reads txScript's "ETAG_MISMATCH <n>" (n counting from 1) as
 // the index of the operation that failed.
@@ -246,45 +335,78 @@ func mismatchAt(err error) (int, bool) {
 	return n - 1, true
 }
 
-// wait makes a strong write wait until the replicas have it.
-func (s *Store) wait(ctx context.Context, strong bool) error {
+// run runs script on keys. A strong write then waits until the replicas
+// of the keys' master have it: on the same connection, as WAIT waits for
+// the writes of its own connection.
+func (s *Store) run(ctx context.Context, strong bool, script *redis.Script, keys []string, args ...any) error {
 	if !strong {
-		return nil
+		return script.Run(ctx, s.client, keys, args...).Err()
 	}
-	n := s.replicas(ctx)
-	if n == 0 {
-		return nil
-	}
-	got, err := s.client.Wait(ctx, n, s.timeout).Result()
+	node, err := s.nodeOf(ctx, keys[0])
 	if err != nil {
-		return fmt.Errorf("redis at %s: waiting for %d replicas: %w", s.addr, n, err)
+		return err
+	}
+	n := s.replicas(ctx, node)
+	if n == 0 {
+		return script.Run(ctx, node, keys, args...).Err()
+	}
+	conn := node.Conn()
+	defer conn.Close()
+	if err := script.Run(ctx, conn, keys, args...).Err(); err != nil {
+		return err
+	}
+	got, err := conn.Wait(ctx, n, s.timeout).Result()
+	if err != nil {
+		return fmt.Errorf("waiting for %d replicas: %w", n, err)
 	}
 	if got < int64(n) {
-		return fmt.Errorf("redis at %s: strong consistency: only %d of %d replicas acknowledged the write", s.addr, got, n)
+		return fmt.Errorf("strong consistency: only %d of %d replicas acknowledged the write", got, n)
 	}
 	return nil
 }
 
-// replicas returns the number of connected replicas, looked up at most
-// every 10 seconds.
-func (s *Store) replicas(ctx context.Context) int {
+// nodeOf returns the client of the server that holds key: in a cluster
+// the master of its slot, else the client itself.
+func (s *Store) nodeOf(ctx context.Context, key string) (*redis.Client, error) {
+	switch c := s.client.(type) {
+	case *redis.Client:
+		return c, nil
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, key)
+	}
+	return nil, fmt.Errorf("state store %q: a %T cannot wait for replicas", s.name, s.client)
+}
+
+// replicas returns the number of replicas connected to node, looked up
+// at most every 10 seconds.
+func (s *Store) replicas(ctx context.Context, node *redis.Client) int {
+	addr := node.Options().Addr
 	s.strong.mu.Lock()
 	defer s.strong.mu.Unlock()
-	if time.Since(s.strong.checked) < 10*time.Second {
-		return s.strong.replicas
+	c := s.strong.byNode[addr]
+	if time.Since(c.checked) < 10*time.Second {
+		return c.replicas
 	}
-	info, err := s.client.Info(ctx, "replication").Result()
+	info, err := node.Info(ctx, "replication").Result()
 	if err != nil {
-		return s.strong.replicas
+		return c.replicas
 	}
-	s.strong.checked = time.Now()
-	s.strong.replicas = 0
+	c = replicaCount{checked: time.Now()}
 	for line := range strings.SplitSeq(info, "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
-			s.strong.replicas, _ = strconv.Atoi(v)
+			c.replicas, _ = strconv.Atoi(v)
 		}
 	}
-	return s.strong.replicas
+	if s.strong.byNode == nil {
+		s.strong.byNode = map[string]replicaCount{}
+	}
+	s.strong.byNode[addr] = c
+	return c.replicas
+}
+
+type replicaCount struct {
+	replicas int
+	checked  time.Time
 }
 
 func checkETag(etag *string) (string, error) {

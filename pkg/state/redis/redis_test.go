@@ -3,9 +3,12 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +24,7 @@ func newStore(t *testing.T, addr string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New("statestore", redis.NewClient(cfg.Options))
+	return Open("statestore", cfg)
 }
 
 func TestContract(t *testing.T) {
@@ -68,7 +71,7 @@ func TestRedisDownFailsFastAndRecovers(t *testing.T) {
 
 func TestParseMetadata(t *testing.T) {
 	good, err := ParseMetadata(map[string]string{"redisHost": "h:1", "redisDB": "3", "enableTLS": "true", "ttlInSeconds": "60", "poolSize": "20", "dialTimeout": "1s", "maxTransactionOperations": "10"})
-	if err != nil || good.Options.DB != 3 || good.Options.TLSConfig == nil || good.TTL != time.Minute || good.Options.PoolSize != 20 || good.Options.DialTimeout != time.Second {
+	if o := good.Conn.Options; err != nil || o.DB != 3 || o.TLSConfig == nil || good.TTL != time.Minute || o.PoolSize != 20 || o.DialTimeout != time.Second || o.MaxRetries != 1 {
 		t.Fatalf("got %+v, %v", good, err)
 	}
 	bad := map[string]map[string]string{
@@ -79,10 +82,30 @@ func TestParseMetadata(t *testing.T) {
 		"ttlInSeconds":    {"redisHost": "h:1", "ttlInSeconds": "-3"},
 		"0 to 9223372036": {"redisHost": "h:1", "ttlInSeconds": "18446744074"},
 		"redisHots":       {"redisHost": "h:1", "redisHots": "typo"},
+		"maxRetries":      {"redisHost": "h:1", "maxRetries": "-1"},
 	}
 	for field, md := range bad {
 		if _, err := ParseMetadata(md); err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("%s: error %v does not name the field", field, err)
+		}
+	}
+}
+
+// state.redis reads retries as maxRetries, or as redisMaxRetries (daprd's
+// name, which wins when both are given).
+func TestParseMetadataRetries(t *testing.T) {
+	for _, c := range []struct {
+		md   map[string]string
+		want int
+	}{
+		{map[string]string{"maxRetries": "4"}, 4},
+		{map[string]string{"redisMaxRetries": "5"}, 5},
+		{map[string]string{"redisMaxRetries": "5", "maxRetries": "4"}, 5},
+	} {
+		c.md["redisHost"] = "h:1"
+		got, err := ParseMetadata(c.md)
+		if err != nil || got.Conn.Options.MaxRetries != c.want {
+			t.Errorf("%v: MaxRetries %d, %v; want %d", c.md, got.Conn.Options.MaxRetries, err, c.want)
 		}
 	}
 }
@@ -105,11 +128,12 @@ func TestStrongConsistencyWaitsForReplica(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)
-	for s.replicas(ctx) == 0 {
+	node := s.client.(*redis.Client)
+	for s.replicas(ctx, node) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the replica did not connect")
 		}
-		s.strong.checked = time.Time{} // look again
+		s.strong.byNode = nil // look again
 		time.Sleep(100 * time.Millisecond)
 	}
 	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
@@ -143,6 +167,35 @@ func TestStrongConsistencyWaitsForReplica(t *testing.T) {
 		if got, err := rc.HGet(ctx, "t", "data").Result(); err != nil || got != v {
 			t.Fatalf("replica has %q, %v right after a strong transaction writing %q", got, err, v)
 		}
+	}
+	// A replica that acknowledges nothing (its process stopped): every
+	// strong write is an error, while other connections of the pool had
+	// written before, and the replica had acknowledged that (WAIT counts
+	// the writes of its own connection).
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if err := s.Set(ctx, state.SetRequest{Key: fmt.Sprint("e", i), Value: []byte("x"), Strong: true}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	replica.Pause()
+	defer replica.Resume()
+	var acked atomic.Int32
+	for i := range 8 {
+		wg.Go(func() {
+			if err := s.Set(ctx, state.SetRequest{Key: fmt.Sprint("p", i), Value: []byte("unreplicated"), Strong: true}); err == nil {
+				acked.Add(1)
+			} else if !strings.Contains(err.Error(), "replicas acknowledged") {
+				t.Errorf("strong write with the replica stopped: %v; want an error saying the replica did not acknowledge it", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := acked.Load(); n != 0 {
+		t.Errorf("%d of 8 strong writes acknowledged with the replica stopped", n)
 	}
 }
 
@@ -298,5 +351,54 @@ func TestPing(t *testing.T) {
 	srv.Stop()
 	if err := s.Ping(ctx); err == nil || !strings.Contains(err.Error(), srv.Addr) {
 		t.Errorf("ping with the server down: %v; want an error naming the server", err)
+	}
+}
+
+// WAIT counts the writes of its own connection: a strong write waits on
+// the connection that wrote. With a FIFO pool the next command takes
+// another connection than the write's, one whose writes the replica had
+// acknowledged before it stopped.
+func TestStrongWriteWaitsOnItsOwnConnection(t *testing.T) {
+	primary := redisserver.Start(t)
+	replica := redisserver.StartReplica(t, primary)
+	s := New("statestore", redis.NewClient(&redis.Options{Addr: primary.Addr, PoolFIFO: true, ReadTimeout: time.Second}))
+	defer s.Close()
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer rc.Close()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("the replica in sync", func() bool {
+		info, _ := rc.Info(ctx, "replication").Result()
+		return strings.Contains(info, "master_link_status:up")
+	})
+	waitFor("the primary to count its replica", func() bool {
+		s.strong.byNode = nil
+		return s.replicas(ctx, s.client.(*redis.Client)) == 1
+	})
+	// Several connections that wrote, all acknowledged by the replica.
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			if err := s.Set(ctx, state.SetRequest{Key: fmt.Sprint("e", i), Value: []byte("x"), Strong: true}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	replica.Pause()
+	defer replica.Resume()
+	for i := range 3 {
+		if err := s.Set(ctx, state.SetRequest{Key: fmt.Sprint("p", i), Value: []byte("unreplicated"), Strong: true}); err == nil || !strings.Contains(err.Error(), "replicas acknowledged") {
+			t.Errorf("strong write %d with the replica stopped: %v; want an error saying the replica did not acknowledge it", i, err)
+		}
 	}
 }

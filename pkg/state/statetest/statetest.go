@@ -2,6 +2,10 @@
 // store's tests with a constructor of fresh, empty stores:
 //
 //	statetest.Run(t, func(t *testing.T) state.Store { return memory.New(0) })
+//
+// A store that applies a transaction only when its keys live together (a
+// Redis Cluster: one hash slot) runs it with OneSlotTransactions, and
+// tests its refusal of the others itself.
 package statetest
 
 import (
@@ -19,7 +23,16 @@ import (
 
 // Run runs the contract suite. newStore returns an empty store; the suite
 // closes it when a subtest ends if it is an io.Closer.
-func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) state.Store, opts ...Option) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	// tk is the name of a key of the transaction cases.
+	tk := func(k string) string { return k }
+	if o.oneSlot {
+		tk = func(k string) string { return "{tx}" + k }
+	}
 	ctx := context.Background()
 	fresh := func(t *testing.T) state.Store {
 		s := newStore(t)
@@ -117,35 +130,35 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		if !ok {
 			t.Skip("store is not transactional")
 		}
-		must(t, s.Set(ctx, state.SetRequest{Key: "gone", Value: []byte("x")}))
+		must(t, s.Set(ctx, state.SetRequest{Key: tk("gone"), Value: []byte("x")}))
 		must(t, tx.Transact(ctx, []state.Op{
-			{Set: &state.SetRequest{Key: "a", Value: []byte("1")}},
-			{Set: &state.SetRequest{Key: "a", Value: []byte("2")}},
-			{Delete: &state.DeleteRequest{Key: "gone"}},
-			{Set: &state.SetRequest{Key: "b", Value: []byte("3")}},
-			{Delete: &state.DeleteRequest{Key: "b"}},
+			{Set: &state.SetRequest{Key: tk("a"), Value: []byte("1")}},
+			{Set: &state.SetRequest{Key: tk("a"), Value: []byte("2")}},
+			{Delete: &state.DeleteRequest{Key: tk("gone")}},
+			{Set: &state.SetRequest{Key: tk("b"), Value: []byte("3")}},
+			{Delete: &state.DeleteRequest{Key: tk("b")}},
 		}))
-		if v := string(get(t, s, "a").Value); v != "2" {
+		if v := string(get(t, s, tk("a")).Value); v != "2" {
 			t.Errorf("a = %q, want 2 (operations applied in order)", v)
 		}
 		for _, k := range []string{"gone", "b"} {
-			if it, _ := s.Get(ctx, k); it != nil {
+			if it, _ := s.Get(ctx, tk(k)); it != nil {
 				t.Errorf("%s still there", k)
 			}
 		}
 		// One failing ETag check: nothing applies.
-		e := get(t, s, "a").ETag
+		e := get(t, s, tk("a")).ETag
 		err := tx.Transact(ctx, []state.Op{
-			{Set: &state.SetRequest{Key: "c", Value: []byte("new")}},
-			{Set: &state.SetRequest{Key: "a", Value: []byte("stale"), ETag: etag(e + "9")}},
+			{Set: &state.SetRequest{Key: tk("c"), Value: []byte("new")}},
+			{Set: &state.SetRequest{Key: tk("a"), Value: []byte("stale"), ETag: etag(e + "9")}},
 		})
 		if !errors.Is(err, state.ErrETagMismatch) {
 			t.Fatalf("transaction with a stale etag: %v", err)
 		}
-		if it, _ := s.Get(ctx, "c"); it != nil {
+		if it, _ := s.Get(ctx, tk("c")); it != nil {
 			t.Errorf("a failed transaction wrote c")
 		}
-		if v := string(get(t, s, "a").Value); v != "2" {
+		if v := string(get(t, s, tk("a")).Value); v != "2" {
 			t.Errorf("a failed transaction changed a to %q", v)
 		}
 	})
@@ -156,28 +169,28 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		if !ok {
 			t.Skip("store is not transactional")
 		}
-		must(t, s.Set(ctx, state.SetRequest{Key: "a", Value: []byte("a1")}))
-		ea := get(t, s, "a").ETag
+		must(t, s.Set(ctx, state.SetRequest{Key: tk("a"), Value: []byte("a1")}))
+		ea := get(t, s, tk("a")).ETag
 		for _, c := range []struct {
 			name string
 			ops  []state.Op
 			ok   bool
 		}{
 			{"first-write of a key set before", []state.Op{
-				{Set: &state.SetRequest{Key: "n", Value: []byte("1")}},
-				{Set: &state.SetRequest{Key: "n", Value: []byte("2"), FirstWrite: true}},
+				{Set: &state.SetRequest{Key: tk("n"), Value: []byte("1")}},
+				{Set: &state.SetRequest{Key: tk("n"), Value: []byte("2"), FirstWrite: true}},
 			}, false},
 			{"an etag of a key set before", []state.Op{
-				{Set: &state.SetRequest{Key: "a", Value: []byte("x")}},
-				{Set: &state.SetRequest{Key: "a", Value: []byte("y"), ETag: &ea}},
+				{Set: &state.SetRequest{Key: tk("a"), Value: []byte("x")}},
+				{Set: &state.SetRequest{Key: tk("a"), Value: []byte("y"), ETag: &ea}},
 			}, false},
 			{"an etag of a key deleted before", []state.Op{
-				{Delete: &state.DeleteRequest{Key: "a"}},
-				{Delete: &state.DeleteRequest{Key: "a", ETag: &ea}},
+				{Delete: &state.DeleteRequest{Key: tk("a")}},
+				{Delete: &state.DeleteRequest{Key: tk("a"), ETag: &ea}},
 			}, false},
 			{"first-write of a key deleted before", []state.Op{
-				{Delete: &state.DeleteRequest{Key: "a", ETag: &ea}},
-				{Set: &state.SetRequest{Key: "a", Value: []byte("a2"), FirstWrite: true}},
+				{Delete: &state.DeleteRequest{Key: tk("a"), ETag: &ea}},
+				{Set: &state.SetRequest{Key: tk("a"), Value: []byte("a2"), FirstWrite: true}},
 			}, true},
 		} {
 			err := tx.Transact(ctx, c.ops)
@@ -190,14 +203,14 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 			if !errors.Is(err, state.ErrETagMismatch) {
 				t.Errorf("%s: %v, want ErrETagMismatch", c.name, err)
 			}
-			if it, _ := s.Get(ctx, "n"); it != nil {
+			if it, _ := s.Get(ctx, tk("n")); it != nil {
 				t.Errorf("%s: a failed transaction wrote n", c.name)
 			}
-			if v := string(get(t, s, "a").Value); v != "a1" {
+			if v := string(get(t, s, tk("a")).Value); v != "a1" {
 				t.Errorf("%s: a failed transaction changed a to %q", c.name, v)
 			}
 		}
-		if v := string(get(t, s, "a").Value); v != "a2" {
+		if v := string(get(t, s, tk("a")).Value); v != "a2" {
 			t.Errorf("a = %q after the last transaction, want a2", v)
 		}
 	})
@@ -276,6 +289,16 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		}
 	})
 }
+
+// Option changes how Run runs.
+type Option func(*options)
+
+type options struct{ oneSlot bool }
+
+// OneSlotTransactions gives the keys of each transaction case one Redis
+// hash tag ({tx}), for stores that apply a transaction only when its keys
+// share a hash slot.
+func OneSlotTransactions() Option { return func(o *options) { o.oneSlot = true } }
 
 func must(t *testing.T, err error) {
 	t.Helper()
