@@ -99,7 +99,7 @@ type batch struct {
 
 	ctx     context.Context // the request's: ends once every entry gave up
 	cancel  context.CancelFunc
-	waiting atomic.Int32
+	waiting atomic.Int32 // entries waiting for their outcome; changed under bulker.mu
 }
 
 // bulkEntry is one event of a batch.
@@ -125,11 +125,7 @@ func (s *Subscriber) bulkCall(sb *sub, d *pubsub.Delivery, ev pubsub.Event, path
 	return func(ctx context.Context) outcome {
 		e := &bulkEntry{id: pubsub.NewUUID(), d: d, ev: ev, done: make(chan outcome, 1)}
 		b := sb.bulk.add(path, e, func(b *batch) { s.sendBatch(sb, b) })
-		stop := context.AfterFunc(ctx, func() {
-			if b.waiting.Add(-1) == 0 {
-				b.cancel()
-			}
-		})
+		stop := context.AfterFunc(ctx, func() { sb.bulk.leave(path, b) })
 		defer stop()
 		select {
 		case o := <-e.done:
@@ -164,6 +160,20 @@ func (k *bulker) add(path string, e *bulkEntry, send func(*batch)) *batch {
 		go send(b)
 	}
 	return b
+}
+
+// leave is an entry of b that gave up waiting (its delivery was cut
+// short): once none waits, b is not sent, or its request is canceled.
+func (k *bulker) leave(path string, b *batch) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if b.waiting.Add(-1) > 0 {
+		return
+	}
+	if k.open[path] == b {
+		delete(k.open, path)
+	}
+	b.cancel()
 }
 
 // take closes b to more entries, and reports whether it was open.

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/tandem-run/tandem/internal/invoke"
+	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/pkg/pubsub/memory"
 )
 
@@ -384,4 +385,31 @@ func TestBulkGRPC(t *testing.T) {
 	if dead := e.broker.publishedTo("orders-dead"); len(dead) != 1 || !strings.Contains(dead[0], `"n":"c"`) {
 		t.Errorf("dead-letter topic %v, want c only", dead)
 	}
+}
+
+// TestBulkAbandoned: a batch whose every event gave up waiting (the
+// inbound timeout of its try) is not sent, and takes no more events: those
+// that come later go in a batch of their own.
+func TestBulkAbandoned(t *testing.T) {
+	app := newBulkHTTPApp(t, func(r bulkRequest) (int, map[string]string) {
+		out := map[string]string{}
+		for _, n := range r.ns {
+			out[n] = "SUCCESS"
+		}
+		return 200, out
+	})
+	e := newEnv(t, app.addr(), envOptions{memory: memory.Config{Concurrency: 2, RedeliverInterval: time.Hour}})
+	cfg := e.config(bulkOrders(2))
+	cfg.Inbound = func(string) *resiliency.Policy { return &resiliency.Policy{Timeout: 2 * time.Second} }
+	e.run(cfg)
+	e.publish("orders", `{"n":"a"}`, nil)
+	if r := e.broker.next(t); r.err == nil || !strings.Contains(r.err.Error(), "no answer within the inbound timeout of 2s") {
+		t.Fatalf("%v; want a pending, its batch never full", r.err)
+	}
+	e.publish("orders", `{"n":"b"}`, nil)
+	e.publish("orders", `{"n":"c"}`, nil)
+	if r := app.next(t); !sameSet(r.ns, "b", "c") {
+		t.Errorf("request of %v, want b and c", r.ns)
+	}
+	acked(t, e, 2)
 }
