@@ -2,7 +2,9 @@ package subscribe
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -412,4 +414,48 @@ func TestBulkAbandoned(t *testing.T) {
 		t.Errorf("request of %v, want b and c", r.ns)
 	}
 	acked(t, e, 2)
+}
+
+// TestBulkRawPayload: a rawPayload bulk subscription's entries hold what
+// was published, in base64, as application/octet-stream (as daprd's).
+func TestBulkRawPayload(t *testing.T) {
+	app := newBulkHTTPApp(t, func(r bulkRequest) (int, map[string]string) { return 200, map[string]string{"": "SUCCESS"} })
+	e := newEnv(t, app.addr(), envOptions{})
+	sub := bulkOrders(1)
+	sub.Metadata = map[string]string{"rawPayload": "true"}
+	e.run(e.config(sub))
+	const raw = "\x00\x01 not json \xff"
+	e.publish("orders", raw, map[string]string{"rawPayload": "true"})
+	r := app.next(t)
+	if len(r.Body.Entries) != 1 {
+		t.Fatalf("entries %+v", r.Body.Entries)
+	}
+	it := r.Body.Entries[0]
+	if got, err := base64.StdEncoding.DecodeString(fmt.Sprint(it.Event)); err != nil || string(got) != raw || it.ContentType != "application/octet-stream" || it.Metadata["rawPayload"] != "true" {
+		t.Errorf("entry %+v (%v); want the bytes published, base64", it, err)
+	}
+	acked(t, e, 1)
+}
+
+// TestBulkGRPCUnimplemented: a gRPC app without OnBulkTopicEventAlpha1
+// has its bulk batches dropped, as daprd drops them: acknowledged, not to
+// the dead-letter topic.
+func TestBulkGRPCUnimplemented(t *testing.T) {
+	app, addr := newGRPCApp(t, &runtimev1pb.ListTopicSubscriptionsResponse{Subscriptions: []*runtimev1pb.TopicSubscription{{
+		PubsubName: "pubsub", Topic: "orders", DeadLetterTopic: "orders-dead",
+		BulkSubscribe: &runtimev1pb.BulkSubscribeConfig{Enabled: true, MaxMessagesCount: 1},
+	}}})
+	e := newEnv(t, addr, envOptions{invoke: invoke.Config{AppProtocol: "grpc"}})
+	e.run(e.config())
+	e.publish("orders", `{"n":"a"}`, nil)
+	acked(t, e, 1)
+	if dead := e.broker.publishedTo("orders-dead"); len(dead) != 0 {
+		t.Errorf("dead-letter topic got %v", dead)
+	}
+	if len(app.got) != 0 {
+		t.Errorf("OnTopicEvent was called")
+	}
+	if got := e.delivered("orders", "drop"); got != 1 {
+		t.Errorf("tandem_pubsub_delivered_total{status=drop} = %v, want 1", got)
+	}
 }
