@@ -70,14 +70,22 @@ func (t ownTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // AppCallback returns the client of a gRPC app's AppCallback service for
-// the sidecar's own calls, each within a slot of --app-max-concurrency. It
-// is nil when there is no app or it is an HTTP app.
+// the sidecar's own calls, each within a slot of --app-max-concurrency; it
+// is a runtimev1pb.AppCallbackAlphaClient too. It is nil when there is no
+// app or it is an HTTP app.
 func (inv *Invoker) AppCallback() runtimev1pb.AppCallbackClient {
 	a, ok := inv.app.(*grpcApp)
 	if !ok {
 		return nil
 	}
-	return runtimev1pb.NewAppCallbackClient(ownConn{inv: inv, app: a})
+	conn := ownConn{inv: inv, app: a}
+	return appCallback{runtimev1pb.NewAppCallbackClient(conn), runtimev1pb.NewAppCallbackAlphaClient(conn)}
+}
+
+// appCallback is a gRPC app's AppCallback and AppCallbackAlpha services.
+type appCallback struct {
+	runtimev1pb.AppCallbackClient
+	runtimev1pb.AppCallbackAlphaClient
 }
 
 var apiTokenMD = strings.ToLower(wire.APIToken)

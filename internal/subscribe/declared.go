@@ -23,9 +23,8 @@ import (
 //	spec: {pubsubname, topic, route, deadLetterTopic, metadata, bulkSubscribe}
 //	scopes: [app IDs]
 //
-// A field neither has is refused, as a rule that does not compile, a
-// subscription the subscriber could not run and one asking for bulk
-// delivery (not supported yet).
+// A field neither has is refused, as a rule that does not compile and a
+// subscription the subscriber could not run.
 
 // APIVersions are the apiVersions of Subscription resources accepted.
 var APIVersions = []string{"dapr.io/v2alpha1", "dapr.io/v1alpha1"}
@@ -112,7 +111,6 @@ func ParseResources(b []byte, source string) ([]Declared, error) {
 			return fmt.Errorf("%s: document %d: subscription without metadata.name", source, doc)
 		}
 		s := Subscription{Type: Declarative}
-		var bulk bool
 		var meta resource[struct{}]
 		switch head.APIVersion {
 		case "dapr.io/v2alpha1":
@@ -128,7 +126,7 @@ func ParseResources(b []byte, source string) ([]Declared, error) {
 			if sp.Routes.Default != "" {
 				s.Rules = append(s.Rules, Rule{Path: sp.Routes.Default})
 			}
-			bulk = sp.BulkSubscribe.Enabled
+			s.BulkSubscribe = BulkSubscribe(sp.BulkSubscribe)
 			meta.Metadata, meta.Scopes = r.Metadata, r.Scopes
 		case "dapr.io/v1alpha1":
 			var r resource[specV1]
@@ -140,16 +138,13 @@ func ParseResources(b []byte, source string) ([]Declared, error) {
 			if sp.Route != "" {
 				s.Rules = []Rule{{Path: sp.Route}}
 			}
-			bulk = sp.BulkSubscribe.Enabled
+			s.BulkSubscribe = BulkSubscribe(sp.BulkSubscribe)
 			meta.Metadata, meta.Scopes = r.Metadata, r.Scopes
 		default:
 			return fmt.Errorf("%s: apiVersion %q is not supported; use dapr.io/v2alpha1 or dapr.io/v1alpha1", name, head.APIVersion)
 		}
 		if _, err := CompileRoutes(s.Rules); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
-		}
-		if bulk {
-			return fmt.Errorf("%s: bulkSubscribe is not supported yet; remove it or set enabled: false", name)
 		}
 		if err := s.Check(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)

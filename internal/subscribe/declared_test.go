@@ -82,8 +82,20 @@ spec:
 			err: `subs.yaml: subscription "order-pub-sub": apiVersion "dapr.io/v1" is not supported; use dapr.io/v2alpha1 or dapr.io/v1alpha1`},
 		{name: "no route", appID: "a", yaml: strings.Replace(docsV1, "  route: /checkout\n", "", 1), err: "it has no route"},
 		{name: "no name", appID: "a", yaml: strings.Replace(docsV1, "name: order-pub-sub", "labels: {}", 1), err: "subs.yaml: document 1: subscription without metadata.name"},
-		{name: "bulk", appID: "a", yaml: docsV1 + "---\n" + strings.Replace(docsV1, "  pubsubname:", "  bulkSubscribe: {enabled: true}\n  pubsubname:", 1),
-			err: "bulkSubscribe is not supported yet"},
+		{name: "bulk v1alpha1", appID: "checkout", yaml: strings.Replace(docsV1, "  pubsubname:", "  bulkSubscribe: {enabled: true, maxMessagesCount: 50, maxAwaitDurationMs: 20}\n  pubsubname:", 1),
+			want: []Declared{{Name: "order-pub-sub", Scopes: []string{"orderprocessing", "checkout"}, Subscription: Subscription{
+				PubsubName: "order-pub-sub", Topic: "orders", Type: Declarative, Rules: []Rule{{Path: "/checkout"}},
+				BulkSubscribe: BulkSubscribe{Enabled: true, MaxMessagesCount: 50, MaxAwaitDurationMs: 20},
+			}}}},
+		{name: "bulk v2alpha1", appID: "app1", yaml: strings.Replace(docsV2, "  pubsubname:", "  bulkSubscribe: {enabled: true}\n  pubsubname:", 1),
+			want: []Declared{{Name: "myevent-subscription", Scopes: []string{"app1", "app2"}, Subscription: Subscription{
+				PubsubName: "pubsub", Topic: "inventory", Type: Declarative, BulkSubscribe: BulkSubscribe{Enabled: true},
+				Rules: []Rule{{Match: `event.type == "widget"`, Path: "/widgets"}, {Match: `event.type == "gadget"`, Path: "/gadgets"}, {Path: "/products"}},
+			}}}},
+		{name: "bulk with a negative count", appID: "a", yaml: strings.Replace(docsV1, "  pubsubname:", "  bulkSubscribe: {enabled: true, maxMessagesCount: -5}\n  pubsubname:", 1),
+			err: `subs.yaml: subscription "order-pub-sub": subscription to topic "orders" of pubsub "order-pub-sub": bulkSubscribe.maxMessagesCount -5: want a count from 1, or 0 for 100`},
+		{name: "bulk a string", appID: "a", yaml: strings.Replace(docsV1, "  pubsubname:", "  bulkSubscribe: {enabled: true, maxAwaitDurationMs: soon}\n  pubsubname:", 1),
+			err: "cannot unmarshal"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

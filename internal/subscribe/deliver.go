@@ -72,6 +72,8 @@ func (s *Subscriber) deliver(ctx, run context.Context, sb *sub, d *pubsub.Delive
 	switch {
 	case sb.stream != nil:
 		call, err = sb.stream.call(ev, path)
+	case sb.bulk != nil:
+		call, err = s.bulkCall(sb, d, ev, path)
 	case s.cfg.HTTP != nil:
 		call, err = s.httpCall(sb, d, ev, path)
 	default:

@@ -19,7 +19,9 @@
 //     (likewise);
 //   - it is posted to the path as application/cloudevents+json, or given to
 //     OnTopicEvent, and the app's answer classified as daprd classifies it
-//     (pubsub.StatusFromHTTP, pubsub.StatusFromGRPC);
+//     (pubsub.StatusFromHTTP, pubsub.StatusFromGRPC); a bulk subscription
+//     gives it to the app in a batch with the others of its path waiting at
+//     once, and takes the app's status for its entry (bulk.go);
 //   - SUCCESS acknowledges it; DROP too (and a DROP the app answered itself,
 //     not a 404 or Unimplemented, goes to the dead-letter topic); RETRY and
 //     no answer are tried again under the component's inbound retry policy

@@ -17,8 +17,8 @@ import (
 // An answer that is not of daprd's shape, or that holds a routing rule
 // that does not compile, is refused whole, as daprd refuses it. An entry
 // that daprd would not run either (no route, no pubsubname or topic) is
-// left out and the others kept; so is one this sidecar cannot run yet
-// (bulkSubscribe), and a second entry for the same pubsub and topic.
+// left out and the others kept; so is a second entry for the same pubsub
+// and topic.
 
 // subscriptionJSON is an entry of GET /dapr/subscribe: daprd's v1 shape
 // (route) and v2 shape (routes).
@@ -30,7 +30,9 @@ type subscriptionJSON struct {
 	DeadLetterTopic string            `json:"deadLetterTopic"`
 	Metadata        map[string]string `json:"metadata"`
 	BulkSubscribe   struct {
-		Enabled bool `json:"enabled"`
+		Enabled            bool  `json:"enabled"`
+		MaxMessagesCount   int32 `json:"maxMessagesCount"`
+		MaxAwaitDurationMs int32 `json:"maxAwaitDurationMs"`
 	} `json:"bulkSubscribe"`
 }
 
@@ -63,7 +65,7 @@ func ParseHTTP(body []byte) (subs []Subscription, skipped []error, err error) {
 	if _, err := d.Token(); !errors.Is(err, io.EOF) {
 		return nil, nil, errors.New("the answer has more after its JSON array")
 	}
-	in := make([]entry, 0, len(entries))
+	in := make([]Subscription, 0, len(entries))
 	for i, raw := range entries {
 		var e subscriptionJSON
 		if err := json.Unmarshal(raw, &e); err != nil {
@@ -74,6 +76,7 @@ func ParseHTTP(body []byte) (subs []Subscription, skipped []error, err error) {
 			Topic:           e.Topic,
 			DeadLetterTopic: e.DeadLetterTopic,
 			Metadata:        e.Metadata,
+			BulkSubscribe:   BulkSubscribe(e.BulkSubscribe),
 			Type:            Programmatic,
 		}
 		for _, r := range e.Routes.Rules {
@@ -85,7 +88,7 @@ func ParseHTTP(body []byte) (subs []Subscription, skipped []error, err error) {
 		case e.Route != "":
 			s.Rules = append(s.Rules, Rule{Path: e.Route})
 		}
-		in = append(in, entry{s, e.BulkSubscribe.Enabled})
+		in = append(in, s)
 	}
 	return sift(in)
 }
@@ -94,7 +97,7 @@ func ParseHTTP(body []byte) (subs []Subscription, skipped []error, err error) {
 // ParseHTTP reads an HTTP app's. A subscription without routes has one
 // route, "" (a gRPC app's OnTopicEvent gets the path, and need not use it).
 func ParseGRPC(resp *runtimev1pb.ListTopicSubscriptionsResponse) (subs []Subscription, skipped []error, err error) {
-	in := make([]entry, 0, len(resp.GetSubscriptions()))
+	in := make([]Subscription, 0, len(resp.GetSubscriptions()))
 	for _, t := range resp.GetSubscriptions() {
 		s := Subscription{
 			PubsubName:      t.GetPubsubName(),
@@ -103,35 +106,27 @@ func ParseGRPC(resp *runtimev1pb.ListTopicSubscriptionsResponse) (subs []Subscri
 			Metadata:        t.GetMetadata(),
 			Type:            Programmatic,
 		}
+		if bs := t.GetBulkSubscribe(); bs != nil {
+			s.BulkSubscribe = BulkSubscribe{Enabled: bs.GetEnabled(), MaxMessagesCount: bs.GetMaxMessagesCount(), MaxAwaitDurationMs: bs.GetMaxAwaitDurationMs()}
+		}
 		for _, r := range t.GetRoutes().GetRules() {
 			s.Rules = append(s.Rules, Rule{Match: r.GetMatch(), Path: r.GetPath()})
 		}
 		if d := t.GetRoutes().GetDefault(); d != "" || len(s.Rules) == 0 {
 			s.Rules = append(s.Rules, Rule{Path: d})
 		}
-		in = append(in, entry{s, t.GetBulkSubscribe().GetEnabled()})
+		in = append(in, s)
 	}
 	return sift(in)
 }
 
-// entry is an entry of the app's answer.
-type entry struct {
-	Subscription
-	bulk bool // the app asks for bulk delivery
-}
-
 // sift checks the entries: a rule that does not compile refuses them all;
 // an entry that cannot run is left out.
-func sift(in []entry) (subs []Subscription, skipped []error, err error) {
+func sift(in []Subscription) (subs []Subscription, skipped []error, err error) {
 	seen := map[[2]string]int{}
-	for i, e := range in {
-		s := e.Subscription
+	for i, s := range in {
 		if _, err := CompileRoutes(s.Rules); err != nil {
 			return nil, nil, fmt.Errorf("entry %d (%s): %w", i, s, err)
-		}
-		if e.bulk {
-			skipped = append(skipped, fmt.Errorf("entry %d (%s) is left out: bulkSubscribe is not supported yet", i, s))
-			continue
 		}
 		if err := s.Check(); err != nil {
 			skipped = append(skipped, fmt.Errorf("entry %d is left out: %w", i, err))

@@ -50,9 +50,17 @@ func TestParseHTTP(t *testing.T) {
 		},
 		{
 			name:    "entries left out, the others kept",
-			body:    `[{"pubsubname":"pubsub","topic":"noroute"},{"pubsubname":"","topic":"t","route":"/t"},{"pubsubname":"pubsub","topic":"","route":"/t"},{"pubsubname":"pubsub","topic":"ok","route":"/ok"},{"pubsubname":"pubsub","topic":"ok","route":"/again"},{"pubsubname":"pubsub","topic":"bulk","route":"/b","bulkSubscribe":{"enabled":true}},{"pubsubname":"pubsub","topic":"raw","route":"/r","metadata":{"rawPayload":"yes"}},{"pubsubname":"pubsub","topic":"self","route":"/s","deadLetterTopic":"self"}]`,
+			body:    `[{"pubsubname":"pubsub","topic":"noroute"},{"pubsubname":"","topic":"t","route":"/t"},{"pubsubname":"pubsub","topic":"","route":"/t"},{"pubsubname":"pubsub","topic":"ok","route":"/ok"},{"pubsubname":"pubsub","topic":"ok","route":"/again"},{"pubsubname":"pubsub","topic":"bulk","route":"/b","bulkSubscribe":{"enabled":true,"maxMessagesCount":-1}},{"pubsubname":"pubsub","topic":"raw","route":"/r","metadata":{"rawPayload":"yes"}},{"pubsubname":"pubsub","topic":"self","route":"/s","deadLetterTopic":"self"}]`,
 			want:    []Subscription{{PubsubName: "pubsub", Topic: "ok", Type: Programmatic, Rules: []Rule{{Path: "/ok"}}}},
-			skipped: []string{"entry 0 is left out: subscription to topic \"noroute\" of pubsub \"pubsub\": it has no route", "entry 1 is left out: subscription to topic \"t\" of pubsub \"\": pubsubname is empty", "entry 2 is left out: subscription to topic \"\" of pubsub \"pubsub\": the topic is empty: bad topic name", "entry 4 is left out: entry 3 is a subscription to topic \"ok\" of pubsub \"pubsub\" already", "entry 5 (subscription to topic \"bulk\" of pubsub \"pubsub\") is left out: bulkSubscribe is not supported yet", "entry 6 is left out: subscription to topic \"raw\" of pubsub \"pubsub\": metadata rawPayload \"yes\": want true or false: bad pubsub metadata", "entry 7 is left out: subscription to topic \"self\" of pubsub \"pubsub\": deadLetterTopic is the topic itself"},
+			skipped: []string{"entry 0 is left out: subscription to topic \"noroute\" of pubsub \"pubsub\": it has no route", "entry 1 is left out: subscription to topic \"t\" of pubsub \"\": pubsubname is empty", "entry 2 is left out: subscription to topic \"\" of pubsub \"pubsub\": the topic is empty: bad topic name", "entry 4 is left out: entry 3 is a subscription to topic \"ok\" of pubsub \"pubsub\" already", "entry 5 is left out: subscription to topic \"bulk\" of pubsub \"pubsub\": bulkSubscribe.maxMessagesCount -1: want a count from 1, or 0 for 100", "entry 6 is left out: subscription to topic \"raw\" of pubsub \"pubsub\": metadata rawPayload \"yes\": want true or false: bad pubsub metadata", "entry 7 is left out: subscription to topic \"self\" of pubsub \"pubsub\": deadLetterTopic is the topic itself"},
+		},
+		{
+			name: "bulkSubscribe, daprd's fields",
+			body: `[{"pubsubname":"pubsub","topic":"a","route":"/a","bulkSubscribe":{"enabled":true,"maxMessagesCount":5,"maxAwaitDurationMs":40}},{"pubsubname":"pubsub","topic":"b","route":"/b","bulkSubscribe":{"enabled":true}}]`,
+			want: []Subscription{
+				{PubsubName: "pubsub", Topic: "a", Type: Programmatic, Rules: []Rule{{Path: "/a"}}, BulkSubscribe: BulkSubscribe{Enabled: true, MaxMessagesCount: 5, MaxAwaitDurationMs: 40}},
+				{PubsubName: "pubsub", Topic: "b", Type: Programmatic, Rules: []Rule{{Path: "/b"}}, BulkSubscribe: BulkSubscribe{Enabled: true}},
+			},
 		},
 		{name: "an object", body: `{"pubsubname":"pubsub","topic":"orders","route":"/orders"}`, err: "the answer is not a JSON array of subscriptions"},
 		{name: "not JSON", body: `<html>`, err: "the answer is not a JSON array of subscriptions"},
@@ -96,7 +104,8 @@ func TestParseGRPC(t *testing.T) {
 		{PubsubName: "pubsub", Topic: "pay", DeadLetterTopic: "dead", Metadata: map[string]string{"rawPayload": "true"},
 			Routes: &runtimev1pb.TopicRoutes{Rules: []*runtimev1pb.TopicRule{{Match: `event.type == "a"`, Path: "a"}}, Default: "d"}},
 		{PubsubName: "pubsub", Topic: "rules", Routes: &runtimev1pb.TopicRoutes{Rules: []*runtimev1pb.TopicRule{{Match: `event.type == "a"`, Path: "a"}}}},
-		{PubsubName: "pubsub", Topic: "bulk", BulkSubscribe: &runtimev1pb.BulkSubscribeConfig{Enabled: true}},
+		{PubsubName: "pubsub", Topic: "bulk", BulkSubscribe: &runtimev1pb.BulkSubscribeConfig{Enabled: true, MaxMessagesCount: 7, MaxAwaitDurationMs: 30}},
+		{PubsubName: "pubsub", Topic: "badbulk", BulkSubscribe: &runtimev1pb.BulkSubscribeConfig{Enabled: true, MaxAwaitDurationMs: -1}},
 	}}
 	subs, skipped, err := ParseGRPC(resp)
 	if err != nil {
@@ -107,11 +116,12 @@ func TestParseGRPC(t *testing.T) {
 		{PubsubName: "pubsub", Topic: "pay", DeadLetterTopic: "dead", Metadata: map[string]string{"rawPayload": "true"}, Type: Programmatic,
 			Rules: []Rule{{Match: `event.type == "a"`, Path: "a"}, {Path: "d"}}},
 		{PubsubName: "pubsub", Topic: "rules", Type: Programmatic, Rules: []Rule{{Match: `event.type == "a"`, Path: "a"}}},
+		{PubsubName: "pubsub", Topic: "bulk", Type: Programmatic, Rules: []Rule{{}}, BulkSubscribe: BulkSubscribe{Enabled: true, MaxMessagesCount: 7, MaxAwaitDurationMs: 30}},
 	}
 	if !reflect.DeepEqual(subs, want) {
 		t.Errorf("subscriptions\n%+v\nwant\n%+v", subs, want)
 	}
-	if len(skipped) != 1 || !strings.Contains(skipped[0].Error(), "bulkSubscribe is not supported yet") {
+	if len(skipped) != 1 || !strings.Contains(skipped[0].Error(), "bulkSubscribe.maxAwaitDurationMs -1: want milliseconds from 1") {
 		t.Errorf("skipped %v", skipped)
 	}
 	resp.Subscriptions[1].Routes.Rules[0].Match = "event.type =="

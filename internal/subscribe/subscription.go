@@ -39,7 +39,10 @@ type Subscription struct {
 	// rawPayload: "true" delivers what was published, whatever it is,
 	// inside an envelope of its own.
 	Metadata map[string]string
-	Type     Type
+	// BulkSubscribe, when enabled, delivers the events in batches: see
+	// BulkSubscribe.
+	BulkSubscribe BulkSubscribe
+	Type          Type
 }
 
 // String names the subscription in messages.
@@ -53,11 +56,13 @@ type sub struct {
 	routes *Routes
 	raw    bool
 	stream *Stream // a streaming subscription's; nil for the others
+	bulk   *bulker // a bulk subscription's; nil for the others
 }
 
 // Check checks s as the subscriber runs it and returns the first problem
 // found: no pubsubname, a bad topic or dead-letter topic, a rawPayload
-// that is not a boolean, no route, or a rule that does not compile.
+// that is not a boolean, no route, a rule that does not compile, or a
+// negative bound of bulkSubscribe.
 func (s Subscription) Check() error {
 	_, err := prepare(s)
 	return err
@@ -90,7 +95,14 @@ func prepare(s Subscription) (*sub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s, err)
 	}
-	return &sub{Subscription: s, routes: routes, raw: raw}, nil
+	if err := s.BulkSubscribe.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", s, err)
+	}
+	sb := &sub{Subscription: s, routes: routes, raw: raw}
+	if s.BulkSubscribe.Enabled {
+		sb.bulk = newBulker(s.BulkSubscribe)
+	}
+	return sb, nil
 }
 
 // sameTopic tells whether o is of the same pubsub and topic as s.

@@ -21,6 +21,11 @@
 //	                     data.sleep (a Go duration) waits that long first
 //	                     (less when the caller goes away)
 //	GET /deliveries      the deliveries recorded: [{path, contentType, event}]
+//	POST /bulk/...       records a bulk delivery and answers a status per
+//	                     entry by its event's data.answer: "DROP" DROP,
+//	                     "RETRY_ONCE" RETRY the first time its id comes,
+//	                     "OMIT_ONCE" no status the first time, else SUCCESS
+//	GET /bulk-deliveries the bulk deliveries recorded: [{path, contentType, body}]
 //
 // With $DELIVERIES_FILE set, each delivery is also appended to that file
 // as two JSON lines, written as it starts and as it ends (its answer
@@ -162,6 +167,13 @@ type delivery struct {
 	Event       json.RawMessage `json:"event"`
 }
 
+// bulkDelivery is a bulk request as the app got it.
+type bulkDelivery struct {
+	Path        string          `json:"path"`
+	ContentType string          `json:"contentType"`
+	Body        json.RawMessage `json:"body"`
+}
+
 // subscribe serves the pub/sub routes.
 func subscribe(mux *http.ServeMux) {
 	var (
@@ -246,6 +258,61 @@ func subscribe(mux *http.ServeMux) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"status": status})
+	})
+	bulk := []bulkDelivery{}
+	mux.HandleFunc("POST /bulk/", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var env struct {
+			Entries []struct {
+				EntryID string `json:"entryId"`
+				Event   struct {
+					ID   string `json:"id"`
+					Data struct {
+						Answer string `json:"answer"`
+					} `json:"data"`
+				} `json:"event"`
+			} `json:"entries"`
+		}
+		if err := json.Unmarshal(body, &env); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		type entryStatus struct {
+			EntryID string `json:"entryId"`
+			Status  string `json:"status"`
+		}
+		var out struct {
+			Statuses []entryStatus `json:"statuses"`
+		}
+		mu.Lock()
+		bulk = append(bulk, bulkDelivery{Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"), Body: body})
+		for _, e := range env.Entries {
+			seen[e.Event.ID]++
+			first := seen[e.Event.ID] == 1
+			st := "SUCCESS"
+			switch a := e.Event.Data.Answer; {
+			case a == "DROP":
+				st = "DROP"
+			case a == "RETRY_ONCE" && first:
+				st = "RETRY"
+			case a == "OMIT_ONCE" && first:
+				continue
+			}
+			out.Statuses = append(out.Statuses, entryStatus{e.EntryID, st})
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	mux.HandleFunc("GET /bulk-deliveries", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(bulk)
 	})
 	mux.HandleFunc("GET /deliveries", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
