@@ -16,6 +16,7 @@
 //	go run ./bench -profile http-sidecars-mtls   # and a CPU profile of one sidecar
 //	go run ./bench -transactions bench/TRANSACTIONS.md   # how long transactions hold Redis
 //	go run ./bench -pubsub bench/RESULTS.md   # pub/sub through two sidecars against its floor
+//	go run ./bench -pubsub-bulk bench/RESULTS.md   # bulk publish and bulk delivery against single events
 //
 // It writes a Markdown report (-out, bench/RESULTS.md) and a PNG of the
 // latency distributions (-png, bench/latency.png), and prints the ratios
@@ -50,6 +51,8 @@ type options struct {
 	Soak       time.Duration
 	TxOut      string
 	PubSub     string // the pub/sub profile's report: the file whose pub/sub section it writes
+	PubSubBulk string // the bulk pub/sub profile's report: the file whose bulk section it writes
+	Backlog    int    // events the bulk pub/sub profile publishes and delivers per way and round
 }
 
 // floorModes are the modes this binary is re-run in as a floor's process.
@@ -83,6 +86,8 @@ func main() {
 		err = transactions(o, o.TxOut)
 	case o.PubSub != "":
 		err = pubsubBench(o, o.PubSub)
+	case o.PubSubBulk != "":
+		err = pubsubBulkBench(o, o.PubSubBulk)
 	case o.Soak > 0:
 		err = soak(o, o.Soak)
 	default:
@@ -101,6 +106,8 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.DurationVar(&o.Soak, "soak", 0, "instead of the paths: run two sidecars under load this long and compare their goroutines and memory before and after")
 	fs.StringVar(&o.TxOut, "transactions", "", "instead of the paths: time the largest state transactions against Redis and write the report to this file (e.g. bench/TRANSACTIONS.md)")
 	fs.StringVar(&o.PubSub, "pubsub", "", "instead of the paths: measure pub/sub on Redis Streams through two sidecars and its floor, and a slow subscriber's memory, and write the section \"Pub/sub\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
+	fs.StringVar(&o.PubSubBulk, "pubsub-bulk", "", "instead of the paths: weigh bulk publish and bulk delivery against single events through sidecars on Redis Streams, and write the section \"Pub/sub: bulk\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
+	fs.IntVar(&o.Backlog, "backlog", 10000, "with -pubsub-bulk: events published (100 at a time) and delivered from a backlog, per way and round")
 	short := fs.Bool("short", false, "a quick run: 3 rounds of 2 s per path after a 1 s warm-up, 1 s at maximum throughput (flags given win)")
 	fs.IntVar(&o.Rate, "rate", 1000, "requests per second of each measured run")
 	fs.IntVar(&o.Conns, "conns", 16, "connections (and concurrent requests)")
@@ -144,6 +151,17 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		return o, fmt.Errorf("-duration and -max-duration must be positive, -warmup 0 or more")
 	case o.Rounds < 1:
 		return o, fmt.Errorf("-rounds %d: give 1 or more (5 or more for a median worth reading)", o.Rounds)
+	}
+	if o.PubSubBulk != "" {
+		switch {
+		case o.PubSub != "":
+			return o, fmt.Errorf("-pubsub and -pubsub-bulk: give one of them")
+		case o.Backlog < bulkBatch:
+			return o, fmt.Errorf("-backlog %d: give %d or more events", o.Backlog, bulkBatch)
+		case o.Profile != "":
+			return o, fmt.Errorf("-profile with -pubsub-bulk: it profiles nothing; use -pubsub")
+		}
+		return o, nil
 	}
 	if o.PubSub != "" {
 		if o.Profile != "" && o.Profile != "pubsub-sidecars" {
