@@ -1,7 +1,7 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test quick test-node vet lint calculator sidecar images deps tools bench bench-pubsub bench-tracing fuzz soak
+.PHONY: test quick test-node vet lint calculator sidecar images deps tools bench bench-pubsub bench-pubsub-bulk bench-tracing fuzz soak
 
 ## test: everything CI runs: formatting, vet, the whole suite with -race,
 ## the real Kubernetes node's tests (tests/node, their own run: they need
@@ -59,6 +59,11 @@ bench:
 ## slow subscriber's memory (writes the pub/sub section of bench/RESULTS.md).
 bench-pubsub:
 	$(GO) run ./bench -pubsub bench/RESULTS.md
+
+## bench-pubsub-bulk: bulk publish and bulk delivery against single events
+## through sidecars on Redis Streams (writes its section of bench/RESULTS.md).
+bench-pubsub-bulk:
+	$(GO) run ./bench -pubsub-bulk bench/RESULTS.md
 
 ## soak: two sidecars under load for SOAK (3m); their goroutines and memory
 ## must return to the baseline.

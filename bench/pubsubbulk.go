@@ -94,6 +94,7 @@ func pubsubBulkBench(o options, out string) error {
 	}
 	subs := []*bulkSubWay{
 		{name: "deliver-bulk-100", bulk: true, concurrency: 100, about: "`bulkSubscribe` `{\"enabled\": true, \"maxMessagesCount\": 100, \"maxAwaitDurationMs\": 100}`, `concurrency` 100: up to 100 events a request, the app answering a `SUCCESS` status for each"},
+		{name: "deliver-bulk-100-c200", bulk: true, concurrency: 200, about: "the same bulk subscription with `concurrency` 200: two batches can be on their way at once"},
 		{name: "deliver-single-100", concurrency: 100, about: "one event a request, `concurrency` 100"},
 		{name: "deliver-single-10", concurrency: 10, about: "one event a request, `concurrency` 10 (the default)"},
 	}

@@ -173,6 +173,7 @@ func TestPubSubBulkReport(t *testing.T) {
 	}
 	subs := []*bulkSubWay{
 		{name: "deliver-bulk-100", about: "c", rounds: []*bulkSubSample{sub(time.Second, 10)}},
+		{name: "deliver-bulk-100-c200", bulk: true, about: "f", rounds: []*bulkSubSample{sub(time.Second/2, 10)}},
 		{name: "deliver-single-100", about: "d", rounds: []*bulkSubSample{sub(2*time.Second, 1000)}},
 		{name: "deliver-single-10", about: "e", rounds: []*bulkSubSample{sub(4*time.Second, 1000)}},
 	}
@@ -183,10 +184,14 @@ func TestPubSubBulkReport(t *testing.T) {
 		"| publish-bulk | 10.0 ms (10.0–20.0) |",
 		"deliver-bulk-100 over deliver-single-100 (ratios of medians): events/s **2.00x**; subscriber CPU per event **0.50x**.",
 		"deliver-bulk-100 over deliver-single-10 (ratios of medians): events/s **4.00x**; subscriber CPU per event **0.25x**.",
+		"- deliver-bulk-100-c200 over deliver-single-10: events/s 8.00x; subscriber CPU per event 0.12x.",
 		"| deliver-bulk-100 | 1000 /s (1000–1000) | 0.500 s (0.500–0.500) | 100.0 (100.0–100.0) |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the report has no %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "over deliver-bulk-100-c200") {
+		t.Errorf("a bulk way is weighed against another:\n%s", out)
 	}
 }

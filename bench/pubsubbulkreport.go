@@ -123,8 +123,22 @@ func pubsubBulkReport(o options, pubs []*bulkPubWay, subs []*bulkSubWay) string 
 	}
 	b.WriteString("\n")
 	for _, w := range subs[1:] {
+		if w.bulk {
+			continue
+		}
 		fmt.Fprintf(&b, "- %s over %s (ratios of medians): events/s **%.2fx**; subscriber CPU per event **%.2fx**.\n",
 			subs[0].name, w.name, subMed(subs[0], 0).med/subMed(w, 0).med, subMed(subs[0], 1).med/subMed(w, 1).med)
+	}
+	for _, w := range subs[1:] {
+		if !w.bulk {
+			continue
+		}
+		for _, s := range subs[1:] {
+			if !s.bulk {
+				fmt.Fprintf(&b, "- %s over %s: events/s %.2fx; subscriber CPU per event %.2fx.\n",
+					w.name, s.name, subMed(w, 0).med/subMed(s, 0).med, subMed(w, 1).med/subMed(s, 1).med)
+			}
+		}
 	}
 	return b.String()
 }
