@@ -67,7 +67,7 @@ func pubsubBulkReport(o options, pubs []*bulkPubWay, subs []*bulkSubWay) string 
 	fmt.Fprintf(&b, "`%s` on %s, %s. "+
 		"%d interleaved rounds; in each, every way in the order below, its sidecar and topic afresh, on `pubsub.redis` with one `redis-server` the harness started. Events are %d B of JSON. "+
 		"Each figure is the median of the rounds with their range; the ratios are of medians. "+
-		"The machine is shared with other work: the numbers are noisy, the ratios less so.\n\n",
+		"The machine is shared with other work: the numbers are noisy (see the ranges), and the ratios are rough.\n\n",
 		cmd, machine(), time.Now().UTC().Format("2006-01-02"), o.Rounds, o.Size)
 
 	batches := (o.Backlog + bulkBatch - 1) / bulkBatch
