@@ -48,3 +48,17 @@ func AllReplicas(md map[string]string) (on bool, timeout time.Duration, err erro
 type Dropper interface {
 	Dropped() map[string]int64
 }
+
+// Dropped is what the brokers that are Droppers dropped, by broker name
+// and topic, and whether each topic is declared (see Call.Declared).
+func (s *Service) Dropped(each func(name, topic string, declared bool, n int64)) {
+	for _, n := range *s.brokers.Load() {
+		d, ok := n.Broker.(Dropper)
+		if !ok {
+			continue
+		}
+		for topic, count := range d.Dropped() {
+			each(n.Name, topic, s.declared(n, topic), count)
+		}
+	}
+}
