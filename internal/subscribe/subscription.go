@@ -57,7 +57,8 @@ type sub struct {
 
 // Check checks s as the subscriber runs it and returns the first problem
 // found: no pubsubname, a bad topic or dead-letter topic, a rawPayload
-// that is not a boolean, no route, or a rule that does not compile.
+// that is not a boolean, a bad deliverToAllReplicas or replicaTimeout, no
+// route, or a rule that does not compile.
 func (s Subscription) Check() error {
 	_, err := prepare(s)
 	return err
@@ -81,6 +82,9 @@ func prepare(s Subscription) (*sub, error) {
 	}
 	raw, err := pubsub.RawPayload(s.Metadata)
 	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s, err)
+	}
+	if _, _, err := pubsub.AllReplicas(s.Metadata); err != nil {
 		return nil, fmt.Errorf("%s: %w", s, err)
 	}
 	if len(s.Rules) == 0 {

@@ -17,8 +17,13 @@ const (
 	ReplicaTimeout = "replicaTimeout"
 )
 
-// DefaultReplicaTimeout is ReplicaTimeout's default.
-const DefaultReplicaTimeout = 10 * time.Minute
+// DefaultReplicaTimeout is ReplicaTimeout's default, and
+// MinReplicaTimeout the shortest accepted (a replica's heartbeat is
+// refreshed every third of it).
+const (
+	DefaultReplicaTimeout = 10 * time.Minute
+	MinReplicaTimeout     = time.Second
+)
 
 // AllReplicas reads DeliverToAllReplicas and ReplicaTimeout from a
 // subscription's metadata (md may be nil): whether the subscription is one
@@ -37,6 +42,9 @@ func AllReplicas(md map[string]string) (on bool, timeout time.Duration, err erro
 		}
 		if timeout, err = ParseDuration(ReplicaTimeout, v); err != nil {
 			return false, 0, fmt.Errorf("subscription %w", err)
+		}
+		if timeout < MinReplicaTimeout {
+			return false, 0, fmt.Errorf("subscription metadata %s %q: want at least %s", ReplicaTimeout, v, MinReplicaTimeout)
 		}
 	}
 	return on, timeout, nil

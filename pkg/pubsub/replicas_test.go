@@ -23,6 +23,8 @@ func TestAllReplicas(t *testing.T) {
 		{md: map[string]string{"replicaTimeout": "1m"}, err: "replicaTimeout"},
 		{md: map[string]string{"deliverToAllReplicas": "false", "replicaTimeout": "1m"}, err: "replicaTimeout"},
 		{md: map[string]string{"deliverToAllReplicas": "true", "replicaTimeout": "-1s"}, err: "replicaTimeout"},
+		{md: map[string]string{"deliverToAllReplicas": "true", "replicaTimeout": "999ms"}, err: "at least 1s"},
+		{md: map[string]string{"deliverToAllReplicas": "true", "replicaTimeout": "1s"}, on: true, timeout: time.Second},
 	} {
 		on, timeout, err := AllReplicas(c.md)
 		if c.err != "" {

@@ -35,10 +35,6 @@ type replicaGroup struct {
 	timeout time.Duration // replicaTimeout
 }
 
-// MinReplicaTimeout is the shortest replicaTimeout accepted: the heartbeat
-// is refreshed every third of it.
-const MinReplicaTimeout = time.Second
-
 // registryKey is the hash of topic's per-replica groups (group ->
 // consumerID).
 func registryKey(topic string) string { return "tandem:pubsub:replica-groups:" + topic }
@@ -51,12 +47,13 @@ func aliveKey(group, topic string) string {
 // dropScript destroys group ARGV[1] of stream KEYS[1] when its heartbeat
 // KEYS[3] expired, or at once when ARGV[2] is "1", removes it from the
 // registry KEYS[2], and returns how many entries were pending in it; -1
-// when its replica is alive.
+// when its replica is alive, -2 when there was no such group (only
+// listed).
 var dropScript = redis.NewScript(`
 if ARGV[2] ~= "1" and redis.call("EXISTS", KEYS[3]) == 1 then
   return -1
 end
-local n = 0
+local n = -2
 local p = redis.pcall("XPENDING", KEYS[1], ARGV[1])
 if type(p) == "table" and p.err == nil then
   n = p[1]
@@ -72,9 +69,6 @@ return n
 // first) and creates its consumer group.
 func (b *Broker) join(ctx context.Context, sub *subscription, md map[string]string) error {
 	on, timeout, err := pubsub.AllReplicas(md)
-	if err == nil && on && timeout < MinReplicaTimeout {
-		err = fmt.Errorf("subscription metadata %s %q: want at least %s", pubsub.ReplicaTimeout, md[pubsub.ReplicaTimeout], MinReplicaTimeout)
-	}
 	if err != nil {
 		return fmt.Errorf("pubsub %q: subscription to topic %q: %w", b.name, sub.topic, err)
 	}
@@ -134,7 +128,7 @@ func (b *Broker) sweep(ctx context.Context, sub *subscription) {
 			continue
 		}
 		n, err := b.drop(ctx, sub.topic, group, false)
-		if err != nil || n < 0 {
+		if err != nil || n < 0 { // alive, or never created
 			continue
 		}
 		b.dropped(sub.topic, n)
@@ -144,8 +138,7 @@ func (b *Broker) sweep(ctx context.Context, sub *subscription) {
 }
 
 // drop destroys topic's group when its replica is gone (or at once when
-// now), and returns how many events were pending in it, -1 when its
-// replica is alive.
+// now), and returns how many events were pending in it: as dropScript.
 func (b *Broker) drop(ctx context.Context, topic, group string, now bool) (int64, error) {
 	force := "0"
 	if now {

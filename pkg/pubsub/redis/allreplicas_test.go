@@ -288,3 +288,41 @@ func TestAllReplicasBadMetadata(t *testing.T) {
 		t.Error("a good subscription refused")
 	}
 }
+
+// A replica whose own group was destroyed under it (another took it for
+// gone) says so, creates it again at the stream's end, lists it again, and
+// goes on receiving.
+func TestAllReplicasOwnGroupDestroyedUnderIt(t *testing.T) {
+	srv := redisserver.Start(t)
+	md := map[string]string{"deliverToAllReplicas": "true", "replicaTimeout": "1500ms"}
+	var logs syncbuf.Buffer
+	a := newBrokerLogging(t, srv.Addr, nil, &logs)
+	r := newRecorder()
+	if err := a.Subscribe(context.Background(), pubsub.Subscription{Topic: "news", Metadata: md}, r.handler); err != nil {
+		t.Fatal(err)
+	}
+	publishAll(t, a, "news", "first")
+	waitFor(t, "the first event", func() bool { return r.has("first") })
+	ctx := context.Background()
+	if err := a.client.XGroupDestroy(ctx, "news", a.Consumer()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.client.HDel(ctx, registryKey("news"), a.Consumer()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the group to be created again", func() bool {
+		return strings.Contains(logs.String(), "was gone") && slices.Contains(groupsOf(t, a.client, "news"), a.Consumer())
+	})
+	if !strings.Contains(logs.String(), "created again at the stream's end") {
+		t.Errorf("the log does not say the group was created again at the stream's end:\n%s", logs.String())
+	}
+	publishAll(t, a, "news", "second")
+	waitFor(t, "an event after the group came back", func() bool { return r.has("second") })
+	waitFor(t, "the group to be listed again", func() bool {
+		listed, _ := a.client.HKeys(ctx, registryKey("news")).Result()
+		return slices.Equal(listed, []string{a.Consumer()})
+	})
+	if got := r.received(); !slices.Equal(got, []string{"first", "second"}) {
+		t.Errorf("received %v; want first and second, once each", got)
+	}
+}
