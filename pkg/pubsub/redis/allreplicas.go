@@ -22,6 +22,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,7 +33,8 @@ import (
 // replicaGroup is what a subscription of every replica knows of its own
 // group.
 type replicaGroup struct {
-	timeout time.Duration // replicaTimeout
+	timeout time.Duration  // replicaTimeout
+	tending sync.WaitGroup // tend, which leave waits for: no heartbeat after the group is gone
 }
 
 // registryKey is the hash of topic's per-replica groups (group ->
@@ -151,10 +153,11 @@ func (b *Broker) drop(ctx context.Context, topic, group string, now bool) (int64
 	return n, err
 }
 
-// leave destroys sub's own group, once its reading has ended: after the
-// handlers it started have finished (up to processingTimeout), unless the
-// broker is closing.
+// leave destroys sub's own group, once its reading and heartbeat have
+// ended: after the handlers it started have finished (up to
+// processingTimeout), unless the broker is closing.
 func (b *Broker) leave(sub *subscription) {
+	sub.own.tending.Wait()
 	deadline := time.Now().Add(b.cfg.ProcessingTimeout)
 	for b.ctx.Err() == nil && b.inFlight(sub) && time.Now().Before(deadline) {
 		sleep(b.ctx, 20*time.Millisecond)

@@ -34,6 +34,11 @@
 //     created again and reading goes on, with one log line. Redis
 //     unreachable is one log line too, and one when it answers again.
 //
+// With the subscription metadata deliverToAllReplicas a subscription reads
+// through a consumer group of this replica's own, at the stream's end, so
+// every replica receives every event; groups of replicas gone longer than
+// replicaTimeout are destroyed with what they held (allreplicas.go).
+//
 // Each subscription holds one connection of the client's pool, on which it
 // waits for new entries; ending the subscription ends that wait at once
 // (CLIENT UNBLOCK).
@@ -204,8 +209,10 @@ func (b *Broker) Subscribe(ctx context.Context, s pubsub.Subscription, h pubsub.
 	}()
 	if sub.own != nil {
 		b.wg.Add(1)
+		sub.own.tending.Add(1)
 		go func() {
 			defer b.wg.Done()
+			defer sub.own.tending.Done()
 			b.tend(rctx, sub)
 		}()
 	}
