@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"syscall"
 	"testing"
@@ -81,4 +82,70 @@ func TestPubSubDeliverToAllReplicas(t *testing.T) {
 	}
 	acked, _ = p.counts()
 	waitDelivered(t, acked, time.Minute, a)
+}
+
+// everyReplicaSubscription is a declarative Subscription to topic of
+// pubsub "pubsub" for every replica, delivered to /events/<topic>.
+func everyReplicaSubscription(topic, replicaTimeout string) []byte {
+	return fmt.Appendf(nil, `apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: %s-every-replica
+spec:
+  pubsubname: pubsub
+  topic: %s
+  routes:
+    default: /events/%s
+  metadata:
+    deliverToAllReplicas: "true"
+    replicaTimeout: %q
+`, topic, topic, topic, replicaTimeout)
+}
+
+// A replica whose sidecar is SIGKILLed with events in its app's handler
+// leaves its consumer group; the other replica's sidecar destroys it once
+// replicaTimeout has passed, and logs the events dropped with it. The
+// subscription is a declarative one.
+func TestPubSubDeliverToAllReplicasKilled(t *testing.T) {
+	srv := redisserver.Start(t)
+	w := newWorld(t)
+	files := map[string][]byte{
+		"pubsub.yaml":       resources.PubSubYAML("pubsub", "pubsub.redis", "redisHost", srv.Addr),
+		"subscription.yaml": everyReplicaSubscription("prices", "2s"),
+	}
+	pub, _ := w.pubsubSidecar("admin", files)
+	pt := proc.For(t)
+	apps := make([]*ledgerApp, 2)
+	for i := range apps {
+		apps[i] = &ledgerApp{port: pt.FreePort(), file: filepath.Join(t.TempDir(), "deliveries")}
+		apps[i].p = pt.Start(fmt.Sprintf("cache-app-%d", i), testappBin, []string{"APP_PORT=" + itoa(apps[i].port), "DELIVERIES_FILE=" + apps[i].file})
+		pt.WaitTCP("127.0.0.1:"+itoa(apps[i].port), listenWait)
+	}
+	sa, _ := w.pubsubSidecarApp("cache", apps[0].port, files)
+	sb, _ := w.pubsubSidecarApp("cache", apps[1].port, files)
+	rc := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = rc.Close() })
+	groups := func() int {
+		gs, _ := rc.XInfoGroups(context.Background(), "prices").Result()
+		return len(gs)
+	}
+	waitUntil(t, "a consumer group per replica", time.Minute, func() bool { return groups() == 2 })
+
+	// Events the apps hold in their handlers: pending in both groups.
+	p := newPublisher(t, pub, "prices")
+	for range 3 {
+		if !p.publish(`,"answer":"HOLD_ONCE"`) {
+			t.Fatalf("publish failed: %v", p.codes)
+		}
+	}
+	for i, app := range apps {
+		waitUntil(t, fmt.Sprintf("replica %d to hold the 3 events", i), time.Minute, func() bool { return len(ledger(t, app.file)) == 3 })
+	}
+	if err := sb.Stop(syscall.SIGKILL, 10*time.Second); err != nil {
+		t.Logf("sidecar b: %v", err)
+	}
+	dropped := regexp.MustCompile(`gone longer than replicaTimeout.*dropped=3`)
+	waitUntil(t, "replica a's sidecar to destroy b's group", time.Minute, func() bool {
+		return groups() == 1 && dropped.MatchString(sa.Out.String())
+	})
 }
