@@ -138,6 +138,7 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 	// outcome (an open circuit among them); each try is a span.
 	s.pubsub.Use(metrics.PubsubMiddleware(), policies.PubsubMiddleware(), tracing.PubsubMiddleware())
 	telemetry.Pending(o.AppID, s.pubsub, prometheus.DefaultRegisterer)
+	telemetry.ReplicaDropped(o.AppID, s.pubsub, prometheus.DefaultRegisterer)
 	if s.sub, err = s.newSubscriber(policies, tracing); err != nil {
 		return nil, err
 	}

@@ -61,8 +61,9 @@ type sub struct {
 
 // Check checks s as the subscriber runs it and returns the first problem
 // found: no pubsubname, a bad topic or dead-letter topic, a rawPayload
-// that is not a boolean, no route, a rule that does not compile, or a
-// negative bound of bulkSubscribe.
+// that is not a boolean, a bad deliverToAllReplicas or replicaTimeout, no
+// route, a rule that does not compile, or a negative bound of
+// bulkSubscribe.
 func (s Subscription) Check() error {
 	_, err := prepare(s)
 	return err
@@ -86,6 +87,9 @@ func prepare(s Subscription) (*sub, error) {
 	}
 	raw, err := pubsub.RawPayload(s.Metadata)
 	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s, err)
+	}
+	if _, _, err := pubsub.AllReplicas(s.Metadata); err != nil {
 		return nil, fmt.Errorf("%s: %w", s, err)
 	}
 	if len(s.Rules) == 0 {

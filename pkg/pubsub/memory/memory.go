@@ -162,8 +162,13 @@ func (b *Broker) ready(t *topic, e *event) {
 }
 
 // Subscribe delivers the events of s.Topic to h, at most Concurrency at
-// once, until ctx ends or the broker is closed.
+// once, until ctx ends or the broker is closed. The subscription metadata
+// deliverToAllReplicas is checked and changes nothing: there is one
+// sidecar, so its subscription already receives every event.
 func (b *Broker) Subscribe(ctx context.Context, s pubsub.Subscription, h pubsub.Handler) error {
+	if _, _, err := pubsub.AllReplicas(s.Metadata); err != nil {
+		return fmt.Errorf("in-memory pubsub: subscription to topic %q: %w", s.Topic, err)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {

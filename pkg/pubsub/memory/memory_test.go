@@ -100,3 +100,30 @@ func TestInOrder(t *testing.T) {
 		}
 	}
 }
+
+// deliverToAllReplicas is read and checked; with one sidecar the
+// subscription is the same as without it.
+func TestDeliverToAllReplicas(t *testing.T) {
+	b := New(Config{})
+	defer b.Close()
+	err := b.Subscribe(context.Background(), pubsub.Subscription{Topic: "t", Metadata: map[string]string{"deliverToAllReplicas": "maybe"}},
+		func(context.Context, *pubsub.Delivery) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "deliverToAllReplicas") {
+		t.Errorf("bad deliverToAllReplicas: %v", err)
+	}
+	got := make(chan string, 1)
+	md := map[string]string{"deliverToAllReplicas": "true", "replicaTimeout": "5m"}
+	err = b.Subscribe(context.Background(), pubsub.Subscription{Topic: "t", Metadata: md}, func(_ context.Context, d *pubsub.Delivery) error {
+		got <- string(d.Data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(context.Background(), &pubsub.Message{Topic: "t", Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-got; d != "x" {
+		t.Errorf("received %q", d)
+	}
+}

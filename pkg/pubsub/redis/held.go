@@ -46,24 +46,24 @@ func (b *Broker) keepFresh() {
 			return
 		case <-t.C:
 		}
-		byTopic := map[string][]*entry{}
+		bySub := map[*subscription][]*entry{}
 		b.mu.Lock()
-		for k, e := range b.held {
+		for _, e := range b.held {
 			if !e.lost {
-				byTopic[k.topic] = append(byTopic[k.topic], e)
+				bySub[e.sub] = append(bySub[e.sub], e)
 			}
 		}
 		b.mu.Unlock()
-		for topic, es := range byTopic {
-			b.setIdle(b.ctx, topic, es, 0)
+		for sub, es := range bySub {
+			b.setIdle(b.ctx, sub, es, 0)
 		}
 	}
 }
 
-// release leaves es, entries of topic the broker holds and will not
+// release leaves es, entries of sub the broker holds and will not
 // deliver, for the next consumer to claim at once, and forgets them.
-func (b *Broker) release(topic string, es []*entry) {
-	b.setIdle(context.Background(), topic, es, b.cfg.ProcessingTimeout)
+func (b *Broker) release(sub *subscription, es []*entry) {
+	b.setIdle(context.Background(), sub, es, b.cfg.ProcessingTimeout)
 	for _, e := range es {
 		b.forget(e)
 	}
@@ -81,21 +81,21 @@ func (b *Broker) releaseQueued(sub *subscription) {
 		}
 	}
 	b.mu.Unlock()
-	b.setIdle(context.Background(), sub.topic, es, b.cfg.ProcessingTimeout)
+	b.setIdle(context.Background(), sub, es, b.cfg.ProcessingTimeout)
 }
 
-// setIdle sets the idle time of es, entries of topic, and marks those
+// setIdle sets the idle time of es, entries of sub, and marks those
 // another consumer took as lost.
-func (b *Broker) setIdle(ctx context.Context, topic string, es []*entry, idle time.Duration) {
+func (b *Broker) setIdle(ctx context.Context, sub *subscription, es []*entry, idle time.Duration) {
 	for len(es) > 0 {
 		batch := es[:min(len(es), setIdleBatch)]
 		es = es[len(batch):]
 		args := make([]any, 0, 3+len(batch))
-		args = append(args, b.cfg.Group, b.consumer, idle.Milliseconds())
+		args = append(args, sub.group, b.consumer, idle.Milliseconds())
 		for _, e := range batch {
 			args = append(args, e.id)
 		}
-		taken, err := setIdleScript.Run(ctx, b.client, []string{topic}, args...).StringSlice()
+		taken, err := setIdleScript.Run(ctx, b.client, []string{sub.topic}, args...).StringSlice()
 		if err != nil {
 			if !isReply(err) && ctx.Err() == nil {
 				b.down.fail(b.wrap("refreshing pending entries", err))
@@ -108,7 +108,7 @@ func (b *Broker) setIdle(ctx context.Context, topic string, es []*entry, idle ti
 		}
 		b.mu.Lock()
 		for _, id := range taken {
-			if e := b.held[key{topic, id}]; e != nil {
+			if e := b.held[key{sub.group, sub.topic, id}]; e != nil {
 				e.lost = true
 			}
 		}

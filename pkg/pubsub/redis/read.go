@@ -84,7 +84,7 @@ func (r *reader) xread(ctx context.Context, count int, block time.Duration) ([]r
 		return nil, nil
 	}
 	streams, err := r.conn.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: r.b.cfg.Group, Consumer: r.b.consumer, Streams: []string{r.sub.topic, ">"}, Count: int64(count), Block: block,
+		Group: r.sub.group, Consumer: r.b.consumer, Streams: []string{r.sub.topic, ">"}, Count: int64(count), Block: block,
 	}).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -122,14 +122,13 @@ func (r *reader) failed(ctx context.Context, err error) bool {
 	case ctx.Err() != nil:
 		return false
 	case strings.HasPrefix(err.Error(), "NOGROUP"):
-		// Redis lost the group (restarted empty, or flushed): create it
-		// again, from the stream's start, and say so once.
+		// Redis lost the group (restarted empty, or flushed; a replica's
+		// own, destroyed as gone): create it again, and say so once.
 		if !r.groupLost {
 			r.groupLost = true
-			r.b.log.Warn("consumer group was gone (Redis restarted empty or was flushed): created again; the events Redis lost are not delivered",
-				"topic", r.sub.topic, "group", r.b.cfg.Group)
+			r.b.groupGone(r.sub)
 		}
-		if err := r.b.createGroup(ctx, r.sub.topic); err != nil {
+		if err := r.b.createGroup(ctx, r.sub); err != nil {
 			r.b.down.fail(err)
 			return true
 		}
@@ -183,7 +182,7 @@ func (b *Broker) claim(ctx context.Context, sub *subscription) {
 			return
 		}
 		msgs, next, err := b.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: sub.topic, Group: b.cfg.Group, Consumer: b.consumer, MinIdle: b.cfg.ProcessingTimeout, Start: start, Count: int64(n),
+			Stream: sub.topic, Group: sub.group, Consumer: b.consumer, MinIdle: b.cfg.ProcessingTimeout, Start: start, Count: int64(n),
 		}).Result()
 		b.freeSlots(n - len(msgs))
 		if err != nil {
@@ -192,7 +191,7 @@ func (b *Broker) claim(ctx context.Context, sub *subscription) {
 			}
 			return
 		}
-		b.enqueue(sub, msgs, b.attempts(ctx, sub.topic, msgs))
+		b.enqueue(sub, msgs, b.attempts(ctx, sub, msgs))
 		if next == "0-0" || next == "" {
 			return
 		}
@@ -202,7 +201,7 @@ func (b *Broker) claim(ctx context.Context, sub *subscription) {
 
 // attempts returns how many times each of msgs, just claimed, was
 // delivered; nil when Redis does not say.
-func (b *Broker) attempts(ctx context.Context, topic string, msgs []redis.XMessage) map[string]int {
+func (b *Broker) attempts(ctx context.Context, sub *subscription, msgs []redis.XMessage) map[string]int {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -210,7 +209,7 @@ func (b *Broker) attempts(ctx context.Context, topic string, msgs []redis.XMessa
 	count := int64(len(msgs) + len(b.held))
 	b.mu.Unlock()
 	pending, err := b.client.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream: topic, Group: b.cfg.Group, Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: count, Consumer: b.consumer,
+		Stream: sub.topic, Group: sub.group, Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: count, Consumer: b.consumer,
 	}).Result()
 	if err != nil {
 		return nil
@@ -230,7 +229,7 @@ func (b *Broker) enqueue(sub *subscription, msgs []redis.XMessage, attempts map[
 		if attempts != nil {
 			e.attempt = attempts[m.ID]
 		}
-		k := key{sub.topic, m.ID}
+		k := key{sub.group, sub.topic, m.ID}
 		b.mu.Lock()
 		_, dup := b.held[k]
 		if !dup {

@@ -34,6 +34,11 @@
 //     created again and reading goes on, with one log line. Redis
 //     unreachable is one log line too, and one when it answers again.
 //
+// With the subscription metadata deliverToAllReplicas a subscription reads
+// through a consumer group of this replica's own, at the stream's end, so
+// every replica receives every event; groups of replicas gone longer than
+// replicaTimeout are destroyed with what they held (allreplicas.go).
+//
 // Each subscription holds one connection of the client's pool, on which it
 // waits for new entries; ending the subscription ends that wait at once
 // (CLIENT UNBLOCK).
@@ -82,10 +87,11 @@ type Broker struct {
 	mu     sync.Mutex
 	held   map[key]*entry // queued or in a handler
 	closed bool
+	drops  map[string]int64 // events dropped with replicas' groups, by topic (allreplicas.go)
 	down   episode
 }
 
-type key struct{ topic, id string }
+type key struct{ group, topic, id string }
 
 // entry is a stream entry this broker holds, and the subscription that
 // read it.
@@ -102,6 +108,8 @@ type subscription struct {
 	ctx   context.Context // the Subscribe call's
 	topic string
 	h     pubsub.Handler
+	group string        // its consumer group: consumerID, or this replica's own (allreplicas.go)
+	own   *replicaGroup // this replica's own group, nil when shared
 }
 
 // Open returns a broker on the connection cfg.Conn describes, with its own
@@ -213,17 +221,23 @@ func (b *Broker) publishWaiting(ctx context.Context, args *redis.XAddArgs) error
 }
 
 // Subscribe creates the topic's consumer group when missing, then delivers
-// its events to h until ctx ends or the broker is closed.
+// its events to h until ctx ends or the broker is closed. With the
+// subscription metadata deliverToAllReplicas the group is this replica's
+// own (allreplicas.go).
 func (b *Broker) Subscribe(ctx context.Context, s pubsub.Subscription, h pubsub.Handler) error {
-	if err := b.createGroup(ctx, s.Topic); err != nil {
+	sub := &subscription{ctx: ctx, topic: s.Topic, h: h, group: b.cfg.Group}
+	if err := b.join(ctx, sub, s.Metadata); err != nil {
 		return err
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
+		if sub.own != nil {
+			b.leave(sub)
+		}
 		return fmt.Errorf("pubsub %q: %w", b.name, pubsub.ErrClosed)
 	}
-	sub := &subscription{ctx: ctx, topic: s.Topic, h: h}
+	defer b.mu.Unlock()
 	rctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(b.ctx, cancel)
 	b.wg.Add(2)
@@ -232,20 +246,37 @@ func (b *Broker) Subscribe(ctx context.Context, s pubsub.Subscription, h pubsub.
 		defer stop()
 		defer cancel()
 		b.read(rctx, sub)
+		if sub.own != nil {
+			b.leave(sub) // once reading ended: nothing creates the group again
+		}
 	}()
 	go func() {
 		defer b.wg.Done()
 		b.reclaim(rctx, sub)
 	}()
+	if sub.own != nil {
+		b.wg.Add(1)
+		sub.own.tending.Add(1)
+		go func() {
+			defer b.wg.Done()
+			defer sub.own.tending.Done()
+			b.tend(rctx, sub)
+		}()
+	}
 	return nil
 }
 
-// createGroup creates the topic's consumer group, reading from the
-// stream's start, and the stream when missing (as daprd).
-func (b *Broker) createGroup(ctx context.Context, topic string) error {
-	err := b.client.XGroupCreateMkStream(ctx, topic, b.cfg.Group, "0").Err()
+// createGroup creates sub's consumer group, and the stream when missing
+// (as daprd): a shared group reads from the stream's start, a replica's
+// own from its end.
+func (b *Broker) createGroup(ctx context.Context, sub *subscription) error {
+	start := "0"
+	if sub.own != nil {
+		start = "$"
+	}
+	err := b.client.XGroupCreateMkStream(ctx, sub.topic, sub.group, start).Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return b.wrap(fmt.Sprintf("creating consumer group %q of stream %q", b.cfg.Group, topic), err)
+		return b.wrap(fmt.Sprintf("creating consumer group %q of stream %q", sub.group, sub.topic), err)
 	}
 	return nil
 }
@@ -276,7 +307,7 @@ func (b *Broker) handle(e *entry) {
 		b.forget(e)
 		return
 	case e.sub.ctx.Err() != nil:
-		b.release(e.sub.topic, []*entry{e})
+		b.release(e.sub, []*entry{e})
 		return
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(e.sub.ctx))
@@ -286,7 +317,7 @@ func (b *Broker) handle(e *entry) {
 	cancel()
 	switch {
 	case err == nil:
-		if err := b.client.XAck(context.Background(), e.sub.topic, b.cfg.Group, e.id).Err(); err != nil && !isReply(err) {
+		if err := b.client.XAck(context.Background(), e.sub.topic, e.sub.group, e.id).Err(); err != nil && !isReply(err) {
 			// Still pending: delivered again once claimed.
 			b.down.fail(b.wrap("XACK", err))
 		}
@@ -294,7 +325,7 @@ func (b *Broker) handle(e *entry) {
 		// Canceled by Close, or failed once its subscription ended (a
 		// stream that broke with the event unanswered): for the next
 		// consumer, at once.
-		b.release(e.sub.topic, []*entry{e})
+		b.release(e.sub, []*entry{e})
 		return
 	}
 	b.forget(e)
@@ -303,7 +334,7 @@ func (b *Broker) handle(e *entry) {
 // forget drops e from what the broker holds.
 func (b *Broker) forget(e *entry) {
 	b.mu.Lock()
-	delete(b.held, key{e.sub.topic, e.id})
+	delete(b.held, key{e.sub.group, e.sub.topic, e.id})
 	b.mu.Unlock()
 	<-b.slots
 }
@@ -322,14 +353,14 @@ func (b *Broker) Close() error {
 	b.mu.Unlock()
 	b.cancel()
 	b.wg.Wait()
-	byTopic := map[string][]*entry{}
+	bySub := map[*subscription][]*entry{}
 	b.mu.Lock()
-	for k, e := range b.held {
-		byTopic[k.topic] = append(byTopic[k.topic], e)
+	for _, e := range b.held {
+		bySub[e.sub] = append(bySub[e.sub], e)
 	}
 	b.mu.Unlock()
-	for topic, es := range byTopic {
-		b.release(topic, es)
+	for sub, es := range bySub {
+		b.release(sub, es)
 	}
 	return b.client.Close()
 }
