@@ -221,12 +221,17 @@ func GRPCStatus(err error) *status.Status {
 	return st
 }
 
+// healthService is gRPC's health service, which probes call and a limit
+// must not fail: the pipelines do not run on it, as on the HTTP API's
+// health routes.
+const healthService = "/grpc.health.v1.Health/"
+
 // GRPCServerOptions are the interceptors that run the pipeline w on the
 // calls of a gRPC server, the proxied ones included (they pass through
-// the stream interceptors).
+// the stream interceptors), but those of gRPC's health service.
 func (s *Switch) GRPCServerOptions(w Which) []grpc.ServerOption {
 	check := func(ctx context.Context, method string) error {
-		if len(s.Pipeline(w)) == 0 {
+		if len(s.Pipeline(w)) == 0 || strings.HasPrefix(method, healthService) {
 			return nil
 		}
 		c := &Call{Protocol: "grpc", Method: method}

@@ -4,17 +4,26 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
+	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
@@ -128,5 +137,59 @@ func TestSwitchHopGRPC(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no RetryInfo of 1s in %v", st.Details())
+	}
+}
+
+// On a gRPC server: a refusal is ResourceExhausted, a panic Internal, the
+// calls of an unknown service (the proxy's) go through the pipeline too,
+// and gRPC's health service never does.
+func TestSwitchGRPC(t *testing.T) {
+	s := NewSwitch("app", nil, nil)
+	var mode atomic.Value
+	mode.Store("refuse")
+	s.Set(Pipeline{{Name: "m", Type: "t", Middleware: funcMW(func(_ context.Context, c *Call) error {
+		switch mode.Load() {
+		case "refuse":
+			return &Refusal{Wait: time.Second, Err: apierr.New(CodeTooManyRequests, 429, codes.ResourceExhausted, "too many requests")}
+		case "panic":
+			panic("boom")
+		}
+		return nil
+	})}}, nil)
+	srv := grpc.NewServer(append(s.GRPCServerOptions(API), grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
+		return status.Error(codes.Unimplemented, "reached the proxy")
+	}))...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("health service: %v", err)
+	}
+	proxied := func() error {
+		return conn.Invoke(ctx, "/some.App/Method", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
+	}
+	var hdr metadata.MD
+	err = conn.Invoke(ctx, "/some.App/Method", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{}, grpc.Header(&hdr))
+	if status.Code(err) != codes.ResourceExhausted || len(hdr.Get("retry-after")) != 1 || hdr.Get("retry-after")[0] != "1" {
+		t.Fatalf("refused: %v, header %v", err, hdr)
+	}
+	mode.Store("panic")
+	if err := proxied(); status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "panic: boom") {
+		t.Fatalf("panic: %v", err)
+	}
+	mode.Store("pass")
+	if err := proxied(); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("passed: %v", err)
 	}
 }
