@@ -247,7 +247,7 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 		},
 		Shutdown: func() { s.stopOnce.Do(func() { close(s.stop) }) },
 		Metadata: func() api.Metadata {
-			m := metadata(o, s.ports, s.state, s.pubsub, s.sub, extended.All())
+			m := metadata(o, s.ports, s.state, s.pubsub, s.mw, s.sub, extended.All())
 			m.Resources = s.reload.Status()
 			return m
 		},

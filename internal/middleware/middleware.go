@@ -101,6 +101,7 @@ const CodeTooManyRequests = "ERR_TOO_MANY_REQUESTS"
 // when it starts.
 type Switch struct {
 	api, app atomic.Pointer[Pipeline]
+	comps    atomic.Pointer[[]Component]
 	refused  *prometheus.CounterVec
 	failed   *prometheus.CounterVec
 	log      *slog.Logger
@@ -134,6 +135,22 @@ func NewSwitch(appID string, reg prometheus.Registerer, log *slog.Logger) *Switc
 func (s *Switch) Set(api, app Pipeline) {
 	s.api.Store(&api)
 	s.app.Store(&app)
+}
+
+// Component is a middleware Component in force, whether a pipeline names
+// it or not.
+type Component struct{ Name, Type string }
+
+// SetComponents says which middleware Components are in force (for the
+// sidecar's metadata).
+func (s *Switch) SetComponents(cs []Component) { s.comps.Store(&cs) }
+
+// Components are the middleware Components in force.
+func (s *Switch) Components() []Component {
+	if p := s.comps.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Pipeline is the pipeline w in force.

@@ -88,7 +88,17 @@ func (p *middlewares) start(ctx context.Context, tg Targets, cs []placed) error 
 		return err
 	}
 	p.sw.Set(api, app)
+	p.sw.SetComponents(p.components())
 	return nil
+}
+
+// components are the middleware in force, by name.
+func (p *middlewares) components() []middleware.Component {
+	out := make([]middleware.Component, 0, len(p.inForce))
+	for _, name := range slices.Sorted(maps.Keys(p.inForce)) {
+		out = append(out, middleware.Component{Name: name, Type: p.inForce[name].typ})
+	}
+	return out
 }
 
 // apply makes the middleware in force those cs ask for, then puts the
@@ -112,6 +122,7 @@ func (p *middlewares) apply(ctx context.Context, cs []placed, retry bool) {
 	for _, name := range slices.Sorted(maps.Keys(desired)) {
 		p.reconcile(ctx, name, desired[name], retry)
 	}
+	p.sw.SetComponents(p.components())
 	p.setPipelines()
 }
 

@@ -81,6 +81,9 @@ func TestMiddlewarePipelines(t *testing.T) {
 	if got := pipelineNames(g.mw, middleware.API); got != "limit" || len(g.mw.Pipeline(middleware.App)) != 0 {
 		t.Fatalf("pipelines at start: %q, app %d", got, len(g.mw.Pipeline(middleware.App)))
 	}
+	if cs := g.mw.Components(); len(cs) != 2 || cs[0] != (middleware.Component{Name: "limit", Type: middleware.TypeRateLimit}) || cs[1].Name != "other" {
+		t.Fatalf("components in force %+v", cs)
+	}
 	if n := admitted(g.mw, middleware.API, 5); n != 2 {
 		t.Fatalf("burst 2: %d of 5 admitted", n)
 	}

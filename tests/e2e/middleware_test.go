@@ -181,6 +181,14 @@ func TestMiddlewareRateLimitApp(t *testing.T) {
 	if byStatus, _, _ := burstHTTP(t, orders.url+"/v1.0/metadata", 6); byStatus[200] != 6 {
 		t.Errorf("the callee's API: %v", byStatus)
 	}
+	// Its metadata lists the middleware Component, as daprd's does.
+	listed := false
+	for _, c := range getMetadata(t, orders).Components {
+		listed = listed || c.Name == "limit" && c.Type == "middleware.http.ratelimit" && c.Version == "v1"
+	}
+	if !listed {
+		t.Errorf("metadata components %+v", getMetadata(t, orders).Components)
+	}
 
 	ts := testpb.NewTestServiceClient(grpcConn(t, front))
 	ctx := metadata.AppendToOutgoingContext(ctxT(t), "dapr-app-id", "grpcapp")
