@@ -125,10 +125,26 @@ func NewSwitch(appID string, reg prometheus.Registerer, log *slog.Logger) *Switc
 		}, []string{"pipeline", "middleware", "type", "protocol"}),
 		log: log,
 	}
-	if reg != nil {
-		reg.MustRegister(s.refused, s.failed)
-	}
+	s.refused = register(reg, s.refused)
+	s.failed = register(reg, s.failed)
 	return s
+}
+
+// register registers c on reg, or returns the collector already
+// registered under its name (sidecars run in one process, in tests).
+func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+	}
+	return c
 }
 
 // Set puts the pipelines in force, for the calls that start from now on.

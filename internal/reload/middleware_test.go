@@ -111,6 +111,21 @@ func TestMiddlewarePipelines(t *testing.T) {
 		t.Fatalf("a refused Configuration changed the pipelines")
 	}
 
+	// The Component it named arrives: the refused Configuration is taken
+	// without being saved again.
+	save(t, confPath, pipelineConf("third", "limit"))
+	eventually(t, "the Configuration refused", func() bool {
+		r, _ := g.rejected(confPath)
+		return strings.Contains(r.Error, `spec.httpPipeline.handlers[0].name: no Component "third"`)
+	})
+	save(t, filepath.Join(dir, "third.yaml"), rateLimitYAML("third", "maxRequestsPerSecond", "0.001", "burst", "4"))
+	eventually(t, "the Configuration taken once its Component is there", func() bool {
+		return pipelineNames(g.mw, middleware.API) == "third"
+	})
+	if n := admitted(g.mw, middleware.API, 6); n != 4 {
+		t.Fatalf("third: %d of 6 admitted", n)
+	}
+
 	// The Component a pipeline needs goes: the pipelines in force stay,
 	// and Status says why; back, and they are in force again.
 	save(t, confPath, pipelineConf("other", "limit"))
