@@ -15,6 +15,7 @@ import (
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/identity"
+	"github.com/tandem-run/tandem/internal/middleware"
 	"github.com/tandem-run/tandem/internal/subscribe"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/resolver"
@@ -68,7 +69,7 @@ func register(o Options, internalAddr string, p api.Ports) (*standalone.Registra
 
 // metadata is the sidecar's metadata in daprd's shape, with extended (what
 // apps and the CLI set) and daprRuntimeVersion under "extended".
-func metadata(o Options, p api.Ports, st *state.Service, ps *pubsub.Service, sub *subscribe.Subscriber, extended map[string]string) api.Metadata {
+func metadata(o Options, p api.Ports, st *state.Service, ps *pubsub.Service, mw *middleware.Switch, sub *subscribe.Subscriber, extended map[string]string) api.Metadata {
 	if extended == nil {
 		extended = map[string]string{}
 	}
@@ -97,6 +98,9 @@ func metadata(o Options, p api.Ports, st *state.Service, ps *pubsub.Service, sub
 	// Pub/sub brokers have none of daprd's pub/sub features (daprd's
 	// pubsub.redis lists none either).
 	for _, c := range ps.Brokers() {
+		m.Components = append(m.Components, api.Component{Name: c.Name, Type: c.Type, Version: "v1"})
+	}
+	for _, c := range mw.Components() {
 		m.Components = append(m.Components, api.Component{Name: c.Name, Type: c.Type, Version: "v1"})
 	}
 	if sub != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/internal/maxprocs"
+	"github.com/tandem-run/tandem/internal/middleware"
 	"github.com/tandem-run/tandem/internal/reload"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/subscribe"
@@ -66,7 +67,8 @@ type sidecar struct {
 	// The resources in force, watched while serving when hotReload.
 	reload    *reload.Reloader
 	hotReload bool
-	acl       acl.Switch // access control in force on the internal port
+	acl       acl.Switch         // access control in force on the internal port
+	mw        *middleware.Switch // the Configuration's middleware pipelines
 
 	stop     chan struct{} // closed when the app asks for shutdown
 	stopOnce sync.Once
@@ -142,7 +144,8 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 	if s.sub, err = s.newSubscriber(policies, tracing); err != nil {
 		return nil, err
 	}
-	tg := reload.Targets{State: s.state, PubSub: s.pubsub, Tracing: tracing, ACL: &s.acl, Resiliency: policies}
+	s.mw = middleware.NewSwitch(o.AppID, prometheus.DefaultRegisterer, s.log.With("component", "middleware"))
+	tg := reload.Targets{State: s.state, PubSub: s.pubsub, Tracing: tracing, ACL: &s.acl, Resiliency: policies, Middleware: s.mw}
 	if s.appAddr != "" {
 		tg.Subscriptions = s.sub
 	}
@@ -245,7 +248,7 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 		},
 		Shutdown: func() { s.stopOnce.Do(func() { close(s.stop) }) },
 		Metadata: func() api.Metadata {
-			m := metadata(o, s.ports, s.state, s.pubsub, s.sub, extended.All())
+			m := metadata(o, s.ports, s.state, s.pubsub, s.mw, s.sub, extended.All())
 			m.Resources = s.reload.Status()
 			return m
 		},
@@ -275,9 +278,9 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	// two GET health routes only, whose answer is no secret, to kubelet
 	// probes that send the pod IP or a Host of the probe's own.
 	s.servers = []*server{
-		{name: "http", lns: s.lns.http, srv: newHTTPServer(o.ReadBufferSize, httpapi.CheckHost(o.AllowedHosts, httpapi.CORS(o.AllowedOrigins, api(router))))},
+		{name: "http", lns: s.lns.http, srv: newHTTPServer(o.ReadBufferSize, httpapi.CheckHost(o.AllowedHosts, httpapi.CORS(o.AllowedOrigins, s.apiPipeline(api(router)))))},
 		{name: "internal", lns: []net.Listener{s.internalListener()}, srv: newHopServer(o.ReadBufferSize+invoke.HopHeaderSlack,
-			tracing.HopServer(o.AppID, s.inv.Authenticate(s.acl.Hop(s.inv.HopHandler()))))},
+			tracing.HopServer(o.AppID, s.inv.Authenticate(s.acl.Hop(s.mw.Hop(middleware.App, s.inv.HopHandler())))))},
 	}
 	if s.lns.public != nil {
 		public := httpapi.NewRouter(nil)
@@ -311,8 +314,23 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	if o.EnableAPILogging {
 		opts = append(opts, grpcapi.LoggingOptions(apiLog)...)
 	}
+	opts = append(opts, s.mw.GRPCServerOptions(middleware.API)...)
 	s.grpc = grpc.NewServer(append(opts, tracing.GRPCServerOptions()...)...)
 	grpcAPI.Register(s.grpc)
+}
+
+// apiPipeline runs spec.httpPipeline on the calls of the HTTP API but its
+// health routes (/v1.0/healthz, /v1.0/healthz/outbound), which probes call
+// and a limit must not fail.
+func (s *sidecar) apiPipeline(next http.Handler) http.Handler {
+	piped := s.mw.HTTP(middleware.API, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1.0/healthz" || r.URL.Path == "/v1.0/healthz/outbound" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		piped.ServeHTTP(w, r)
+	})
 }
 
 // internalListener is the internal port: with mutual TLS, TLS for every

@@ -186,7 +186,7 @@ func (c *Component) validate() error {
 	if strings.ContainsAny(c.Metadata.Name, " /|") {
 		return c.errorf("metadata.name must not contain spaces, '/' or '|'")
 	}
-	types := slices.Concat(StateTypes, PubSubTypes)
+	types := slices.Concat(StateTypes, PubSubTypes, MiddlewareTypes)
 	switch {
 	case c.Spec.Type == "":
 		return c.errorf("spec.type is missing; accepted: %s", strings.Join(types, ", "))

@@ -46,6 +46,62 @@ type Spec struct {
 	// Features turn Dapr's feature gates on or off; HotReload is read
 	// (see HotReload), the others are accepted without effect.
 	Features []Feature `yaml:"features"`
+	// HTTPPipeline is the middleware of the calls from the app to its
+	// sidecar's APIs (HTTP and gRPC); AppHTTPPipeline that of the calls
+	// for the app from other sidecars, before the app sees them.
+	HTTPPipeline    *Pipeline `yaml:"httpPipeline"`
+	AppHTTPPipeline *Pipeline `yaml:"appHttpPipeline"`
+}
+
+// Pipeline is spec.httpPipeline or spec.appHttpPipeline: middleware
+// Components, by name and type, in the order calls go through them.
+type Pipeline struct {
+	Handlers []Handler `yaml:"handlers"`
+}
+
+// Handler names a middleware Component of a pipeline.
+type Handler struct {
+	Name    string `yaml:"name"`
+	Type    string `yaml:"type"`
+	Version string `yaml:"version"`
+}
+
+// PipelineHandlers is the handlers of the pipeline field
+// ("httpPipeline" or "appHttpPipeline"); none when c is nil.
+func (c *Configuration) PipelineHandlers(field string) []Handler {
+	if c == nil {
+		return nil
+	}
+	p := c.Spec.HTTPPipeline
+	if field == "appHttpPipeline" {
+		p = c.Spec.AppHTTPPipeline
+	}
+	if p == nil {
+		return nil
+	}
+	return p.Handlers
+}
+
+// checkPipelines checks the handlers of both pipelines name a middleware
+// type; that a Component of that name and type exists is the reloader's
+// check.
+func (c *Configuration) checkPipelines() error {
+	for _, field := range []string{"httpPipeline", "appHttpPipeline"} {
+		for i, h := range c.PipelineHandlers(field) {
+			at := fmt.Sprintf("configuration %q: spec.%s.handlers[%d]", c.Metadata.Name, field, i)
+			switch {
+			case h.Name == "":
+				return fmt.Errorf("%s.name is empty; name a middleware Component", at)
+			case h.Type == "":
+				return fmt.Errorf("%s.type is empty; give the type of Component %q (for example middleware.http.ratelimit)", at, h.Name)
+			case !strings.HasPrefix(h.Type, "middleware.http."):
+				return fmt.Errorf("%s.type %q is not a middleware type (middleware.http.*)", at, h.Type)
+			case h.Version != "" && h.Version != "v1":
+				return fmt.Errorf("%s.version %q is not supported; use v1", at, h.Version)
+			}
+		}
+	}
+	return nil
 }
 
 // Feature is one entry of spec.features.
@@ -122,7 +178,7 @@ type Otel struct {
 // unsupported are the sections of Dapr's Configuration spec that load
 // without effect.
 var unsupported = []string{
-	"api", "appHttpPipeline", "components", "httpPipeline",
+	"api", "components",
 	"logging", "metric", "metrics", "mtls", "nameResolution", "secrets", "wasm", "workflow",
 }
 
@@ -169,7 +225,7 @@ func decode(node *yaml.Node, source string) (*Configuration, error) {
 	}
 	c := &Configuration{Source: source, Ignored: ignored}
 	if err := yamldoc.Strict(node, c); err != nil {
-		return nil, fmt.Errorf("%w (spec accepts tracing, accessControl and features; also, without effect: %s)", err, strings.Join(unsupported, ", "))
+		return nil, fmt.Errorf("%w (spec accepts tracing, accessControl, features, httpPipeline and appHttpPipeline; also, without effect: %s)", err, strings.Join(unsupported, ", "))
 	}
 	if c.APIVersion != "dapr.io/v1alpha1" {
 		return nil, fmt.Errorf("configuration %q: apiVersion %q is not supported; use dapr.io/v1alpha1", c.Metadata.Name, c.APIVersion)
@@ -178,6 +234,9 @@ func decode(node *yaml.Node, source string) (*Configuration, error) {
 		return nil, err
 	}
 	if err := c.checkAccessControl(); err != nil {
+		return nil, err
+	}
+	if err := c.checkPipelines(); err != nil {
 		return nil, err
 	}
 	seen := map[string]bool{}

@@ -74,7 +74,7 @@ func TestBadConfigurationsNameTheField(t *testing.T) {
 		"rate negative": {`samplingRate: "1"`, `samplingRate: "-0.5"`, `samplingRate "-0.5"`},
 		"typo":          {`samplingRate: "1"`, `samplingrate: "1"`, `samplingrate`},
 		"unknown spec":  {`  metric:`, `  metrix:`, `metrix`},
-		"what is read":  {`  metric:`, `  metrix:`, `spec accepts tracing, accessControl and features`},
+		"what is read":  {`  metric:`, `  metrix:`, `spec accepts tracing, accessControl, features, httpPipeline and appHttpPipeline`},
 		"zipkin url":    {`"http://zipkin.default.svc.cluster.local:9411/api/v2/spans"`, `zipkin:9411`, `spec.tracing.zipkin.endpointAddress "zipkin:9411"`},
 		"otel protocol": {"zipkin:\n      endpointAddress: \"http://zipkin.default.svc.cluster.local:9411/api/v2/spans\"", "otel:\n      endpointAddress: x:1\n      protocol: udp", `protocol "udp"`},
 		"api version":   {`dapr.io/v1alpha1`, `dapr.io/v2`, `apiVersion "dapr.io/v2"`},
@@ -130,6 +130,61 @@ func TestHotReloadFeature(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(y), "x"); err == nil || !strings.Contains(err.Error(), "features") && !strings.Contains(err.Error(), "enable") {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// spec.httpPipeline and spec.appHttpPipeline are read, in order; a handler
+// without a name, or of a type that is not middleware, is refused naming
+// the field.
+func TestPipelines(t *testing.T) {
+	const doc = `apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: limits
+spec:
+  httpPipeline:
+    handlers:
+    - name: a
+      type: middleware.http.ratelimit
+    - name: b
+      type: middleware.http.ratelimit
+      version: v1
+  appHttpPipeline:
+    handlers:
+    - name: c
+      type: middleware.http.ratelimit
+`
+	c, err := Parse([]byte(doc), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := c.PipelineHandlers("httpPipeline"); len(h) != 2 || h[0].Name != "a" || h[1].Name != "b" {
+		t.Errorf("httpPipeline %+v", h)
+	}
+	if h := c.PipelineHandlers("appHttpPipeline"); len(h) != 1 || h[0].Name != "c" {
+		t.Errorf("appHttpPipeline %+v", h)
+	}
+	if len(c.Ignored) != 0 {
+		t.Errorf("ignored %v", c.Ignored)
+	}
+	if h := (*Configuration)(nil).PipelineHandlers("httpPipeline"); h != nil {
+		t.Errorf("nil configuration: %v", h)
+	}
+	for name, tc := range map[string]struct{ from, to, want string }{
+		"no name":    {"- name: a\n", "- name: \"\"\n", `spec.httpPipeline.handlers[0].name is empty`},
+		"no type":    {"      type: middleware.http.ratelimit\n      version", "      version", `spec.httpPipeline.handlers[1].type is empty`},
+		"not middle": {"- name: c\n      type: middleware.http.ratelimit", "- name: c\n      type: state.redis", `spec.appHttpPipeline.handlers[0].type "state.redis" is not a middleware type`},
+		"version":    {"version: v1", "version: v2", `spec.httpPipeline.handlers[1].version "v2"`},
+		"typo":       {"    handlers:\n    - name: c", "    handler:\n    - name: c", "handler"},
+		"selector":   {"version: v1", "selector: {}", "selector"},
+	} {
+		y := strings.Replace(doc, tc.from, tc.to, 1)
+		if y == doc {
+			t.Fatalf("%s: the case changes nothing", name)
+		}
+		if _, err := Parse([]byte(y), "x"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", name, err, tc.want)
 		}
 	}
 }

@@ -156,6 +156,16 @@ func (k *componentKind) placed(f string) []placed {
 	return out
 }
 
+// lookup is the Component in force named name that applies to this app.
+func (k *componentKind) lookup(name string) (components.Component, bool) {
+	for _, p := range k.placed("") {
+		if p.comp.Metadata.Name == name {
+			return p.comp, true
+		}
+	}
+	return components.Component{}, false
+}
+
 // family is the family of c's type: "state" for state.redis.
 func family(c components.Component) string {
 	f, _, _ := strings.Cut(c.Spec.Type, ".")

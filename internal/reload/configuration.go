@@ -2,9 +2,11 @@ package reload
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/tandem-run/tandem/internal/acl"
+	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/telemetry"
 )
@@ -29,6 +31,10 @@ type configurationKind struct {
 	acl         *acl.Switch
 	applied     *configVersion // the version whose access control is in force
 	started     bool
+	// pipelines puts the middleware pipelines of the Configuration in
+	// force; components finds the Components they name.
+	pipelines  *middlewares
+	components func(name string) (components.Component, bool)
 }
 
 // configVersion is a version of the Configuration.
@@ -61,6 +67,9 @@ func (k *configurationKind) stage(_ context.Context, d doc) (int, error) {
 	ts, err := c.TracingSettings()
 	if err != nil {
 		return 0, err
+	}
+	if err := k.checkPipelines(c); err != nil {
+		return 0, fmt.Errorf("%s: %w", d.key, err)
 	}
 	k.staged = &configVersion{doc: d, conf: c, tracing: ts}
 	return 1, nil
@@ -113,7 +122,32 @@ func (k *configurationKind) start(_ context.Context, tg Targets) error {
 func (k *configurationKind) apply(_ context.Context, retry bool) {
 	if !retry && k.applied != k.cur {
 		k.setACL()
+		if k.pipelines != nil {
+			k.pipelines.setPipelines()
+		}
 	}
+}
+
+// checkPipelines checks that the handlers of c's pipelines name
+// middleware Components in force for this app, of the type they say.
+func (k *configurationKind) checkPipelines(c *config.Configuration) error {
+	if k.components == nil {
+		return nil
+	}
+	for _, field := range []string{"httpPipeline", "appHttpPipeline"} {
+		for i, h := range c.PipelineHandlers(field) {
+			comp, ok := k.components(h.Name)
+			switch {
+			case !ok:
+				return fmt.Errorf("configuration %q: spec.%s.handlers[%d].name: no Component %q applies to this app; add a Component of type %s by that name, or take the handler out",
+					c.Metadata.Name, field, i, h.Name, h.Type)
+			case comp.Spec.Type != h.Type:
+				return fmt.Errorf("configuration %q: spec.%s.handlers[%d].type %q: Component %q is of type %q",
+					c.Metadata.Name, field, i, h.Type, h.Name, comp.Spec.Type)
+			}
+		}
+	}
+	return nil
 }
 
 func (k *configurationKind) setACL() {

@@ -38,12 +38,17 @@ type kubeSource struct {
 // Reloader asks for the Configuration in force and the Secrets Components
 // read.
 func (r *Reloader) newKinds(src Sources) []kind {
+	mws := newMiddlewares(r.secrets, r.log, r.m)
 	types := map[string]componentType{
-		"state":  newStores(r.secrets, r.log, r.m, src.PingTimeout, src.DefaultStore),
-		"pubsub": newPubSubs(r.secrets, r.log, r.m, src.PingTimeout, components.Env{AppID: src.AppID, Namespace: src.Namespace, PodName: src.PodName, Logger: src.ComponentLogger}),
+		"middleware": mws,
+		"state":      newStores(r.secrets, r.log, r.m, src.PingTimeout, src.DefaultStore),
+		"pubsub":     newPubSubs(r.secrets, r.log, r.m, src.PingTimeout, components.Env{AppID: src.AppID, Namespace: src.Namespace, PodName: src.PodName, Logger: src.ComponentLogger}),
 	}
 	r.comps = newComponentKind(src.AppID, src.Namespace, r.log, types)
 	r.conf = newConfigurationKind(src.Namespace, r.log)
+	mws.conf = r.conf.current
+	r.conf.pipelines = mws
+	r.conf.components = r.comps.lookup
 	return []kind{
 		{rec: r.comps, files: originFiles, kube: kubeSource{res: kube.Components, origin: "Components of the API server"}},
 		{rec: newResiliencyKind(src.AppID, r.log), files: originFiles,

@@ -56,6 +56,7 @@ import (
 	"github.com/tandem-run/tandem/internal/acl"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/kube"
+	"github.com/tandem-run/tandem/internal/middleware"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/telemetry"
 	"github.com/tandem-run/tandem/pkg/pubsub"
@@ -112,6 +113,10 @@ type Targets struct {
 	Resiliency *resiliency.Switch
 	// Subscriptions takes the declared subscriptions; nil: no app.
 	Subscriptions Declarer
+	// Middleware takes the pipelines of the Configuration; nil: a
+	// Configuration with middleware, or middleware Components, stop the
+	// sidecar at start.
+	Middleware *middleware.Switch
 }
 
 // origin is a set of sources read together: the files of the

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/acl"
 	"github.com/tandem-run/tandem/internal/invoke/wire"
+	"github.com/tandem-run/tandem/internal/middleware"
 	"github.com/tandem-run/tandem/internal/resiliency"
 	"github.com/tandem-run/tandem/internal/telemetry"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
@@ -60,6 +61,7 @@ type rig struct {
 	tracing *telemetry.Tracing
 	acl     *acl.Switch
 	res     *resiliency.Switch
+	mw      *middleware.Switch
 	reg     *prometheus.Registry
 	logs    *syncbuf.Buffer
 }
@@ -90,7 +92,8 @@ func start(t *testing.T, src Sources) *rig {
 	}
 	g.r, g.state, g.acl = r, state.NewService("front", ""), &acl.Switch{}
 	g.res = resiliency.NewSwitch(nil, nil)
-	if err := r.Apply(context.Background(), Targets{State: g.state, Tracing: g.tracing, ACL: g.acl, Resiliency: g.res}); err != nil {
+	g.mw = middleware.NewSwitch("front", nil, nil)
+	if err := r.Apply(context.Background(), Targets{State: g.state, Tracing: g.tracing, ACL: g.acl, Resiliency: g.res, Middleware: g.mw}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

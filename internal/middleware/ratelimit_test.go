@@ -1,0 +1,155 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandem-run/tandem/internal/apierr"
+)
+
+// clock is a test's clock: it moves only when the test moves it.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time      { return c.t }
+func (c *clock) add(d time.Duration) { c.t = c.t.Add(d) }
+func newClock() *clock               { return &clock{t: time.Unix(1_000_000, 0)} }
+func takeN(b *Buckets, key string, n int) (ok int) {
+	for range n {
+		if t, _ := b.Take(key); t {
+			ok++
+		}
+	}
+	return ok
+}
+
+// A bucket starts full (burst), refills at the rate, never above burst,
+// and says how long until the next token.
+func TestBucketsRefillAtTheRate(t *testing.T) {
+	c := newClock()
+	b := NewBuckets(10, 10, c.now)
+	if n := takeN(b, "a", 15); n != 10 {
+		t.Fatalf("a full bucket of 10 let %d of 15 through", n)
+	}
+	ok, wait := b.Take("a")
+	if ok || wait != 100*time.Millisecond {
+		t.Fatalf("empty bucket: ok %v, wait %v; want refused, 100ms", ok, wait)
+	}
+	c.add(250 * time.Millisecond) // 2.5 tokens
+	if n := takeN(b, "a", 5); n != 2 {
+		t.Fatalf("after 250ms at 10/s: %d through, want 2", n)
+	}
+	if _, wait := b.Take("a"); wait != 50*time.Millisecond {
+		t.Fatalf("half a token left: wait %v, want 50ms", wait)
+	}
+	c.add(time.Hour)
+	if n := takeN(b, "a", 20); n != 10 {
+		t.Fatalf("after an hour: %d through, want the burst, 10", n)
+	}
+	// Over 10 s of steady calls at 100/s, the rate is what passes, plus
+	// the burst.
+	b = NewBuckets(10, 10, c.now)
+	total := 0
+	for range 1000 {
+		total += takeN(b, "k", 1)
+		c.add(10 * time.Millisecond)
+	}
+	if total != 10+100-1 && total != 10+100 {
+		t.Fatalf("10 s at 100/s against 10/s burst 10: %d through, want 109 or 110", total)
+	}
+}
+
+// Each key has its bucket: one client spending its tokens leaves the
+// others theirs.
+func TestBucketsPerKey(t *testing.T) {
+	c := newClock()
+	b := NewBuckets(1, 3, c.now)
+	if n := takeN(b, "noisy", 10); n != 3 {
+		t.Fatalf("noisy: %d", n)
+	}
+	if n := takeN(b, "quiet", 3); n != 3 {
+		t.Fatalf("quiet got %d of its 3", n)
+	}
+}
+
+// A rate below 1/s waits more than a second; Retry-After rounds up.
+func TestBucketsSlowRate(t *testing.T) {
+	c := newClock()
+	b := NewBuckets(0.5, 1, c.now)
+	takeN(b, "a", 1)
+	if _, wait := b.Take("a"); wait != 2*time.Second {
+		t.Fatalf("wait %v, want 2s", wait)
+	}
+	for d, want := range map[time.Duration]int{time.Millisecond: 1, time.Second: 1, 1001 * time.Millisecond: 2, 2 * time.Second: 2} {
+		if got := RetryAfterSeconds(d); got != want {
+			t.Errorf("RetryAfterSeconds(%v) = %d, want %d", d, got, want)
+		}
+	}
+}
+
+// Full buckets are forgotten once there are many keys: a flood of
+// addresses holds no memory past maxKeys.
+func TestBucketsForgetFullOnes(t *testing.T) {
+	c := newClock()
+	b := NewBuckets(1, 1, c.now)
+	for i := range maxKeys {
+		b.Take(strconv.Itoa(i))
+	}
+	c.add(2 * time.Second) // all full again
+	b.Take("new")
+	if n := b.Len(); n != 1 {
+		t.Fatalf("%d buckets kept, want 1", n)
+	}
+}
+
+func TestParseRateLimit(t *testing.T) {
+	c, err := ParseRateLimit(map[string]string{})
+	if err != nil || c.MaxRequestsPerSecond != 100 || c.Burst != 100 {
+		t.Fatalf("defaults %+v %v", c, err)
+	}
+	c, err = ParseRateLimit(map[string]string{"maxRequestsPerSecond": "0.5"})
+	if err != nil || c.Burst != 1 {
+		t.Fatalf("0.5/s: %+v %v", c, err)
+	}
+	c, err = ParseRateLimit(map[string]string{"maxRequestsPerSecond": "10", "burst": "3"})
+	if err != nil || c.MaxRequestsPerSecond != 10 || c.Burst != 3 {
+		t.Fatalf("10/s burst 3: %+v %v", c, err)
+	}
+	for md, want := range map[[2]string]string{
+		{"maxRequestsPerSecond", "ten"}: `maxRequestsPerSecond "ten"`,
+		{"maxRequestsPerSecond", "0"}:   `maxRequestsPerSecond "0"`,
+		{"maxRequestsPerSecond", "NaN"}: `maxRequestsPerSecond "NaN"`,
+		{"burst", "0"}:                  `burst "0"`,
+		{"maxRequestPerSecond", "1"}:    `"maxRequestPerSecond" is not read by middleware.http.ratelimit; it reads maxRequestsPerSecond, burst`,
+	} {
+		if _, err := ParseRateLimit(map[string]string{md[0]: md[1]}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: error %v, want %q", md, err, want)
+		}
+	}
+}
+
+// Over the limit, a call is refused 429 ERR_TOO_MANY_REQUESTS with the
+// wait, by client address.
+func TestRateLimitRefuses(t *testing.T) {
+	c := newClock()
+	l := NewRateLimit("limit", RateLimitConfig{MaxRequestsPerSecond: 2, Burst: 1}, c.now)
+	call := &Call{Protocol: "http", ClientAddr: "10.0.0.1"}
+	if err := l.Handle(context.Background(), call); err != nil {
+		t.Fatal(err)
+	}
+	err := l.Handle(context.Background(), call)
+	var r *Refusal
+	if !errors.As(err, &r) || r.Wait != 500*time.Millisecond {
+		t.Fatalf("second call: %v", err)
+	}
+	e := apierr.As(err, "")
+	if e.Code != CodeTooManyRequests || e.HTTPStatus != 429 || e.GRPCCode.String() != "ResourceExhausted" || !strings.Contains(e.Message, `"limit"`) {
+		t.Fatalf("refusal %+v", e)
+	}
+	if err := l.Handle(context.Background(), &Call{ClientAddr: "10.0.0.2"}); err != nil {
+		t.Fatalf("another client: %v", err)
+	}
+}
