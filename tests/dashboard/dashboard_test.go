@@ -11,11 +11,16 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
 
 	"github.com/tandem-run/tandem/internal/release"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
@@ -284,4 +289,104 @@ func TestRefusesNonLoopback(t *testing.T) {
 			t.Errorf("--listen %s: exit code %d, output %q; want 2 and why", addr, code, p.Out.String())
 		}
 	}
+}
+
+// TestPage drives the page in headless Chromium: it lists the apps with
+// their health and components, shows the hostile component name as text
+// (no element made of it, no script run), and follows a stopped sidecar
+// without a reload.
+func TestPage(t *testing.T) {
+	chromium := needChromium(t)
+	m, procs := startMesh(t)
+	ctx := browser(t, chromium)
+	var alerted atomic.Bool
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if _, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			alerted.Store(true)
+			go func() { _ = chromedp.Run(ctx, page.HandleJavaScriptDialog(false)) }()
+		}
+	})
+	var shown string
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(m.dash+"/"),
+		poll(`document.querySelector('#apps tr[data-app-id="orders"][data-health="healthy"]') !== null && `+
+			`document.querySelector('#apps tr[data-app-id="billing"][data-health="healthy"]') !== null && `+
+			`document.querySelector('#apps tr[data-app-id="locked"][data-metadata="token required"]') !== null && `+
+			`document.querySelectorAll('#subscriptions tbody tr').length === 1`),
+		chromedp.Evaluate(`[...document.querySelectorAll('#components tr[data-app-id="orders"]')].map(r => r.children[1].textContent).join("\n")`, &shown),
+	)
+	if err != nil {
+		t.Fatalf("loading the page: %v (page: %s)", err, pageText(ctx))
+	}
+	if !strings.Contains(shown, hostile) {
+		t.Errorf("orders' components shown as %q, want the name %q as text", shown, hostile)
+	}
+	var scripts, imgs int
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`document.querySelectorAll("script").length`, &scripts),
+		chromedp.Evaluate(`document.querySelectorAll("img").length`, &imgs),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if scripts != 1 || imgs != 0 || alerted.Load() {
+		t.Errorf("the page has %d scripts, %d images, alert run: %v; want its own one script, no image, no alert", scripts, imgs, alerted.Load())
+	}
+
+	// billing's sidecar stops: its row goes without a reload.
+	if err := procs["billing"].Stop(os.Interrupt, 10*time.Second); err != nil {
+		t.Logf("stopping billing's sidecar: %v", err)
+	}
+	if err := chromedp.Run(ctx, poll(`document.querySelector('#apps tr[data-app-id="billing"]') === null && document.querySelectorAll('#apps tbody tr').length === 2`)); err != nil {
+		t.Fatalf("billing still shown after its sidecar stopped: %v (page: %s)", err, pageText(ctx))
+	}
+}
+
+// poll waits up to 30 s for expr to hold in the page.
+func poll(expr string) chromedp.Action {
+	return chromedp.Poll(expr, nil, chromedp.WithPollingTimeout(30*time.Second))
+}
+
+// pageText is the page's text, to say what it showed when a test failed.
+func pageText(ctx context.Context) string {
+	var s string
+	_ = chromedp.Run(ctx, chromedp.Evaluate(`document.body.innerText`, &s))
+	return s
+}
+
+// needChromium returns Chromium's path, or skips the test where it is not
+// installed (outside CI).
+func needChromium(t *testing.T) string {
+	t.Helper()
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium is not installed; CI must install it (apt-get install -y chromium)")
+		}
+		t.Skip("chromium is not installed: apt-get install -y chromium (or run make test)")
+	}
+	return chromium
+}
+
+// browser starts a headless Chromium for the test; the test has 90 s from
+// now to drive it.
+func browser(t *testing.T, chromium string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	// chromedp logs events of newer Chromium versions it cannot decode; they are harmless.
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelTimeout)
+	return ctx
 }
