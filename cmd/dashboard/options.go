@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +22,9 @@ type Options struct {
 	AllowRemote bool
 	// RegistryDir is the standalone registry folder.
 	RegistryDir string
+	// JaegerQuery is the base URL of Jaeger's query API, for the service
+	// map; "" for none.
+	JaegerQuery string
 }
 
 // defaultListen is where the dashboard is served unless --listen says.
@@ -36,6 +40,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.Listen, "listen", defaultListen, "the address to serve the page on (host:port; loopback unless --allow-remote)")
 	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a --listen address other than loopback, and requests for any host name; the page shows what every sidecar reports to whoever reaches it")
 	fs.StringVar(&o.RegistryDir, "registry-dir", "", "the standalone registry folder the sidecars register in (default $TANDEM_REGISTRY_DIR, else <user cache dir>/tandem/registry)")
+	fs.StringVar(&o.JaegerQuery, "jaeger-query", "", "the base URL of Jaeger's query API the service map reads, such as http://127.0.0.1:16686 (default: no service map)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			fs.SetOutput(os.Stdout)
@@ -51,6 +56,12 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if err := checkListen(o.Listen, o.AllowRemote); err != nil {
 		return o, err
+	}
+	if o.JaegerQuery != "" {
+		u, err := url.Parse(o.JaegerQuery)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return o, fmt.Errorf("--jaeger-query %q: want the base URL of Jaeger's query API, http(s)://host:port with no query or credentials, such as http://127.0.0.1:16686", o.JaegerQuery)
+		}
 	}
 	if o.RegistryDir == "" {
 		dir, err := defaultRegistry(getenv)

@@ -29,6 +29,10 @@ func TestParseOptions(t *testing.T) {
 		{name: "port out of range", args: []string{"--listen", "127.0.0.1:70000"}, getenv: home, wantErr: "from 0 to 65535"},
 		{name: "positional", args: []string{"x"}, getenv: home, wantErr: `unexpected argument "x"`},
 		{name: "empty positional ignored", args: []string{""}, getenv: home, want: Options{Listen: "127.0.0.1:8081", RegistryDir: "/home/u/.cache/tandem/registry"}},
+		{name: "jaeger", args: []string{"--jaeger-query", "http://127.0.0.1:16686"}, getenv: home, want: Options{Listen: "127.0.0.1:8081", RegistryDir: "/home/u/.cache/tandem/registry", JaegerQuery: "http://127.0.0.1:16686"}},
+		{name: "jaeger not a URL", args: []string{"--jaeger-query", "127.0.0.1:16686"}, getenv: home, wantErr: "want the base URL of Jaeger's query API"},
+		{name: "jaeger with a query", args: []string{"--jaeger-query", "http://j:16686/?x=1"}, getenv: home, wantErr: "want the base URL"},
+		{name: "jaeger with credentials", args: []string{"--jaeger-query", "http://u:p@j:16686"}, getenv: home, wantErr: "want the base URL"},
 		{name: "no registry", getenv: env(nil), wantErr: "no registry folder"},
 	}
 	for _, c := range cases {

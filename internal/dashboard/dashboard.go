@@ -5,9 +5,14 @@
 // /v1.0/metadata: version, components, subscriptions, the resources in use
 // and the changes it refused).
 //
+// With a trace store, it also draws the service map: one edge per
+// caller→callee with its rate, error rate and latencies, from the client
+// spans of a window read through Jaeger's query API (servicemap.go).
+//
 // It reads, never writes: it stores nothing, asks each sidecar only on the
-// loopback port the sidecar registered, and no route takes an address or a
-// URL from the request. It reads no API token: a sidecar that requires one
+// loopback port the sidecar registered and the trace store only at the URL
+// it was started with, and no route takes an address or a URL from the
+// request. It reads no API token: a sidecar that requires one
 // is shown as "token required". The page is plain HTML, CSS and JavaScript
 // embedded in the binary, with no build step; it builds its DOM with
 // textContent only, so every value from a sidecar is shown as text.
@@ -25,6 +30,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,12 +70,16 @@ type Config struct {
 	// localhost and loopback addresses are served, so a web page whose
 	// name resolves to 127.0.0.1 (DNS rebinding) cannot read the API.
 	Remote bool
+	// JaegerQuery is the base URL of Jaeger's query API the service map
+	// reads (such as http://127.0.0.1:16686); no map when empty.
+	JaegerQuery string
 }
 
 // Dashboard serves the page and its API.
 type Dashboard struct {
-	cfg    Config
-	client *http.Client
+	cfg         Config
+	client      *http.Client
+	traceClient *http.Client // the trace store's: a longer bound
 }
 
 // New returns a dashboard over cfg.
@@ -80,11 +90,13 @@ func New(cfg Config) *Dashboard {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
-	return &Dashboard{cfg: cfg, client: &http.Client{
-		Timeout: cfg.Timeout,
-		// A sidecar's answer is read as is; a redirect would name another URL.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
+	// An answer is read as is; a redirect would name another URL.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.JaegerQuery = strings.TrimSuffix(cfg.JaegerQuery, "/")
+	return &Dashboard{cfg: cfg,
+		client:      &http.Client{Timeout: cfg.Timeout, CheckRedirect: noRedirect},
+		traceClient: &http.Client{Timeout: 20 * time.Second, CheckRedirect: noRedirect},
+	}
 }
 
 // Apps is what GET /api/apps answers.
@@ -183,6 +195,28 @@ func (d *Dashboard) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(apps)
+	})
+	mux.HandleFunc("GET /api/map", func(w http.ResponseWriter, r *http.Request) {
+		window, err := ParseWindow(r.URL.Query().Get("window"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		m, err := d.ServiceMap(r.Context(), window)
+		status := http.StatusOK
+		switch {
+		case errors.Is(err, errNoTraceStore):
+			status = http.StatusNotFound
+		case err != nil:
+			status = http.StatusBadGateway
+		}
+		if err != nil {
+			http.Error(w, err.Error(), status)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(m)
 	})
 	return d.secure(mux)
 }
@@ -303,13 +337,16 @@ func (d *Dashboard) metadata(ctx context.Context, base string, a *App) (string, 
 
 // get reads url's answer, at most limit bytes of it.
 func (d *Dashboard) get(ctx context.Context, url string, limit int64) (*http.Response, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-	defer cancel()
+	return d.getWith(ctx, d.client, url, limit)
+}
+
+// getWith is get with client.
+func (d *Dashboard) getWith(ctx context.Context, client *http.Client, url string, limit int64) (*http.Response, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := d.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -357,7 +357,7 @@ func pageText(ctx context.Context) string {
 // installed (outside CI).
 func needChromium(t *testing.T) string {
 	t.Helper()
-	chromium, err := exec.LookPath("chromium")
+	chromium, err := lookChromium()
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("chromium is not installed; CI must install it (apt-get install -y chromium)")
@@ -365,6 +365,15 @@ func needChromium(t *testing.T) string {
 		t.Skip("chromium is not installed: apt-get install -y chromium (or run make test)")
 	}
 	return chromium
+}
+
+// lookChromium finds Chromium, or says how to install it.
+func lookChromium() (string, error) {
+	p, err := exec.LookPath("chromium")
+	if err != nil && os.Getenv("CI") != "" {
+		return "", fmt.Errorf("chromium is not installed; CI must install it (apt-get install -y chromium)")
+	}
+	return p, err
 }
 
 // browser starts a headless Chromium for the test; the test has 90 s from
