@@ -155,13 +155,14 @@ func run(ctx context.Context, o options) error {
 	}
 	zipkin, ready := o.zipkin, fmt.Sprintf("calculator ready: http://localhost:%d", o.port)
 	var pageErr <-chan error // the traces page's server, once it stops
+	var jaegerQuery string   // the collector's query API, for the dashboard's map
 	if o.traces {
 		tr, err := startTraces(ctx, collector, pageLn)
 		if err != nil {
 			return err
 		}
 		defer tr.page.Close()
-		zipkin, pageErr = tr.zipkin, tr.pageErr
+		zipkin, pageErr, jaegerQuery = tr.zipkin, tr.pageErr, tr.query
 		ready += "  traces: " + tr.pageURL
 	}
 	if zipkin != "" {
@@ -209,7 +210,11 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.dashboard {
 		addr := "127.0.0.1:" + strconv.Itoa(o.dashPort)
-		if err := g.start("dashboard", bins["dashboard"], nil, "--listen", addr, "--registry-dir", registry); err != nil {
+		dargs := []string{"--listen", addr, "--registry-dir", registry}
+		if jaegerQuery != "" {
+			dargs = append(dargs, "--jaeger-query", jaegerQuery) // the service map
+		}
+		if err := g.start("dashboard", bins["dashboard"], nil, dargs...); err != nil {
 			return err
 		}
 		ready += "  dashboard: http://" + addr + "/"
