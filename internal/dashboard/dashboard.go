@@ -40,8 +40,12 @@ import (
 //go:embed static
 var static embed.FS
 
-// maxMetadataBytes bounds what is read of one sidecar's metadata.
-const maxMetadataBytes = 1 << 20
+// maxMetadataBytes bounds what is read of one sidecar's metadata;
+// maxConcurrent the sidecars asked at once.
+const (
+	maxMetadataBytes = 1 << 20
+	maxConcurrent    = 32
+)
 
 // Health values of an App.
 const (
@@ -245,10 +249,13 @@ func (d *Dashboard) Apps(ctx context.Context) (Apps, error) {
 	}
 	out := Apps{Registry: d.cfg.RegistryDir, At: time.Now().UTC(), Apps: make([]App, len(entries))}
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxConcurrent)
 	for i, e := range entries {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			out.Apps[i] = d.app(ctx, e)
 		}()
 	}

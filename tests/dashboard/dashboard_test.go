@@ -312,7 +312,8 @@ func TestPage(t *testing.T) {
 		poll(`document.querySelector('#apps tr[data-app-id="orders"][data-health="healthy"]') !== null && `+
 			`document.querySelector('#apps tr[data-app-id="billing"][data-health="healthy"]') !== null && `+
 			`document.querySelector('#apps tr[data-app-id="locked"][data-metadata="token required"]') !== null && `+
-			`document.querySelectorAll('#subscriptions tbody tr').length === 1`),
+			`document.querySelectorAll('#subscriptions tbody tr').length === 1 && `+
+			`document.getElementById("map-section").hidden`), // no trace store, no map
 		chromedp.Evaluate(`[...document.querySelectorAll('#components tr[data-app-id="orders"]')].map(r => r.children[1].textContent).join("\n")`, &shown),
 	)
 	if err != nil {

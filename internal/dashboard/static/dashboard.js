@@ -134,20 +134,34 @@ function renderMap(m) {
     (m.capped ? "; more traces than were read: counts are a lower bound" : "") + ".";
 }
 
+// refreshMap redraws the service map every 2 s, on a loop of its own so
+// that a slow trace store does not hold up the apps.
 async function refreshMap() {
   const note = document.getElementById("map-note");
+  let on = true;
+  try {
+    on = await loadMap(note);
+  } catch (e) {
+    note.textContent = "The service map is not available: " + e.message;
+  }
+  if (on) setTimeout(refreshMap, REFRESH_MS); // off: started without a trace store
+}
+
+// loadMap draws the map once; false when the dashboard has no trace store.
+async function loadMap(note) {
   const win = document.getElementById("window").value;
   const resp = await fetch("api/map?window=" + encodeURIComponent(win), {cache: "no-store"});
   if (resp.status === 404) {
     document.getElementById("map-section").hidden = true;
-    return;
+    return false;
   }
   document.getElementById("map-section").hidden = false;
   if (!resp.ok) {
     note.textContent = "The service map is not available: " + (await resp.text());
-    return;
+    return true;
   }
   renderMap(await resp.json());
+  return true;
 }
 
 async function refresh() {
@@ -158,7 +172,6 @@ async function refresh() {
     if (!resp.ok) throw new Error("GET /api/apps answered " + resp.status + ": " + (await resp.text()));
     const data = await resp.json();
     render(data);
-    await refreshMap();
     error.textContent = "";
     status.textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
@@ -169,3 +182,5 @@ async function refresh() {
 }
 
 refresh();
+refreshMap();
+document.getElementById("window").addEventListener("change", () => loadMap(document.getElementById("map-note")).catch(() => {}));
