@@ -20,7 +20,9 @@ package dashboard
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -207,22 +209,43 @@ func (d *Dashboard) Handler() http.Handler {
 			return
 		}
 		m, err := d.ServiceMap(r.Context(), window)
-		status := http.StatusOK
-		switch {
-		case errors.Is(err, errNoTraceStore):
-			status = http.StatusNotFound
-		case err != nil:
-			status = http.StatusBadGateway
-		}
+		writeTraceAnswer(w, m, err)
+	})
+	mux.HandleFunc("GET /api/traces", func(w http.ResponseWriter, r *http.Request) {
+		q, err := ParseTraceQuery(r.URL.Query())
 		if err != nil {
-			http.Error(w, err.Error(), status)
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(m)
+		list, err := d.Traces(r.Context(), q)
+		writeTraceAnswer(w, list, err)
+	})
+	mux.HandleFunc("GET /api/traces/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if !traceID.MatchString(id) {
+			http.Error(w, fmt.Sprintf("trace id %q: want 16 or 32 lower-case hex digits", id), http.StatusBadRequest)
+			return
+		}
+		spans, err := d.Trace(r.Context(), id)
+		writeTraceAnswer(w, spans, err)
 	})
 	return d.secure(mux)
+}
+
+// writeTraceAnswer writes v, or err: a 404 without a trace store, a 502
+// when it does not answer.
+func writeTraceAnswer(w http.ResponseWriter, v any, err error) {
+	switch {
+	case errors.Is(err, errNoTraceStore):
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // secure sets the headers that keep the page to its own scripts and data.
@@ -343,15 +366,30 @@ func (d *Dashboard) metadata(ctx context.Context, base string, a *App) (string, 
 }
 
 // get reads url's answer, at most limit bytes of it.
+// The sidecar is sent a W3C trace context whose sampled flag is off: its
+// sampler follows the parent's decision, so the dashboard's polling puts
+// no trace in the trace store.
 func (d *Dashboard) get(ctx context.Context, url string, limit int64) (*http.Response, []byte, error) {
-	return d.getWith(ctx, d.client, url, limit)
+	return d.getWith(ctx, d.client, url, limit, http.Header{"Traceparent": {unsampled()}})
+}
+
+// unsampled is a traceparent with new ids and the sampled flag off.
+func unsampled() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:]) // never fails
+	b[0] |= 1              // ids must not be all zeros
+	b[16] |= 1
+	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-00"
 }
 
 // getWith is get with client.
-func (d *Dashboard) getWith(ctx context.Context, client *http.Client, url string, limit int64) (*http.Response, []byte, error) {
+func (d *Dashboard) getWith(ctx context.Context, client *http.Client, url string, limit int64, h http.Header) (*http.Response, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -78,6 +78,20 @@ type jaegerSpan struct {
 		Key   string `json:"key"`
 		Value any    `json:"value"`
 	} `json:"tags"`
+	References []struct {
+		RefType string `json:"refType"`
+		SpanID  string `json:"spanID"`
+	} `json:"references"`
+}
+
+// parent is the span id of the span's parent, or "".
+func (s jaegerSpan) parent() string {
+	for _, r := range s.References {
+		if r.RefType == "CHILD_OF" {
+			return r.SpanID
+		}
+	}
+	return ""
 }
 
 func (s jaegerSpan) tag(k string) (string, bool) {
@@ -222,7 +236,7 @@ func (d *Dashboard) jaegerGet(ctx context.Context, path string, q url.Values, v 
 	if q != nil {
 		u += "?" + q.Encode()
 	}
-	resp, body, err := d.getWith(ctx, d.traceClient, u, maxTraceBytes)
+	resp, body, err := d.getWith(ctx, d.traceClient, u, maxTraceBytes, nil)
 	if err != nil {
 		return fmt.Errorf("the trace store's query API at %s: %w", d.cfg.JaegerQuery, err)
 	}

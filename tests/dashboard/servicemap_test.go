@@ -118,6 +118,51 @@ func TestServiceMap(t *testing.T) {
 		t.Errorf("window=1s: %d, want 400", resp.StatusCode)
 	}
 
+	// The trace list: front's traces with an error are the two failed
+	// calls; one's waterfall holds the failed hop with its tags.
+	var failed []struct {
+		TraceID string `json:"traceId"`
+		Errors  int    `json:"errors"`
+		Spans   int    `json:"spans"`
+	}
+	getJSON(t, m.dash+"/api/traces?app=front&status=error&window=5m", &failed)
+	if len(failed) != 2 || failed[0].Errors == 0 || failed[0].Spans < 3 {
+		t.Fatalf("front's failed traces: %+v; want 2, each with a failed span", failed)
+	}
+	var all []struct{}
+	getJSON(t, m.dash+"/api/traces?app=front&window=5m", &all)
+	if len(all) != 7 {
+		t.Errorf("front's traces: %d, want 7", len(all))
+	}
+	var spans []struct {
+		Service, Operation, Kind string
+		ParentID                 string `json:"parentId"`
+		Error                    bool
+		Tags                     []struct{ Key, Value string }
+	}
+	getJSON(t, m.dash+"/api/traces/"+failed[0].TraceID, &spans)
+	found := false
+	for _, s := range spans {
+		if s.Service == "front" && strings.EqualFold(s.Operation, "calllocal/orders/status/500") && s.Kind == "client" && s.Error && s.ParentID != "" {
+			for _, tg := range s.Tags {
+				found = found || tg.Key == "peer.service" && tg.Value == "orders"
+			}
+		}
+	}
+	if !found {
+		t.Errorf("trace %s: no failed hop front→orders with its peer.service tag: %+v", failed[0].TraceID, spans)
+	}
+	for _, bad := range []string{"/api/traces/not-hex", "/api/traces?app=Front", "/api/traces?app=front&status=odd", "/api/traces?app=front&minDuration=2h"} {
+		resp, err := http.Get(m.dash + bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET %s: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+
 	chromium, err := lookChromium()
 	if err != nil {
 		t.Logf("the page's map is not checked: %v", err)
@@ -132,6 +177,35 @@ func TestServiceMap(t *testing.T) {
 	)
 	if err != nil {
 		t.Fatalf("the page's service map: %v (page: %s)", err, pageText(ctx))
+	}
+	// The trace list of front, errors only; the first one's waterfall.
+	err = chromedp.Run(ctx,
+		chromedp.SetValue("#trace-app", "front", chromedp.ByQuery),
+		chromedp.SetValue("#trace-status", "error", chromedp.ByQuery),
+		chromedp.Evaluate(`document.getElementById("trace-status").dispatchEvent(new Event("change")), true`, nil),
+		poll(`document.querySelectorAll('#traces tbody tr:not([data-errors="0"])').length === 2 && document.querySelectorAll('#traces tbody tr').length === 2`),
+		chromedp.Click(`#traces tbody tr`, chromedp.ByQuery),
+		poll(`document.querySelectorAll('#waterfall-rows .span-row').length >= 3 && document.querySelector('#waterfall-rows .span-row.error') !== null`),
+	)
+	if err != nil {
+		t.Fatalf("the page's traces: %v (page: %s)", err, pageText(ctx))
+	}
+}
+
+// getJSON reads url's JSON answer into v, failing the test on any other.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", url, err, b)
 	}
 }
 

@@ -36,6 +36,10 @@ function ports(app) {
   return p.join(", ");
 }
 
+function apps(data) {
+  return (data.apps || []).map(a => a.appId).sort();
+}
+
 function render(data) {
   const apps = data.apps || [];
   document.getElementById("count").textContent = "(" + apps.length + ")";
@@ -172,6 +176,7 @@ async function refresh() {
     if (!resp.ok) throw new Error("GET /api/apps answered " + resp.status + ": " + (await resp.text()));
     const data = await resp.json();
     render(data);
+    setApps([...new Set(apps(data))]);
     error.textContent = "";
     status.textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
@@ -181,6 +186,138 @@ async function refresh() {
   }
 }
 
+// The traces: a list of the picked app's latest traces, refreshed every
+// 2 s, and the waterfall of the trace clicked.
+let pickedTrace = "";
+
+function traceQuery() {
+  const q = new URLSearchParams();
+  q.set("app", document.getElementById("trace-app").value);
+  q.set("status", document.getElementById("trace-status").value);
+  const min = document.getElementById("trace-min").value.trim();
+  if (min) q.set("minDuration", min);
+  q.set("window", document.getElementById("window").value);
+  return q.toString();
+}
+
+// setApps keeps the app picker's options to the apps listed.
+function setApps(ids) {
+  const sel = document.getElementById("trace-app");
+  const cur = [...sel.options].map(o => o.value).join("\n");
+  if (cur === ids.join("\n")) return;
+  const keep = sel.value;
+  sel.replaceChildren();
+  for (const id of ids) {
+    const o = document.createElement("option");
+    o.value = id;
+    o.textContent = id;
+    sel.appendChild(o);
+  }
+  if (ids.includes(keep)) sel.value = keep;
+}
+
+async function refreshTraces() {
+  const note = document.getElementById("traces-note");
+  let on = true;
+  try {
+    on = await loadTraces(note);
+  } catch (e) {
+    note.textContent = "The traces are not available: " + e.message;
+  }
+  if (on) setTimeout(refreshTraces, REFRESH_MS);
+}
+
+// loadTraces lists the traces once; false when there is no trace store.
+async function loadTraces(note) {
+  if (!document.getElementById("trace-app").value) return true;
+  const resp = await fetch("api/traces?" + traceQuery(), {cache: "no-store"});
+  if (resp.status === 404) {
+    document.getElementById("traces-section").hidden = true;
+    return false;
+  }
+  document.getElementById("traces-section").hidden = false;
+  if (!resp.ok) {
+    note.textContent = "The traces are not available: " + (await resp.text());
+    return true;
+  }
+  const list = await resp.json();
+  note.textContent = list.length + " traces in the last " + document.getElementById("window").value + ", newest first; click one for its spans.";
+  const tb = body("traces");
+  for (const tr of list) {
+    row(tb, [cell(tr.traceId), cell(tr.root), cell(new Date(tr.start).toLocaleTimeString()), cell(tr.durationMs),
+      cell(tr.spans), cell(tr.errors, tr.errors > 0 ? "failing" : ""), cell((tr.services || []).join(", "))],
+      {traceId: tr.traceId, errors: tr.errors});
+    const tRow = tb.lastChild;
+    if (tr.traceId === pickedTrace) tRow.className = "picked";
+    tRow.addEventListener("click", () => showTrace(tr.traceId));
+  }
+  return true;
+}
+
+// showTrace draws trace id as a waterfall: a row a span, indented under
+// its parent, a bar for its time; a click on a row shows its tags.
+async function showTrace(id) {
+  pickedTrace = id;
+  for (const r of document.querySelectorAll("#traces tbody tr")) r.className = r.dataset.traceId === id ? "picked" : "";
+  const resp = await fetch("api/traces/" + encodeURIComponent(id), {cache: "no-store"});
+  const wf = document.getElementById("waterfall");
+  const rows = document.getElementById("waterfall-rows");
+  document.getElementById("waterfall-id").textContent = id;
+  rows.replaceChildren();
+  wf.hidden = false;
+  if (!resp.ok) {
+    rows.textContent = "The trace is not available: " + (await resp.text());
+    return;
+  }
+  const spans = await resp.json();
+  const total = Math.max(...spans.map(s => s.offsetMs + s.durationMs), 0.001);
+  const depth = new Map();
+  const byId = new Map(spans.map(s => [s.spanId, s]));
+  const depthOf = (s, n = 0) => {
+    if (depth.has(s.spanId)) return depth.get(s.spanId);
+    const p = byId.get(s.parentId);
+    const d = p && n < 64 ? depthOf(p, n + 1) + 1 : 0;
+    depth.set(s.spanId, d);
+    return d;
+  };
+  for (const s of spans) {
+    const r = document.createElement("div");
+    r.className = "span-row" + (s.error ? " error" : "");
+    r.dataset.spanId = s.spanId;
+    r.dataset.error = String(s.error);
+    const name = document.createElement("div");
+    name.className = "span-name";
+    name.textContent = s.service + " " + s.operation + (s.kind ? " (" + s.kind + ")" : "") + " " + s.durationMs + " ms";
+    name.style.paddingLeft = depthOf(s) + "em";
+    const track = document.createElement("div");
+    track.className = "span-track";
+    const bar = document.createElement("div");
+    bar.className = "span-bar";
+    bar.style.left = (100 * s.offsetMs / total) + "%";
+    bar.style.width = (100 * s.durationMs / total) + "%";
+    track.appendChild(bar);
+    r.append(name, track);
+    const tags = document.createElement("table");
+    tags.className = "span-tags";
+    tags.hidden = true;
+    const tb = document.createElement("tbody");
+    for (const t of s.tags || []) {
+      const tr = document.createElement("tr");
+      tr.append(cell(t.key), cell(t.value));
+      tb.appendChild(tr);
+    }
+    tags.appendChild(tb);
+    r.appendChild(tags);
+    r.addEventListener("click", () => { tags.hidden = !tags.hidden; });
+    rows.appendChild(r);
+  }
+}
+
+for (const id of ["trace-app", "trace-status", "trace-min"]) {
+  document.getElementById(id).addEventListener("change", () => loadTraces(document.getElementById("traces-note")).catch(() => {}));
+}
+
 refresh();
 refreshMap();
+refreshTraces();
 document.getElementById("window").addEventListener("change", () => loadMap(document.getElementById("map-note")).catch(() => {}));
