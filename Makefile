@@ -1,7 +1,7 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test quick test-node vet lint calculator sidecar images deps tools bench bench-pubsub bench-pubsub-bulk bench-tracing fuzz soak
+.PHONY: test quick test-node vet lint calculator dashboard sidecar images deps tools bench bench-pubsub bench-pubsub-bulk bench-tracing fuzz soak
 
 ## test: everything CI runs: formatting, vet, the whole suite with -race,
 ## the real Kubernetes node's tests (tests/node, their own run: they need
@@ -98,6 +98,12 @@ images:
 	$(GO) run ./tools/images -out bin/images $(IMAGES)
 
 ## calculator: run the distributed calculator reference app on this machine
-## (TRACES=1: with a trace collector and a page of its traces).
+## (TRACES=1: with a trace collector and a page of its traces; DASHBOARD=1:
+## with the mesh's dashboard on http://127.0.0.1:8081).
 calculator:
-	$(GO) run ./samples/calculator/cmd/local$(if $(TRACES), -traces)
+	$(GO) run ./samples/calculator/cmd/local$(if $(TRACES), -traces)$(if $(DASHBOARD), -dashboard)
+
+## dashboard: the mesh's dashboard of the sidecars running on this machine
+## (the standalone registry), on http://127.0.0.1:8081 (see docs/dashboard.md).
+dashboard:
+	$(GO) run ./cmd/dashboard $(DASHBOARD_FLAGS)

@@ -53,6 +53,8 @@ type options struct {
 	zipkin     string // a Zipkin span endpoint of the user's, or ""
 	traces     bool   // run a collector and the traces page
 	tracesPort int    // the traces page's port
+	dashboard  bool   // run the mesh's dashboard (cmd/dashboard)
+	dashPort   int    // the dashboard's port
 }
 
 // parseOptions reads the flags, taking defaults of -redis and -zipkin from
@@ -65,6 +67,8 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.zipkin, "zipkin", getenv("CALCULATOR_ZIPKIN"), "Zipkin span endpoint of a collector of yours, e.g. http://localhost:9411/api/v2/spans, to trace every call (env CALCULATOR_ZIPKIN); default: no tracing")
 	fs.BoolVar(&o.traces, "traces", false, "trace every call into a collector the runner starts (Jaeger all-in-one, built once by tools/build) and serve a page of the traces")
 	fs.IntVar(&o.tracesPort, "traces-port", 16686, "port of the traces page, on 127.0.0.1 (with -traces)")
+	fs.BoolVar(&o.dashboard, "dashboard", false, "also run the mesh's dashboard (cmd/dashboard): the apps, their health, components and subscriptions")
+	fs.IntVar(&o.dashPort, "dashboard-port", 8081, "port of the dashboard, on 127.0.0.1 (with -dashboard)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -83,6 +87,12 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 		return o, fmt.Errorf("-traces starts a collector of its own and -zipkin (or CALCULATOR_ZIPKIN) names yours, %s: use one of them", o.zipkin)
 	case o.traces && o.tracesPort == o.port:
 		return o, fmt.Errorf("-port and -traces-port are both %d: the calculator and the traces page need a port each", o.port)
+	case o.dashPort < 1 || o.dashPort > 65535:
+		return o, fmt.Errorf("-dashboard-port %d: want a port from 1 to 65535", o.dashPort)
+	case set["dashboard-port"] && !o.dashboard:
+		return o, errors.New("-dashboard-port is the port of the dashboard, which only -dashboard serves: add -dashboard")
+	case o.dashboard && (o.dashPort == o.port || o.traces && o.dashPort == o.tracesPort):
+		return o, fmt.Errorf("-dashboard-port %d is taken by -port or -traces-port: the dashboard needs a port of its own", o.dashPort)
 	}
 	return o, nil
 }
@@ -123,7 +133,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	bins, err := build(ctx, work)
+	bins, err := build(ctx, work, o.dashboard)
 	if err != nil {
 		return err
 	}
@@ -145,13 +155,14 @@ func run(ctx context.Context, o options) error {
 	}
 	zipkin, ready := o.zipkin, fmt.Sprintf("calculator ready: http://localhost:%d", o.port)
 	var pageErr <-chan error // the traces page's server, once it stops
+	var jaegerQuery string   // the collector's query API, for the dashboard's map
 	if o.traces {
 		tr, err := startTraces(ctx, collector, pageLn)
 		if err != nil {
 			return err
 		}
 		defer tr.page.Close()
-		zipkin, pageErr = tr.zipkin, tr.pageErr
+		zipkin, pageErr, jaegerQuery = tr.zipkin, tr.pageErr, tr.query
 		ready += "  traces: " + tr.pageURL
 	}
 	if zipkin != "" {
@@ -197,6 +208,17 @@ func run(ctx context.Context, o options) error {
 	if err := waitHealthy(ctx, g, sidecarURLs); err != nil {
 		return err
 	}
+	if o.dashboard {
+		addr := "127.0.0.1:" + strconv.Itoa(o.dashPort)
+		dargs := []string{"--listen", addr, "--registry-dir", registry}
+		if jaegerQuery != "" {
+			dargs = append(dargs, "--jaeger-query", jaegerQuery) // the service map
+		}
+		if err := g.start("dashboard", bins["dashboard"], nil, dargs...); err != nil {
+			return err
+		}
+		ready += "  dashboard: http://" + addr + "/"
+	}
 	logf("runner", "%s  (Ctrl-C stops everything)", ready)
 	select {
 	case <-ctx.Done():
@@ -214,11 +236,15 @@ func run(ctx context.Context, o options) error {
 }
 
 // build compiles the sidecar and the apps into work.
-func build(ctx context.Context, work string) (map[string]string, error) {
+// With dashboard, the mesh's dashboard too.
+func build(ctx context.Context, work string, dashboard bool) (map[string]string, error) {
 	pkgs := map[string]string{
 		"sidecar":  "github.com/tandem-run/tandem/cmd/sidecar",
 		"operator": "github.com/tandem-run/tandem/samples/calculator/cmd/operator",
 		"frontend": "github.com/tandem-run/tandem/samples/calculator/cmd/frontend",
+	}
+	if dashboard {
+		pkgs["dashboard"] = "github.com/tandem-run/tandem/cmd/dashboard"
 	}
 	bins := map[string]string{}
 	logf("runner", "building the sidecar and the apps")

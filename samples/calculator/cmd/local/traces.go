@@ -24,6 +24,7 @@ import (
 // end-to-end tests use too, and the page that reads it.
 type traces struct {
 	zipkin  string       // Jaeger's Zipkin receiver, where the sidecars send spans
+	query   string       // Jaeger's query API
 	pageURL string       // the traces page
 	page    *http.Server // serves the page
 	pageErr <-chan error // the page server's error, should it stop
@@ -83,6 +84,7 @@ func startTraces(ctx context.Context, g *group, ln net.Listener) (*traces, error
 	}()
 	t := &traces{
 		zipkin:  "http://" + addrs[0] + "/api/v2/spans",
+		query:   query.String(),
 		pageURL: "http://" + ln.Addr().String(),
 		page:    srv,
 		pageErr: errc,

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/tandem-run/tandem/internal/dashboard"
+)
+
+// Options are the dashboard's flags.
+type Options struct {
+	// Listen is the address the page and its API are served on.
+	Listen string
+	// AllowRemote permits a Listen address other than loopback and
+	// serves requests for any host name.
+	AllowRemote bool
+	// RegistryDir is the standalone registry folder.
+	RegistryDir string
+	// JaegerQuery is the base URL of Jaeger's query API, for the service
+	// map; "" for none.
+	JaegerQuery string
+}
+
+// defaultListen is where the dashboard is served unless --listen says.
+const defaultListen = "127.0.0.1:8081"
+
+// parseOptions reads args; getenv supplies $TANDEM_REGISTRY_DIR and the
+// cache folder's defaults. A --listen address that is not loopback is an
+// error unless --allow-remote is given.
+func parseOptions(args []string, getenv func(string) string) (Options, error) {
+	o := Options{}
+	fs := flag.NewFlagSet("dashboard", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.Listen, "listen", defaultListen, "the address to serve the page on (host:port; loopback unless --allow-remote)")
+	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a --listen address other than loopback, and requests for any host name; the page shows what every sidecar reports to whoever reaches it")
+	fs.StringVar(&o.RegistryDir, "registry-dir", "", "the standalone registry folder the sidecars register in (default $TANDEM_REGISTRY_DIR, else <user cache dir>/tandem/registry)")
+	fs.StringVar(&o.JaegerQuery, "jaeger-query", "", "the base URL of Jaeger's query API the service map reads, such as http://127.0.0.1:16686 (default: no service map)")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			fs.SetOutput(os.Stdout)
+			fmt.Println("Usage: dashboard [flags]")
+			fs.PrintDefaults()
+		}
+		return o, err
+	}
+	for _, a := range fs.Args() {
+		if a != "" {
+			return o, fmt.Errorf("unexpected argument %q: the dashboard takes flags only (-h lists them)", a)
+		}
+	}
+	if err := checkListen(o.Listen, o.AllowRemote); err != nil {
+		return o, err
+	}
+	if o.JaegerQuery != "" {
+		u, err := url.Parse(o.JaegerQuery)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return o, fmt.Errorf("--jaeger-query %q: want the base URL of Jaeger's query API, http(s)://host:port with no query or credentials, such as http://127.0.0.1:16686", o.JaegerQuery)
+		}
+	}
+	if o.RegistryDir == "" {
+		dir, err := defaultRegistry(getenv)
+		if err != nil {
+			return o, err
+		}
+		o.RegistryDir = dir
+	}
+	return o, nil
+}
+
+// checkListen refuses an address that is not host:port with a port in
+// range, and one whose host is not loopback unless remote.
+func checkListen(addr string, remote bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--listen %q: want host:port, such as %s: %v", addr, defaultListen, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("--listen %q: the port must be a number from 0 to 65535", addr)
+	}
+	if !remote && !dashboard.LoopbackHost(host) {
+		return fmt.Errorf("--listen %q: the dashboard binds loopback only (127.0.0.1, ::1 or localhost) unless --allow-remote is given: it shows every app's metadata to whoever reaches it", addr)
+	}
+	return nil
+}
+
+// defaultRegistry is standalone.DefaultDir read through getenv.
+func defaultRegistry(getenv func(string) string) (string, error) {
+	if d := getenv("TANDEM_REGISTRY_DIR"); d != "" {
+		return d, nil
+	}
+	if d := getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "tandem", "registry"), nil
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".cache", "tandem", "registry"), nil
+	}
+	return "", fmt.Errorf("no registry folder: set --registry-dir or TANDEM_REGISTRY_DIR")
+}

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/tandem-run/tandem/internal/dashboard"
+)
+
+// run serves the dashboard until ctx ends, then stops within 5 s. It
+// prints the URL it serves once it listens.
+func run(ctx context.Context, o Options, out io.Writer) error {
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", o.Listen, err)
+	}
+	d := dashboard.New(dashboard.Config{RegistryDir: o.RegistryDir, Remote: o.AllowRemote, JaegerQuery: o.JaegerQuery})
+	srv := &http.Server{
+		Handler:           d.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	fmt.Fprintf(out, "dashboard: http://%s/ (registry %s)\n", ln.Addr(), o.RegistryDir)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}

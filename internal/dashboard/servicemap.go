@@ -1,0 +1,250 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The service map's window: what GET /api/map?window= accepts.
+const (
+	DefaultWindow = 5 * time.Minute
+	MaxWindow     = 24 * time.Hour
+	minWindow     = 10 * time.Second
+)
+
+// tracesPerService bounds the traces read of each service in a window;
+// maxServices bounds the services read.
+const (
+	tracesPerService = 1000
+	maxServices      = 200
+	maxTraceBytes    = 64 << 20
+)
+
+// Map is what GET /api/map answers: one edge per caller→callee seen in the
+// spans of the window.
+type Map struct {
+	Source string        `json:"source"` // the trace store's query API, as configured
+	Window string        `json:"window"`
+	At     time.Time     `json:"at"`
+	Edges  []Edge        `json:"edges"`
+	Spans  int           `json:"spans"`            // the spans read
+	Capped bool          `json:"capped,omitempty"` // a service had more traces than were read
+	window time.Duration // parsed
+}
+
+// Edge is the calls of one app to another in the window, from the caller's
+// client spans: spans are sampled, so Calls counts sampled calls.
+type Edge struct {
+	Caller    string  `json:"caller"`
+	Callee    string  `json:"callee"`
+	Calls     int     `json:"calls"`
+	Errors    int     `json:"errors"`
+	PerSecond float64 `json:"perSecond"` // Calls over the window
+	ErrorRate float64 `json:"errorRate"` // Errors / Calls
+	P50Ms     float64 `json:"p50Ms"`
+	P99Ms     float64 `json:"p99Ms"`
+}
+
+// ParseWindow reads a window such as 30s, 5m or 1h, from 10 s to 24 h.
+func ParseWindow(s string) (time.Duration, error) {
+	if s == "" {
+		return DefaultWindow, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < minWindow || d > MaxWindow {
+		return 0, fmt.Errorf("window %q: want a duration from %s to %s, such as 5m", s, minWindow, MaxWindow)
+	}
+	return d, nil
+}
+
+// jaegerSpan is a span as Jaeger's query API returns it.
+type jaegerSpan struct {
+	TraceID   string `json:"traceID"`
+	SpanID    string `json:"spanID"`
+	Operation string `json:"operationName"`
+	ProcessID string `json:"processID"`
+	StartTime int64  `json:"startTime"` // Unix µs
+	Duration  int64  `json:"duration"`  // µs
+	Tags      []struct {
+		Key   string `json:"key"`
+		Value any    `json:"value"`
+	} `json:"tags"`
+	References []struct {
+		RefType string `json:"refType"`
+		SpanID  string `json:"spanID"`
+	} `json:"references"`
+}
+
+// parent is the span id of the span's parent, or "".
+func (s jaegerSpan) parent() string {
+	for _, r := range s.References {
+		if r.RefType == "CHILD_OF" {
+			return r.SpanID
+		}
+	}
+	return ""
+}
+
+func (s jaegerSpan) tag(k string) (string, bool) {
+	for _, t := range s.Tags {
+		if t.Key == k {
+			return fmt.Sprint(t.Value), true
+		}
+	}
+	return "", false
+}
+
+// hop reports whether s is the caller's side of a call between two
+// sidecars: a client span CallLocal/<callee>/<method> (Zipkin lower-cases
+// the name), whose peer.service is the callee. The sidecar's call to its
+// own app (CallApp/...) is not an edge.
+func (s jaegerSpan) hop() bool {
+	k, _ := s.tag("span.kind")
+	return k == "client" && len(s.Operation) > len("calllocal/") && strings.EqualFold(s.Operation[:len("calllocal/")], "calllocal/")
+}
+
+// failed reports whether the span ended in error, as OpenTelemetry's
+// status reaches Jaeger over Zipkin or OTLP.
+func (s jaegerSpan) failed() bool {
+	if v, ok := s.tag("error"); ok && v != "false" {
+		return true
+	}
+	v, _ := s.tag("otel.status_code")
+	return v == "ERROR"
+}
+
+// ServiceMap reads the spans of the window from the trace store and
+// counts the hops between sidecars in them (jaegerSpan.hop).
+func (d *Dashboard) ServiceMap(ctx context.Context, window time.Duration) (Map, error) {
+	m := Map{Source: d.cfg.JaegerQuery, Window: window.String(), At: time.Now().UTC(), Edges: []Edge{}, window: window}
+	if d.cfg.JaegerQuery == "" {
+		return m, errNoTraceStore
+	}
+	var services struct {
+		Data []string `json:"data"`
+	}
+	if err := d.jaegerGet(ctx, "/api/services", nil, &services); err != nil {
+		return m, err
+	}
+	if len(services.Data) > maxServices {
+		services.Data, m.Capped = services.Data[:maxServices], true
+	}
+	end := m.At
+	start := end.Add(-window)
+	type key struct{ caller, callee string }
+	var (
+		mu    sync.Mutex
+		seen  = map[string]bool{} // trace id + span id
+		durs  = map[key][]float64{}
+		errs  = map[key]int{}
+		first error
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, 4)
+	)
+	for _, svc := range services.Data {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			var body struct {
+				Data []struct {
+					Spans     []jaegerSpan `json:"spans"`
+					Processes map[string]struct {
+						ServiceName string `json:"serviceName"`
+					} `json:"processes"`
+				} `json:"data"`
+			}
+			q := url.Values{
+				"service": {svc},
+				"start":   {strconv.FormatInt(start.UnixMicro(), 10)},
+				"end":     {strconv.FormatInt(end.UnixMicro(), 10)},
+				"limit":   {strconv.Itoa(tracesPerService)},
+			}
+			err := d.jaegerGet(ctx, "/api/traces", q, &body)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if first == nil {
+					first = err
+				}
+				return
+			}
+			if len(body.Data) >= tracesPerService {
+				m.Capped = true
+			}
+			for _, tr := range body.Data {
+				for _, s := range tr.Spans {
+					if !s.hop() {
+						continue
+					}
+					callee, ok := s.tag("peer.service")
+					if !ok || callee == "" || seen[s.TraceID+s.SpanID] {
+						continue
+					}
+					seen[s.TraceID+s.SpanID] = true
+					m.Spans++
+					e := key{tr.Processes[s.ProcessID].ServiceName, callee}
+					durs[e] = append(durs[e], float64(s.Duration)/1000)
+					if s.failed() {
+						errs[e]++
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return m, first
+	}
+	for k, ds := range durs {
+		sort.Float64s(ds)
+		e := Edge{Caller: k.caller, Callee: k.callee, Calls: len(ds), Errors: errs[k],
+			P50Ms: quantile(ds, 0.5), P99Ms: quantile(ds, 0.99)}
+		e.PerSecond = float64(e.Calls) / window.Seconds()
+		e.ErrorRate = float64(e.Errors) / float64(e.Calls)
+		m.Edges = append(m.Edges, e)
+	}
+	sort.Slice(m.Edges, func(i, j int) bool {
+		a, b := m.Edges[i], m.Edges[j]
+		return a.Caller < b.Caller || a.Caller == b.Caller && a.Callee < b.Callee
+	})
+	return m, nil
+}
+
+// quantile is the q-quantile of sorted (nearest rank), rounded to µs.
+func quantile(sorted []float64, q float64) float64 {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	i = max(0, min(i, len(sorted)-1))
+	return math.Round(sorted[i]*1000) / 1000
+}
+
+var errNoTraceStore = fmt.Errorf("no trace store: start the dashboard with --jaeger-query, the base URL of Jaeger's query API (such as http://127.0.0.1:16686)")
+
+// jaegerGet reads path?q of the configured query API into v.
+func (d *Dashboard) jaegerGet(ctx context.Context, path string, q url.Values, v any) error {
+	u := d.cfg.JaegerQuery + path
+	if q != nil {
+		u += "?" + q.Encode()
+	}
+	resp, body, err := d.getWith(ctx, d.traceClient, u, maxTraceBytes, nil)
+	if err != nil {
+		return fmt.Errorf("the trace store's query API at %s: %w", d.cfg.JaegerQuery, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the trace store's query API at %s: GET %s answered %s", d.cfg.JaegerQuery, path, resp.Status)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("the trace store's query API at %s: GET %s: %w", d.cfg.JaegerQuery, path, err)
+	}
+	return nil
+}

@@ -1,0 +1,323 @@
+// The dashboard's page: it reads GET /api/apps every 2 s and redraws the
+// tables. Every value is put into the page with textContent, never as HTML.
+"use strict";
+
+const REFRESH_MS = 2000;
+
+// cell returns a <td> holding text, with an optional class.
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text === undefined || text === null ? "" : String(text);
+  if (cls) td.className = cls;
+  return td;
+}
+
+// row appends a row of cells to the body of table id.
+function row(tbody, cells, attrs) {
+  const tr = document.createElement("tr");
+  for (const [k, v] of Object.entries(attrs || {})) tr.dataset[k] = String(v);
+  for (const c of cells) tr.appendChild(c);
+  tbody.appendChild(tr);
+}
+
+function body(id) {
+  const tbody = document.querySelector("#" + id + " tbody");
+  tbody.replaceChildren();
+  return tbody;
+}
+
+function ports(app) {
+  const p = ["http " + app.httpPort];
+  if (app.grpcPort) p.push("grpc " + app.grpcPort);
+  const extra = app.ports || {};
+  for (const k of ["internal", "public", "metrics"]) {
+    if (extra[k]) p.push(k + " " + extra[k]);
+  }
+  return p.join(", ");
+}
+
+function apps(data) {
+  return (data.apps || []).map(a => a.appId).sort();
+}
+
+function render(data) {
+  const apps = data.apps || [];
+  document.getElementById("count").textContent = "(" + apps.length + ")";
+  document.getElementById("registry").textContent = data.registry || "";
+  document.getElementById("empty").hidden = apps.length !== 0;
+
+  const a = body("apps");
+  const c = body("components");
+  const s = body("subscriptions");
+  const r = body("rejected");
+  for (const app of apps) {
+    const health = cell(app.health, app.health);
+    if (app.healthError) health.title = app.healthError;
+    const md = cell(app.metadata === "ok" ? "ok" : app.metadata + (app.metadataError ? ": " + app.metadataError : ""),
+      app.metadata === "ok" ? "" : "muted");
+    const appCell = app.appPort ? (app.appProtocol || "http") + " " + app.appPort : "none";
+    row(a, [cell(app.appId), health, cell(app.runtimeVersion), cell(app.pid), cell(ports(app)), cell(appCell), md],
+      {appId: app.appId, health: app.health, metadata: app.metadata});
+    for (const comp of app.components || []) {
+      row(c, [cell(app.appId), cell(comp.name), cell(comp.type), cell(comp.version)], {appId: app.appId, name: comp.name});
+    }
+    for (const sub of app.subscriptions || []) {
+      row(s, [cell(app.appId), cell(sub.pubsubname), cell(sub.topic), cell(sub.deadLetterTopic), cell(sub.type)], {appId: app.appId});
+    }
+    for (const rej of app.rejected || []) {
+      row(r, [cell(app.appId), cell(rej.kind), cell(rej.name), cell(rej.source), cell(rej.error, "reason"), cell(rej.since)], {appId: app.appId});
+    }
+  }
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+// svg makes an SVG element with attributes.
+function svg(name, attrs) {
+  const el = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+  return el;
+}
+
+// drawMap draws the apps on a circle and an arrow per edge. Names go in
+// with textContent.
+function drawMap(edges) {
+  const map = document.getElementById("map");
+  map.replaceChildren();
+  const defs = svg("defs");
+  const marker = svg("marker", {id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse"});
+  marker.appendChild(svg("path", {d: "M 0 0 L 10 5 L 0 10 z", fill: "#57606a"}));
+  defs.appendChild(marker);
+  map.appendChild(defs);
+  const names = [...new Set(edges.flatMap(e => [e.caller, e.callee]))].sort();
+  const pos = new Map();
+  const cx = 320, cy = 180, r = names.length > 1 ? 140 : 0;
+  names.forEach((n, i) => {
+    const a = (2 * Math.PI * i) / names.length - Math.PI / 2;
+    pos.set(n, [cx + r * Math.cos(a), cy + r * Math.sin(a)]);
+  });
+  for (const e of edges) {
+    const [x1, y1] = pos.get(e.caller), [x2, y2] = pos.get(e.callee);
+    const len = Math.hypot(x2 - x1, y2 - y1) || 1;
+    const k = 22 / len; // stop at the nodes' edge
+    const line = svg("line", {
+      x1: x1 + (x2 - x1) * k, y1: y1 + (y2 - y1) * k, x2: x2 - (x2 - x1) * k, y2: y2 - (y2 - y1) * k,
+      class: e.errors > 0 ? "edge failing" : "edge", "marker-end": "url(#arrow)",
+    });
+    line.dataset.caller = e.caller;
+    line.dataset.callee = e.callee;
+    const title = svg("title");
+    title.textContent = e.caller + " → " + e.callee + ": " + e.calls + " calls, " + e.errors + " errors";
+    line.appendChild(title);
+    map.appendChild(line);
+  }
+  for (const n of names) {
+    const [x, y] = pos.get(n);
+    const g = svg("g");
+    g.dataset.app = n;
+    g.appendChild(svg("circle", {cx: x, cy: y, r: 20, class: "node"}));
+    const label = svg("text", {x: x, y: y + 34, "text-anchor": "middle"});
+    label.textContent = n;
+    g.appendChild(label);
+    map.appendChild(g);
+  }
+}
+
+function renderMap(m) {
+  const edges = m.edges || [];
+  const tb = body("edges");
+  for (const e of edges) {
+    const pct = (100 * e.errorRate).toFixed(1) + " %";
+    row(tb, [cell(e.caller), cell(e.callee), cell(e.calls), cell(e.perSecond.toFixed(3)),
+      cell(pct, e.errors > 0 ? "failing" : ""), cell(e.p50Ms), cell(e.p99Ms)],
+      {caller: e.caller, callee: e.callee, calls: e.calls, errors: e.errors});
+  }
+  drawMap(edges);
+  document.getElementById("map-note").textContent =
+    "From " + m.spans + " sampled client spans in the last " + m.window + " (" + m.source + ")" +
+    (m.capped ? "; more traces than were read: counts are a lower bound" : "") + ".";
+}
+
+// refreshMap redraws the service map every 2 s, on a loop of its own so
+// that a slow trace store does not hold up the apps.
+async function refreshMap() {
+  const note = document.getElementById("map-note");
+  let on = true;
+  try {
+    on = await loadMap(note);
+  } catch (e) {
+    note.textContent = "The service map is not available: " + e.message;
+  }
+  if (on) setTimeout(refreshMap, REFRESH_MS); // off: started without a trace store
+}
+
+// loadMap draws the map once; false when the dashboard has no trace store.
+async function loadMap(note) {
+  const win = document.getElementById("window").value;
+  const resp = await fetch("api/map?window=" + encodeURIComponent(win), {cache: "no-store"});
+  if (resp.status === 404) {
+    document.getElementById("map-section").hidden = true;
+    return false;
+  }
+  document.getElementById("map-section").hidden = false;
+  if (!resp.ok) {
+    note.textContent = "The service map is not available: " + (await resp.text());
+    return true;
+  }
+  renderMap(await resp.json());
+  return true;
+}
+
+async function refresh() {
+  const status = document.getElementById("status");
+  const error = document.getElementById("error");
+  try {
+    const resp = await fetch("api/apps", {cache: "no-store"});
+    if (!resp.ok) throw new Error("GET /api/apps answered " + resp.status + ": " + (await resp.text()));
+    const data = await resp.json();
+    render(data);
+    setApps([...new Set(apps(data))]);
+    error.textContent = "";
+    status.textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (e) {
+    error.textContent = "The dashboard's API does not answer: " + e.message;
+  } finally {
+    setTimeout(refresh, REFRESH_MS);
+  }
+}
+
+// The traces: a list of the picked app's latest traces, refreshed every
+// 2 s, and the waterfall of the trace clicked.
+let pickedTrace = "";
+
+function traceQuery() {
+  const q = new URLSearchParams();
+  q.set("app", document.getElementById("trace-app").value);
+  q.set("status", document.getElementById("trace-status").value);
+  const min = document.getElementById("trace-min").value.trim();
+  if (min) q.set("minDuration", min);
+  q.set("window", document.getElementById("window").value);
+  return q.toString();
+}
+
+// setApps keeps the app picker's options to the apps listed.
+function setApps(ids) {
+  const sel = document.getElementById("trace-app");
+  const cur = [...sel.options].map(o => o.value).join("\n");
+  if (cur === ids.join("\n")) return;
+  const keep = sel.value;
+  sel.replaceChildren();
+  for (const id of ids) {
+    const o = document.createElement("option");
+    o.value = id;
+    o.textContent = id;
+    sel.appendChild(o);
+  }
+  if (ids.includes(keep)) sel.value = keep;
+}
+
+async function refreshTraces() {
+  const note = document.getElementById("traces-note");
+  let on = true;
+  try {
+    on = await loadTraces(note);
+  } catch (e) {
+    note.textContent = "The traces are not available: " + e.message;
+  }
+  if (on) setTimeout(refreshTraces, REFRESH_MS);
+}
+
+// loadTraces lists the traces once; false when there is no trace store.
+async function loadTraces(note) {
+  if (!document.getElementById("trace-app").value) return true;
+  const resp = await fetch("api/traces?" + traceQuery(), {cache: "no-store"});
+  if (resp.status === 404) {
+    document.getElementById("traces-section").hidden = true;
+    return false;
+  }
+  document.getElementById("traces-section").hidden = false;
+  if (!resp.ok) {
+    note.textContent = "The traces are not available: " + (await resp.text());
+    return true;
+  }
+  const list = await resp.json();
+  note.textContent = list.length + " traces in the last " + document.getElementById("window").value + ", newest first; click one for its spans.";
+  const tb = body("traces");
+  for (const tr of list) {
+    row(tb, [cell(tr.traceId), cell(tr.root), cell(new Date(tr.start).toLocaleTimeString()), cell(tr.durationMs),
+      cell(tr.spans), cell(tr.errors, tr.errors > 0 ? "failing" : ""), cell((tr.services || []).join(", "))],
+      {traceId: tr.traceId, errors: tr.errors});
+    const tRow = tb.lastChild;
+    if (tr.traceId === pickedTrace) tRow.className = "picked";
+    tRow.addEventListener("click", () => showTrace(tr.traceId));
+  }
+  return true;
+}
+
+// showTrace draws trace id as a waterfall: a row a span, indented under
+// its parent, a bar for its time; a click on a row shows its tags.
+async function showTrace(id) {
+  pickedTrace = id;
+  for (const r of document.querySelectorAll("#traces tbody tr")) r.className = r.dataset.traceId === id ? "picked" : "";
+  const resp = await fetch("api/traces/" + encodeURIComponent(id), {cache: "no-store"});
+  const wf = document.getElementById("waterfall");
+  const rows = document.getElementById("waterfall-rows");
+  document.getElementById("waterfall-id").textContent = id;
+  rows.replaceChildren();
+  wf.hidden = false;
+  if (!resp.ok) {
+    rows.textContent = "The trace is not available: " + (await resp.text());
+    return;
+  }
+  const spans = await resp.json();
+  const total = Math.max(...spans.map(s => s.offsetMs + s.durationMs), 0.001);
+  const depth = new Map();
+  const byId = new Map(spans.map(s => [s.spanId, s]));
+  const depthOf = (s, n = 0) => {
+    if (depth.has(s.spanId)) return depth.get(s.spanId);
+    const p = byId.get(s.parentId);
+    const d = p && n < 64 ? depthOf(p, n + 1) + 1 : 0;
+    depth.set(s.spanId, d);
+    return d;
+  };
+  for (const s of spans) {
+    const r = document.createElement("div");
+    r.className = "span-row" + (s.error ? " error" : "");
+    r.dataset.spanId = s.spanId;
+    r.dataset.error = String(s.error);
+    const name = document.createElement("div");
+    name.className = "span-name";
+    name.textContent = s.service + " " + s.operation + (s.kind ? " (" + s.kind + ")" : "") + " " + s.durationMs + " ms";
+    name.style.paddingLeft = depthOf(s) + "em";
+    const track = document.createElement("div");
+    track.className = "span-track";
+    const bar = document.createElement("div");
+    bar.className = "span-bar";
+    bar.style.left = (100 * s.offsetMs / total) + "%";
+    bar.style.width = (100 * s.durationMs / total) + "%";
+    track.appendChild(bar);
+    r.append(name, track);
+    const tags = document.createElement("table");
+    tags.className = "span-tags";
+    tags.hidden = true;
+    const tb = document.createElement("tbody");
+    for (const t of s.tags || []) {
+      const tr = document.createElement("tr");
+      tr.append(cell(t.key), cell(t.value));
+      tb.appendChild(tr);
+    }
+    tags.appendChild(tb);
+    r.appendChild(tags);
+    r.addEventListener("click", () => { tags.hidden = !tags.hidden; });
+    rows.appendChild(r);
+  }
+}
+
+for (const id of ["trace-app", "trace-status", "trace-min"]) {
+  document.getElementById(id).addEventListener("change", () => loadTraces(document.getElementById("traces-note")).catch(() => {}));
+}
+
+refresh();
+refreshMap();
+refreshTraces();
+document.getElementById("window").addEventListener("change", () => loadMap(document.getElementById("map-note")).catch(() => {}));

@@ -1,0 +1,86 @@
+package dashboard
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandem-run/tandem/pkg/resolver/standalone"
+)
+
+func TestParseTraceQuery(t *testing.T) {
+	for _, c := range []struct {
+		q       string
+		want    TraceQuery
+		wantErr string
+	}{
+		{q: "app=front", want: TraceQuery{App: "front", Window: DefaultWindow}},
+		{q: "app=front&status=error&minDuration=10ms&window=1h", want: TraceQuery{App: "front", Errors: true, MinDuration: 10 * time.Millisecond, Window: time.Hour}},
+		{q: "app=front&status=any", want: TraceQuery{App: "front", Window: DefaultWindow}},
+		{q: "", wantErr: "app:"},
+		{q: "app=Front", wantErr: "app:"},
+		{q: "app=" + url.QueryEscape("<script>"), wantErr: "app:"},
+		{q: "app=front&status=ok", wantErr: `status "ok"`},
+		{q: "app=front&minDuration=2h", wantErr: "minDuration"},
+		{q: "app=front&minDuration=-1s", wantErr: "minDuration"},
+		{q: "app=front&window=1s", wantErr: "window"},
+	} {
+		v, _ := url.ParseQuery(c.q)
+		got, err := ParseTraceQuery(v)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q: error %v, want one containing %q", c.q, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%q: %+v, %v; want %+v", c.q, got, err, c.want)
+		}
+	}
+}
+
+// TestReadsUnsampled: every read of a sidecar carries a traceparent with
+// the sampled flag off and fresh ids, so a sidecar that follows its
+// parent's decision traces none of them.
+func TestReadsUnsampled(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Traceparent"))
+		mu.Unlock()
+		if r.URL.Path == "/v1.0/healthz" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"front"}`))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	port, _ := strconv.Atoi(srv.URL[strings.LastIndex(srv.URL, ":")+1:])
+	reg, err := standalone.Register(dir, standalone.Entry{AppID: "front", PID: os.Getpid(), InternalAddress: "127.0.0.1:1", HTTPPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	if _, err := New(Config{RegistryDir: dir}).Apps(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	form := regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-00$`)
+	if len(seen) != 2 || seen[0] == seen[1] {
+		t.Fatalf("traceparents %q; want two, distinct", seen)
+	}
+	for _, tp := range seen {
+		if !form.MatchString(tp) || strings.Contains(tp, strings.Repeat("0", 16)) {
+			t.Errorf("traceparent %q: want 00-<trace id>-<span id>-00 with non-zero ids", tp)
+		}
+	}
+}

@@ -1,0 +1,402 @@
+// Package dashboard_test runs the dashboard against real sidecars and apps
+// on loopback: its API and its page, in headless Chromium where installed,
+// show what the sidecars report, follow them as they stop, and show every
+// value as text.
+package dashboard_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/tandem-run/tandem/internal/release"
+	"github.com/tandem-run/tandem/internal/testutil/proc"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
+)
+
+var sidecarBin, testappBin, dashboardBin string
+
+// listenWait bounds the wait for a process of a test to listen.
+const listenWait = 15 * time.Second
+
+// hostile is a component name and pub/sub name that is markup if a page
+// ever treats it as HTML. (Component names cannot hold ' ' or '/'.)
+const hostile = "<script>alert(1)<script><img\tsrc=x\tonerror=alert(2)>"
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tandem-dashboard-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sidecarBin = filepath.Join(dir, "sidecar")
+	testappBin = filepath.Join(dir, "testapp")
+	dashboardBin = filepath.Join(dir, "dashboard")
+	for bin, pkg := range map[string]string{
+		sidecarBin:   "github.com/tandem-run/tandem/cmd/sidecar",
+		testappBin:   "github.com/tandem-run/tandem/tests/e2e/testapp",
+		dashboardBin: "github.com/tandem-run/tandem/cmd/dashboard",
+	} {
+		cmd := release.Command(context.Background(), "", pkg, bin, "")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n", pkg, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// apps is the part of GET /api/apps the tests read.
+type apps struct {
+	Apps []struct {
+		AppID          string `json:"appId"`
+		Health         string `json:"health"`
+		HealthError    string `json:"healthError"`
+		Metadata       string `json:"metadata"`
+		RuntimeVersion string `json:"runtimeVersion"`
+		Components     []struct {
+			Name, Type, Version string
+		} `json:"components"`
+		Subscriptions []struct {
+			PubsubName string `json:"pubsubname"`
+			Topic      string `json:"topic"`
+		} `json:"subscriptions"`
+		Rejected []struct {
+			Source string `json:"source"`
+			Error  string `json:"error"`
+		} `json:"rejected"`
+	} `json:"apps"`
+}
+
+// mesh is the registry, sidecars and dashboard of a test.
+type mesh struct {
+	t        *testing.T
+	registry string
+	dash     string // the dashboard's base URL
+	resDir   string // the resources folder of "orders"
+}
+
+// sidecar starts a sidecar for appID in the mesh's registry; appPort 0
+// means no app.
+func (m *mesh) sidecar(appID string, appPort int, env []string, extra ...string) *proc.Proc {
+	m.t.Helper()
+	pt := proc.For(m.t)
+	ports, err := proc.FreePorts(2)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	args := []string{
+		"--app-id", appID,
+		"--dapr-http-port", strconv.Itoa(ports[0]),
+		"--dapr-grpc-port", strconv.Itoa(ports[1]),
+		"--dapr-internal-grpc-port", "0",
+		"--metrics-port", "0",
+		"--dapr-listen-addresses", "127.0.0.1",
+		"--registry-dir", m.registry,
+	}
+	if appPort != 0 {
+		args = append(args, "--app-port", strconv.Itoa(appPort))
+	}
+	p := pt.Start("sidecar "+appID, sidecarBin, env, append(args, extra...)...)
+	pt.WaitTCP("127.0.0.1:"+strconv.Itoa(ports[0]), listenWait)
+	return p
+}
+
+// app starts a testapp with env and returns its port.
+func (m *mesh) app(name string, env ...string) (int, *proc.Proc) {
+	pt := proc.For(m.t)
+	port := pt.FreePort()
+	p := pt.Start(name, testappBin, append([]string{"APP_PORT=" + strconv.Itoa(port)}, env...))
+	pt.WaitTCP("127.0.0.1:"+strconv.Itoa(port), listenWait)
+	return port, p
+}
+
+// startDashboard starts the dashboard on a free loopback port.
+func (m *mesh) startDashboard() {
+	pt := proc.For(m.t)
+	port := pt.FreePort()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	pt.Start("dashboard", dashboardBin, nil, "--listen", addr, "--registry-dir", m.registry)
+	pt.WaitTCP(addr, listenWait)
+	m.dash = "http://" + addr
+}
+
+// get reads the dashboard's GET /api/apps.
+func (m *mesh) get() (apps, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.dash+"/api/apps", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return apps{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return apps{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return apps{}, fmt.Errorf("GET /api/apps: %s: %s", resp.Status, b)
+	}
+	var a apps
+	if err := json.Unmarshal(b, &a); err != nil {
+		return apps{}, fmt.Errorf("GET /api/apps: %v: %s", err, b)
+	}
+	return a, nil
+}
+
+// await polls the API until ok holds of its answer, for up to d.
+func (m *mesh) await(what string, d time.Duration, ok func(apps) bool) apps {
+	m.t.Helper()
+	deadline := time.Now().Add(d)
+	var last apps
+	var err error
+	for time.Now().Before(deadline) {
+		if last, err = m.get(); err == nil && ok(last) {
+			return last
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := json.MarshalIndent(last, "", "  ")
+	m.t.Fatalf("%s: not within %s (last error %v); last answer:\n%s", what, d, err, b)
+	return last
+}
+
+func byID(a apps, id string) (int, bool) {
+	for i, app := range a.Apps {
+		if app.AppID == id {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+// startMesh starts the apps of the tests: "orders", whose sidecar has a
+// pub/sub component named hostile that the app subscribes to; "billing",
+// whose app is health-checked every second; and "locked", whose sidecar
+// requires an API token. Then the dashboard.
+func startMesh(t *testing.T) (*mesh, map[string]*proc.Proc) {
+	m := &mesh{t: t, registry: t.TempDir()}
+	res := t.TempDir()
+	if err := os.WriteFile(filepath.Join(res, "pubsub.yaml"), resources.PubSubYAML(strconv.Quote(hostile), "pubsub.in-memory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	subs, _ := json.Marshal([]map[string]string{{"pubsubname": hostile, "topic": "orders", "route": "/events/orders"}})
+	procs := map[string]*proc.Proc{}
+	ordersPort, _ := m.app("orders app", "SUBSCRIBE="+string(subs))
+	procs["orders"] = m.sidecar("orders", ordersPort, nil, "--resources-path", res)
+	billingPort, billingApp := m.app("billing app")
+	procs["billing app"] = billingApp
+	procs["billing"] = m.sidecar("billing", billingPort, nil,
+		"--enable-app-health-check", "--app-health-probe-interval", "1", "--app-health-probe-timeout", "500", "--app-health-threshold", "1", "--app-health-check-path", "/status/200")
+	procs["locked"] = m.sidecar("locked", 0, []string{"DAPR_API_TOKEN=not-for-the-dashboard"})
+	m.startDashboard()
+	m.resDir = res
+	return m, procs
+}
+
+// TestAPI: the API lists every running app with its health, version,
+// components and subscriptions; a sidecar that requires a token shows as
+// "token required"; a refused change shows with its reason; an app that
+// stops turns unhealthy, and a sidecar that stops leaves the list, each
+// within a bound.
+func TestAPI(t *testing.T) {
+	m, procs := startMesh(t)
+	a := m.await("three apps, orders and billing healthy with their metadata", 30*time.Second, func(a apps) bool {
+		if len(a.Apps) != 3 {
+			return false
+		}
+		o, _ := byID(a, "orders")
+		b, _ := byID(a, "billing")
+		l, _ := byID(a, "locked")
+		return o >= 0 && b >= 0 && l >= 0 &&
+			a.Apps[o].Health == "healthy" && a.Apps[o].Metadata == "ok" &&
+			a.Apps[b].Health == "healthy" && a.Apps[b].Metadata == "ok" &&
+			len(a.Apps[o].Subscriptions) == 1 && a.Apps[l].Metadata == "token required"
+	})
+	o, _ := byID(a, "orders")
+	orders := a.Apps[o]
+	found := false
+	for _, c := range orders.Components {
+		found = found || c.Name == hostile && c.Type == "pubsub.in-memory" && c.Version == "v1"
+	}
+	if !found {
+		t.Errorf("orders' components %+v, want a pubsub.in-memory v1 named %q", orders.Components, hostile)
+	}
+	if s := orders.Subscriptions[0]; s.PubsubName != hostile || s.Topic != "orders" {
+		t.Errorf("orders' subscription %+v", s)
+	}
+	if orders.RuntimeVersion == "" {
+		t.Error("orders has no runtime version")
+	}
+	l, _ := byID(a, "locked")
+	if a.Apps[l].Health != "healthy" || len(a.Apps[l].Components) != 0 {
+		t.Errorf("locked: %+v; want healthy (the health route needs no token), no metadata read", a.Apps[l])
+	}
+
+	// A change the sidecar refuses shows with its reason.
+	bad := []byte("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: broken\nspec:\n  type: state.nosuch\n  version: v1\n")
+	if err := os.WriteFile(filepath.Join(m.resDir, "broken.yaml"), bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.await("the refused change of orders", 30*time.Second, func(a apps) bool {
+		i, ok := byID(a, "orders")
+		return ok && len(a.Apps[i].Rejected) == 1 && strings.HasSuffix(a.Apps[i].Rejected[0].Source, "broken.yaml") &&
+			strings.Contains(a.Apps[i].Rejected[0].Error, "state.nosuch")
+	})
+
+	// billing's app stops: unhealthy within 20 s (its probe runs every second).
+	if err := procs["billing app"].Stop(os.Interrupt, 5*time.Second); err != nil {
+		t.Logf("stopping billing's app: %v", err)
+	}
+	m.await("billing unhealthy once its app stopped", 20*time.Second, func(a apps) bool {
+		i, ok := byID(a, "billing")
+		return ok && a.Apps[i].Health == "unhealthy"
+	})
+	// billing's sidecar stops: gone within 20 s.
+	if err := procs["billing"].Stop(os.Interrupt, 10*time.Second); err != nil {
+		t.Logf("stopping billing's sidecar: %v", err)
+	}
+	m.await("billing gone once its sidecar stopped", 20*time.Second, func(a apps) bool {
+		_, ok := byID(a, "billing")
+		return !ok && len(a.Apps) == 2
+	})
+}
+
+// TestRefusesNonLoopback: the dashboard will not bind an address other
+// than loopback without --allow-remote, and says why.
+func TestRefusesNonLoopback(t *testing.T) {
+	pt := proc.For(t)
+	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
+		p := pt.Start("dashboard "+addr, dashboardBin, nil, "--listen", addr, "--registry-dir", t.TempDir())
+		if code := pt.ExitCode(p, 15*time.Second); code != 2 || !strings.Contains(p.Out.String(), "binds loopback only") {
+			t.Errorf("--listen %s: exit code %d, output %q; want 2 and why", addr, code, p.Out.String())
+		}
+	}
+}
+
+// TestPage drives the page in headless Chromium: it lists the apps with
+// their health and components, shows the hostile component name as text
+// (no element made of it, no script run), and follows a stopped sidecar
+// without a reload.
+func TestPage(t *testing.T) {
+	chromium := needChromium(t)
+	m, procs := startMesh(t)
+	ctx := browser(t, chromium)
+	var alerted atomic.Bool
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if _, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			alerted.Store(true)
+			go func() { _ = chromedp.Run(ctx, page.HandleJavaScriptDialog(false)) }()
+		}
+	})
+	var shown string
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(m.dash+"/"),
+		poll(`document.querySelector('#apps tr[data-app-id="orders"][data-health="healthy"]') !== null && `+
+			`document.querySelector('#apps tr[data-app-id="billing"][data-health="healthy"]') !== null && `+
+			`document.querySelector('#apps tr[data-app-id="locked"][data-metadata="token required"]') !== null && `+
+			`document.querySelectorAll('#subscriptions tbody tr').length === 1 && `+
+			`document.getElementById("map-section").hidden`), // no trace store, no map
+		chromedp.Evaluate(`[...document.querySelectorAll('#components tr[data-app-id="orders"]')].map(r => r.children[1].textContent).join("\n")`, &shown),
+	)
+	if err != nil {
+		t.Fatalf("loading the page: %v (page: %s)", err, pageText(ctx))
+	}
+	if !strings.Contains(shown, hostile) {
+		t.Errorf("orders' components shown as %q, want the name %q as text", shown, hostile)
+	}
+	var scripts, imgs int
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`document.querySelectorAll("script").length`, &scripts),
+		chromedp.Evaluate(`document.querySelectorAll("img").length`, &imgs),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if scripts != 1 || imgs != 0 || alerted.Load() {
+		t.Errorf("the page has %d scripts, %d images, alert run: %v; want its own one script, no image, no alert", scripts, imgs, alerted.Load())
+	}
+
+	// billing's sidecar stops: its row goes without a reload.
+	if err := procs["billing"].Stop(os.Interrupt, 10*time.Second); err != nil {
+		t.Logf("stopping billing's sidecar: %v", err)
+	}
+	if err := chromedp.Run(ctx, poll(`document.querySelector('#apps tr[data-app-id="billing"]') === null && document.querySelectorAll('#apps tbody tr').length === 2`)); err != nil {
+		t.Fatalf("billing still shown after its sidecar stopped: %v (page: %s)", err, pageText(ctx))
+	}
+}
+
+// poll waits up to 30 s for expr to hold in the page.
+func poll(expr string) chromedp.Action {
+	return chromedp.Poll(expr, nil, chromedp.WithPollingTimeout(30*time.Second))
+}
+
+// pageText is the page's text, to say what it showed when a test failed.
+func pageText(ctx context.Context) string {
+	var s string
+	_ = chromedp.Run(ctx, chromedp.Evaluate(`document.body.innerText`, &s))
+	return s
+}
+
+// needChromium returns Chromium's path, or skips the test where it is not
+// installed (outside CI).
+func needChromium(t *testing.T) string {
+	t.Helper()
+	chromium, err := lookChromium()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium is not installed; CI must install it (apt-get install -y chromium)")
+		}
+		t.Skip("chromium is not installed: apt-get install -y chromium (or run make test)")
+	}
+	return chromium
+}
+
+// lookChromium finds Chromium, or says how to install it.
+func lookChromium() (string, error) {
+	p, err := exec.LookPath("chromium")
+	if err != nil && os.Getenv("CI") != "" {
+		return "", fmt.Errorf("chromium is not installed; CI must install it (apt-get install -y chromium)")
+	}
+	return p, err
+}
+
+// browser starts a headless Chromium for the test; the test has 90 s from
+// now to drive it.
+func browser(t *testing.T, chromium string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	// chromedp logs events of newer Chromium versions it cannot decode; they are harmless.
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelTimeout)
+	return ctx
+}

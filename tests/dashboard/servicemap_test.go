@@ -1,0 +1,272 @@
+package dashboard_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/tandem-run/tandem/internal/testutil/proc"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
+	"github.com/tandem-run/tandem/internal/testutil/toolbin"
+)
+
+// edges is the part of GET /api/map the test reads.
+type edges struct {
+	Edges []struct {
+		Caller, Callee string
+		Calls, Errors  int
+		ErrorRate      float64 `json:"errorRate"`
+		PerSecond      float64 `json:"perSecond"`
+		P50Ms          float64 `json:"p50Ms"`
+		P99Ms          float64 `json:"p99Ms"`
+	} `json:"edges"`
+}
+
+// TestServiceMap: with the sidecars tracing into Jaeger, GET /api/map has
+// one edge front→orders counting every call and every failed one, with
+// latencies; the page shows it (in Chromium where installed). Without a
+// trace store the map is a 404 naming the flag.
+func TestServiceMap(t *testing.T) {
+	jaeger := toolbin.Path(t, "jaeger")
+	pt := proc.For(t)
+	zipkin, query := pt.FreePort(), pt.FreePort()
+	hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	pt.Start("jaeger", jaeger, nil,
+		"--collector.zipkin.host-port="+hp(zipkin),
+		"--query.http-server.host-port="+hp(query),
+		"--query.grpc-server.host-port="+hp(pt.FreePort()),
+		"--collector.grpc-server.host-port="+hp(pt.FreePort()),
+		"--collector.http-server.host-port="+hp(pt.FreePort()),
+		"--collector.otlp.grpc.host-port="+hp(pt.FreePort()),
+		"--collector.otlp.http.host-port="+hp(pt.FreePort()),
+		"--admin.http.host-port="+hp(pt.FreePort()),
+	)
+	pt.WaitTCP(hp(zipkin), listenWait)
+	pt.WaitTCP(hp(query), listenWait)
+	conf := filepath.Join(t.TempDir(), "tracing.yaml")
+	if err := os.WriteFile(conf, resources.ZipkinYAML("tracing", "http://"+hp(zipkin)+"/api/v2/spans"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	m := &mesh{t: t, registry: t.TempDir()}
+	ordersPort, _ := m.app("orders app")
+	m.sidecar("orders", ordersPort, nil, "--config", conf)
+	m.sidecar("front", 0, nil, "--config", conf)
+	port := pt.FreePort()
+	addr := hp(port)
+	pt.Start("dashboard", dashboardBin, nil, "--listen", addr, "--registry-dir", m.registry, "--jaeger-query", "http://"+hp(query))
+	pt.WaitTCP(addr, listenWait)
+	m.dash = "http://" + addr
+
+	// front's sidecar URL, from the dashboard's own list.
+	m.await("front and orders listed", 30*time.Second, func(a apps) bool { return len(a.Apps) == 2 })
+	frontURL := sidecarURL(t, m, "front")
+	call := func(path string, want int) {
+		t.Helper()
+		resp, err := http.Post(frontURL+"/v1.0/invoke/orders/method"+path, "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("POST %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	for range 5 {
+		call("/echo/x", http.StatusOK)
+	}
+	for range 2 {
+		call("/status/500", http.StatusInternalServerError)
+	}
+
+	var got edges
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		got = getMap(t, m.dash+"/api/map?window=5m")
+		if len(got.Edges) == 1 && got.Edges[0].Calls == 7 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(got.Edges) != 1 {
+		t.Fatalf("edges %+v, want one front→orders", got.Edges)
+	}
+	e := got.Edges[0]
+	if e.Caller != "front" || e.Callee != "orders" || e.Calls != 7 || e.Errors != 2 || e.P50Ms <= 0 || e.P99Ms < e.P50Ms || e.PerSecond <= 0 {
+		t.Errorf("edge %+v; want front→orders, 7 calls, 2 errors, latencies", e)
+	}
+	if want := 2.0 / 7; e.ErrorRate < want-1e-9 || e.ErrorRate > want+1e-9 {
+		t.Errorf("error rate %v, want %v", e.ErrorRate, want)
+	}
+	resp, err := http.Get(m.dash + "/api/map?window=1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("window=1s: %d, want 400", resp.StatusCode)
+	}
+
+	// The trace list: front's traces with an error are the two failed
+	// calls; one's waterfall holds the failed hop with its tags.
+	var failed []struct {
+		TraceID string `json:"traceId"`
+		Errors  int    `json:"errors"`
+		Spans   int    `json:"spans"`
+	}
+	getJSON(t, m.dash+"/api/traces?app=front&status=error&window=5m", &failed)
+	if len(failed) != 2 || failed[0].Errors == 0 || failed[0].Spans < 3 {
+		t.Fatalf("front's failed traces: %+v; want 2, each with a failed span", failed)
+	}
+	var all []struct{}
+	getJSON(t, m.dash+"/api/traces?app=front&window=5m", &all)
+	if len(all) != 7 {
+		t.Errorf("front's traces: %d, want 7", len(all))
+	}
+	var spans []struct {
+		Service, Operation, Kind string
+		ParentID                 string `json:"parentId"`
+		Error                    bool
+		Tags                     []struct{ Key, Value string }
+	}
+	getJSON(t, m.dash+"/api/traces/"+failed[0].TraceID, &spans)
+	found := false
+	for _, s := range spans {
+		if s.Service == "front" && strings.EqualFold(s.Operation, "calllocal/orders/status/500") && s.Kind == "client" && s.Error && s.ParentID != "" {
+			for _, tg := range s.Tags {
+				found = found || tg.Key == "peer.service" && tg.Value == "orders"
+			}
+		}
+	}
+	if !found {
+		t.Errorf("trace %s: no failed hop front→orders with its peer.service tag: %+v", failed[0].TraceID, spans)
+	}
+	for _, bad := range []string{"/api/traces/not-hex", "/api/traces?app=Front", "/api/traces?app=front&status=odd", "/api/traces?app=front&minDuration=2h"} {
+		resp, err := http.Get(m.dash + bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET %s: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+
+	chromium, err := lookChromium()
+	if err != nil {
+		t.Logf("the page's map is not checked: %v", err)
+		return
+	}
+	ctx := browser(t, chromium)
+	err = chromedp.Run(ctx,
+		chromedp.Navigate(m.dash+"/"),
+		poll(`document.querySelector('#edges tr[data-caller="front"][data-callee="orders"][data-calls="7"][data-errors="2"]') !== null && `+
+			`document.querySelector('#map line.failing[data-caller="front"][data-callee="orders"]') !== null && `+
+			`document.querySelectorAll('#map g[data-app]').length === 2`),
+	)
+	if err != nil {
+		t.Fatalf("the page's service map: %v (page: %s)", err, pageText(ctx))
+	}
+	// The trace list of front, errors only; the first one's waterfall.
+	err = chromedp.Run(ctx,
+		chromedp.SetValue("#trace-app", "front", chromedp.ByQuery),
+		chromedp.SetValue("#trace-status", "error", chromedp.ByQuery),
+		chromedp.Evaluate(`document.getElementById("trace-status").dispatchEvent(new Event("change")), true`, nil),
+		poll(`document.querySelectorAll('#traces tbody tr:not([data-errors="0"])').length === 2 && document.querySelectorAll('#traces tbody tr').length === 2`),
+		chromedp.Click(`#traces tbody tr`, chromedp.ByQuery),
+		poll(`document.querySelectorAll('#waterfall-rows .span-row').length >= 3 && document.querySelector('#waterfall-rows .span-row.error') !== null`),
+	)
+	if err != nil {
+		t.Fatalf("the page's traces: %v (page: %s)", err, pageText(ctx))
+	}
+}
+
+// getJSON reads url's JSON answer into v, failing the test on any other.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", url, err, b)
+	}
+}
+
+// TestServiceMapOff: without --jaeger-query, /api/map is a 404 naming the flag.
+func TestServiceMapOff(t *testing.T) {
+	m := &mesh{t: t, registry: t.TempDir()}
+	m.startDashboard()
+	resp, err := http.Get(m.dash + "/api/map")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(b), "--jaeger-query") {
+		t.Errorf("GET /api/map: %d %s; want 404 naming --jaeger-query", resp.StatusCode, b)
+	}
+}
+
+func getMap(t *testing.T, url string) edges {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	var e edges
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatalf("GET %s: %v: %s", url, err, b)
+	}
+	return e
+}
+
+// sidecarURL is the HTTP API of appID's sidecar, as the dashboard lists it.
+func sidecarURL(t *testing.T, m *mesh, appID string) string {
+	t.Helper()
+	resp, err := http.Get(m.dash + "/api/apps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Apps []struct {
+			AppID    string `json:"appId"`
+			HTTPPort int    `json:"httpPort"`
+		} `json:"apps"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range body.Apps {
+		if a.AppID == appID {
+			return fmt.Sprintf("http://127.0.0.1:%d", a.HTTPPort)
+		}
+	}
+	t.Fatalf("no app %s listed", appID)
+	return ""
+}
