@@ -48,20 +48,7 @@ func chartArgs() []string {
 // is available. Tests that change these put them back through it.
 func calculator(t *testing.T) {
 	t.Helper()
-	switch installed := chartInstalled(t); {
-	case installed == "":
-		start := time.Now()
-		out, err := helm(t, append([]string{"install", "tandem", filepath.Join(repo, "charts", "tandem")}, chartArgs()...)...)
-		if err != nil {
-			t.Fatalf("helm install: %v\n%s", err, out)
-		}
-		t.Logf("chart installed in %s (helm install --wait)", time.Since(start).Round(100*time.Millisecond))
-	case installed != "tandem-"+version:
-		if out, err := helm(t, append([]string{"upgrade", "tandem", filepath.Join(repo, "charts", "tandem")}, chartArgs()...)...); err != nil {
-			t.Fatalf("helm upgrade from %s: %v\n%s", installed, err, out)
-		}
-	}
-	waitCABundle(t)
+	chart(t)
 	var names []string
 	for _, a := range apps {
 		names = append(names, a.deployment)
@@ -89,6 +76,27 @@ func calculator(t *testing.T) {
 	}
 	waitAvailable(t, "default", 3*time.Minute, names...)
 	waitResolvable(t, "default", time.Minute, names...)
+}
+
+// chart makes sure the chart of this tree is installed (helm install, or
+// helm upgrade from another version), with Redis and the collector on
+// (chartArgs), and that its webhook has its caBundle.
+func chart(t *testing.T) {
+	t.Helper()
+	switch installed := chartInstalled(t); {
+	case installed == "":
+		start := time.Now()
+		out, err := helm(t, append([]string{"install", "tandem", filepath.Join(repo, "charts", "tandem")}, chartArgs()...)...)
+		if err != nil {
+			t.Fatalf("helm install: %v\n%s", err, out)
+		}
+		t.Logf("chart installed in %s (helm install --wait)", time.Since(start).Round(100*time.Millisecond))
+	case installed != "tandem-"+version:
+		if out, err := helm(t, append([]string{"upgrade", "tandem", filepath.Join(repo, "charts", "tandem")}, chartArgs()...)...); err != nil {
+			t.Fatalf("helm upgrade from %s: %v\n%s", installed, err, out)
+		}
+	}
+	waitCABundle(t)
 }
 
 // chartInstalled is the chart (name-version) of the release tandem, or "".

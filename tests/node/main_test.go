@@ -79,7 +79,9 @@ func run(m *testing.M, timeout time.Duration) int {
 		return 1
 	}
 	defer os.RemoveAll(out)
-	recipes := append(images.Recipes, images.GoRecipe("caller", "./tests/node/caller", "Calls an app through its sidecar (tests/node's Jobs and load)"))
+	recipes := append(images.Recipes,
+		images.GoRecipe("caller", "./tests/node/caller", "Calls an app through its sidecar (tests/node's Jobs and load)"),
+		images.GoRecipe("pubsubapp", "./tests/node/pubsubapp", "Publishes through its sidecar and reports its deliveries (tests/node's pub/sub)"))
 	list, err := images.BuildAll(ctx, images.Options{Root: repo, Out: out, Meta: meta, Prefix: "tandem"}, recipes)
 	if err != nil {
 		log.Printf("building the images: %v", err)
