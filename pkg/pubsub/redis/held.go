@@ -67,6 +67,7 @@ func (b *Broker) release(sub *subscription, es []*entry) {
 	for _, e := range es {
 		b.forget(e)
 	}
+	b.signalReleased()
 }
 
 // releaseQueued releases the entries sub read that no handler has started
@@ -82,6 +83,24 @@ func (b *Broker) releaseQueued(sub *subscription) {
 	}
 	b.mu.Unlock()
 	b.setIdle(context.Background(), sub, es, b.cfg.ProcessingTimeout)
+	if len(es) > 0 {
+		b.signalReleased()
+	}
+}
+
+// releasedSignal is closed at the next release of entries.
+func (b *Broker) releasedSignal() <-chan struct{} {
+	b.relMu.Lock()
+	defer b.relMu.Unlock()
+	return b.released
+}
+
+// signalReleased wakes the subscriptions waiting to claim.
+func (b *Broker) signalReleased() {
+	b.relMu.Lock()
+	defer b.relMu.Unlock()
+	close(b.released)
+	b.released = make(chan struct{})
 }
 
 // setIdle sets the idle time of es, entries of sub, and marks those

@@ -158,17 +158,20 @@ func (r *reader) close() {
 	}
 }
 
-// reclaim claims, every RedeliverInterval and once at the start, the
-// subscription's entries pending longer than ProcessingTimeout.
+// reclaim claims, every RedeliverInterval, once at the start and whenever
+// this broker released entries, the subscription's entries pending longer
+// than ProcessingTimeout (a released entry counts as that).
 func (b *Broker) reclaim(ctx context.Context, sub *subscription) {
 	t := time.NewTicker(b.cfg.RedeliverInterval)
 	defer t.Stop()
 	for {
+		released := b.releasedSignal()
 		b.claim(ctx, sub)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-released:
 		}
 	}
 }

@@ -89,6 +89,12 @@ type Broker struct {
 	closed bool
 	drops  map[string]int64 // events dropped with replicas' groups, by topic (allreplicas.go)
 	down   episode
+	// released is closed, and replaced, when entries are released: the
+	// broker's subscriptions then claim at once rather than at their next
+	// RedeliverInterval (a subscription that follows one that ended, on
+	// the same topic, takes over what it held without waiting).
+	relMu    sync.Mutex
+	released chan struct{}
 }
 
 type key struct{ group, topic, id string }
@@ -141,9 +147,10 @@ func New(name string, client redis.UniversalClient, cfg Config) *Broker {
 		consumer: cfg.Group + "-" + cfg.Replica + "-" + pubsub.NewUUID()[:8],
 		block:    2 * time.Second,
 		ctx:      ctx, cancel: cancel,
-		slots: make(chan struct{}, cfg.QueueDepth+cfg.Concurrency),
-		queue: make(chan *entry, cfg.QueueDepth+cfg.Concurrency),
-		held:  map[key]*entry{},
+		slots:    make(chan struct{}, cfg.QueueDepth+cfg.Concurrency),
+		queue:    make(chan *entry, cfg.QueueDepth+cfg.Concurrency),
+		released: make(chan struct{}),
+		held:     map[key]*entry{},
 	}
 	if len(cfg.Conn.Addrs) > 0 {
 		b.addr = cfg.Conn.Addr()

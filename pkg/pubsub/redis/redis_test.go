@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -307,5 +308,57 @@ func TestEpisodeLogsOnce(t *testing.T) {
 	e.fail(fmt.Errorf("down again"))
 	if p := strings.Count(logs.String(), "paused"); p != 2 {
 		t.Errorf("a new outage a minute later: %d paused lines, want 2", p)
+	}
+}
+
+// A subscription that follows one that ended, on the same broker and
+// topic, takes the entries the first released (a handler that failed once
+// its subscription had ended: a streaming subscription whose stream broke
+// before the app answered) at once, not at its next redeliverInterval,
+// even when it started before they were released.
+func TestReleasedEntriesClaimedAtOnce(t *testing.T) {
+	srv := redisserver.Start(t)
+	b := newBroker(t, srv.Addr, map[string]string{"processingTimeout": "60s", "redeliverInterval": "60s"})
+	ctx := context.Background()
+
+	got1 := make(chan string, 1)
+	answer1 := make(chan error)
+	ctx1, end1 := context.WithCancel(ctx)
+	err := b.Subscribe(ctx1, pubsub.Subscription{Topic: "orders"}, func(_ context.Context, d *pubsub.Delivery) error {
+		got1 <- d.ID
+		return <-answer1
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, &pubsub.Message{Topic: "orders", Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	select {
+	case id = <-got1:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first subscription got nothing")
+	}
+	end1()
+
+	got2 := make(chan string, 1)
+	if err := b.Subscribe(ctx, pubsub.Subscription{Topic: "orders"}, func(_ context.Context, d *pubsub.Delivery) error {
+		got2 <- d.ID
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the second's first claim is over: what it gets now comes from the release
+	start := time.Now()
+	answer1 <- errors.New("the stream broke before the app answered")
+	select {
+	case id2 := <-got2:
+		if id2 != id {
+			t.Errorf("the second subscription got %s, want the released %s", id2, id)
+		}
+		t.Logf("released entry taken by the next subscription %s after its release", time.Since(start).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the released entry did not come to the next subscription within 10 s (redeliverInterval is 60 s)")
 	}
 }
