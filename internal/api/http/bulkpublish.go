@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"strings"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/apierr"
 )
@@ -46,34 +44,16 @@ type bulkFailedEntry struct {
 // own event. 204 when the broker holds every one; otherwise daprd's 500
 // with the failed entries.
 func (h *publishHandler) bulkPublish(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost && r.Method != http.MethodPut {
-		w.Header().Set("Allow", "POST, PUT")
-		apierr.Write(w, apierr.New(apierr.CodeMalformedRequest, http.StatusMethodNotAllowed, codes.Unimplemented,
-			"%s is not a method of the bulk publish API; use POST (or PUT) %s<pubsub>/<topic>", r.Method, bulkPublishPrefix))
-		return
-	}
-	name, topic, err := publishPath(r.URL.EscapedPath())
-	if err == nil {
-		err = h.p.Check(name, topic)
-	}
-	var md map[string]string
-	if err == nil {
-		md, err = queryMetadata(r.URL.RawQuery)
-	}
-	if err != nil {
-		apierr.Write(w, err)
-		return
-	}
-	body, ok := readBody(w, r, h.maxBody)
+	pr, ok := h.read(w, r, "the bulk publish API", bulkPublishPrefix)
 	if !ok {
 		return
 	}
-	req, err := readBulkEntries(name, topic, body)
+	req, err := readBulkEntries(pr.name, pr.topic, pr.body)
 	if err != nil {
 		apierr.Write(w, err)
 		return
 	}
-	req.Metadata = md
+	req.Metadata = pr.md
 	failed, err := h.p.BulkPublish(r.Context(), req)
 	if err == nil {
 		w.WriteHeader(http.StatusNoContent)

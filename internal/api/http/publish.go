@@ -37,35 +37,54 @@ type publishHandler struct {
 }
 
 func (h *publishHandler) publish(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost && r.Method != http.MethodPut {
-		w.Header().Set("Allow", "POST, PUT")
-		apierr.Write(w, apierr.New(apierr.CodeMalformedRequest, http.StatusMethodNotAllowed, codes.Unimplemented,
-			"%s is not a method of the publish API; use POST (or PUT) /v1.0/publish/<pubsub>/<topic>", r.Method))
-		return
-	}
-	name, topic, err := publishPath(r.URL.EscapedPath())
-	if err == nil {
-		err = h.p.Check(name, topic)
-	}
-	var md map[string]string
-	if err == nil {
-		md, err = queryMetadata(r.URL.RawQuery)
-	}
-	if err != nil {
-		apierr.Write(w, err)
-		return
-	}
-	body, ok := readBody(w, r, h.maxBody)
+	pr, ok := h.read(w, r, "the publish API", publishPrefix)
 	if !ok {
 		return
 	}
-	err = h.p.Publish(r.Context(), api.PublishRequest{PubsubName: name, Topic: topic, Data: body,
-		ContentType: r.Header.Get("Content-Type"), Metadata: md})
+	err := h.p.Publish(r.Context(), api.PublishRequest{PubsubName: pr.name, Topic: pr.topic, Data: pr.body,
+		ContentType: r.Header.Get("Content-Type"), Metadata: pr.md})
 	if err != nil {
 		apierr.Write(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// publishRead is what a publish and a bulk publish read before their own
+// work: the names, the metadata and the body.
+type publishRead struct {
+	name, topic string
+	md          map[string]string
+	body        []byte
+}
+
+// read checks a publish request (to what, at prefix) in daprd's order: its
+// method, the pub/sub name and topic of its path, its metadata.* query
+// parameters, then reads its body up to maxBody. When it returns false it
+// has answered the request.
+func (h *publishHandler) read(w http.ResponseWriter, r *http.Request, what, prefix string) (publishRead, bool) {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		w.Header().Set("Allow", "POST, PUT")
+		apierr.Write(w, apierr.New(apierr.CodeMalformedRequest, http.StatusMethodNotAllowed, codes.Unimplemented,
+			"%s is not a method of %s; use POST (or PUT) %s<pubsub>/<topic>", r.Method, what, prefix))
+		return publishRead{}, false
+	}
+	var pr publishRead
+	var err error
+	pr.name, pr.topic, err = publishPath(r.URL.EscapedPath())
+	if err == nil {
+		err = h.p.Check(pr.name, pr.topic)
+	}
+	if err == nil {
+		pr.md, err = queryMetadata(r.URL.RawQuery)
+	}
+	if err != nil {
+		apierr.Write(w, err)
+		return publishRead{}, false
+	}
+	var ok bool
+	pr.body, ok = readBody(w, r, h.maxBody)
+	return pr, ok
 }
 
 // publishPath reads the pub/sub name and the topic of an escaped publish
