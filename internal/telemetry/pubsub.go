@@ -84,21 +84,24 @@ var pendingDesc = prometheus.NewDesc("tandem_pubsub_pending",
 	"Events the sidecar holds, by pubsub and topic: read from the broker and not yet acknowledged, queued for delivery or being delivered.",
 	[]string{"app_id", "pubsub", "topic"}, nil)
 
-// pending reads tandem_pubsub_pending from a Service when scraped.
-type pending struct {
+// topicSums is a metric read from a Service's brokers when scraped: each
+// broker's counts by topic, summed by pubsub and topic label (topicLabel).
+type topicSums struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
 	appID string
-	svc   *pubsub.Service
+	read  func(add func(name, topic string, declared bool, n float64))
 }
 
-func (p *pending) Describe(ch chan<- *prometheus.Desc) { ch <- pendingDesc }
+func (m *topicSums) Describe(ch chan<- *prometheus.Desc) { ch <- m.desc }
 
-func (p *pending) Collect(ch chan<- prometheus.Metric) {
-	sums := map[[2]string]int{}
-	p.svc.Held(func(name, topic string, declared bool, n int) {
+func (m *topicSums) Collect(ch chan<- prometheus.Metric) {
+	sums := map[[2]string]float64{}
+	m.read(func(name, topic string, declared bool, n float64) {
 		sums[[2]string{name, topicLabel(topic, declared)}] += n
 	})
 	for k, n := range sums {
-		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(n), p.appID, k[0], k[1])
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, n, m.appID, k[0], k[1])
 	}
 }
 
@@ -108,7 +111,10 @@ func (p *pending) Collect(ch chan<- prometheus.Metric) {
 // sidecars in one process) is ignored.
 func Pending(appID string, svc *pubsub.Service, reg prometheus.Registerer) {
 	if reg != nil {
-		_ = reg.Register(&pending{appID: appID, svc: svc})
+		_ = reg.Register(&topicSums{desc: pendingDesc, kind: prometheus.GaugeValue, appID: appID,
+			read: func(add func(string, string, bool, float64)) {
+				svc.Held(func(name, topic string, declared bool, n int) { add(name, topic, declared, float64(n)) })
+			}})
 	}
 }
 

@@ -11,25 +11,6 @@ var replicaDroppedDesc = prometheus.NewDesc("tandem_pubsub_replica_dropped_total
 	"Events dropped with the consumer group of a replica (subscription metadata deliverToAllReplicas), by pubsub and topic: a replica gone longer than replicaTimeout, or one that unsubscribed with events not yet acknowledged. Counted by the sidecar that dropped them.",
 	[]string{"app_id", "pubsub", "topic"}, nil)
 
-// replicaDropped reads tandem_pubsub_replica_dropped_total from a Service
-// when scraped.
-type replicaDropped struct {
-	appID string
-	svc   *pubsub.Service
-}
-
-func (p *replicaDropped) Describe(ch chan<- *prometheus.Desc) { ch <- replicaDroppedDesc }
-
-func (p *replicaDropped) Collect(ch chan<- prometheus.Metric) {
-	sums := map[[2]string]int64{}
-	p.svc.Dropped(func(name, topic string, declared bool, n int64) {
-		sums[[2]string{name, topicLabel(topic, declared)}] += n
-	})
-	for k, n := range sums {
-		ch <- prometheus.MustNewConstMetric(replicaDroppedDesc, prometheus.CounterValue, float64(n), p.appID, k[0], k[1])
-	}
-}
-
 // ReplicaDropped registers with reg (nil: none) the counter
 // tandem_pubsub_replica_dropped_total, read from svc's brokers when scraped
 // (those that are pubsub.Droppers; a broker replaced by hot reload starts
@@ -37,6 +18,9 @@ func (p *replicaDropped) Collect(ch chan<- prometheus.Metric) {
 // registration (two sidecars in one process) is ignored.
 func ReplicaDropped(appID string, svc *pubsub.Service, reg prometheus.Registerer) {
 	if reg != nil {
-		_ = reg.Register(&replicaDropped{appID: appID, svc: svc})
+		_ = reg.Register(&topicSums{desc: replicaDroppedDesc, kind: prometheus.CounterValue, appID: appID,
+			read: func(add func(string, string, bool, float64)) {
+				svc.Dropped(func(name, topic string, declared bool, n int64) { add(name, topic, declared, float64(n)) })
+			}})
 	}
 }
