@@ -95,7 +95,7 @@ func (k *componentKind) stage(ctx context.Context, d doc) (int, error) {
 
 // typeOf is the handler of c's type.
 func (k *componentKind) typeOf(c components.Component) (componentType, error) {
-	t, ok := k.types[family(c)]
+	t, ok := k.types[familyOf(c)]
 	if !ok {
 		return nil, fmt.Errorf("%s: component %q: type %q is not handled by this sidecar", c.File, c.Metadata.Name, c.Spec.Type)
 	}
@@ -148,7 +148,7 @@ func (k *componentKind) placed(f string) []placed {
 	var out []placed
 	for _, p := range k.parts.all() {
 		for _, c := range components.Scoped(p.items, k.appID) {
-			if f == "" || family(c) == f {
+			if f == "" || familyOf(c) == f {
 				out = append(out, placed{comp: c, source: p.source, version: p.version})
 			}
 		}
@@ -166,8 +166,8 @@ func (k *componentKind) lookup(name string) (components.Component, bool) {
 	return components.Component{}, false
 }
 
-// family is the family of c's type: "state" for state.redis.
-func family(c components.Component) string {
+// familyOf is the family of c's type: "state" for state.redis.
+func familyOf(c components.Component) string {
 	f, _, _ := strings.Cut(c.Spec.Type, ".")
 	return f
 }

@@ -34,7 +34,8 @@ type kubeSource struct {
 // its own, with its tests, and a line here: where it is read from (the API
 // server's objects are listed, watched, refused and counted from this
 // line); a new family of component types (state.*, pubsub.*) is a
-// componentType in a file of its own and a line in types. It keeps the reconcilers the
+// familyTarget (what it builds, and what it puts that in force on) in a
+// file of its own and a line in types. It keeps the reconcilers the
 // Reloader asks for the Configuration in force and the Secrets Components
 // read.
 func (r *Reloader) newKinds(src Sources) []kind {
