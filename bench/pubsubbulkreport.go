@@ -33,26 +33,48 @@ func eventRate(events int, d time.Duration) float64 {
 	return float64(events) / d.Seconds()
 }
 
+// column is a figure of a round's sample S in a table: its name, its
+// value in a round, and how it shows.
+type column[S any] struct {
+	name string
+	of   func(S) float64
+	show func(float64) string
+}
+
+// medianTable writes the table of ways (rows: rounds[w] are way w's,
+// name(w) its name) by cols, each cell the median of the way's rounds with
+// their range; med(w, c) is way w's median of column c.
+func medianTable[S any](b *strings.Builder, cols []column[S], rounds [][]S, name func(w int) string) (med func(w, c int) float64) {
+	cell := func(w, c int) spread {
+		return spreadOver(len(rounds[w]), func(r int) float64 { return cols[c].of(rounds[w][r]) })
+	}
+	b.WriteString("\n| way |")
+	for _, c := range cols {
+		b.WriteString(" " + c.name + " |")
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---:|", len(cols)) + "\n")
+	for w := range rounds {
+		fmt.Fprintf(b, "| %s |", name(w))
+		for c, col := range cols {
+			b.WriteString(" " + cell(w, c).show(col.show) + " |")
+		}
+		b.WriteString("\n")
+	}
+	return func(w, c int) float64 { return cell(w, c).med }
+}
+
 func fmtMS(v float64) string { return fmt.Sprintf("%.1f ms", v) }
 
 // bulkPubMetrics are the publish table's columns: name and value of a
 // round.
-var bulkPubMetrics = []struct {
-	name string
-	of   func(*bulkPubSample) float64
-	show func(float64) string
-}{
+var bulkPubMetrics = []column[*bulkPubSample]{
 	{"100 events p50", func(s *bulkPubSample) float64 { return float64(s.PerBatch.quantile(.5)) / float64(time.Millisecond) }, fmtMS},
 	{"p90", func(s *bulkPubSample) float64 { return float64(s.PerBatch.quantile(.9)) / float64(time.Millisecond) }, fmtMS},
 	{"events/s", func(s *bulkPubSample) float64 { return eventRate(s.Events, s.Elapsed) }, fmtEvents},
 	{"publisher CPU s / 1000 events", func(s *bulkPubSample) float64 { return cpuPerKEvents(s.CPU, s.Events) }, fmtCPU},
 }
 
-var bulkSubMetrics = []struct {
-	name string
-	of   func(*bulkSubSample) float64
-	show func(float64) string
-}{
+var bulkSubMetrics = []column[*bulkSubSample]{
 	{"events/s delivered and acknowledged", func(s *bulkSubSample) float64 { return eventRate(s.Events, s.Elapsed) }, fmtEvents},
 	{"subscriber CPU s / 1000 events", func(s *bulkSubSample) float64 { return cpuPerKEvents(s.CPU, s.Events) }, fmtCPU},
 	{"events per request", func(s *bulkSubSample) float64 { return float64(s.Events) / float64(max(1, s.Requests)) }, fmtPerRequest},
@@ -78,23 +100,13 @@ func pubsubBulkReport(o options, pubs []*bulkPubWay, subs []*bulkSubWay) string 
 			return b.String() + "\nNo rounds ran.\n"
 		}
 	}
-	b.WriteString("\n| way |")
-	for _, m := range bulkPubMetrics {
-		b.WriteString(" " + m.name + " |")
+	pubRounds := make([][]*bulkPubSample, len(pubs))
+	for i, w := range pubs {
+		pubRounds[i] = w.rounds
 	}
-	b.WriteString("\n|---|" + strings.Repeat("---:|", len(bulkPubMetrics)) + "\n")
-	pubMed := func(w *bulkPubWay, i int) spread {
-		return spreadOver(len(w.rounds), func(r int) float64 { return bulkPubMetrics[i].of(w.rounds[r]) })
-	}
-	for _, w := range pubs {
-		fmt.Fprintf(&b, "| %s |", w.name)
-		for i, m := range bulkPubMetrics {
-			b.WriteString(" " + pubMed(w, i).show(m.show) + " |")
-		}
-		b.WriteString("\n")
-	}
+	pubMed := medianTable(&b, bulkPubMetrics, pubRounds, func(i int) string { return pubs[i].name })
 	if len(pubs) == 2 {
-		r := func(i int) float64 { return pubMed(pubs[0], i).med / pubMed(pubs[1], i).med }
+		r := func(i int) float64 { return pubMed(0, i) / pubMed(1, i) }
 		fmt.Fprintf(&b, "\n%s over %s: time per 100 events p50 **%.2fx**, p90 %.2fx; events/s **%.2fx**; publisher CPU per event **%.2fx**.\n",
 			pubs[0].name, pubs[1].name, r(0), r(1), r(2), r(3))
 	}
@@ -106,37 +118,27 @@ func pubsubBulkReport(o options, pubs []*bulkPubWay, subs []*bulkSubWay) string 
 			return b.String() + "\nNo rounds ran.\n"
 		}
 	}
-	b.WriteString("\n| way |")
-	for _, m := range bulkSubMetrics {
-		b.WriteString(" " + m.name + " |")
+	subRounds := make([][]*bulkSubSample, len(subs))
+	for i, w := range subs {
+		subRounds[i] = w.rounds
 	}
-	b.WriteString("\n|---|" + strings.Repeat("---:|", len(bulkSubMetrics)) + "\n")
-	subMed := func(w *bulkSubWay, i int) spread {
-		return spreadOver(len(w.rounds), func(r int) float64 { return bulkSubMetrics[i].of(w.rounds[r]) })
-	}
-	for _, w := range subs {
-		fmt.Fprintf(&b, "| %s |", w.name)
-		for i, m := range bulkSubMetrics {
-			b.WriteString(" " + subMed(w, i).show(m.show) + " |")
-		}
-		b.WriteString("\n")
-	}
+	subMed := medianTable(&b, bulkSubMetrics, subRounds, func(i int) string { return subs[i].name })
 	b.WriteString("\n")
-	for _, w := range subs[1:] {
+	for i, w := range subs[1:] {
 		if w.bulk {
 			continue
 		}
 		fmt.Fprintf(&b, "- %s over %s (ratios of medians): events/s **%.2fx**; subscriber CPU per event **%.2fx**.\n",
-			subs[0].name, w.name, subMed(subs[0], 0).med/subMed(w, 0).med, subMed(subs[0], 1).med/subMed(w, 1).med)
+			subs[0].name, w.name, subMed(0, 0)/subMed(i+1, 0), subMed(0, 1)/subMed(i+1, 1))
 	}
-	for _, w := range subs[1:] {
+	for i, w := range subs[1:] {
 		if !w.bulk {
 			continue
 		}
-		for _, s := range subs[1:] {
+		for j, s := range subs[1:] {
 			if !s.bulk {
 				fmt.Fprintf(&b, "- %s over %s: events/s %.2fx; subscriber CPU per event %.2fx.\n",
-					w.name, s.name, subMed(w, 0).med/subMed(s, 0).med, subMed(w, 1).med/subMed(s, 1).med)
+					w.name, s.name, subMed(i+1, 0)/subMed(j+1, 0), subMed(i+1, 1)/subMed(j+1, 1))
 			}
 		}
 	}

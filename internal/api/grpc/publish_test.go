@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
 	"testing"
 
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
@@ -12,40 +11,19 @@ import (
 
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/pkg/pubsub"
+	"github.com/tandem-run/tandem/pkg/pubsub/pubsubtest"
 )
-
-// brokerLog keeps what is published to it, or fails as a Redis that
-// cannot be reached.
-type brokerLog struct {
-	mu   sync.Mutex
-	msgs []pubsub.Message
-	err  error
-}
-
-func (b *brokerLog) Publish(_ context.Context, m *pubsub.Message) error {
-	if b.err != nil {
-		return b.err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.msgs = append(b.msgs, *m)
-	return nil
-}
-
-func (b *brokerLog) Subscribe(context.Context, pubsub.Subscription, pubsub.Handler) error {
-	return errors.New("not here")
-}
 
 // PublishEvent answers as daprd's: empty once the broker holds the event,
 // daprd's gRPC codes and ErrorInfo reasons for each refusal.
 func TestPublishEvent(t *testing.T) {
 	svc := pubsub.NewService()
 	defer svc.Close()
-	rec := &brokerLog{}
+	rec := &pubsubtest.Recorder{}
 	for _, c := range []pubsub.BrokerConfig{
 		{Name: "pubsub", Broker: rec},
-		{Name: "scoped", Broker: &brokerLog{}, Access: pubsub.ParseAccess(map[string]string{"publishingScopes": "checkout=audit"}, "checkout")},
-		{Name: "down", Broker: &brokerLog{err: errors.New("dial tcp 127.0.0.1:1: connect: connection refused")}},
+		{Name: "scoped", Broker: &pubsubtest.Recorder{}, Access: pubsub.ParseAccess(map[string]string{"publishingScopes": "checkout=audit"}, "checkout")},
+		{Name: "down", Broker: &pubsubtest.Recorder{Err: errors.New("dial tcp 127.0.0.1:1: connect: connection refused")}},
 	} {
 		if err := svc.Add(c); err != nil {
 			t.Fatal(err)
@@ -60,9 +38,10 @@ func TestPublishEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ce map[string]any
-	if len(rec.msgs) != 1 || json.Unmarshal(rec.msgs[0].Data, &ce) != nil || ce["datacontenttype"] != "application/json" ||
-		ce["source"] != "checkout" || rec.msgs[0].Metadata["partitionKey"] != "k" {
-		t.Fatalf("published %+v", rec.msgs)
+	msgs := rec.Take()
+	if len(msgs) != 1 || json.Unmarshal(msgs[0].Data, &ce) != nil || ce["datacontenttype"] != "application/json" ||
+		ce["source"] != "checkout" || msgs[0].Metadata["partitionKey"] != "k" {
+		t.Fatalf("published %+v", msgs)
 	}
 
 	for _, c := range []struct {

@@ -14,17 +14,18 @@ import (
 
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/pkg/pubsub"
+	"github.com/tandem-run/tandem/pkg/pubsub/pubsubtest"
 )
 
 // pickyBroker refuses the events whose data holds "refuse", as a broker
 // failing some writes of a batch would; it keeps the rest.
-type pickyBroker struct{ brokerLog }
+type pickyBroker struct{ pubsubtest.Recorder }
 
 func (b *pickyBroker) Publish(ctx context.Context, m *pubsub.Message) error {
 	if bytes.Contains(m.Data, []byte("refuse")) {
 		return errors.New("redis: OOM command not allowed when used memory > 'maxmemory'")
 	}
-	return b.brokerLog.Publish(ctx, m)
+	return b.Recorder.Publish(ctx, m)
 }
 
 func bulkAPI(t *testing.T) (http.Handler, *pickyBroker) {
@@ -34,7 +35,7 @@ func bulkAPI(t *testing.T) (http.Handler, *pickyBroker) {
 	b := &pickyBroker{}
 	for _, c := range []pubsub.BrokerConfig{
 		{Name: "pubsub", Broker: b},
-		{Name: "scoped", Broker: &brokerLog{}, Access: pubsub.ParseAccess(map[string]string{"allowedTopics": "orders"}, "checkout")},
+		{Name: "scoped", Broker: &pubsubtest.Recorder{}, Access: pubsub.ParseAccess(map[string]string{"allowedTopics": "orders"}, "checkout")},
 	} {
 		if err := svc.Add(c); err != nil {
 			t.Fatal(err)
@@ -63,7 +64,7 @@ func TestBulkPublishEntries(t *testing.T) {
 	if w.Code != http.StatusNoContent {
 		t.Fatalf("status %d %s", w.Code, w.Body)
 	}
-	msgs := b.take()
+	msgs := b.Take()
 	if len(msgs) != 5 {
 		t.Fatalf("%d events published, want 5", len(msgs))
 	}
@@ -141,7 +142,7 @@ func TestBulkPublishPartialFailure(t *testing.T) {
 		!strings.Contains(res.FailedEntries[0].Error, "OOM") {
 		t.Errorf("body %s", w.Body)
 	}
-	if got := len(b.take()); got != 2 {
+	if got := len(b.Take()); got != 2 {
 		t.Errorf("%d events published, want the 2 that did not fail", got)
 	}
 }
@@ -187,7 +188,7 @@ func TestBulkPublishRefusals(t *testing.T) {
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.ErrorCode != c.code || !strings.Contains(e.Message, c.says) {
 				t.Errorf("body %s; want %s saying %q", w.Body, c.code, c.says)
 			}
-			if n := len(b.take()); n != 0 {
+			if n := len(b.Take()); n != 0 {
 				t.Errorf("%d events published by a refused request", n)
 			}
 		})

@@ -1,61 +1,30 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/pkg/pubsub"
+	"github.com/tandem-run/tandem/pkg/pubsub/pubsubtest"
 )
-
-// brokerLog is a broker that keeps what is published to it, or fails as a
-// Redis that cannot be reached.
-type brokerLog struct {
-	mu   sync.Mutex
-	msgs []pubsub.Message
-	err  error
-}
-
-func (b *brokerLog) Publish(_ context.Context, m *pubsub.Message) error {
-	if b.err != nil {
-		return b.err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.msgs = append(b.msgs, *m)
-	return nil
-}
-
-func (b *brokerLog) Subscribe(context.Context, pubsub.Subscription, pubsub.Handler) error {
-	return errors.New("not here")
-}
-
-func (b *brokerLog) take() []pubsub.Message {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := b.msgs
-	b.msgs = nil
-	return out
-}
 
 // publishAPI serves the publish route of app "checkout" with a body limit
 // of 256 bytes over three brokers: "pubsub", "scoped" (allowedTopics
 // orders) and "down" (its server unreachable).
-func publishAPI(t *testing.T) (http.Handler, *brokerLog) {
+func publishAPI(t *testing.T) (http.Handler, *pubsubtest.Recorder) {
 	t.Helper()
 	svc := pubsub.NewService()
 	t.Cleanup(func() { _ = svc.Close() })
-	rec := &brokerLog{}
+	rec := &pubsubtest.Recorder{}
 	for _, c := range []pubsub.BrokerConfig{
 		{Name: "pubsub", Broker: rec},
-		{Name: "scoped", Broker: &brokerLog{}, Access: pubsub.ParseAccess(map[string]string{"allowedTopics": "orders"}, "checkout")},
-		{Name: "down", Broker: &brokerLog{err: errors.New("redis at 127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused")}},
+		{Name: "scoped", Broker: &pubsubtest.Recorder{}, Access: pubsub.ParseAccess(map[string]string{"allowedTopics": "orders"}, "checkout")},
+		{Name: "down", Broker: &pubsubtest.Recorder{Err: errors.New("redis at 127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused")}},
 	} {
 		if err := svc.Add(c); err != nil {
 			t.Fatal(err)
@@ -105,7 +74,7 @@ func TestPublishAnswers(t *testing.T) {
 			}
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, req)
-			rec.take()
+			rec.Take()
 			if w.Code != c.status {
 				t.Fatalf("status %d %s, want %d", w.Code, w.Body, c.status)
 			}
@@ -136,7 +105,7 @@ func TestPublishEvent(t *testing.T) {
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
-		msgs := rec.take()
+		msgs := rec.Take()
 		if w.Code != 204 || len(msgs) != 1 {
 			t.Fatalf("%s: %d %s, %d events published", target, w.Code, w.Body, len(msgs))
 		}
