@@ -12,7 +12,7 @@
 // shown with its spread; the ratios against the targets use the medians.
 //
 //	go run ./bench            # 5 rounds of 5 s warm-up, 20 s measured, 5 s flat out per path
-//	go run ./bench -short     # 3 rounds of a few seconds per path
+//	go run ./bench -short     # 3 rounds of a few seconds per path, reported in $TMPDIR/tandem-bench
 //	go run ./bench -profile http-sidecars-mtls   # and a CPU profile of one sidecar
 //	go run ./bench -transactions bench/TRANSACTIONS.md   # how long transactions hold Redis
 //	go run ./bench -pubsub bench/RESULTS.md   # pub/sub through two sidecars against its floor
@@ -32,6 +32,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -108,7 +109,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&o.PubSub, "pubsub", "", "instead of the paths: measure pub/sub on Redis Streams through two sidecars and its floor, and a slow subscriber's memory, and write the section \"Pub/sub\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
 	fs.StringVar(&o.PubSubBulk, "pubsub-bulk", "", "instead of the paths: weigh bulk publish and bulk delivery against single events through sidecars on Redis Streams, and write the section \"Pub/sub: bulk\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
 	fs.IntVar(&o.Backlog, "backlog", 10000, "with -pubsub-bulk: events published (100 at a time) and delivered from a backlog, per way and round")
-	short := fs.Bool("short", false, "a quick run: 3 rounds of 2 s per path after a 1 s warm-up, 1 s at maximum throughput (flags given win)")
+	short := fs.Bool("short", false, "a quick run: 3 rounds of 2 s per path after a 1 s warm-up, 1 s at maximum throughput, its report and chart in the temporary folder (flags given win)")
 	fs.IntVar(&o.Rate, "rate", 1000, "requests per second of each measured run")
 	fs.IntVar(&o.Conns, "conns", 16, "connections (and concurrent requests)")
 	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds; each figure is the median of the rounds")
@@ -136,6 +137,10 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 			"duration":     func() { o.Duration = 2 * time.Second },
 			"warmup":       func() { o.Warmup = time.Second },
 			"max-duration": func() { o.MaxFor = time.Second },
+			// A quick run's numbers are not worth committing: its report
+			// goes to the temporary folder, not over bench/RESULTS.md.
+			"out": func() { o.Out = filepath.Join(os.TempDir(), "tandem-bench", "RESULTS.md") },
+			"png": func() { o.PNG = filepath.Join(os.TempDir(), "tandem-bench", "latency.png") },
 		} {
 			if !given[name] {
 				set()

@@ -19,8 +19,10 @@ func TestParseOptions(t *testing.T) {
 			return o.Rounds == 5 && o.Duration == 20*time.Second && o.Rate == 1000 && o.Conns == 16 && o.Profile == ""
 		}, ""},
 		{"short", []string{"-short"}, func(o options) bool {
-			return o.Rounds == 3 && o.Duration == 2*time.Second && o.Warmup == time.Second && o.MaxFor == time.Second
+			return o.Rounds == 3 && o.Duration == 2*time.Second && o.Warmup == time.Second && o.MaxFor == time.Second &&
+				!strings.HasPrefix(o.Out, "bench/") && !strings.HasPrefix(o.PNG, "bench/") && o.Out != "" && o.PNG != ""
 		}, ""},
+		{"short writes where it is told", []string{"-short", "-out", "bench/RESULTS.md"}, func(o options) bool { return o.Out == "bench/RESULTS.md" }, ""},
 		{"short keeps what is given", []string{"-short", "-duration", "500ms", "-rounds", "2"}, func(o options) bool {
 			return o.Rounds == 2 && o.Duration == 500*time.Millisecond && o.Warmup == time.Second
 		}, ""},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -95,6 +96,13 @@ func report(o options, results []*result, prof profile) error {
 		b.WriteString("\n```\n" + strings.Join(lines, "\n") + "\n```\n")
 	}
 	b.WriteString(whereTimeGoes(prof))
+	for _, f := range []string{o.PNG, o.Out} {
+		if f != "" {
+			if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+				return err
+			}
+		}
+	}
 	if o.PNG != "" {
 		if err := chart(o.PNG, results); err != nil {
 			return err
