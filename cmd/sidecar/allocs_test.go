@@ -8,7 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
 // Allocations per invocation through two in-process sidecars (HTTP API,
@@ -27,6 +32,7 @@ func TestInvokeAllocations(t *testing.T) {
 	}))
 	defer app.Close()
 	_, appPort, _ := net.SplitHostPort(app.Listener.Addr().String())
+	conf := tracingConfig(t)
 	for _, c := range []struct {
 		name  string
 		extra []string
@@ -34,6 +40,8 @@ func TestInvokeAllocations(t *testing.T) {
 	}{
 		{"plaintext", []string{"--enable-mtls=false"}, 330},
 		{"mtls", nil, 345},
+		// Every call sampled and exported, as the calculator traces.
+		{"traced", []string{"--config", conf}, 545},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -61,6 +69,77 @@ func TestInvokeAllocations(t *testing.T) {
 			t.Logf("%.0f allocations per invocation (bound %.0f)", got, c.bound)
 			if got > c.bound {
 				t.Errorf("%.0f allocations per invocation, over the bound of %.0f: the hot path allocates more than it did", got, c.bound)
+			}
+		})
+	}
+}
+
+// tracingConfig is a Configuration that samples every call and exports it
+// to a Zipkin collector of the test's that takes and drops the spans.
+func tracingConfig(t testing.TB) string {
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(collector.Close)
+	conf := filepath.Join(t.TempDir(), "tracing.yaml")
+	if err := os.WriteFile(conf, resources.ZipkinYAML("tracing", collector.URL+"/api/v2/spans"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+// Allocations per state save of one item of 1 KiB, and per get of it, on
+// the embedded store through an in-process sidecar's HTTP API, the client
+// counted too.
+func TestStateAllocations(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("counts allocations of a build without the race detector")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := startInProcess(t, ctx, t.TempDir(), []string{"--app-id", "alloc-state"})
+	value := `"` + strings.Repeat("x", 1024) + `"`
+	body := []byte(`[{"key":"k","value":` + value + `}]`)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	save := func() {
+		resp, err := client.Post("http://"+addr+"/v1.0/state/statestore", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("save: status %d", resp.StatusCode)
+		}
+	}
+	get := func() {
+		resp, err := client.Get("http://" + addr + "/v1.0/state/statestore/k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || n != int64(len(value)) {
+			t.Fatalf("get: status %d, %d bytes", resp.StatusCode, n)
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		call  func()
+		bound float64
+	}{
+		{"save", save, 110},
+		{"get", get, 93},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for range 50 {
+				c.call()
+			}
+			got := testing.AllocsPerRun(300, c.call)
+			t.Logf("%.0f allocations per %s (bound %.0f)", got, c.name, c.bound)
+			if got > c.bound {
+				t.Errorf("%.0f allocations per %s, over the bound of %.0f: the state path allocates more than it did", got, c.name, c.bound)
 			}
 		})
 	}
