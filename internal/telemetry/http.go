@@ -11,7 +11,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tandem-run/tandem/internal/invoke/wire"
@@ -49,7 +48,7 @@ func (t *Tracing) HTTPServer(name func(r *http.Request) string, next http.Handle
 			next.ServeHTTP(w, r)
 			return
 		}
-		ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx := t.prop.Extract(r.Context(), headerCarrier(r.Header))
 		for _, h := range b3Headers {
 			delete(r.Header, h)
 		}
@@ -92,7 +91,7 @@ func (w *statusWriter) WriteHeader(code int) {
 		h := w.Header()
 		delete(h, "Traceparent")
 		delete(h, "Tracestate")
-		w.t.prop.Inject(trace.ContextWithSpan(context.Background(), w.span), propagation.HeaderCarrier(h))
+		w.t.prop.Inject(trace.ContextWithSpan(context.Background(), w.span), headerCarrier(h))
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -112,7 +111,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // on the request it is given: its callers (the hop and the app channel)
 // build each request for one round trip. The span ends when the response
 // body is closed or read to the end, so a stream's span covers the stream.
-func (t *Tracing) HTTPClient(name func(*http.Request) string, attrs func(*http.Request) []attribute.KeyValue, rt http.RoundTripper) http.RoundTripper {
+func (t *Tracing) HTTPClient(name func(*http.Request) string, attrs func(*http.Request, []attribute.KeyValue) []attribute.KeyValue, rt http.RoundTripper) http.RoundTripper {
 	if !t.wraps() {
 		return rt
 	}
@@ -122,7 +121,8 @@ func (t *Tracing) HTTPClient(name func(*http.Request) string, attrs func(*http.R
 type clientTransport struct {
 	t     *Tracing
 	name  func(*http.Request) string
-	attrs func(*http.Request) []attribute.KeyValue
+	// attrs appends the span's attributes of a request.
+	attrs func(*http.Request, []attribute.KeyValue) []attribute.KeyValue
 	rt    http.RoundTripper
 	// untraced: while tracing is off, requests still get a trace context
 	// (untracedHeader); for the app channel.
@@ -137,11 +137,12 @@ func (c *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return c.rt.RoundTrip(req)
 	}
+	attrs := make([]attribute.KeyValue, 1, 4)
+	attrs[0] = attribute.String(attrHTTPMethod, req.Method)
 	ctx, span := p.tracer.Start(req.Context(), c.name(req), trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String(attrHTTPMethod, req.Method)),
-		trace.WithAttributes(c.attrs(req)...))
+		trace.WithAttributes(c.attrs(req, attrs)...))
 	req = req.WithContext(ctx)
-	c.t.prop.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	c.t.prop.Inject(ctx, headerCarrier(req.Header))
 	resp, err := c.rt.RoundTrip(req)
 	if err != nil {
 		span.RecordError(err)

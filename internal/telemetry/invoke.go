@@ -19,8 +19,8 @@ import (
 func (t *Tracing) HopClient(rt http.RoundTripper) http.RoundTripper {
 	return t.HTTPClient(func(r *http.Request) string {
 		return InvokeSpanName(r.Header.Get(wire.CalleeAppID), r.URL.Path)
-	}, func(r *http.Request) []attribute.KeyValue {
-		return peerAttrs(r.Header.Get(wire.CalleeAppID), r.URL.Host)
+	}, func(r *http.Request, attrs []attribute.KeyValue) []attribute.KeyValue {
+		return peerAttrs(attrs, r.Header.Get(wire.CalleeAppID), r.URL.Host)
 	}, rt)
 }
 
@@ -39,7 +39,9 @@ func (t *Tracing) AppClient(appID string) func(http.RoundTripper) http.RoundTrip
 		}
 		return &clientTransport{t: t, rt: rt, untraced: true,
 			name:  func(r *http.Request) string { return appSpanName(appID, r.URL.Path) },
-			attrs: func(r *http.Request) []attribute.KeyValue { return peerAttrs(appID, r.URL.Host) }}
+			attrs: func(r *http.Request, attrs []attribute.KeyValue) []attribute.KeyValue {
+				return peerAttrs(attrs, appID, r.URL.Host)
+			}}
 	}
 }
 
@@ -53,8 +55,9 @@ func appSpanName(appID, method string) string {
 	return "CallApp/" + appID + "/" + strings.TrimPrefix(method, "/")
 }
 
-func peerAttrs(peer, hostport string) []attribute.KeyValue {
-	attrs := []attribute.KeyValue{attribute.String("peer.service", peer)}
+// peerAttrs appends to attrs those of a call to app peer at hostport.
+func peerAttrs(attrs []attribute.KeyValue, peer, hostport string) []attribute.KeyValue {
+	attrs = append(attrs, attribute.String("peer.service", peer))
 	if h, p, err := net.SplitHostPort(hostport); err == nil {
 		attrs = append(attrs, attribute.String("server.address", h))
 		if n, err := strconv.Atoi(p); err == nil {

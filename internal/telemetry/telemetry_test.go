@@ -119,8 +119,8 @@ func TestHTTPClientInjectsAndEndsWithTheBody(t *testing.T) {
 	defer srv.Close()
 	tr, rec := recording(t, "front")
 	rt := tr.HTTPClient(func(*http.Request) string { return "CallLocal/addapp/add" },
-		func(*http.Request) []attribute.KeyValue {
-			return []attribute.KeyValue{attribute.String("peer.service", "addapp")}
+		func(_ *http.Request, attrs []attribute.KeyValue) []attribute.KeyValue {
+			return append(attrs, attribute.String("peer.service", "addapp"))
 		},
 		http.DefaultTransport)
 	ctx, parentSpan := tr.provider().tracer.Start(context.Background(), "api")

@@ -39,7 +39,7 @@ func (u untracedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 func untracedHeader(h http.Header) {
 	var b3 propagation.TextMapCarrier
 	if h["B3"] != nil || h["X-B3-Traceid"] != nil {
-		b3 = propagation.HeaderCarrier(h)
+		b3 = headerCarrier(h)
 	}
 	tp, keep := untracedTraceparent(h["Traceparent"], b3)
 	if keep {
@@ -148,3 +148,39 @@ func allZeros(s string) bool {
 }
 
 var _ http.RoundTripper = untracedTransport{}
+
+// headerCarrier is propagation.HeaderCarrier without its cost per call:
+// the propagators ask for lower-case names ("traceparent"), which
+// http.Header's Get and Set canonicalise with an allocation each time;
+// here the names they use map to their canonical forms once.
+type headerCarrier http.Header
+
+// propagatedHeaders are the canonical forms of the names the propagators
+// (W3C trace context and baggage, B3) read and write.
+var propagatedHeaders = func() map[string]string {
+	out := map[string]string{}
+	for _, k := range []string{"traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags"} {
+		out[k] = http.CanonicalHeaderKey(k)
+	}
+	return out
+}()
+
+func (c headerCarrier) Get(key string) string {
+	if k, ok := propagatedHeaders[key]; ok {
+		if v := c[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	return http.Header(c).Get(key)
+}
+
+func (c headerCarrier) Set(key, value string) {
+	if k, ok := propagatedHeaders[key]; ok {
+		c[k] = []string{value}
+		return
+	}
+	http.Header(c).Set(key, value)
+}
+
+func (c headerCarrier) Keys() []string { return propagation.HeaderCarrier(c).Keys() }

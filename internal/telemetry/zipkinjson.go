@@ -1,7 +1,9 @@
 package telemetry
 
 import (
-	"sort"
+	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,18 +36,21 @@ func (zipkinJSON) Serialize(spans []*model.SpanModel) ([]byte, error) {
 
 func appendSpan(b []byte, s *model.SpanModel) []byte {
 	b = append(b, `{"traceId":"`...)
-	b = append(b, s.TraceID.String()...)
+	if s.TraceID.High != 0 {
+		b = appendHex64(b, s.TraceID.High)
+	}
+	b = appendHex64(b, s.TraceID.Low)
 	b = append(b, `","id":"`...)
-	b = append(b, s.ID.String()...)
+	b = appendHex64(b, uint64(s.ID))
 	b = append(b, '"')
 	if s.ParentID != nil {
 		b = append(b, `,"parentId":"`...)
-		b = append(b, s.ParentID.String()...)
+		b = appendHex64(b, uint64(*s.ParentID))
 		b = append(b, '"')
 	}
 	if s.Name != "" {
 		b = append(b, `,"name":`...)
-		b = appendString(b, strings.ToLower(s.Name))
+		b = appendLower(b, s.Name)
 	}
 	if s.Kind != model.Undetermined {
 		b = append(b, `,"kind":"`...)
@@ -87,11 +92,12 @@ func appendSpan(b []byte, s *model.SpanModel) []byte {
 		b = append(b, ']')
 	}
 	if len(s.Tags) > 0 {
-		keys := make([]string, 0, len(s.Tags))
+		var arr [16]string
+		keys := arr[:0]
 		for k := range s.Tags {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		b = append(b, `,"tags":{`...)
 		for i, k := range keys {
 			if i > 0 {
@@ -116,18 +122,18 @@ func appendEndpoint(b []byte, e *model.Endpoint) []byte {
 	}
 	if e.ServiceName != "" {
 		b = append(b, `"serviceName":`...)
-		b = appendString(b, strings.ToLower(e.ServiceName))
+		b = appendLower(b, e.ServiceName)
 	}
 	if e.IPv4 != nil {
 		sep()
 		b = append(b, `"ipv4":"`...)
-		b = append(b, e.IPv4.String()...)
+		b = appendIP(b, e.IPv4)
 		b = append(b, '"')
 	}
 	if e.IPv6 != nil {
 		sep()
 		b = append(b, `"ipv6":"`...)
-		b = append(b, e.IPv6.String()...)
+		b = appendIP(b, e.IPv6)
 		b = append(b, '"')
 	}
 	if e.Port != 0 {
@@ -139,6 +145,44 @@ func appendEndpoint(b []byte, e *model.Endpoint) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// appendHex64 appends v as 16 lower-case hex digits, as Zipkin's ids are
+// written (fmt's %016x, without its allocations).
+func appendHex64(b []byte, v uint64) []byte {
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, hexDigits[(v>>uint(shift))&0xf])
+	}
+	return b
+}
+
+// appendLower appends s lower-cased as a JSON string, as zipkin-go writes
+// names (strings.ToLower), without a copy when s is ASCII.
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return appendString(b, strings.ToLower(s))
+		}
+	}
+	n := len(b)
+	b = appendString(b, s)
+	for i := n; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return b
+}
+
+// appendIP appends ip as net.IP's String writes it.
+func appendIP(b []byte, ip net.IP) []byte {
+	if a, ok := netip.AddrFromSlice(ip); ok {
+		if ip.To4() != nil {
+			a = a.Unmap()
+		}
+		return a.AppendTo(b)
+	}
+	return append(b, ip.String()...)
+}
 
 // appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
 func appendString(b []byte, s string) []byte {
