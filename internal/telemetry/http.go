@@ -119,8 +119,8 @@ func (t *Tracing) HTTPClient(name func(*http.Request) string, attrs func(*http.R
 }
 
 type clientTransport struct {
-	t     *Tracing
-	name  func(*http.Request) string
+	t    *Tracing
+	name func(*http.Request) string
 	// attrs appends the span's attributes of a request.
 	attrs func(*http.Request, []attribute.KeyValue) []attribute.KeyValue
 	rt    http.RoundTripper

@@ -38,7 +38,7 @@ func (t *Tracing) AppClient(appID string) func(http.RoundTripper) http.RoundTrip
 			return untracedTransport{rt}
 		}
 		return &clientTransport{t: t, rt: rt, untraced: true,
-			name:  func(r *http.Request) string { return appSpanName(appID, r.URL.Path) },
+			name: func(r *http.Request) string { return appSpanName(appID, r.URL.Path) },
 			attrs: func(r *http.Request, attrs []attribute.KeyValue) []attribute.KeyValue {
 				return peerAttrs(attrs, appID, r.URL.Host)
 			}}
