@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,7 +37,8 @@ type RateLimitConfig struct {
 	// maxRequestsPerSecond; default 100).
 	MaxRequestsPerSecond float64
 	// Burst is how many calls a client may make at once after a quiet
-	// spell (burst; default: MaxRequestsPerSecond, rounded up, at least 1).
+	// spell (burst; default: MaxRequestsPerSecond, rounded down, at least
+	// 1, as daprd's).
 	Burst int
 	// Key is whose bucket a call takes its token from (key; default the
 	// client's address).
@@ -93,12 +95,23 @@ func (k Key) Of(c *Call) string {
 		}
 	}
 	if s == "" {
-		s = "addr:" + c.ClientAddr
+		s = "addr:" + clientPrefix(c.ClientAddr)
 	}
 	if len(s) > maxKeyLen {
 		s = "hash:" + hashKey(s)
 	}
 	return s
+}
+
+// clientPrefix is addr, an IPv6 address by its /64 prefix (as daprd):
+// a host has a whole /64 to take new addresses from.
+func clientPrefix(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return addr
+	}
+	p, _ := a.Prefix(64)
+	return p.Addr().String()
 }
 
 // String is the key as the metadata names it.
@@ -208,7 +221,7 @@ func ParseRateLimit(md map[string]string) (RateLimitConfig, error) {
 		}
 	}
 	if c.Burst == 0 {
-		c.Burst = max(1, int(math.Ceil(c.MaxRequestsPerSecond)))
+		c.Burst = max(1, int(c.MaxRequestsPerSecond)) // daprd's: rounded down
 	}
 	if c.Store != StoreRedis {
 		for name := range redisMD {

@@ -91,6 +91,7 @@ func redisClient(c RateLimitConfig) redis.UniversalClient {
 // read and the write are one step, whatever the sidecars calling at once;
 // the server's clock, so sidecars whose clocks differ count alike.
 var takeScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end -- Redis before 5: TIME, then writes
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local t = redis.call('TIME')

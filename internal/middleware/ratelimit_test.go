@@ -119,6 +119,10 @@ func TestParseRateLimit(t *testing.T) {
 	if err != nil || c.Burst != 1 {
 		t.Fatalf("0.5/s: %+v %v", c, err)
 	}
+	c, err = ParseRateLimit(map[string]string{"maxRequestsPerSecond": "10.9"})
+	if err != nil || c.Burst != 10 {
+		t.Fatalf("10.9/s: burst %d %v; want 10, rounded down as daprd's", c.Burst, err)
+	}
 	c, err = ParseRateLimit(map[string]string{"maxRequestsPerSecond": "10", "burst": "3"})
 	if err != nil || c.MaxRequestsPerSecond != 10 || c.Burst != 3 {
 		t.Fatalf("10/s burst 3: %+v %v", c, err)
@@ -202,6 +206,9 @@ func TestKeyOf(t *testing.T) {
 		want string
 	}{
 		{Key{Kind: KeyClientAddress}, call, "addr:10.0.0.1"},
+		{Key{Kind: KeyClientAddress}, &Call{ClientAddr: "2001:db8:1:2:aaaa::1"}, "addr:2001:db8:1:2::"},
+		{Key{Kind: KeyClientAddress}, &Call{ClientAddr: "2001:db8:1:2:bbbb::7"}, "addr:2001:db8:1:2::"},
+		{Key{Kind: KeyClientAddress}, &Call{ClientAddr: "/tmp/app.sock"}, "addr:/tmp/app.sock"},
 		{Key{Kind: KeyCallerAppID}, call, "app:prod/orders"},
 		{Key{Kind: KeyCallerAppID}, anon, "addr:10.0.0.1"},
 		{Key{Kind: KeyHeader, Header: "X-Tenant"}, call, "header:acme"},
