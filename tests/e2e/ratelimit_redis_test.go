@@ -12,6 +12,7 @@ import (
 	"time"
 
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -99,6 +100,20 @@ func TestMiddlewareRateLimitRedisShared(t *testing.T) {
 		redisLimitComponent("limit", srv.Addr, "100", "100", "key", "callerAppID"))
 	front := w.sidecar("front", 0)
 	front.waitHealthy(t)
+
+	// Warm the path (connections, mutual TLS to both replicas), then wait
+	// for the bucket to be full again: Redis drops it a second after.
+	for range 4 {
+		if resp, _ := do(t, "GET", front.url+"/v1.0/invoke/orders/method/echo/x", nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("warm-up call: %d", resp.StatusCode)
+		}
+	}
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rc.Close()
+	waitFor(t, "the bucket full again", func() bool {
+		n, err := rc.Exists(context.Background(), "ratelimit||limit||app:default/front").Result()
+		return err == nil && n == 0
+	})
 
 	const burst, rate = 100, 100.0
 	byStatus, took := paced(t, front.url+"/v1.0/invoke/orders/method/echo/x", 5000, 2*time.Millisecond, nil)
