@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -162,5 +163,36 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("no %s within 30s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The connection is redisconn's: the limit counts alike on a Redis
+// Cluster (each bucket on the node of its slot) and on a master that
+// Sentinels name.
+func TestRedisBucketsClusterAndSentinel(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) []string
+	}{
+		{"cluster", func(t *testing.T) []string {
+			return []string{"redisHost", redisserver.StartCluster(t, 3).Addrs(), "redisType", "cluster"}
+		}},
+		{"sentinel", func(t *testing.T) []string {
+			return []string{"redisHost", redisserver.StartSentinels(t, 0).Addrs(), "failover", "true", "sentinelMasterName", redisserver.MasterName}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			md := tc.start(t)
+			l := redisLimit(t, "limit-"+tc.name, md[1], "0.001", "3", md[2:]...)
+			for i := range 20 { // keys over every node's slots
+				call := &Call{CallerAppID: "app" + strconv.Itoa(i)}
+				for j := range 4 {
+					err := l.Handle(context.Background(), call)
+					if j < 3 && err != nil || j == 3 && apierr.As(err, "").Code != CodeTooManyRequests {
+						t.Fatalf("caller %d, call %d: %v; want the burst of 3, then 429", i, j, err)
+					}
+				}
+			}
+		})
 	}
 }

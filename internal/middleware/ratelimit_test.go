@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/internal/identity"
@@ -288,5 +292,28 @@ func TestCallerAppIDIsVerified(t *testing.T) {
 	want := []string{"addr:10.0.0.9", "app:default/noisy", "app:/front"}
 	if !slices.Equal(seen, want) {
 		t.Fatalf("keys %q, want %q", seen, want)
+	}
+}
+
+// A middleware that could not do its work and lets the call through
+// (Degraded) does not stop the call; the pipeline logs the reason, and
+// counts neither a refusal nor a failure.
+func TestSwitchDegraded(t *testing.T) {
+	var logged strings.Builder
+	reg := prometheus.NewRegistry()
+	s := NewSwitch("app", reg, slog.New(slog.NewTextHandler(&logged, nil)))
+	s.Set(Pipeline{{Name: "rl", Type: TypeRateLimit, Middleware: funcMW(func(context.Context, *Call) error {
+		return &Degraded{Err: errors.New("redis 10.0.0.1:6379: connection refused")}
+	})}}, nil)
+	reached := false
+	w := serve(t, s.HTTP(API, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true })), httptest.NewRequest("GET", "/v1.0/metadata", nil))
+	if !reached || w.Code != 200 {
+		t.Fatalf("degraded: reached %v, %d", reached, w.Code)
+	}
+	if !strings.Contains(logged.String(), "connection refused") || !strings.Contains(logged.String(), "middleware=rl") {
+		t.Fatalf("log %q", logged.String())
+	}
+	if n := testutil.CollectAndCount(reg); n != 0 {
+		t.Fatalf("%d series counted; want none", n)
 	}
 }
