@@ -153,13 +153,19 @@ func (r *redisBuckets) Take(ctx context.Context, key string) (bool, time.Duratio
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("the script answered %v", res)
 	}
-	if err == nil {
-		return res[0] == 1, max(time.Duration(res[1])*time.Microsecond, time.Millisecond) * time.Duration(1-res[0]), nil
-	}
-	if ctx.Err() != nil { // the call is over: no answer is due
-		return false, 0, ctx.Err()
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case err == nil && res[0] == 1:
+		return true, 0, nil
+	case err == nil:
+		return false, max(time.Duration(res[1])*time.Microsecond, time.Millisecond), nil
+	case ended(ctx):
+		// The call ended (its caller left, or its deadline passed) while
+		// Redis had not answered: nothing to say of Redis.
+		if !r.failClosed {
+			return true, 0, nil
+		}
+		return false, 0, r.unavailable(errors.New("the call ended before Redis answered"))
+	case errors.Is(err, context.DeadlineExceeded):
 		err = fmt.Errorf("no answer within %s", r.timeout)
 	}
 	err = fmt.Errorf("redis %s: %w", r.addr, err)
@@ -170,7 +176,20 @@ func (r *redisBuckets) Take(ctx context.Context, key string) (bool, time.Duratio
 		}
 		return true, 0, nil
 	}
-	return false, 0, &Refusal{Wait: time.Second, Err: apierr.New(CodeRateLimitUnavailable, http.StatusServiceUnavailable, codes.Unavailable,
+	return false, 0, r.unavailable(err)
+}
+
+// ended reports whether the call of ctx is over: cancelled, or past its
+// deadline (which Redis's client may see a moment before ctx says so).
+func ended(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ctx.Err() != nil || ok && !time.Now().Before(dl)
+}
+
+// unavailable is the refusal of a limit that fails closed: 503
+// ERR_RATE_LIMIT_UNAVAILABLE, Unavailable on gRPC, try again in a second.
+func (r *redisBuckets) unavailable(err error) *Refusal {
+	return &Refusal{Wait: time.Second, Err: apierr.New(CodeRateLimitUnavailable, http.StatusServiceUnavailable, codes.Unavailable,
 		"the rate limit %q cannot reach its Redis store: %v; it refuses calls until it can (failureMode: closed)", r.name, err)}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -143,6 +144,16 @@ func TestRedisBucketsFailureMode(t *testing.T) {
 	}
 	srv.Pause()
 	check("Redis hung")
+	// A call that ends while Redis is silent: let through, or refused,
+	// without a word of Redis in the log.
+	for _, l := range []*RateLimit{open, closed} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := l.Handle(ctx, call)
+		cancel()
+		if l == open && err != nil || l == closed && !strings.Contains(apierr.As(err, "").Message, "the call ended before Redis answered") {
+			t.Fatalf("%s, the call's deadline passed: %v", l.name, err)
+		}
+	}
 	srv.Resume()
 	srv.Stop()
 	check("Redis stopped")
