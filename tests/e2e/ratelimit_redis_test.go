@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
@@ -220,4 +222,31 @@ func TestMiddlewareRateLimitRedisDown(t *testing.T) {
 		resp, _ := do(t, "GET", closed.url+"/v1.0/metadata", nil, nil)
 		return resp.StatusCode == 200
 	})
+}
+
+// With key header:X-Tenant, each tenant has its bucket, on the HTTP API
+// and the gRPC API alike (gRPC metadata x-tenant); a call without the
+// header takes its client address's.
+func TestMiddlewareRateLimitHeaderKey(t *testing.T) {
+	w := newWorld(t)
+	api := limitedWorld(t, w, "api", 1, "httpPipeline", append(rateLimitComponent("limit", "0.001", "2"), "  - name: key\n    value: header:X-Tenant\n"...))[0]
+	call := func(tenant string) int {
+		h := http.Header{}
+		if tenant != "" {
+			h.Set("X-Tenant", tenant)
+		}
+		resp, _ := do(t, "GET", api.url+"/v1.0/metadata", nil, h)
+		return resp.StatusCode
+	}
+	got := []int{call("a"), call("a"), call("a"), call("b"), call(""), call(""), call("")}
+	if want := []int{200, 200, 429, 200, 200, 200, 429}; !slices.Equal(got, want) {
+		t.Fatalf("answers %v, want %v", got, want)
+	}
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), "x-tenant", "b")
+	client := runtimev1pb.NewDaprClient(grpcConn(t, api))
+	if _, err := client.GetMetadata(ctx, &runtimev1pb.GetMetadataRequest{}); err != nil {
+		t.Fatalf("gRPC, tenant b's second call: %v", err)
+	}
+	_, err := client.GetMetadata(ctx, &runtimev1pb.GetMetadataRequest{})
+	wantRetryInfo(t, "gRPC, tenant b's third call", err)
 }
