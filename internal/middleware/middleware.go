@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tandem-run/tandem/internal/apierr"
+	"github.com/tandem-run/tandem/internal/identity"
 	"github.com/tandem-run/tandem/internal/invoke/wire"
 )
 
@@ -46,6 +47,12 @@ type Call struct {
 	Method string
 	// ClientAddr is the caller's address, without its port.
 	ClientAddr string
+	// CallerAppID and CallerNamespace are the caller's verified identity:
+	// on appHttpPipeline the calling sidecar's certificate's, on
+	// httpPipeline the sidecar's own app (the app is the caller). Empty
+	// when nothing verified it (mutual TLS off, a plaintext peer): a
+	// header the caller sets is never taken for it.
+	CallerAppID, CallerNamespace string
 	// Header holds the HTTP headers, or the gRPC metadata; a middleware
 	// reads it, and does not keep it past the call.
 	Header http.Header
@@ -94,6 +101,16 @@ func (r *Refusal) RetryAfter() time.Duration { return r.Wait }
 // Unwrap gives the API error.
 func (r *Refusal) Unwrap() error { return r.Err }
 
+// Degraded is the answer of a middleware that lets a call through though
+// it could not do its work (a rate limit whose store is down, failing
+// open): the call goes on, and the pipeline logs Err.
+type Degraded struct{ Err error }
+
+func (d *Degraded) Error() string { return d.Err.Error() }
+
+// Unwrap gives the reason.
+func (d *Degraded) Unwrap() error { return d.Err }
+
 // CodeTooManyRequests is the error code of a call refused by a rate limit.
 const CodeTooManyRequests = "ERR_TOO_MANY_REQUESTS"
 
@@ -105,6 +122,7 @@ type Switch struct {
 	refused  *prometheus.CounterVec
 	failed   *prometheus.CounterVec
 	log      *slog.Logger
+	appID    string // the caller on httpPipeline
 }
 
 // NewSwitch returns a Switch with empty pipelines, its metrics registered
@@ -123,7 +141,8 @@ func NewSwitch(appID string, reg prometheus.Registerer, log *slog.Logger) *Switc
 			Name: "tandem_middleware_failed_total", ConstLabels: labels,
 			Help: "Calls failed with a 500 because a middleware panicked or failed, by pipeline, middleware and protocol.",
 		}, []string{"pipeline", "middleware", "type", "protocol"}),
-		log: log,
+		log:   log,
+		appID: appID,
 	}
 	s.refused = register(reg, s.refused)
 	s.failed = register(reg, s.failed)
@@ -189,6 +208,10 @@ func (s *Switch) run(ctx context.Context, w Which, c *Call) error {
 		if err == nil {
 			continue
 		}
+		if d := (*Degraded)(nil); errors.As(err, &d) {
+			s.log.Warn("middleware let a call through without doing its work", "pipeline", w, "middleware", h.Name, "type", h.Type, "err", d.Err)
+			continue
+		}
 		if e := (*apierr.Error)(nil); errors.As(err, &e) {
 			s.refused.WithLabelValues(string(w), h.Name, h.Type, c.Protocol).Inc()
 			return err
@@ -219,6 +242,7 @@ func (s *Switch) HTTP(w Which, next http.Handler) http.Handler {
 			return
 		}
 		c := &Call{Protocol: "http", Method: r.URL.Path, ClientAddr: host(r.RemoteAddr), Header: r.Header}
+		s.caller(r.Context(), w, c)
 		if err := s.run(r.Context(), w, c); err != nil {
 			WriteHTTP(rw, err)
 			return
@@ -268,6 +292,7 @@ func (s *Switch) GRPCServerOptions(w Which) []grpc.ServerOption {
 			return nil
 		}
 		c := &Call{Protocol: "grpc", Method: method}
+		s.caller(ctx, w, c)
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 			c.ClientAddr = host(p.Addr.String())
 		}
@@ -302,6 +327,20 @@ func (s *Switch) GRPCServerOptions(w Which) []grpc.ServerOption {
 	}
 }
 
+// caller sets the caller's verified identity on c: on httpPipeline the
+// sidecar's own app; on appHttpPipeline the identity the internal port
+// took from the calling sidecar's certificate (identity.FromContext), if
+// any.
+func (s *Switch) caller(ctx context.Context, w Which, c *Call) {
+	if w == API {
+		c.CallerAppID = s.appID
+		return
+	}
+	if id, ok := identity.FromContext(ctx); ok {
+		c.CallerAppID, c.CallerNamespace = id.AppID, id.Namespace
+	}
+}
+
 // host is addr without its port; addr itself when it has none (a Unix
 // socket's).
 func host(addr string) string {
@@ -327,7 +366,9 @@ func (s *Switch) Hop(w Which, next http.Handler) http.Handler {
 		if grpcProxy {
 			protocol = "grpc"
 		}
-		err := s.run(r.Context(), w, &Call{Protocol: protocol, Method: r.URL.Path, ClientAddr: host(r.RemoteAddr), Header: r.Header})
+		c := &Call{Protocol: protocol, Method: r.URL.Path, ClientAddr: host(r.RemoteAddr), Header: r.Header}
+		s.caller(r.Context(), w, c)
+		err := s.run(r.Context(), w, c)
 		switch {
 		case err == nil:
 			next.ServeHTTP(rw, r)
