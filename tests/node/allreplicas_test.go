@@ -26,12 +26,13 @@ const replicaTimeout = 15 * time.Second
 // subscription sets deliverToAllReplicas (pubsub.redis on the chart's
 // Redis, replicaTimeout 15 s): once the three have their consumer groups,
 // 1,000 events published through the publisher's sidecar reach each of
-// the three, every one of them. The Deployment scaled to one replica, the
-// stream keeps one consumer group, the survivor's, past replicaTimeout
-// and a sweep; the events the gone replicas' groups held (none: all were
-// acknowledged) are what their sidecars and the survivor's logged and
-// counted as dropped; and the survivor still receives what is published
-// next.
+// the three, every one of them. Then each replica holds 5 more
+// unacknowledged (the collector does not answer their reports) and the
+// Deployment is scaled to one: the stream keeps one consumer group, the
+// survivor's, past replicaTimeout and a sweep; the events the gone
+// replicas' groups held are what the sidecars logged as dropped (and the
+// survivor counts what it dropped itself); and the survivor, released,
+// acknowledges its 5 and receives what is published next.
 func TestPubSubEveryReplica(t *testing.T) {
 	began := time.Now()
 	const ns, topic, n = "pubsub-replicas", "everyreplica", 1000
@@ -69,17 +70,31 @@ func TestPubSubEveryReplica(t *testing.T) {
 	delivered := time.Since(published)
 	dups := c.duplicates(pods)
 
-	// What the groups held when the two replicas went: wait until their
-	// sidecars have acknowledged everything their apps reported.
-	var held map[string]int64 // group -> pending
-	waitGroups(t, rdb, topic, time.Minute, "no event pending in the three groups", func(gs []redis.XInfoGroup) bool {
-		held = map[string]int64{}
-		var sum int64
+	// The replicas hold events when two of them go: k more, whose reports
+	// the collector answers only for the replica that stays, once it is
+	// known; the others never acknowledge them.
+	const k = 5
+	var ids []int
+	for id := n; id < n+k; id++ {
+		ids = append(ids, id)
+	}
+	c.hold(ids...)
+	p = startPublishing(url, 200, n, k)
+	p.waitSent(t, k)
+	p.halt()
+	if acked, failed := p.result(); len(acked) != k {
+		t.Fatalf("%d of %d publishes acknowledged; the others: %v", len(acked), k, failed)
+	}
+	held := map[string]int64{} // group -> events pending
+	waitGroups(t, rdb, topic, 2*time.Minute, fmt.Sprintf("%d events pending in each of the three groups, and only those", k), func(gs []redis.XInfoGroup) bool {
+		clear(held)
 		for _, g := range gs {
 			held[g.Name] = g.Pending
-			sum += g.Pending
+			if g.Pending != k {
+				return false
+			}
 		}
-		return sum == 0
+		return len(gs) == 3
 	})
 
 	logs := followSidecars(t, ns, pods)
@@ -91,6 +106,7 @@ func TestPubSubEveryReplica(t *testing.T) {
 		return len(gs) == 1
 	})
 	survivor, gone := survivingPod(t, ns, pods)
+	c.release(survivor.Name)
 	for _, pod := range gone {
 		logs.waitEnded(t, pod, 3*time.Minute)
 	}
@@ -130,26 +146,34 @@ func TestPubSubEveryReplica(t *testing.T) {
 		logged += logs.dropped(pod)
 	}
 	counted := sidecarCounter(t, survivor, "tandem_pubsub_replica_dropped_total", "topic", topic)
+	byPod := map[string]int64{}
+	for _, pod := range pods {
+		byPod[pod] = logs.dropped(pod)
+	}
 	if logged != heldByGone || int64(counted) != logs.dropped(survivor.Name) {
-		t.Errorf("the gone replicas' groups held %d events; the sidecars logged %d dropped, the survivor counts %v (its log: %d)",
-			heldByGone, logged, counted, logs.dropped(survivor.Name))
+		t.Errorf("the gone replicas' groups held %d events; the sidecars logged %d dropped (by pod: %v), the survivor counts %v",
+			heldByGone, logged, byPod, counted)
 	}
 
-	// The survivor's own group was not swept: it receives what comes next.
+	// The survivor's own group was not swept: it acknowledges the events
+	// it held, and receives what comes next.
 	const more = 100
-	p = startPublishing(url, 200, n, more)
+	p = startPublishing(url, 200, n+k, more)
 	p.waitSent(t, more)
 	p.halt()
 	if acked, failed := p.result(); len(acked) != more {
 		t.Fatalf("%d of %d publishes after scaling acknowledged; the others: %v", len(acked), more, failed)
 	}
-	c.waitEach(t, 2*time.Minute, []string{survivor.Name}, n, more)
+	c.waitEach(t, 2*time.Minute, []string{survivor.Name}, n, k+more)
+	waitGroups(t, rdb, topic, 2*time.Minute, "nothing pending in the survivor's group", func(gs []redis.XInfoGroup) bool {
+		return len(gs) == 1 && gs[0].Pending == 0
+	})
 
 	t.Logf("%d events published to 3 replicas of deliverToAllReplicas: each got all of them (the last %s after publishing ended); extra deliveries by replica: %v; "+
-		"scaled to one (%s stays): one consumer group left %s after the scale, still one %s after (replicaTimeout %s), %d dropped (held %d); "+
-		"the survivor got all %d published next; test %s",
-		n, delivered.Round(100*time.Millisecond), dups, survivor.Name, cleanup.Round(100*time.Millisecond), bound, replicaTimeout,
-		logged, heldByGone, more, time.Since(began).Round(100*time.Millisecond))
+		"%d more held unacknowledged by each, then scaled to one (%s stays): one consumer group left %s after the scale, still one %s after (replicaTimeout %s); "+
+		"the gone groups held %d, dropped as logged by pod: %v, as counted by the survivor: %v; the survivor acknowledged its %d and got all %d published next; test %s",
+		n, delivered.Round(100*time.Millisecond), dups, k, survivor.Name, cleanup.Round(100*time.Millisecond), bound, replicaTimeout,
+		heldByGone, byPod, counted, k, more, time.Since(began).Round(100*time.Millisecond))
 }
 
 // waitGroups waits, up to d, until cond holds for the consumer groups of

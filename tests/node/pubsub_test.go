@@ -48,7 +48,9 @@ spec:
 // collector is where the subscribers' apps report each delivery (before
 // acknowledging it) and each subscription: an HTTP server of the test on
 // the bridge address, which pods reach and nothing outside the machine
-// does. It outlives the pods, so it counts across restarts.
+// does. It outlives the pods, so it counts across restarts. The report of
+// an event it holds (see hold) is answered, and counted, only once the
+// reporting pod is released: until then the event stays unacknowledged.
 type collector struct {
 	url        string
 	mu         sync.Mutex
@@ -56,7 +58,9 @@ type collector struct {
 	byPod      map[string]int         // deliveries to each pod
 	byPodID    map[string]map[int]int // deliveries of each event id to each pod
 	subscribed map[string]bool
-	more       chan struct{} // closed and replaced on every report
+	held       map[int]bool    // event ids whose reports wait for release
+	released   map[string]bool // pods whose held reports are answered
+	more       chan struct{}   // closed and replaced on every report
 }
 
 func startCollector(t *testing.T) *collector {
@@ -65,7 +69,7 @@ func startCollector(t *testing.T) *collector {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &collector{url: "http://" + ln.Addr().String(), byID: map[int]int{}, byPod: map[string]int{}, byPodID: map[string]map[int]int{}, subscribed: map[string]bool{}, more: make(chan struct{})}
+	c := &collector{url: "http://" + ln.Addr().String(), byID: map[int]int{}, byPod: map[string]int{}, byPodID: map[string]map[int]int{}, subscribed: map[string]bool{}, held: map[int]bool{}, released: map[string]bool{}, more: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /delivered", func(w http.ResponseWriter, r *http.Request) {
 		var d struct{ ID, Pod string }
@@ -74,6 +78,19 @@ func startCollector(t *testing.T) *collector {
 		if err != nil || err2 != nil || d.Pod == "" {
 			http.Error(w, fmt.Sprintf("want {\"id\":<number>,\"pod\":...}: %v %v", err, err2), http.StatusBadRequest)
 			return
+		}
+		for {
+			c.mu.Lock()
+			wait, more := c.held[id] && !c.released[d.Pod], c.more
+			c.mu.Unlock()
+			if !wait {
+				break
+			}
+			select {
+			case <-more:
+			case <-r.Context().Done():
+				return
+			}
 		}
 		c.report(func() {
 			c.byID[id]++
@@ -98,6 +115,20 @@ func startCollector(t *testing.T) *collector {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return c
+}
+
+// hold holds the reports of events ids from every pod not released.
+func (c *collector) hold(ids ...int) {
+	c.report(func() {
+		for _, id := range ids {
+			c.held[id] = true
+		}
+	})
+}
+
+// release answers pod's held reports, and those to come.
+func (c *collector) release(pod string) {
+	c.report(func() { c.released[pod] = true })
 }
 
 func (c *collector) report(f func()) {
