@@ -115,12 +115,13 @@ func TestPubSubEveryReplica(t *testing.T) {
 	// survivor has swept at least once since.
 	bound := replicaTimeout + replicaTimeout/3 + 2*time.Second
 	<-time.After(time.Until(scaled.Add(bound)))
+	checked := time.Since(scaled)
 	gs, err := rdb.XInfoGroups(ctxT(t, 30*time.Second), topic).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(gs) != 1 || gs[0].Name != groupOf[survivor.Name] {
-		t.Errorf("consumer groups of %q %s after scaling to one: %+v, want only the survivor's %s", topic, bound, gs, groupOf[survivor.Name])
+		t.Errorf("consumer groups of %q %s after scaling to one: %+v, want only the survivor's %s", topic, checked.Round(100*time.Millisecond), gs, groupOf[survivor.Name])
 	}
 	registry, err := rdb.HGetAll(ctxT(t, 30*time.Second), "tandem:pubsub:replica-groups:"+topic).Result()
 	if err != nil {
@@ -170,9 +171,9 @@ func TestPubSubEveryReplica(t *testing.T) {
 	})
 
 	t.Logf("%d events published to 3 replicas of deliverToAllReplicas: each got all of them (the last %s after publishing ended); extra deliveries by replica: %v; "+
-		"%d more held unacknowledged by each, then scaled to one (%s stays): one consumer group left %s after the scale, still one %s after (replicaTimeout %s); "+
+		"%d more held unacknowledged by each, then scaled to one (%s stays): one consumer group left %s after the scale, still one %s after it (replicaTimeout %s); "+
 		"the gone groups held %d, dropped as logged by pod: %v, as counted by the survivor: %v; the survivor acknowledged its %d and got all %d published next; test %s",
-		n, delivered.Round(100*time.Millisecond), dups, k, survivor.Name, cleanup.Round(100*time.Millisecond), bound, replicaTimeout,
+		n, delivered.Round(100*time.Millisecond), dups, k, survivor.Name, cleanup.Round(100*time.Millisecond), checked.Round(100*time.Millisecond), replicaTimeout,
 		heldByGone, byPod, counted, k, more, time.Since(began).Round(100*time.Millisecond))
 }
 
