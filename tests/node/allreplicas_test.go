@@ -111,8 +111,8 @@ func TestPubSubEveryReplica(t *testing.T) {
 		logs.waitEnded(t, pod, 3*time.Minute)
 	}
 
-	// Past the bound: a gone replica's heartbeat has expired and the
-	// survivor has swept at least once since.
+	// Past the bound: a gone replica's heartbeat, had it been left, has
+	// expired, and the survivor has swept at least once since.
 	bound := replicaTimeout + replicaTimeout/3 + 2*time.Second
 	<-time.After(time.Until(scaled.Add(bound)))
 	checked := time.Since(scaled)
@@ -131,8 +131,8 @@ func TestPubSubEveryReplica(t *testing.T) {
 		t.Errorf("the replicas' groups listed: %v, want only %s", registry, groupOf[survivor.Name])
 	}
 	for _, pod := range gone {
-		if k := "tandem:pubsub:replica-alive:" + groupOf[pod] + ":" + topic; rdb.Exists(ctxT(t, 30*time.Second), k).Val() != 0 {
-			t.Errorf("the heartbeat %s of the gone replica %s is still there", k, pod)
+		if key := "tandem:pubsub:replica-alive:" + groupOf[pod] + ":" + topic; rdb.Exists(ctxT(t, 30*time.Second), key).Val() != 0 {
+			t.Errorf("the heartbeat %s of the gone replica %s is still there", key, pod)
 		}
 	}
 
