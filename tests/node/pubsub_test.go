@@ -48,14 +48,19 @@ spec:
 // collector is where the subscribers' apps report each delivery (before
 // acknowledging it) and each subscription: an HTTP server of the test on
 // the bridge address, which pods reach and nothing outside the machine
-// does. It outlives the pods, so it counts across restarts.
+// does. It outlives the pods, so it counts across restarts. The report of
+// an event it holds (see hold) is answered, and counted, only once the
+// reporting pod is released: until then the event stays unacknowledged.
 type collector struct {
 	url        string
 	mu         sync.Mutex
-	byID       map[int]int    // deliveries of each event id
-	byPod      map[string]int // deliveries to each pod
+	byID       map[int]int            // deliveries of each event id
+	byPod      map[string]int         // deliveries to each pod
+	byPodID    map[string]map[int]int // deliveries of each event id to each pod
 	subscribed map[string]bool
-	more       chan struct{} // closed and replaced on every report
+	held       map[int]bool    // event ids whose reports wait for release
+	released   map[string]bool // pods whose held reports are answered
+	more       chan struct{}   // closed and replaced on every report
 }
 
 func startCollector(t *testing.T) *collector {
@@ -64,7 +69,7 @@ func startCollector(t *testing.T) *collector {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &collector{url: "http://" + ln.Addr().String(), byID: map[int]int{}, byPod: map[string]int{}, subscribed: map[string]bool{}, more: make(chan struct{})}
+	c := &collector{url: "http://" + ln.Addr().String(), byID: map[int]int{}, byPod: map[string]int{}, byPodID: map[string]map[int]int{}, subscribed: map[string]bool{}, held: map[int]bool{}, released: map[string]bool{}, more: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /delivered", func(w http.ResponseWriter, r *http.Request) {
 		var d struct{ ID, Pod string }
@@ -74,7 +79,27 @@ func startCollector(t *testing.T) *collector {
 			http.Error(w, fmt.Sprintf("want {\"id\":<number>,\"pod\":...}: %v %v", err, err2), http.StatusBadRequest)
 			return
 		}
-		c.report(func() { c.byID[id]++; c.byPod[d.Pod]++ })
+		for {
+			c.mu.Lock()
+			wait, more := c.held[id] && !c.released[d.Pod], c.more
+			c.mu.Unlock()
+			if !wait {
+				break
+			}
+			select {
+			case <-more:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		c.report(func() {
+			c.byID[id]++
+			c.byPod[d.Pod]++
+			if c.byPodID[d.Pod] == nil {
+				c.byPodID[d.Pod] = map[int]int{}
+			}
+			c.byPodID[d.Pod][id]++
+		})
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /subscribed", func(w http.ResponseWriter, r *http.Request) {
@@ -90,6 +115,20 @@ func startCollector(t *testing.T) *collector {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return c
+}
+
+// hold holds the reports of events ids from every pod not released.
+func (c *collector) hold(ids ...int) {
+	c.report(func() {
+		for _, id := range ids {
+			c.held[id] = true
+		}
+	})
+}
+
+// release answers pod's held reports, and those to come.
+func (c *collector) release(pod string) {
+	c.report(func() { c.released[pod] = true })
 }
 
 func (c *collector) report(f func()) {
@@ -215,11 +254,12 @@ func pubsubApp(name string, replicas int32, args ...string) *appsv1.Deployment {
 }
 
 // pubsubSetup makes a namespace with the pub/sub Component, a collector,
-// a publisher (one pod) and a subscriber to topic (two replicas, one
-// consumer group), and waits until both subscribers have subscribed. It
+// a publisher (one pod) and a subscriber to topic (replicas pods, by
+// default one consumer group; args are more of pubsubapp's), and waits
+// until every subscriber has asked its app for its subscriptions. It
 // returns the publisher's URL for POST /publish/<topic>, and the
 // subscriber's pods.
-func pubsubSetup(t *testing.T, ns, topic string) (c *collector, publishURL string, pods []string) {
+func pubsubSetup(t *testing.T, ns, topic string, replicas int32, args ...string) (c *collector, publishURL string, pods []string) {
 	t.Helper()
 	chart(t)
 	start := time.Now()
@@ -233,7 +273,7 @@ func pubsubSetup(t *testing.T, ns, topic string) (c *collector, publishURL strin
 	deps := cluster.Client.AppsV1().Deployments(ns)
 	for _, d := range []*appsv1.Deployment{
 		pubsubApp("publisher", 1),
-		pubsubApp("subscriber", 2, "-topic", topic, "-collector", c.url),
+		pubsubApp("subscriber", replicas, append([]string{"-topic", topic, "-collector", c.url}, args...)...),
 	} {
 		if _, err := deps.Create(ctxT(t, time.Minute), d, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -245,7 +285,7 @@ func pubsubSetup(t *testing.T, ns, topic string) (c *collector, publishURL strin
 	return c, "http://" + podIP(t, ns, "publisher") + ":6000/publish/" + topic, pods
 }
 
-// publishing publishes events {"id":0}, {"id":1}, ... at a steady rate
+// publishing publishes events {"id":first}, {"id":first+1}, ... at a steady rate
 // through the publisher's sidecar, and keeps the ids it acknowledged
 // (204) and what the others got.
 type publishing struct {
@@ -259,7 +299,7 @@ type publishing struct {
 	wg       sync.WaitGroup
 }
 
-func startPublishing(url string, rate, max int) *publishing {
+func startPublishing(url string, rate, first, max int) *publishing {
 	p := &publishing{failures: map[string]int{}, stop: make(chan struct{}), more: make(chan struct{})}
 	client := &http.Client{Timeout: 10 * time.Second}
 	ids := make(chan int, rate)
@@ -269,7 +309,7 @@ func startPublishing(url string, rate, max int) *publishing {
 		defer close(ids)
 		tick := time.NewTicker(time.Second / time.Duration(rate))
 		defer tick.Stop()
-		for id := 0; id < max; id++ {
+		for id := first; id < first+max; id++ {
 			select {
 			case <-p.stop:
 				return
@@ -355,9 +395,9 @@ func (p *publishing) result() ([]int, map[string]int) {
 // delivered, and both replicas get some.
 func TestPubSubSplit(t *testing.T) {
 	began := time.Now()
-	c, url, _ := pubsubSetup(t, "pubsub-split", "split")
+	c, url, _ := pubsubSetup(t, "pubsub-split", "split", 2)
 	const n = 200
-	p := startPublishing(url, 100, n)
+	p := startPublishing(url, 100, 0, n)
 	p.waitSent(t, n)
 	p.halt()
 	acked, failed := p.result()
@@ -386,8 +426,8 @@ func TestPubSubSplit(t *testing.T) {
 func TestPubSubRollingRestart(t *testing.T) {
 	began := time.Now()
 	const ns = "pubsub-restart"
-	c, url, oldPods := pubsubSetup(t, ns, "restart")
-	p := startPublishing(url, 100, 1<<20)
+	c, url, oldPods := pubsubSetup(t, ns, "restart", 2)
+	p := startPublishing(url, 100, 0, 1<<20)
 	t.Cleanup(p.halt)
 	p.waitSent(t, 200) // two seconds of steady publishing first
 

@@ -238,10 +238,11 @@ func uninstall(t *testing.T) {
 	}
 }
 
-func scale(t *testing.T, name string, replicas int32) {
+// scale sets the replicas of Deployment ns/name.
+func scale(t *testing.T, ns, name string, replicas int32) {
 	t.Helper()
 	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas)
-	if _, err := cluster.Client.AppsV1().Deployments("default").Patch(ctxT(t, time.Minute), name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(ctxT(t, time.Minute), name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -258,7 +259,7 @@ func TestRollingUpdates(t *testing.T) {
 	uninstall(t)
 	t.Cleanup(func() {
 		for _, name := range []string{"addapp", "calculator-front-end"} {
-			scale(t, name, 1)
+			scale(t, "default", name, 1)
 		}
 		calculator(t)
 	})
@@ -271,7 +272,7 @@ func TestRollingUpdates(t *testing.T) {
 	deploy, _ := filepath.Glob(filepath.Join(repo, "samples", "calculator", "deploy", "*.yaml"))
 	apply(t, "default", deploy...)
 	for _, name := range []string{"addapp", "calculator-front-end"} {
-		scale(t, name, 2)
+		scale(t, "default", name, 2)
 	}
 	var names []string
 	for _, a := range apps {

@@ -12,7 +12,9 @@
 //     SUCCESS); when the collector cannot be told, the answer is RETRY,
 //     so a delivery the sidecar acknowledges is one the collector saw.
 //     GET /dapr/subscribe is reported too (POST <-collector>/subscribed),
-//     so that the test knows which pods' sidecars have subscribed.
+//     so that the test knows which pods' sidecars have subscribed;
+//     -metadata k=v,k=v sets the subscription's metadata (for example
+//     deliverToAllReplicas=true,replicaTimeout=15s).
 //
 // POD_NAME names the pod in the reports. On SIGTERM it stops taking
 // requests and finishes those under way.
@@ -29,6 +31,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -37,7 +40,20 @@ func main() {
 	pubsub := flag.String("pubsub", "pubsub", "the pub/sub component to publish to and subscribe with")
 	topic := flag.String("topic", "", "the topic to subscribe to (none: no subscription)")
 	collector := flag.String("collector", "", "base URL of the test's collector, told of every delivery")
+	metadata := flag.String("metadata", "", "the subscription's metadata, k=v,k=v")
 	flag.Parse()
+	md := map[string]string{}
+	for kv := range strings.SplitSeq(*metadata, ",") {
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			fmt.Fprintf(os.Stderr, "pubsubapp: -metadata %q: want k=v,k=v\n", *metadata)
+			os.Exit(2)
+		}
+		md[k] = v
+	}
 	port, sidecar := os.Getenv("APP_PORT"), os.Getenv("DAPR_HTTP_PORT")
 	if port == "" || sidecar == "" || *topic != "" && *collector == "" {
 		fmt.Fprintln(os.Stderr, "pubsubapp: APP_PORT and DAPR_HTTP_PORT are required, and -collector with -topic")
@@ -79,7 +95,7 @@ func main() {
 		if err := tell("subscribed", map[string]string{"pod": pod}); err != nil {
 			log.Printf("telling the collector of the subscription: %v", err)
 		}
-		json.NewEncoder(w).Encode([]map[string]string{{"pubsubname": *pubsub, "topic": *topic, "route": "/events"}})
+		json.NewEncoder(w).Encode([]map[string]any{{"pubsubname": *pubsub, "topic": *topic, "route": "/events", "metadata": md}})
 	})
 	mux.HandleFunc("POST /events", func(w http.ResponseWriter, r *http.Request) {
 		var event struct {
