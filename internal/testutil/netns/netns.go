@@ -30,6 +30,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // prefix starts every name this package gives a namespace or a link.
@@ -155,8 +156,11 @@ func (n *Network) remove() {
 	}
 	errs = append(errs, removeNS(n.sw))
 	// The link goes with the bridge's namespace, though not at once.
-	if err := run("ip", "link", "del", n.host); err != nil && linkExists(n.host) {
-		errs = append(errs, err)
+	for deadline := time.Now().Add(5 * time.Second); linkExists(n.host) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if linkExists(n.host) {
+		errs = append(errs, run("ip", "link", "del", n.host))
 	}
 	if err := errors.Join(errs...); err != nil {
 		n.t.Errorf("removing the test's network: %v", err)
