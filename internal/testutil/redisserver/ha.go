@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tandem-run/tandem/internal/testutil/netns"
 )
 
 // MasterName is the name the Sentinels of StartSentinels monitor the
@@ -24,6 +26,13 @@ type Sentinels struct {
 	Master    *Server
 	Replicas  []*Server
 	Sentinels []*Server
+
+	// Of StartPartitionable: the network, the master's namespace and
+	// that of the replicas and Sentinels; cut is the master Partition cut
+	// off.
+	net        *netns.Network
+	alone, all *netns.Namespace
+	cut        *Server
 }
 
 // Addrs are the Sentinels' addresses, comma-separated, as a component's
@@ -42,12 +51,29 @@ func (s *Sentinels) Addrs() string {
 // and every Sentinel learns of it. Everything stops when t ends.
 func StartSentinels(t testing.TB, replicas int) *Sentinels {
 	t.Helper()
+	return startSentinels(t, &Sentinels{}, replicas)
+}
+
+// StartPartitionable is StartSentinels on a network of namespaces of t's
+// own (package netns): the master alone in one, its replicas and the
+// Sentinels in another, so that Partition can cut the master off from
+// them while the test, and the clients it runs, still reach every
+// server. It skips t where network namespaces cannot be made.
+func StartPartitionable(t testing.TB, replicas int) *Sentinels {
+	t.Helper()
+	requireRedis(t)
+	n := netns.New(t)
+	return startSentinels(t, &Sentinels{net: n, alone: n.Add("m"), all: n.Add("r")}, replicas)
+}
+
+func startSentinels(t testing.TB, s *Sentinels, replicas int) *Sentinels {
+	t.Helper()
 	ctx := context.Background()
 	// No wait before a full sync: replicas are in sync sooner.
-	s := &Sentinels{Master: start(t, "--repl-diskless-sync-delay", "0")}
+	s.Master = startIn(t, s.alone, nil, "--dir", t.TempDir(), "--repl-diskless-sync-delay", "0")
 	deadline := time.Now().Add(30 * time.Second)
 	for range replicas {
-		r := StartReplica(t, s.Master)
+		r := startIn(t, s.all, nil, "--dir", t.TempDir(), "--replicaof", s.Master.host(), strconv.Itoa(s.Master.port))
 		s.Replicas = append(s.Replicas, r)
 		// In sync, as the replica itself says (a Sentinel may not have
 		// asked it yet).
@@ -66,7 +92,7 @@ func StartSentinels(t testing.TB, replicas int) *Sentinels {
 		c.Close()
 	}
 	for range 3 {
-		s.Sentinels = append(s.Sentinels, startSentinel(t, s.Master))
+		s.Sentinels = append(s.Sentinels, startSentinel(t, s.all, s.Master))
 	}
 	for _, sn := range s.Sentinels {
 		c := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr})
@@ -93,21 +119,21 @@ func StartSentinels(t testing.TB, replicas int) *Sentinels {
 	return s
 }
 
-// startSentinel starts a Sentinel monitoring master, which fails over
-// within seconds of its master going away.
-func startSentinel(t testing.TB, master *Server) *Server {
+// startSentinel starts a Sentinel in ns monitoring master, which fails
+// over within seconds of its master going away.
+func startSentinel(t testing.TB, ns *netns.Namespace, master *Server) *Server {
 	t.Helper()
 	requireRedis(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "sentinel.conf")
-	text := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2\n"+
+	text := fmt.Sprintf("sentinel monitor %s %s %d 2\n"+
 		"sentinel down-after-milliseconds %[1]s 1000\n"+
 		"sentinel failover-timeout %[1]s 10000\n"+
-		"sentinel parallel-syncs %[1]s 1\n", MasterName, master.port)
+		"sentinel parallel-syncs %[1]s 1\n", MasterName, master.host(), master.port)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return startWith(t, []string{conf, "--sentinel"}, "--dir", dir)
+	return startIn(t, ns, []string{conf, "--sentinel"}, "--dir", dir)
 }
 
 // Failover makes the Sentinels promote a replica (SENTINEL FAILOVER), and
@@ -132,6 +158,47 @@ func (s *Sentinels) KillMaster(t testing.TB) *Server {
 	old := s.Master.Addr
 	s.Master.Stop()
 	return s.promoted(t, old)
+}
+
+// Partition cuts the master of StartPartitionable off from its replicas
+// and the Sentinels, leaving it running and reachable from the test: it
+// takes writes that no replica receives. It returns the replica the
+// Sentinels promote, once every Sentinel names it and it answers as
+// master. It can be called once; Heal ends the partition.
+func (s *Sentinels) Partition(t testing.TB) *Server {
+	t.Helper()
+	if s.net == nil || s.cut != nil || s.Master.ns != s.alone {
+		t.Fatal("redisserver: Partition needs the master of StartPartitionable, not yet partitioned")
+	}
+	s.cut = s.Master
+	s.net.Cut(s.alone, s.all)
+	return s.promoted(t, s.cut.Addr)
+}
+
+// Heal ends the partition, and returns once the Sentinels have made the
+// master cut off a replica of the new master and it is in sync: whatever
+// it took alone is gone.
+func (s *Sentinels) Heal(t testing.TB) {
+	t.Helper()
+	if s.cut == nil {
+		t.Fatal("redisserver: Heal without a Partition")
+	}
+	s.net.Heal(s.alone)
+	c := redis.NewClient(&redis.Options{Addr: s.cut.Addr})
+	defer c.Close()
+	want := "master_host:" + s.Master.host() + "\r\nmaster_port:" + strconv.Itoa(s.Master.port) + "\r\n"
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		info, _ := c.Info(context.Background(), "replication").Result()
+		if strings.Contains(info, "role:slave") && strings.Contains(info, want) &&
+			strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the master cut off (%s) is not an in-sync replica of %s after the partition:\n%s", s.cut.Addr, s.Master.Addr, info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // promoted waits until every Sentinel names a master other than old, and

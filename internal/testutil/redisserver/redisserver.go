@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/testutil/netns"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
@@ -23,7 +24,8 @@ type Server struct {
 	// TLSAddr is where a server of StartTLS takes TLS connections.
 	TLSAddr string
 	port    int
-	first   []string // before --port: a config file, --sentinel
+	ns      *netns.Namespace // where it runs: nil for the test's own, on loopback
+	first   []string         // before --port: a config file, --sentinel
 	extra   []string
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -61,7 +63,15 @@ func StartTLS(t testing.TB, cert, key, ca string) *Server {
 // StartReplica starts a redis-server that replicates primary.
 func StartReplica(t testing.TB, primary *Server) *Server {
 	t.Helper()
-	return start(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.port))
+	return start(t, "--replicaof", primary.host(), strconv.Itoa(primary.port))
+}
+
+// host is the address the server listens on.
+func (s *Server) host() string {
+	if s.ns != nil {
+		return s.ns.IP
+	}
+	return "127.0.0.1"
 }
 
 func start(t testing.TB, extra ...string) *Server {
@@ -87,9 +97,16 @@ func requireRedis(t testing.TB) {
 // that must not land in the package under test.
 func startWith(t testing.TB, first []string, extra ...string) *Server {
 	t.Helper()
+	return startIn(t, nil, first, extra...)
+}
+
+// startIn is startWith in the namespace ns (nil: the test's own).
+func startIn(t testing.TB, ns *netns.Namespace, first []string, extra ...string) *Server {
+	t.Helper()
 	requireRedis(t)
 	port := proc.For(t).FreePort()
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), port: port, first: first, extra: extra}
+	s := &Server{port: port, ns: ns, first: first, extra: extra}
+	s.Addr = net.JoinHostPort(s.host(), strconv.Itoa(port))
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +123,10 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cmd := exec.Command("redis-server", s.first...)
-	cmd.Args = append(cmd.Args, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+	if s.ns != nil {
+		cmd = s.ns.Command("redis-server", s.first...)
+	}
+	cmd.Args = append(cmd.Args, "--port", strconv.Itoa(s.port), "--bind", s.host(),
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no")
 	cmd.Args = append(cmd.Args, s.extra...)
 	cmd.Stdout, cmd.Stderr = &s.out, &s.out

@@ -337,7 +337,10 @@ func mismatchAt(err error) (int, bool) {
 
 // run runs script on keys. A strong write then waits until the replicas
 // of the keys' master have it: on the same connection, as WAIT waits for
-// the writes of its own connection.
+// the writes of its own connection. The replicas are those the server
+// that took the write has connected when it takes it (ROLE, in the same
+// round trip), so that after a failover a write waits for the new
+// master's replicas, not for a count of the old one's.
 func (s *Store) run(ctx context.Context, strong bool, script *redis.Script, keys []string, args ...any) error {
 	if !strong {
 		return script.Run(ctx, s.client, keys, args...).Err()
@@ -346,14 +349,21 @@ func (s *Store) run(ctx context.Context, strong bool, script *redis.Script, keys
 	if err != nil {
 		return err
 	}
-	n := s.replicas(ctx, node)
-	if n == 0 {
-		return script.Run(ctx, node, keys, args...).Err()
-	}
 	conn := node.Conn()
 	defer conn.Close()
-	if err := script.Run(ctx, conn, keys, args...).Err(); err != nil {
+	res, role := runWithRole(ctx, conn, script.EvalSha, keys, args)
+	if err := res.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		res, role = runWithRole(ctx, conn, script.Eval, keys, args)
+	}
+	if err := res.Err(); err != nil {
 		return err
+	}
+	n, ok := connectedReplicas(role)
+	if !ok {
+		n = s.replicas(ctx, node) // ROLE refused (an ACL): INFO's count
+	}
+	if n == 0 {
+		return nil
 	}
 	got, err := conn.Wait(ctx, n, s.timeout).Result()
 	if err != nil {
@@ -363,6 +373,27 @@ func (s *Store) run(ctx context.Context, strong bool, script *redis.Script, keys
 		return fmt.Errorf("strong consistency: only %d of %d replicas acknowledged the write", got, n)
 	}
 	return nil
+}
+
+// runWithRole sends the script (by eval: EVALSHA or EVAL) and ROLE on
+// conn in one round trip.
+func runWithRole(ctx context.Context, conn *redis.Conn, eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, keys []string, args []any) (res, role *redis.Cmd) {
+	_, _ = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		res = eval(ctx, p, keys, args...)
+		role = p.Do(ctx, "ROLE")
+		return nil
+	})
+	return res, role
+}
+
+// connectedReplicas reads a master's ROLE reply: the replicas connected.
+func connectedReplicas(role *redis.Cmd) (int, bool) {
+	r, err := role.Slice()
+	if err != nil || len(r) < 3 || r[0] != "master" {
+		return 0, false
+	}
+	replicas, ok := r[2].([]any)
+	return len(replicas), ok
 }
 
 // nodeOf returns the client of the server that holds key: in a cluster
@@ -378,7 +409,7 @@ func (s *Store) nodeOf(ctx context.Context, key string) (*redis.Client, error) {
 }
 
 // replicas returns the number of replicas connected to node, looked up
-// at most every 10 seconds.
+// with INFO at most every 10 seconds: for a server that refuses ROLE.
 func (s *Store) replicas(ctx context.Context, node *redis.Client) int {
 	addr := node.Options().Addr
 	s.strong.mu.Lock()

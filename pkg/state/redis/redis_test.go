@@ -402,3 +402,46 @@ func TestStrongWriteWaitsOnItsOwnConnection(t *testing.T) {
 		}
 	}
 }
+
+// A user whose ACL refuses ROLE still gets strong writes: the replicas
+// are counted with INFO, a strong write is on the replica once it is
+// acknowledged, and one the replica cannot take fails.
+func TestStrongConsistencyWithoutRole(t *testing.T) {
+	primary := redisserver.Start(t)
+	replica := redisserver.StartReplica(t, primary)
+	ctx := context.Background()
+	admin := redis.NewClient(&redis.Options{Addr: primary.Addr})
+	defer admin.Close()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-role").Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := openMD(t, map[string]string{"redisHost": primary.Addr, "redisUsername": "app", "redisPassword": "pw"})
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer rc.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, _ := rc.Info(ctx, "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica link not up: %s", info)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := range 5 {
+		v := strconv.Itoa(i)
+		if err := s.Set(ctx, state.SetRequest{Key: "k", Value: []byte(v), Strong: true}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := rc.HGet(ctx, "k", "data").Result(); err != nil || got != v {
+			t.Fatalf("replica has %q, %v right after a strong write of %q", got, err, v)
+		}
+	}
+	replica.Pause()
+	defer replica.Resume()
+	err := s.Set(ctx, state.SetRequest{Key: "k", Value: []byte("paused"), Strong: true})
+	if err == nil || !strings.Contains(err.Error(), "0 of 1 replicas") {
+		t.Fatalf("strong write with the replica paused: %v; want 0 of 1 replicas", err)
+	}
+}
