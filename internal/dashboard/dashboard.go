@@ -5,12 +5,16 @@
 // /v1.0/metadata: version, components, subscriptions, the resources in use
 // and the changes it refused).
 //
-// With a trace store, it also draws the service map: one edge per
-// caller→callee with its rate, error rate and latencies, from the client
-// spans of a window read through Jaeger's query API (servicemap.go).
+// It draws the service map: one edge per caller→callee (and publisher →
+// topic → subscriber) with its rate, error rate and latencies over a
+// window, from the growth of the sidecars' counters and histograms between
+// reads of their metrics kept in memory (metrics.go, scrape.go); or, with a
+// trace store, from the client spans of the window read through Jaeger's
+// query API (servicemap.go).
 //
-// It reads, never writes: it stores nothing, asks each sidecar only on the
-// loopback port the sidecar registered and the trace store only at the URL
+// It reads, never writes: it stores nothing on disk, asks each sidecar only
+// on the loopback ports the sidecar registered and its metadata names, and
+// the trace store only at the URL
 // it was started with, and no route takes an address or a URL from the
 // request. It reads no API token: a sidecar that requires one
 // is shown as "token required". The page is plain HTML, CSS and JavaScript
@@ -86,6 +90,7 @@ type Dashboard struct {
 	cfg         Config
 	client      *http.Client
 	traceClient *http.Client // the trace store's: a longer bound
+	scrapes     scraper
 }
 
 // New returns a dashboard over cfg.
@@ -102,6 +107,7 @@ func New(cfg Config) *Dashboard {
 	return &Dashboard{cfg: cfg,
 		client:      &http.Client{Timeout: cfg.Timeout, CheckRedirect: noRedirect},
 		traceClient: &http.Client{Timeout: 20 * time.Second, CheckRedirect: noRedirect},
+		scrapes:     scraper{rings: map[sidecarKey]*ring{}},
 	}
 }
 
@@ -208,8 +214,19 @@ func (d *Dashboard) Handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		m, err := d.ServiceMap(r.Context(), window)
-		writeTraceAnswer(w, m, err)
+		switch src := r.URL.Query().Get("source"); src {
+		case "", "metrics":
+			if window > MaxMetricsWindow {
+				http.Error(w, fmt.Sprintf("window %s: the sidecars' metrics are kept for %s at most (?source=traces reads the trace store)", window, MaxMetricsWindow), http.StatusBadRequest)
+				return
+			}
+			writeTraceAnswer(w, d.MetricsMap(r.Context(), window), nil)
+		case "traces":
+			m, err := d.ServiceMap(r.Context(), window)
+			writeTraceAnswer(w, m, err)
+		default:
+			http.Error(w, fmt.Sprintf("source %q: want metrics (the default) or traces", src), http.StatusBadRequest)
+		}
 	})
 	mux.HandleFunc("GET /api/traces", func(w http.ResponseWriter, r *http.Request) {
 		q, err := ParseTraceQuery(r.URL.Query())

@@ -29,29 +29,50 @@ const (
 	maxTraceBytes    = 64 << 20
 )
 
-// Map is what GET /api/map answers: one edge per caller→callee seen in the
-// spans of the window.
+// Map is what GET /api/map answers: one edge per caller→callee of the
+// window, from the sidecars' metrics (MetricsMap), or from the spans in the
+// trace store (ServiceMap, ?source=traces).
 type Map struct {
-	Source string        `json:"source"` // the trace store's query API, as configured
-	Window string        `json:"window"`
-	At     time.Time     `json:"at"`
-	Edges  []Edge        `json:"edges"`
-	Spans  int           `json:"spans"`            // the spans read
-	Capped bool          `json:"capped,omitempty"` // a service had more traces than were read
-	window time.Duration // parsed
+	Source string    `json:"source"` // "metrics", or the trace store's query API as configured
+	Window string    `json:"window"`
+	At     time.Time `json:"at"`
+	Edges  []Edge    `json:"edges"`
+	Spans  int       `json:"spans,omitempty"`  // the spans read
+	Capped bool      `json:"capped,omitempty"` // a service had more traces than were read
+	// Sidecars is the number of sidecars whose metrics were read; Unread
+	// those that could not be, with why.
+	Sidecars int           `json:"sidecars,omitempty"`
+	Unread   []Unread      `json:"unread,omitempty"`
+	window   time.Duration // parsed
 }
 
-// Edge is the calls of one app to another in the window, from the caller's
-// client spans: spans are sampled, so Calls counts sampled calls.
+// Unread is a sidecar whose metrics the map could not read.
+type Unread struct {
+	AppID string `json:"appId"`
+	PID   int    `json:"pid"`
+	Error string `json:"error"`
+}
+
+// Edge is the calls of one app to another in the window (Kind invoke), an
+// app's publishes to a topic (publish: Callee is <pubsub>/<topic>) or a
+// topic's deliveries to an app (deliver: Caller is <pubsub>/<topic>).
+// From the sidecars' metrics it counts every call; from the caller's
+// client spans, the sampled ones.
 type Edge struct {
+	Kind      string  `json:"kind"`
 	Caller    string  `json:"caller"`
 	Callee    string  `json:"callee"`
+	Pubsub    string  `json:"pubsub,omitempty"`
+	Topic     string  `json:"topic,omitempty"`
 	Calls     int     `json:"calls"`
 	Errors    int     `json:"errors"`
-	PerSecond float64 `json:"perSecond"` // Calls over the window
+	PerSecond float64 `json:"perSecond"` // calls a second
 	ErrorRate float64 `json:"errorRate"` // Errors / Calls
 	P50Ms     float64 `json:"p50Ms"`
 	P99Ms     float64 `json:"p99Ms"`
+	// Seconds is the time the metrics counted cover, when less than the
+	// window: a sidecar read for a shorter time than the window.
+	Seconds float64 `json:"seconds,omitempty"`
 }
 
 // ParseWindow reads a window such as 30s, 5m or 1h, from 10 s to 24 h.
@@ -208,7 +229,7 @@ func (d *Dashboard) ServiceMap(ctx context.Context, window time.Duration) (Map, 
 	}
 	for k, ds := range durs {
 		sort.Float64s(ds)
-		e := Edge{Caller: k.caller, Callee: k.callee, Calls: len(ds), Errors: errs[k],
+		e := Edge{Kind: EdgeInvoke, Caller: k.caller, Callee: k.callee, Calls: len(ds), Errors: errs[k],
 			P50Ms: quantile(ds, 0.5), P99Ms: quantile(ds, 0.99)}
 		e.PerSecond = float64(e.Calls) / window.Seconds()
 		e.ErrorRate = float64(e.Errors) / float64(e.Calls)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -306,21 +307,29 @@ func TestPage(t *testing.T) {
 			go func() { _ = chromedp.Run(ctx, page.HandleJavaScriptDialog(false)) }()
 		}
 	})
-	var shown string
+	// orders publishes to its pub/sub named hostile: the map draws the
+	// topic, whose name is markup, as a node.
+	ordersURL := sidecarURL(t, m, "orders")
+	post(t, ordersURL+"/v1.0/publish/"+url.PathEscape(hostile)+"/orders", `{"n":1}`, http.StatusNoContent)
+	var shown, topic string
 	err := chromedp.Run(ctx,
 		chromedp.Navigate(m.dash+"/"),
 		poll(`document.querySelector('#apps tr[data-app-id="orders"][data-health="healthy"]') !== null && `+
 			`document.querySelector('#apps tr[data-app-id="billing"][data-health="healthy"]') !== null && `+
 			`document.querySelector('#apps tr[data-app-id="locked"][data-metadata="token required"]') !== null && `+
 			`document.querySelectorAll('#subscriptions tbody tr').length === 1 && `+
-			`document.getElementById("map-section").hidden`), // no trace store, no map
+			`document.querySelector('#map g[data-topic] text') !== null && document.getElementById("traces-section").hidden`), // no trace store, no traces
 		chromedp.Evaluate(`[...document.querySelectorAll('#components tr[data-app-id="orders"]')].map(r => r.children[1].textContent).join("\n")`, &shown),
+		chromedp.Evaluate(`document.querySelector('#map g[data-topic] text').textContent`, &topic),
 	)
 	if err != nil {
 		t.Fatalf("loading the page: %v (page: %s)", err, pageText(ctx))
 	}
 	if !strings.Contains(shown, hostile) {
 		t.Errorf("orders' components shown as %q, want the name %q as text", shown, hostile)
+	}
+	if topic != hostile+"/orders" {
+		t.Errorf("the map's topic shown as %q, want %q as text", topic, hostile+"/orders")
 	}
 	var scripts, imgs int
 	if err := chromedp.Run(ctx,

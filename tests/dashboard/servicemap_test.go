@@ -93,7 +93,7 @@ func TestServiceMap(t *testing.T) {
 	var got edges
 	deadline := time.Now().Add(40 * time.Second)
 	for {
-		got = getMap(t, m.dash+"/api/map?window=5m")
+		got = getMap(t, m.dash+"/api/map?window=5m&source=traces")
 		if len(got.Edges) == 1 && got.Edges[0].Calls == 7 || time.Now().After(deadline) {
 			break
 		}
@@ -109,7 +109,12 @@ func TestServiceMap(t *testing.T) {
 	if want := 2.0 / 7; e.ErrorRate < want-1e-9 || e.ErrorRate > want+1e-9 {
 		t.Errorf("error rate %v, want %v", e.ErrorRate, want)
 	}
-	resp, err := http.Get(m.dash + "/api/map?window=1s")
+	// The map from the sidecars' metrics counts the same calls.
+	mm := awaitMap(t, m.dash, "5m", func(mm metricsMap) bool { e, _ := mm.edge("invoke", "front", "orders"); return e.Calls == 7 })
+	if e, _ := mm.edge("invoke", "front", "orders"); e.Errors != 2 || len(mm.Edges) != 1 {
+		t.Errorf("the metrics' map %+v: want one edge front→orders, 7 calls, 2 errors", mm)
+	}
+	resp, err := http.Get(m.dash + "/api/map?window=1s&source=traces")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +176,10 @@ func TestServiceMap(t *testing.T) {
 	ctx := browser(t, chromium)
 	err = chromedp.Run(ctx,
 		chromedp.Navigate(m.dash+"/"),
-		poll(`document.querySelector('#edges tr[data-caller="front"][data-callee="orders"][data-calls="7"][data-errors="2"]') !== null && `+
+		chromedp.SetValue("#map-source", "traces", chromedp.ByQuery),
+		chromedp.Evaluate(`document.getElementById("map-source").dispatchEvent(new Event("change")), true`, nil),
+		poll(`document.getElementById("map-note").textContent.includes("sampled client spans") && `+
+			`document.querySelector('#edges tr[data-caller="front"][data-callee="orders"][data-calls="7"][data-errors="2"]') !== null && `+
 			`document.querySelector('#map line.failing[data-caller="front"][data-callee="orders"]') !== null && `+
 			`document.querySelectorAll('#map g[data-app]').length === 2`),
 	)
@@ -184,7 +192,8 @@ func TestServiceMap(t *testing.T) {
 		chromedp.SetValue("#trace-status", "error", chromedp.ByQuery),
 		chromedp.Evaluate(`document.getElementById("trace-status").dispatchEvent(new Event("change")), true`, nil),
 		poll(`document.querySelectorAll('#traces tbody tr:not([data-errors="0"])').length === 2 && document.querySelectorAll('#traces tbody tr').length === 2`),
-		chromedp.Click(`#traces tbody tr`, chromedp.ByQuery),
+		// The list is redrawn every 2 s: click its first row in one step.
+		chromedp.Evaluate(`document.querySelector('#traces tbody tr').click(), true`, nil),
 		poll(`document.querySelectorAll('#waterfall-rows .span-row').length >= 3 && document.querySelector('#waterfall-rows .span-row.error') !== null`),
 	)
 	if err != nil {
@@ -209,18 +218,19 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-// TestServiceMapOff: without --jaeger-query, /api/map is a 404 naming the flag.
+// TestServiceMapOff: without --jaeger-query, the map from the trace store
+// is a 404 naming the flag.
 func TestServiceMapOff(t *testing.T) {
 	m := &mesh{t: t, registry: t.TempDir()}
 	m.startDashboard()
-	resp, err := http.Get(m.dash + "/api/map")
+	resp, err := http.Get(m.dash + "/api/map?source=traces")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(b), "--jaeger-query") {
-		t.Errorf("GET /api/map: %d %s; want 404 naming --jaeger-query", resp.StatusCode, b)
+		t.Errorf("GET /api/map?source=traces: %d %s; want 404 naming --jaeger-query", resp.StatusCode, b)
 	}
 }
 
