@@ -20,7 +20,7 @@ func run(ctx context.Context, o Options, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", o.Listen, err)
 	}
-	d := dashboard.New(dashboard.Config{RegistryDir: o.RegistryDir, Remote: o.AllowRemote, JaegerQuery: o.JaegerQuery})
+	d := dashboard.New(dashboard.Config{RegistryDir: o.RegistryDir, Remote: o.AllowRemote, JaegerQuery: o.JaegerQuery, ZipkinQuery: o.ZipkinQuery})
 	srv := &http.Server{
 		Handler:           d.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

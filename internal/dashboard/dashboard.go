@@ -10,7 +10,7 @@
 // window, from the growth of the sidecars' counters and histograms between
 // reads of their metrics kept in memory (metrics.go, scrape.go); or, with a
 // trace store, from the client spans of the window read through Jaeger's
-// query API (servicemap.go).
+// query API or Zipkin's v2 API (servicemap.go, tracestore.go).
 //
 // It reads, never writes: it stores nothing on disk, asks each sidecar only
 // on the loopback ports the sidecar registered and its metadata names, and
@@ -83,6 +83,9 @@ type Config struct {
 	// JaegerQuery is the base URL of Jaeger's query API the service map
 	// reads (such as http://127.0.0.1:16686); no map when empty.
 	JaegerQuery string
+	// ZipkinQuery is the base URL of Zipkin's v2 API (such as
+	// http://127.0.0.1:9411), read instead of JaegerQuery when set.
+	ZipkinQuery string
 }
 
 // Dashboard serves the page and its API.
@@ -104,6 +107,7 @@ func New(cfg Config) *Dashboard {
 	// An answer is read as is; a redirect would name another URL.
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cfg.JaegerQuery = strings.TrimSuffix(cfg.JaegerQuery, "/")
+	cfg.ZipkinQuery = strings.TrimSuffix(cfg.ZipkinQuery, "/")
 	return &Dashboard{cfg: cfg,
 		client:      &http.Client{Timeout: cfg.Timeout, CheckRedirect: noRedirect},
 		traceClient: &http.Client{Timeout: 20 * time.Second, CheckRedirect: noRedirect},

@@ -2,13 +2,9 @@ package dashboard
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"net/http"
-	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -146,18 +142,16 @@ func (s jaegerSpan) failed() bool {
 // ServiceMap reads the spans of the window from the trace store and
 // counts the hops between sidecars in them (jaegerSpan.hop).
 func (d *Dashboard) ServiceMap(ctx context.Context, window time.Duration) (Map, error) {
-	m := Map{Source: d.cfg.JaegerQuery, Window: window.String(), At: time.Now().UTC(), Edges: []Edge{}, window: window}
-	if d.cfg.JaegerQuery == "" {
+	m := Map{Source: d.storeBase(), Window: window.String(), At: time.Now().UTC(), Edges: []Edge{}, window: window}
+	if m.Source == "" {
 		return m, errNoTraceStore
 	}
-	var services struct {
-		Data []string `json:"data"`
-	}
-	if err := d.jaegerGet(ctx, "/api/services", nil, &services); err != nil {
+	services, err := d.services(ctx)
+	if err != nil {
 		return m, err
 	}
-	if len(services.Data) > maxServices {
-		services.Data, m.Capped = services.Data[:maxServices], true
+	if len(services) > maxServices {
+		services, m.Capped = services[:maxServices], true
 	}
 	end := m.At
 	start := end.Add(-window)
@@ -171,27 +165,13 @@ func (d *Dashboard) ServiceMap(ctx context.Context, window time.Duration) (Map, 
 		wg    sync.WaitGroup
 		sem   = make(chan struct{}, 4)
 	)
-	for _, svc := range services.Data {
+	for _, svc := range services {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			var body struct {
-				Data []struct {
-					Spans     []jaegerSpan `json:"spans"`
-					Processes map[string]struct {
-						ServiceName string `json:"serviceName"`
-					} `json:"processes"`
-				} `json:"data"`
-			}
-			q := url.Values{
-				"service": {svc},
-				"start":   {strconv.FormatInt(start.UnixMicro(), 10)},
-				"end":     {strconv.FormatInt(end.UnixMicro(), 10)},
-				"limit":   {strconv.Itoa(tracesPerService)},
-			}
-			err := d.jaegerGet(ctx, "/api/traces", q, &body)
+			traces, err := d.findTraces(ctx, traceFilter{service: svc, start: start, end: end, limit: tracesPerService})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -200,10 +180,10 @@ func (d *Dashboard) ServiceMap(ctx context.Context, window time.Duration) (Map, 
 				}
 				return
 			}
-			if len(body.Data) >= tracesPerService {
+			if len(traces) >= tracesPerService {
 				m.Capped = true
 			}
-			for _, tr := range body.Data {
+			for _, tr := range traces {
 				for _, s := range tr.Spans {
 					if !s.hop() {
 						continue
@@ -247,25 +227,4 @@ func quantile(sorted []float64, q float64) float64 {
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	i = max(0, min(i, len(sorted)-1))
 	return math.Round(sorted[i]*1000) / 1000
-}
-
-var errNoTraceStore = fmt.Errorf("no trace store: start the dashboard with --jaeger-query, the base URL of Jaeger's query API (such as http://127.0.0.1:16686)")
-
-// jaegerGet reads path?q of the configured query API into v.
-func (d *Dashboard) jaegerGet(ctx context.Context, path string, q url.Values, v any) error {
-	u := d.cfg.JaegerQuery + path
-	if q != nil {
-		u += "?" + q.Encode()
-	}
-	resp, body, err := d.getWith(ctx, d.traceClient, u, maxTraceBytes, nil)
-	if err != nil {
-		return fmt.Errorf("the trace store's query API at %s: %w", d.cfg.JaegerQuery, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("the trace store's query API at %s: GET %s answered %s", d.cfg.JaegerQuery, path, resp.Status)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("the trace store's query API at %s: GET %s: %w", d.cfg.JaegerQuery, path, err)
-	}
-	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 	"github.com/tandem-run/tandem/internal/testutil/toolbin"
+	"github.com/tandem-run/tandem/internal/testutil/zipkinstandin"
 )
 
 // edges is the part of GET /api/map the test reads.
@@ -32,29 +33,50 @@ type edges struct {
 	} `json:"edges"`
 }
 
-// TestServiceMap: with the sidecars tracing into Jaeger, GET /api/map has
-// one edge front→orders counting every call and every failed one, with
-// latencies; the page shows it (in Chromium where installed). Without a
-// trace store the map is a 404 naming the flag.
+// TestServiceMap: with the sidecars tracing into a trace store, Jaeger's
+// or a Zipkin's, GET /api/map?source=traces has one edge front→orders
+// counting every call and every failed one, with latencies; the traces
+// list and a trace's spans come from the same store; the page shows them
+// (in Chromium where installed). Without a trace store the map from
+// traces is a 404 naming the flag.
 func TestServiceMap(t *testing.T) {
-	jaeger := toolbin.Path(t, "jaeger")
+	t.Run("jaeger", func(t *testing.T) {
+		jaeger := toolbin.Path(t, "jaeger")
+		pt := proc.For(t)
+		zipkin, query := pt.FreePort(), pt.FreePort()
+		hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+		pt.Start("jaeger", jaeger, nil,
+			"--collector.zipkin.host-port="+hp(zipkin),
+			"--query.http-server.host-port="+hp(query),
+			"--query.grpc-server.host-port="+hp(pt.FreePort()),
+			"--collector.grpc-server.host-port="+hp(pt.FreePort()),
+			"--collector.http-server.host-port="+hp(pt.FreePort()),
+			"--collector.otlp.grpc.host-port="+hp(pt.FreePort()),
+			"--collector.otlp.http.host-port="+hp(pt.FreePort()),
+			"--admin.http.host-port="+hp(pt.FreePort()),
+		)
+		pt.WaitTCP(hp(zipkin), listenWait)
+		pt.WaitTCP(hp(query), listenWait)
+		testTraceStore(t, "http://"+hp(zipkin)+"/api/v2/spans", "--jaeger-query", "http://"+hp(query))
+	})
+	// Zipkin is a Java server that cannot be installed here, and Jaeger
+	// answers Zipkin's collector route but not its query routes: the
+	// store is a stand-in playing Zipkin's v2 API from its specification,
+	// holding the spans the real sidecars send it.
+	t.Run("zipkin stand-in", func(t *testing.T) {
+		z := zipkinstandin.Start()
+		t.Cleanup(z.Close)
+		testTraceStore(t, z.URL+"/api/v2/spans", "--zipkin-query", z.URL)
+	})
+}
+
+// testTraceStore runs front and orders tracing to the Zipkin collector
+// route collector, and the dashboard reading the store at query with flag.
+func testTraceStore(t *testing.T, collector, flag, query string) {
 	pt := proc.For(t)
-	zipkin, query := pt.FreePort(), pt.FreePort()
 	hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-	pt.Start("jaeger", jaeger, nil,
-		"--collector.zipkin.host-port="+hp(zipkin),
-		"--query.http-server.host-port="+hp(query),
-		"--query.grpc-server.host-port="+hp(pt.FreePort()),
-		"--collector.grpc-server.host-port="+hp(pt.FreePort()),
-		"--collector.http-server.host-port="+hp(pt.FreePort()),
-		"--collector.otlp.grpc.host-port="+hp(pt.FreePort()),
-		"--collector.otlp.http.host-port="+hp(pt.FreePort()),
-		"--admin.http.host-port="+hp(pt.FreePort()),
-	)
-	pt.WaitTCP(hp(zipkin), listenWait)
-	pt.WaitTCP(hp(query), listenWait)
 	conf := filepath.Join(t.TempDir(), "tracing.yaml")
-	if err := os.WriteFile(conf, resources.ZipkinYAML("tracing", "http://"+hp(zipkin)+"/api/v2/spans"), 0o644); err != nil {
+	if err := os.WriteFile(conf, resources.ZipkinYAML("tracing", collector), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -64,7 +86,7 @@ func TestServiceMap(t *testing.T) {
 	m.sidecar("front", 0, nil, "--config", conf)
 	port := pt.FreePort()
 	addr := hp(port)
-	pt.Start("dashboard", dashboardBin, nil, "--listen", addr, "--registry-dir", m.registry, "--jaeger-query", "http://"+hp(query))
+	pt.Start("dashboard", dashboardBin, nil, "--listen", addr, "--registry-dir", m.registry, flag, query)
 	pt.WaitTCP(addr, listenWait)
 	m.dash = "http://" + addr
 
