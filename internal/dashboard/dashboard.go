@@ -146,6 +146,10 @@ type App struct {
 	InUse          []Resource     `json:"inUse"`
 	Rejected       []Rejection    `json:"rejected"`
 	Ports          map[string]int `json:"ports,omitempty"`
+	// The sidecar's mutual TLS identity, from its extended metadata
+	// (mtlsSpiffeID, mtlsCertExpiry): none when mutual TLS is off.
+	SpiffeID   string     `json:"spiffeId,omitempty"`
+	CertExpiry *time.Time `json:"certExpiry,omitempty"`
 }
 
 // Component is a component a sidecar has loaded.
@@ -163,11 +167,13 @@ type Subscription struct {
 	Type            string `json:"type,omitempty"`
 }
 
-// Resource is a resource in force in a sidecar.
+// Resource is a resource in force in a sidecar: a Component, its
+// Configuration, a Resiliency; with the file it came from.
 type Resource struct {
 	Kind    string `json:"kind"`
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	Source  string `json:"source,omitempty"`
 }
 
 // Rejection is a change a sidecar refused, with its reason.
@@ -195,6 +201,7 @@ type metadata struct {
 		InUse    []Resource  `json:"inUse"`
 		Rejected []Rejection `json:"rejected"`
 	} `json:"resources"`
+	Extended map[string]string `json:"extended"`
 }
 
 // Handler serves the page at / and the API at GET /api/apps.
@@ -374,6 +381,10 @@ func (d *Dashboard) metadata(ctx context.Context, base string, a *App) (string, 
 	}
 	if m.Subscriptions != nil {
 		a.Subscriptions = m.Subscriptions
+	}
+	a.SpiffeID = m.Extended["mtlsSpiffeID"]
+	if t, err := time.Parse(time.RFC3339, m.Extended["mtlsCertExpiry"]); err == nil {
+		a.CertExpiry = &t
 	}
 	if m.Resources != nil {
 		if m.Resources.InUse != nil {

@@ -82,6 +82,11 @@ type apps struct {
 			Source string `json:"source"`
 			Error  string `json:"error"`
 		} `json:"rejected"`
+		InUse []struct {
+			Kind, Name, Version, Source string
+		} `json:"inUse"`
+		SpiffeID   string     `json:"spiffeId"`
+		CertExpiry *time.Time `json:"certExpiry"`
 	} `json:"apps"`
 }
 
@@ -189,7 +194,8 @@ func byID(a apps, id string) (int, bool) {
 }
 
 // startMesh starts the apps of the tests: "orders", whose sidecar has a
-// pub/sub component named hostile that the app subscribes to; "billing",
+// pub/sub component named hostile that the app subscribes to, a
+// Configuration "appconfig" and a Resiliency "calls"; "billing",
 // whose app is health-checked every second; and "locked", whose sidecar
 // requires an API token. Then the dashboard.
 func startMesh(t *testing.T) (*mesh, map[string]*proc.Proc) {
@@ -198,10 +204,18 @@ func startMesh(t *testing.T) (*mesh, map[string]*proc.Proc) {
 	if err := os.WriteFile(filepath.Join(res, "pubsub.yaml"), resources.PubSubYAML(strconv.Quote(hostile), "pubsub.in-memory"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	resiliency := "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {name: calls}\nspec:\n  policies:\n    timeouts: {quick: 2s}\n  targets:\n    apps:\n      billing: {timeout: quick}\n"
+	if err := os.WriteFile(filepath.Join(res, "resiliency.yaml"), []byte(resiliency), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "appconfig.yaml")
+	if err := os.WriteFile(conf, []byte("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: appconfig}\nspec: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	subs, _ := json.Marshal([]map[string]string{{"pubsubname": hostile, "topic": "orders", "route": "/events/orders"}})
 	procs := map[string]*proc.Proc{}
 	ordersPort, _ := m.app("orders app", "SUBSCRIBE="+string(subs))
-	procs["orders"] = m.sidecar("orders", ordersPort, nil, "--resources-path", res)
+	procs["orders"] = m.sidecar("orders", ordersPort, nil, "--resources-path", res, "--config", conf)
 	billingPort, billingApp := m.app("billing app")
 	procs["billing app"] = billingApp
 	procs["billing"] = m.sidecar("billing", billingPort, nil,
@@ -245,6 +259,24 @@ func TestAPI(t *testing.T) {
 	}
 	if orders.RuntimeVersion == "" {
 		t.Error("orders has no runtime version")
+	}
+	// Its mutual TLS identity, from the local CA, and the Configuration
+	// and Resiliency in force.
+	if orders.SpiffeID != "spiffe://public/ns/default/orders" || orders.CertExpiry == nil ||
+		!orders.CertExpiry.After(time.Now()) || orders.CertExpiry.After(time.Now().Add(25*time.Hour)) {
+		t.Errorf("orders' identity %q, certificate expiry %v; want spiffe://public/ns/default/orders, within the next 24 h", orders.SpiffeID, orders.CertExpiry)
+	}
+	var policies []string
+	for _, r := range orders.InUse {
+		if r.Kind == "Configuration" || r.Kind == "Resiliency" {
+			policies = append(policies, r.Kind+" "+r.Name)
+			if r.Version == "" || r.Source == "" {
+				t.Errorf("orders' %s %s: no version or file: %+v", r.Kind, r.Name, r)
+			}
+		}
+	}
+	if strings.Join(policies, ", ") != "Configuration appconfig, Resiliency calls" {
+		t.Errorf("orders' configurations and resiliency policies in force: %v; want Configuration appconfig, Resiliency calls", policies)
 	}
 	l, _ := byID(a, "locked")
 	if a.Apps[l].Health != "healthy" || len(a.Apps[l].Components) != 0 {
@@ -318,7 +350,10 @@ func TestPage(t *testing.T) {
 			`document.querySelector('#apps tr[data-app-id="billing"][data-health="healthy"]') !== null && `+
 			`document.querySelector('#apps tr[data-app-id="locked"][data-metadata="token required"]') !== null && `+
 			`document.querySelectorAll('#subscriptions tbody tr').length === 1 && `+
-			`document.querySelector('#map g[data-topic] text') !== null && document.getElementById("traces-section").hidden`), // no trace store, no traces
+			`document.querySelector('#map g[data-topic] text') !== null && document.getElementById("traces-section").hidden && `+ // no trace store, no traces
+			`document.querySelector('#apps tr[data-app-id="orders"][data-spiffe-id="spiffe://public/ns/default/orders"] td[data-expiry]') !== null && `+
+			`document.querySelector('#policies tr[data-app-id="orders"][data-kind="Resiliency"][data-name="calls"]') !== null && `+
+			`document.querySelector('#policies tr[data-app-id="orders"][data-kind="Configuration"][data-name="appconfig"]') !== null`),
 		chromedp.Evaluate(`[...document.querySelectorAll('#components tr[data-app-id="orders"]')].map(r => r.children[1].textContent).join("\n")`, &shown),
 		chromedp.Evaluate(`document.querySelector('#map g[data-topic] text').textContent`, &topic),
 	)

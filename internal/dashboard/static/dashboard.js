@@ -36,6 +36,19 @@ function ports(app) {
   return p.join(", ");
 }
 
+// expiry is a cell for a certificate's expiry: the time, and how long is
+// left; red when under an hour or past.
+function expiry(at) {
+  if (!at) return cell("");
+  const t = new Date(at);
+  const left = t.getTime() - Date.now();
+  const h = Math.floor(Math.abs(left) / 3600000), m = Math.floor((Math.abs(left) % 3600000) / 60000);
+  const c = cell(t.toLocaleString() + (left >= 0 ? " (in " : " (") + h + " h " + m + " min" + (left >= 0 ? ")" : " ago)"),
+    left < 3600000 ? "failing" : "");
+  c.dataset.expiry = at;
+  return c;
+}
+
 function apps(data) {
   return (data.apps || []).map(a => a.appId).sort();
 }
@@ -50,14 +63,22 @@ function render(data) {
   const c = body("components");
   const s = body("subscriptions");
   const r = body("rejected");
+  const pol = body("policies");
   for (const app of apps) {
     const health = cell(app.health, app.health);
     if (app.healthError) health.title = app.healthError;
     const md = cell(app.metadata === "ok" ? "ok" : app.metadata + (app.metadataError ? ": " + app.metadataError : ""),
       app.metadata === "ok" ? "" : "muted");
     const appCell = app.appPort ? (app.appProtocol || "http") + " " + app.appPort : "none";
-    row(a, [cell(app.appId), health, cell(app.runtimeVersion), cell(app.pid), cell(ports(app)), cell(appCell), md],
-      {appId: app.appId, health: app.health, metadata: app.metadata});
+    const id = cell(app.spiffeId || (app.metadata === "ok" ? "off" : ""), app.spiffeId ? "" : "muted");
+    row(a, [cell(app.appId), health, cell(app.runtimeVersion), cell(app.pid), cell(ports(app)), cell(appCell),
+      id, expiry(app.certExpiry), md],
+      {appId: app.appId, health: app.health, metadata: app.metadata, spiffeId: app.spiffeId || ""});
+    for (const res of app.inUse || []) {
+      if (res.kind !== "Configuration" && res.kind !== "Resiliency") continue;
+      row(pol, [cell(app.appId), cell(res.kind), cell(res.name), cell(res.version), cell(res.source)],
+        {appId: app.appId, kind: res.kind, name: res.name});
+    }
     for (const comp of app.components || []) {
       row(c, [cell(app.appId), cell(comp.name), cell(comp.type), cell(comp.version)], {appId: app.appId, name: comp.name});
     }
