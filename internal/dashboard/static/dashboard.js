@@ -139,6 +139,11 @@ function drawMap(edges) {
       e.perSecond + "/s, p50 " + e.p50Ms + " ms, p99 " + e.p99Ms + " ms";
     line.appendChild(title);
     map.appendChild(line);
+    // The rate (and error rate) by the arrow's middle.
+    const label = svg("text", {x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "text-anchor": "middle",
+      class: e.errors > 0 ? "rate failing" : "rate"});
+    label.textContent = e.perSecond.toFixed(2) + "/s" + (e.errors > 0 ? " " + (100 * e.errorRate).toFixed(0) + " % err" : "");
+    map.appendChild(label);
   }
   for (const n of names) {
     const [x, y] = pos.get(n);
