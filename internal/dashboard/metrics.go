@@ -16,15 +16,18 @@ import (
 // The metric families the map reads of a sidecar's metrics
 // (internal/telemetry, internal/subscribe).
 const (
-	mInvoke         = "tandem_invoke_requests_total"
-	mInvokeTime     = "tandem_invoke_request_duration_seconds"
-	mPublished      = "tandem_pubsub_published_total"
-	mPublishTime    = "tandem_pubsub_publish_duration_seconds"
-	mDelivered      = "tandem_pubsub_delivered_total"
-	mDeliveryTime   = "tandem_pubsub_delivery_duration_seconds"
-	maxMetricsBytes = 8 << 20
-	maxSeries       = 20000
+	mInvoke       = "tandem_invoke_requests_total"
+	mInvokeTime   = "tandem_invoke_request_duration_seconds"
+	mPublished    = "tandem_pubsub_published_total"
+	mPublishTime  = "tandem_pubsub_publish_duration_seconds"
+	mDelivered    = "tandem_pubsub_delivered_total"
+	mDeliveryTime = "tandem_pubsub_delivery_duration_seconds"
+	maxSeries     = 20000
 )
+
+// maxMetricsBytes bounds what is read of one sidecar's metrics (a variable
+// for tests).
+var maxMetricsBytes int64 = 8 << 20
 
 // The kinds of a map edge.
 const (

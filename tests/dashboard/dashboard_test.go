@@ -283,6 +283,17 @@ func TestAPI(t *testing.T) {
 		t.Errorf("locked: %+v; want healthy (the health route needs no token), no metadata read", a.Apps[l])
 	}
 
+	// The map reads every sidecar's metrics but locked's, which does not
+	// tell its metrics port without a token, and says so.
+	var mm struct {
+		Sidecars int
+		Unread   []struct{ AppID, Error string }
+	}
+	getJSON(t, m.dash+"/api/map?window=1m", &mm)
+	if mm.Sidecars != 2 || len(mm.Unread) != 1 || mm.Unread[0].AppID != "locked" || !strings.Contains(mm.Unread[0].Error, "API token") {
+		t.Errorf("the map read %d sidecars, not %+v; want orders and billing read, locked not for want of a token", mm.Sidecars, mm.Unread)
+	}
+
 	// A change the sidecar refuses shows with its reason.
 	bad := []byte("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: broken\nspec:\n  type: state.nosuch\n  version: v1\n")
 	if err := os.WriteFile(filepath.Join(m.resDir, "broken.yaml"), bad, 0o644); err != nil {
