@@ -204,7 +204,9 @@ func (d *Dashboard) MetricsMap(ctx context.Context, window time.Duration) Map {
 	stale := time.Since(s.last) > fresh
 	s.mu.Unlock()
 	if stale {
-		d.scrapeAll(ctx)
+		// The round outlives a request that goes away (each read is
+		// bounded by Config.Timeout): its reads are kept for the next.
+		d.scrapeAll(context.WithoutCancel(ctx))
 	}
 	return s.mapAt(time.Now().UTC(), window)
 }
