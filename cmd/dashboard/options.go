@@ -25,6 +25,9 @@ type Options struct {
 	// JaegerQuery is the base URL of Jaeger's query API, for the service
 	// map; "" for none.
 	JaegerQuery string
+	// ZipkinQuery is the base URL of Zipkin's v2 API, for the same; at
+	// most one of the two.
+	ZipkinQuery string
 }
 
 // defaultListen is where the dashboard is served unless --listen says.
@@ -40,7 +43,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.Listen, "listen", defaultListen, "the address to serve the page on (host:port; loopback unless --allow-remote)")
 	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a --listen address other than loopback, and requests for any host name; the page shows what every sidecar reports to whoever reaches it")
 	fs.StringVar(&o.RegistryDir, "registry-dir", "", "the standalone registry folder the sidecars register in (default $TANDEM_REGISTRY_DIR, else <user cache dir>/tandem/registry)")
-	fs.StringVar(&o.JaegerQuery, "jaeger-query", "", "the base URL of Jaeger's query API the service map reads, such as http://127.0.0.1:16686 (default: no service map)")
+	fs.StringVar(&o.JaegerQuery, "jaeger-query", "", "the base URL of Jaeger's query API the traces are read from, such as http://127.0.0.1:16686 (default: no traces)")
+	fs.StringVar(&o.ZipkinQuery, "zipkin-query", "", "the base URL of Zipkin's v2 API the traces are read from, such as http://127.0.0.1:9411 (instead of --jaeger-query)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			fs.SetOutput(os.Stdout)
@@ -57,11 +61,14 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	if err := checkListen(o.Listen, o.AllowRemote); err != nil {
 		return o, err
 	}
-	if o.JaegerQuery != "" {
-		u, err := url.Parse(o.JaegerQuery)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return o, fmt.Errorf("--jaeger-query %q: want the base URL of Jaeger's query API, http(s)://host:port with no query or credentials, such as http://127.0.0.1:16686", o.JaegerQuery)
-		}
+	if o.JaegerQuery != "" && o.ZipkinQuery != "" {
+		return o, fmt.Errorf("--jaeger-query and --zipkin-query: give one trace store, not both")
+	}
+	if err := checkBaseURL("--jaeger-query", "Jaeger's query API", o.JaegerQuery, "http://127.0.0.1:16686"); err != nil {
+		return o, err
+	}
+	if err := checkBaseURL("--zipkin-query", "Zipkin's v2 API", o.ZipkinQuery, "http://127.0.0.1:9411"); err != nil {
+		return o, err
 	}
 	if o.RegistryDir == "" {
 		dir, err := defaultRegistry(getenv)
@@ -71,6 +78,19 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		o.RegistryDir = dir
 	}
 	return o, nil
+}
+
+// checkBaseURL refuses a trace store's URL that is not http(s)://host[:port][/path]
+// without a query or credentials; "" is none.
+func checkBaseURL(flag, what, s, example string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%s %q: want the base URL of %s, http(s)://host:port with no query or credentials, such as %s", flag, s, what, example)
+	}
+	return nil
 }
 
 // checkListen refuses an address that is not host:port with a port in

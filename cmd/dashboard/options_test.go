@@ -33,6 +33,9 @@ func TestParseOptions(t *testing.T) {
 		{name: "jaeger not a URL", args: []string{"--jaeger-query", "127.0.0.1:16686"}, getenv: home, wantErr: "want the base URL of Jaeger's query API"},
 		{name: "jaeger with a query", args: []string{"--jaeger-query", "http://j:16686/?x=1"}, getenv: home, wantErr: "want the base URL"},
 		{name: "jaeger with credentials", args: []string{"--jaeger-query", "http://u:p@j:16686"}, getenv: home, wantErr: "want the base URL"},
+		{name: "zipkin", args: []string{"--zipkin-query", "http://127.0.0.1:9411/"}, getenv: home, want: Options{Listen: "127.0.0.1:8081", RegistryDir: "/home/u/.cache/tandem/registry", ZipkinQuery: "http://127.0.0.1:9411/"}},
+		{name: "zipkin not a URL", args: []string{"--zipkin-query", "zipkin:9411"}, getenv: home, wantErr: "want the base URL of Zipkin's v2 API"},
+		{name: "both trace stores", args: []string{"--zipkin-query", "http://z:9411", "--jaeger-query", "http://j:16686"}, getenv: home, wantErr: "give one trace store, not both"},
 		{name: "no registry", getenv: env(nil), wantErr: "no registry folder"},
 	}
 	for _, c := range cases {

@@ -12,14 +12,15 @@ import (
 	"github.com/tandem-run/tandem/internal/dashboard"
 )
 
-// run serves the dashboard until ctx ends, then stops within 5 s. It
-// prints the URL it serves once it listens.
+// run serves the dashboard, and reads the sidecars' metrics for its map,
+// until ctx ends, then stops within 5 s. It prints the URL it serves once
+// it listens.
 func run(ctx context.Context, o Options, out io.Writer) error {
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", o.Listen, err)
 	}
-	d := dashboard.New(dashboard.Config{RegistryDir: o.RegistryDir, Remote: o.AllowRemote, JaegerQuery: o.JaegerQuery})
+	d := dashboard.New(dashboard.Config{RegistryDir: o.RegistryDir, Remote: o.AllowRemote, JaegerQuery: o.JaegerQuery, ZipkinQuery: o.ZipkinQuery})
 	srv := &http.Server{
 		Handler:           d.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -28,6 +29,7 @@ func run(ctx context.Context, o Options, out io.Writer) error {
 	fmt.Fprintf(out, "dashboard: http://%s/ (registry %s)\n", ln.Addr(), o.RegistryDir)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	go func() { _ = d.Run(ctx) }() // reads the sidecars' metrics until ctx ends
 	select {
 	case err := <-errc:
 		return err

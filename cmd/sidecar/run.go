@@ -250,6 +250,12 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 		Metadata: func() api.Metadata {
 			m := metadata(o, s.ports, s.state, s.pubsub, s.mw, s.sub, extended.All())
 			m.Resources = s.reload.Status()
+			if s.ident != nil {
+				m.Extended[api.MTLSSpiffeIDKey] = s.ident.ID().String()
+				if t := s.ident.NotAfter(); !t.IsZero() {
+					m.Extended[api.MTLSCertExpiryKey] = t.UTC().Format(time.RFC3339)
+				}
+			}
 			return m
 		},
 

@@ -25,6 +25,15 @@ const (
 // set.
 const RuntimeVersionKey = "daprRuntimeVersion"
 
+// The keys of extended metadata the sidecar fills with its workload
+// identity when mutual TLS is on, and that cannot be set: its SPIFFE ID,
+// and when its current certificate expires (RFC 3339, UTC). Neither is a
+// secret: the ID is in every certificate the sidecar presents.
+const (
+	MTLSSpiffeIDKey   = "mtlsSpiffeID"
+	MTLSCertExpiryKey = "mtlsCertExpiry"
+)
+
 // Extended is the sidecar's extended metadata (Dapr's): keys and string
 // values that apps and the Dapr CLI set, shown under "extended". A set
 // replaces the key's value. It is bounded: at most MaxExtendedKeys keys of
@@ -80,6 +89,8 @@ func checkKey(key string) error {
 		return bad("metadata key %q has a control character", key)
 	case key == RuntimeVersionKey:
 		return bad("metadata key %q is the sidecar's own (its version) and cannot be set", key)
+	case key == MTLSSpiffeIDKey || key == MTLSCertExpiryKey:
+		return bad("metadata key %q is the sidecar's own (its mutual TLS identity) and cannot be set", key)
 	}
 	return nil
 }

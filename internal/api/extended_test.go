@@ -25,6 +25,8 @@ func TestExtendedBounds(t *testing.T) {
 		{"value not UTF-8", "k", "v\xff", 400, "UTF-8"},
 		{"key with a control character", "k\x00", "v", 400, "control character"},
 		{"the runtime's version", RuntimeVersionKey, "9.9.9", 400, "cannot be set"},
+		{"the mTLS identity", MTLSSpiffeIDKey, "spiffe://public/ns/default/other", 400, "cannot be set"},
+		{"the certificate's expiry", MTLSCertExpiryKey, "2099-01-01T00:00:00Z", 400, "cannot be set"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var e Extended

@@ -5,12 +5,16 @@
 // /v1.0/metadata: version, components, subscriptions, the resources in use
 // and the changes it refused).
 //
-// With a trace store, it also draws the service map: one edge per
-// caller→callee with its rate, error rate and latencies, from the client
-// spans of a window read through Jaeger's query API (servicemap.go).
+// It draws the service map: one edge per caller→callee (and publisher →
+// topic → subscriber) with its rate, error rate and latencies over a
+// window, from the growth of the sidecars' counters and histograms between
+// reads of their metrics kept in memory (metrics.go, scrape.go); or, with a
+// trace store, from the client spans of the window read through Jaeger's
+// query API or Zipkin's v2 API (servicemap.go, tracestore.go).
 //
-// It reads, never writes: it stores nothing, asks each sidecar only on the
-// loopback port the sidecar registered and the trace store only at the URL
+// It reads, never writes: it stores nothing on disk, asks each sidecar only
+// on the loopback ports the sidecar registered and its metadata names, and
+// the trace store only at the URL
 // it was started with, and no route takes an address or a URL from the
 // request. It reads no API token: a sidecar that requires one
 // is shown as "token required". The page is plain HTML, CSS and JavaScript
@@ -79,6 +83,9 @@ type Config struct {
 	// JaegerQuery is the base URL of Jaeger's query API the service map
 	// reads (such as http://127.0.0.1:16686); no map when empty.
 	JaegerQuery string
+	// ZipkinQuery is the base URL of Zipkin's v2 API (such as
+	// http://127.0.0.1:9411), read instead of JaegerQuery when set.
+	ZipkinQuery string
 }
 
 // Dashboard serves the page and its API.
@@ -86,6 +93,7 @@ type Dashboard struct {
 	cfg         Config
 	client      *http.Client
 	traceClient *http.Client // the trace store's: a longer bound
+	scrapes     scraper
 }
 
 // New returns a dashboard over cfg.
@@ -99,9 +107,11 @@ func New(cfg Config) *Dashboard {
 	// An answer is read as is; a redirect would name another URL.
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cfg.JaegerQuery = strings.TrimSuffix(cfg.JaegerQuery, "/")
+	cfg.ZipkinQuery = strings.TrimSuffix(cfg.ZipkinQuery, "/")
 	return &Dashboard{cfg: cfg,
 		client:      &http.Client{Timeout: cfg.Timeout, CheckRedirect: noRedirect},
 		traceClient: &http.Client{Timeout: 20 * time.Second, CheckRedirect: noRedirect},
+		scrapes:     scraper{rings: map[sidecarKey]*ring{}},
 	}
 }
 
@@ -136,6 +146,10 @@ type App struct {
 	InUse          []Resource     `json:"inUse"`
 	Rejected       []Rejection    `json:"rejected"`
 	Ports          map[string]int `json:"ports,omitempty"`
+	// The sidecar's mutual TLS identity, from its extended metadata
+	// (mtlsSpiffeID, mtlsCertExpiry): none when mutual TLS is off.
+	SpiffeID   string     `json:"spiffeId,omitempty"`
+	CertExpiry *time.Time `json:"certExpiry,omitempty"`
 }
 
 // Component is a component a sidecar has loaded.
@@ -153,11 +167,13 @@ type Subscription struct {
 	Type            string `json:"type,omitempty"`
 }
 
-// Resource is a resource in force in a sidecar.
+// Resource is a resource in force in a sidecar: a Component, its
+// Configuration, a Resiliency; with the file it came from.
 type Resource struct {
 	Kind    string `json:"kind"`
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	Source  string `json:"source,omitempty"`
 }
 
 // Rejection is a change a sidecar refused, with its reason.
@@ -185,6 +201,7 @@ type metadata struct {
 		InUse    []Resource  `json:"inUse"`
 		Rejected []Rejection `json:"rejected"`
 	} `json:"resources"`
+	Extended map[string]string `json:"extended"`
 }
 
 // Handler serves the page at / and the API at GET /api/apps.
@@ -208,8 +225,19 @@ func (d *Dashboard) Handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		m, err := d.ServiceMap(r.Context(), window)
-		writeTraceAnswer(w, m, err)
+		switch src := r.URL.Query().Get("source"); src {
+		case "", "metrics":
+			if window > MaxMetricsWindow {
+				http.Error(w, fmt.Sprintf("window %s: the sidecars' metrics are kept for %s at most (?source=traces reads the trace store)", window, MaxMetricsWindow), http.StatusBadRequest)
+				return
+			}
+			writeTraceAnswer(w, d.MetricsMap(r.Context(), window), nil)
+		case "traces":
+			m, err := d.ServiceMap(r.Context(), window)
+			writeTraceAnswer(w, m, err)
+		default:
+			http.Error(w, fmt.Sprintf("source %q: want metrics (the default) or traces", src), http.StatusBadRequest)
+		}
 	})
 	mux.HandleFunc("GET /api/traces", func(w http.ResponseWriter, r *http.Request) {
 		q, err := ParseTraceQuery(r.URL.Query())
@@ -353,6 +381,10 @@ func (d *Dashboard) metadata(ctx context.Context, base string, a *App) (string, 
 	}
 	if m.Subscriptions != nil {
 		a.Subscriptions = m.Subscriptions
+	}
+	a.SpiffeID = m.Extended["mtlsSpiffeID"]
+	if t, err := time.Parse(time.RFC3339, m.Extended["mtlsCertExpiry"]); err == nil {
+		a.CertExpiry = &t
 	}
 	if m.Resources != nil {
 		if m.Resources.InUse != nil {

@@ -2,13 +2,9 @@ package dashboard
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"net/http"
-	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,29 +25,50 @@ const (
 	maxTraceBytes    = 64 << 20
 )
 
-// Map is what GET /api/map answers: one edge per caller→callee seen in the
-// spans of the window.
+// Map is what GET /api/map answers: one edge per caller→callee of the
+// window, from the sidecars' metrics (MetricsMap), or from the spans in the
+// trace store (ServiceMap, ?source=traces).
 type Map struct {
-	Source string        `json:"source"` // the trace store's query API, as configured
-	Window string        `json:"window"`
-	At     time.Time     `json:"at"`
-	Edges  []Edge        `json:"edges"`
-	Spans  int           `json:"spans"`            // the spans read
-	Capped bool          `json:"capped,omitempty"` // a service had more traces than were read
-	window time.Duration // parsed
+	Source string    `json:"source"` // "metrics", or the trace store's query API as configured
+	Window string    `json:"window"`
+	At     time.Time `json:"at"`
+	Edges  []Edge    `json:"edges"`
+	Spans  int       `json:"spans,omitempty"`  // the spans read
+	Capped bool      `json:"capped,omitempty"` // a service had more traces than were read
+	// Sidecars is the number of sidecars whose metrics were read; Unread
+	// those that could not be, with why.
+	Sidecars int           `json:"sidecars,omitempty"`
+	Unread   []Unread      `json:"unread,omitempty"`
+	window   time.Duration // parsed
 }
 
-// Edge is the calls of one app to another in the window, from the caller's
-// client spans: spans are sampled, so Calls counts sampled calls.
+// Unread is a sidecar whose metrics the map could not read.
+type Unread struct {
+	AppID string `json:"appId"`
+	PID   int    `json:"pid"`
+	Error string `json:"error"`
+}
+
+// Edge is the calls of one app to another in the window (Kind invoke), an
+// app's publishes to a topic (publish: Callee is <pubsub>/<topic>) or a
+// topic's deliveries to an app (deliver: Caller is <pubsub>/<topic>).
+// From the sidecars' metrics it counts every call; from the caller's
+// client spans, the sampled ones.
 type Edge struct {
+	Kind      string  `json:"kind"`
 	Caller    string  `json:"caller"`
 	Callee    string  `json:"callee"`
+	Pubsub    string  `json:"pubsub,omitempty"`
+	Topic     string  `json:"topic,omitempty"`
 	Calls     int     `json:"calls"`
 	Errors    int     `json:"errors"`
-	PerSecond float64 `json:"perSecond"` // Calls over the window
+	PerSecond float64 `json:"perSecond"` // calls a second
 	ErrorRate float64 `json:"errorRate"` // Errors / Calls
 	P50Ms     float64 `json:"p50Ms"`
 	P99Ms     float64 `json:"p99Ms"`
+	// Seconds is the time the metrics counted cover, when less than the
+	// window: a sidecar read for a shorter time than the window.
+	Seconds float64 `json:"seconds,omitempty"`
 }
 
 // ParseWindow reads a window such as 30s, 5m or 1h, from 10 s to 24 h.
@@ -125,18 +142,16 @@ func (s jaegerSpan) failed() bool {
 // ServiceMap reads the spans of the window from the trace store and
 // counts the hops between sidecars in them (jaegerSpan.hop).
 func (d *Dashboard) ServiceMap(ctx context.Context, window time.Duration) (Map, error) {
-	m := Map{Source: d.cfg.JaegerQuery, Window: window.String(), At: time.Now().UTC(), Edges: []Edge{}, window: window}
-	if d.cfg.JaegerQuery == "" {
+	m := Map{Source: d.storeBase(), Window: window.String(), At: time.Now().UTC(), Edges: []Edge{}, window: window}
+	if m.Source == "" {
 		return m, errNoTraceStore
 	}
-	var services struct {
-		Data []string `json:"data"`
-	}
-	if err := d.jaegerGet(ctx, "/api/services", nil, &services); err != nil {
+	services, err := d.services(ctx)
+	if err != nil {
 		return m, err
 	}
-	if len(services.Data) > maxServices {
-		services.Data, m.Capped = services.Data[:maxServices], true
+	if len(services) > maxServices {
+		services, m.Capped = services[:maxServices], true
 	}
 	end := m.At
 	start := end.Add(-window)
@@ -150,27 +165,13 @@ func (d *Dashboard) ServiceMap(ctx context.Context, window time.Duration) (Map, 
 		wg    sync.WaitGroup
 		sem   = make(chan struct{}, 4)
 	)
-	for _, svc := range services.Data {
+	for _, svc := range services {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			var body struct {
-				Data []struct {
-					Spans     []jaegerSpan `json:"spans"`
-					Processes map[string]struct {
-						ServiceName string `json:"serviceName"`
-					} `json:"processes"`
-				} `json:"data"`
-			}
-			q := url.Values{
-				"service": {svc},
-				"start":   {strconv.FormatInt(start.UnixMicro(), 10)},
-				"end":     {strconv.FormatInt(end.UnixMicro(), 10)},
-				"limit":   {strconv.Itoa(tracesPerService)},
-			}
-			err := d.jaegerGet(ctx, "/api/traces", q, &body)
+			traces, err := d.findTraces(ctx, traceFilter{service: svc, start: start, end: end, limit: tracesPerService})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -179,10 +180,10 @@ func (d *Dashboard) ServiceMap(ctx context.Context, window time.Duration) (Map, 
 				}
 				return
 			}
-			if len(body.Data) >= tracesPerService {
+			if len(traces) >= tracesPerService {
 				m.Capped = true
 			}
-			for _, tr := range body.Data {
+			for _, tr := range traces {
 				for _, s := range tr.Spans {
 					if !s.hop() {
 						continue
@@ -208,7 +209,7 @@ func (d *Dashboard) ServiceMap(ctx context.Context, window time.Duration) (Map, 
 	}
 	for k, ds := range durs {
 		sort.Float64s(ds)
-		e := Edge{Caller: k.caller, Callee: k.callee, Calls: len(ds), Errors: errs[k],
+		e := Edge{Kind: EdgeInvoke, Caller: k.caller, Callee: k.callee, Calls: len(ds), Errors: errs[k],
 			P50Ms: quantile(ds, 0.5), P99Ms: quantile(ds, 0.99)}
 		e.PerSecond = float64(e.Calls) / window.Seconds()
 		e.ErrorRate = float64(e.Errors) / float64(e.Calls)
@@ -226,25 +227,4 @@ func quantile(sorted []float64, q float64) float64 {
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	i = max(0, min(i, len(sorted)-1))
 	return math.Round(sorted[i]*1000) / 1000
-}
-
-var errNoTraceStore = fmt.Errorf("no trace store: start the dashboard with --jaeger-query, the base URL of Jaeger's query API (such as http://127.0.0.1:16686)")
-
-// jaegerGet reads path?q of the configured query API into v.
-func (d *Dashboard) jaegerGet(ctx context.Context, path string, q url.Values, v any) error {
-	u := d.cfg.JaegerQuery + path
-	if q != nil {
-		u += "?" + q.Encode()
-	}
-	resp, body, err := d.getWith(ctx, d.traceClient, u, maxTraceBytes, nil)
-	if err != nil {
-		return fmt.Errorf("the trace store's query API at %s: %w", d.cfg.JaegerQuery, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("the trace store's query API at %s: GET %s answered %s", d.cfg.JaegerQuery, path, resp.Status)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("the trace store's query API at %s: GET %s: %w", d.cfg.JaegerQuery, path, err)
-	}
-	return nil
 }

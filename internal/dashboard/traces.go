@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/tandem-run/tandem/pkg/resolver"
@@ -90,30 +89,17 @@ type jaegerTrace struct {
 
 // Traces lists the latest traces of q.App in the window, newest first.
 func (d *Dashboard) Traces(ctx context.Context, q TraceQuery) ([]TraceSummary, error) {
-	if d.cfg.JaegerQuery == "" {
+	if d.storeBase() == "" {
 		return nil, errNoTraceStore
 	}
 	end := time.Now()
-	v := url.Values{
-		"service": {q.App},
-		"start":   {strconv.FormatInt(end.Add(-q.Window).UnixMicro(), 10)},
-		"end":     {strconv.FormatInt(end.UnixMicro(), 10)},
-		"limit":   {strconv.Itoa(maxTraceList)},
-	}
-	if q.Errors {
-		v.Set("tags", `{"error":"true"}`)
-	}
-	if q.MinDuration > 0 {
-		v.Set("minDuration", q.MinDuration.String())
-	}
-	var body struct {
-		Data []jaegerTrace `json:"data"`
-	}
-	if err := d.jaegerGet(ctx, "/api/traces", v, &body); err != nil {
+	traces, err := d.findTraces(ctx, traceFilter{service: q.App, start: end.Add(-q.Window), end: end, limit: maxTraceList,
+		errors: q.Errors, minDuration: q.MinDuration})
+	if err != nil {
 		return nil, err
 	}
 	out := []TraceSummary{}
-	for _, tr := range body.Data {
+	for _, tr := range traces {
 		if len(tr.Spans) == 0 {
 			continue
 		}
@@ -152,25 +138,23 @@ var traceID = regexp.MustCompile(`^([0-9a-f]{16}|[0-9a-f]{32})$`)
 
 // Trace returns the spans of trace id in start order, for its waterfall.
 func (d *Dashboard) Trace(ctx context.Context, id string) ([]TraceSpan, error) {
-	if d.cfg.JaegerQuery == "" {
+	if d.storeBase() == "" {
 		return nil, errNoTraceStore
 	}
-	var body struct {
-		Data []jaegerTrace `json:"data"`
-	}
-	if err := d.jaegerGet(ctx, "/api/traces/"+id, nil, &body); err != nil {
+	traces, err := d.readTrace(ctx, id)
+	if err != nil {
 		return nil, err
 	}
 	out := []TraceSpan{}
 	var start int64
-	for _, tr := range body.Data {
+	for _, tr := range traces {
 		for _, sp := range tr.Spans {
 			if start == 0 || sp.StartTime < start {
 				start = sp.StartTime
 			}
 		}
 	}
-	for _, tr := range body.Data {
+	for _, tr := range traces {
 		for _, sp := range tr.Spans {
 			ts := TraceSpan{SpanID: sp.SpanID, ParentID: sp.parent(), Service: tr.Processes[sp.ProcessID].ServiceName,
 				Operation: sp.Operation, OffsetMs: float64(sp.StartTime-start) / 1000, DurationMs: float64(sp.Duration) / 1000,

@@ -84,3 +84,22 @@ func TestReadsUnsampled(t *testing.T) {
 		}
 	}
 }
+
+// TestFromZipkin: a Zipkin v2 span reads as the Jaeger span the map and
+// the lists are written for: its kind, its remote service as peer.service,
+// its parent, its error tag and its service.
+func TestFromZipkin(t *testing.T) {
+	tr := fromZipkin([]zipkinSpan{{
+		TraceID: "463ac35c9f6413ad48485a3953bb6124", ID: "a2fb4a1d1a96d312", ParentID: "0020000000000001",
+		Name: "calllocal/orders/echo", Kind: "CLIENT", Timestamp: 1700000000000000, Duration: 1500,
+		LocalEndpoint: &zipkinEndpoint{"front"}, RemoteEndpoint: &zipkinEndpoint{"orders"},
+		Tags: map[string]string{"error": "500"},
+	}})
+	s := tr.Spans[0]
+	if !s.hop() || !s.failed() || s.parent() != "0020000000000001" || tr.Processes[s.ProcessID].ServiceName != "front" {
+		t.Fatalf("span %+v (processes %v): want a failed hop of front, child of 0020000000000001", s, tr.Processes)
+	}
+	if peer, _ := s.tag("peer.service"); peer != "orders" {
+		t.Errorf("peer.service %q, want orders from the remote endpoint", peer)
+	}
+}

@@ -124,6 +124,14 @@ func (s *Source) ID() ID { return s.cfg.ID }
 // peers see the renewed certificate.
 func (s *Source) Generation() uint64 { return s.gen.Load() }
 
+// NotAfter is when the current certificate expires; zero before the first.
+func (s *Source) NotAfter() time.Time {
+	if c := s.cert.Load(); c != nil && c.Leaf != nil {
+		return c.Leaf.NotAfter
+	}
+	return time.Time{}
+}
+
 // Ready reports whether the source holds a certificate that is valid now.
 func (s *Source) Ready() bool {
 	c := s.cert.Load()

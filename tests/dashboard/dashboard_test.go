@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,6 +82,11 @@ type apps struct {
 			Source string `json:"source"`
 			Error  string `json:"error"`
 		} `json:"rejected"`
+		InUse []struct {
+			Kind, Name, Version, Source string
+		} `json:"inUse"`
+		SpiffeID   string     `json:"spiffeId"`
+		CertExpiry *time.Time `json:"certExpiry"`
 	} `json:"apps"`
 }
 
@@ -188,7 +194,8 @@ func byID(a apps, id string) (int, bool) {
 }
 
 // startMesh starts the apps of the tests: "orders", whose sidecar has a
-// pub/sub component named hostile that the app subscribes to; "billing",
+// pub/sub component named hostile that the app subscribes to, a
+// Configuration "appconfig" and a Resiliency "calls"; "billing",
 // whose app is health-checked every second; and "locked", whose sidecar
 // requires an API token. Then the dashboard.
 func startMesh(t *testing.T) (*mesh, map[string]*proc.Proc) {
@@ -197,10 +204,18 @@ func startMesh(t *testing.T) (*mesh, map[string]*proc.Proc) {
 	if err := os.WriteFile(filepath.Join(res, "pubsub.yaml"), resources.PubSubYAML(strconv.Quote(hostile), "pubsub.in-memory"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	resiliency := "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {name: calls}\nspec:\n  policies:\n    timeouts: {quick: 2s}\n  targets:\n    apps:\n      billing: {timeout: quick}\n"
+	if err := os.WriteFile(filepath.Join(res, "resiliency.yaml"), []byte(resiliency), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "appconfig.yaml")
+	if err := os.WriteFile(conf, []byte("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: appconfig}\nspec: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	subs, _ := json.Marshal([]map[string]string{{"pubsubname": hostile, "topic": "orders", "route": "/events/orders"}})
 	procs := map[string]*proc.Proc{}
 	ordersPort, _ := m.app("orders app", "SUBSCRIBE="+string(subs))
-	procs["orders"] = m.sidecar("orders", ordersPort, nil, "--resources-path", res)
+	procs["orders"] = m.sidecar("orders", ordersPort, nil, "--resources-path", res, "--config", conf)
 	billingPort, billingApp := m.app("billing app")
 	procs["billing app"] = billingApp
 	procs["billing"] = m.sidecar("billing", billingPort, nil,
@@ -245,9 +260,38 @@ func TestAPI(t *testing.T) {
 	if orders.RuntimeVersion == "" {
 		t.Error("orders has no runtime version")
 	}
+	// Its mutual TLS identity, from the local CA, and the Configuration
+	// and Resiliency in force.
+	if orders.SpiffeID != "spiffe://public/ns/default/orders" || orders.CertExpiry == nil ||
+		!orders.CertExpiry.After(time.Now()) || orders.CertExpiry.After(time.Now().Add(25*time.Hour)) {
+		t.Errorf("orders' identity %q, certificate expiry %v; want spiffe://public/ns/default/orders, within the next 24 h", orders.SpiffeID, orders.CertExpiry)
+	}
+	var policies []string
+	for _, r := range orders.InUse {
+		if r.Kind == "Configuration" || r.Kind == "Resiliency" {
+			policies = append(policies, r.Kind+" "+r.Name)
+			if r.Version == "" || r.Source == "" {
+				t.Errorf("orders' %s %s: no version or file: %+v", r.Kind, r.Name, r)
+			}
+		}
+	}
+	if strings.Join(policies, ", ") != "Configuration appconfig, Resiliency calls" {
+		t.Errorf("orders' configurations and resiliency policies in force: %v; want Configuration appconfig, Resiliency calls", policies)
+	}
 	l, _ := byID(a, "locked")
 	if a.Apps[l].Health != "healthy" || len(a.Apps[l].Components) != 0 {
 		t.Errorf("locked: %+v; want healthy (the health route needs no token), no metadata read", a.Apps[l])
+	}
+
+	// The map reads every sidecar's metrics but locked's, which does not
+	// tell its metrics port without a token, and says so.
+	var mm struct {
+		Sidecars int
+		Unread   []struct{ AppID, Error string }
+	}
+	getJSON(t, m.dash+"/api/map?window=1m", &mm)
+	if mm.Sidecars != 2 || len(mm.Unread) != 1 || mm.Unread[0].AppID != "locked" || !strings.Contains(mm.Unread[0].Error, "API token") {
+		t.Errorf("the map read %d sidecars, not %+v; want orders and billing read, locked not for want of a token", mm.Sidecars, mm.Unread)
 	}
 
 	// A change the sidecar refuses shows with its reason.
@@ -306,21 +350,32 @@ func TestPage(t *testing.T) {
 			go func() { _ = chromedp.Run(ctx, page.HandleJavaScriptDialog(false)) }()
 		}
 	})
-	var shown string
+	// orders publishes to its pub/sub named hostile: the map draws the
+	// topic, whose name is markup, as a node.
+	ordersURL := sidecarURL(t, m, "orders")
+	post(t, ordersURL+"/v1.0/publish/"+url.PathEscape(hostile)+"/orders", `{"n":1}`, http.StatusNoContent)
+	var shown, topic string
 	err := chromedp.Run(ctx,
 		chromedp.Navigate(m.dash+"/"),
 		poll(`document.querySelector('#apps tr[data-app-id="orders"][data-health="healthy"]') !== null && `+
 			`document.querySelector('#apps tr[data-app-id="billing"][data-health="healthy"]') !== null && `+
 			`document.querySelector('#apps tr[data-app-id="locked"][data-metadata="token required"]') !== null && `+
 			`document.querySelectorAll('#subscriptions tbody tr').length === 1 && `+
-			`document.getElementById("map-section").hidden`), // no trace store, no map
+			`document.querySelector('#map g[data-topic] text') !== null && document.getElementById("traces-section").hidden && `+ // no trace store, no traces
+			`document.querySelector('#apps tr[data-app-id="orders"][data-spiffe-id="spiffe://public/ns/default/orders"] td[data-expiry]') !== null && `+
+			`document.querySelector('#policies tr[data-app-id="orders"][data-kind="Resiliency"][data-name="calls"]') !== null && `+
+			`document.querySelector('#policies tr[data-app-id="orders"][data-kind="Configuration"][data-name="appconfig"]') !== null`),
 		chromedp.Evaluate(`[...document.querySelectorAll('#components tr[data-app-id="orders"]')].map(r => r.children[1].textContent).join("\n")`, &shown),
+		chromedp.Evaluate(`document.querySelector('#map g[data-topic] text').textContent`, &topic),
 	)
 	if err != nil {
 		t.Fatalf("loading the page: %v (page: %s)", err, pageText(ctx))
 	}
 	if !strings.Contains(shown, hostile) {
 		t.Errorf("orders' components shown as %q, want the name %q as text", shown, hostile)
+	}
+	if topic != hostile+"/orders" {
+		t.Errorf("the map's topic shown as %q, want %q as text", topic, hostile+"/orders")
 	}
 	var scripts, imgs int
 	if err := chromedp.Run(ctx,

@@ -32,6 +32,7 @@ func TestMetadataHostile(t *testing.T) {
 		{"key not UTF-8", put("%FF", "v"), 400, "ERR_MALFORMED_REQUEST", "UTF-8"},
 		{"key with NUL", put("a%00b", "v"), 400, "ERR_MALFORMED_REQUEST", "control character"},
 		{"the runtime's version", put("daprRuntimeVersion", "9.9.9"), 400, "ERR_MALFORMED_REQUEST", "cannot be set"},
+		{"the certificate's expiry", put("mtlsCertExpiry", "2099-01-01T00:00:00Z"), 400, "ERR_MALFORMED_REQUEST", "cannot be set"},
 		{"no key", put("", "v"), 404, "ERR_NOT_FOUND", ""},
 		{"POST is not PUT", "POST /v1.0/metadata/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv", 404, "ERR_NOT_FOUND", "PUT /v1.0/metadata/{key}"},
 	} {
@@ -60,6 +61,7 @@ func TestMetadataHostile(t *testing.T) {
 		{"gRPC key over 256 bytes", strings.Repeat("k", 257), "v", codes.InvalidArgument, "ERR_MALFORMED_REQUEST", "at most 256"},
 		{"gRPC value over 16 KiB", "k0", strings.Repeat("v", 16<<10+1), codes.ResourceExhausted, "ERR_BODY_TOO_LARGE", "at most 16384"},
 		{"gRPC runtime version", "daprRuntimeVersion", "9", codes.InvalidArgument, "ERR_MALFORMED_REQUEST", "cannot be set"},
+		{"gRPC mTLS identity", "mtlsSpiffeID", "spiffe://public/ns/default/other", codes.InvalidArgument, "ERR_MALFORMED_REQUEST", "cannot be set"},
 		{"gRPC key 101", "k100", "v", codes.ResourceExhausted, "ERR_MALFORMED_REQUEST", "100 keys"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -71,7 +73,10 @@ func TestMetadataHostile(t *testing.T) {
 		t.Errorf("an empty key (daprd ignores it): %v", err)
 	}
 	m := getMetadata(t, s)
-	if len(m.Extended) != 101 || m.Extended["k0"] != "v" || m.Extended["daprRuntimeVersion"] != m.RuntimeVersion {
-		t.Errorf("after the hostile requests: %d keys, k0 %q, version %q", len(m.Extended), m.Extended["k0"], m.Extended["daprRuntimeVersion"])
+	// 100 set, and the sidecar's own three: its version, its SPIFFE ID and
+	// its certificate's expiry.
+	if len(m.Extended) != 103 || m.Extended["k0"] != "v" || m.Extended["daprRuntimeVersion"] != m.RuntimeVersion ||
+		m.Extended["mtlsSpiffeID"] != "spiffe://public/ns/default/metahostile" {
+		t.Errorf("after the hostile requests: %d keys, k0 %q, version %q, identity %q", len(m.Extended), m.Extended["k0"], m.Extended["daprRuntimeVersion"], m.Extended["mtlsSpiffeID"])
 	}
 }

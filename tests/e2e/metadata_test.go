@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 )
@@ -81,7 +82,14 @@ func TestMetadataShape(t *testing.T) {
 	if err := c.SetMetadata(ctxT(t), "fromGRPC", "yes"); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"daprRuntimeVersion": m.RuntimeVersion, "cliPID": "4343", "appCommand": "python3 app.py --x 'y z'", "a/b": "slash", "fromGRPC": "yes"}
+	// The sidecar's mutual TLS identity (ours, under names daprd does not use).
+	exp, err := time.Parse(time.RFC3339, m.Extended["mtlsCertExpiry"])
+	if m.Extended["mtlsSpiffeID"] != "spiffe://public/ns/default/shape" || err != nil || !exp.After(time.Now()) {
+		t.Errorf("extended mtlsSpiffeID %q, mtlsCertExpiry %q: want spiffe://public/ns/default/shape and a time to come",
+			m.Extended["mtlsSpiffeID"], m.Extended["mtlsCertExpiry"])
+	}
+	want := map[string]string{"daprRuntimeVersion": m.RuntimeVersion, "cliPID": "4343", "appCommand": "python3 app.py --x 'y z'", "a/b": "slash", "fromGRPC": "yes",
+		"mtlsSpiffeID": m.Extended["mtlsSpiffeID"], "mtlsCertExpiry": m.Extended["mtlsCertExpiry"]}
 	if got := getMetadata(t, s).Extended; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("extended over HTTP:\n got %v\nwant %v", got, want)
 	}

@@ -36,6 +36,19 @@ function ports(app) {
   return p.join(", ");
 }
 
+// expiry is a cell for a certificate's expiry: the time, and how long is
+// left; red when under an hour or past.
+function expiry(at) {
+  if (!at) return cell("");
+  const t = new Date(at);
+  const left = t.getTime() - Date.now();
+  const h = Math.floor(Math.abs(left) / 3600000), m = Math.floor((Math.abs(left) % 3600000) / 60000);
+  const c = cell(t.toLocaleString() + (left >= 0 ? " (in " : " (") + h + " h " + m + " min" + (left >= 0 ? ")" : " ago)"),
+    left < 3600000 ? "failing" : "");
+  c.dataset.expiry = at;
+  return c;
+}
+
 function apps(data) {
   return (data.apps || []).map(a => a.appId).sort();
 }
@@ -50,14 +63,22 @@ function render(data) {
   const c = body("components");
   const s = body("subscriptions");
   const r = body("rejected");
+  const pol = body("policies");
   for (const app of apps) {
     const health = cell(app.health, app.health);
     if (app.healthError) health.title = app.healthError;
     const md = cell(app.metadata === "ok" ? "ok" : app.metadata + (app.metadataError ? ": " + app.metadataError : ""),
       app.metadata === "ok" ? "" : "muted");
     const appCell = app.appPort ? (app.appProtocol || "http") + " " + app.appPort : "none";
-    row(a, [cell(app.appId), health, cell(app.runtimeVersion), cell(app.pid), cell(ports(app)), cell(appCell), md],
-      {appId: app.appId, health: app.health, metadata: app.metadata});
+    const id = cell(app.spiffeId || (app.metadata === "ok" ? "off" : ""), app.spiffeId ? "" : "muted");
+    row(a, [cell(app.appId), health, cell(app.runtimeVersion), cell(app.pid), cell(ports(app)), cell(appCell),
+      id, expiry(app.certExpiry), md],
+      {appId: app.appId, health: app.health, metadata: app.metadata, spiffeId: app.spiffeId || ""});
+    for (const res of app.inUse || []) {
+      if (res.kind !== "Configuration" && res.kind !== "Resiliency") continue;
+      row(pol, [cell(app.appId), cell(res.kind), cell(res.name), cell(res.version), cell(res.source)],
+        {appId: app.appId, kind: res.kind, name: res.name});
+    }
     for (const comp of app.components || []) {
       row(c, [cell(app.appId), cell(comp.name), cell(comp.type), cell(comp.version)], {appId: app.appId, name: comp.name});
     }
@@ -79,8 +100,9 @@ function svg(name, attrs) {
   return el;
 }
 
-// drawMap draws the apps on a circle and an arrow per edge. Names go in
-// with textContent.
+// drawMap draws the apps and topics on a circle and an arrow per edge:
+// apps as circles, topics (<pubsub>/<topic>) as squares. Names go in with
+// textContent.
 function drawMap(edges) {
   const map = document.getElementById("map");
   map.replaceChildren();
@@ -89,6 +111,11 @@ function drawMap(edges) {
   marker.appendChild(svg("path", {d: "M 0 0 L 10 5 L 0 10 z", fill: "#57606a"}));
   defs.appendChild(marker);
   map.appendChild(defs);
+  const topics = new Set();
+  for (const e of edges) {
+    if (e.kind === "publish") topics.add(e.callee);
+    if (e.kind === "deliver") topics.add(e.caller);
+  }
   const names = [...new Set(edges.flatMap(e => [e.caller, e.callee]))].sort();
   const pos = new Map();
   const cx = 320, cy = 180, r = names.length > 1 ? 140 : 0;
@@ -102,20 +129,32 @@ function drawMap(edges) {
     const k = 22 / len; // stop at the nodes' edge
     const line = svg("line", {
       x1: x1 + (x2 - x1) * k, y1: y1 + (y2 - y1) * k, x2: x2 - (x2 - x1) * k, y2: y2 - (y2 - y1) * k,
-      class: e.errors > 0 ? "edge failing" : "edge", "marker-end": "url(#arrow)",
+      class: (e.errors > 0 ? "edge failing " : "edge ") + (e.kind || "invoke"), "marker-end": "url(#arrow)",
     });
+    line.dataset.kind = e.kind || "invoke";
     line.dataset.caller = e.caller;
     line.dataset.callee = e.callee;
     const title = svg("title");
-    title.textContent = e.caller + " → " + e.callee + ": " + e.calls + " calls, " + e.errors + " errors";
+    title.textContent = e.caller + " → " + e.callee + ": " + e.calls + " calls, " + e.errors + " errors, " +
+      e.perSecond + "/s, p50 " + e.p50Ms + " ms, p99 " + e.p99Ms + " ms";
     line.appendChild(title);
     map.appendChild(line);
+    // The rate (and error rate) by the arrow's middle.
+    const label = svg("text", {x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "text-anchor": "middle",
+      class: e.errors > 0 ? "rate failing" : "rate"});
+    label.textContent = e.perSecond.toFixed(2) + "/s" + (e.errors > 0 ? " " + (100 * e.errorRate).toFixed(0) + " % err" : "");
+    map.appendChild(label);
   }
   for (const n of names) {
     const [x, y] = pos.get(n);
     const g = svg("g");
-    g.dataset.app = n;
-    g.appendChild(svg("circle", {cx: x, cy: y, r: 20, class: "node"}));
+    if (topics.has(n)) {
+      g.dataset.topic = n;
+      g.appendChild(svg("rect", {x: x - 16, y: y - 16, width: 32, height: 32, class: "node topic"}));
+    } else {
+      g.dataset.app = n;
+      g.appendChild(svg("circle", {cx: x, cy: y, r: 20, class: "node"}));
+    }
     const label = svg("text", {x: x, y: y + 34, "text-anchor": "middle"});
     label.textContent = n;
     g.appendChild(label);
@@ -128,44 +167,50 @@ function renderMap(m) {
   const tb = body("edges");
   for (const e of edges) {
     const pct = (100 * e.errorRate).toFixed(1) + " %";
-    row(tb, [cell(e.caller), cell(e.callee), cell(e.calls), cell(e.perSecond.toFixed(3)),
+    const rate = cell(e.perSecond.toFixed(3));
+    if (e.seconds) rate.title = "over the last " + e.seconds + " s: the sidecar was read for less than the window";
+    row(tb, [cell(e.kind || "invoke"), cell(e.caller), cell(e.callee), cell(e.calls), rate,
       cell(pct, e.errors > 0 ? "failing" : ""), cell(e.p50Ms), cell(e.p99Ms)],
-      {caller: e.caller, callee: e.callee, calls: e.calls, errors: e.errors});
+      {kind: e.kind || "invoke", caller: e.caller, callee: e.callee, calls: e.calls, errors: e.errors});
   }
   drawMap(edges);
-  document.getElementById("map-note").textContent =
-    "From " + m.spans + " sampled client spans in the last " + m.window + " (" + m.source + ")" +
-    (m.capped ? "; more traces than were read: counts are a lower bound" : "") + ".";
+  let note;
+  if (m.source === "metrics") {
+    note = "From the metrics of " + m.sidecars + " sidecars over the last " + m.window +
+      ": every call counted; p50 and p99 estimated from the latency histograms' buckets.";
+    for (const u of m.unread || []) note += " Not read: " + u.appId + " (pid " + u.pid + "): " + u.error + ".";
+  } else {
+    note = "From " + m.spans + " sampled client spans in the last " + m.window + " (" + m.source + ")" +
+      (m.capped ? "; more traces than were read: counts are a lower bound" : "") + ".";
+  }
+  document.getElementById("map-note").textContent = note;
 }
 
 // refreshMap redraws the service map every 2 s, on a loop of its own so
 // that a slow trace store does not hold up the apps.
 async function refreshMap() {
   const note = document.getElementById("map-note");
-  let on = true;
   try {
-    on = await loadMap(note);
+    await loadMap(note);
   } catch (e) {
     note.textContent = "The service map is not available: " + e.message;
   }
-  if (on) setTimeout(refreshMap, REFRESH_MS); // off: started without a trace store
+  setTimeout(refreshMap, REFRESH_MS);
 }
 
-// loadMap draws the map once; false when the dashboard has no trace store.
+// loadMap draws the map once, from the source picked.
 async function loadMap(note) {
-  const win = document.getElementById("window").value;
-  const resp = await fetch("api/map?window=" + encodeURIComponent(win), {cache: "no-store"});
-  if (resp.status === 404) {
-    document.getElementById("map-section").hidden = true;
-    return false;
-  }
-  document.getElementById("map-section").hidden = false;
+  const q = new URLSearchParams();
+  q.set("window", document.getElementById("window").value);
+  q.set("source", document.getElementById("map-source").value);
+  const resp = await fetch("api/map?" + q.toString(), {cache: "no-store"});
   if (!resp.ok) {
+    body("edges");
+    drawMap([]);
     note.textContent = "The service map is not available: " + (await resp.text());
-    return true;
+    return;
   }
   renderMap(await resp.json());
-  return true;
 }
 
 async function refresh() {
@@ -320,4 +365,6 @@ for (const id of ["trace-app", "trace-status", "trace-min"]) {
 refresh();
 refreshMap();
 refreshTraces();
-document.getElementById("window").addEventListener("change", () => loadMap(document.getElementById("map-note")).catch(() => {}));
+for (const id of ["window", "map-source"]) {
+  document.getElementById(id).addEventListener("change", () => loadMap(document.getElementById("map-note")).catch(() => {}));
+}
