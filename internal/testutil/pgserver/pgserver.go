@@ -108,6 +108,16 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// New starts a server for a program that is not a test (bench); the
+// caller closes it (Close). Its database postgres is there to use.
+func New() (*Server, error) {
+	bin, err := Bin()
+	if err != nil {
+		return nil, err
+	}
+	return start(bin)
+}
+
 var shared struct {
 	sync.Mutex
 	s   *Server
