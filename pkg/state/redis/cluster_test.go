@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ type load struct {
 	keys    []string
 	workers int
 	verify  bool // a read must return the last acknowledged write
+	strong  bool // writes with strong consistency
 
 	mu  sync.Mutex
 	ops []op
@@ -50,7 +52,7 @@ func (l *load) run(stop <-chan struct{}) (wait func()) {
 				key := l.keys[w+n%(len(l.keys)/l.workers)*l.workers]
 				v := fmt.Sprintf("w%d-%d", w, n)
 				start := time.Now()
-				err := l.st.Set(ctx, state.SetRequest{Key: key, Value: []byte(v)})
+				err := l.st.Set(ctx, state.SetRequest{Key: key, Value: []byte(v), Strong: l.strong})
 				l.record(start, key, err)
 				start = time.Now()
 				it, err := l.st.Get(ctx, key)
@@ -165,11 +167,25 @@ func TestClusterMasterKilledUnderLoad(t *testing.T) {
 // Slots holding live keys move between masters (IMPORTING, MIGRATING,
 // MIGRATE, SETSLOT NODE) under a steady load of writes and reads that
 // check what they read: no request fails and every read returns the
-// value just written, the client following MOVED and ASK.
+// value just written, the client following MOVED and ASK; writes with
+// strong consistency too, which go to the key's master on a connection
+// of their own.
 func TestClusterReshardUnderLoad(t *testing.T) {
-	c := redisserver.StartCluster(t, 3)
+	for _, strong := range []bool{false, true} {
+		t.Run(fmt.Sprintf("strong=%v", strong), func(t *testing.T) { reshardUnderLoad(t, strong) })
+	}
+}
+
+func reshardUnderLoad(t *testing.T, strong bool) {
+	// Strong writes wait for the replicas of the key's master.
+	var c *redisserver.Cluster
+	if strong {
+		c = redisserver.StartClusterReplicas(t, 3)
+	} else {
+		c = redisserver.StartCluster(t, 3)
+	}
 	st := openMD(t, map[string]string{"redisHost": c.Addrs(), "redisType": "cluster"})
-	l := &load{st: st, keys: clusterKeys(150), workers: 8, verify: true}
+	l := &load{st: st, keys: clusterKeys(150), workers: 8, verify: true, strong: strong}
 	// Every slot of a key on master 0 moves to master 1, and every
 	// slot of a key on master 1 to master 2.
 	var moves [][3]int
@@ -222,5 +238,24 @@ func TestClusterReshardUnderLoad(t *testing.T) {
 	}
 	if failed > 0 {
 		t.Errorf("%d requests failed during the resharding, the first: %v", failed, first)
+	}
+}
+
+func TestRedirected(t *testing.T) {
+	for _, c := range []struct {
+		err     error
+		addr    string
+		ask, ok bool
+	}{
+		{nil, "", false, false},
+		{errors.New("MOVED 3999 127.0.0.1:6381"), "127.0.0.1:6381", false, true},
+		{errors.New("ASK 3999 10.0.0.2:6379"), "10.0.0.2:6379", true, true},
+		{errors.New("ERR MOVED things"), "", false, false},
+		{errors.New("CLUSTERDOWN The cluster is down"), "", false, false},
+	} {
+		addr, ask, ok := redirected(c.err)
+		if addr != c.addr || ask != c.ask || ok != c.ok {
+			t.Errorf("redirected(%v) = %q, %v, %v", c.err, addr, ask, ok)
+		}
 	}
 }

@@ -337,7 +337,10 @@ func mismatchAt(err error) (int, bool) {
 
 // run runs script on keys. A strong write then waits until the replicas
 // of the keys' master have it: on the same connection, as WAIT waits for
-// the writes of its own connection.
+// the writes of its own connection. In a cluster that connection is the
+// master's own, so the store follows a slot that moves under the write
+// itself: to the node a MOVED or ASK names (ASKING first for ASK), at
+// most three times.
 func (s *Store) run(ctx context.Context, strong bool, script *redis.Script, keys []string, args ...any) error {
 	if !strong {
 		return script.Run(ctx, s.client, keys, args...).Err()
@@ -346,14 +349,44 @@ func (s *Store) run(ctx context.Context, strong bool, script *redis.Script, keys
 	if err != nil {
 		return err
 	}
+	asking := false
+	for redirects := 0; ; redirects++ {
+		err := s.writeAndWait(ctx, node, asking, script, keys, args...)
+		addr, ask, ok := redirected(err)
+		if !ok || !s.cluster || redirects == 3 {
+			return err
+		}
+		if node, err = s.master(ctx, addr); err != nil {
+			return err
+		}
+		asking = ask
+	}
+}
+
+// writeAndWait runs script on a connection of node and waits there until
+// node's replicas have the write. asking: the slot is moving to node,
+// which takes the command after ASKING only.
+func (s *Store) writeAndWait(ctx context.Context, node *redis.Client, asking bool, script *redis.Script, keys []string, args ...any) error {
 	n := s.replicas(ctx, node)
-	if n == 0 {
+	if n == 0 && !asking {
 		return script.Run(ctx, node, keys, args...).Err()
 	}
 	conn := node.Conn()
 	defer conn.Close()
-	if err := script.Run(ctx, conn, keys, args...).Err(); err != nil {
+	if asking {
+		// ASKING lets the next command through: EVAL, not an EVALSHA
+		// that NOSCRIPT would follow with EVAL.
+		if err := conn.Do(ctx, "ASKING").Err(); err != nil {
+			return err
+		}
+		if err := script.Eval(ctx, conn, keys, args...).Err(); err != nil {
+			return err
+		}
+	} else if err := script.Run(ctx, conn, keys, args...).Err(); err != nil {
 		return err
+	}
+	if n == 0 {
+		return nil
 	}
 	got, err := conn.Wait(ctx, n, s.timeout).Result()
 	if err != nil {
@@ -363,6 +396,46 @@ func (s *Store) run(ctx context.Context, strong bool, script *redis.Script, keys
 		return fmt.Errorf("strong consistency: only %d of %d replicas acknowledged the write", got, n)
 	}
 	return nil
+}
+
+// redirected reads a cluster's MOVED or ASK answer: the node to send the
+// command to, and whether it is ASK.
+func redirected(err error) (addr string, ask, ok bool) {
+	if err == nil {
+		return "", false, false
+	}
+	f := strings.Fields(err.Error())
+	if len(f) != 3 || (f[0] != "MOVED" && f[0] != "ASK") {
+		return "", false, false
+	}
+	return f[2], f[0] == "ASK", true
+}
+
+// master returns the cluster client's client of the master at addr, and
+// has it read the cluster's slots again: a MOVED or ASK named addr.
+func (s *Store) master(ctx context.Context, addr string) (*redis.Client, error) {
+	cc, ok := s.client.(*redis.ClusterClient)
+	if !ok {
+		return nil, fmt.Errorf("state store %q: redirected to %s outside a cluster", s.name, addr)
+	}
+	cc.ReloadState(ctx)
+	var mu sync.Mutex
+	var found *redis.Client
+	err := cc.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
+		if m.Options().Addr == addr {
+			mu.Lock()
+			found = m
+			mu.Unlock()
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case found == nil:
+		return nil, fmt.Errorf("redirected to %s, a node the cluster does not name as a master yet", addr)
+	}
+	return found, nil
 }
 
 // nodeOf returns the client of the server that holds key: in a cluster
