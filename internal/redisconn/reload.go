@@ -3,6 +3,9 @@ package redisconn
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -51,4 +54,43 @@ func nodeUnreachable(err error) bool {
 		return false
 	}
 	return true
+}
+
+// Redirected reads a cluster's MOVED or ASK answer: the node to send the
+// command to, and whether it is ASK (the slot is moving there: ASKING
+// first). A command sent on a node's own connection (a write that WAIT
+// follows, a blocking read) gets it where the cluster client would have
+// followed it.
+func Redirected(err error) (addr string, ask, ok bool) {
+	if err == nil {
+		return "", false, false
+	}
+	f := strings.Fields(err.Error())
+	if len(f) != 3 || (f[0] != "MOVED" && f[0] != "ASK") {
+		return "", false, false
+	}
+	return f[2], f[0] == "ASK", true
+}
+
+// Master returns c's client of the master at addr, which a MOVED or ASK
+// named, and has c read the cluster's slots again.
+func Master(ctx context.Context, c *redis.ClusterClient, addr string) (*redis.Client, error) {
+	c.ReloadState(ctx)
+	var mu sync.Mutex
+	var found *redis.Client
+	err := c.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
+		if m.Options().Addr == addr {
+			mu.Lock()
+			found = m
+			mu.Unlock()
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case found == nil:
+		return nil, fmt.Errorf("redirected to %s, a node the cluster does not name as a master yet", addr)
+	}
+	return found, nil
 }

@@ -42,3 +42,22 @@ type redisAnswer string
 
 func (e redisAnswer) Error() string { return string(e) }
 func (redisAnswer) RedisError()     {}
+
+func TestRedirected(t *testing.T) {
+	for _, c := range []struct {
+		err     error
+		addr    string
+		ask, ok bool
+	}{
+		{nil, "", false, false},
+		{errors.New("MOVED 3999 127.0.0.1:6381"), "127.0.0.1:6381", false, true},
+		{errors.New("ASK 3999 10.0.0.2:6379"), "10.0.0.2:6379", true, true},
+		{errors.New("ERR MOVED things"), "", false, false},
+		{errors.New("CLUSTERDOWN The cluster is down"), "", false, false},
+	} {
+		addr, ask, ok := Redirected(c.err)
+		if addr != c.addr || ask != c.ask || ok != c.ok {
+			t.Errorf("Redirected(%v) = %q, %v, %v", c.err, addr, ask, ok)
+		}
+	}
+}

@@ -271,17 +271,30 @@ func TestFailoverLossMeasured(t *testing.T) {
 }
 
 // The slots of every topic move to another master (IMPORTING, MIGRATING,
-// MIGRATE, SETSLOT NODE) while four publishers publish to them: no
-// publish fails, and every acknowledged event is in its stream once and
-// delivered to the topic's subscription.
+// MIGRATE, SETSLOT NODE) while four publishers publish to them, without
+// and with waitForReplicas: no publish fails, and every acknowledged event
+// is in its stream once and delivered to the topic's subscription.
 func TestClusterReshardWhilePublishing(t *testing.T) {
-	c := redisserver.StartCluster(t, 3)
-	// Redelivery (whose claims would refresh the client's slots) once a
-	// minute, as by default: the subscriptions' reads find the moved
-	// slots themselves.
+	for _, wait := range []string{"0", "1"} {
+		t.Run("waitForReplicas="+wait, func(t *testing.T) { reshardWhilePublishing(t, wait) })
+	}
+}
+
+func reshardWhilePublishing(t *testing.T, waitForReplicas string) {
+	// A publish that waits for a replica does so on the connection to
+	// the stream's master, and follows its slot itself.
+	var c *redisserver.Cluster
+	if waitForReplicas == "0" {
+		c = redisserver.StartCluster(t, 3)
+	} else {
+		c = redisserver.StartClusterReplicas(t, 3)
+	}
+	// Redelivery (whose claims would refresh the client's slots) as by
+	// default: the subscriptions' reads find the moved slots themselves.
 	md := map[string]string{"redisType": "cluster"}
 	sub := newBroker(t, c.Addrs(), md)
-	pub := newBroker(t, c.Addrs(), md)
+	// WAIT waits up to half the read timeout: generous, on a busy machine.
+	pub := newBroker(t, c.Addrs(), map[string]string{"redisType": "cluster", "waitForReplicas": waitForReplicas, "readTimeout": "6s"})
 	ctx := context.Background()
 	var topics []string
 	for i := range 20 {

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -238,24 +237,5 @@ func reshardUnderLoad(t *testing.T, strong bool) {
 	}
 	if failed > 0 {
 		t.Errorf("%d requests failed during the resharding, the first: %v", failed, first)
-	}
-}
-
-func TestRedirected(t *testing.T) {
-	for _, c := range []struct {
-		err     error
-		addr    string
-		ask, ok bool
-	}{
-		{nil, "", false, false},
-		{errors.New("MOVED 3999 127.0.0.1:6381"), "127.0.0.1:6381", false, true},
-		{errors.New("ASK 3999 10.0.0.2:6379"), "10.0.0.2:6379", true, true},
-		{errors.New("ERR MOVED things"), "", false, false},
-		{errors.New("CLUSTERDOWN The cluster is down"), "", false, false},
-	} {
-		addr, ask, ok := redirected(c.err)
-		if addr != c.addr || ask != c.ask || ok != c.ok {
-			t.Errorf("redirected(%v) = %q, %v, %v", c.err, addr, ask, ok)
-		}
 	}
 }

@@ -352,11 +352,12 @@ func (s *Store) run(ctx context.Context, strong bool, script *redis.Script, keys
 	asking := false
 	for redirects := 0; ; redirects++ {
 		err := s.writeAndWait(ctx, node, asking, script, keys, args...)
-		addr, ask, ok := redirected(err)
-		if !ok || !s.cluster || redirects == 3 {
+		addr, ask, ok := redisconn.Redirected(err)
+		cc, cluster := s.client.(*redis.ClusterClient)
+		if !ok || !cluster || redirects == 3 {
 			return err
 		}
-		if node, err = s.master(ctx, addr); err != nil {
+		if node, err = redisconn.Master(ctx, cc, addr); err != nil {
 			return err
 		}
 		asking = ask
@@ -396,46 +397,6 @@ func (s *Store) writeAndWait(ctx context.Context, node *redis.Client, asking boo
 		return fmt.Errorf("strong consistency: only %d of %d replicas acknowledged the write", got, n)
 	}
 	return nil
-}
-
-// redirected reads a cluster's MOVED or ASK answer: the node to send the
-// command to, and whether it is ASK.
-func redirected(err error) (addr string, ask, ok bool) {
-	if err == nil {
-		return "", false, false
-	}
-	f := strings.Fields(err.Error())
-	if len(f) != 3 || (f[0] != "MOVED" && f[0] != "ASK") {
-		return "", false, false
-	}
-	return f[2], f[0] == "ASK", true
-}
-
-// master returns the cluster client's client of the master at addr, and
-// has it read the cluster's slots again: a MOVED or ASK named addr.
-func (s *Store) master(ctx context.Context, addr string) (*redis.Client, error) {
-	cc, ok := s.client.(*redis.ClusterClient)
-	if !ok {
-		return nil, fmt.Errorf("state store %q: redirected to %s outside a cluster", s.name, addr)
-	}
-	cc.ReloadState(ctx)
-	var mu sync.Mutex
-	var found *redis.Client
-	err := cc.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
-		if m.Options().Addr == addr {
-			mu.Lock()
-			found = m
-			mu.Unlock()
-		}
-		return nil
-	})
-	switch {
-	case err != nil:
-		return nil, err
-	case found == nil:
-		return nil, fmt.Errorf("redirected to %s, a node the cluster does not name as a master yet", addr)
-	}
-	return found, nil
 }
 
 // nodeOf returns the client of the server that holds key: in a cluster
