@@ -101,7 +101,9 @@ func clusterKeys(n int) []string {
 // replica's promotion.
 func TestClusterMasterKilledUnderLoad(t *testing.T) {
 	c := redisserver.StartClusterReplicas(t, 3)
-	st := openMD(t, map[string]string{"redisHost": c.Addrs(), "redisType": "cluster"})
+	// Generous timeouts: a busy machine must not fail a request (a dead
+	// master refuses connections at once).
+	st := openMD(t, map[string]string{"redisHost": c.Addrs(), "redisType": "cluster", "dialTimeout": "5s", "readTimeout": "5s", "writeTimeout": "5s"})
 	l := &load{st: st, keys: clusterKeys(300), workers: 8}
 	victim := map[int]bool{}
 	for _, k := range l.keys {
@@ -183,7 +185,9 @@ func reshardUnderLoad(t *testing.T, strong bool) {
 	} else {
 		c = redisserver.StartCluster(t, 3)
 	}
-	st := openMD(t, map[string]string{"redisHost": c.Addrs(), "redisType": "cluster"})
+	// Generous timeouts: a busy machine must not fail a request (a dead
+	// master refuses connections at once).
+	st := openMD(t, map[string]string{"redisHost": c.Addrs(), "redisType": "cluster", "dialTimeout": "5s", "readTimeout": "5s", "writeTimeout": "5s"})
 	l := &load{st: st, keys: clusterKeys(150), workers: 8, verify: true, strong: strong}
 	// Every slot of a key on master 0 moves to master 1, and every
 	// slot of a key on master 1 to master 2.
