@@ -1,7 +1,7 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test quick test-node vet lint calculator dashboard sidecar images deps tools bench bench-pubsub bench-pubsub-bulk bench-tracing fuzz soak
+.PHONY: test quick test-node vet lint calculator dashboard sidecar images deps tools bench bench-pubsub bench-pubsub-bulk bench-state-backends bench-tracing fuzz soak
 
 ## test: everything CI runs: formatting, vet, the whole suite with -race,
 ## the real Kubernetes node's tests (tests/node, their own run: they need
@@ -70,6 +70,12 @@ bench-pubsub-bulk:
 SOAK ?= 3m
 soak:
 	$(GO) run ./bench -soak $(SOAK) -warmup 10s
+
+## bench-state-backends: state get and save through a sidecar on PostgreSQL
+## and on a Redis Cluster beside pgx and go-redis's ClusterClient called
+## directly (writes its section of bench/RESULTS.md).
+bench-state-backends:
+	$(GO) run ./bench -state-backends bench/RESULTS.md
 
 ## bench-tracing: what tracing costs per invocation through two sidecars.
 bench-tracing:

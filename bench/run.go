@@ -43,19 +43,24 @@ type sample struct {
 
 // env is what the paths share: binaries, apps, Redis, the collector.
 type env struct {
-	o          options
-	dir        string
-	sidecar    string
-	self       string
-	appAddr    string
-	grpcAddr   string
-	redis      string
-	resources  string // folder of the statestore Component
-	floorCerts string // folder of the TLS floor's certificates
-	tracing    string // the traced pair's Configuration file
-	spans      atomic.Int64
-	payload    []byte
-	profile    profile // what -profile captured
+	o         options
+	dir       string
+	sidecar   string
+	self      string
+	appAddr   string
+	grpcAddr  string
+	redis     string
+	resources string // folder of the statestore Component
+	// The state backends profile's PostgreSQL connection string and Redis
+	// Cluster (its masters, comma-separated), and the folders of their
+	// statestore Components.
+	pgConn, pgResources       string
+	cluster, clusterResources string
+	floorCerts                string // folder of the TLS floor's certificates
+	tracing                   string // the traced pair's Configuration file
+	spans                     atomic.Int64
+	payload                   []byte
+	profile                   profile // what -profile captured
 }
 
 // newEnv makes the work folder, builds the sidecar and starts the HTTP

@@ -87,25 +87,31 @@ func stateStore(save bool) func(*env, bool) (*rig, error) {
 
 func stateSidecar(save bool) func(*env, bool) (*rig, error) {
 	return func(e *env, profile bool) (*rig, error) {
-		r, a, err := e.soloSidecar("bench-state", "", "http", profile, "--resources-path", e.resources)
-		if err != nil {
-			return nil, err
-		}
-		// A JSON string of o.Size bytes, quotes included.
-		value := `"` + strings.Repeat("x", e.o.Size-2) + `"`
-		body := []byte(`[{"key":"k","value":` + value + `}]`)
-		save1 := vegeta.Target{Method: "POST", URL: a.httpURL + "/v1.0/state/statestore", Body: body, Header: http.Header{"Content-Type": {"application/json"}}}
-		if err := httpCall(http.DefaultClient, save1); err != nil {
-			r.stop()
-			return nil, fmt.Errorf("state save through the sidecar: %w", err)
-		}
-		tgt := vegeta.Target{Method: "GET", URL: a.httpURL + "/v1.0/state/statestore/k"}
-		if save {
-			tgt = save1
-		}
-		r.drive = func(l load) *stats { return attackHTTP(tgt, l, false) }
-		return r, nil
+		return e.stateSidecarIn(e.resources, save, profile)
 	}
+}
+
+// stateSidecarIn starts a sidecar on the Components of the folder
+// resources and drives its statestore: saves of one item, or reads of it.
+func (e *env) stateSidecarIn(resources string, save, profile bool) (*rig, error) {
+	r, a, err := e.soloSidecar("bench-state", "", "http", profile, "--resources-path", resources)
+	if err != nil {
+		return nil, err
+	}
+	// A JSON string of o.Size bytes, quotes included.
+	value := `"` + strings.Repeat("x", e.o.Size-2) + `"`
+	body := []byte(`[{"key":"k","value":` + value + `}]`)
+	save1 := vegeta.Target{Method: "POST", URL: a.httpURL + "/v1.0/state/statestore", Body: body, Header: http.Header{"Content-Type": {"application/json"}}}
+	if err := httpCall(http.DefaultClient, save1); err != nil {
+		r.stop()
+		return nil, fmt.Errorf("state save through the sidecar: %w", err)
+	}
+	tgt := vegeta.Target{Method: "GET", URL: a.httpURL + "/v1.0/state/statestore/k"}
+	if save {
+		tgt = save1
+	}
+	r.drive = func(l load) *stats { return attackHTTP(tgt, l, false) }
+	return r, nil
 }
 
 func stateFloor(save bool) func(*env, bool) (*rig, error) {

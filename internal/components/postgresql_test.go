@@ -63,6 +63,19 @@ func TestPostgreSQLMissingConnectionString(t *testing.T) {
 	}
 }
 
+// A connection string that cannot be read is refused at load, naming the
+// component and the field, without the password it holds.
+func TestPostgreSQLUnreadableConnectionString(t *testing.T) {
+	comps, err := Parse(postgresYAML("v2", "connectionString", "postgres://app:Secr3t-pw@db:port/state"), "pg.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build(comps[0], nil)
+	if err == nil || !strings.Contains(err.Error(), `component "pg"`) || !strings.Contains(err.Error(), "metadata connectionString cannot be read") || strings.Contains(err.Error(), "Secr3t") {
+		t.Fatalf("Build with an unreadable connectionString: %v", err)
+	}
+}
+
 // A Component builds a store that saves, reads back with its ETag, and
 // prefixes keys as state.redis does.
 func TestPostgreSQLComponent(t *testing.T) {

@@ -272,7 +272,9 @@ func (c Config) NewClient() redis.UniversalClient {
 	case Failover:
 		return redis.NewFailoverClient(c.Options.Failover())
 	case Cluster:
-		return redis.NewClusterClient(c.Options.Cluster())
+		cc := redis.NewClusterClient(c.Options.Cluster())
+		cc.AddHook(reloadOnNodeError{cc})
+		return cc
 	}
 	return redis.NewClient(c.Options.Simple())
 }

@@ -6,12 +6,16 @@ package chart
 import (
 	"bytes"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/tandem-run/tandem/internal/components"
 	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -121,10 +125,145 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"injector.logLevel=loud", "logLevel"},
 		{"zipkin.enable=true", "enable"},
 		{"sidecar.native=sometimes", "native"},
+		{"redis.sentinel.address=sentinel", "address"},
+		{"redis.cluster.address=a:1 b:2", "address"},
+		{"redis.sentinel.masterName=", "masterName"},
+		{"redis.passwordSecret.name=Redis_Secret", "name"},
+		{"postgresql.connectionStringSecret.name=pg secret", "name"},
+		{"postgresql.tablePrefix=drop;", "tablePrefix"},
+		{"postgresql.connectionString=host=db", "connectionString"},
 	} {
 		out, err := run(t, h, "template", "tandem", chart, "--set", c.set)
 		if err == nil || !strings.Contains(out, c.want) || !strings.Contains(out, "schema") {
 			t.Errorf("--set %s: err %v, output %q; want a schema error naming %q", c.set, err, out, c.want)
+		}
+	}
+}
+
+// TestComponents: the Components the chart renders for each case are ones
+// the sidecar builds (internal/components, as it does in kubernetes mode),
+// with the connection each case's values describe, and every Secret they
+// read through secretKeyRef is one the sidecars' Role lets them get.
+func TestComponents(t *testing.T) {
+	h := helm(t)
+	for _, c := range []struct {
+		values string
+		want   map[string]map[string]string // Component "<namespace>/<name> <type>": its metadata
+	}{
+		{"redis-sentinel", map[string]map[string]string{
+			"default/statestore state.redis": {"redisHost": "redis-sentinel.redis.svc.cluster.local:26379", "failover": "true", "sentinelMasterName": "mymaster", "redisPassword": "secret redis/password"},
+			"default/pubsub pubsub.redis":    {"redisHost": "redis-sentinel.redis.svc.cluster.local:26379", "failover": "true", "sentinelMasterName": "mymaster", "redisPassword": "secret redis/password"},
+			"shop/statestore state.redis":    {"redisHost": "redis-sentinel.redis.svc.cluster.local:26379", "failover": "true", "sentinelMasterName": "mymaster", "redisPassword": "secret redis/password"},
+			"shop/pubsub pubsub.redis":       {"redisHost": "redis-sentinel.redis.svc.cluster.local:26379", "failover": "true", "sentinelMasterName": "mymaster", "redisPassword": "secret redis/password"},
+		}},
+		{"redis-cluster", map[string]map[string]string{
+			"default/statestore state.redis": {"redisHost": "redis-cluster.redis.svc.cluster.local:6379", "redisType": "cluster", "redisPassword": "secret redis-cluster/redis-password"},
+			"default/pubsub pubsub.redis":    {"redisHost": "redis-cluster.redis.svc.cluster.local:6379", "redisType": "cluster", "redisPassword": "secret redis-cluster/redis-password"},
+		}},
+		{"postgresql", map[string]map[string]string{
+			"default/statestore state.postgresql": {"connectionString": "secret postgres/connectionString", "tablePrefix": "orders_"},
+			"default/pubsub pubsub.redis":         {"redisHost": "tandem-redis.tandem-system.svc.cluster.local:6379"},
+		}},
+	} {
+		t.Run(c.values, func(t *testing.T) {
+			out, err := run(t, h, "template", "tandem", chart, "--namespace", "tandem-system", "-f", filepath.Join("testdata", c.values+".values.yaml"))
+			if err != nil {
+				t.Fatalf("helm template: %v\n%s", err, out)
+			}
+			allowed := map[string][]string{} // namespace: Secrets its sidecars may get
+			var docs []string
+			var objs []unstructured.Unstructured
+			for _, doc := range strings.Split(out, "\n---\n") {
+				var m map[string]any
+				if err := yaml.Unmarshal([]byte(doc), &m); err != nil || m == nil {
+					continue
+				}
+				u := unstructured.Unstructured{Object: m}
+				docs, objs = append(docs, doc), append(objs, u)
+				if u.GetKind() == "Role" && strings.HasSuffix(u.GetName(), "-sidecar-secrets") {
+					rules, _, _ := unstructured.NestedSlice(m, "rules")
+					for _, r := range rules {
+						names, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resourceNames")
+						allowed[u.GetNamespace()] = append(allowed[u.GetNamespace()], names...)
+					}
+				}
+			}
+			got := map[string]map[string]string{}
+			for i, u := range objs {
+				doc := docs[i]
+				switch {
+				case u.GetKind() == "Component":
+					comps, err := components.Parse([]byte(doc), "rendered.yaml")
+					if err != nil || len(comps) != 1 {
+						t.Fatalf("the sidecar cannot read the rendered Component: %v\n%s", err, doc)
+					}
+					comp := comps[0]
+					md := map[string]string{}
+					secrets := func(ref components.SecretKeyRef) (string, error) {
+						for _, it := range comp.Spec.Metadata {
+							if it.SecretKeyRef != nil && *it.SecretKeyRef == ref {
+								md[it.Name] = "secret " + ref.Name + "/" + ref.Key
+							}
+						}
+						if !slices.Contains(allowed[u.GetNamespace()], ref.Name) {
+							t.Errorf("%s/%s reads Secret %s, which no Role lets the sidecars of %s get: %v", u.GetNamespace(), u.GetName(), ref.Name, u.GetNamespace(), allowed)
+						}
+						if ref.Key == "connectionString" {
+							return "host=db.example user=app password=pw dbname=state", nil
+						}
+						return "pw", nil
+					}
+					var closer io.Closer
+					if strings.HasPrefix(comp.Spec.Type, "pubsub.") {
+						b, err := components.BuildPubSub(comp, secrets, components.Env{AppID: "app", Namespace: u.GetNamespace()})
+						if err != nil {
+							t.Fatalf("the sidecar refuses the rendered Component: %v\n%s", err, doc)
+						}
+						closer, _ = b.Broker.(io.Closer)
+					} else {
+						sc, err := components.Build(comp, secrets)
+						if err != nil {
+							t.Fatalf("the sidecar refuses the rendered Component: %v\n%s", err, doc)
+						}
+						closer, _ = sc.Store.(io.Closer)
+					}
+					if closer != nil {
+						_ = closer.Close()
+					}
+					for _, it := range comp.Spec.Metadata {
+						if it.SecretKeyRef == nil {
+							md[it.Name] = it.Value.Value
+						}
+					}
+					got[u.GetNamespace()+"/"+u.GetName()+" "+comp.Spec.Type] = md
+				}
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("rendered Components:\n%v\nwant:\n%v", got, c.want)
+			}
+		})
+	}
+}
+
+// TestRedisValuesConflict: the values name one Redis, and the pubsub
+// Component needs one; otherwise helm template fails saying which values.
+func TestRedisValuesConflict(t *testing.T) {
+	h := helm(t)
+	for _, c := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{"redis.enabled=true", "redis.cluster.address=redis:6379"}, "set one of redis.enabled, redis.externalAddress, redis.sentinel.address and redis.cluster.address"},
+		{[]string{"redis.externalAddress=redis:6379", "redis.sentinel.address=sentinel:26379"}, "set one of redis.enabled"},
+		{[]string{"redis.pubsub=true"}, "redis.pubsub: the pubsub Component needs a Redis"},
+	} {
+		args := []string{"template", "tandem", chart}
+		for _, s := range c.set {
+			args = append(args, "--set", s)
+		}
+		out, err := run(t, h, args...)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("--set %v: err %v, output %q; want an error saying %q", c.set, err, out, c.want)
 		}
 	}
 }

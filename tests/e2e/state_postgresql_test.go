@@ -2,17 +2,20 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tandem-run/tandem/internal/testutil/pgserver"
+	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
 // A state.postgresql v2 Component through a real sidecar: save, get with
@@ -82,5 +85,48 @@ func TestStatePostgreSQLComponent(t *testing.T) {
 			t.Fatalf("no recovery: %d %s", resp.StatusCode, b)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The password of a state.postgresql connection string is in no answer
+// and no log line of the sidecar: not when the server refuses it, nor
+// when the string cannot be read, which stops the sidecar naming the
+// Component and the field.
+func TestStatePostgreSQLPasswordNeverShown(t *testing.T) {
+	const pw = "Secr3t-pw_x"
+	srv := pgserver.Start(t)
+	cs := srv.PasswordUser(t, pw)
+	component := func(conn string) string {
+		dir := t.TempDir()
+		yaml := "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.postgresql\n  version: v2\n  metadata:\n" +
+			"  - name: connectionString\n    value: " + strconv.Quote(conn) + "\n  - name: timeout\n    value: \"5s\"\n"
+		if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	w := newWorld(t)
+	s := w.sidecar("pgwrong", 0, "--resources-path", component(cs+" password="+pw+"-wrong"))
+	for _, method := range []string{"GET", "POST"} {
+		var body io.Reader
+		url := s.url + "/v1.0/state/statestore/k"
+		if method == "POST" {
+			url, body = s.url+"/v1.0/state/statestore", strings.NewReader(`[{"key":"k","value":1}]`)
+		}
+		resp, b := do(t, method, url, body, nil)
+		if resp.StatusCode != 500 || !strings.Contains(string(b), "refused the connection") || strings.Contains(string(b), "Secr3t") {
+			t.Errorf("%s with a wrong password: %d %s", method, resp.StatusCode, b)
+		}
+	}
+	s.Stop(syscall.SIGTERM, 10*time.Second)
+	if out := s.Out.String(); strings.Contains(out, "Secr3t") {
+		t.Errorf("the sidecar's log shows the password:\n%s", out)
+	}
+	bad := proc.For(t).Start("sidecar pgbad", sidecarBin, nil, "--app-id", "pgbad", "--dapr-http-port", "0", "--dapr-grpc-port", "0",
+		"--dapr-internal-grpc-port", "0", "--metrics-port", "0", "--registry-dir", w.registry, "--log-level", "debug",
+		"--resources-path", component("postgres://app:"+pw+"@db:port/state"))
+	if code := proc.For(t).ExitCode(bad, 20*time.Second); code == 0 || !strings.Contains(bad.Out.String(), "metadata connectionString cannot be read") ||
+		!strings.Contains(bad.Out.String(), "statestore") || strings.Contains(bad.Out.String(), "Secr3t") {
+		t.Errorf("an unreadable connection string: exit %d:\n%s", code, bad.Out.String())
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -107,6 +108,16 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// New starts a server for a program that is not a test (bench); the
+// caller closes it (Close). Its database postgres is there to use.
+func New() (*Server, error) {
+	bin, err := Bin()
+	if err != nil {
+		return nil, err
+	}
+	return start(bin)
+}
+
 var shared struct {
 	sync.Mutex
 	s   *Server
@@ -165,6 +176,68 @@ func (s *Server) NewDatabase(t testing.TB) string {
 		t.Fatalf("creating database %s: %v", name, err)
 	}
 	return s.ConnString(name)
+}
+
+// PasswordUser creates a role that logs in with password (SCRAM, where
+// every other role is trusted), owning a new database, and returns the
+// connection string of that database as the role, without the password:
+// the caller adds "password=...", the right one or not.
+func (s *Server) PasswordUser(t testing.TB, password string) string {
+	t.Helper()
+	n := s.dbs.Add(1)
+	role, db := fmt.Sprintf("pw_%d", n), fmt.Sprintf("test_%d", n)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.ConnString("postgres"))
+	if err != nil {
+		t.Fatalf("connecting to postgres on port %d: %v", s.Port, err)
+	}
+	defer conn.Close(ctx)
+	hba := filepath.Join(s.data(), "pg_hba.conf")
+	old, err := os.ReadFile(hba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first line that matches decides.
+	line := fmt.Sprintf("host all %s 127.0.0.1/32 scram-sha-256\n", role)
+	if err := os.WriteFile(hba, append([]byte(line), old...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s.cred != nil {
+		if err := os.Chown(hba, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{
+		"SET password_encryption = 'scram-sha-256'",
+		"CREATE ROLE " + role + " LOGIN PASSWORD " + quote(password),
+		"CREATE DATABASE " + db + " OWNER " + role,
+		"SELECT pg_reload_conf()",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// The reload is asynchronous: wait until the role needs its password.
+	cs := fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable connect_timeout=10", s.Port, role, db)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := pgx.Connect(ctx, cs+" password=not-"+password)
+		if err != nil {
+			break
+		}
+		_ = c.Close(ctx)
+		if time.Now().After(deadline) {
+			t.Fatal("pg_hba.conf not reloaded within 30s: a wrong password is still taken")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cs
+}
+
+// quote is a SQL string literal.
+func quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
 // start runs initdb into a new folder, then the server.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -245,12 +246,16 @@ func (s *Sentinels) promoted(t testing.TB, old string) *Server {
 	return s.Master
 }
 
-// Cluster is a Redis Cluster of masters only.
+// Cluster is a Redis Cluster: its masters, and a replica of each when
+// StartClusterReplicas started it.
 type Cluster struct {
+	// Nodes are the masters.
 	Nodes []*Server
+	// Replicas[i] replicates Nodes[i] (StartClusterReplicas only).
+	Replicas []*Server
 }
 
-// Addrs are the nodes' addresses, comma-separated, as a component's
+// Addrs are the masters' addresses, comma-separated, as a component's
 // redisHost names them.
 func (c *Cluster) Addrs() string {
 	a := make([]string, len(c.Nodes))
@@ -260,15 +265,38 @@ func (c *Cluster) Addrs() string {
 	return strings.Join(a, ",")
 }
 
+// clusterArgs are every cluster node's: a node missing for 2s is failing.
+var clusterArgs = []string{"--cluster-enabled", "yes", "--cluster-node-timeout", "2000", "--cluster-config-file", "nodes.conf"}
+
 // StartCluster starts a Redis Cluster of masters nodes (at least 3) for
 // t, the slots spread over them (redis-cli --cluster create), and returns
 // once every node says the cluster is ok. Everything stops when t ends.
 func StartCluster(t testing.TB, masters int) *Cluster {
 	t.Helper()
+	return startCluster(t, masters, false)
+}
+
+// StartClusterReplicas starts a Redis Cluster of masters nodes (at least
+// 3), each with a replica in sync, for t. Its nodes serve the slots they
+// hold while another master is failing (cluster-require-full-coverage
+// no), as a cluster must for a failing master to stop only its own slots.
+// Everything stops when t ends.
+func StartClusterReplicas(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	return startCluster(t, masters, true)
+}
+
+func startCluster(t testing.TB, masters int, replicas bool) *Cluster {
+	t.Helper()
+	ctx := context.Background()
+	nodeArgs := clusterArgs
+	if replicas {
+		nodeArgs = append(slices.Clone(clusterArgs), "--cluster-require-full-coverage", "no", "--repl-diskless-sync-delay", "0")
+	}
 	c := &Cluster{}
 	args := []string{"--cluster", "create"}
 	for range masters {
-		n := start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000", "--cluster-config-file", "nodes.conf")
+		n := start(t, nodeArgs...)
 		c.Nodes = append(c.Nodes, n)
 		args = append(args, n.Addr)
 	}
@@ -276,13 +304,19 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for _, n := range c.Nodes {
+	deadline := time.Now().Add(60 * time.Second)
+	if replicas {
+		for _, m := range c.Nodes {
+			c.Replicas = append(c.Replicas, startClusterReplica(t, m, nodeArgs, deadline))
+		}
+	}
+	known := strconv.Itoa(len(c.Nodes) + len(c.Replicas))
+	for _, n := range append(slices.Clone(c.Nodes), c.Replicas...) {
 		rc := redis.NewClient(&redis.Options{Addr: n.Addr})
 		for {
-			info, _ := rc.ClusterInfo(context.Background()).Result()
+			info, _ := rc.ClusterInfo(ctx).Result()
 			if strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_slots_ok:16384") &&
-				strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(masters)+"\r") {
+				strings.Contains(info, "cluster_known_nodes:"+known+"\r") {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -294,4 +328,150 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 		rc.Close()
 	}
 	return c
+}
+
+// startClusterReplica starts a node that joins the cluster of master
+// (CLUSTER MEET) as its replica (CLUSTER REPLICATE), and returns once it
+// is in sync.
+func startClusterReplica(t testing.TB, master *Server, nodeArgs []string, deadline time.Time) *Server {
+	t.Helper()
+	ctx := context.Background()
+	id := NodeID(t, master)
+	r := start(t, nodeArgs...)
+	rc := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rc.Close()
+	if err := rc.ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(master.port)).Err(); err != nil {
+		t.Fatalf("CLUSTER MEET from %s: %v", r.Addr, err)
+	}
+	// REPLICATE is refused until the node knows the master.
+	for {
+		err := rc.ClusterReplicate(ctx, id).Err()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CLUSTER REPLICATE %s on %s: %v", id, r.Addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		info, _ := rc.Info(ctx, "replication").Result()
+		if strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0") {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster replica %s not in sync:\n%s", r.Addr, info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// NodeID is the cluster node id of s (CLUSTER MYID).
+func NodeID(t testing.TB, s *Server) string {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	defer c.Close()
+	id, err := c.ClusterMyID(context.Background()).Result()
+	if err != nil {
+		t.Fatalf("CLUSTER MYID on %s: %v", s.Addr, err)
+	}
+	return id
+}
+
+// Owner is the index in Nodes of the master that serves slot, as Nodes[0]
+// says (CLUSTER SLOTS).
+func (c *Cluster) Owner(t testing.TB, slot int) int {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: c.Nodes[0].Addr})
+	defer rc.Close()
+	ranges, err := rc.ClusterSlots(context.Background()).Result()
+	if err != nil {
+		t.Fatalf("CLUSTER SLOTS: %v", err)
+	}
+	for _, r := range ranges {
+		if slot >= int(r.Start) && slot <= int(r.End) && len(r.Nodes) > 0 {
+			for i, n := range c.Nodes {
+				if n.Addr == r.Nodes[0].Addr {
+					return i
+				}
+			}
+		}
+	}
+	t.Fatalf("slot %d: no master of the cluster serves it", slot)
+	return -1
+}
+
+// KillMaster kills master i (SIGKILL) and returns when its replica
+// answers as master (ROLE), and the time it first did: the promotion. The
+// replica takes its place in Nodes, the dead master its place in
+// Replicas.
+func (c *Cluster) KillMaster(t testing.TB, i int) time.Time {
+	t.Helper()
+	old, r := c.Nodes[i], c.Replicas[i]
+	old.Stop()
+	rc := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rc.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if role, err := rc.Do(context.Background(), "ROLE").Slice(); err == nil && len(role) > 0 && role[0] == "master" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica %s of killed master %s was not promoted within 30s", r.Addr, old.Addr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	at := time.Now()
+	c.Nodes[i], c.Replicas[i] = r, old
+	return at
+}
+
+// MoveSlot moves slot, and the keys it holds, from master from to master
+// to while clients use it, as redis-cli --cluster reshard does: to
+// imports it, from migrates it (so that from answers ASK for a key it no
+// longer holds), MIGRATE carries its keys in batches, and CLUSTER SETSLOT
+// NODE gives it to to, on to first, then on every master. It returns the
+// number of keys moved.
+func (c *Cluster) MoveSlot(t testing.TB, slot, from, to int) int {
+	t.Helper()
+	ctx := context.Background()
+	src := redis.NewClient(&redis.Options{Addr: c.Nodes[from].Addr})
+	defer src.Close()
+	dst := redis.NewClient(&redis.Options{Addr: c.Nodes[to].Addr})
+	defer dst.Close()
+	srcID, dstID := NodeID(t, c.Nodes[from]), NodeID(t, c.Nodes[to])
+	if err := dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err(); err != nil {
+		t.Fatalf("slot %d: CLUSTER SETSLOT IMPORTING on %s: %v", slot, c.Nodes[to].Addr, err)
+	}
+	if err := src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID).Err(); err != nil {
+		t.Fatalf("slot %d: CLUSTER SETSLOT MIGRATING on %s: %v", slot, c.Nodes[from].Addr, err)
+	}
+	moved := 0
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, slot, 10).Result()
+		if err != nil {
+			t.Fatalf("slot %d: CLUSTER GETKEYSINSLOT: %v", slot, err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", "127.0.0.1", c.Nodes[to].port, "", 0, 10000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		// NOKEY: the keys were deleted meanwhile.
+		if err := src.Do(ctx, args...).Err(); err != nil && !strings.HasPrefix(err.Error(), "NOKEY") {
+			t.Fatalf("slot %d: MIGRATE %v: %v", slot, keys, err)
+		}
+		moved += len(keys)
+	}
+	for _, n := range append([]*Server{c.Nodes[to], c.Nodes[from]}, c.Nodes...) {
+		rc := redis.NewClient(&redis.Options{Addr: n.Addr})
+		err := rc.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err()
+		rc.Close()
+		if err != nil {
+			t.Fatalf("slot %d: CLUSTER SETSLOT NODE on %s: %v", slot, n.Addr, err)
+		}
+	}
+	return moved
 }

@@ -2,13 +2,16 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tandem-run/tandem/internal/redisconn"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 	"github.com/tandem-run/tandem/pkg/pubsub/pubsubtest"
@@ -263,6 +266,187 @@ func TestFailoverLossMeasured(t *testing.T) {
 			if wait != "0" && lost != 0 {
 				t.Errorf("waitForReplicas=%s: %d acknowledged events lost", wait, lost)
 			}
+		})
+	}
+}
+
+// The slots of every topic move to another master (IMPORTING, MIGRATING,
+// MIGRATE, SETSLOT NODE) while four publishers publish to them, without
+// and with waitForReplicas: no publish fails, and every acknowledged event
+// is in its stream once and delivered to the topic's subscription.
+func TestClusterReshardWhilePublishing(t *testing.T) {
+	for _, wait := range []string{"0", "1"} {
+		t.Run("waitForReplicas="+wait, func(t *testing.T) { reshardWhilePublishing(t, wait) })
+	}
+}
+
+func reshardWhilePublishing(t *testing.T, waitForReplicas string) {
+	// A publish that waits for a replica does so on the connection to
+	// the stream's master, and follows its slot itself.
+	var c *redisserver.Cluster
+	if waitForReplicas == "0" {
+		c = redisserver.StartCluster(t, 3)
+	} else {
+		c = redisserver.StartClusterReplicas(t, 3)
+	}
+	// Redelivery (whose claims would refresh the client's slots) as by
+	// default: the subscriptions' reads find the moved slots themselves.
+	md := map[string]string{"redisType": "cluster"}
+	sub := newBroker(t, c.Addrs(), md)
+	// WAIT waits up to half the read timeout: generous, on a busy machine.
+	pub := newBroker(t, c.Addrs(), map[string]string{"redisType": "cluster", "waitForReplicas": waitForReplicas, "readTimeout": "6s"})
+	ctx := context.Background()
+	var topics []string
+	for i := range 20 {
+		topics = append(topics, "topic-"+strconv.Itoa(i))
+	}
+	var mu sync.Mutex
+	delivered := map[string]int{}
+	for _, topic := range topics {
+		err := sub.Subscribe(ctx, pubsub.Subscription{Topic: topic}, func(_ context.Context, d *pubsub.Delivery) error {
+			mu.Lock()
+			delivered[string(d.Data)]++
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var acked []string
+	var failed []error
+	perTopic := map[string]int64{}
+	for p := range 4 {
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				topic := topics[(p+n*4)%len(topics)]
+				data := fmt.Sprintf("p%d-%d", p, n)
+				err := pub.Publish(ctx, &pubsub.Message{Topic: topic, Data: []byte(data)})
+				mu.Lock()
+				if err != nil {
+					failed = append(failed, err)
+				} else {
+					acked = append(acked, data)
+					perTopic[topic]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	waitFor(t, "200 publishes", func() bool { return count() >= 200 })
+	start := count()
+	keys, slots := 0, map[int]bool{}
+	for _, topic := range topics {
+		s := redisconn.Slot(topic)
+		if slots[s] {
+			continue
+		}
+		slots[s] = true
+		from := c.Owner(t, s)
+		keys += c.MoveSlot(t, s, from, (from+1)%len(c.Nodes))
+	}
+	during := count() - start
+	waitFor(t, "200 more publishes", func() bool { return count() >= start+during+200 })
+	close(stop)
+	wg.Wait()
+	admin := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{c.Nodes[0].Addr}})
+	defer admin.Close()
+	for _, topic := range topics {
+		if n, err := admin.XLen(ctx, topic).Result(); err != nil || n != perTopic[topic] {
+			t.Errorf("stream %s holds %d entries, %v; %d publishes to it were acknowledged", topic, n, err, perTopic[topic])
+		}
+	}
+	waitFor(t, "every acknowledged event delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range acked {
+			if delivered[d] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("%d slots holding %d streams moved; %d publishes acknowledged, %d during the moves, %d failed; all delivered",
+		len(slots), keys, len(acked), during, len(failed))
+	if len(failed) > 0 {
+		t.Errorf("%d publishes failed during the resharding, the first: %v", len(failed), failed[0])
+	}
+}
+
+// A quiet subscription, blocked reading its stream, whose slot moves to
+// another master, or whose master is killed and replaced by its replica:
+// the next event is delivered from the stream's new master, found by the
+// subscription itself (its broker makes no other call that would tell
+// its client of the new slots: no publish, no acknowledgement, no
+// redelivery in the test's time).
+func TestClusterQuietSubscriptionFollowsItsSlot(t *testing.T) {
+	for _, how := range []string{"moved", "failover"} {
+		t.Run(how, func(t *testing.T) {
+			var c *redisserver.Cluster
+			if how == "moved" {
+				c = redisserver.StartCluster(t, 3)
+			} else {
+				c = redisserver.StartClusterReplicas(t, 3)
+			}
+			sub := newBroker(t, c.Addrs(), map[string]string{"redisType": "cluster", "redeliverInterval": "10m", "processingTimeout": "10m"})
+			admin := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(c.Addrs(), ",")})
+			defer admin.Close()
+			ctx := context.Background()
+			got := make(chan string, 10)
+			err := sub.Subscribe(ctx, pubsub.Subscription{Topic: "quiet"}, func(_ context.Context, d *pubsub.Delivery) error {
+				got <- string(d.Data)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			receive := func(want string) {
+				t.Helper()
+				select {
+				case d := <-got:
+					if d != want {
+						t.Fatalf("delivered %q, want %q", d, want)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatalf("%q not delivered within 30s", want)
+				}
+			}
+			publish := func(data string) {
+				t.Helper()
+				deadline := time.Now().Add(30 * time.Second)
+				for {
+					err := admin.XAdd(ctx, &redis.XAddArgs{Stream: "quiet", Values: []any{"data", data}}).Err()
+					if err == nil {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("XADD: %v", err)
+					}
+					admin.ReloadState(ctx)
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			publish("before")
+			receive("before")
+			from := c.Owner(t, redisconn.Slot("quiet"))
+			var at time.Time
+			if how == "moved" {
+				c.MoveSlot(t, redisconn.Slot("quiet"), from, (from+1)%len(c.Nodes))
+				at = time.Now()
+			} else {
+				at = c.KillMaster(t, from)
+			}
+			publish("after")
+			receive("after")
+			t.Logf("delivered %s after the slot's new master took it", time.Since(at).Round(time.Millisecond))
 		})
 	}
 }

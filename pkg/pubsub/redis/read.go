@@ -76,6 +76,7 @@ func (r *reader) xread(ctx context.Context, count int, block time.Duration) ([]r
 		id, err := r.conn.ClientID(ctx).Result()
 		if err != nil {
 			r.close()
+			r.b.reloadSlots(ctx)
 			return nil, err
 		}
 		r.id.Store(id)
@@ -93,8 +94,9 @@ func (r *reader) xread(ctx context.Context, count int, block time.Duration) ([]r
 		if !strings.HasPrefix(err.Error(), "NOGROUP") {
 			// The connection may be broken, or the server no longer the
 			// master of the stream (a failover, a slot moved): a new one
-			// next time.
+			// next time, to the master the cluster names then.
 			r.close()
+			r.b.reloadSlots(ctx)
 		}
 		return nil, err
 	case len(streams) == 0:
@@ -113,6 +115,18 @@ func (b *Broker) nodeOf(ctx context.Context, topic string) (*redis.Client, error
 		return c.MasterForKey(ctx, topic)
 	}
 	return nil, fmt.Errorf("pubsub %q: a %T cannot hold a subscription's connection", b.name, b.client)
+}
+
+// reloadSlots makes a cluster client read the cluster's slots again, as a
+// subscription's connection found its node gone or no longer the
+// stream's master. The connection is the node's own, whose errors and
+// MOVED answers do not tell the cluster client; without it the client
+// would name the same node until a call of its own met a MOVED, or for
+// up to a minute.
+func (b *Broker) reloadSlots(ctx context.Context) {
+	if c, ok := b.client.(*redis.ClusterClient); ok {
+		c.ReloadState(ctx)
+	}
 }
 
 // failed handles a read's error, and reports whether to wait before the

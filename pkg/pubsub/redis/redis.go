@@ -204,23 +204,43 @@ func (b *Broker) Publish(ctx context.Context, m *pubsub.Message) error {
 // have it: XADD and WAIT in one pipeline, on one connection to the master
 // of the stream, as WAIT waits for that connection's writes. It waits at
 // most half the read timeout; fewer replicas by then is an error (the
-// entry is in Redis, and may be delivered).
+// entry is in Redis, and may be delivered). In a cluster it follows the
+// stream's slot as it moves, as the cluster client would: to the node a
+// MOVED or ASK names (ASKING first for ASK), at most three times.
 func (b *Broker) publishWaiting(ctx context.Context, args *redis.XAddArgs) error {
 	node, err := b.nodeOf(ctx, args.Stream)
 	if err != nil {
 		return b.wrap("XADD", err)
 	}
-	timeout := max(node.Options().ReadTimeout/2, time.Millisecond)
-	var wait *redis.Cmd
-	_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAdd(ctx, args)
-		wait = p.Do(ctx, "WAIT", b.cfg.WaitForReplicas, timeout.Milliseconds())
-		return nil
-	})
-	if err != nil {
-		return b.wrap("XADD", err)
+	asking := false
+	var n int64
+	var timeout time.Duration
+	for redirects := 0; ; redirects++ {
+		timeout = max(node.Options().ReadTimeout/2, time.Millisecond)
+		var wait *redis.Cmd
+		_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
+			if asking {
+				p.Do(ctx, "ASKING")
+			}
+			p.XAdd(ctx, args)
+			wait = p.Do(ctx, "WAIT", b.cfg.WaitForReplicas, timeout.Milliseconds())
+			return nil
+		})
+		addr, ask, moved := redisconn.Redirected(err)
+		cc, cluster := b.client.(*redis.ClusterClient)
+		if !moved || !cluster || redirects == 3 {
+			if err != nil {
+				return b.wrap("XADD", err)
+			}
+			n, _ = wait.Int64()
+			break
+		}
+		if node, err = redisconn.Master(ctx, cc, addr); err != nil {
+			return b.wrap("XADD", err)
+		}
+		asking = ask
 	}
-	if n, _ := wait.Int64(); n < int64(b.cfg.WaitForReplicas) {
+	if n < int64(b.cfg.WaitForReplicas) {
 		return fmt.Errorf("redis at %s: XADD: %d of %d replicas (waitForReplicas) acknowledged the event within %s; it is in Redis but a failover could lose it",
 			b.addr, n, b.cfg.WaitForReplicas, timeout)
 	}

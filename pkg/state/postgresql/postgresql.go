@@ -145,6 +145,8 @@ func (s *Store) wrap(op string, err error) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		return fmt.Errorf("postgresql at %s: %s timed out (timeout %v): %w", s.addr, op, s.cfg.Timeout, err)
+	case refused(err):
+		return fmt.Errorf("postgresql at %s: %s: the database refused the connection (check the user, password and database of metadata connectionString): %w", s.addr, op, err)
 	case isConnect(err):
 		return fmt.Errorf("postgresql at %s: %s: the database is unreachable: %w", s.addr, op, err)
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
@@ -156,6 +158,17 @@ func (s *Store) wrap(op string, err error) error {
 func isTimeout(err error) bool {
 	var te interface{ Timeout() bool }
 	return errors.As(err, &te) && te.Timeout()
+}
+
+// refused says whether the server answered a connection with an error:
+// authentication failed, no such database or role, no entry in
+// pg_hba.conf. A server that is starting up or shutting down is not
+// refusing: it is unreachable for now.
+func refused(err error) bool {
+	var ce *pgconn.ConnectError
+	var pe *pgconn.PgError
+	return errors.As(err, &ce) && errors.As(err, &pe) &&
+		(strings.HasPrefix(pe.Code, "28") || pe.Code == "3D000")
 }
 
 func isConnect(err error) bool {

@@ -340,7 +340,10 @@ func mismatchAt(err error) (int, bool) {
 // the writes of its own connection. The replicas are those the server
 // that took the write has connected when it takes it (ROLE, in the same
 // round trip), so that after a failover a write waits for the new
-// master's replicas, not for a count of the old one's.
+// master's replicas, not for a count of the old one's. In a cluster that
+// connection is the master's own, so the store follows a slot that moves
+// under the write itself: to the node a MOVED or ASK names (ASKING first
+// for ASK), at most three times.
 func (s *Store) run(ctx context.Context, strong bool, script *redis.Script, keys []string, args ...any) error {
 	if !strong {
 		return script.Run(ctx, s.client, keys, args...).Err()
@@ -349,11 +352,40 @@ func (s *Store) run(ctx context.Context, strong bool, script *redis.Script, keys
 	if err != nil {
 		return err
 	}
+	asking := false
+	for redirects := 0; ; redirects++ {
+		err := s.writeAndWait(ctx, node, asking, script, keys, args...)
+		addr, ask, ok := redisconn.Redirected(err)
+		cc, cluster := s.client.(*redis.ClusterClient)
+		if !ok || !cluster || redirects == 3 {
+			return err
+		}
+		if node, err = redisconn.Master(ctx, cc, addr); err != nil {
+			return err
+		}
+		asking = ask
+	}
+}
+
+// writeAndWait runs script on a connection of node and waits there until
+// node's replicas have the write. asking: the slot is moving to node,
+// which takes the command after ASKING only.
+func (s *Store) writeAndWait(ctx context.Context, node *redis.Client, asking bool, script *redis.Script, keys []string, args ...any) error {
 	conn := node.Conn()
 	defer conn.Close()
-	res, role := runWithRole(ctx, conn, script.EvalSha, keys, args)
-	if err := res.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+	var res, role *redis.Cmd
+	if asking {
+		// ASKING lets the next command through: EVAL, not an EVALSHA
+		// that NOSCRIPT would follow with EVAL.
+		if err := conn.Do(ctx, "ASKING").Err(); err != nil {
+			return err
+		}
 		res, role = runWithRole(ctx, conn, script.Eval, keys, args)
+	} else {
+		res, role = runWithRole(ctx, conn, script.EvalSha, keys, args)
+		if err := res.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			res, role = runWithRole(ctx, conn, script.Eval, keys, args)
+		}
 	}
 	if err := res.Err(); err != nil {
 		return err
