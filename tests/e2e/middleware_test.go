@@ -283,3 +283,44 @@ func TestMiddlewareAppPipelineSkipsDeliveries(t *testing.T) {
 		t.Errorf("appHttpPipeline refusals: %v, want the %d invocations refused", v, refused)
 	}
 }
+
+// The API token is checked before httpPipeline, on the HTTP API as on the
+// gRPC API (as daprd does on its HTTP API): calls without the token are
+// refused 401 / Unauthenticated and take nothing from a rate limit's
+// bucket, so that a flood of them cannot use up the app's limit.
+func TestMiddlewareAfterAPIToken(t *testing.T) {
+	dir, confDir := t.TempDir(), t.TempDir()
+	saveFile(t, filepath.Join(dir, "limit.yaml"), rateLimitComponent("limit", "0.001", "2"))
+	conf := filepath.Join(confDir, "config.yaml")
+	saveFile(t, conf, pipelineConfig("httpPipeline", "limit"))
+	w := newWorld(t)
+	front := w.sidecarEnv("front", 0, []string{"DAPR_API_TOKEN=front-secret"}, "--resources-path", dir, "--config", conf)
+	front.waitHealthy(t)
+	token := http.Header{"Dapr-Api-Token": {"front-secret"}}
+
+	for i := range 10 {
+		if resp, b := do(t, "GET", front.url+"/v1.0/metadata", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("HTTP call %d without the token: %d %s; want 401", i, resp.StatusCode, b)
+		}
+	}
+	api := runtimev1pb.NewDaprClient(grpcConn(t, front))
+	for i := range 10 {
+		if _, err := api.GetMetadata(ctxT(t), &runtimev1pb.GetMetadataRequest{}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("gRPC call %d without the token: %v; want Unauthenticated", i, err)
+		}
+	}
+	// The bucket (burst 2, shared by both APIs) is full: one call with the
+	// token on each API goes through, the next is limited.
+	if resp, b := do(t, "GET", front.url+"/v1.0/metadata", nil, token); resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP call with the token after 20 without: %d %s; want 200", resp.StatusCode, b)
+	}
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), "dapr-api-token", "front-secret")
+	if _, err := api.GetMetadata(ctx, &runtimev1pb.GetMetadataRequest{}); err != nil {
+		t.Fatalf("gRPC call with the token after 20 without: %v", err)
+	}
+	if resp, b := do(t, "GET", front.url+"/v1.0/metadata", nil, token); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("third call with the token: %d %s; want 429", resp.StatusCode, b)
+	}
+	_, err := api.GetMetadata(ctx, &runtimev1pb.GetMetadataRequest{})
+	wantRetryInfo(t, "fourth call with the token", err)
+}
