@@ -17,6 +17,7 @@
 //	go run ./bench -transactions bench/TRANSACTIONS.md   # how long transactions hold Redis
 //	go run ./bench -pubsub bench/RESULTS.md   # pub/sub through two sidecars against its floor
 //	go run ./bench -pubsub-bulk bench/RESULTS.md   # bulk publish and bulk delivery against single events
+//	go run ./bench -middleware bench/RESULTS.md   # each middleware at p90 against two sidecars without one
 //
 // It writes a Markdown report (-out, bench/RESULTS.md) and a PNG of the
 // latency distributions (-png, bench/latency.png), and prints the ratios
@@ -53,6 +54,7 @@ type options struct {
 	TxOut      string
 	PubSub     string // the pub/sub profile's report: the file whose pub/sub section it writes
 	PubSubBulk string // the bulk pub/sub profile's report: the file whose bulk section it writes
+	Middleware string // the middleware profile's report: the file whose middleware section it writes
 	Backlog    int    // events the bulk pub/sub profile publishes and delivers per way and round
 }
 
@@ -89,6 +91,8 @@ func main() {
 		err = pubsubBench(o, o.PubSub)
 	case o.PubSubBulk != "":
 		err = pubsubBulkBench(o, o.PubSubBulk)
+	case o.Middleware != "":
+		err = middlewareBench(o, o.Middleware)
 	case o.Soak > 0:
 		err = soak(o, o.Soak)
 	default:
@@ -108,6 +112,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&o.TxOut, "transactions", "", "instead of the paths: time the largest state transactions against Redis and write the report to this file (e.g. bench/TRANSACTIONS.md)")
 	fs.StringVar(&o.PubSub, "pubsub", "", "instead of the paths: measure pub/sub on Redis Streams through two sidecars and its floor, and a slow subscriber's memory, and write the section \"Pub/sub\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
 	fs.StringVar(&o.PubSubBulk, "pubsub-bulk", "", "instead of the paths: weigh bulk publish and bulk delivery against single events through sidecars on Redis Streams, and write the section \"Pub/sub: bulk\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
+	fs.StringVar(&o.Middleware, "middleware", "", "instead of the paths: weigh each middleware at p90 against two sidecars without a pipeline, and write the section \"Middleware\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
 	fs.IntVar(&o.Backlog, "backlog", 10000, "with -pubsub-bulk: events published (100 at a time) and delivered from a backlog, per way and round")
 	short := fs.Bool("short", false, "a quick run: 3 rounds of 2 s per path after a 1 s warm-up, 1 s at maximum throughput, its report and chart in the temporary folder (flags given win)")
 	fs.IntVar(&o.Rate, "rate", 1000, "requests per second of each measured run")
@@ -156,6 +161,19 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		return o, fmt.Errorf("-duration and -max-duration must be positive, -warmup 0 or more")
 	case o.Rounds < 1:
 		return o, fmt.Errorf("-rounds %d: give 1 or more (5 or more for a median worth reading)", o.Rounds)
+	}
+	if o.Middleware != "" {
+		switch {
+		case o.PubSub != "" || o.PubSubBulk != "" || o.TxOut != "" || o.Soak > 0:
+			return o, fmt.Errorf("-middleware with -pubsub, -pubsub-bulk, -transactions or -soak: give one of them")
+		case o.Only != "":
+			return o, fmt.Errorf("-paths with -middleware: it runs its own paths (%s)", strings.Join(pathNames(middlewarePaths()), ", "))
+		case o.Profile != "":
+			if p, ok := pathIn(middlewarePaths(), o.Profile); !ok || !p.sidecars {
+				return o, fmt.Errorf("-profile %q with -middleware: give one of its paths with sidecars (mw-none, mw-<middleware>)", o.Profile)
+			}
+		}
+		return o, nil
 	}
 	if o.PubSubBulk != "" {
 		switch {
