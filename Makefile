@@ -1,7 +1,7 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test quick test-node vet lint calculator dashboard sidecar images deps tools bench bench-pubsub bench-pubsub-bulk bench-state-backends bench-tracing fuzz soak
+.PHONY: test quick test-node vet lint calculator dashboard sidecar images deps tools bench bench-pubsub bench-pubsub-bulk bench-state-backends bench-middleware bench-tracing fuzz soak
 
 ## test: everything CI runs: formatting, vet, the whole suite with -race,
 ## the real Kubernetes node's tests (tests/node, their own run: they need
@@ -76,6 +76,11 @@ soak:
 ## directly (writes its section of bench/RESULTS.md).
 bench-state-backends:
 	$(GO) run ./bench -state-backends bench/RESULTS.md
+
+## bench-middleware: what each middleware costs at p90 through two sidecars
+## against the same path without it (writes its section of bench/RESULTS.md).
+bench-middleware:
+	$(GO) run ./bench -middleware bench/RESULTS.md
 
 ## bench-tracing: what tracing costs per invocation through two sidecars.
 bench-tracing:

@@ -18,6 +18,7 @@
 //	go run ./bench -pubsub bench/RESULTS.md   # pub/sub through two sidecars against its floor
 //	go run ./bench -pubsub-bulk bench/RESULTS.md   # bulk publish and bulk delivery against single events
 //	go run ./bench -state-backends bench/RESULTS.md   # state through a sidecar on PostgreSQL and a Redis Cluster against their clients
+//	go run ./bench -middleware bench/RESULTS.md   # each middleware at p90 against two sidecars without one
 //
 // It writes a Markdown report (-out, bench/RESULTS.md) and a PNG of the
 // latency distributions (-png, bench/latency.png), and prints the ratios
@@ -57,7 +58,8 @@ type options struct {
 	// StateBackends is the state backends profile's report: the file
 	// whose section on PostgreSQL and the Redis Cluster it writes.
 	StateBackends string
-	Backlog       int // events the bulk pub/sub profile publishes and delivers per way and round
+	Middleware    string // the middleware profile's report: the file whose middleware section it writes
+	Backlog       int    // events the bulk pub/sub profile publishes and delivers per way and round
 }
 
 // floorModes are the modes this binary is re-run in as a floor's process.
@@ -95,6 +97,8 @@ func main() {
 		err = pubsubBulkBench(o, o.PubSubBulk)
 	case o.StateBackends != "":
 		err = stateBackends(o, o.StateBackends)
+	case o.Middleware != "":
+		err = middlewareBench(o, o.Middleware)
 	case o.Soak > 0:
 		err = soak(o, o.Soak)
 	default:
@@ -115,6 +119,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&o.PubSub, "pubsub", "", "instead of the paths: measure pub/sub on Redis Streams through two sidecars and its floor, and a slow subscriber's memory, and write the section \"Pub/sub\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
 	fs.StringVar(&o.PubSubBulk, "pubsub-bulk", "", "instead of the paths: weigh bulk publish and bulk delivery against single events through sidecars on Redis Streams, and write the section \"Pub/sub: bulk\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
 	fs.StringVar(&o.StateBackends, "state-backends", "", "instead of the paths: measure state get and save through a sidecar on PostgreSQL and on a 3-master Redis Cluster beside pgx and go-redis's ClusterClient called directly, and write the section \"State on PostgreSQL and on a Redis Cluster\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
+	fs.StringVar(&o.Middleware, "middleware", "", "instead of the paths: weigh each middleware at p90 against two sidecars without a pipeline, and write the section \"Middleware\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
 	fs.IntVar(&o.Backlog, "backlog", 10000, "with -pubsub-bulk: events published (100 at a time) and delivered from a backlog, per way and round")
 	short := fs.Bool("short", false, "a quick run: 3 rounds of 2 s per path after a 1 s warm-up, 1 s at maximum throughput, its report and chart in the temporary folder (flags given win)")
 	fs.IntVar(&o.Rate, "rate", 1000, "requests per second of each measured run")
@@ -166,10 +171,23 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	}
 	if o.StateBackends != "" {
 		switch {
-		case o.PubSub != "" || o.PubSubBulk != "" || o.TxOut != "" || o.Soak > 0:
-			return o, fmt.Errorf("-state-backends with -pubsub, -pubsub-bulk, -transactions or -soak: give one of them")
+		case o.PubSub != "" || o.PubSubBulk != "" || o.TxOut != "" || o.Soak > 0 || o.Middleware != "":
+			return o, fmt.Errorf("-state-backends with -pubsub, -pubsub-bulk, -middleware, -transactions or -soak: give one of them")
 		case o.Profile != "" || o.Only != "":
 			return o, fmt.Errorf("-state-backends runs its own paths: leave out -profile and -paths")
+		}
+		return o, nil
+	}
+	if o.Middleware != "" {
+		switch {
+		case o.PubSub != "" || o.PubSubBulk != "" || o.TxOut != "" || o.Soak > 0:
+			return o, fmt.Errorf("-middleware with -pubsub, -pubsub-bulk, -transactions or -soak: give one of them")
+		case o.Only != "":
+			return o, fmt.Errorf("-paths with -middleware: it runs its own paths (%s)", strings.Join(pathNames(middlewarePaths()), ", "))
+		case o.Profile != "":
+			if p, ok := pathIn(middlewarePaths(), o.Profile); !ok || !p.sidecars {
+				return o, fmt.Errorf("-profile %q with -middleware: give one of its paths with sidecars (mw-none, mw-<middleware>)", o.Profile)
+			}
 		}
 		return o, nil
 	}

@@ -68,13 +68,25 @@ var paths = []path{
 	{name: "state-save-sidecar", group: "state save", sidecars: true, about: "`POST /v1.0/state/statestore` of one item on a sidecar", setup: stateSidecar(true)},
 }
 
-func pathNamed(name string) (path, bool) {
-	for _, p := range paths {
+func pathNamed(name string) (path, bool) { return pathIn(paths, name) }
+
+// pathIn is the path of ps named name.
+func pathIn(ps []path, name string) (path, bool) {
+	for _, p := range ps {
 		if p.name == name {
 			return p, true
 		}
 	}
 	return path{}, false
+}
+
+// pathNames are the names of ps.
+func pathNames(ps []path) []string {
+	var names []string
+	for _, p := range ps {
+		names = append(names, p.name)
+	}
+	return names
 }
 
 func sidecarPaths() []string {

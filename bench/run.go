@@ -264,6 +264,8 @@ type pairOptions struct {
 	profile bool     // the caller serves pprof
 	procs   int      // --max-procs of both; 0: the sidecar's default
 	env     []string // added to both's environment
+	// callerArgs are flags of the caller's alone (its pipeline).
+	callerArgs []string
 }
 
 // soloSidecar starts one sidecar with a registry folder of its own (and
@@ -312,7 +314,7 @@ func (e *env) sidecarPair(protocol, appAddr string, po pairOptions) (*rig, sidec
 		callee.stop()
 		return nil, sidecarAddrs{}, err
 	}
-	caller, a, err := e.startSidecarEnv(po.env, "bench-client", "", "http", reg, append(both, extra...)...)
+	caller, a, err := e.startSidecarEnv(po.env, "bench-client", "", "http", reg, append(append(both, po.callerArgs...), extra...)...)
 	if err != nil {
 		callee.stop()
 		return nil, sidecarAddrs{}, err

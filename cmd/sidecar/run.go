@@ -275,23 +275,26 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	publisher := api.Publisher{PubSub: s.pubsub, AppID: o.AppID}
 	router.Add(httpapi.PublishRoutes(publisher, o.MaxBodySize)...)
 
+	// The API token is checked before httpPipeline, as daprd does and as
+	// the gRPC API does: a call without it takes nothing from a rate
+	// limit's bucket.
 	guard := token.New(o.APIToken)
-	api := func(r *httpapi.Router) http.Handler {
-		return httpapi.LimitHeaders(o.ReadBufferSize, guard.HTTP(r, r.Public))
+	api := func(r *httpapi.Router, pipeline func(http.Handler) http.Handler) http.Handler {
+		return httpapi.LimitHeaders(o.ReadBufferSize, guard.HTTP(pipeline(r), r.Public))
 	}
 	// Browsers on the developer's machine reach the HTTP API too: its Host
 	// and Origin are checked first. The public port is not: it serves the
 	// two GET health routes only, whose answer is no secret, to kubelet
 	// probes that send the pod IP or a Host of the probe's own.
 	s.servers = []*server{
-		{name: "http", lns: s.lns.http, srv: newHTTPServer(o.ReadBufferSize, httpapi.CheckHost(o.AllowedHosts, httpapi.CORS(o.AllowedOrigins, s.apiPipeline(api(router)))))},
+		{name: "http", lns: s.lns.http, srv: newHTTPServer(o.ReadBufferSize, httpapi.CheckHost(o.AllowedHosts, httpapi.CORS(o.AllowedOrigins, api(router, s.apiPipeline))))},
 		{name: "internal", lns: []net.Listener{s.internalListener()}, srv: newHopServer(o.ReadBufferSize+invoke.HopHeaderSlack,
 			tracing.HopServer(o.AppID, s.inv.Authenticate(s.acl.Hop(s.mw.Hop(middleware.App, s.inv.HopHandler())))))},
 	}
 	if s.lns.public != nil {
 		public := httpapi.NewRouter(nil)
 		public.Add(httpapi.HealthRoutes(life)...)
-		s.servers = append(s.servers, &server{name: "public", lns: []net.Listener{s.lns.public}, srv: newHTTPServer(o.ReadBufferSize, api(public))})
+		s.servers = append(s.servers, &server{name: "public", lns: []net.Listener{s.lns.public}, srv: newHTTPServer(o.ReadBufferSize, api(public, func(h http.Handler) http.Handler { return h }))})
 	}
 	if s.lns.metrics != nil {
 		mux := http.NewServeMux()

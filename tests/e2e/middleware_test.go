@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tandem-run/tandem/internal/testutil/proc"
+	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
 // rateLimitComponent is a middleware.http.ratelimit Component.
@@ -216,4 +218,109 @@ func TestMiddlewareMissingComponent(t *testing.T) {
 	if code := proc.For(t).ExitCode(p, 10*time.Second); code == 0 || !strings.Contains(p.Out.String(), `spec.httpPipeline.handlers[0].name: no Component "nope" applies to this app`) {
 		t.Errorf("exit %d: %s", code, p.Out.String())
 	}
+}
+
+// appHttpPipeline does not run on what the sidecar itself sends to its
+// app: with a limit of 1/s (burst 1) in force on the subscriber's sidecar,
+// GET /dapr/subscribe is read and 50 events published at once all reach
+// the app, each once, none refused nor retried; while invocations from
+// another sidecar are limited in the same run.
+func TestMiddlewareAppPipelineSkipsDeliveries(t *testing.T) {
+	dir, confDir := t.TempDir(), t.TempDir()
+	saveFile(t, filepath.Join(dir, "limit.yaml"), rateLimitComponent("limit", "1", "1"))
+	saveFile(t, filepath.Join(dir, "pubsub.yaml"), resources.PubSubYAML("pubsub", "pubsub.in-memory"))
+	conf := filepath.Join(confDir, "config.yaml")
+	saveFile(t, conf, pipelineConfig("appHttpPipeline", "limit"))
+	w := newWorld(t)
+	port := w.subscribingApp("orders-app", "orders")
+	orders := w.sidecar("orders", port, "--resources-path", dir, "--config", conf)
+	front := w.sidecar("front", 0)
+	orders.waitHealthy(t)
+	front.waitHealthy(t)
+	// The programmatic subscription was read through the app channel.
+	waitMetadata(t, orders, `"type":"PROGRAMMATIC"`)
+	metrics := "http://127.0.0.1:" + strconv.Itoa(getMetadata(t, orders).Ports["metrics"])
+
+	invoke := func() map[int]int {
+		byStatus, _, _ := burstHTTP(t, front.url+"/v1.0/invoke/orders/method/echo/x", 10)
+		if byStatus[429] == 0 || byStatus[200]+byStatus[429] != 10 {
+			t.Fatalf("10 invocations in a row against 1/s, burst 1: %v; want some refused", byStatus)
+		}
+		return byStatus
+	}
+	refused := invoke()[429]
+
+	const n = 50
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, b := do(t, "POST", orders.url+"/v1.0/publish/pubsub/orders", strings.NewReader(fmt.Sprintf(`{"n":%d}`, i)), http.Header{"Content-Type": {"application/json"}})
+			if resp.StatusCode != http.StatusNoContent {
+				t.Errorf("publish %d: %d %s", i, resp.StatusCode, b)
+			}
+		}()
+	}
+	wg.Wait()
+	got := waitDeliveries(t, port, "the 50 events", func(d []delivered) bool { return len(byN(t, d)) == n })
+	for k, c := range byN(t, got) {
+		if c != 1 {
+			t.Errorf("event %s delivered %d times; want once", k, c)
+		}
+	}
+	refused += invoke()[429]
+
+	delivered := `app_id="orders",pubsub="pubsub",status="success",topic="orders"`
+	if v := metricValue(t, metrics, "tandem_pubsub_delivered_total", delivered); v != n {
+		t.Errorf("deliveries answered SUCCESS: %v, want %d", v, n)
+	}
+	if v := metricValue(t, metrics, "tandem_pubsub_retried_total", `app_id="orders",pubsub="pubsub",topic="orders"`); v != 0 {
+		t.Errorf("deliveries retried: %v, want 0", v)
+	}
+	limited := `app_id="orders",middleware="limit",pipeline="appHttpPipeline",protocol="http",type="middleware.http.ratelimit"`
+	if v := metricValue(t, metrics, "tandem_middleware_refused_total", limited); v != float64(refused) {
+		t.Errorf("appHttpPipeline refusals: %v, want the %d invocations refused", v, refused)
+	}
+}
+
+// The API token is checked before httpPipeline, on the HTTP API as on the
+// gRPC API (as daprd does on its HTTP API): calls without the token are
+// refused 401 / Unauthenticated and take nothing from a rate limit's
+// bucket, so that a flood of them cannot use up the app's limit.
+func TestMiddlewareAfterAPIToken(t *testing.T) {
+	dir, confDir := t.TempDir(), t.TempDir()
+	saveFile(t, filepath.Join(dir, "limit.yaml"), rateLimitComponent("limit", "0.001", "2"))
+	conf := filepath.Join(confDir, "config.yaml")
+	saveFile(t, conf, pipelineConfig("httpPipeline", "limit"))
+	w := newWorld(t)
+	front := w.sidecarEnv("front", 0, []string{"DAPR_API_TOKEN=front-secret"}, "--resources-path", dir, "--config", conf)
+	front.waitHealthy(t)
+	token := http.Header{"Dapr-Api-Token": {"front-secret"}}
+
+	for i := range 10 {
+		if resp, b := do(t, "GET", front.url+"/v1.0/metadata", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("HTTP call %d without the token: %d %s; want 401", i, resp.StatusCode, b)
+		}
+	}
+	api := runtimev1pb.NewDaprClient(grpcConn(t, front))
+	for i := range 10 {
+		if _, err := api.GetMetadata(ctxT(t), &runtimev1pb.GetMetadataRequest{}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("gRPC call %d without the token: %v; want Unauthenticated", i, err)
+		}
+	}
+	// The bucket (burst 2, shared by both APIs) is full: one call with the
+	// token on each API goes through, the next is limited.
+	if resp, b := do(t, "GET", front.url+"/v1.0/metadata", nil, token); resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP call with the token after 20 without: %d %s; want 200", resp.StatusCode, b)
+	}
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), "dapr-api-token", "front-secret")
+	if _, err := api.GetMetadata(ctx, &runtimev1pb.GetMetadataRequest{}); err != nil {
+		t.Fatalf("gRPC call with the token after 20 without: %v", err)
+	}
+	if resp, b := do(t, "GET", front.url+"/v1.0/metadata", nil, token); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("third call with the token: %d %s; want 429", resp.StatusCode, b)
+	}
+	_, err := api.GetMetadata(ctx, &runtimev1pb.GetMetadataRequest{})
+	wantRetryInfo(t, "fourth call with the token", err)
 }
