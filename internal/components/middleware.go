@@ -1,6 +1,7 @@
 package components
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/tandem-run/tandem/internal/middleware"
@@ -8,6 +9,11 @@ import (
 
 // MiddlewareTypes are the middleware component types this sidecar builds.
 var MiddlewareTypes = []string{middleware.TypeRateLimit, middleware.TypeBearer, middleware.TypeOAuth2ClientCredentials}
+
+// oauth2Refused says why middleware.http.oauth2 is refused.
+var oauth2Refused = fmt.Sprintf("spec.type %q (the authorization-code flow: a browser login) is not built by this sidecar: "+
+	"it serves APIs to its app, not login pages and session cookies to browsers (see docs/middleware.md); "+
+	"check tokens with %s, and let the app's web framework run the login", middleware.TypeOAuth2, middleware.TypeBearer)
 
 // BuildMiddleware builds the middleware of the Component c, its
 // secretKeyRefs read through secrets (nil: a secretKeyRef is an error). A
@@ -38,7 +44,7 @@ func BuildMiddleware(c Component, secrets Secrets) (middleware.Middleware, error
 		}
 		return middleware.NewOAuth2ClientCredentials(c.Metadata.Name, cfg), nil
 	case middleware.TypeOAuth2:
-		return nil, c.errorf("spec.type %q (the authorization-code flow, a browser login) is not built by this sidecar: it serves APIs to its app, not login pages to browsers (see docs/middleware.md); check tokens with %s, or let the app's web framework run the login", c.Spec.Type, middleware.TypeBearer)
+		return nil, c.errorf("%s", oauth2Refused)
 	default:
 		return nil, c.errorf("spec.type %q is not a middleware type; accepted: %s", c.Spec.Type, strings.Join(MiddlewareTypes, ", "))
 	}

@@ -393,7 +393,7 @@ func TestBearerProviderDown(t *testing.T) {
 		t.Fatalf("requests to the provider within the retry wait: %d", n)
 	}
 	idp.SetDown(false)
-	clk.advance(DefaultRetryInterval)
+	clk.advance(DefaultRetryInterval + time.Second)
 	if resp := e.callHTTP(t, tok); resp.StatusCode != 200 {
 		t.Fatalf("provider back: %d", resp.StatusCode)
 	}
@@ -409,7 +409,7 @@ func TestBearerProviderDown(t *testing.T) {
 		t.Fatalf("provider hanging: %d", resp.StatusCode)
 	}
 	release()
-	clk.advance(DefaultRetryInterval)
+	clk.advance(DefaultRetryInterval + time.Second)
 	if resp := e2.callHTTP(t, idp2.Token(t)); resp.StatusCode != 200 {
 		t.Fatalf("provider answering again: %d", resp.StatusCode)
 	}

@@ -239,7 +239,11 @@ func (o *OAuth2ClientCredentials) start(now time.Time) chan struct{} {
 			o.nextTry = now.Add(o.cfg.RetryInterval)
 		} else {
 			o.header = tok.Type() + " " + tok.AccessToken
-			o.expiry, o.renewAt = tokenTimes(now, tok.Expiry)
+			exp := tok.Expiry // the library's clock: now plus expires_in
+			if !exp.IsZero() {
+				exp = now.Add(time.Until(exp))
+			}
+			o.expiry, o.renewAt = tokenTimes(now, exp)
 			o.nextTry = now
 		}
 		close(done)
