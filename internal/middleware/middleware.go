@@ -47,7 +47,8 @@ type Call struct {
 	// ClientAddr is the caller's address, without its port.
 	ClientAddr string
 	// Header holds the HTTP headers, or the gRPC metadata; a middleware
-	// reads it, and does not keep it past the call.
+	// reads it, may set or remove headers (the call goes on with them, on
+	// gRPC too), and does not keep it past the call.
 	Header http.Header
 }
 
