@@ -287,8 +287,11 @@ func TestBearerWithProvider(t *testing.T) {
 // MinRefreshInterval, whatever their number.
 func TestBearerRotation(t *testing.T) {
 	idp := oidcop.Start(t, nil)
+	idp.Storage.SetTokens(time.Hour, oidcop.Audience) // good while the test's clock moves on
 	clk := &testClock{}
-	b := NewBearer("bearer", BearerConfig{Issuer: idp.Issuer(), Audience: oidcop.Audience, JWKSURL: idp.JWKSURL(), Now: clk.now})
+	// A bound far longer than the test may take on a busy machine.
+	const bound = 10 * time.Minute
+	b := NewBearer("bearer", BearerConfig{Issuer: idp.Issuer(), Audience: oidcop.Audience, JWKSURL: idp.JWKSURL(), MinRefreshInterval: bound, Now: clk.now})
 	e := newEdge(t, Pipeline{{Name: "bearer", Type: TypeBearer, Middleware: b}})
 	if resp := e.callHTTP(t, idp.Token(t)); resp.StatusCode != 200 {
 		t.Fatalf("first token: %d", resp.StatusCode)
@@ -297,7 +300,7 @@ func TestBearerRotation(t *testing.T) {
 		t.Fatalf("key fetches after the first call: %d", n)
 	}
 	// Rotated, the old key withdrawn: the new token's key is fetched.
-	clk.advance(DefaultMinRefreshInterval)
+	clk.advance(bound)
 	idp.Storage.Rotate(t, false)
 	fresh := idp.Token(t)
 	if resp := e.callHTTP(t, fresh); resp.StatusCode != 200 {
@@ -315,7 +318,7 @@ func TestBearerRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.advance(DefaultMinRefreshInterval)
+	clk.advance(bound)
 	release := idp.Hold()
 	var wg sync.WaitGroup
 	var refused, passed atomic.Int64
@@ -346,8 +349,10 @@ func TestBearerRotation(t *testing.T) {
 	}
 	// The calls with the known key pass while the fetch is held; release
 	// it once one fetch has started.
-	for idp.KeyFetches() < 3 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); idp.KeyFetches() < 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no fetch of the key set for the unknown keys")
+		}
 	}
 	release()
 	wg.Wait()
@@ -358,7 +363,7 @@ func TestBearerRotation(t *testing.T) {
 		t.Fatalf("refused %d, passed %d", refused.Load(), passed.Load())
 	}
 	// Past the bound, an unknown key is fetched again: once.
-	clk.advance(DefaultMinRefreshInterval)
+	clk.advance(bound)
 	for i := range 5 {
 		if resp := e.callHTTP(t, signed(t, jose.RS256, stranger, fmt.Sprintf("later-%d", i), goodClaims(idp.Issuer()))); resp.StatusCode != 401 {
 			t.Fatalf("unknown key: %d", resp.StatusCode)
@@ -378,11 +383,12 @@ func TestBearerProviderDown(t *testing.T) {
 	tok := idp.Token(t)
 	idp.SetDown(true)
 	clk := &testClock{}
-	b := NewBearer("bearer", BearerConfig{Issuer: idp.Issuer(), Audience: oidcop.Audience, Now: clk.now})
+	// A retry wait far longer than the test may take on a busy machine.
+	b := NewBearer("bearer", BearerConfig{Issuer: idp.Issuer(), Audience: oidcop.Audience, RetryInterval: time.Minute, Now: clk.now})
 	e := newEdge(t, Pipeline{{Name: "bearer", Type: TypeBearer, Middleware: b}})
 	before := idp.Requests()
 	resp := e.callHTTP(t, tok)
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" {
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "60" {
 		t.Fatalf("provider down: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	err := e.callGRPC(t, tok, true)
@@ -393,7 +399,7 @@ func TestBearerProviderDown(t *testing.T) {
 		t.Fatalf("requests to the provider within the retry wait: %d", n)
 	}
 	idp.SetDown(false)
-	clk.advance(DefaultRetryInterval + time.Second)
+	clk.advance(time.Minute + time.Second)
 	if resp := e.callHTTP(t, tok); resp.StatusCode != 200 {
 		t.Fatalf("provider back: %d", resp.StatusCode)
 	}
