@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tandem-run/tandem/internal/middleware"
 	"github.com/tandem-run/tandem/internal/yamldoc"
 )
 
@@ -190,6 +191,8 @@ func (c *Component) validate() error {
 	switch {
 	case c.Spec.Type == "":
 		return c.errorf("spec.type is missing; accepted: %s", strings.Join(types, ", "))
+	case c.Spec.Type == middleware.TypeOAuth2:
+		return c.errorf("%s", oauth2Refused)
 	case !slices.Contains(types, c.Spec.Type):
 		return c.errorf("spec.type %q is not supported; accepted: %s", c.Spec.Type, strings.Join(types, ", "))
 	}

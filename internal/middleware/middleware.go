@@ -54,7 +54,8 @@ type Call struct {
 	// header the caller sets is never taken for it.
 	CallerAppID, CallerNamespace string
 	// Header holds the HTTP headers, or the gRPC metadata; a middleware
-	// reads it, and does not keep it past the call.
+	// reads it, may set or remove headers (the call goes on with them, on
+	// gRPC too), and does not keep it past the call.
 	Header http.Header
 }
 
@@ -255,6 +256,11 @@ func (s *Switch) HTTP(w Which, next http.Handler) http.Handler {
 // error body, and Retry-After (in whole seconds, at least 1) when the
 // middleware said how long to wait.
 func WriteHTTP(rw http.ResponseWriter, err error) {
+	if rh, ok := err.(interface{ ResponseHeader() http.Header }); ok {
+		for k, v := range rh.ResponseHeader() {
+			rw.Header()[k] = v
+		}
+	}
 	if ra, ok := err.(retryAfter); ok && ra.RetryAfter() > 0 {
 		rw.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds(ra.RetryAfter())))
 	}
@@ -287,9 +293,9 @@ const healthService = "/grpc.health.v1.Health/"
 // calls of a gRPC server, the proxied ones included (they pass through
 // the stream interceptors), but those of gRPC's health service.
 func (s *Switch) GRPCServerOptions(w Which) []grpc.ServerOption {
-	check := func(ctx context.Context, method string) error {
+	check := func(ctx context.Context, method string) (context.Context, error) {
 		if len(s.Pipeline(w)) == 0 || strings.HasPrefix(method, healthService) {
-			return nil
+			return ctx, nil
 		}
 		c := &Call{Protocol: "grpc", Method: method}
 		s.caller(ctx, w, c)
@@ -304,23 +310,28 @@ func (s *Switch) GRPCServerOptions(w Which) []grpc.ServerOption {
 		}
 		err := s.run(ctx, w, c)
 		if err == nil {
-			return nil
+			return withMetadata(ctx, c.Header), nil
 		}
 		if ra, ok := err.(retryAfter); ok && ra.RetryAfter() > 0 {
 			_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(RetryAfterSeconds(ra.RetryAfter()))))
 		}
-		return GRPCStatus(err).Err()
+		return ctx, GRPCStatus(err).Err()
 	}
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := check(ctx, info.FullMethod); err != nil {
+			ctx, err := check(ctx, info.FullMethod)
+			if err != nil {
 				return nil, err
 			}
 			return h(ctx, req)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if err := check(ss.Context(), info.FullMethod); err != nil {
+			ctx, err := check(ss.Context(), info.FullMethod)
+			if err != nil {
 				return err
+			}
+			if ctx != ss.Context() {
+				ss = &streamContext{ServerStream: ss, ctx: ctx}
 			}
 			return h(srv, ss)
 		}),
@@ -357,6 +368,7 @@ func host(addr string) string {
 // caller's sidecar relays.
 func (s *Switch) Hop(w Which, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		StripBearerHeaders(r.Header) // only the app's own sidecar sets them
 		if len(s.Pipeline(w)) == 0 {
 			next.ServeHTTP(rw, r)
 			return

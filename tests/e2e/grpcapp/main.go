@@ -80,7 +80,7 @@ func (testService) UnaryCall(ctx context.Context, in *testpb.SimpleRequest) (*te
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	_ = grpc.SetHeader(ctx, metadata.Pairs("x-app-header", "h", "x-seen-app-id", first(md.Get("dapr-caller-app-id")),
-		"x-seen-traceparent", first(md.Get("traceparent"))))
+		"x-seen-traceparent", first(md.Get("traceparent")), "x-seen-bearer-subject", first(md.Get("dapr-bearer-subject"))))
 	_ = grpc.SetTrailer(ctx, metadata.Pairs("x-app-trailer", "t"))
 	return &testpb.SimpleResponse{Payload: in.GetPayload()}, nil
 }
