@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +25,9 @@ type mwCase struct {
 	name  string // the path is "mw-" + name
 	about string
 	redis bool // it needs the harness's redis-server
+	// issuer: it needs the harness's OpenID provider (theIssuer), started
+	// before the rounds.
+	issuer bool
 	// component is the Component's YAML, named "mw", for the run's
 	// options (rate) and Redis address.
 	component func(e *env) []byte
@@ -36,12 +41,7 @@ type mwCase struct {
 const mwUnlimited = "1000000"
 
 func rateLimitYAML(extra ...string) []byte {
-	b := "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mw\nspec:\n  type: middleware.http.ratelimit\n  version: v1\n  metadata:\n" +
-		"  - name: maxRequestsPerSecond\n    value: \"" + mwUnlimited + "\"\n  - name: burst\n    value: \"" + mwUnlimited + "\"\n"
-	for i := 0; i+1 < len(extra); i += 2 {
-		b += fmt.Sprintf("  - name: %s\n    value: %q\n", extra[i], extra[i+1])
-	}
-	return []byte(b)
+	return middlewareYAML("middleware.http.ratelimit", append([]string{"maxRequestsPerSecond", mwUnlimited, "burst", mwUnlimited}, extra...)...)
 }
 
 var middlewareCases = []mwCase{
@@ -49,6 +49,24 @@ var middlewareCases = []mwCase{
 		component: func(*env) []byte { return rateLimitYAML() }},
 	{name: "ratelimit-redis", about: "the same limit with `store: redis` on the harness's `redis-server`: one `EVALSHA` per call",
 		redis: true, component: func(e *env) []byte { return rateLimitYAML("store", "redis", "redisHost", e.redis) }},
+	{name: "bearer", about: "`middleware.http.bearer`: each call's RS256 JWT checked against the keys of the harness's OpenID provider (fetched once, then cached)",
+		issuer: true,
+		component: func(*env) []byte {
+			is, _ := theIssuer()
+			return middlewareYAML("middleware.http.bearer", "issuer", is.srv.URL, "audience", issuerAudience)
+		},
+		header: func(*env) http.Header {
+			is, _ := theIssuer()
+			tok, _ := is.token()
+			return http.Header{"Authorization": {"Bearer " + tok}}
+		}},
+	{name: "oauth2cc", about: "`middleware.http.oauth2clientcredentials`: the sidecar's own token (client credentials, from the harness's provider, cached and renewed in the background) put on each call",
+		issuer: true,
+		component: func(*env) []byte {
+			is, _ := theIssuer()
+			return middlewareYAML("middleware.http.oauth2clientcredentials", "clientId", issuerClient, "clientSecret", issuerSecret,
+				"tokenURL", is.srv.URL+"/token", "headerName", "Authorization", "authStyle", "2")
+		}},
 }
 
 // middlewarePaths are the -middleware profile's paths in the order a
@@ -99,7 +117,7 @@ func middlewarePair(c *mwCase) func(*env, bool) (*rig, error) {
 		}
 		if c != nil {
 			// The pipeline is in force: the caller lists the Component.
-			if err := listsComponent(caller.httpURL, "mw", componentType(c.component(e))); err != nil {
+			if err := listsComponent(caller.httpURL, "mw", componentType(c.component(e)), header); err != nil {
 				r.stop()
 				return nil, err
 			}
@@ -135,7 +153,7 @@ func middlewareBench(o options, file string) error {
 	load0 := loadAverage()
 	var results []*result
 	var base *result
-	needRedis := false
+	needRedis, needIssuer := false, false
 	for _, p := range middlewarePaths() {
 		r := &result{path: p, base: base}
 		if p.baseline {
@@ -145,6 +163,12 @@ func middlewareBench(o options, file string) error {
 	}
 	for _, c := range middlewareCases {
 		needRedis = needRedis || c.redis
+		needIssuer = needIssuer || c.issuer
+	}
+	if needIssuer {
+		if _, err := theIssuer(); err != nil {
+			return fmt.Errorf("the OpenID provider of the bearer and client-credentials paths: %w", err)
+		}
 	}
 	if needRedis {
 		rp, err := e.startRedis()
@@ -252,12 +276,21 @@ func middlewareReport(o options, results []*result, load0, load1 float64, prof p
 
 // listsComponent checks that the sidecar at url lists the Component name
 // of type typ in its metadata.
-func listsComponent(url, name, typ string) error {
-	resp, err := http.Get(url + "/v1.0/metadata")
+func listsComponent(url, name, typ string, h http.Header) error {
+	req, err := http.NewRequest(http.MethodGet, url+"/v1.0/metadata", nil)
+	if err != nil {
+		return err
+	}
+	maps.Copy(req.Header, h)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("metadata of %s: %s: %s", url, resp.Status, b)
+	}
 	var md struct {
 		Components []struct{ Name, Type string } `json:"components"`
 	}

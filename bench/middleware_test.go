@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/components"
 )
 
 // mwSample is a sample whose fixed-rate latencies are all d, with cpu spent
@@ -21,12 +23,20 @@ func TestMiddlewarePaths(t *testing.T) {
 		t.Errorf("paths %v: want one per middleware", pathNames(ps))
 	}
 	for _, c := range middlewareCases {
-		y := string(c.component(&env{redis: "127.0.0.1:1"}))
-		if componentType([]byte(y)) != "middleware.http.ratelimit" || !strings.Contains(y, "name: mw\n") || !strings.Contains(y, `value: "`+mwUnlimited+`"`) {
-			t.Errorf("%s: Component\n%s", c.name, y)
+		y := c.component(&env{redis: "127.0.0.1:1"})
+		// Each Component is one the sidecar builds, named mw.
+		cs, err := components.Parse(y, c.name+".yaml")
+		if err != nil || len(cs) != 1 || cs[0].Metadata.Name != "mw" {
+			t.Fatalf("%s: %v, Component\n%s", c.name, err, y)
 		}
-		if c.redis != strings.Contains(y, "redisHost") {
+		if _, err := components.BuildMiddleware(cs[0], nil); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		if c.redis != strings.Contains(string(y), "redisHost") {
 			t.Errorf("%s: redis %v, Component\n%s", c.name, c.redis, y)
+		}
+		if strings.HasPrefix(c.name, "ratelimit") && !strings.Contains(string(y), `value: "`+mwUnlimited+`"`) {
+			t.Errorf("%s: a limit that may refuse calls:\n%s", c.name, y)
 		}
 	}
 }
