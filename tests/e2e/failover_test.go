@@ -3,10 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
+	"github.com/tandem-run/tandem/internal/testutil/steady"
 )
 
 // followBound is how soon after the Sentinels switch master a sidecar
@@ -85,46 +86,20 @@ func sidecarPartition(t *testing.T, name string, wait bool) {
 	}
 
 	// The load: two writers of state, two publishers.
-	var (
-		mu           sync.Mutex
-		keys, events []string
-		failed       int
-	)
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(keys) + len(events)
-	}
-	loadCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; loadCtx.Err() == nil; i++ {
-				id := fmt.Sprintf("l%d-%d", g, i)
-				var ok bool
-				if g%2 == 0 {
-					ok = save(id)
-				} else {
-					ok = publish(id)
-				}
-				mu.Lock()
-				switch {
-				case !ok:
-					failed++
-				case g%2 == 0:
-					keys = append(keys, id)
-				default:
-					events = append(events, id)
-				}
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	defer func() { stop(); wg.Wait() }()
-	waitCount(t, "requests before the partition", count, 100)
+	load := steady.Start(4, "l", 5*time.Millisecond, func(g int, id string) error {
+		ok := false
+		if g%2 == 0 {
+			ok = save(id)
+		} else {
+			ok = publish(id)
+		}
+		if !ok {
+			return errors.New("refused")
+		}
+		return nil
+	})
+	defer load.Stop()
+	load.WaitAcked(t, "requests before the partition", 100)
 
 	old := s.Master.Addr
 	if now := s.Partition(t); now.Addr == old {
@@ -177,9 +152,9 @@ func sidecarPartition(t *testing.T, name string, wait bool) {
 	}
 
 	s.Heal(t)
-	waitCount(t, "requests after the partition healed", count, count()+100)
-	stop()
-	wg.Wait()
+	load.WaitAcked(t, "requests after the partition healed", load.Count()+100)
+	load.Stop()
+	keys, events, failed := load.Acked(0, 2), load.Acked(1, 3), load.Failed()
 	select {
 	case <-sc.Done():
 		t.Fatalf("the sidecar exited: %v", sc.Err())
@@ -222,16 +197,4 @@ func streamData(ctx context.Context, m *goredis.Client, n int64) map[string]bool
 		}
 	}
 	return out
-}
-
-// waitCount waits until count reaches n.
-func waitCount(t *testing.T, what string, count func() int, n int) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for count() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d acknowledged, waiting for %d", what, count(), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
+	"github.com/tandem-run/tandem/internal/testutil/steady"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 )
 
@@ -51,15 +51,8 @@ func partitionLoss(t *testing.T, wait int) lossReport {
 	const topic = "orders"
 	var (
 		mu        sync.Mutex
-		acked     []string
-		failed    int
 		delivered = map[string]bool{}
 	)
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(acked)
-	}
 	subCtx, unsubscribe := context.WithCancel(context.Background())
 	defer unsubscribe()
 	err := sub.Subscribe(subCtx, pubsub.Subscription{Topic: topic}, func(_ context.Context, d *pubsub.Delivery) error {
@@ -71,28 +64,11 @@ func partitionLoss(t *testing.T, wait int) lossReport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ctx.Err() == nil; i++ {
-				id := fmt.Sprintf("p%d-%d", w, i)
-				err := pub.Publish(context.Background(), &pubsub.Message{Topic: topic, Data: []byte(id)})
-				mu.Lock()
-				if err == nil {
-					acked = append(acked, id)
-				} else {
-					failed++
-				}
-				mu.Unlock()
-				time.Sleep(2 * time.Millisecond) // a steady load, not a flood
-			}
-		}()
-	}
-	defer func() { stop(); wg.Wait() }()
-	waitAcked(t, "events before the partition", count, 200)
+	load := steady.Start(4, "p", 2*time.Millisecond, func(_ int, id string) error {
+		return pub.Publish(context.Background(), &pubsub.Message{Topic: topic, Data: []byte(id)})
+	})
+	defer load.Stop()
+	load.WaitAcked(t, "events before the partition", 200)
 	old, cut := s.Master.Addr, time.Now()
 	if now := s.Partition(t); now.Addr == old {
 		t.Fatal("no failover")
@@ -101,15 +77,15 @@ func partitionLoss(t *testing.T, wait int) lossReport {
 	if wait < 2 {
 		// With waitForReplicas 2 the new master, one replica short, can
 		// acknowledge none until the old master is its replica.
-		waitAcked(t, "events on the new master", count, count()+200)
+		load.WaitAcked(t, "events on the new master", load.Count()+200)
 	}
 	healed := time.Now()
 	s.Heal(t)
 	t.Logf("the old master was an in-sync replica %s after the partition healed", time.Since(healed).Round(time.Millisecond))
-	healedAt := count()
-	waitAcked(t, "events after the partition healed", count, healedAt+200)
-	stop()
-	wg.Wait()
+	healedAt := load.Count()
+	load.WaitAcked(t, "events after the partition healed", healedAt+200)
+	load.Stop()
+	acked := load.Acked()
 
 	// What the stream holds on the new master.
 	m := redis.NewClient(&redis.Options{Addr: s.Master.Addr})
@@ -144,10 +120,10 @@ func partitionLoss(t *testing.T, wait int) lossReport {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("%d events acknowledged since the partition healed", count()-healedAt)
+	t.Logf("%d events acknowledged since the partition healed", len(acked)-healedAt)
 	mu.Lock()
 	defer mu.Unlock()
-	r := lossReport{acked: len(acked), failed: failed}
+	r := lossReport{acked: len(acked), failed: load.Failed()}
 	for _, id := range acked {
 		if !present[id] {
 			r.lost++
@@ -157,16 +133,4 @@ func partitionLoss(t *testing.T, wait int) lossReport {
 		}
 	}
 	return r
-}
-
-// waitAcked waits until count reaches n.
-func waitAcked(t *testing.T, what string, count func() int, n int) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for count() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d acknowledged, waiting for %d", what, count(), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

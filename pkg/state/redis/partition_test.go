@@ -2,14 +2,13 @@ package redis
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
+	"github.com/tandem-run/tandem/internal/testutil/steady"
 	"github.com/tandem-run/tandem/pkg/state"
 )
 
@@ -44,51 +43,23 @@ func TestPartitionLoss(t *testing.T) {
 func partitionLoss(t *testing.T, strong bool) (acked, lost, failed int) {
 	s := redisserver.StartPartitionable(t, 2)
 	st := openMD(t, sentinelMD(s))
-	var (
-		mu   sync.Mutex
-		keys []string
-		errs int
-	)
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(keys)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ctx.Err() == nil; i++ {
-				k := fmt.Sprintf("w%d-%d", w, i)
-				err := st.Set(context.Background(), state.SetRequest{Key: k, Value: []byte("v"), Strong: strong})
-				mu.Lock()
-				if err == nil {
-					keys = append(keys, k)
-				} else {
-					errs++
-				}
-				mu.Unlock()
-				time.Sleep(2 * time.Millisecond) // a steady load, not a flood
-
-			}
-		}()
-	}
-	defer func() { stop(); wg.Wait() }()
-	waitAcked(t, "writes before the partition", count, 200)
+	load := steady.Start(4, "w", 2*time.Millisecond, func(_ int, k string) error {
+		return st.Set(context.Background(), state.SetRequest{Key: k, Value: []byte("v"), Strong: strong})
+	})
+	defer load.Stop()
+	load.WaitAcked(t, "writes before the partition", 200)
 	old, cut := s.Master.Addr, time.Now()
 	if now := s.Partition(t); now.Addr == old {
 		t.Fatal("no failover")
 	}
 	t.Logf("the Sentinels promoted %s %s after the partition", s.Master.Addr, time.Since(cut).Round(time.Millisecond))
-	waitAcked(t, "writes on the new master", count, count()+200)
+	load.WaitAcked(t, "writes on the new master", load.Count()+200)
 	healed := time.Now()
 	s.Heal(t)
 	t.Logf("the old master was an in-sync replica %s after the partition healed", time.Since(healed).Round(time.Millisecond))
-	waitAcked(t, "writes after the partition healed", count, count()+100)
-	stop()
-	wg.Wait()
+	load.WaitAcked(t, "writes after the partition healed", load.Count()+100)
+	load.Stop()
+	keys := load.Acked()
 
 	m := redis.NewClient(&redis.Options{Addr: s.Master.Addr})
 	defer m.Close()
@@ -108,17 +79,5 @@ func partitionLoss(t *testing.T, strong bool) (acked, lost, failed int) {
 			lost++
 		}
 	}
-	return len(keys), lost, errs
-}
-
-// waitAcked waits until count reaches n.
-func waitAcked(t *testing.T, what string, count func() int, n int) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for count() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d acknowledged, waiting for %d", what, count(), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return len(keys), lost, load.Failed()
 }
