@@ -9,7 +9,7 @@ GO ?= go
 ## every fuzz target.
 test: deps lint tools
 	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v '/tests/node$$')
-	$(GO) test -count=1 -run TestInvokeAllocations ./cmd/sidecar
+	$(GO) test -count=1 -run 'TestInvokeAllocations|TestStateAllocations' ./cmd/sidecar
 	$(MAKE) test-node
 	$(MAKE) fuzz
 
