@@ -121,6 +121,8 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"injector.logLevel=loud", "logLevel"},
 		{"zipkin.enable=true", "enable"},
 		{"sidecar.native=sometimes", "native"},
+		{"dashboard.port=80", "port"},
+		{"dashboard.enable=true", "enable"},
 	} {
 		out, err := run(t, h, "template", "tandem", chart, "--set", c.set)
 		if err == nil || !strings.Contains(out, c.want) || !strings.Contains(out, "schema") {
