@@ -8,13 +8,18 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	authv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,10 +29,9 @@ import (
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
-	authv1 "k8s.io/api/authentication/v1"
-
 	"github.com/tandem-run/tandem/internal/testutil/kubecluster"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
+	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 )
 
 // kubeApps is the part of GET /api/apps the Kubernetes test reads.
@@ -58,8 +62,10 @@ func (a kubeApps) pod(ns, name string) (int, bool) {
 	return -1, false
 }
 
-// TestKubernetes runs the dashboard with --kubernetes against a real API
-// server, with a service account that may only get, list and watch pods.
+// TestKubernetes runs the dashboard as the chart runs it (its arguments,
+// service account and RBAC, rendered with dashboard.enabled) against a real
+// API server: the account may get, list and watch pods, and neither read a
+// Secret nor write anything.
 // The pods are made by the test and reported running at 127.0.0.1, where
 // the test runs their sidecars (kubernetes mode, HTTP API on loopback, one
 // with an API token): the dashboard lists the pods annotated
@@ -164,10 +170,13 @@ func TestKubernetes(t *testing.T) {
 	pod("web", "front-nometrics", enabled("front", front.metrics, "dapr.io/enable-metrics", "false"), true, true)
 	pod("web", "plain", map[string]string{"dapr.io/app-id": "plain"}, false, true)
 
-	// The dashboard's service account may get, list and watch pods; nothing else.
-	kubeconfig := readOnlyKubeconfig(t, ctx, c, dir)
-
-	dash := startKubeDashboard(t, kubeconfig)
+	// The chart's service account for the dashboard, and its arguments
+	// (but the address it listens on).
+	kubeconfig, chartArgs := chartKubeconfig(t, ctx, c, dir)
+	if !slices.Contains(chartArgs, "--kubernetes") {
+		t.Fatalf("the chart's dashboard runs with %v", chartArgs)
+	}
+	dash := startKubeDashboard(t, kubeconfig, chartArgs...)
 	a := awaitKube(t, dash, "both sidecars read", func(a kubeApps) bool {
 		i, ok := a.pod("shop", "orders-0")
 		j, ok2 := a.pod("web", "front-0")
@@ -211,7 +220,7 @@ func TestKubernetes(t *testing.T) {
 	}
 
 	// One namespace.
-	shop := startKubeDashboard(t, kubeconfig, "--namespace", "shop")
+	shop := startKubeDashboard(t, kubeconfig, "--kubernetes", "--namespace", "shop")
 	a = awaitKube(t, shop, "the shop's sidecar read", func(a kubeApps) bool {
 		i, ok := a.pod("shop", "orders-0")
 		return ok && a.Apps[i].Metadata == "ok"
@@ -228,29 +237,71 @@ func TestKubernetes(t *testing.T) {
 	})
 }
 
-// readOnlyKubeconfig makes a service account bound to a ClusterRole of get,
-// list and watch on pods, and writes a kubeconfig with a token of it.
-func readOnlyKubeconfig(t *testing.T, ctx context.Context, c *kubecluster.Cluster, dir string) string {
+// chartKubeconfig creates the dashboard's ServiceAccount, ClusterRole and
+// ClusterRoleBinding as the chart renders them with dashboard.enabled,
+// checks that the account may not read Secrets or write pods, and writes a
+// kubeconfig with a token of it. It returns the file and the arguments of
+// the chart's dashboard container.
+func chartKubeconfig(t *testing.T, ctx context.Context, c *kubecluster.Cluster, dir string) (string, []string) {
 	t.Helper()
-	const ns, name = "tandem-system", "dashboard"
-	until(t, ctx, "service account", func() error {
-		_, err := c.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-		return err
-	})
-	if _, err := c.Client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	out, err := exec.Command(toolbin.Path(t, "helm"), "template", "tandem", "../../charts/tandem", "--namespace", "tandem-system",
+		"--set", "dashboard.enabled=true", "--show-only", "templates/dashboard.yaml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
 	}
-	if _, err := c.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: name}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	var args []string
+	for doc := range strings.SplitSeq(string(out), "\n---\n") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		switch meta.Kind {
+		case "ServiceAccount":
+			var o corev1.ServiceAccount
+			mustDecode(t, doc, &o)
+			_, err = c.Client.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+		case "ClusterRole":
+			var o rbacv1.ClusterRole
+			mustDecode(t, doc, &o)
+			_, err = c.Client.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
+		case "ClusterRoleBinding":
+			var o rbacv1.ClusterRoleBinding
+			mustDecode(t, doc, &o)
+			_, err = c.Client.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
+		case "Deployment":
+			var o appsv1.Deployment
+			mustDecode(t, doc, &o)
+			args = o.Spec.Template.Spec.Containers[0].Args
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", meta.Kind, err)
+		}
 	}
-	tr, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{}}, metav1.CreateOptions{})
+	const ns, name = "tandem-system", "tandem-dashboard"
+	user := "system:serviceaccount:" + ns + ":" + name
+	for _, c2 := range []struct {
+		attr authzv1.ResourceAttributes
+		want bool
+	}{
+		{authzv1.ResourceAttributes{Verb: "list", Resource: "pods"}, true},
+		{authzv1.ResourceAttributes{Verb: "watch", Resource: "pods", Namespace: "shop"}, true},
+		{authzv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: "shop"}, false},
+		{authzv1.ResourceAttributes{Verb: "list", Resource: "secrets"}, false},
+		{authzv1.ResourceAttributes{Verb: "delete", Resource: "pods", Namespace: "shop"}, false},
+		{authzv1.ResourceAttributes{Verb: "create", Resource: "pods", Subresource: "portforward", Namespace: "shop"}, false},
+		{authzv1.ResourceAttributes{Verb: "get", Resource: "components", Group: "dapr.io", Namespace: "shop"}, false},
+	} {
+		r, err := c.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+			User: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}, ResourceAttributes: &c2.attr}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status.Allowed != c2.want {
+			t.Errorf("the chart's dashboard account may %s %s %s: %v, want %v", c2.attr.Verb, c2.attr.Resource, c2.attr.Subresource, r.Status.Allowed, c2.want)
+		}
+	}
+	tr, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,13 +323,23 @@ func readOnlyKubeconfig(t *testing.T, ctx context.Context, c *kubecluster.Cluste
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return p, args
 }
 
-func startKubeDashboard(t *testing.T, kubeconfig string, extra ...string) string {
+func mustDecode(t *testing.T, doc string, v any) {
+	t.Helper()
+	if err := yaml.UnmarshalStrict([]byte(doc), v); err != nil {
+		t.Fatalf("%v\n%s", err, doc)
+	}
+}
+
+// startKubeDashboard runs the dashboard with args, on a free loopback
+// port (its --listen replaced) and with kubeconfig.
+func startKubeDashboard(t *testing.T, kubeconfig string, args ...string) string {
 	pt := proc.For(t)
 	addr := "127.0.0.1:" + strconv.Itoa(pt.FreePort())
-	pt.Start("dashboard", dashboardBin, []string{"KUBECONFIG="}, append([]string{"--listen", addr, "--kubernetes", "--kubeconfig", kubeconfig}, extra...)...)
+	args = slices.DeleteFunc(slices.Clone(args), func(a string) bool { return strings.HasPrefix(a, "--listen") })
+	pt.Start("dashboard", dashboardBin, []string{"KUBECONFIG="}, append(args, "--listen", addr, "--kubeconfig", kubeconfig)...)
 	pt.WaitTCP(addr, listenWait)
 	return "http://" + addr
 }
