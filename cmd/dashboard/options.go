@@ -9,6 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/tandem-run/tandem/internal/dashboard"
 )
@@ -28,6 +31,14 @@ type Options struct {
 	// ZipkinQuery is the base URL of Zipkin's v2 API, for the same; at
 	// most one of the two.
 	ZipkinQuery string
+	// Kubernetes lists the sidecars from the API server (the pods
+	// annotated dapr.io/enabled: "true") instead of the registry.
+	Kubernetes bool
+	// Namespace limits Kubernetes mode to one namespace; "" is all.
+	Namespace string
+	// Kubeconfig is the kubeconfig file of Kubernetes mode; "" is the
+	// pod's service account.
+	Kubeconfig string
 }
 
 // defaultListen is where the dashboard is served unless --listen says.
@@ -45,6 +56,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.RegistryDir, "registry-dir", "", "the standalone registry folder the sidecars register in (default $TANDEM_REGISTRY_DIR, else <user cache dir>/tandem/registry)")
 	fs.StringVar(&o.JaegerQuery, "jaeger-query", "", "the base URL of Jaeger's query API the traces are read from, such as http://127.0.0.1:16686 (default: no traces)")
 	fs.StringVar(&o.ZipkinQuery, "zipkin-query", "", "the base URL of Zipkin's v2 API the traces are read from, such as http://127.0.0.1:9411 (instead of --jaeger-query)")
+	fs.BoolVar(&o.Kubernetes, "kubernetes", false, "list the sidecars from the Kubernetes API server (the pods annotated dapr.io/enabled: \"true\") instead of the registry; the pod's service account, or --kubeconfig")
+	fs.StringVar(&o.Namespace, "namespace", "", "with --kubernetes: the one namespace to list (default: every namespace)")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "with --kubernetes: a kubeconfig file (env KUBECONFIG; default: the pod's service account)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			fs.SetOutput(os.Stdout)
@@ -70,6 +84,19 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	if err := checkBaseURL("--zipkin-query", "Zipkin's v2 API", o.ZipkinQuery, "http://127.0.0.1:9411"); err != nil {
 		return o, err
 	}
+	if o.Kubernetes {
+		if o.RegistryDir != "" {
+			return o, fmt.Errorf("--registry-dir and --kubernetes: the sidecars come from the registry or from the API server, give one")
+		}
+		if errs := validation.IsDNS1123Label(o.Namespace); o.Namespace != "" && len(errs) > 0 {
+			return o, fmt.Errorf("--namespace %q: not a namespace name: %s", o.Namespace, strings.Join(errs, "; "))
+		}
+		return o, nil
+	}
+	if o.Namespace != "" {
+		return o, fmt.Errorf("--namespace %q: a namespace is for --kubernetes only (the registry's apps are listed whatever their namespace)", o.Namespace)
+	}
+	o.Kubeconfig = ""
 	if o.RegistryDir == "" {
 		dir, err := defaultRegistry(getenv)
 		if err != nil {

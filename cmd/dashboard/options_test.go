@@ -37,6 +37,13 @@ func TestParseOptions(t *testing.T) {
 		{name: "zipkin not a URL", args: []string{"--zipkin-query", "zipkin:9411"}, getenv: home, wantErr: "want the base URL of Zipkin's v2 API"},
 		{name: "both trace stores", args: []string{"--zipkin-query", "http://z:9411", "--jaeger-query", "http://j:16686"}, getenv: home, wantErr: "give one trace store, not both"},
 		{name: "no registry", getenv: env(nil), wantErr: "no registry folder"},
+		{name: "kubernetes", args: []string{"--kubernetes"}, getenv: env(nil), want: Options{Listen: "127.0.0.1:8081", Kubernetes: true}},
+		{name: "kubernetes, one namespace, kubeconfig from env", args: []string{"--kubernetes", "--namespace", "shop"}, getenv: env(map[string]string{"KUBECONFIG": "/k"}),
+			want: Options{Listen: "127.0.0.1:8081", Kubernetes: true, Namespace: "shop", Kubeconfig: "/k"}},
+		{name: "kubernetes and a registry", args: []string{"--kubernetes", "--registry-dir", "/r"}, getenv: home, wantErr: "give one"},
+		{name: "a namespace that is not one", args: []string{"--kubernetes", "--namespace", "Shop_1"}, getenv: home, wantErr: `--namespace "Shop_1": not a namespace name`},
+		{name: "a namespace without kubernetes", args: []string{"--namespace", "shop"}, getenv: home, wantErr: "for --kubernetes only"},
+		{name: "kubeconfig ignored without kubernetes", getenv: env(map[string]string{"KUBECONFIG": "/k", "HOME": "/home/u"}), want: Options{Listen: "127.0.0.1:8081", RegistryDir: "/home/u/.cache/tandem/registry"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,6 +9,10 @@ import (
 	"net/http"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/tandem-run/tandem/internal/dashboard"
 )
 
@@ -20,13 +24,25 @@ func run(ctx context.Context, o Options, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", o.Listen, err)
 	}
-	d := dashboard.New(dashboard.Config{RegistryDir: o.RegistryDir, Remote: o.AllowRemote, JaegerQuery: o.JaegerQuery, ZipkinQuery: o.ZipkinQuery})
+	cfg := dashboard.Config{RegistryDir: o.RegistryDir, Remote: o.AllowRemote, JaegerQuery: o.JaegerQuery, ZipkinQuery: o.ZipkinQuery, Namespace: o.Namespace}
+	from := "registry " + o.RegistryDir
+	if o.Kubernetes {
+		if cfg.Kube, err = newClient(o.Kubeconfig); err != nil {
+			_ = ln.Close()
+			return err
+		}
+		from = "the pods of every namespace"
+		if o.Namespace != "" {
+			from = "the pods of namespace " + o.Namespace
+		}
+	}
+	d := dashboard.New(cfg)
 	srv := &http.Server{
 		Handler:           d.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	fmt.Fprintf(out, "dashboard: http://%s/ (registry %s)\n", ln.Addr(), o.RegistryDir)
+	fmt.Fprintf(out, "dashboard: http://%s/ (%s)\n", ln.Addr(), from)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { _ = d.Run(ctx) }() // reads the sidecars' metrics until ctx ends
@@ -41,4 +57,21 @@ func run(ctx context.Context, o Options, out io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// newClient connects to the API server with kubeconfig, or the pod's
+// service account when it is "".
+func newClient(kubeconfig string) (kubernetes.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--kubernetes: connecting to the API server (give --kubeconfig outside a cluster): %w", err)
+	}
+	cfg.UserAgent = "tandem-dashboard"
+	return kubernetes.NewForConfig(cfg)
 }

@@ -299,6 +299,10 @@ func (s *sidecar) newServers(caller invoke.Caller, conf *config.Configuration, t
 	if s.lns.metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.Handler())
+		// The dashboard's read-only view: in Kubernetes the HTTP API binds
+		// loopback and may require a token, so the dashboard reads this
+		// instead (docs/dashboard.md).
+		mux.Handle("GET "+httpapi.DashboardPath, httpapi.Dashboard(life))
 		s.servers = append(s.servers, &server{name: "metrics", lns: []net.Listener{s.lns.metrics}, srv: newHTTPServer(o.ReadBufferSize, mux)})
 	}
 	if s.lns.profile != nil {

@@ -12,8 +12,14 @@
 // trace store, from the client spans of the window read through Jaeger's
 // query API or Zipkin's v2 API (servicemap.go, tracestore.go).
 //
+// In Kubernetes mode (Config.Kube, kube.go) the apps are the pods annotated
+// dapr.io/enabled: "true", from a watched cache of pods, and each sidecar is
+// read at its pod's IP through its read-only route on the metrics port
+// (GET /v1.0/dashboard), which needs no token.
+//
 // It reads, never writes: it stores nothing on disk, asks each sidecar only
-// on the loopback ports the sidecar registered and its metadata names, and
+// on the loopback ports the sidecar registered and its metadata names (in
+// Kubernetes mode, the pod IP and metrics port the API server reports), and
 // the trace store only at the URL
 // it was started with, and no route takes an address or a URL from the
 // request. It reads no API token: a sidecar that requires one
@@ -39,6 +45,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/tandem-run/tandem/pkg/resolver/standalone"
 )
@@ -86,6 +94,12 @@ type Config struct {
 	// ZipkinQuery is the base URL of Zipkin's v2 API (such as
 	// http://127.0.0.1:9411), read instead of JaegerQuery when set.
 	ZipkinQuery string
+	// Kube, when set, lists the sidecars from the API server instead of
+	// the registry: the pods annotated dapr.io/enabled: "true" of
+	// Namespace (of every namespace when empty), each read at its pod IP
+	// on its metrics port (kube.go). Run keeps the list.
+	Kube      kubernetes.Interface
+	Namespace string
 }
 
 // Dashboard serves the page and its API.
@@ -94,6 +108,7 @@ type Dashboard struct {
 	client      *http.Client
 	traceClient *http.Client // the trace store's: a longer bound
 	scrapes     scraper
+	pods        *pods // the Kubernetes source; nil in standalone mode
 }
 
 // New returns a dashboard over cfg.
@@ -108,24 +123,32 @@ func New(cfg Config) *Dashboard {
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cfg.JaegerQuery = strings.TrimSuffix(cfg.JaegerQuery, "/")
 	cfg.ZipkinQuery = strings.TrimSuffix(cfg.ZipkinQuery, "/")
-	return &Dashboard{cfg: cfg,
+	d := &Dashboard{cfg: cfg,
 		client:      &http.Client{Timeout: cfg.Timeout, CheckRedirect: noRedirect},
 		traceClient: &http.Client{Timeout: 20 * time.Second, CheckRedirect: noRedirect},
 		scrapes:     scraper{rings: map[sidecarKey]*ring{}},
 	}
+	if cfg.Kube != nil {
+		d.pods = newPods(cfg.Kube, cfg.Namespace)
+	}
+	return d
 }
 
 // Apps is what GET /api/apps answers.
 type Apps struct {
-	Registry string    `json:"registry"`
-	At       time.Time `json:"at"`
-	Apps     []App     `json:"apps"`
+	Registry string `json:"registry"`
+	// Kubernetes is what is listed in Kubernetes mode: "all namespaces"
+	// or "namespace <name>".
+	Kubernetes string    `json:"kubernetes,omitempty"`
+	At         time.Time `json:"at"`
+	Apps       []App     `json:"apps"`
 }
 
 // App is one running sidecar and what it reports.
 type App struct {
 	AppID     string    `json:"appId"`
 	Namespace string    `json:"namespace,omitempty"`
+	Pod       string    `json:"pod,omitempty"` // in Kubernetes mode
 	PID       int       `json:"pid"`
 	HTTPPort  int       `json:"httpPort"`
 	GRPCPort  int       `json:"grpcPort"`
@@ -294,11 +317,14 @@ func (d *Dashboard) secure(h http.Handler) http.Handler {
 
 // Apps reads the registry and asks every sidecar in it, concurrently.
 func (d *Dashboard) Apps(ctx context.Context) (Apps, error) {
-	entries, err := standalone.List(d.cfg.RegistryDir)
+	entries, err := d.targets()
 	if err != nil {
-		return Apps{}, fmt.Errorf("reading the registry %s: %w", d.cfg.RegistryDir, err)
+		return Apps{}, err
 	}
 	out := Apps{Registry: d.cfg.RegistryDir, At: time.Now().UTC(), Apps: make([]App, len(entries))}
+	if d.pods != nil {
+		out.Registry, out.Kubernetes = "", d.pods.scope
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, maxConcurrent)
 	for i, e := range entries {
@@ -307,7 +333,11 @@ func (d *Dashboard) Apps(ctx context.Context) (Apps, error) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out.Apps[i] = d.app(ctx, e)
+			if e.pod != nil {
+				out.Apps[i] = d.podApp(ctx, e)
+			} else {
+				out.Apps[i] = d.app(ctx, e.Entry)
+			}
 		}()
 	}
 	wg.Wait()
@@ -315,6 +345,12 @@ func (d *Dashboard) Apps(ctx context.Context) (Apps, error) {
 		a, b := out.Apps[i], out.Apps[j]
 		if a.AppID != b.AppID {
 			return a.AppID < b.AppID
+		}
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Pod != b.Pod {
+			return a.Pod < b.Pod
 		}
 		return a.PID < b.PID
 	})
@@ -374,6 +410,11 @@ func (d *Dashboard) metadata(ctx context.Context, base string, a *App) (string, 
 	if m.ID != a.AppID {
 		return MetadataError, fmt.Sprintf("the sidecar on port %d says it is app %q, not %q", a.HTTPPort, m.ID, a.AppID)
 	}
+	return d.fill(a, m), ""
+}
+
+// fill puts what a is shown of m in a.
+func (d *Dashboard) fill(a *App, m metadata) string {
 	a.RuntimeVersion, a.Mode, a.Ports = m.RuntimeVersion, m.Mode, m.Ports
 	a.AppPort, a.AppProtocol = m.AppConnectionProperties.Port, m.AppConnectionProperties.Protocol
 	if m.Components != nil {
@@ -394,7 +435,10 @@ func (d *Dashboard) metadata(ctx context.Context, base string, a *App) (string, 
 			a.Rejected = m.Resources.Rejected
 		}
 	}
-	return MetadataOK, ""
+	if a.HTTPPort == 0 {
+		a.HTTPPort, a.GRPCPort = m.Ports["http"], m.Ports["grpc"]
+	}
+	return MetadataOK
 }
 
 // get reads url's answer, at most limit bytes of it.

@@ -37,8 +37,8 @@ func TestMetricsMapWindow(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 2, 0, 0, 0, time.UTC)
 	started := t0.Add(-30 * time.Second)
 	s := scraper{rings: map[sidecarKey]*ring{
-		{"front", 1, 1}:  {startedAt: started},
-		{"orders", 2, 2}: {startedAt: started},
+		{"front", 1, 1, ""}:  {startedAt: started},
+		{"orders", 2, 2, ""}: {startedAt: started},
 	}}
 	for k, r := range s.rings {
 		r.add(readSample(t, k.appID+"-1", t0))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tandem-run/tandem/pkg/resolver/standalone"
+	"k8s.io/client-go/tools/cache"
 )
 
 // The metrics map keeps, in memory only, a ring of scrapes of each sidecar:
@@ -30,11 +31,13 @@ const (
 type sidecarKey struct {
 	appID         string
 	pid, httpPort int
+	pod           string // a pod's UID and its sidecar's restarts
 }
 
 // ring is what is kept of one sidecar's metrics.
 type ring struct {
 	startedAt   time.Time
+	pod         string    // namespace/name, in Kubernetes mode
 	metricsPort int       // from its metadata; 0 until read
 	samples     []sample  // oldest first, ringStep apart or more
 	latest      sample    // the newest scrape (at zero: none yet)
@@ -54,6 +57,11 @@ type scraper struct {
 // Run reads every sidecar's metrics every 10 s until ctx ends, so the
 // windows of the map have their start even when no page asks.
 func (d *Dashboard) Run(ctx context.Context) error {
+	if d.pods != nil {
+		d.pods.factory.Start(ctx.Done())
+		defer d.pods.factory.Shutdown()
+		cache.WaitForCacheSync(ctx.Done(), d.pods.synced)
+	}
 	t := time.NewTicker(scrapeEvery)
 	defer t.Stop()
 	for {
@@ -71,7 +79,7 @@ func (d *Dashboard) scrapeAll(ctx context.Context) {
 	s := &d.scrapes
 	s.round.Lock()
 	defer s.round.Unlock()
-	entries, err := standalone.List(d.cfg.RegistryDir)
+	entries, err := d.targets()
 	if err != nil {
 		return // the apps list says why
 	}
@@ -79,15 +87,21 @@ func (d *Dashboard) scrapeAll(ctx context.Context) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, maxConcurrent)
 	for _, e := range entries {
-		k := sidecarKey{e.AppID, e.PID, e.HTTPPort}
+		k := sidecarKey{e.AppID, e.PID, e.HTTPPort, e.key}
 		s.mu.Lock()
 		r := s.rings[k]
 		if r == nil {
 			r = &ring{startedAt: e.StartedAt}
+			if e.pod != nil {
+				r.pod = e.pod.Namespace + "/" + e.pod.Name
+			}
 			s.rings[k] = r
 		}
 		r.listed = now
 		port := r.metricsPort
+		if e.pod != nil {
+			port = e.metricsPort
+		}
 		s.mu.Unlock()
 		wg.Add(1)
 		go func() {
@@ -120,12 +134,15 @@ func (d *Dashboard) scrapeAll(ctx context.Context) {
 
 // scrape reads one sidecar's metrics, and first its metrics port from its
 // metadata when port is 0.
-func (d *Dashboard) scrape(ctx context.Context, e standalone.Entry, port int) (sample, int, error) {
-	if e.HTTPPort <= 0 || e.HTTPPort > 65535 {
+func (d *Dashboard) scrape(ctx context.Context, e target, port int) (sample, int, error) {
+	if e.unread != "" {
+		return sample{}, port, errors.New(e.unread)
+	}
+	if port == 0 && (e.HTTPPort <= 0 || e.HTTPPort > 65535) {
 		return sample{}, 0, fmt.Errorf("the sidecar registered no HTTP API port")
 	}
 	if port == 0 {
-		base := "http://" + net.JoinHostPort(d.cfg.Host, strconv.Itoa(e.HTTPPort))
+		base := "http://" + net.JoinHostPort(e.host, strconv.Itoa(e.HTTPPort))
 		resp, body, err := d.get(ctx, base+"/v1.0/metadata", maxMetadataBytes)
 		switch {
 		case err != nil:
@@ -147,7 +164,7 @@ func (d *Dashboard) scrape(ctx context.Context, e standalone.Entry, port int) (s
 			return sample{}, 0, fmt.Errorf("the sidecar serves no metrics (--enable-metrics=false)")
 		}
 	}
-	u := "http://" + net.JoinHostPort(d.cfg.Host, strconv.Itoa(port)) + "/metrics"
+	u := "http://" + net.JoinHostPort(e.host, strconv.Itoa(port)) + "/metrics"
 	resp, body, err := d.getWith(ctx, d.client, u, maxMetricsBytes, http.Header{"Accept": {"text/plain; version=0.0.4"}})
 	if err != nil {
 		return sample{}, port, fmt.Errorf("the metrics port %d: %w", port, err)
@@ -223,7 +240,7 @@ func (s *scraper) mapAt(now time.Time, window time.Duration) Map {
 			if err == "" {
 				err = "not read yet"
 			}
-			m.Unread = append(m.Unread, Unread{AppID: k.appID, PID: k.pid, Error: err})
+			m.Unread = append(m.Unread, Unread{AppID: k.appID, PID: k.pid, Pod: r.pod, Error: err})
 		}
 		if r.latest.at.IsZero() || r.latest.at.Before(from) {
 			continue

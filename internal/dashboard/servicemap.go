@@ -46,6 +46,7 @@ type Map struct {
 type Unread struct {
 	AppID string `json:"appId"`
 	PID   int    `json:"pid"`
+	Pod   string `json:"pod,omitempty"` // namespace/name, in Kubernetes mode
 	Error string `json:"error"`
 }
 

@@ -54,6 +54,8 @@ var Recipes = []Recipe{
 		spec: goImage("./cmd/sidecar", []string{"3500/tcp", "50001/tcp", "50002/tcp", "3501/tcp", "9090/tcp"}, true)},
 	{Name: "injector", Product: true, Description: "Tandem injector: the admission webhook that adds the sidecar to annotated pods",
 		spec: goImage("./cmd/injector", []string{"4000/tcp"}, true)},
+	{Name: "dashboard", Product: true, Description: "Tandem dashboard: a read-only page of the mesh's apps, their sidecars, the service map and traces",
+		spec: goImage("./cmd/dashboard", []string{"8080/tcp"}, true)},
 	{Name: "calculator-operator", Product: true, Description: "The distributed calculator's operator services (add, subtract, multiply, divide)",
 		spec: goImage("./samples/calculator/cmd/operator", []string{"6000/tcp"}, false)},
 	{Name: "calculator-frontend", Product: true, Description: "The distributed calculator's front end",

@@ -132,6 +132,8 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"postgresql.connectionStringSecret.name=pg secret", "name"},
 		{"postgresql.tablePrefix=drop;", "tablePrefix"},
 		{"postgresql.connectionString=host=db", "connectionString"},
+		{"dashboard.port=80", "port"},
+		{"dashboard.enable=true", "enable"},
 	} {
 		out, err := run(t, h, "template", "tandem", chart, "--set", c.set)
 		if err == nil || !strings.Contains(out, c.want) || !strings.Contains(out, "schema") {

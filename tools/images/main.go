@@ -4,7 +4,7 @@
 // <out>/<name>.tar and, given a registry, pushed there. Builds are
 // reproducible: the same commit gives the same digests.
 //
-//	go run ./tools/images                      # the product: sidecar, injector, calculator-*
+//	go run ./tools/images                      # the product: sidecar, injector, dashboard, calculator-*
 //	go run ./tools/images -all                 # and the test node's pause, redis, collector
 //	IMAGE_REGISTRY=registry.example:5000/tandem go run ./tools/images
 //

@@ -56,7 +56,7 @@ function apps(data) {
 function render(data) {
   const apps = data.apps || [];
   document.getElementById("count").textContent = "(" + apps.length + ")";
-  document.getElementById("registry").textContent = data.registry || "";
+  document.getElementById("registry").textContent = data.registry || data.kubernetes || "";
   document.getElementById("empty").hidden = apps.length !== 0;
 
   const a = body("apps");
@@ -71,7 +71,7 @@ function render(data) {
       app.metadata === "ok" ? "" : "muted");
     const appCell = app.appPort ? (app.appProtocol || "http") + " " + app.appPort : "none";
     const id = cell(app.spiffeId || (app.metadata === "ok" ? "off" : ""), app.spiffeId ? "" : "muted");
-    row(a, [cell(app.appId), health, cell(app.runtimeVersion), cell(app.pid), cell(ports(app)), cell(appCell),
+    row(a, [cell(app.appId), health, cell(app.runtimeVersion), cell(app.pod ? app.namespace + "/" + app.pod : app.pid), cell(ports(app)), cell(appCell),
       id, expiry(app.certExpiry), md],
       {appId: app.appId, health: app.health, metadata: app.metadata, spiffeId: app.spiffeId || ""});
     for (const res of app.inUse || []) {
@@ -178,7 +178,7 @@ function renderMap(m) {
   if (m.source === "metrics") {
     note = "From the metrics of " + m.sidecars + " sidecars over the last " + m.window +
       ": every call counted; p50 and p99 estimated from the latency histograms' buckets.";
-    for (const u of m.unread || []) note += " Not read: " + u.appId + " (pid " + u.pid + "): " + u.error + ".";
+    for (const u of m.unread || []) note += " Not read: " + u.appId + (u.pod ? " (pod " + u.pod + "): " : " (pid " + u.pid + "): ") + u.error + ".";
   } else {
     note = "From " + m.spans + " sampled client spans in the last " + m.window + " (" + m.source + ")" +
       (m.capped ? "; more traces than were read: counts are a lower bound" : "") + ".";
