@@ -177,14 +177,8 @@ func middlewareBench(o options, file string) error {
 		}
 		defer rp.stop()
 	}
-	for i := range o.Rounds {
-		for _, r := range results {
-			s, err := e.measure(r.path, fmt.Sprintf("round %d/%d %s", i+1, o.Rounds, r.name), o.Profile == r.name && i == o.Rounds-1)
-			if err != nil {
-				return fmt.Errorf("%s, round %d: %w", r.name, i+1, err)
-			}
-			r.Rounds = append(r.Rounds, s)
-		}
+	if err := e.rounds(results, o.Profile); err != nil {
+		return err
 	}
 	section := middlewareReport(o, results, load0, loadAverage(), e.profile)
 	fmt.Print(section)

@@ -128,14 +128,8 @@ func run(o options) error {
 		}
 		defer rp.stop()
 	}
-	for i := range o.Rounds {
-		for _, r := range results {
-			s, err := e.measure(r.path, fmt.Sprintf("round %d/%d %s", i+1, o.Rounds, r.name), o.Profile == r.name && i == o.Rounds-1)
-			if err != nil {
-				return fmt.Errorf("%s, round %d: %w", r.name, i+1, err)
-			}
-			r.Rounds = append(r.Rounds, s)
-		}
+	if err := e.rounds(results, o.Profile); err != nil {
+		return err
 	}
 	for _, r := range results {
 		if r.name == "http-sidecars-traced" {
@@ -343,4 +337,20 @@ func (e *env) startCollector() error {
 	}()
 	e.tracing = filepath.Join(e.dir, "appconfig.yaml")
 	return os.WriteFile(e.tracing, resources.ZipkinYAML("appconfig", "http://"+addr+"/api/v2/spans"), 0o644)
+}
+
+// rounds runs each result's path once a round, in order, o.Rounds times,
+// and keeps each round's sample; the path named profile ("": none) is
+// profiled in the last round.
+func (e *env) rounds(results []*result, profile string) error {
+	for i := range e.o.Rounds {
+		for _, r := range results {
+			s, err := e.measure(r.path, fmt.Sprintf("round %d/%d %s", i+1, e.o.Rounds, r.name), profile == r.name && i == e.o.Rounds-1)
+			if err != nil {
+				return fmt.Errorf("%s, round %d: %w", r.name, i+1, err)
+			}
+			r.Rounds = append(r.Rounds, s)
+		}
+	}
+	return nil
 }

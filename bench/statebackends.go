@@ -67,14 +67,8 @@ func stateBackends(o options, out string) error {
 		}
 		results = append(results, r)
 	}
-	for i := range o.Rounds {
-		for _, r := range results {
-			s, err := e.measure(r.path, fmt.Sprintf("round %d/%d %s", i+1, o.Rounds, r.name), false)
-			if err != nil {
-				return fmt.Errorf("%s, round %d: %w", r.name, i+1, err)
-			}
-			r.Rounds = append(r.Rounds, s)
-		}
+	if err := e.rounds(results, ""); err != nil {
+		return err
 	}
 	section := stateBackendsReport(o, results)
 	fmt.Print(section)
