@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tandem-run/tandem/internal/redisconn"
 	"github.com/tandem-run/tandem/pkg/pubsub"
 )
 
@@ -149,6 +150,12 @@ func (r *reader) failed(ctx context.Context, err error) bool {
 		return false
 	case strings.HasPrefix(err.Error(), "UNBLOCKED"):
 		return false // the stream was deleted while we waited: read again
+	}
+	if _, _, moved := redisconn.Redirected(err); moved {
+		// The stream's slot moved (a resharding, a failover): xread read
+		// the slots again; Redis answers, so nothing is paused. Wait the
+		// backoff for the new slots, then read from the node they name.
+		return true
 	}
 	r.b.down.fail(r.b.wrap("XREADGROUP", err))
 	return true

@@ -287,6 +287,27 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// A read answered MOVED or ASK (the stream's slot moved) waits for the
+// cluster's slots and reads again: Redis answers, so the subscription is
+// not said to be paused.
+func TestReadMovedIsNoOutage(t *testing.T) {
+	var logs syncbuf.Buffer
+	b := &Broker{down: episode{log: slog.New(slog.NewTextHandler(&logs, nil))}}
+	r := &reader{b: b}
+	for _, err := range []error{errors.New("MOVED 3999 127.0.0.1:7002"), errors.New("ASK 3999 127.0.0.1:7002")} {
+		if !r.failed(context.Background(), err) {
+			t.Errorf("%v: read again at once; want a wait for the slots", err)
+		}
+	}
+	if logs.String() != "" {
+		t.Errorf("a moved slot logged as an outage:\n%s", logs.String())
+	}
+	r.failed(context.Background(), errors.New("dial tcp 127.0.0.1:1: connect: connection refused"))
+	if !strings.Contains(logs.String(), "paused") {
+		t.Errorf("an unreachable Redis not logged:\n%s", logs.String())
+	}
+}
+
 // A run of failures is logged once, and a new run right after the last
 // one logged is not: no flood while broken connections fail one by one.
 func TestEpisodeLogsOnce(t *testing.T) {
