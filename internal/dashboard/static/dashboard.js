@@ -4,6 +4,23 @@
 
 const REFRESH_MS = 2000;
 
+// timed keeps the page's own timings, read by its load test: a mark
+// "tandem:<what>-drawn" the first time <what> is drawn (its startTime is
+// from the navigation), and a measure "tandem:<what>-refresh" of the
+// latest cycle (fetched and drawn), replacing the one before. Layout is
+// forced first, so "drawn" includes the browser's style and layout (the
+// layout due at the next frame anyway), not the paint.
+const drawn = new Set();
+function timed(what, start) {
+  void document.body.offsetHeight;
+  if (!drawn.has(what)) {
+    drawn.add(what);
+    performance.mark("tandem:" + what + "-drawn");
+  }
+  performance.clearMeasures("tandem:" + what + "-refresh");
+  performance.measure("tandem:" + what + "-refresh", {start: start, end: performance.now()});
+}
+
 // cell returns a <td> holding text, with an optional class.
 function cell(text, cls) {
   const td = document.createElement("td");
@@ -200,6 +217,7 @@ async function refreshMap() {
 
 // loadMap draws the map once, from the source picked.
 async function loadMap(note) {
+  const start = performance.now();
   const q = new URLSearchParams();
   q.set("window", document.getElementById("window").value);
   q.set("source", document.getElementById("map-source").value);
@@ -211,12 +229,14 @@ async function loadMap(note) {
     return;
   }
   renderMap(await resp.json());
+  timed("map", start);
 }
 
 async function refresh() {
   const status = document.getElementById("status");
   const error = document.getElementById("error");
   try {
+    const start = performance.now();
     const resp = await fetch("api/apps", {cache: "no-store"});
     if (!resp.ok) throw new Error("GET /api/apps answered " + resp.status + ": " + (await resp.text()));
     const data = await resp.json();
@@ -224,6 +244,7 @@ async function refresh() {
     setApps([...new Set(apps(data))]);
     error.textContent = "";
     status.textContent = "updated " + new Date().toLocaleTimeString();
+    timed("apps", start);
   } catch (e) {
     error.textContent = "The dashboard's API does not answer: " + e.message;
   } finally {
@@ -275,6 +296,7 @@ async function refreshTraces() {
 // loadTraces lists the traces once; false when there is no trace store.
 async function loadTraces(note) {
   if (!document.getElementById("trace-app").value) return true;
+  const start = performance.now();
   const resp = await fetch("api/traces?" + traceQuery(), {cache: "no-store"});
   if (resp.status === 404) {
     document.getElementById("traces-section").hidden = true;
@@ -296,6 +318,7 @@ async function loadTraces(note) {
     if (tr.traceId === pickedTrace) tRow.className = "picked";
     tRow.addEventListener("click", () => showTrace(tr.traceId));
   }
+  timed("traces", start);
   return true;
 }
 
