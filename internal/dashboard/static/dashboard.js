@@ -272,6 +272,8 @@ async function loadMap(note) {
   timed("map", start, drawStart);
 }
 
+let lastApps = "";
+
 async function refresh() {
   const status = document.getElementById("status");
   const error = document.getElementById("error");
@@ -281,8 +283,15 @@ async function refresh() {
     if (!resp.ok) throw new Error("GET /api/apps answered " + resp.status + ": " + (await resp.text()));
     const data = await resp.json();
     const drawStart = performance.now();
-    render(data);
-    setApps([...new Set(apps(data))]);
+    // An answer the same as the last drawn (but its time), with the same
+    // minutes left on each certificate, is not drawn again.
+    const key = JSON.stringify([data.registry, data.apps]) +
+      (data.apps || []).map(a => a.certExpiry ? Math.floor((Date.parse(a.certExpiry) - Date.now()) / 60000) : "").join();
+    if (key !== lastApps) {
+      render(data);
+      setApps([...new Set(apps(data))]);
+      lastApps = key;
+    }
     error.textContent = "";
     status.textContent = "updated " + new Date().toLocaleTimeString();
     timed("apps", start, drawStart);
