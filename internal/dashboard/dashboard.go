@@ -123,8 +123,17 @@ func New(cfg Config) *Dashboard {
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cfg.JaegerQuery = strings.TrimSuffix(cfg.JaegerQuery, "/")
 	cfg.ZipkinQuery = strings.TrimSuffix(cfg.ZipkinQuery, "/")
+	// Each sidecar is read every 2 s (health, metadata, metrics): keep a
+	// connection to each open between reads, where http.DefaultTransport
+	// keeps 100 in all and a page of 200 apps would dial most of its
+	// reads anew every refresh.
+	sidecars := http.DefaultTransport.(*http.Transport).Clone()
+	sidecars.MaxIdleConns = 0 // no bound in all; per sidecar port:
+	sidecars.MaxIdleConnsPerHost = 2
+	sidecars.IdleConnTimeout = 30 * time.Second
+	sidecars.Proxy = nil // the sidecars are reached directly, never through a proxy
 	d := &Dashboard{cfg: cfg,
-		client:      &http.Client{Timeout: cfg.Timeout, CheckRedirect: noRedirect},
+		client:      &http.Client{Timeout: cfg.Timeout, CheckRedirect: noRedirect, Transport: sidecars},
 		traceClient: &http.Client{Timeout: 20 * time.Second, CheckRedirect: noRedirect},
 		scrapes:     scraper{rings: map[sidecarKey]*ring{}},
 	}

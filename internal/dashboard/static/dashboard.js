@@ -4,6 +4,27 @@
 
 const REFRESH_MS = 2000;
 
+// timed keeps the page's own timings, read by its load test: a mark
+// "tandem:<what>-drawn" the first time <what> is drawn (its startTime is
+// from the navigation), a measure "tandem:<what>-refresh" of the latest
+// cycle (fetched and drawn) and "tandem:<what>-draw" of its drawing (from
+// the answer read), each replacing the one before. Layout is
+// forced first, so "drawn" includes the browser's style and layout (the
+// layout due at the next frame anyway), not the paint.
+const drawn = new Set();
+function timed(what, start, drawStart) {
+  void document.body.offsetHeight;
+  const end = performance.now();
+  if (!drawn.has(what)) {
+    drawn.add(what);
+    performance.mark("tandem:" + what + "-drawn");
+  }
+  performance.clearMeasures("tandem:" + what + "-refresh");
+  performance.measure("tandem:" + what + "-refresh", {start: start, end: end});
+  performance.clearMeasures("tandem:" + what + "-draw");
+  performance.measure("tandem:" + what + "-draw", {start: drawStart, end: end});
+}
+
 // cell returns a <td> holding text, with an optional class.
 function cell(text, cls) {
   const td = document.createElement("td");
@@ -20,10 +41,42 @@ function row(tbody, cells, attrs) {
   tbody.appendChild(tr);
 }
 
+// body returns a new, detached body for table id's rows; commit puts them
+// in the table.
 function body(id) {
-  const tbody = document.querySelector("#" + id + " tbody");
-  tbody.replaceChildren();
+  const tbody = document.createElement("tbody");
+  tbody.dataset.table = id;
   return tbody;
+}
+
+function commit(tbody) {
+  sync(document.querySelector("#" + tbody.dataset.table + " tbody"), [...tbody.children]);
+}
+
+// markupOf is el as text (its tag, attributes, children and their text),
+// to tell whether two elements are the same; it reads, never writes.
+const serializer = new XMLSerializer();
+function markupOf(el) {
+  return serializer.serializeToString(el);
+}
+
+// sync makes parent's children the elements of want, keeping each child
+// that is the same (same markup) as the one wanted in its place: a refresh
+// that changes nothing changes no node, so the browser has nothing to lay
+// out again, and one that changes a cell replaces that row only. A kept
+// row keeps its event listeners, which its markup (its data-*) decides.
+const markup = new WeakMap();
+function sync(parent, want) {
+  const have = parent.children;
+  for (let i = 0; i < want.length; i++) {
+    const m = markupOf(want[i]);
+    const cur = have[i];
+    if (cur && markup.get(cur) === m) continue;
+    markup.set(want[i], m);
+    if (cur) cur.replaceWith(want[i]);
+    else parent.appendChild(want[i]);
+  }
+  while (have.length > want.length) parent.lastElementChild.remove();
 }
 
 function ports(app) {
@@ -89,6 +142,7 @@ function render(data) {
       row(r, [cell(app.appId), cell(rej.kind), cell(rej.name), cell(rej.source), cell(rej.error, "reason"), cell(rej.since)], {appId: app.appId});
     }
   }
+  for (const tb of [a, c, s, r, pol]) commit(tb);
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -104,13 +158,12 @@ function svg(name, attrs) {
 // apps as circles, topics (<pubsub>/<topic>) as squares. Names go in with
 // textContent.
 function drawMap(edges) {
-  const map = document.getElementById("map");
-  map.replaceChildren();
+  const map = [];
   const defs = svg("defs");
   const marker = svg("marker", {id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse"});
   marker.appendChild(svg("path", {d: "M 0 0 L 10 5 L 0 10 z", fill: "#57606a"}));
   defs.appendChild(marker);
-  map.appendChild(defs);
+  map.push(defs);
   const topics = new Set();
   for (const e of edges) {
     if (e.kind === "publish") topics.add(e.callee);
@@ -138,12 +191,12 @@ function drawMap(edges) {
     title.textContent = e.caller + " → " + e.callee + ": " + e.calls + " calls, " + e.errors + " errors, " +
       e.perSecond + "/s, p50 " + e.p50Ms + " ms, p99 " + e.p99Ms + " ms";
     line.appendChild(title);
-    map.appendChild(line);
+    map.push(line);
     // The rate (and error rate) by the arrow's middle.
     const label = svg("text", {x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "text-anchor": "middle",
       class: e.errors > 0 ? "rate failing" : "rate"});
     label.textContent = e.perSecond.toFixed(2) + "/s" + (e.errors > 0 ? " " + (100 * e.errorRate).toFixed(0) + " % err" : "");
-    map.appendChild(label);
+    map.push(label);
   }
   for (const n of names) {
     const [x, y] = pos.get(n);
@@ -158,8 +211,9 @@ function drawMap(edges) {
     const label = svg("text", {x: x, y: y + 34, "text-anchor": "middle"});
     label.textContent = n;
     g.appendChild(label);
-    map.appendChild(g);
+    map.push(g);
   }
+  sync(document.getElementById("map"), map);
 }
 
 function renderMap(m) {
@@ -173,6 +227,7 @@ function renderMap(m) {
       cell(pct, e.errors > 0 ? "failing" : ""), cell(e.p50Ms), cell(e.p99Ms)],
       {kind: e.kind || "invoke", caller: e.caller, callee: e.callee, calls: e.calls, errors: e.errors});
   }
+  commit(tb);
   drawMap(edges);
   let note;
   if (m.source === "metrics") {
@@ -200,30 +255,46 @@ async function refreshMap() {
 
 // loadMap draws the map once, from the source picked.
 async function loadMap(note) {
+  const start = performance.now();
   const q = new URLSearchParams();
   q.set("window", document.getElementById("window").value);
   q.set("source", document.getElementById("map-source").value);
   const resp = await fetch("api/map?" + q.toString(), {cache: "no-store"});
   if (!resp.ok) {
-    body("edges");
+    commit(body("edges"));
     drawMap([]);
     note.textContent = "The service map is not available: " + (await resp.text());
     return;
   }
-  renderMap(await resp.json());
+  const m = await resp.json();
+  const drawStart = performance.now();
+  renderMap(m);
+  timed("map", start, drawStart);
 }
+
+let lastApps = "";
 
 async function refresh() {
   const status = document.getElementById("status");
   const error = document.getElementById("error");
   try {
+    const start = performance.now();
     const resp = await fetch("api/apps", {cache: "no-store"});
     if (!resp.ok) throw new Error("GET /api/apps answered " + resp.status + ": " + (await resp.text()));
     const data = await resp.json();
-    render(data);
-    setApps([...new Set(apps(data))]);
+    const drawStart = performance.now();
+    // An answer the same as the last drawn (but its time), with the same
+    // minutes left on each certificate, is not drawn again.
+    const key = JSON.stringify([data.registry, data.apps]) +
+      (data.apps || []).map(a => a.certExpiry ? Math.floor((Date.parse(a.certExpiry) - Date.now()) / 60000) : "").join();
+    if (key !== lastApps) {
+      render(data);
+      setApps([...new Set(apps(data))]);
+      lastApps = key;
+    }
     error.textContent = "";
     status.textContent = "updated " + new Date().toLocaleTimeString();
+    timed("apps", start, drawStart);
   } catch (e) {
     error.textContent = "The dashboard's API does not answer: " + e.message;
   } finally {
@@ -259,6 +330,8 @@ function setApps(ids) {
     sel.appendChild(o);
   }
   if (ids.includes(keep)) sel.value = keep;
+  // The first app listed: its traces now, not at the list's next turn.
+  if (!keep && sel.value) loadTraces(document.getElementById("traces-note")).catch(() => {});
 }
 
 async function refreshTraces() {
@@ -275,6 +348,7 @@ async function refreshTraces() {
 // loadTraces lists the traces once; false when there is no trace store.
 async function loadTraces(note) {
   if (!document.getElementById("trace-app").value) return true;
+  const start = performance.now();
   const resp = await fetch("api/traces?" + traceQuery(), {cache: "no-store"});
   if (resp.status === 404) {
     document.getElementById("traces-section").hidden = true;
@@ -286,6 +360,7 @@ async function loadTraces(note) {
     return true;
   }
   const list = await resp.json();
+  const drawStart = performance.now();
   note.textContent = list.length + " traces in the last " + document.getElementById("window").value + ", newest first; click one for its spans.";
   const tb = body("traces");
   for (const tr of list) {
@@ -296,6 +371,8 @@ async function loadTraces(note) {
     if (tr.traceId === pickedTrace) tRow.className = "picked";
     tRow.addEventListener("click", () => showTrace(tr.traceId));
   }
+  commit(tb);
+  timed("traces", start, drawStart);
   return true;
 }
 
