@@ -59,6 +59,7 @@ func register(o Options, internalAddr string, p api.Ports) (*standalone.Registra
 		InternalAddress: internalAddr,
 		HTTPPort:        p.HTTP,
 		GRPCPort:        p.GRPC,
+		MetricsPort:     p.Metrics,
 		StartedAt:       time.Now(),
 	})
 	if err != nil {

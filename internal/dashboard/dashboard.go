@@ -48,6 +48,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	httpapi "github.com/tandem-run/tandem/internal/api/http"
 	"github.com/tandem-run/tandem/pkg/resolver/standalone"
 )
 
@@ -380,8 +381,35 @@ func (d *Dashboard) app(ctx context.Context, e standalone.Entry) App {
 	}
 	base := "http://" + net.JoinHostPort(d.cfg.Host, strconv.Itoa(e.HTTPPort))
 	a.Health, a.HealthError = d.health(ctx, base)
+	if e.MetricsPort > 0 && e.MetricsPort <= 65535 {
+		// The read-only route on the metrics port needs no token.
+		route := "http://" + net.JoinHostPort(d.cfg.Host, strconv.Itoa(e.MetricsPort)) + httpapi.DashboardPath
+		if a.Metadata, a.MetadataErr = d.metadataAt(ctx, route, &a); a.Metadata == MetadataOK {
+			return a
+		}
+		// A sidecar older than the route: its metadata API, as below.
+	}
 	a.Metadata, a.MetadataErr = d.metadata(ctx, base, &a)
 	return a
+}
+
+// metadataAt reads a sidecar's read-only dashboard route at url.
+func (d *Dashboard) metadataAt(ctx context.Context, url string, a *App) (string, string) {
+	resp, body, err := d.get(ctx, url, maxMetadataBytes)
+	switch {
+	case err != nil:
+		return MetadataError, err.Error()
+	case resp.StatusCode != http.StatusOK:
+		return MetadataError, "GET " + httpapi.DashboardPath + " answered " + resp.Status
+	}
+	var m metadata
+	if err := json.Unmarshal(body, &m); err != nil {
+		return MetadataError, "GET " + httpapi.DashboardPath + ": " + err.Error()
+	}
+	if m.ID != a.AppID {
+		return MetadataError, fmt.Sprintf("the sidecar's metrics port says it is app %q, not %q", m.ID, a.AppID)
+	}
+	return d.fill(a, m), ""
 }
 
 func (d *Dashboard) health(ctx context.Context, base string) (string, string) {

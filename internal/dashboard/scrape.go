@@ -99,8 +99,11 @@ func (d *Dashboard) scrapeAll(ctx context.Context) {
 		}
 		r.listed = now
 		port := r.metricsPort
-		if e.pod != nil {
+		switch {
+		case e.pod != nil:
 			port = e.metricsPort
+		case e.MetricsPort > 0 && e.MetricsPort <= 65535:
+			port = e.MetricsPort // registered: no token needed to learn it
 		}
 		s.mu.Unlock()
 		wg.Add(1)

@@ -243,7 +243,7 @@ func TestAPI(t *testing.T) {
 		return o >= 0 && b >= 0 && l >= 0 &&
 			a.Apps[o].Health == "healthy" && a.Apps[o].Metadata == "ok" &&
 			a.Apps[b].Health == "healthy" && a.Apps[b].Metadata == "ok" &&
-			len(a.Apps[o].Subscriptions) == 1 && a.Apps[l].Metadata == "token required"
+			len(a.Apps[o].Subscriptions) == 1 && a.Apps[l].Metadata == "ok"
 	})
 	o, _ := byID(a, "orders")
 	orders := a.Apps[o]
@@ -278,20 +278,27 @@ func TestAPI(t *testing.T) {
 	if strings.Join(policies, ", ") != "Configuration appconfig, Resiliency calls" {
 		t.Errorf("orders' configurations and resiliency policies in force: %v; want Configuration appconfig, Resiliency calls", policies)
 	}
+	// locked requires an API token: the dashboard, which has none, reads
+	// it through the read-only route of its metrics port, which the
+	// registry names, and shows no token.
 	l, _ := byID(a, "locked")
-	if a.Apps[l].Health != "healthy" || len(a.Apps[l].Components) != 0 {
-		t.Errorf("locked: %+v; want healthy (the health route needs no token), no metadata read", a.Apps[l])
+	if a.Apps[l].Health != "healthy" || a.Apps[l].RuntimeVersion == "" {
+		t.Errorf("locked: %+v; want healthy, its metadata read through its metrics port", a.Apps[l])
+	}
+	var raw json.RawMessage
+	getJSON(t, m.dash+"/api/apps", &raw)
+	if strings.Contains(string(raw), "not-for-the-dashboard") {
+		t.Errorf("the API token is in /api/apps: %s", raw)
 	}
 
-	// The map reads every sidecar's metrics but locked's, which does not
-	// tell its metrics port without a token, and says so.
+	// The map reads every sidecar's metrics, locked's too.
 	var mm struct {
 		Sidecars int
 		Unread   []struct{ AppID, Error string }
 	}
 	getJSON(t, m.dash+"/api/map?window=1m", &mm)
-	if mm.Sidecars != 2 || len(mm.Unread) != 1 || mm.Unread[0].AppID != "locked" || !strings.Contains(mm.Unread[0].Error, "API token") {
-		t.Errorf("the map read %d sidecars, not %+v; want orders and billing read, locked not for want of a token", mm.Sidecars, mm.Unread)
+	if mm.Sidecars != 3 || len(mm.Unread) != 0 {
+		t.Errorf("the map read %d sidecars, not %+v; want all three read", mm.Sidecars, mm.Unread)
 	}
 
 	// A change the sidecar refuses shows with its reason.
@@ -359,7 +366,7 @@ func TestPage(t *testing.T) {
 		chromedp.Navigate(m.dash+"/"),
 		poll(`document.querySelector('#apps tr[data-app-id="orders"][data-health="healthy"]') !== null && `+
 			`document.querySelector('#apps tr[data-app-id="billing"][data-health="healthy"]') !== null && `+
-			`document.querySelector('#apps tr[data-app-id="locked"][data-metadata="token required"]') !== null && `+
+			`document.querySelector('#apps tr[data-app-id="locked"][data-metadata="ok"]') !== null && `+
 			`document.querySelectorAll('#subscriptions tbody tr').length === 1 && `+
 			`document.querySelector('#map g[data-topic] text') !== null && document.getElementById("traces-section").hidden && `+ // no trace store, no traces
 			`document.querySelector('#apps tr[data-app-id="orders"][data-spiffe-id="spiffe://public/ns/default/orders"] td[data-expiry]') !== null && `+

@@ -44,6 +44,9 @@ type Entry struct {
 	InternalAddress string    `json:"internalAddress"`
 	HTTPPort        int       `json:"httpPort"`
 	GRPCPort        int       `json:"grpcPort"`
+	// MetricsPort serves the sidecar's metrics and its read-only
+	// dashboard route; 0: metrics are off.
+	MetricsPort int       `json:"metricsPort,omitempty"`
 	StartedAt       time.Time `json:"startedAt"`
 }
 
