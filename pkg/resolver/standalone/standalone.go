@@ -38,16 +38,16 @@ func DefaultDir() (string, error) {
 
 // Entry describes a running sidecar.
 type Entry struct {
-	AppID           string    `json:"appId"`
-	Namespace       string    `json:"namespace,omitempty"`
-	PID             int       `json:"pid"`
-	InternalAddress string    `json:"internalAddress"`
-	HTTPPort        int       `json:"httpPort"`
-	GRPCPort        int       `json:"grpcPort"`
+	AppID           string `json:"appId"`
+	Namespace       string `json:"namespace,omitempty"`
+	PID             int    `json:"pid"`
+	InternalAddress string `json:"internalAddress"`
+	HTTPPort        int    `json:"httpPort"`
+	GRPCPort        int    `json:"grpcPort"`
 	// MetricsPort serves the sidecar's metrics and its read-only
 	// dashboard route; 0: metrics are off.
 	MetricsPort int       `json:"metricsPort,omitempty"`
-	StartedAt       time.Time `json:"startedAt"`
+	StartedAt   time.Time `json:"startedAt"`
 }
 
 // Registration is a sidecar's own entry, held until Close.
