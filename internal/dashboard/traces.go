@@ -99,7 +99,7 @@ func (d *Dashboard) Traces(ctx context.Context, q TraceQuery) ([]TraceSummary, e
 		return nil, err
 	}
 	out := []TraceSummary{}
-	for _, tr := range traces {
+	for _, tr := range fullest(traces) {
 		if len(tr.Spans) == 0 {
 			continue
 		}
@@ -107,6 +107,25 @@ func (d *Dashboard) Traces(ctx context.Context, q TraceQuery) ([]TraceSummary, e
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start.After(out[j].Start) })
 	return out, nil
+}
+
+// fullest keeps one copy of each trace, the one with the most spans: a
+// store may answer a trace more than once, in parts, while its spans are
+// still arriving.
+func fullest(traces []jaegerTrace) []jaegerTrace {
+	at := make(map[string]int, len(traces))
+	out := traces[:0:0]
+	for _, tr := range traces {
+		if i, ok := at[tr.TraceID]; ok {
+			if len(tr.Spans) > len(out[i].Spans) {
+				out[i] = tr
+			}
+			continue
+		}
+		at[tr.TraceID] = len(out)
+		out = append(out, tr)
+	}
+	return out
 }
 
 func summarize(tr jaegerTrace) TraceSummary {

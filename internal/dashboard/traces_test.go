@@ -47,6 +47,17 @@ func TestParseTraceQuery(t *testing.T) {
 	}
 }
 
+// A trace the store answers twice (in parts) is listed once, whole.
+func TestFullest(t *testing.T) {
+	part := jaegerTrace{TraceID: "a", Spans: make([]jaegerSpan, 1)}
+	whole := jaegerTrace{TraceID: "a", Spans: make([]jaegerSpan, 3)}
+	other := jaegerTrace{TraceID: "b", Spans: make([]jaegerSpan, 2)}
+	got := fullest([]jaegerTrace{part, other, whole, part})
+	if len(got) != 2 || got[0].TraceID != "a" || len(got[0].Spans) != 3 || got[1].TraceID != "b" {
+		t.Errorf("fullest: %+v; want a (3 spans), b", got)
+	}
+}
+
 // TestReadsUnsampled: every read of a sidecar carries a traceparent with
 // the sampled flag off and fresh ids, so a sidecar that follows its
 // parent's decision traces none of them.
