@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Mode is how the client reaches Redis.
@@ -66,13 +67,17 @@ var Fields = []string{
 // what it accepts.
 func Parse(md map[string]string, d Dialect) (Config, error) {
 	o := &redis.UniversalOptions{
-		Username:     md["redisUsername"],
-		Password:     md["redisPassword"],
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  2 * time.Second,
-		WriteTimeout: 2 * time.Second,
-		PoolTimeout:  3 * time.Second,
-		MaxRetries:   1,
+		// Maintenance notifications are a managed service's; asked of
+		// Redis they fail the handshake, and go-redis then changes the
+		// options shared by the clients of Conn() unlocked (a data race).
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		Username:                 md["redisUsername"],
+		Password:                 md["redisPassword"],
+		DialTimeout:              2 * time.Second,
+		ReadTimeout:              2 * time.Second,
+		WriteTimeout:             2 * time.Second,
+		PoolTimeout:              3 * time.Second,
+		MaxRetries:               1,
 		// Fail fast when the server is down rather than retry for long.
 		MinRetryBackoff: 8 * time.Millisecond,
 		MaxRetryBackoff: 64 * time.Millisecond,

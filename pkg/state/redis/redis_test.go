@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/pkg/state"
@@ -151,6 +152,7 @@ func TestStrongConsistencyWaitsForReplica(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	waitOnline(t, primary.Addr, 1)
 	for i := range 20 {
 		v := strconv.Itoa(i)
 		if err := s.Set(ctx, state.SetRequest{Key: "k", Value: []byte(v), Strong: true}); err != nil {
@@ -361,7 +363,8 @@ func TestPing(t *testing.T) {
 func TestStrongWriteWaitsOnItsOwnConnection(t *testing.T) {
 	primary := redisserver.Start(t)
 	replica := redisserver.StartReplica(t, primary)
-	s := New("statestore", redis.NewClient(&redis.Options{Addr: primary.Addr, PoolFIFO: true, ReadTimeout: time.Second}))
+	s := New("statestore", redis.NewClient(&redis.Options{Addr: primary.Addr, PoolFIFO: true, ReadTimeout: time.Second,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}}))
 	defer s.Close()
 	ctx := context.Background()
 	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
@@ -380,10 +383,7 @@ func TestStrongWriteWaitsOnItsOwnConnection(t *testing.T) {
 		info, _ := rc.Info(ctx, "replication").Result()
 		return strings.Contains(info, "master_link_status:up")
 	})
-	waitFor("the primary to count its replica", func() bool {
-		s.strong.byNode = nil
-		return s.replicas(ctx, s.client.(*redis.Client)) == 1
-	})
+	waitOnline(t, primary.Addr, 1)
 	// Several connections that wrote, all acknowledged by the replica.
 	var wg sync.WaitGroup
 	for i := range 4 {
@@ -443,5 +443,25 @@ func TestStrongConsistencyWithoutRole(t *testing.T) {
 	err := s.Set(ctx, state.SetRequest{Key: "k", Value: []byte("paused"), Strong: true})
 	if err == nil || !strings.Contains(err.Error(), "0 of 1 replicas") {
 		t.Fatalf("strong write with the replica paused: %v; want 0 of 1 replicas", err)
+	}
+}
+
+// waitOnline waits until the master at addr lists n replicas online in
+// ROLE, those a strong write waits for: a replica is online once it first
+// acknowledged the stream after its sync, up to a second after its link
+// is up.
+func waitOnline(t *testing.T, addr string, n int) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if got, ok := connectedReplicas(c.Do(context.Background(), "ROLE")); ok && got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not list %d replicas online", addr, n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
