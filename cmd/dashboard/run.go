@@ -9,11 +9,8 @@ import (
 	"net/http"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-
 	"github.com/tandem-run/tandem/internal/dashboard"
+	"github.com/tandem-run/tandem/internal/kubeclient"
 )
 
 // run serves the dashboard, and reads the sidecars' metrics for its map,
@@ -27,9 +24,9 @@ func run(ctx context.Context, o Options, out io.Writer) error {
 	cfg := dashboard.Config{RegistryDir: o.RegistryDir, Remote: o.AllowRemote, JaegerQuery: o.JaegerQuery, ZipkinQuery: o.ZipkinQuery, Namespace: o.Namespace}
 	from := "registry " + o.RegistryDir
 	if o.Kubernetes {
-		if cfg.Kube, err = newClient(o.Kubeconfig); err != nil {
+		if cfg.Kube, err = kubeclient.New(o.Kubeconfig, "tandem-dashboard"); err != nil {
 			_ = ln.Close()
-			return err
+			return fmt.Errorf("--kubernetes: %w", err)
 		}
 		from = "the pods of every namespace"
 		if o.Namespace != "" {
@@ -57,21 +54,4 @@ func run(ctx context.Context, o Options, out io.Writer) error {
 		return err
 	}
 	return nil
-}
-
-// newClient connects to the API server with kubeconfig, or the pod's
-// service account when it is "".
-func newClient(kubeconfig string) (kubernetes.Interface, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("--kubernetes: connecting to the API server (give --kubeconfig outside a cluster): %w", err)
-	}
-	cfg.UserAgent = "tandem-dashboard"
-	return kubernetes.NewForConfig(cfg)
 }

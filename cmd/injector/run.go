@@ -13,10 +13,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tandem-run/tandem/internal/injector"
+	"github.com/tandem-run/tandem/internal/kubeclient"
 )
 
 // run serves the webhook and runs the Services controller until ctx ends.
@@ -37,7 +36,7 @@ func run(ctx context.Context, o Options) error {
 	}
 	defer ln.Close()
 
-	client, err := newClient(o.Kubeconfig)
+	client, err := kubeclient.New(o.Kubeconfig, "tandem-injector")
 	if err != nil {
 		return err
 	}
@@ -128,19 +127,4 @@ func decideNative(ctx context.Context, o *Options, client kubernetes.Interface, 
 	}
 	log.Warn("the API server's version is unknown: classic sidecars only", "error", err)
 	return nil
-}
-
-func newClient(kubeconfig string) (kubernetes.Interface, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("connecting to the Kubernetes API (give --kubeconfig outside a cluster): %w", err)
-	}
-	cfg.UserAgent = "tandem-injector"
-	return kubernetes.NewForConfig(cfg)
 }

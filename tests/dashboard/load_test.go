@@ -21,8 +21,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/tandem-run/tandem/internal/testutil/jaegerquery"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
-	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 	"github.com/tandem-run/tandem/pkg/resolver/standalone"
 )
 
@@ -104,25 +104,11 @@ func TestPageLoad(t *testing.T) {
 	chromium := needChromium(t)
 
 	// The trace store: Jaeger, 10,000 traces of two spans in the window.
-	jaeger := toolbin.Path(t, "jaeger")
+	j := jaegerquery.Start(t, "--collector.queue-size=50000")
 	pt := proc.For(t)
 	hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-	zipkin, query := pt.FreePort(), pt.FreePort()
-	pt.Start("jaeger", jaeger, nil,
-		"--collector.zipkin.host-port="+hp(zipkin),
-		"--collector.queue-size=50000",
-		"--query.http-server.host-port="+hp(query),
-		"--query.grpc-server.host-port="+hp(pt.FreePort()),
-		"--collector.grpc-server.host-port="+hp(pt.FreePort()),
-		"--collector.http-server.host-port="+hp(pt.FreePort()),
-		"--collector.otlp.grpc.host-port="+hp(pt.FreePort()),
-		"--collector.otlp.http.host-port="+hp(pt.FreePort()),
-		"--admin.http.host-port="+hp(pt.FreePort()),
-	)
-	pt.WaitTCP(hp(zipkin), listenWait)
-	pt.WaitTCP(hp(query), listenWait)
 	began := time.Now()
-	loadTraceStore(t, "http://"+hp(zipkin)+"/api/v2/spans", "http://"+hp(query))
+	loadTraceStore(t, j.ZipkinURL, j.QueryURL)
 	t.Logf("%d traces sent to Jaeger's Zipkin route and listed by its query API in %s", loadTraces, time.Since(began).Round(time.Millisecond))
 
 	// The registry: 200 entries, each a stand-in's.
@@ -141,7 +127,7 @@ func TestPageLoad(t *testing.T) {
 	}
 
 	addr := hp(pt.FreePort())
-	dashProc := pt.Start("dashboard", dashboardBin, nil, "--listen", addr, "--registry-dir", registry, "--jaeger-query", "http://"+hp(query))
+	dashProc := pt.Start("dashboard", dashboardBin, nil, "--listen", addr, "--registry-dir", registry, "--jaeger-query", j.QueryURL)
 	pt.WaitTCP(addr, listenWait)
 	dash := "http://" + addr
 

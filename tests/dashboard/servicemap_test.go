@@ -15,9 +15,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/tandem-run/tandem/internal/testutil/jaegerquery"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
-	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 	"github.com/tandem-run/tandem/internal/testutil/zipkinstandin"
 )
 
@@ -41,23 +41,8 @@ type edges struct {
 // traces is a 404 naming the flag.
 func TestServiceMap(t *testing.T) {
 	t.Run("jaeger", func(t *testing.T) {
-		jaeger := toolbin.Path(t, "jaeger")
-		pt := proc.For(t)
-		zipkin, query := pt.FreePort(), pt.FreePort()
-		hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-		pt.Start("jaeger", jaeger, nil,
-			"--collector.zipkin.host-port="+hp(zipkin),
-			"--query.http-server.host-port="+hp(query),
-			"--query.grpc-server.host-port="+hp(pt.FreePort()),
-			"--collector.grpc-server.host-port="+hp(pt.FreePort()),
-			"--collector.http-server.host-port="+hp(pt.FreePort()),
-			"--collector.otlp.grpc.host-port="+hp(pt.FreePort()),
-			"--collector.otlp.http.host-port="+hp(pt.FreePort()),
-			"--admin.http.host-port="+hp(pt.FreePort()),
-		)
-		pt.WaitTCP(hp(zipkin), listenWait)
-		pt.WaitTCP(hp(query), listenWait)
-		testTraceStore(t, "http://"+hp(zipkin)+"/api/v2/spans", "--jaeger-query", "http://"+hp(query))
+		j := jaegerquery.Start(t)
+		testTraceStore(t, j.ZipkinURL, "--jaeger-query", j.QueryURL)
 	})
 	// Zipkin is a Java server that cannot be installed here, and Jaeger
 	// answers Zipkin's collector route but not its query routes: the

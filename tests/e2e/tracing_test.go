@@ -16,9 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/tandem-run/tandem/internal/testutil/jaegerquery"
-	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
-	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 )
 
 // jaeger is a running Jaeger all-in-one: a real collector with Zipkin's
@@ -32,28 +30,8 @@ type jaeger struct {
 
 func startJaeger(t *testing.T) *jaeger {
 	t.Helper()
-	bin := toolbin.Path(t, "jaeger")
-	pt := proc.For(t)
-	zipkin, query, otlp, otlpGRPC := pt.FreePort(), pt.FreePort(), pt.FreePort(), pt.FreePort()
-	hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-	pt.Start("jaeger", bin, nil,
-		"--collector.zipkin.host-port="+hp(zipkin),
-		"--query.http-server.host-port="+hp(query),
-		"--query.grpc-server.host-port="+hp(pt.FreePort()),
-		"--collector.grpc-server.host-port="+hp(pt.FreePort()),
-		"--collector.http-server.host-port="+hp(pt.FreePort()),
-		"--collector.otlp.grpc.host-port="+hp(otlpGRPC),
-		"--collector.otlp.http.host-port="+hp(otlp),
-		"--admin.http.host-port="+hp(pt.FreePort()),
-	)
-	pt.WaitTCP(hp(zipkin), listenWait)
-	pt.WaitTCP(hp(query), listenWait)
-	return &jaeger{
-		zipkinURL: "http://" + hp(zipkin) + "/api/v2/spans",
-		otlpAddr:  hp(otlp),
-		otlpGRPC:  hp(otlpGRPC),
-		queryURL:  "http://" + hp(query),
-	}
+	s := jaegerquery.Start(t)
+	return &jaeger{zipkinURL: s.ZipkinURL, otlpAddr: s.OTLPAddr, otlpGRPC: s.OTLPGRPC, queryURL: s.QueryURL}
 }
 
 // trace polls the query API until the trace has at least n spans.
