@@ -80,14 +80,37 @@ type BearerConfig struct {
 	// 10m).
 	ClockSkew time.Duration
 
-	FetchTimeout       time.Duration
+	Fetch
 	MinRefreshInterval time.Duration
-	RetryInterval      time.Duration
 	KeysMaxAge         time.Duration
+}
+
+// Fetch bounds the fetches of a middleware from its provider (not
+// metadata; zero: the defaults above).
+type Fetch struct {
+	FetchTimeout  time.Duration
+	RetryInterval time.Duration
 	// Client makes the fetches (nil: one with FetchTimeout).
 	Client *http.Client
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+}
+
+// withDefaults fills the zero fields of f.
+func (f Fetch) withDefaults() Fetch {
+	if f.FetchTimeout <= 0 {
+		f.FetchTimeout = DefaultFetchTimeout
+	}
+	if f.RetryInterval <= 0 {
+		f.RetryInterval = DefaultRetryInterval
+	}
+	if f.Client == nil {
+		f.Client = &http.Client{Timeout: f.FetchTimeout}
+	}
+	if f.Now == nil {
+		f.Now = time.Now
+	}
+	return f
 }
 
 var bearerFields = []string{"issuer", "audience", "jwksURL", "allowedClockSkew"}
@@ -143,23 +166,12 @@ func checkURL(name, v string) error {
 
 // withDefaults fills the zero bounds of c.
 func (c BearerConfig) withDefaults() BearerConfig {
-	if c.FetchTimeout <= 0 {
-		c.FetchTimeout = DefaultFetchTimeout
-	}
+	c.Fetch = c.Fetch.withDefaults()
 	if c.MinRefreshInterval <= 0 {
 		c.MinRefreshInterval = DefaultMinRefreshInterval
 	}
-	if c.RetryInterval <= 0 {
-		c.RetryInterval = DefaultRetryInterval
-	}
 	if c.KeysMaxAge <= 0 {
 		c.KeysMaxAge = DefaultKeysMaxAge
-	}
-	if c.Client == nil {
-		c.Client = &http.Client{Timeout: c.FetchTimeout}
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 	return c
 }

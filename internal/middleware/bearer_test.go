@@ -291,7 +291,7 @@ func TestBearerRotation(t *testing.T) {
 	clk := &testClock{}
 	// A bound far longer than the test may take on a busy machine.
 	const bound = 10 * time.Minute
-	b := NewBearer("bearer", BearerConfig{Issuer: idp.Issuer(), Audience: oidcop.Audience, JWKSURL: idp.JWKSURL(), MinRefreshInterval: bound, Now: clk.now})
+	b := NewBearer("bearer", BearerConfig{Issuer: idp.Issuer(), Audience: oidcop.Audience, JWKSURL: idp.JWKSURL(), MinRefreshInterval: bound, Fetch: Fetch{Now: clk.now}})
 	e := newEdge(t, Pipeline{{Name: "bearer", Type: TypeBearer, Middleware: b}})
 	if resp := e.callHTTP(t, idp.Token(t)); resp.StatusCode != 200 {
 		t.Fatalf("first token: %d", resp.StatusCode)
@@ -384,7 +384,7 @@ func TestBearerProviderDown(t *testing.T) {
 	idp.SetDown(true)
 	clk := &testClock{}
 	// A retry wait far longer than the test may take on a busy machine.
-	b := NewBearer("bearer", BearerConfig{Issuer: idp.Issuer(), Audience: oidcop.Audience, RetryInterval: time.Minute, Now: clk.now})
+	b := NewBearer("bearer", BearerConfig{Issuer: idp.Issuer(), Audience: oidcop.Audience, Fetch: Fetch{RetryInterval: time.Minute, Now: clk.now}})
 	e := newEdge(t, Pipeline{{Name: "bearer", Type: TypeBearer, Middleware: b}})
 	before := idp.Requests()
 	resp := e.callHTTP(t, tok)
@@ -409,7 +409,7 @@ func TestBearerProviderDown(t *testing.T) {
 	idp2 := oidcop.Start(t, nil)
 	release := idp2.Hold()
 	defer release()
-	b2 := NewBearer("bearer", BearerConfig{Issuer: idp2.Issuer(), Audience: oidcop.Audience, FetchTimeout: 200 * time.Millisecond, Now: clk.now})
+	b2 := NewBearer("bearer", BearerConfig{Issuer: idp2.Issuer(), Audience: oidcop.Audience, Fetch: Fetch{FetchTimeout: 200 * time.Millisecond, Now: clk.now}})
 	e2 := newEdge(t, Pipeline{{Name: "bearer", Type: TypeBearer, Middleware: b2}})
 	if resp := e2.callHTTP(t, idp2.Token(t)); resp.StatusCode != 503 {
 		t.Fatalf("provider hanging: %d", resp.StatusCode)

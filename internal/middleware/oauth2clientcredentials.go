@@ -48,10 +48,7 @@ type OAuth2ClientCredentialsConfig struct {
 	// (gRPC: full method) it matches.
 	PathFilter *regexp.Regexp
 
-	FetchTimeout  time.Duration
-	RetryInterval time.Duration
-	Client        *http.Client
-	Now           func() time.Time
+	Fetch
 }
 
 var oauth2CCFields = []string{"clientID", "clientSecret", "scopes", "tokenURL", "headerName", "endpointParamsQuery", "authStyle", "pathFilter"}
@@ -144,18 +141,7 @@ type OAuth2ClientCredentials struct {
 
 // NewOAuth2ClientCredentials returns the middleware of the Component name.
 func NewOAuth2ClientCredentials(name string, c OAuth2ClientCredentialsConfig) *OAuth2ClientCredentials {
-	if c.FetchTimeout <= 0 {
-		c.FetchTimeout = DefaultFetchTimeout
-	}
-	if c.RetryInterval <= 0 {
-		c.RetryInterval = DefaultRetryInterval
-	}
-	if c.Client == nil {
-		c.Client = &http.Client{Timeout: c.FetchTimeout}
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Fetch = c.Fetch.withDefaults()
 	return &OAuth2ClientCredentials{name: name, cfg: c, conf: &clientcredentials.Config{
 		ClientID: c.ClientID, ClientSecret: c.ClientSecret, TokenURL: c.TokenURL,
 		Scopes: c.Scopes, EndpointParams: c.EndpointParams, AuthStyle: c.AuthStyle,

@@ -64,7 +64,7 @@ func TestOAuth2ClientCredentialsWithProvider(t *testing.T) {
 	clk := &testClock{}
 	cc := NewOAuth2ClientCredentials("cc", OAuth2ClientCredentialsConfig{
 		ClientID: oidcop.ClientID, ClientSecret: oidcop.ClientSecret, TokenURL: idp.TokenURL(),
-		HeaderName: "Authorization", Scopes: []string{"openid"}, Now: clk.now,
+		HeaderName: "Authorization", Scopes: []string{"openid"}, Fetch: Fetch{Now: clk.now},
 	})
 	b := NewBearer("bearer", BearerConfig{Issuer: idp.Issuer(), Audience: oidcop.Audience}) // the provider's clock
 	e := newEdge(t, Pipeline{{Name: "cc", Type: TypeOAuth2ClientCredentials, Middleware: cc}, {Name: "bearer", Type: TypeBearer, Middleware: b}})
