@@ -157,7 +157,13 @@ func TestDashboard(t *testing.T) {
 		resp.Body.Close()
 		divided <- answer{code: resp.StatusCode, body: string(b)}
 	}()
-	if err := chromedp.Run(ctx, chromium.PollFor(`document.querySelector('#apps tr[data-app-id="divideapp"][data-health="unhealthy"]') !== null`, 90*time.Second)); err != nil {
+	// Its ports and app port are unknown then: blank, not "http 0" and
+	// "none" (no app port).
+	unhealthy := `(() => {
+  const r = document.querySelector('#apps tr[data-app-id="divideapp"][data-health="unhealthy"]');
+  return r !== null && r.children[4].textContent === "" && r.children[5].textContent === "";
+})()`
+	if err := chromedp.Run(ctx, chromium.PollFor(unhealthy, 90*time.Second)); err != nil {
 		fail("divideapp shown unhealthy once its sidecar stopped", err)
 	}
 	t.Logf("the page showed divideapp unhealthy %s after its sidecar stopped", time.Since(stopped).Round(100*time.Millisecond))
