@@ -1,22 +1,20 @@
 package calculator_test
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/tandem-run/tandem/internal/testutil/chromium"
 )
 
 // TestBrowserClicksAndReload drives the page in a real headless Chromium:
 // 52 + 34 = shows 86, a reload shows the persisted 86 again, and keys
 // clicked without waiting (12 x 3 =) are none of them lost.
 func TestBrowserClicksAndReload(t *testing.T) {
-	chromium := needChromium(t)
+	chromePath := chromium.Need(t)
 	base := startCalculator(t)
-	ctx := browser(t, chromium)
+	ctx := chromium.Start(t, chromePath, 90*time.Second)
 
 	var display string
 	err := chromedp.Run(ctx,
@@ -46,45 +44,6 @@ func TestBrowserClicksAndReload(t *testing.T) {
 	if display != "86" {
 		t.Errorf("after reload the display shows %q, want 86", display)
 	}
-}
-
-// needChromium returns Chromium's path, or skips the test where it is not
-// installed (outside CI).
-func needChromium(t *testing.T) string {
-	t.Helper()
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium is not installed; CI must install it (apt-get install -y chromium)")
-		}
-		t.Skip("chromium is not installed: apt-get install -y chromium (or run make test)")
-	}
-	return chromium
-}
-
-// browser starts a headless Chromium for the test; the test has 90 s from
-// now to drive it.
-func browser(t *testing.T, chromium string) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.WindowSize(1280, 900),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	// chromedp logs events of newer Chromium versions it cannot decode; they are harmless.
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
-	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancelTimeout)
-	return ctx
 }
 
 // click presses a key of the calculator.

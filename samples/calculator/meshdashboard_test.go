@@ -1,7 +1,6 @@
 package calculator_test
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"io"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/tandem-run/tandem/internal/testutil/chromium"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 )
 
@@ -28,7 +28,7 @@ var updatePNG = flag.Bool("update-png", false, "write the mesh dashboard's scree
 // it that fails shows in its edge's error rate, and it is healthy again
 // once it goes on. Screenshots go to the temporary folder.
 func TestMeshDashboard(t *testing.T) {
-	chromium := needChromium(t)
+	chromePath := chromium.Need(t)
 	dashPort := proc.For(t).FreePort()
 	base, _ := startRunner(t, "-dashboard", "-dashboard-port", strconv.Itoa(dashPort))
 	dash := "http://127.0.0.1:" + strconv.Itoa(dashPort)
@@ -41,20 +41,8 @@ func TestMeshDashboard(t *testing.T) {
 		}
 	}
 
-	ctx := browser(t, chromium)
-	screenshot := func(name string) {
-		var png []byte
-		if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
-			t.Logf("screenshot: %v", err)
-			return
-		}
-		path := filepath.Join(os.TempDir(), name)
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Logf("screenshot: %v", err)
-			return
-		}
-		t.Logf("screenshot of the dashboard: %s", path)
-	}
+	ctx := chromium.Start(t, chromePath, 90*time.Second)
+	screenshot := func(name string) { chromium.Screenshot(t, ctx, name) }
 	edge := func(op, attrs string) string {
 		return `document.querySelector('#edges tr[data-kind="invoke"][data-caller="calculator-front-end"][data-callee="` + op + `app"]` + attrs + `')`
 	}
@@ -65,8 +53,8 @@ func TestMeshDashboard(t *testing.T) {
 		edges += ` && ` + edge(op, `[data-calls="3"][data-errors="0"]`) + ` !== null && parseFloat(` + edge(op, "") + `.children[4].textContent) > 0`
 	}
 	start := time.Now()
-	if err := chromedp.Run(ctx, chromedp.Navigate(dash+"/"), poll(edges)); err != nil {
-		t.Fatalf("the dashboard's page: %v (page: %s)", err, pageText(ctx))
+	if err := chromedp.Run(ctx, chromedp.Navigate(dash+"/"), chromium.Poll(edges)); err != nil {
+		t.Fatalf("the dashboard's page: %v (page: %s)", err, chromium.PageText(ctx))
 	}
 	t.Logf("the page showed five healthy apps and four edges %v after its navigation started", time.Since(start).Round(time.Millisecond))
 	screenshot("calculator-dashboard.png")
@@ -79,8 +67,8 @@ func TestMeshDashboard(t *testing.T) {
 	cont := func() { _ = syscall.Kill(pid, syscall.SIGCONT) }
 	t.Cleanup(cont) // before the runner stops
 	start = time.Now()
-	if err := chromedp.Run(ctx, poll(`document.querySelector('#apps tr[data-app-id="divideapp"][data-health="unreachable"]') !== null`)); err != nil {
-		t.Fatalf("divideapp not shown unreachable once its sidecar stopped: %v (page: %s)", err, pageText(ctx))
+	if err := chromedp.Run(ctx, chromium.Poll(`document.querySelector('#apps tr[data-app-id="divideapp"][data-health="unreachable"]') !== null`)); err != nil {
+		t.Fatalf("divideapp not shown unreachable once its sidecar stopped: %v (page: %s)", err, chromium.PageText(ctx))
 	}
 	t.Logf("the page showed divideapp unreachable %v after its sidecar stopped", time.Since(start).Round(time.Millisecond))
 
@@ -96,9 +84,9 @@ func TestMeshDashboard(t *testing.T) {
 		}
 	}
 	cont()
-	if err := chromedp.Run(ctx, poll(healthy+` && `+edge("divide", `[data-calls="4"][data-errors="1"]`)+` !== null && `+
+	if err := chromedp.Run(ctx, chromium.Poll(healthy+` && `+edge("divide", `[data-calls="4"][data-errors="1"]`)+` !== null && `+
 		edge("divide", "")+`.children[5].className === "failing"`)); err != nil {
-		t.Fatalf("the failed division not shown in the error rate: %v (page: %s)", err, pageText(ctx))
+		t.Fatalf("the failed division not shown in the error rate: %v (page: %s)", err, chromium.PageText(ctx))
 	}
 	screenshot("calculator-dashboard-error.png")
 	if *updatePNG { // the top of the page (apps, map and edges), for the docs
@@ -136,16 +124,4 @@ func sidecarPID(t *testing.T, dash, appID string) int {
 	}
 	t.Fatalf("no app %s listed: %+v", appID, body.Apps)
 	return 0
-}
-
-// poll waits up to 30 s for expr to hold in the page.
-func poll(expr string) chromedp.Action {
-	return chromedp.Poll(expr, nil, chromedp.WithPollingTimeout(30*time.Second))
-}
-
-// pageText is the page's text, to say what it showed when a test failed.
-func pageText(ctx context.Context) string {
-	var s string
-	_ = chromedp.Run(ctx, chromedp.Evaluate(`document.body.innerText`, &s))
-	return s
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/tandem-run/tandem/internal/testutil/chromium"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/toolbin"
 )
@@ -36,7 +37,7 @@ func (r spanRow) String() string {
 // call to its sidecar, the hop to addapp's sidecar, its receipt there and the
 // call to the operator, as a waterfall of four rows with their attributes.
 func TestBrowserTraces(t *testing.T) {
-	chromium := needChromium(t)
+	chromePath := chromium.Need(t)
 	// The first build of Jaeger takes minutes, longer than the runner is given
 	// to start; tools/build caches it for the runner to find.
 	toolbin.Path(t, "jaeger")
@@ -47,7 +48,7 @@ func TestBrowserTraces(t *testing.T) {
 	if ready := "calculator ready: " + base + "  traces: " + page + "  (Ctrl-C stops everything)"; !strings.Contains(runner.Out.String(), ready) {
 		t.Fatalf("the runner did not say %q:\n%s", ready, runner.Out.String())
 	}
-	ctx := browser(t, chromium)
+	ctx := chromium.Start(t, chromePath, 90*time.Second)
 
 	screenshot := func(name string) {
 		var png []byte

@@ -134,6 +134,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"postgresql.connectionString=host=db", "connectionString"},
 		{"dashboard.port=80", "port"},
 		{"dashboard.enable=true", "enable"},
+		{"dashboard.jaegerQuery=jaeger:16686", "jaegerQuery"},
 	} {
 		out, err := run(t, h, "template", "tandem", chart, "--set", c.set)
 		if err == nil || !strings.Contains(out, c.want) || !strings.Contains(out, "schema") {

@@ -101,6 +101,23 @@ func TestDashboard(t *testing.T) {
 	}
 }
 
+// TestDashboardJaegerQuery: dashboard.jaegerQuery reads that Jaeger query
+// API (--jaeger-query) instead of the chart's Zipkin (a value that is not
+// an http(s) URL is refused by the values' schema: TestSchemaRefusesBadValues).
+func TestDashboardJaegerQuery(t *testing.T) {
+	const url = "http://tandem-jaeger-query.tandem-system.svc.cluster.local:16686"
+	var args []string
+	for _, o := range render(t, "dashboard.enabled=true", "zipkin.enabled=true", "dashboard.jaegerQuery="+url) {
+		if o.GetKind() == "Deployment" && o.GetName() == "tandem-dashboard" {
+			cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			args = strs(cs[0].(map[string]any)["args"])
+		}
+	}
+	if !slices.Contains(args, "--jaeger-query="+url) || slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--zipkin-query") }) {
+		t.Errorf("dashboard args %q: want --jaeger-query=%s and no --zipkin-query", args, url)
+	}
+}
+
 func strs(v any) []string {
 	var out []string
 	l, _ := v.([]any)

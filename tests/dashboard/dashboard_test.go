@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tandem-run/tandem/internal/release"
+	"github.com/tandem-run/tandem/internal/testutil/chromium"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
@@ -347,9 +347,9 @@ func TestRefusesNonLoopback(t *testing.T) {
 // (no element made of it, no script run), and follows a stopped sidecar
 // without a reload.
 func TestPage(t *testing.T) {
-	chromium := needChromium(t)
+	chromePath := chromium.Need(t)
 	m, procs := startMesh(t)
-	ctx := browser(t, chromium)
+	ctx := chromium.Start(t, chromePath, 90*time.Second)
 	var alerted atomic.Bool
 	chromedp.ListenTarget(ctx, func(ev any) {
 		if _, ok := ev.(*page.EventJavascriptDialogOpening); ok {
@@ -364,7 +364,7 @@ func TestPage(t *testing.T) {
 	var shown, topic string
 	err := chromedp.Run(ctx,
 		chromedp.Navigate(m.dash+"/"),
-		poll(`document.querySelector('#apps tr[data-app-id="orders"][data-health="healthy"]') !== null && `+
+		chromium.Poll(`document.querySelector('#apps tr[data-app-id="orders"][data-health="healthy"]') !== null && `+
 			`document.querySelector('#apps tr[data-app-id="billing"][data-health="healthy"]') !== null && `+
 			`document.querySelector('#apps tr[data-app-id="locked"][data-metadata="ok"]') !== null && `+
 			`document.querySelectorAll('#subscriptions tbody tr').length === 1 && `+
@@ -376,7 +376,7 @@ func TestPage(t *testing.T) {
 		chromedp.Evaluate(`document.querySelector('#map g[data-topic] text').textContent`, &topic),
 	)
 	if err != nil {
-		t.Fatalf("loading the page: %v (page: %s)", err, pageText(ctx))
+		t.Fatalf("loading the page: %v (page: %s)", err, chromium.PageText(ctx))
 	}
 	if !strings.Contains(shown, hostile) {
 		t.Errorf("orders' components shown as %q, want the name %q as text", shown, hostile)
@@ -399,66 +399,7 @@ func TestPage(t *testing.T) {
 	if err := procs["billing"].Stop(os.Interrupt, 10*time.Second); err != nil {
 		t.Logf("stopping billing's sidecar: %v", err)
 	}
-	if err := chromedp.Run(ctx, poll(`document.querySelector('#apps tr[data-app-id="billing"]') === null && document.querySelectorAll('#apps tbody tr').length === 2`)); err != nil {
-		t.Fatalf("billing still shown after its sidecar stopped: %v (page: %s)", err, pageText(ctx))
+	if err := chromedp.Run(ctx, chromium.Poll(`document.querySelector('#apps tr[data-app-id="billing"]') === null && document.querySelectorAll('#apps tbody tr').length === 2`)); err != nil {
+		t.Fatalf("billing still shown after its sidecar stopped: %v (page: %s)", err, chromium.PageText(ctx))
 	}
-}
-
-// poll waits up to 30 s for expr to hold in the page.
-func poll(expr string) chromedp.Action {
-	return chromedp.Poll(expr, nil, chromedp.WithPollingTimeout(30*time.Second))
-}
-
-// pageText is the page's text, to say what it showed when a test failed.
-func pageText(ctx context.Context) string {
-	var s string
-	_ = chromedp.Run(ctx, chromedp.Evaluate(`document.body.innerText`, &s))
-	return s
-}
-
-// needChromium returns Chromium's path, or skips the test where it is not
-// installed (outside CI).
-func needChromium(t *testing.T) string {
-	t.Helper()
-	chromium, err := lookChromium()
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium is not installed; CI must install it (apt-get install -y chromium)")
-		}
-		t.Skip("chromium is not installed: apt-get install -y chromium (or run make test)")
-	}
-	return chromium
-}
-
-// lookChromium finds Chromium, or says how to install it.
-func lookChromium() (string, error) {
-	p, err := exec.LookPath("chromium")
-	if err != nil && os.Getenv("CI") != "" {
-		return "", fmt.Errorf("chromium is not installed; CI must install it (apt-get install -y chromium)")
-	}
-	return p, err
-}
-
-// browser starts a headless Chromium for the test; the test has 90 s from
-// now to drive it.
-func browser(t *testing.T, chromium string) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.WindowSize(1280, 900),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	// chromedp logs events of newer Chromium versions it cannot decode; they are harmless.
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
-	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancelTimeout)
-	return ctx
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/tandem-run/tandem/internal/testutil/chromium"
 	"github.com/tandem-run/tandem/internal/testutil/jaegerquery"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/pkg/resolver/standalone"
@@ -101,7 +102,7 @@ func TestPageLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a load test: not under -short")
 	}
-	chromium := needChromium(t)
+	chromePath := chromium.Need(t)
 
 	// The trace store: Jaeger, 10,000 traces of two spans in the window.
 	j := jaegerquery.Start(t, "--collector.queue-size=50000")
@@ -172,7 +173,7 @@ func TestPageLoad(t *testing.T) {
 		t.Logf("GET %s: %s; the dashboard's CPU time: %.0f ms an answer", api.path, stats(took), float64((cpuTime(t, dashProc)-cpu0).Milliseconds())/float64(api.n))
 	}
 
-	ctx := browser(t, chromium)
+	ctx := chromium.Start(t, chromePath, 90*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, 80*time.Second)
 	defer cancel()
 	// Three loads of the page, each a new navigation.
@@ -186,7 +187,7 @@ func TestPageLoad(t *testing.T) {
 	for range 3 {
 		err := chromedp.Run(ctx,
 			chromedp.Navigate(dash+"/"),
-			poll(`performance.getEntriesByName("tandem:apps-drawn").length === 1 && performance.getEntriesByName("tandem:map-drawn").length === 1 && `+
+			chromium.Poll(`performance.getEntriesByName("tandem:apps-drawn").length === 1 && performance.getEntriesByName("tandem:map-drawn").length === 1 && `+
 				`performance.getEntriesByName("tandem:traces-drawn").length === 1`),
 			chromedp.Evaluate(`({
 				apps: performance.getEntriesByName("tandem:apps-drawn")[0].startTime,
@@ -199,7 +200,7 @@ func TestPageLoad(t *testing.T) {
 				picked: document.getElementById("trace-app").value,
 			})`, &first))
 		if err != nil {
-			t.Fatalf("loading the page: %v (page: %.2000s)", err, pageText(ctx))
+			t.Fatalf("loading the page: %v (page: %.2000s)", err, chromium.PageText(ctx))
 		}
 		// The first drawing is of everything: 200 rows, 200 nodes and
 		// their edges, and the list of the picked app's latest 50 traces.
@@ -243,7 +244,7 @@ func TestPageLoad(t *testing.T) {
 			AppsDraw, MapDraw, TracesDraw float64
 		}
 		err := chromedp.Run(ctx,
-			poll(fmt.Sprintf(`performance.getEntriesByName("tandem:apps-refresh")[0].startTime > %.3f`, lastApps+1)),
+			chromium.Poll(fmt.Sprintf(`performance.getEntriesByName("tandem:apps-refresh")[0].startTime > %.3f`, lastApps+1)),
 			chromedp.Evaluate(`({
 				apps: performance.getEntriesByName("tandem:apps-refresh")[0].duration,
 				appsStart: performance.getEntriesByName("tandem:apps-refresh")[0].startTime,

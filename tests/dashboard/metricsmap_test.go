@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/tandem-run/tandem/internal/testutil/chromium"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
@@ -120,19 +121,19 @@ func TestMetricsMap(t *testing.T) {
 		}
 	}
 
-	chromium, err := lookChromium()
+	chromePath, err := chromium.Look()
 	if err != nil {
 		t.Logf("the page's map is not checked: %v", err)
 		return
 	}
-	ctx := browser(t, chromium)
+	ctx := chromium.Start(t, chromePath, 90*time.Second)
 	if err := chromedp.Run(ctx); err != nil { // starts Chromium
 		t.Fatal(err)
 	}
 	start := time.Now()
 	err = chromedp.Run(ctx,
 		chromedp.Navigate(m.dash+"/"),
-		poll(`document.querySelector('#edges tr[data-kind="invoke"][data-caller="front"][data-callee="orders"][data-calls="8"][data-errors="2"]') !== null && `+
+		chromium.Poll(`document.querySelector('#edges tr[data-kind="invoke"][data-caller="front"][data-callee="orders"][data-calls="8"][data-errors="2"]') !== null && `+
 			`document.querySelector('#edges tr[data-kind="publish"][data-caller="orders"][data-callee="orderbus/orders"][data-calls="3"]') !== null && `+
 			`document.querySelector('#edges tr[data-kind="deliver"][data-caller="orderbus/orders"][data-callee="orders"][data-calls="3"]') !== null && `+
 			`document.querySelector('#map line.failing[data-caller="front"][data-callee="orders"]') !== null && `+
@@ -140,7 +141,7 @@ func TestMetricsMap(t *testing.T) {
 			`document.querySelector('#map g[data-topic="orderbus/orders"] rect') !== null`),
 	)
 	if err != nil {
-		t.Fatalf("the page's map: %v (page: %s)", err, pageText(ctx))
+		t.Fatalf("the page's map: %v (page: %s)", err, chromium.PageText(ctx))
 	}
 	t.Logf("the page showed the map %v after its navigation started", time.Since(start).Round(time.Millisecond))
 	// New calls show without a reload.
@@ -148,8 +149,8 @@ func TestMetricsMap(t *testing.T) {
 		call("/echo/y", http.StatusOK)
 	}
 	start = time.Now()
-	if err := chromedp.Run(ctx, poll(`document.querySelector('#edges tr[data-kind="invoke"][data-caller="front"][data-callee="orders"][data-calls="12"][data-errors="2"]') !== null`)); err != nil {
-		t.Fatalf("the page did not follow 4 more calls: %v (page: %s)", err, pageText(ctx))
+	if err := chromedp.Run(ctx, chromium.Poll(`document.querySelector('#edges tr[data-kind="invoke"][data-caller="front"][data-callee="orders"][data-calls="12"][data-errors="2"]') !== null`)); err != nil {
+		t.Fatalf("the page did not follow 4 more calls: %v (page: %s)", err, chromium.PageText(ctx))
 	}
 	t.Logf("the page showed 4 more calls %v after they were made", time.Since(start).Round(time.Millisecond))
 }

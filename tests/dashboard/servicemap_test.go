@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/tandem-run/tandem/internal/testutil/chromium"
 	"github.com/tandem-run/tandem/internal/testutil/jaegerquery"
 	"github.com/tandem-run/tandem/internal/testutil/proc"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
@@ -175,36 +176,36 @@ func testTraceStore(t *testing.T, collector, flag, query string) {
 		}
 	}
 
-	chromium, err := lookChromium()
+	chromePath, err := chromium.Look()
 	if err != nil {
 		t.Logf("the page's map is not checked: %v", err)
 		return
 	}
-	ctx := browser(t, chromium)
+	ctx := chromium.Start(t, chromePath, 90*time.Second)
 	err = chromedp.Run(ctx,
 		chromedp.Navigate(m.dash+"/"),
 		chromedp.SetValue("#map-source", "traces", chromedp.ByQuery),
 		chromedp.Evaluate(`document.getElementById("map-source").dispatchEvent(new Event("change")), true`, nil),
-		poll(`document.getElementById("map-note").textContent.includes("sampled client spans") && `+
+		chromium.Poll(`document.getElementById("map-note").textContent.includes("sampled client spans") && `+
 			`document.querySelector('#edges tr[data-caller="front"][data-callee="orders"][data-calls="7"][data-errors="2"]') !== null && `+
 			`document.querySelector('#map line.failing[data-caller="front"][data-callee="orders"]') !== null && `+
 			`document.querySelectorAll('#map g[data-app]').length === 2`),
 	)
 	if err != nil {
-		t.Fatalf("the page's service map: %v (page: %s)", err, pageText(ctx))
+		t.Fatalf("the page's service map: %v (page: %s)", err, chromium.PageText(ctx))
 	}
 	// The trace list of front, errors only; the first one's waterfall.
 	err = chromedp.Run(ctx,
 		chromedp.SetValue("#trace-app", "front", chromedp.ByQuery),
 		chromedp.SetValue("#trace-status", "error", chromedp.ByQuery),
 		chromedp.Evaluate(`document.getElementById("trace-status").dispatchEvent(new Event("change")), true`, nil),
-		poll(`document.querySelectorAll('#traces tbody tr:not([data-errors="0"])').length === 2 && document.querySelectorAll('#traces tbody tr').length === 2`),
+		chromium.Poll(`document.querySelectorAll('#traces tbody tr:not([data-errors="0"])').length === 2 && document.querySelectorAll('#traces tbody tr').length === 2`),
 		// The list is redrawn every 2 s: click its first row in one step.
 		chromedp.Evaluate(`document.querySelector('#traces tbody tr').click(), true`, nil),
-		poll(`document.querySelectorAll('#waterfall-rows .span-row').length >= 3 && document.querySelector('#waterfall-rows .span-row.error') !== null`),
+		chromium.Poll(`document.querySelectorAll('#waterfall-rows .span-row').length >= 3 && document.querySelector('#waterfall-rows .span-row.error') !== null`),
 	)
 	if err != nil {
-		t.Fatalf("the page's traces: %v (page: %s)", err, pageText(ctx))
+		t.Fatalf("the page's traces: %v (page: %s)", err, chromium.PageText(ctx))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // The calculator's five apps, their Deployments (samples/calculator/deploy)
@@ -31,13 +32,43 @@ var apps = []struct{ id, deployment, port string }{
 const chartNS = "tandem-system"
 
 // chartArgs install the chart as the calculator's README says, with Redis
-// and the Zipkin-API collector on, their images the ones made here.
+// and the Zipkin-API collector on, their images the ones made here, and
+// the dashboard on (TestDashboard), reading the traces from the
+// collector's Jaeger query API (jaegerQueryService) since the collector
+// here is Jaeger's, which takes Zipkin's spans but does not answer
+// Zipkin's query API.
 func chartArgs() []string {
 	return []string{
 		"--namespace", chartNS, "--create-namespace", "--wait", "--timeout", "5m",
 		"--set", "redis.enabled=true", "--set", "zipkin.enabled=true",
 		"--set", "redis.image.repository=tandem/redis", "--set", "redis.image.tag=" + version,
 		"--set", "zipkin.image.repository=tandem/collector", "--set", "zipkin.image.tag=" + version,
+		"--set", "dashboard.enabled=true",
+		"--set", "dashboard.jaegerQuery=http://" + jaegerQueryName + "." + chartNS + ".svc.cluster.local:16686",
+	}
+}
+
+// jaegerQueryName is the Service of the collector's Jaeger query API.
+const jaegerQueryName = "tandem-jaeger-query"
+
+// jaegerQueryService makes sure a Service reaches the collector pod's
+// Jaeger query API (port 16686), which the chart's Zipkin Service does not
+// serve: the dashboard reads the traces there (chartArgs).
+func jaegerQueryService(t *testing.T) {
+	t.Helper()
+	ctx := ctxT(t, time.Minute)
+	if _, err := cluster.Client.CoreV1().Services(chartNS).Get(ctx, jaegerQueryName, metav1.GetOptions{}); err == nil {
+		return
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: jaegerQueryName, Namespace: chartNS},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app.kubernetes.io/name": "zipkin", "app.kubernetes.io/instance": "tandem"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 16686, TargetPort: intstr.FromInt32(16686)}},
+		},
+	}
+	if _, err := cluster.Client.CoreV1().Services(chartNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the Jaeger query Service: %v", err)
 	}
 }
 
@@ -97,6 +128,7 @@ func chart(t *testing.T) {
 		}
 	}
 	waitCABundle(t)
+	jaegerQueryService(t)
 }
 
 // chartInstalled is the chart (name-version) of the release tandem, or "".

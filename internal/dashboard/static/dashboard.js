@@ -79,8 +79,11 @@ function sync(parent, want) {
   while (have.length > want.length) parent.lastElementChild.remove();
 }
 
+// ports lists the sidecar's ports it knows: none of a sidecar whose
+// metadata could not be read in Kubernetes mode.
 function ports(app) {
-  const p = ["http " + app.httpPort];
+  const p = [];
+  if (app.httpPort) p.push("http " + app.httpPort);
   if (app.grpcPort) p.push("grpc " + app.grpcPort);
   const extra = app.ports || {};
   for (const k of ["internal", "public", "metrics"]) {
@@ -122,7 +125,8 @@ function render(data) {
     if (app.healthError) health.title = app.healthError;
     const md = cell(app.metadata === "ok" ? "ok" : app.metadata + (app.metadataError ? ": " + app.metadataError : ""),
       app.metadata === "ok" ? "" : "muted");
-    const appCell = app.appPort ? (app.appProtocol || "http") + " " + app.appPort : "none";
+    // "none": the sidecar says its app has no port; blank: unknown.
+    const appCell = app.appPort ? (app.appProtocol || "http") + " " + app.appPort : (app.metadata === "ok" ? "none" : "");
     const id = cell(app.spiffeId || (app.metadata === "ok" ? "off" : ""), app.spiffeId ? "" : "muted");
     row(a, [cell(app.appId), health, cell(app.runtimeVersion), cell(app.pod ? app.namespace + "/" + app.pod : app.pid), cell(ports(app)), cell(appCell),
       id, expiry(app.certExpiry), md],
