@@ -17,8 +17,13 @@
 //   - Each subscription reads new entries (XREADGROUP >) into a queue the
 //     broker's Concurrency workers take from. Entries read and not yet
 //     finished are at most QueueDepth + Concurrency, over all topics.
+//   - Reads take as many entries as there are free slots (COUNT), and
+//     wait for new ones (BLOCK) only once the stream is drained: one
+//     XREADGROUP per batch, or per event of a trickle.
 //   - An entry is acknowledged (XACK) only once its handler returned nil.
-//     A handler's error leaves it pending.
+//     A handler's error leaves it pending. Acknowledgements of handlers
+//     that end while one is on its way go together, one XACK per stream
+//     in one pipeline (ack.go).
 //   - Every RedeliverInterval each subscription claims (XAUTOCLAIM) the
 //     entries pending longer than ProcessingTimeout: a failed handler's,
 //     or those of a consumer that died.
@@ -61,6 +66,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -88,7 +94,11 @@ type Broker struct {
 	held   map[key]*entry // queued or in a handler
 	closed bool
 	drops  map[string]int64 // events dropped with replicas' groups, by topic (allreplicas.go)
-	down   episode
+	acks   acker            // acknowledgements on their way (ack.go)
+	// readers is how many subscriptions are reading, to share the slots
+	// among those waiting for new entries.
+	readers atomic.Int64
+	down    episode
 	// released is closed, and replaced, when entries are released: the
 	// broker's subscriptions then claim at once rather than at their next
 	// RedeliverInterval (a subscription that follows one that ended, on
@@ -344,7 +354,7 @@ func (b *Broker) handle(e *entry) {
 	cancel()
 	switch {
 	case err == nil:
-		if err := b.client.XAck(context.Background(), e.sub.topic, e.sub.group, e.id).Err(); err != nil && !isReply(err) {
+		if err := b.ack(e); err != nil && !isReply(err) {
 			// Still pending: delivered again once claimed.
 			b.down.fail(b.wrap("XACK", err))
 		}
