@@ -93,6 +93,7 @@ type gathering struct {
 
 // sending is a message's first try, and its answer once done is closed.
 type sending struct {
+	ctx  context.Context // its latest try's, while not sent
 	m    *Message
 	done chan struct{}
 	err  error
@@ -115,6 +116,7 @@ func (g *gathering) send(ctx context.Context, i int, m *Message) error {
 		g.left--
 		last = g.left == 0
 	}
+	sd.ctx = ctx
 	g.mu.Unlock()
 	if last {
 		g.flush()
@@ -144,14 +146,19 @@ func (g *gathering) leave(i int) {
 	}
 }
 
-// flush sends every message tried to the broker at once, and answers each.
+// flush sends every message tried to the broker at once, and answers each;
+// one whose try gave up meanwhile (its ctx ended) is not sent.
 func (g *gathering) flush() {
 	g.mu.Lock()
 	g.done = true
 	var ms []*Message
 	var sds []*sending
 	for _, sd := range g.sent {
-		if sd.m != nil {
+		switch {
+		case sd.m == nil:
+		case sd.ctx.Err() != nil:
+			sd.err = sd.ctx.Err()
+		default:
 			ms = append(ms, sd.m)
 			sds = append(sds, sd)
 		}
