@@ -17,70 +17,36 @@ import (
 )
 
 // read reads the subscription's new entries into the queue until ctx
-// ends, as many at a time as there are free slots (COUNT). Once a read
-// finds the stream drained (fewer entries than it asked for) the next one
-// waits for new entries (BLOCK), holding only its share of the slots
-// (waitShare), so a quiet topic does not starve a busy one; a wait that
-// ends with entries hands them on and waits again while the stream stays
-// drained; while the queue holds work for every worker a read first waits
-// for half a queue of free slots (gather). A steady trickle of events so
-// costs one XREADGROUP per event, and a backlog one per half queue, never
-// an empty read per event.
+// ends. It reads only as many as there are free slots, and waits for new
+// entries holding one slot, so a quiet topic does not starve a busy one.
 func (b *Broker) read(ctx context.Context, sub *subscription) {
 	r := &reader{b: b, sub: sub}
-	b.readers.Add(1)
-	defer b.readers.Add(-1)
 	defer r.close()
 	defer b.releaseQueued(sub)
 	stop := context.AfterFunc(ctx, r.unblock)
 	defer stop()
 	backoff := 50 * time.Millisecond
-	drained := false // the last read found fewer entries than it asked for
 	for b.acquire(ctx) {
 		n := 1 + b.tryAcquire(b.cfg.QueueDepth-1)
-		if !drained {
-			n += b.gather(ctx, b.cfg.QueueDepth/2-n)
+		msgs, err := r.xread(ctx, n, -1)
+		if err == nil && len(msgs) == 0 {
+			b.freeSlots(n - 1)
+			n = 1
+			msgs, err = r.xread(ctx, 1, b.block)
 		}
-		block := time.Duration(-1)
-		if drained {
-			k := min(n, b.waitShare())
-			b.freeSlots(n - k)
-			n, block = k, b.block
-		}
-		msgs, err := r.xread(ctx, n, block)
 		b.freeSlots(n - len(msgs))
 		if err != nil {
-			drained = false
 			if r.failed(ctx, err) {
 				sleep(ctx, backoff)
 				backoff = min(2*backoff, 2*time.Second)
 			}
 			continue
 		}
-		drained = len(msgs) < n
 		backoff = 50 * time.Millisecond
 		r.groupLost = false
 		b.down.ok()
 		b.enqueue(sub, msgs, nil)
 	}
-}
-
-// gather takes up to want more slots, waiting for each, while the queue
-// still holds work for every worker: a backlog is then read half a queue
-// at a time, not an entry at a time as each handler ends.
-func (b *Broker) gather(ctx context.Context, want int) int {
-	n := 0
-	for n < want && len(b.queue) >= b.cfg.Concurrency && b.acquire(ctx) {
-		n++
-	}
-	return n
-}
-
-// waitShare is how many slots a subscription holds while it waits for new
-// entries: half the queue, shared among the subscriptions reading, at
-// least 2 (one entry arriving then tells that the stream is drained).
-func (b *Broker) waitShare() int {
-	return max(2, b.cfg.QueueDepth/(2*max(int(b.readers.Load()), 1)))
 }
 
 // reader is one subscription's reading, on a connection of its own, so

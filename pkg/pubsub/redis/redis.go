@@ -17,9 +17,6 @@
 //   - Each subscription reads new entries (XREADGROUP >) into a queue the
 //     broker's Concurrency workers take from. Entries read and not yet
 //     finished are at most QueueDepth + Concurrency, over all topics.
-//   - Reads take as many entries as there are free slots (COUNT), and
-//     wait for new ones (BLOCK) only once the stream is drained: one
-//     XREADGROUP per batch, or per event of a trickle.
 //   - An entry is acknowledged (XACK) only once its handler returned nil.
 //     A handler's error leaves it pending. Acknowledgements of handlers
 //     that end while one is on its way go together, one XACK per stream
@@ -66,7 +63,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -95,10 +91,7 @@ type Broker struct {
 	closed bool
 	drops  map[string]int64 // events dropped with replicas' groups, by topic (allreplicas.go)
 	acks   acker            // acknowledgements on their way (ack.go)
-	// readers is how many subscriptions are reading, to share the slots
-	// among those waiting for new entries.
-	readers atomic.Int64
-	down    episode
+	down   episode
 	// released is closed, and replaced, when entries are released: the
 	// broker's subscriptions then claim at once rather than at their next
 	// RedeliverInterval (a subscription that follows one that ended, on
