@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -18,10 +17,6 @@ import (
 // MaxBulkEntries bounds the entries of one bulk publish (daprd has no
 // bound). Its bytes are bounded by the API's body limit.
 const MaxBulkEntries = 10_000
-
-// bulkParallelism is how many entries of a bulk publish are in flight to
-// the broker at once.
-const bulkParallelism = 16
 
 // BulkEntry is one event of a bulk publish: its own CloudEvent.
 type BulkEntry struct {
@@ -88,8 +83,9 @@ func BulkEventsError(pubsubName, topic, reason, msg string) *apierr.Error {
 
 // BulkPublish checks r (CheckBulk) and publishes each entry as its own
 // event (a CloudEvent unless the metadata says rawPayload), each with a
-// producer span of its own under ctx's, up to bulkParallelism at once, in
-// no promised order. It returns the entries the broker did not take; an
+// producer span of its own under ctx's, through pubsub.Service.PublishBulk:
+// to a broker that takes them at once (Redis: one pipeline) together, to
+// another 16 at a time, in no promised order. It returns the entries the broker did not take; an
 // entry not returned is held by the broker. The error is an *apierr.Error:
 // a refusal of the whole request (nothing published), or, when entries
 // failed, ERR_PUBSUB_PUBLISH_MESSAGE naming how many.
@@ -138,27 +134,18 @@ func (p Publisher) BulkPublish(ctx context.Context, r BulkPublishRequest) ([]Fai
 		datas[i] = data
 	}
 
-	var (
-		mu     sync.Mutex
-		failed = map[int]error{}
-		wg     sync.WaitGroup
-		slots  = make(chan struct{}, bulkParallelism)
-	)
+	ms := make([]*pubsub.Message, len(r.Entries))
+	ctxs := make([]context.Context, len(r.Entries))
 	for i := range r.Entries {
-		slots <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			err := p.PubSub.Publish(trace.ContextWithSpan(ctx, spans[i]), r.PubsubName,
-				&pubsub.Message{Topic: r.Topic, Data: datas[i], Metadata: mds[i]})
-			if err != nil {
-				mu.Lock()
-				failed[i] = err
-				mu.Unlock()
-			}
-		}()
+		ms[i] = &pubsub.Message{Topic: r.Topic, Data: datas[i], Metadata: mds[i]}
+		ctxs[i] = trace.ContextWithSpan(ctx, spans[i])
 	}
-	wg.Wait()
+	failed := map[int]error{}
+	for i, err := range p.PubSub.PublishBulk(ctx, r.PubsubName, ms, ctxs) {
+		if err != nil {
+			failed[i] = err
+		}
+	}
 	endSpans(failed)
 	if len(failed) == 0 {
 		return nil, nil

@@ -246,7 +246,7 @@ type bulkAnswer struct {
 func (s *Subscriber) bulkHTTP(ctx context.Context, sb *sub, b *batch) (map[string]outcome, outcome) {
 	env := bulkEnvelope{ID: pubsub.NewUUID(), Metadata: map[string]string{"pubsubname": sb.PubsubName}, PubsubName: sb.PubsubName, Topic: sb.Topic, Type: bulkEventType}
 	for _, e := range b.entries {
-		it := bulkItem{EntryID: e.id, Metadata: e.d.Metadata, Event: e.ev.CloudEvent, ContentType: pubsub.ContentTypeCloudEvent}
+		it := bulkItem{EntryID: e.id, Metadata: e.d.Metadata, Event: e.ev.CloudEvent(), ContentType: pubsub.ContentTypeCloudEvent}
 		if sb.raw {
 			it.Event, it.ContentType = base64.StdEncoding.EncodeToString(e.d.Data), "application/octet-stream"
 		}

@@ -54,7 +54,7 @@ func (s *Subscriber) deliver(ctx, run context.Context, sb *sub, d *pubsub.Delive
 	}
 	if ev.Expired(time.Now()) {
 		m.count(evExpired, sb)
-		s.log.Debug("event expired: dropped", "pubsub", sb.PubsubName, "topic", sb.Topic, "id", ev.ID(), "expiration", ev.CloudEvent["expiration"])
+		s.log.Debug("event expired: dropped", "pubsub", sb.PubsubName, "topic", sb.Topic, "id", ev.ID(), "expiration", expiration(ev))
 		s.deadLetterAnyway(ctx, sb, d, "it expired")
 		return nil
 	}
@@ -238,14 +238,28 @@ func (s *Subscriber) deadLetterAnyway(ctx context.Context, sb *sub, d *pubsub.De
 	}
 }
 
+// stringField is the envelope's top-level field name when it is a
+// string, else "".
+func stringField(ev pubsub.Event, name string) string {
+	v, _ := ev.Field(name)
+	s, _ := v.(string)
+	return s
+}
+
+// expiration is the envelope's expiration, for logs.
+func expiration(ev pubsub.Event) any {
+	v, _ := ev.Field("expiration")
+	return v
+}
+
 // traceContext is the publisher's W3C trace context the event carries:
 // traceparent, or traceid (daprd's older name), and tracestate.
 func traceContext(ev pubsub.Event) (traceparent, tracestate string) {
-	tp, _ := ev.CloudEvent["traceparent"].(string)
+	tp := stringField(ev, "traceparent")
 	if tp == "" {
-		tp, _ = ev.CloudEvent["traceid"].(string)
+		tp = stringField(ev, "traceid")
 	}
-	ts, _ := ev.CloudEvent["tracestate"].(string)
+	ts := stringField(ev, "tracestate")
 	return tp, ts
 }
 
@@ -349,7 +363,7 @@ var envelopeFields = map[string]bool{"id": true, "source": true, "type": true, "
 // data as JSON), and its other fields as extensions. daprd leaves data out
 // when its content type is neither text, XML nor JSON; here it is kept.
 func topicEvent(ev pubsub.Event, sb *sub, path string) (*runtimev1pb.TopicEventRequest, error) {
-	ce := ev.CloudEvent
+	ce := ev.CloudEvent()
 	str := func(k string) string { v, _ := ce[k].(string); return v }
 	req := &runtimev1pb.TopicEventRequest{
 		Id: str("id"), Source: str("source"), Type: str("type"), SpecVersion: str("specversion"),

@@ -403,5 +403,5 @@ func (s *stubTracer) StartDelivery(ctx context.Context, pubsubName, topic, trace
 // eventOf is a delivered event whose envelope is ce.
 func eventOf(ce map[string]any) pubsub.Event {
 	b, _ := json.Marshal(ce)
-	return pubsub.Event{CloudEvent: ce, Data: b}
+	return pubsub.EventOf(ce, b)
 }

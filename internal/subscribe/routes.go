@@ -108,17 +108,18 @@ func oneLine(s string) string {
 }
 
 // Match returns the path of the first rule whose match holds for the
-// CloudEvent ce; ok is false when none does. A match that cannot be
+// CloudEvent that ce returns (called only when a rule has a match to
+// evaluate, once); ok is false when none does. A match that cannot be
 // evaluated for this event (a field it reads is missing, of another type)
 // or that gives no boolean is an error, as in daprd.
-func (r *Routes) Match(ce map[string]any) (path string, ok bool, err error) {
+func (r *Routes) Match(ce func() map[string]any) (path string, ok bool, err error) {
 	var vars map[string]any
 	for i, rule := range r.rules {
 		if rule.prg == nil {
 			return rule.Path, true, nil
 		}
 		if vars == nil {
-			vars = map[string]any{"event": ce}
+			vars = map[string]any{"event": ce()}
 		}
 		out, _, err := rule.prg.Eval(vars)
 		if err != nil {

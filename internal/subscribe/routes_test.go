@@ -41,7 +41,7 @@ func TestRoutesMatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path, ok, err := r.Match(ce)
+			path, ok, err := r.Match(func() map[string]any { return ce })
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error %v, want one saying %q", err, c.err)

@@ -33,14 +33,14 @@ func FuzzEnvelope(f *testing.F) {
 		if err != nil {
 			t.Fatalf("published %q, which the subscriber cannot read: %v", out, err)
 		}
-		if e.CloudEvent["topic"] != "t" || e.CloudEvent["pubsubname"] != "ps" {
+		if e.CloudEvent()["topic"] != "t" || e.CloudEvent()["pubsubname"] != "ps" {
 			t.Fatalf("published %s: topic and pubsubname are not the request's", out)
 		}
 		if isContentType(contentType, "application/json") || isContentType(contentType, ContentTypeCloudEvent) {
 			return
 		}
 		var got []byte
-		if s, ok := e.CloudEvent["data_base64"].(string); ok {
+		if s, ok := e.CloudEvent()["data_base64"].(string); ok {
 			got, err = base64.StdEncoding.DecodeString(s)
 		} else {
 			var s string

@@ -110,8 +110,8 @@ func TestEnvelopeNewIDAndTime(t *testing.T) {
 	if len(ea.ID()) != 36 || ea.ID() == eb.ID() {
 		t.Errorf("ids %q and %q: want two different UUIDs", ea.ID(), eb.ID())
 	}
-	if ts, err := time.Parse(time.RFC3339, ea.CloudEvent["time"].(string)); err != nil || time.Since(ts) > time.Minute {
-		t.Errorf("time %v, %v: want now", ea.CloudEvent["time"], err)
+	if ts, err := time.Parse(time.RFC3339, ea.CloudEvent()["time"].(string)); err != nil || time.Since(ts) > time.Minute {
+		t.Errorf("time %v, %v: want now", ea.CloudEvent()["time"], err)
 	}
 }
 

@@ -98,6 +98,13 @@ type Broker interface {
 	Subscribe(ctx context.Context, s Subscription, h Handler) error
 }
 
+// BulkPublisher is a broker that publishes many events at once (on Redis,
+// in one round trip). PublishBulk returns one answer per message, in
+// order, each as Publish would have answered for it alone.
+type BulkPublisher interface {
+	PublishBulk(ctx context.Context, ms []*Message) []error
+}
+
 // Pinger is a broker that can check that its server answers. A broker
 // without it is taken to be ready as soon as it is built (in-memory).
 type Pinger interface {

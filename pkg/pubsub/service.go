@@ -180,25 +180,31 @@ func (s *Service) Publish(ctx context.Context, name string, m *Message) error {
 		return err
 	}
 	defer n.use.Release()
+	return s.publish(ctx, n, m, n.Broker.Publish)
+}
+
+// publish runs the middleware around send, which publishes m (its topic
+// prefixed) once Access allowed it, and wraps its error.
+func (s *Service) publish(ctx context.Context, n *named, m *Message, send func(context.Context, *Message) error) error {
 	c := &Call{Broker: n.BrokerConfig, Message: m, Declared: s.declared(n, m.Topic)}
-	err = s.call(ctx, c, func(ctx context.Context) error {
+	err := s.call(ctx, c, func(ctx context.Context) error {
 		if err := n.Access.Publish(m.Topic); err != nil {
 			return err
 		}
 		if n.TopicPrefix != "" {
 			prefixed := *m
 			prefixed.Topic = n.TopicPrefix + m.Topic
-			return n.Broker.Publish(ctx, &prefixed)
+			return send(ctx, &prefixed)
 		}
-		return n.Broker.Publish(ctx, m)
+		return send(ctx, m)
 	})
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrForbidden):
-		return fmt.Errorf("pubsub %q: %w", name, err)
+		return fmt.Errorf("pubsub %q: %w", n.Name, err)
 	}
-	return fmt.Errorf("pubsub %q: publish to topic %q: %w", name, m.Topic, err)
+	return fmt.Errorf("pubsub %q: publish to topic %q: %w", n.Name, m.Topic, err)
 }
 
 // Subscribe starts delivering the events of sub.Topic, on the broker called

@@ -18,7 +18,9 @@
 //     broker's Concurrency workers take from. Entries read and not yet
 //     finished are at most QueueDepth + Concurrency, over all topics.
 //   - An entry is acknowledged (XACK) only once its handler returned nil.
-//     A handler's error leaves it pending.
+//     A handler's error leaves it pending. Acknowledgements of handlers
+//     that end while one is on its way go together, one XACK per stream
+//     in one pipeline (ack.go).
 //   - Every RedeliverInterval each subscription claims (XAUTOCLAIM) the
 //     entries pending longer than ProcessingTimeout: a failed handler's,
 //     or those of a consumer that died.
@@ -88,6 +90,7 @@ type Broker struct {
 	held   map[key]*entry // queued or in a handler
 	closed bool
 	drops  map[string]int64 // events dropped with replicas' groups, by topic (allreplicas.go)
+	acks   acker            // acknowledgements on their way (ack.go)
 	down   episode
 	// released is closed, and replaced, when entries are released: the
 	// broker's subscriptions then claim at once rather than at their next
@@ -182,35 +185,98 @@ func (b *Broker) Ping(ctx context.Context) error {
 // Publish adds m to its topic's stream, trimmed to about MaxLenApprox
 // entries when set, and returns once Redis answered.
 func (b *Broker) Publish(ctx context.Context, m *pubsub.Message) error {
-	if b.isClosed() {
-		return fmt.Errorf("pubsub %q: %w", b.name, pubsub.ErrClosed)
-	}
-	values := []any{"data", m.Data}
-	if m.Metadata != nil {
-		md, err := json.Marshal(m.Metadata)
-		if err != nil {
-			return fmt.Errorf("encoding the metadata: %w", err)
-		}
-		values = append(values, "metadata", md)
-	}
-	args := &redis.XAddArgs{Stream: m.Topic, Values: values, MaxLen: b.cfg.MaxLenApprox, Approx: true}
-	if b.cfg.WaitForReplicas > 0 {
-		return b.publishWaiting(ctx, args)
-	}
-	return b.wrap("XADD", b.client.XAdd(ctx, args).Err())
+	return b.PublishBulk(ctx, []*pubsub.Message{m})[0]
 }
 
-// publishWaiting adds an entry and waits until WaitForReplicas replicas
-// have it: XADD and WAIT in one pipeline, on one connection to the master
-// of the stream, as WAIT waits for that connection's writes. It waits at
-// most half the read timeout; fewer replicas by then is an error (the
-// entry is in Redis, and may be delivered). In a cluster it follows the
-// stream's slot as it moves, as the cluster client would: to the node a
-// MOVED or ASK names (ASKING first for ASK), at most three times.
-func (b *Broker) publishWaiting(ctx context.Context, args *redis.XAddArgs) error {
-	node, err := b.nodeOf(ctx, args.Stream)
+// PublishBulk adds ms to their topics' streams as Publish does, in one
+// round trip: their XADDs pipelined (in a cluster, one pipeline per node),
+// and with WaitForReplicas one WAIT after those of each stream. Each
+// message has its own answer, nil once Redis holds it.
+func (b *Broker) PublishBulk(ctx context.Context, ms []*pubsub.Message) []error {
+	errs := make([]error, len(ms))
+	if b.isClosed() {
+		for i := range errs {
+			errs[i] = fmt.Errorf("pubsub %q: %w", b.name, pubsub.ErrClosed)
+		}
+		return errs
+	}
+	args := make([]*redis.XAddArgs, 0, len(ms))
+	idx := make([]int, 0, len(ms)) // args[j] is ms[idx[j]]
+	for i, m := range ms {
+		values := []any{"data", m.Data}
+		if m.Metadata != nil {
+			md, err := json.Marshal(m.Metadata)
+			if err != nil {
+				errs[i] = fmt.Errorf("encoding the metadata: %w", err)
+				continue
+			}
+			values = append(values, "metadata", md)
+		}
+		args = append(args, &redis.XAddArgs{Stream: m.Topic, Values: values, MaxLen: b.cfg.MaxLenApprox, Approx: true})
+		idx = append(idx, i)
+	}
+	if len(args) == 0 {
+		return errs
+	}
+	if b.cfg.WaitForReplicas > 0 {
+		// WAIT waits for one connection's writes: each stream's entries
+		// and its WAIT on one connection to its master.
+		byStream := map[string][]int{}
+		var streams []string
+		for j, a := range args {
+			if _, ok := byStream[a.Stream]; !ok {
+				streams = append(streams, a.Stream)
+			}
+			byStream[a.Stream] = append(byStream[a.Stream], j)
+		}
+		for _, stream := range streams {
+			js := byStream[stream]
+			some := make([]*redis.XAddArgs, len(js))
+			for k, j := range js {
+				some[k] = args[j]
+			}
+			for k, err := range b.publishWaiting(ctx, some) {
+				errs[idx[js[k]]] = err
+			}
+		}
+		return errs
+	}
+	if len(args) == 1 {
+		errs[idx[0]] = b.wrap("XADD", b.client.XAdd(ctx, args[0]).Err())
+		return errs
+	}
+	cmds := make([]*redis.StringCmd, len(args))
+	_, _ = b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, a := range args {
+			cmds[j] = p.XAdd(ctx, a)
+		}
+		return nil
+	})
+	for j, c := range cmds {
+		errs[idx[j]] = b.wrap("XADD", c.Err())
+	}
+	return errs
+}
+
+// publishWaiting adds entries to one stream and waits until
+// WaitForReplicas replicas have them: the XADDs and WAIT in one pipeline,
+// on one connection to the master of the stream, as WAIT waits for that
+// connection's writes. It waits at most half the read timeout; fewer
+// replicas by then is an error for each entry added (it is in Redis, and
+// may be delivered). In a cluster it follows the stream's slot as it
+// moves, as the cluster client would: to the node a MOVED or ASK names
+// (ASKING before each XADD for ASK), at most three times.
+func (b *Broker) publishWaiting(ctx context.Context, args []*redis.XAddArgs) []error {
+	errs := make([]error, len(args))
+	all := func(err error) []error {
+		for i := range errs {
+			errs[i] = b.wrap("XADD", err)
+		}
+		return errs
+	}
+	node, err := b.nodeOf(ctx, args[0].Stream)
 	if err != nil {
-		return b.wrap("XADD", err)
+		return all(err)
 	}
 	asking := false
 	var n int64
@@ -218,33 +284,51 @@ func (b *Broker) publishWaiting(ctx context.Context, args *redis.XAddArgs) error
 	for redirects := 0; ; redirects++ {
 		timeout = max(node.Options().ReadTimeout/2, time.Millisecond)
 		var wait *redis.Cmd
+		adds := make([]*redis.StringCmd, len(args))
 		_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
-			if asking {
-				p.Do(ctx, "ASKING")
+			for i, a := range args {
+				if asking {
+					p.Do(ctx, "ASKING")
+				}
+				adds[i] = p.XAdd(ctx, a)
 			}
-			p.XAdd(ctx, args)
 			wait = p.Do(ctx, "WAIT", b.cfg.WaitForReplicas, timeout.Milliseconds())
 			return nil
 		})
+		if first := adds[0].Err(); first != nil {
+			err = first // a redirect is for the stream, so for every entry
+		}
 		addr, ask, moved := redisconn.Redirected(err)
 		cc, cluster := b.client.(*redis.ClusterClient)
 		if !moved || !cluster || redirects == 3 {
-			if err != nil {
-				return b.wrap("XADD", err)
+			for i, c := range adds {
+				errs[i] = b.wrap("XADD", c.Err())
+			}
+			if werr := wait.Err(); werr != nil {
+				for i := range errs {
+					if errs[i] == nil {
+						errs[i] = b.wrap("WAIT", werr)
+					}
+				}
+				return errs
 			}
 			n, _ = wait.Int64()
 			break
 		}
 		if node, err = redisconn.Master(ctx, cc, addr); err != nil {
-			return b.wrap("XADD", err)
+			return all(err)
 		}
 		asking = ask
 	}
 	if n < int64(b.cfg.WaitForReplicas) {
-		return fmt.Errorf("redis at %s: XADD: %d of %d replicas (waitForReplicas) acknowledged the event within %s; it is in Redis but a failover could lose it",
-			b.addr, n, b.cfg.WaitForReplicas, timeout)
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = fmt.Errorf("redis at %s: XADD: %d of %d replicas (waitForReplicas) acknowledged the event within %s; it is in Redis but a failover could lose it",
+					b.addr, n, b.cfg.WaitForReplicas, timeout)
+			}
+		}
 	}
-	return nil
+	return errs
 }
 
 // Subscribe creates the topic's consumer group when missing, then delivers
@@ -344,7 +428,7 @@ func (b *Broker) handle(e *entry) {
 	cancel()
 	switch {
 	case err == nil:
-		if err := b.client.XAck(context.Background(), e.sub.topic, e.sub.group, e.id).Err(); err != nil && !isReply(err) {
+		if err := b.ack(e); err != nil && !isReply(err) {
 			// Still pending: delivered again once claimed.
 			b.down.fail(b.wrap("XACK", err))
 		}
@@ -450,7 +534,8 @@ func (e *episode) ok() {
 }
 
 var (
-	_ pubsub.Broker = (*Broker)(nil)
-	_ pubsub.Pinger = (*Broker)(nil)
-	_ pubsub.Holder = (*Broker)(nil)
+	_ pubsub.Broker        = (*Broker)(nil)
+	_ pubsub.Pinger        = (*Broker)(nil)
+	_ pubsub.Holder        = (*Broker)(nil)
+	_ pubsub.BulkPublisher = (*Broker)(nil)
 )
