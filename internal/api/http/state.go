@@ -322,7 +322,7 @@ func (it saveItem) setRequest() (state.SetRequest, error) {
 // jsonValue returns a stored value as JSON: itself when it is JSON, else a
 // JSON string of its bytes.
 func jsonValue(b []byte) json.RawMessage {
-	if json.Valid(b) {
+	if validJSON(b) {
 		return b
 	}
 	s, _ := json.Marshal(string(b))
@@ -330,7 +330,7 @@ func jsonValue(b []byte) json.RawMessage {
 }
 
 func contentType(b []byte) string {
-	if json.Valid(b) {
+	if validJSON(b) {
 		return "application/json"
 	}
 	return "application/octet-stream"
