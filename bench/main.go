@@ -64,11 +64,12 @@ type options struct {
 
 // floorModes are the modes this binary is re-run in as a floor's process.
 var floorModes = map[string]func([]string) error{
-	"-floor-proxy":      serveFloorProxy,
-	"-grpc-floor-proxy": serveGRPCFloorProxy,
-	"-state-floor":      serveStateFloor,
-	"-pubsub-floor-pub": servePubSubFloorPub,
-	"-pubsub-floor-sub": servePubSubFloorSub,
+	"-floor-proxy":          serveFloorProxy,
+	"-grpc-floor-proxy":     serveGRPCFloorProxy,
+	"-state-floor":          serveStateFloor,
+	"-state-floor-embedded": serveStateFloorEmbedded,
+	"-pubsub-floor-pub":     servePubSubFloorPub,
+	"-pubsub-floor-sub":     servePubSubFloorSub,
 }
 
 func main() {

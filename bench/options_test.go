@@ -75,6 +75,7 @@ func TestSelectPaths(t *testing.T) {
 		"http-sidecars-mtls,grpc-proxy": {"http-direct", "http-sidecars-mtls", "grpc-direct", "grpc-proxy"},
 		"state-save-store":              {"state-save-direct", "state-save-store"},
 		"http-direct":                   {"http-direct"},
+		"state-get-sidecar-embedded":    {"state-get-direct-embedded", "state-get-sidecar-embedded"},
 	} {
 		if got := names(selectPaths(only)); !slices.Equal(got, want) {
 			t.Errorf("-paths %s: %v, want %v", only, got, want)

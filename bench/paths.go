@@ -66,6 +66,12 @@ var paths = []path{
 	{name: "state-save-store", group: "state save", about: "go-redis through the Redis store in the harness: `EVALSHA` of its set script on a hash (`HGET` version, `HSET` data, `HINCRBY` version, `PERSIST`), as the sidecar sends", setup: stateStore(true)},
 	{name: "state-save-floor", group: "state save", about: "`POST /state/floor` of 1 KB on the bare HTTP front, which stores the body as it is (`SET`)", setup: stateFloor(true)},
 	{name: "state-save-sidecar", group: "state save", sidecars: true, about: "`POST /v1.0/state/statestore` of one item on a sidecar", setup: stateSidecar(true)},
+	{name: "state-get-direct-embedded", group: "state get, embedded", baseline: true, about: "a read of a 1 KB value from a map under a mutex, in the harness: the embedded state paths' baseline", setup: stateDirectEmbedded(false)},
+	{name: "state-get-floor-embedded", group: "state get, embedded", about: "`GET /state/floor` on the bare HTTP front over such a map in its own memory (net/http's server, nothing decoded or checked): the floor of a sidecar on its embedded store", setup: stateFloorEmbedded(false)},
+	{name: "state-get-sidecar-embedded", group: "state get, embedded", sidecars: true, about: "`GET /v1.0/state/statestore/k` on a sidecar with no state store Component, so on its embedded in-memory store (`pkg/state/memory`)", setup: stateSidecarEmbedded(false)},
+	{name: "state-save-direct-embedded", group: "state save, embedded", baseline: true, about: "a copy of a 1 KB value into that map, in the harness", setup: stateDirectEmbedded(true)},
+	{name: "state-save-floor-embedded", group: "state save, embedded", about: "`POST /state/floor` of 1 KB on the bare front over a map, which stores the body as it is", setup: stateFloorEmbedded(true)},
+	{name: "state-save-sidecar-embedded", group: "state save, embedded", sidecars: true, about: "`POST /v1.0/state/statestore` of one item on the sidecar on its embedded store", setup: stateSidecarEmbedded(true)},
 }
 
 func pathNamed(name string) (path, bool) { return pathIn(paths, name) }

@@ -29,7 +29,7 @@ func report(o options, results []*result, prof profile) error {
 	for _, r := range results {
 		row(&b, r, latencyAt(.5), latencyAt(.9), latencyAt(.99), latencyAt(.999))
 	}
-	b.WriteString("\nAdded: the path minus its group's direct call (`http-direct`, `grpc-direct`, `state-get-direct`, `state-save-direct`) at the same percentile in the same round.\n\n")
+	b.WriteString("\nAdded: the path minus its group's direct call (`http-direct`, `grpc-direct`, `state-get-direct`, `state-save-direct`, and for the embedded state paths `state-get-direct-embedded`, `state-save-direct-embedded`) at the same percentile in the same round.\n\n")
 	b.WriteString("| path | added p50 | added p90 | added p99 | added p99.9 |\n|---|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		if !r.baseline {

@@ -118,7 +118,7 @@ func run(o options) error {
 		} else {
 			r.base = base[p.group]
 		}
-		needRedis = needRedis || strings.HasPrefix(p.name, "state-")
+		needRedis = needRedis || strings.HasPrefix(p.name, "state-") && !strings.HasSuffix(p.name, "-embedded")
 		results = append(results, r)
 	}
 	if needRedis {

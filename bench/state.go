@@ -120,20 +120,25 @@ func stateFloor(save bool) func(*env, bool) (*rig, error) {
 		if err != nil {
 			return nil, err
 		}
-		r := &rig{procs: []*proc{p}}
-		url := "http://" + addr + "/state/floor"
-		save1 := vegeta.Target{Method: "POST", URL: url, Body: e.payload, Header: http.Header{"Content-Type": {"application/octet-stream"}}}
-		if err := httpCall(http.DefaultClient, save1); err != nil {
-			r.stop()
-			return nil, fmt.Errorf("state floor: %w", err)
-		}
-		tgt := vegeta.Target{Method: "GET", URL: url}
-		if save {
-			tgt = save1
-		}
-		r.drive = func(l load) *stats { return attackHTTP(tgt, l, false) }
-		return r, nil
+		return e.stateFloorDrive(&rig{procs: []*proc{p}}, addr, save)
 	}
+}
+
+// stateFloorDrive stores a value through the state floor at addr, then
+// drives r with saves of it, or reads of it.
+func (e *env) stateFloorDrive(r *rig, addr string, save bool) (*rig, error) {
+	url := "http://" + addr + "/state/floor"
+	save1 := vegeta.Target{Method: "POST", URL: url, Body: e.payload, Header: http.Header{"Content-Type": {"application/octet-stream"}}}
+	if err := httpCall(http.DefaultClient, save1); err != nil {
+		r.stop()
+		return nil, fmt.Errorf("state floor: %w", err)
+	}
+	tgt := vegeta.Target{Method: "GET", URL: url}
+	if save {
+		tgt = save1
+	}
+	r.drive = func(l load) *stats { return attackHTTP(tgt, l, false) }
+	return r, nil
 }
 
 // startRedis starts the redis-server of the state paths and writes the
@@ -162,4 +167,51 @@ func (e *env) startRedis() (*proc, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// The embedded state paths are the same calls without Redis: the
+// sidecar on its embedded default store (a standalone sidecar with no
+// state store Component), against the same bare HTTP front over a map in
+// its memory, both against that map called in the harness.
+
+func stateDirectEmbedded(save bool) func(*env, bool) (*rig, error) {
+	return func(e *env, _ bool) (*rig, error) {
+		m := newMemMap()
+		m.set("direct", e.payload)
+		call := func(context.Context) error {
+			if _, ok := m.get("direct"); !ok {
+				return fmt.Errorf("the map lost its key")
+			}
+			return nil
+		}
+		if save {
+			call = func(context.Context) error {
+				// A copy, as a server keeps the body it read.
+				m.set("direct", append([]byte(nil), e.payload...))
+				return nil
+			}
+		}
+		return &rig{drive: func(l load) *stats { return attackFunc(call, l) }}, nil
+	}
+}
+
+func stateFloorEmbedded(save bool) func(*env, bool) (*rig, error) {
+	return func(e *env, _ bool) (*rig, error) {
+		p, addr, err := e.floorProcess("state-floor-embedded", nil, "-state-floor-embedded", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		return e.stateFloorDrive(&rig{procs: []*proc{p}}, addr, save)
+	}
+}
+
+func stateSidecarEmbedded(save bool) func(*env, bool) (*rig, error) {
+	return func(e *env, profile bool) (*rig, error) {
+		// A folder with no Components: the sidecar's embedded store.
+		empty := filepath.Join(e.dir, "resources-none")
+		if err := os.MkdirAll(empty, 0o755); err != nil {
+			return nil, err
+		}
+		return e.stateSidecarIn(empty, save, profile)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -39,6 +40,69 @@ func serveStateFloor(args []string) error {
 	}
 	announce(ln)
 	return http.Serve(ln, stateFloorHandler(rdb))
+}
+
+// The embedded state floor is the same front over a map in its own
+// memory, guarded by a mutex, the body stored as it is:
+//
+//	bench -state-floor-embedded LISTEN
+//
+// It is the least that an HTTP process keeping state in its memory costs:
+// the floor of a sidecar on its embedded store.
+func serveStateFloorEmbedded(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: -state-floor-embedded LISTEN, got %q", args)
+	}
+	ln, err := net.Listen("tcp", args[0])
+	if err != nil {
+		return err
+	}
+	announce(ln)
+	return http.Serve(ln, stateFloorMapHandler(newMemMap()))
+}
+
+// memMap is a map of values under a mutex: the embedded floor's storage,
+// and the embedded paths' baseline called in the harness.
+type memMap struct {
+	mu sync.RWMutex
+	m  map[string][]byte
+}
+
+func newMemMap() *memMap { return &memMap{m: map[string][]byte{}} }
+
+func (m *memMap) get(k string) ([]byte, bool) {
+	m.mu.RLock()
+	v, ok := m.m[k]
+	m.mu.RUnlock()
+	return v, ok
+}
+
+func (m *memMap) set(k string, v []byte) {
+	m.mu.Lock()
+	m.m[k] = v
+	m.mu.Unlock()
+}
+
+func stateFloorMapHandler(m *memMap) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /state/{key}", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := m.get(r.PathValue("key"))
+		if !ok {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		_, _ = w.Write(v)
+	})
+	mux.HandleFunc("POST /state/{key}", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		m.set(r.PathValue("key"), body)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
 }
 
 func stateFloorHandler(rdb *goredis.Client) http.Handler {

@@ -63,3 +63,37 @@ func TestStateFloor(t *testing.T) {
 		t.Errorf("Redis down: %s, want 500", resp.Status)
 	}
 }
+
+// TestStateFloorEmbedded stores and reads a value through the state floor
+// over a map.
+func TestStateFloorEmbedded(t *testing.T) {
+	srv := httptest.NewServer(stateFloorMapHandler(newMemMap()))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/state/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("a missing key: %s, want 204", resp.Status)
+	}
+	value := bytes.Repeat([]byte("v"), 1024)
+	resp, err = http.Post(srv.URL+"/state/k", "application/octet-stream", bytes.NewReader(value))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("save: %s", resp.Status)
+	}
+	resp, err = http.Get(srv.URL + "/state/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, value) {
+		t.Errorf("get: %s, %d bytes; want 200 with the value", resp.Status, len(got))
+	}
+}

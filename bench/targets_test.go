@@ -85,3 +85,33 @@ func TestTargetCheck(t *testing.T) {
 		t.Errorf("ratio line against a negative floor: %s", got)
 	}
 }
+
+// The state targets hold the sidecar to 1.1x its floor's added p90, on
+// Redis and on the embedded store, each against the floor of its own
+// group (the same baseline subtracted from both).
+func TestStateTargets(t *testing.T) {
+	want := map[string]string{
+		"state-get-sidecar":           "state-get-floor",
+		"state-save-sidecar":          "state-save-floor",
+		"state-get-sidecar-embedded":  "state-get-floor-embedded",
+		"state-save-sidecar-embedded": "state-save-floor-embedded",
+	}
+	for _, tg := range targets() {
+		floor, ok := want[tg.ours]
+		if !ok || tg.against != floor || tg.m.name != "added p90" {
+			continue
+		}
+		delete(want, tg.ours)
+		if tg.limit != 1.1 || tg.atLeast {
+			t.Errorf("%s: limit %v (at least %v), want at most 1.1x", tg.what, tg.limit, tg.atLeast)
+		}
+		o, _ := pathNamed(tg.ours)
+		f, _ := pathNamed(tg.against)
+		if o.group != f.group {
+			t.Errorf("%s: %s is in group %q, %s in %q: their added latencies are over different baselines", tg.what, o.name, o.group, f.name, f.group)
+		}
+	}
+	for ours, floor := range want {
+		t.Errorf("no added p90 target of %s against %s", ours, floor)
+	}
+}

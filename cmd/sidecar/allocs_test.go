@@ -129,7 +129,7 @@ func TestStateAllocations(t *testing.T) {
 		call  func()
 		bound float64
 	}{
-		{"save", save, 110},
+		{"save", save, 101},
 		{"get", get, 93},
 	} {
 		t.Run(c.name, func(t *testing.T) {

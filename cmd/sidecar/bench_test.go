@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
 
@@ -111,4 +113,65 @@ func startInProcess(b testing.TB, ctx context.Context, registry string, args []s
 	}
 	b.Fatalf("in-process sidecar %v did not become healthy", args)
 	return ""
+}
+
+// BenchmarkState measures one state save of one item of 1 KiB, and one get
+// of it, through an in-process sidecar's HTTP API, on the embedded store
+// and on a redis-server (the client counted too, as the process makes it):
+//
+//	go test -run '^$' -bench State -benchmem ./cmd/sidecar
+func BenchmarkState(b *testing.B) {
+	value := `"` + strings.Repeat("x", 1022) + `"`
+	body := []byte(`[{"key":"k","value":` + value + `}]`)
+	rs := redisserver.Start(b)
+	redisDir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(redisDir, "statestore.yaml"), resources.RedisYAML("statestore", rs.Addr), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for _, store := range []struct{ name, resources string }{{"embedded", b.TempDir()}, {"redis", redisDir}} {
+		ctx, cancel := context.WithCancel(context.Background())
+		addr := startInProcess(b, ctx, b.TempDir(), []string{"--app-id", "bench-state", "--resources-path", store.resources})
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+		save := func() error {
+			resp, err := client.Post("http://"+addr+"/v1.0/state/statestore", "application/json", bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNoContent {
+				return fmt.Errorf("save: status %d", resp.StatusCode)
+			}
+			return nil
+		}
+		get := func() error {
+			resp, err := client.Get("http://" + addr + "/v1.0/state/statestore/k")
+			if err != nil {
+				return err
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || n != int64(len(value)) {
+				return fmt.Errorf("get: status %d, %d bytes", resp.StatusCode, n)
+			}
+			return nil
+		}
+		if err := save(); err != nil {
+			b.Fatal(err)
+		}
+		for _, op := range []struct {
+			name string
+			call func() error
+		}{{"save", save}, {"get", get}} {
+			b.Run(store.name+"/"+op.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := op.call(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+		cancel()
+	}
 }

@@ -43,10 +43,12 @@ type saveItem struct {
 	Value    json.RawMessage   `json:"value"`
 	ETag     *string           `json:"etag"`
 	Metadata map[string]string `json:"metadata"`
-	Options  *struct {
-		Concurrency string `json:"concurrency"`
-		Consistency string `json:"consistency"`
-	} `json:"options"`
+	Options  *saveOptions      `json:"options"`
+}
+
+type saveOptions struct {
+	Concurrency string `json:"concurrency"`
+	Consistency string `json:"consistency"`
 }
 
 func (h *stateHandler) get(w http.ResponseWriter, r *http.Request) {
@@ -71,8 +73,12 @@ func (h *stateHandler) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *stateHandler) save(w http.ResponseWriter, r *http.Request) {
-	var items []saveItem
-	if !h.decode(w, r, &items) {
+	body, ok := h.jsonBody(w, r)
+	if !ok {
+		return
+	}
+	items, ok := decodeSaveItems(body)
+	if !ok && !unmarshal(w, body, &items) {
 		return
 	}
 	reqs := make([]state.SetRequest, len(items))
@@ -257,18 +263,31 @@ func readAll(rd io.Reader, n int64) ([]byte, error) {
 // decode reads a JSON body of at most maxBody bytes into v; on failure it
 // writes the error and returns false.
 func (h *stateHandler) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := h.jsonBody(w, r)
+	return ok && unmarshal(w, body, v)
+}
+
+// jsonBody reads a body of at most maxBody bytes that is to be JSON: not
+// empty, and valid UTF-8; on failure it writes the error and returns false.
+func (h *stateHandler) jsonBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, ok := readBody(w, r, h.maxBody)
 	if !ok {
-		return false
+		return nil, false
 	}
 	if len(body) == 0 {
 		apierr.Write(w, apierr.Malformed("the request body is empty; it must be JSON"))
-		return false
+		return nil, false
 	}
 	if !utf8.Valid(body) {
 		apierr.Write(w, apierr.Malformed("the request body is not valid UTF-8, which JSON must be"))
-		return false
+		return nil, false
 	}
+	return body, true
+}
+
+// unmarshal decodes body into v; on failure it writes the error and
+// returns false.
+func unmarshal(w http.ResponseWriter, body []byte, v any) bool {
 	if err := json.Unmarshal(body, v); err != nil {
 		apierr.Write(w, apierr.Malformed("the request body is not valid JSON of the expected shape: %v", err))
 		return false
@@ -303,7 +322,7 @@ func (it saveItem) setRequest() (state.SetRequest, error) {
 // jsonValue returns a stored value as JSON: itself when it is JSON, else a
 // JSON string of its bytes.
 func jsonValue(b []byte) json.RawMessage {
-	if json.Valid(b) {
+	if validJSON(b) {
 		return b
 	}
 	s, _ := json.Marshal(string(b))
@@ -311,7 +330,7 @@ func jsonValue(b []byte) json.RawMessage {
 }
 
 func contentType(b []byte) string {
-	if json.Valid(b) {
+	if validJSON(b) {
 		return "application/json"
 	}
 	return "application/octet-stream"
