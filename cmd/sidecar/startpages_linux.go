@@ -32,6 +32,10 @@ import (
 // too: it held 0.6 MiB more, the collector's own structures, than the
 // garbage it freed.
 func releaseStartPages() int64 {
+	path, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return 0
+	}
 	exe, err := os.Stat("/proc/self/exe")
 	if err != nil {
 		return 0
@@ -45,7 +49,7 @@ func releaseStartPages() int64 {
 		return 0
 	}
 	var released int64
-	for _, m := range readOnlyMappings(smaps, st.Ino) {
+	for _, m := range readOnlyMappings(smaps, st.Ino, path) {
 		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, syscall.MADV_DONTNEED); errno == 0 {
 			released += m.rss
 		}
@@ -60,11 +64,13 @@ type mapping struct {
 }
 
 // readOnlyMappings picks out of smaps (/proc/PID/smaps's content) the
-// mappings of the file with inode ino that the process can neither write
+// mappings of the file with inode ino or at path (on overlayfs, as in a
+// container, older kernels show the inode of the file in the layer
+// beneath, and the overlay's path) that the process can neither write
 // nor has written: not writable, no anonymous page (one copied from the
 // file's when written). Dirty pages are not the process's: they are the
 // page cache's, of a file written and not yet written back.
-func readOnlyMappings(smaps []byte, ino uint64) []mapping {
+func readOnlyMappings(smaps []byte, ino uint64, path string) []mapping {
 	var out []mapping
 	var cur *mapping
 	clean := false
@@ -84,8 +90,9 @@ func readOnlyMappings(smaps []byte, ino uint64) []mapping {
 		if start, end, ok := addressRange(f[0]); ok && len(f) >= 5 {
 			flush()
 			n, err := strconv.ParseUint(string(f[4]), 10, 64)
+			same := err == nil && n == ino || len(f) == 6 && string(f[5]) == path
 			perms := f[1]
-			if err != nil || n != ino || len(perms) < 4 || perms[0] != 'r' || perms[1] != '-' || perms[3] != 'p' {
+			if !same || len(perms) < 4 || perms[0] != 'r' || perms[1] != '-' || perms[3] != 'p' {
 				continue
 			}
 			cur, clean = &mapping{start: start, end: end}, true

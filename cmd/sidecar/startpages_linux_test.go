@@ -22,9 +22,11 @@ func TestReadOnlyMappings(t *testing.T) {
 		entry("7f0000000000-7f0000010000 r-xp 00000000 fe:00 43 /lib/libc.so.6", 4, 0), // another file
 		entry("7f0000020000-7f0000030000 rw-p 00000000 00:00 0", 4, 4),                 // anonymous
 		entry("7f0000040000-7f0000050000 r--s 00000000 fe:00 42 /bin/sidecar", 4, 0),   // shared mapping of the file
+		entry("7f0000060000-7f0000070000 r--p 00000000 00:2f 77 /bin/sidecar", 4, 0),   // on overlayfs: the layer's inode, picked by path
+		entry("7f0000080000-7f0000090000 r--p 00000000 00:2f 78 /bin/sidecar (deleted)", 4, 0),
 	}, "")
-	got := readOnlyMappings([]byte(smaps), 42)
-	want := []mapping{{0x400000, 0x500000, 12 << 10}, {0x500000, 0x600000, 8 << 10}}
+	got := readOnlyMappings([]byte(smaps), 42, "/bin/sidecar")
+	want := []mapping{{0x400000, 0x500000, 12 << 10}, {0x500000, 0x600000, 8 << 10}, {0x7f0000060000, 0x7f0000070000, 4 << 10}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("readOnlyMappings = %+v, want %+v", got, want)
 	}
