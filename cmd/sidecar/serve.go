@@ -33,7 +33,8 @@ func (s *sidecar) serve(ctx context.Context) error {
 	// The binary's pages that only start-up touched are unmapped when the
 	// sidecar begins to serve, and once more when its servers' goroutines
 	// have started: growing their stacks reads the binary's function
-	// tables, 135 page faults of 64 KiB each (see releaseStartPages).
+	// tables: 135 page faults of up to 64 KiB each in one start (see
+	// releaseStartPages).
 	s.releaseStartPages()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, srv := range s.servers {

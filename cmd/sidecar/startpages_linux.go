@@ -16,17 +16,15 @@ import (
 // package initialisation (protobuf descriptors, CEL's standard library,
 // the metric collectors) and building the sidecar run code and read tables
 // spread over the whole binary, and the kernel maps 64 KiB around each
-// page a process touches, so 18.4 of its 21.2 MiB idle were file pages
-// (release build, standalone, mTLS, 5 starts, medians). Pages of a binary's
-// code and read-only data that a process never wrote hold exactly the
-// file's content: unmapped (madvise MADV_DONTNEED), they stay in the page
-// cache, shared by every process of the binary and reclaimable by the
-// kernel, and are mapped again, without reading the disk, when touched
-// again. An idle sidecar touches 3 MiB of them again; the rest was
-// start-up only (release build, standalone, mTLS, 5 starts, medians: 21.2
-// MiB idle, 18.4 of them file pages, before; after, 6.3 and 3.0). A
-// mapping with a private page (one written: relocations of a dynamically
-// linked build) is left alone.
+// page a process touches. Pages of a binary's code and read-only data that
+// a process never wrote hold exactly the file's content: unmapped (madvise
+// MADV_DONTNEED), they stay in the page cache, shared by every process of
+// the binary and reclaimable by the kernel, and are mapped again, without
+// reading the disk, when touched again. An idle sidecar touches 2 MiB of
+// them again (release build, standalone, mTLS, 5 starts, medians): it
+// held 21.2 MiB idle, 18.4 of them file pages; it holds 5.4, 2.1 of them
+// file pages. A mapping with a private page (one written: relocations of a
+// dynamically linked build) is left alone.
 //
 // Collecting start-up's garbage first (debug.FreeOSMemory) was measured
 // too: it held 0.6 MiB more, the collector's own structures, than the
