@@ -74,17 +74,22 @@ type scalePoint struct {
 
 // scaleSample is one round of a point.
 type scaleSample struct {
-	P50, P99     time.Duration
-	Requests     int
-	Errors       int // every failed call, refused ones included
-	Refused      int // answers 503 or 429: a bound refused the call
-	FirstErr     string
-	CPU          time.Duration // the path's processes' over the measured run
-	IdleRSS      int64         // VmRSS of the path's processes, summed, after one call
-	ConnRSS      int64         // the same with the point's connections open and idle
-	RSS          int64         // the same after the measured run
-	PeakRSS      int64         // the largest VmHWM of its processes after the run
-	Bytes        int64         // body bytes moved each way (bodies part)
+	P50, P99 time.Duration
+	Requests int
+	Errors   int // every failed call, refused ones included
+	Refused  int // answers 503 or 429: a bound refused the call
+	FirstErr string
+	CPU      time.Duration // the path's processes' over the measured run
+	IdleRSS  int64         // VmRSS of the path's processes, summed, after one call
+	ConnRSS  int64         // the same with the point's connections open and idle
+	RSS      int64         // the same after the measured run
+	PeakRSS  int64         // the largest VmHWM of its processes after the run
+	// PeakOver is, in the bodies part, the most any of its processes'
+	// VmHWM rose over its VmRSS before the run; PeakKept: the kernel
+	// would not reset VmHWM, so the peaks include the processes' start.
+	PeakOver     int64
+	PeakKept     bool
+	Bytes        int64 // body bytes moved each way (bodies part)
 	Elapsed      time.Duration
 	Hits, Misses uint64 // the caller's resolver cache lookups over the run
 }
@@ -385,14 +390,32 @@ func (e *env) bodyPoint(name string, size int) (*scaleSample, error) {
 		return nil, err
 	}
 	settle()
-	s := &scaleSample{IdleRSS: sumRSS(procs)}
+	s := &scaleSample{}
+	before := make([]int64, len(procs))
+	for i, p := range procs {
+		before[i] = p.memory("VmRSS")
+		s.IdleRSS = max(s.IdleRSS, before[i])
+		if !resetPeak(p) {
+			s.PeakKept = true
+		}
+	}
 	cpu0 := cpuOf(procs)
 	st, moved, refused := drivePool(clients, url, size, 0, e.o.MaxFor)
 	s.CPU = cpuOf(procs) - cpu0
 	s.fill(st)
 	s.Refused, s.Bytes = refused, moved
 	s.RSS, s.PeakRSS = sumRSS(procs), maxPeak(procs)
+	for i, p := range procs {
+		s.PeakOver = max(s.PeakOver, p.peakRSS()-before[i])
+	}
 	return s, nil
+}
+
+// resetPeak sets the process's VmHWM back to its VmRSS (clear_refs 5),
+// so that the peak read after a run is the run's; false when the kernel
+// refuses, and the peak is the process's since it started.
+func resetPeak(p *proc) bool {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.Cmd.Process.Pid), []byte("5"), 0) == nil
 }
 
 // peerStandIn serves the internal port's protocol (HTTP/2 without TLS,
@@ -554,7 +577,7 @@ func scaleBench(o options, file string) error {
 	}
 	for i := range o.Rounds {
 		for _, r := range results {
-			label := fmt.Sprintf("round %d/%d %s %s %d", i+1, o.Rounds, r.part, r.path, r.n)
+			label := strings.TrimSpace(fmt.Sprintf("round %d/%d %s %s", i+1, o.Rounds, r.part, r.path)) + " " + itoa(r.n)
 			var s *scaleSample
 			switch {
 			case r.part == partConns && !fl.connsWithin(r.n):

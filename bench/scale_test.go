@@ -34,9 +34,9 @@ func scaleFixture() []*scaleResult {
 					s.P99 = p99[pt.path] * time.Millisecond
 				}
 			case partBodies:
-				s.Bytes = int64(pt.n) * 100
+				s.Bytes, s.PeakOver = int64(pt.n)*100, 10*mib
 				if pt.path == "http-sidecars-mtls" && pt.n == 16<<20 {
-					s.PeakRSS = 60 * mib
+					s.PeakRSS, s.PeakOver = 60*mib, 50*mib
 				}
 			case partIDs:
 				if pt.n > 1 {
@@ -61,14 +61,16 @@ func TestScaleReport(t *testing.T) {
 	got := scaleReport(run, scaleFixture())
 	for _, want := range []string{
 		scaleTitle + "\n\n**A short run (`-short`)",
-		"2026-12-07. 2 rounds",
+		"2026-12-07. Rounds: 2;",
 		"the machine was busy with other work",
 		"RLIMIT_NOFILE's soft limit to its hard one (20000, from 1024)",
 		// memory per idle connection, refusals and errors at 4,000
 		"| http-sidecars | 4,000 | 1000 µs (1000–1000) | 11000 µs (11000–11000) | 0.100 s (0.100–0.100) | 12.0 MiB (12.0–12.0) | 10.0 KiB (10.0–10.0) | 3 | 5 |",
 		"| http-floor | 1 | 1000 µs",
 		"![p50 and p99 against connections](scale-latency.png)",
-		"| http-floor | 16 MB | 1678 MB/s (1678–1678) | 20.0 MiB (20.0–20.0) | 10.0 MiB (10.0–10.0) | 0 |",
+		"Each process's VmHWM is reset (`/proc/<pid>/clear_refs`) before the run",
+		"| http-floor | 16 MB | 1677.7 MB/s (1677.7–1677.7) | 20.0 MiB (20.0–20.0) | 10.0 MiB (10.0–10.0) | 0 |",
+		"| http-sidecars-mtls | 16 MB | 1677.7 MB/s (1677.7–1677.7) | 60.0 MiB (60.0–60.0) | 50.0 MiB (50.0–50.0) | 0 |",
 		"![peak RSS against body size](scale-rss.png)",
 		"| 1 | 1000 µs (1000–1000) | 2000 µs (2000–2000) | 100 µs (100–100) | - | 90% (90–90) | 0 |",
 		"| 1,000 | 1000 µs (1000–1000) | 2000 µs (2000–2000) | 150 µs (150–150) | +50 µs | 90% (90–90) | 0 |",
@@ -84,6 +86,12 @@ func TestScaleReport(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("the report lacks %q:\n%s", want, got)
 		}
+	}
+	// A peak the kernel would not reset is said to include the start.
+	rs := scaleFixture()
+	find(rs, partBodies, "http-floor", 1<<10).Rounds[1].PeakKept = true
+	if got := scaleReport(run, rs); !strings.Contains(got, "their peaks include the processes' start") {
+		t.Errorf("a peak not reset is not said to be:\n%s", got)
 	}
 	// A full run on a quiet machine says neither.
 	run.short, run.load0, run.load1 = false, 0.1, 0.1

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/invoke"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -50,7 +51,7 @@ func scaleMedian(r *scaleResult, f func(*scaleSample) (float64, bool)) (float64,
 }
 
 func fmtKiB(v float64) string { return fmt.Sprintf("%.1f KiB", v) }
-func fmtMBs(v float64) string { return fmt.Sprintf("%.0f MB/s", v) }
+func fmtMBs(v float64) string { return fmt.Sprintf("%.1f MB/s", v) }
 func fmtRatio(v float64) string {
 	return fmt.Sprintf("%.0f%%", 100*v)
 }
@@ -68,9 +69,10 @@ var (
 	}
 	scaleRSS  = func(s *scaleSample) (float64, bool) { return float64(s.RSS) / (1 << 20), s.RSS > 0 }
 	scalePeak = func(s *scaleSample) (float64, bool) { return float64(s.PeakRSS) / (1 << 20), s.PeakRSS > 0 }
-	// scalePeakOver is the peak over the RSS before the run, MiB.
+	// scalePeakOver is the most a process's peak rose over its RSS
+	// before the run, MiB.
 	scalePeakOver = func(s *scaleSample) (float64, bool) {
-		return float64(s.PeakRSS-s.IdleRSS) / (1 << 20), s.PeakRSS > 0 && s.IdleRSS > 0
+		return float64(s.PeakOver) / (1 << 20), s.PeakRSS > 0 && s.IdleRSS > 0
 	}
 	// scaleMBs is body megabytes (10^6) a second, each way.
 	scaleMBs = func(s *scaleSample) (float64, bool) {
@@ -136,7 +138,7 @@ func scaleReport(run scaleRun, results []*scaleResult) string {
 	if run.short {
 		b.WriteString("**A short run (`-short`): a few seconds per point, on a machine shared with other work. These numbers show that the profile runs and what it reports; they are not results. Run `make bench-scale` on a quiet machine for those.**\n\n")
 	}
-	fmt.Fprintf(&b, "`go run ./bench -scale bench/RESULTS.md` (`make bench-scale`) on %s, %s. %d rounds; in each, every point below once, in order, its processes started afresh; each figure is the median of the rounds with their range.\n\n",
+	fmt.Fprintf(&b, "`go run ./bench -scale bench/RESULTS.md` (`make bench-scale`) on %s, %s. Rounds: %d; in each, every point below once, in order, its processes started afresh; each figure is the median of the rounds with their range.\n\n",
 		machine(), run.date.Format("2006-01-02"), o.Rounds)
 	fmt.Fprintf(&b, "Load average (1 min) %.1f at the start, %.1f at the end, on %d CPUs", run.load0, run.load1, runtime.NumCPU())
 	if max(run.load0, run.load1) > float64(runtime.NumCPU()) {
@@ -147,7 +149,7 @@ func scaleReport(run scaleRun, results []*scaleResult) string {
 		"CPU is of the path's own processes from /proc (user and system), over the measured run; RSS is their VmRSS summed, peak RSS the larger process's VmHWM.\n\n")
 	fmt.Fprintf(&b, "- Connections: at each count the harness opens that many keep-alive connections to the front process, one call of %d B on each, and reads the RSS before and after: memory per idle connection is the difference over the count (the first call, which sets up the hop, is made before). Then %s of warm-up and %s measured at %d calls/s, each call on the next connection in turn, so that every connection carries its share. "+
 		"Answers 503 and 429 (the sidecar's bounds: a callee refuses calls from peers beyond %s in flight, as overloaded) are counted as refused, and among the errors.\n",
-		o.Size, o.Warmup, o.Duration, o.Rate, thousands(4096))
+		o.Size, o.Warmup, o.Duration, o.Rate, thousands(invoke.DefaultMaxHopCalls))
 	fmt.Fprintf(&b, "- Bodies: %d connections, as fast as they go for %s, each call a body of the size both ways; the request is sent from a generator and the answer read to nothing, so the harness holds no body either. MB/s is body bytes (10^6) a second, each way.\n", scaleBodyConns, o.MaxFor)
 	fmt.Fprintf(&b, "- App ids: a registry folder with that many app ids, each entry held (locked) by the harness and pointing at a stand-in peer in the harness that speaks the internal port's protocol (HTTP/2 without TLS) for any app id and answers as the mirror app; one caller sidecar (mutual TLS off, metrics on) calls the ids in turn, %d calls/s over %d connections, %s measured after %s of warm-up. What grows is the caller's name resolution alone. Its CPU per call is weighed against one app id; the cache hit ratio is read from its `tandem_resolver_cache_lookups_total` before and after the run (the cache keeps an answer for one second).\n",
 		o.Rate, o.Conns, o.Duration, o.Warmup)
@@ -180,7 +182,19 @@ func scaleReport(run scaleRun, results []*scaleResult) string {
 		fmt.Fprintf(&b, "\n![p50 and p99 against connections](%s)\n", run.latPNG)
 	}
 
-	b.WriteString("\n### Bodies\n\n| path | body, each way | MB/s each way | peak RSS | peak over RSS before | errors |\n|---|---:|---:|---:|---:|---:|\n")
+	kept := false
+	for _, r := range results {
+		for _, s := range r.Rounds {
+			kept = kept || s.PeakKept
+		}
+	}
+	b.WriteString("\n### Bodies\n\n")
+	if kept {
+		b.WriteString("The kernel would not reset the processes' VmHWM (`/proc/<pid>/clear_refs`) before some runs: their peaks include the processes' start.\n\n")
+	} else {
+		b.WriteString("Each process's VmHWM is reset (`/proc/<pid>/clear_refs`) before the run, so the peak is the run's; \"peak over RSS before\" is the most any process's peak rose over its RSS right before the run.\n\n")
+	}
+	b.WriteString("| path | body, each way | MB/s each way | peak RSS | peak over RSS before | errors |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, p := range scalePaths() {
 		for _, n := range scaleBodies {
 			r := find(results, partBodies, p.name, n)
@@ -290,7 +304,7 @@ func scaleCharts(latFile, rssFile string, results []*scaleResult) error {
 	rss := plot.New()
 	rss.Title.Text = "Peak RSS against body size (each way)"
 	rss.X.Label.Text = "body (KiB)"
-	rss.Y.Label.Text = "peak RSS, larger process (MiB)"
+	rss.Y.Label.Text = "peak RSS over the run, larger process (MiB)"
 	rss.X.Scale = plot.LogScale{}
 	rss.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	for _, pl := range []*plot.Plot{lat, rss} {
