@@ -146,7 +146,7 @@ func scaleReport(run scaleRun, results []*scaleResult) string {
 	}
 	b.WriteString(".\n\n")
 	b.WriteString("Method. The paths are the floor, `http-floor` (two bare `httputil.ReverseProxy` processes with their defaults) and `http-floor-tls` (the same with TLS 1.3 and certificates both ways between them), and two sidecars with mutual TLS off (`http-sidecars`) and on (`http-sidecars-mtls`, the standalone default), all in front of a mirror app in the harness that answers each call with as many bytes as its body had, streamed both ways. " +
-		"`http-floor`'s front proxy speaks HTTP/1.1 to its back and keeps Go's default of two idle connections to it (`MaxIdleConnsPerHost`): with many calls in flight it opens and closes connections, where `http-floor-tls` and the sidecars multiplex calls over one HTTP/2 connection. " +
+		"`http-floor`'s front proxy speaks HTTP/1.1 to its back and keeps Go's default of two idle connections to it (`MaxIdleConnsPerHost`): with many calls in flight it opens and closes connections, where `http-floor-tls` and the sidecars multiplex calls over HTTP/2 (a sidecar opens another connection to its peer past 250 calls in flight on one). " +
 		"CPU is of the path's own processes from /proc (user and system), over the measured run; RSS is their VmRSS summed, peak RSS the larger process's VmHWM.\n\n")
 	fmt.Fprintf(&b, "- Connections: at each count the harness opens that many keep-alive connections to the front process, one call of %d B on each, and reads the RSS before and after: memory per idle connection is the difference over the count (the first call, which sets up the hop, is made before). Then %s of warm-up and %s measured at %d calls/s, each call on the next connection in turn, so that every connection carries its share. "+
 		"Answers 503 and 429 (the sidecar's bounds: a callee refuses calls from peers beyond %s in flight, as overloaded) are counted as refused, and among the errors.\n",
@@ -307,6 +307,7 @@ func scaleCharts(latFile, rssFile string, results []*scaleResult) error {
 	rss.X.Label.Text = "body (KiB)"
 	rss.Y.Label.Text = "peak RSS over the run, larger process (MiB)"
 	rss.X.Scale = plot.LogScale{}
+	rss.Y.Min = 0 // from zero, so that flat looks flat
 	rss.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	for _, pl := range []*plot.Plot{lat, rss} {
 		pl.Legend.Top, pl.Legend.Left = true, true
