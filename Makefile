@@ -1,7 +1,7 @@
 # Tandem: the commands the README and CI use.
 GO ?= go
 
-.PHONY: test quick test-node vet lint calculator dashboard sidecar images deps tools bench bench-pubsub bench-pubsub-bulk bench-state-backends bench-middleware bench-tracing fuzz soak
+.PHONY: test quick test-node vet lint calculator dashboard sidecar images deps tools bench bench-pubsub bench-pubsub-bulk bench-state-backends bench-middleware bench-scale bench-tracing fuzz soak
 
 ## test: everything CI runs: formatting, vet, the whole suite with -race,
 ## the real Kubernetes node's tests (tests/node, their own run: they need
@@ -81,6 +81,12 @@ bench-state-backends:
 ## against the same path without it (writes its section of bench/RESULTS.md).
 bench-middleware:
 	$(GO) run ./bench -middleware bench/RESULTS.md
+
+## bench-scale: how a call's cost through two sidecars grows with concurrent
+## connections, body size and app ids, beside the floor (writes its section
+## of bench/RESULTS.md, with bench/scale-latency.png and bench/scale-rss.png).
+bench-scale:
+	$(GO) run ./bench -scale bench/RESULTS.md
 
 ## bench-tracing: what tracing costs per invocation through two sidecars.
 bench-tracing:

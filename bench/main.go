@@ -19,6 +19,7 @@
 //	go run ./bench -pubsub-bulk bench/RESULTS.md   # bulk publish and bulk delivery against single events
 //	go run ./bench -state-backends bench/RESULTS.md   # state through a sidecar on PostgreSQL and a Redis Cluster against their clients
 //	go run ./bench -middleware bench/RESULTS.md   # each middleware at p90 against two sidecars without one
+//	go run ./bench -scale bench/RESULTS.md   # how cost grows with connections, body size and app ids, beside the floor
 //
 // It writes a Markdown report (-out, bench/RESULTS.md) and a PNG of the
 // latency distributions (-png, bench/latency.png), and prints the ratios
@@ -59,7 +60,11 @@ type options struct {
 	// whose section on PostgreSQL and the Redis Cluster it writes.
 	StateBackends string
 	Middleware    string // the middleware profile's report: the file whose middleware section it writes
-	Backlog       int    // events the bulk pub/sub profile publishes and delivers per way and round
+	// Scale is the scale profile's report: the file whose section "How
+	// cost grows" it writes; with -short, one in the temporary folder.
+	Scale      string
+	ScaleShort bool // the scale profile runs short, and its section says so
+	Backlog    int  // events the bulk pub/sub profile publishes and delivers per way and round
 }
 
 // floorModes are the modes this binary is re-run in as a floor's process.
@@ -100,6 +105,8 @@ func main() {
 		err = stateBackends(o, o.StateBackends)
 	case o.Middleware != "":
 		err = middlewareBench(o, o.Middleware)
+	case o.Scale != "":
+		err = scaleBench(o, o.Scale)
 	case o.Soak > 0:
 		err = soak(o, o.Soak)
 	default:
@@ -121,6 +128,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&o.PubSubBulk, "pubsub-bulk", "", "instead of the paths: weigh bulk publish and bulk delivery against single events through sidecars on Redis Streams, and write the section \"Pub/sub: bulk\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
 	fs.StringVar(&o.StateBackends, "state-backends", "", "instead of the paths: measure state get and save through a sidecar on PostgreSQL and on a 3-master Redis Cluster beside pgx and go-redis's ClusterClient called directly, and write the section \"State on PostgreSQL and on a Redis Cluster\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
 	fs.StringVar(&o.Middleware, "middleware", "", "instead of the paths: weigh each middleware at p90 against two sidecars without a pipeline, and write the section \"Middleware\" of this file (e.g. bench/RESULTS.md), the rest of it kept")
+	fs.StringVar(&o.Scale, "scale", "", "instead of the paths: measure how the cost of a call through two sidecars grows with concurrent connections (1 to 4,000), body size (1 KB to 16 MB each way) and app ids in the standalone registry (1 to 1,000), beside the floor, and write the section \"How cost grows\" of this file (e.g. bench/RESULTS.md), the rest of it kept, with scale-latency.png and scale-rss.png beside it; with -short, the file of that name in the temporary folder")
 	fs.IntVar(&o.Backlog, "backlog", 10000, "with -pubsub-bulk: events published (100 at a time) and delivered from a backlog, per way and round")
 	short := fs.Bool("short", false, "a quick run: 3 rounds of 2 s per path after a 1 s warm-up, 1 s at maximum throughput, its report and chart in the temporary folder (flags given win)")
 	fs.IntVar(&o.Rate, "rate", 1000, "requests per second of each measured run")
@@ -169,6 +177,21 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		return o, fmt.Errorf("-duration and -max-duration must be positive, -warmup 0 or more")
 	case o.Rounds < 1:
 		return o, fmt.Errorf("-rounds %d: give 1 or more (5 or more for a median worth reading)", o.Rounds)
+	}
+	if o.Scale != "" {
+		switch {
+		case o.PubSub != "" || o.PubSubBulk != "" || o.TxOut != "" || o.Soak > 0 || o.Middleware != "" || o.StateBackends != "":
+			return o, fmt.Errorf("-scale with -pubsub, -pubsub-bulk, -state-backends, -middleware, -transactions or -soak: give one of them")
+		case o.Profile != "" || o.Only != "":
+			return o, fmt.Errorf("-scale runs its own paths (%s) and profiles none: leave out -profile and -paths", strings.Join(pathNames(scalePaths()), ", "))
+		}
+		if *short {
+			// A quick run's numbers are not worth committing: its
+			// section goes to the temporary folder, and says it is short.
+			o.Scale = filepath.Join(os.TempDir(), "tandem-bench", filepath.Base(o.Scale))
+			o.ScaleShort = true
+		}
+		return o, nil
 	}
 	if o.StateBackends != "" {
 		switch {

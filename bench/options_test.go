@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -39,6 +40,13 @@ func TestParseOptions(t *testing.T) {
 		{"middleware profiles its sidecar paths only", []string{"-middleware", "out.md", "-profile", "http-sidecars"}, nil, `-profile "http-sidecars" with -middleware`},
 		{"middleware runs its own paths", []string{"-middleware", "out.md", "-paths", "mw-none"}, nil, "-paths with -middleware"},
 		{"middleware and pubsub", []string{"-middleware", "a.md", "-pubsub", "b.md"}, nil, "give one of them"},
+		{"scale", []string{"-scale", "bench/RESULTS.md"}, func(o options) bool { return o.Scale == "bench/RESULTS.md" && !o.ScaleShort && o.Rounds == 5 }, ""},
+		{"short scale writes to the temporary folder", []string{"-scale", "bench/RESULTS.md", "-short"}, func(o options) bool {
+			return o.ScaleShort && o.Rounds == 3 && strings.HasPrefix(o.Scale, os.TempDir()) && strings.HasSuffix(o.Scale, "/tandem-bench/RESULTS.md")
+		}, ""},
+		{"scale and middleware", []string{"-scale", "a.md", "-middleware", "b.md"}, nil, "give one of them"},
+		{"scale runs its own paths", []string{"-scale", "a.md", "-paths", "http-floor"}, nil, "-scale runs its own paths (http-floor, http-floor-tls, http-sidecars, http-sidecars-mtls)"},
+		{"scale profiles nothing", []string{"-scale", "a.md", "-profile", "http-sidecars"}, nil, "leave out -profile and -paths"},
 		{"no rounds", []string{"-rounds", "0"}, nil, "-rounds 0"},
 		{"negative rate", []string{"-rate", "-1"}, nil, "-rate -1"},
 		{"profile of a path without sidecars", []string{"-profile", "http-floor"}, nil, `-profile "http-floor": give a path with sidecars`},

@@ -192,7 +192,10 @@ func stopAll(procs []*proc) {
 }
 
 // sidecarAddrs are where a started sidecar listens.
-type sidecarAddrs struct{ httpURL, grpcAddr string }
+type sidecarAddrs struct {
+	httpURL, grpcAddr string
+	metricsURL        string // "" when its metrics are off
+}
 
 // startSidecar starts one sidecar; appAddr "" means no app.
 func (e *env) startSidecar(id, appAddr, protocol, registry string, extra ...string) (*proc, sidecarAddrs, error) {
@@ -218,6 +221,9 @@ func (e *env) startSidecarEnv(environ []string, id, appAddr, protocol, registry 
 	entry, err := registered(registry, p.Cmd.Process.Pid, p.Done(), 15*time.Second)
 	if err == nil {
 		a := sidecarAddrs{httpURL: "http://127.0.0.1:" + itoa(entry.HTTPPort), grpcAddr: "127.0.0.1:" + itoa(entry.GRPCPort)}
+		if entry.MetricsPort > 0 {
+			a.metricsURL = "http://127.0.0.1:" + itoa(entry.MetricsPort)
+		}
 		if err = waitHealthy(a.httpURL, 15*time.Second); err == nil {
 			return p, a, nil
 		}

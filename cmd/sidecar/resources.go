@@ -40,6 +40,31 @@ func newResolver(o Options) (resolver.Resolver, error) {
 	return standalone.NewResolver(dir), nil
 }
 
+// resolverCacheMetrics registers with reg tandem_resolver_cache_lookups_total
+// {app_id, result="hit"|"miss"}, read from res when scraped, when res is
+// the standalone resolver (the Kubernetes one asks DNS, whose cache is
+// not the sidecar's). A second registration (two sidecars in one
+// process) is ignored.
+func resolverCacheMetrics(appID string, res resolver.Resolver, reg prometheus.Registerer) {
+	sr, ok := res.(*standalone.Resolver)
+	if !ok || reg == nil {
+		return
+	}
+	for _, result := range []string{"hit", "miss"} {
+		_ = reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "tandem_resolver_cache_lookups_total",
+			Help:        "App ids the standalone resolver looked up, by result: hit (answered from its cache of one second) or miss (the registry folder read).",
+			ConstLabels: prometheus.Labels{"app_id": appID, "result": result},
+		}, func() float64 {
+			hits, misses := sr.CacheLookups()
+			if result == "hit" {
+				return float64(hits)
+			}
+			return float64(misses)
+		}))
+	}
+}
+
 func registryDir(o Options) (string, error) {
 	if o.RegistryDir != "" {
 		return o.RegistryDir, nil

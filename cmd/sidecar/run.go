@@ -95,6 +95,7 @@ func newSidecar(ctx context.Context, o Options) (_ *sidecar, err error) {
 	if err != nil {
 		return nil, err
 	}
+	resolverCacheMetrics(o.AppID, res, prometheus.DefaultRegisterer)
 	if s.reload, err = loadResources(ctx, o, s.log); err != nil {
 		return nil, err
 	}

@@ -127,6 +127,9 @@ type Resolver struct {
 	mu       sync.Mutex
 	cache    map[string]cached
 	next     atomic.Uint32
+	// hits and misses count the calls Resolve answered from its cache
+	// and those that read the registry folder (see CacheLookups).
+	hits, misses atomic.Uint64
 }
 
 type cached struct {
@@ -146,7 +149,10 @@ func (r *Resolver) Resolve(_ context.Context, target resolver.Target) ([]string,
 	r.mu.Lock()
 	c, ok := r.cache[target.String()]
 	r.mu.Unlock()
-	if !ok || now.After(c.until) {
+	if ok && !now.After(c.until) {
+		r.hits.Add(1)
+	} else {
+		r.misses.Add(1)
 		entries, err := readApp(filepath.Join(r.dir, target.ID))
 		if err != nil {
 			return nil, err
@@ -167,6 +173,13 @@ func (r *Resolver) Resolve(_ context.Context, target resolver.Target) ([]string,
 		}
 	}
 	return resolver.Rotate(c.addrs, r.next.Add(1)), nil
+}
+
+// CacheLookups returns how many calls of Resolve so far were answered from
+// the cache (hits) and how many read the registry folder (misses: an app
+// id not cached, or cached longer than CacheTTL ago).
+func (r *Resolver) CacheLookups() (hits, misses uint64) {
+	return r.hits.Load(), r.misses.Load()
 }
 
 func (r *Resolver) notFound(target resolver.Target) error {

@@ -173,3 +173,35 @@ func TestConcurrentResolveAndRegister(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// CacheLookups counts the calls answered from the cache and those that
+// read the folder: an app id's first call, and one after CacheTTL.
+func TestCacheLookups(t *testing.T) {
+	dir := t.TempDir()
+	register(t, dir, "addapp", 1, "127.0.0.1:1001")
+	r := NewResolver(dir)
+	r.CacheTTL = time.Hour
+	for range 3 {
+		if _, err := r.Resolve(context.Background(), resolver.Target{ID: "addapp"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hits, misses := r.CacheLookups(); hits != 2 || misses != 1 {
+		t.Fatalf("after 3 calls with an hour's cache: %d hits, %d misses; want 2 and 1", hits, misses)
+	}
+	r.CacheTTL = 0 // nothing cached from now on, and what is cached has expired
+	r.mu.Lock()
+	r.cache = map[string]cached{}
+	r.mu.Unlock()
+	for range 2 {
+		if _, err := r.Resolve(context.Background(), resolver.Target{ID: "addapp"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Resolve(context.Background(), resolver.Target{ID: "nosuch"}); err == nil {
+		t.Fatal("an app id not running resolved")
+	}
+	if hits, misses := r.CacheLookups(); hits != 2 || misses != 4 {
+		t.Fatalf("then 3 calls without a cache: %d hits, %d misses; want 2 and 4", hits, misses)
+	}
+}
