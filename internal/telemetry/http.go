@@ -52,7 +52,7 @@ func (t *Tracing) HTTPServer(name func(r *http.Request) string, next http.Handle
 		for _, h := range b3Headers {
 			delete(r.Header, h)
 		}
-		ctx, span := p.tracer.Start(ctx, name(r), trace.WithSpanKind(trace.SpanKindServer),
+		ctx, span := p.tracer.Start(ctx, name(r), serverKind,
 			trace.WithAttributes(
 				attribute.String(attrDaprProtocol, "http"),
 				attribute.String(attrDaprAPI, r.Method+" "+r.URL.Path),
@@ -139,7 +139,7 @@ func (c *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	attrs := make([]attribute.KeyValue, 1, 4)
 	attrs[0] = attribute.String(attrHTTPMethod, req.Method)
-	ctx, span := p.tracer.Start(req.Context(), c.name(req), trace.WithSpanKind(trace.SpanKindClient),
+	ctx, span := p.tracer.Start(req.Context(), c.name(req), clientKind,
 		trace.WithAttributes(c.attrs(req, attrs)...))
 	req = req.WithContext(ctx)
 	c.t.prop.Inject(ctx, headerCarrier(req.Header))
