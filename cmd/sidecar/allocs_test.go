@@ -41,7 +41,7 @@ func TestInvokeAllocations(t *testing.T) {
 		{"plaintext", []string{"--enable-mtls=false"}, 330},
 		{"mtls", nil, 345},
 		// Every call sampled and exported, as the calculator traces.
-		{"traced", []string{"--config", conf}, 480},
+		{"traced", []string{"--config", conf}, 420},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())

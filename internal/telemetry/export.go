@@ -17,19 +17,20 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
-// Export, to Zipkin (zipkin.go) or OTLP (otlp.go): the OpenTelemetry SDK's
-// batcher in front of exporters of our own, which convert spans, write
-// them in the collector's format and post them. (OpenTelemetry's Zipkin
-// exporter is deprecated; its OTLP exporters, zipkin-go's reporter and the
-// batcher tell what they drop only in their logs, and the OTLP exporters
-// brought a fifth of the sidecar's binary, whose pages are most of its
-// idle memory.)
+// Export, to Zipkin (zipkin.go) or OTLP (otlp.go), by exporters of our
+// own, which write spans in the collector's format and post them. OTLP's
+// sits behind the OpenTelemetry SDK's batcher; Zipkin's writes each span
+// as it ends and batches the bytes (zipkin.go says why). (OpenTelemetry's
+// Zipkin exporter is deprecated; its OTLP exporters, zipkin-go's reporter
+// and the batcher tell what they drop only in their logs, and the OTLP
+// exporters brought a fifth of the sidecar's binary, whose pages are most
+// of its idle memory.)
 //
 // A request never waits on export. Spans are held in two bounded places,
 // and every span dropped is counted in tandem_trace_spans_dropped_total by
 // reason and logged, at most once every warnEvery per reason:
-//   - the batcher's queue of ended spans, exportQueue long: a span ended
-//     when it is full is dropped ("queue_full");
+//   - the queue of ended spans not yet taken by a post, exportQueue long:
+//     a span ended when it is full is dropped ("queue_full");
 //   - the spans of posts that could not reach the collector, kept and sent
 //     again with the next post, up to exportBacklog: the oldest beyond it
 //     are dropped ("collector_unreachable"), as are those still kept when

@@ -80,7 +80,7 @@ func (t *Tracing) startGRPCServer(ctx context.Context, p *provider, name, fullMe
 	md, _ := metadata.FromIncomingContext(ctx)
 	ctx = t.prop.Extract(ctx, mdCarrier(md))
 	service, method := splitMethod(fullMethod)
-	return p.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+	return p.tracer.Start(ctx, name, serverKind, trace.WithAttributes(
 		attribute.String(attrDaprProtocol, "grpc"),
 		attribute.String(attrDaprAPI, fullMethod),
 		attribute.String(attrRPCSystem, "grpc"),
@@ -112,7 +112,7 @@ func (t *Tracing) GRPCClientOptions(name func(fullMethod string) string) []grpc.
 			return untracedUnary(ctx, method, req, reply, cc, invoker, opts...)
 		}
 		service, m := splitMethod(method)
-		ctx, span := p.tracer.Start(ctx, name(method), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		ctx, span := p.tracer.Start(ctx, name(method), clientKind, trace.WithAttributes(
 			attribute.String(attrRPCSystem, "grpc"), attribute.String(attrRPCService, service), attribute.String(attrRPCMethod, m)))
 		md, _ := metadata.FromOutgoingContext(ctx)
 		md = md.Copy()

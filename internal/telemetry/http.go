@@ -52,21 +52,24 @@ func (t *Tracing) HTTPServer(name func(r *http.Request) string, next http.Handle
 		for _, h := range b3Headers {
 			delete(r.Header, h)
 		}
-		ctx, span := p.tracer.Start(ctx, name(r), trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(
-				attribute.String(attrDaprProtocol, "http"),
-				attribute.String(attrDaprAPI, r.Method+" "+r.URL.Path),
-				attribute.String(attrHTTPMethod, r.Method),
-				attribute.String(attrURLFull, r.URL.RequestURI()),
-				attribute.String(attrClientAddr, hostOf(r.RemoteAddr)),
-			))
+		// The attributes are set once, at the end: given at the start and
+		// added to at the end, the SDK copies them (allocations on every
+		// traced call).
+		ctx, span := p.tracer.Start(ctx, name(r), serverKind)
+		api, uri, client := r.Method+" "+r.URL.Path, r.URL.RequestURI(), hostOf(r.RemoteAddr)
 		sw := &statusWriter{ResponseWriter: w, t: t, span: span}
 		defer func() {
 			status := sw.status
 			if status == 0 {
 				status = http.StatusOK
 			}
-			span.SetAttributes(attribute.Int(attrHTTPStatus, status), attribute.Int(attrDaprStatusCode, status))
+			span.SetAttributes(
+				attribute.String(attrDaprProtocol, "http"),
+				attribute.String(attrDaprAPI, api),
+				attribute.String(attrHTTPMethod, r.Method),
+				attribute.String(attrURLFull, uri),
+				attribute.String(attrClientAddr, client),
+				attribute.Int(attrHTTPStatus, status), attribute.Int(attrDaprStatusCode, status))
 			if status >= 500 {
 				span.SetStatus(codes.Error, fmt.Sprintf("HTTP %d %s", status, http.StatusText(status)))
 			}
@@ -137,20 +140,22 @@ func (c *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return c.rt.RoundTrip(req)
 	}
-	attrs := make([]attribute.KeyValue, 1, 4)
+	// The attributes are set once, when the answer is in (see HTTPServer).
+	attrs := make([]attribute.KeyValue, 1, 5)
 	attrs[0] = attribute.String(attrHTTPMethod, req.Method)
-	ctx, span := p.tracer.Start(req.Context(), c.name(req), trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(c.attrs(req, attrs)...))
+	attrs = c.attrs(req, attrs)
+	ctx, span := p.tracer.Start(req.Context(), c.name(req), clientKind)
 	req = req.WithContext(ctx)
 	c.t.prop.Inject(ctx, headerCarrier(req.Header))
 	resp, err := c.rt.RoundTrip(req)
 	if err != nil {
+		span.SetAttributes(attrs...)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		span.End()
 		return nil, err
 	}
-	span.SetAttributes(attribute.Int(attrHTTPStatus, resp.StatusCode))
+	span.SetAttributes(append(attrs, attribute.Int(attrHTTPStatus, resp.StatusCode))...)
 	if kind := resp.Header.Get(wire.HopError); kind != "" {
 		span.SetStatus(codes.Error, "the peer sidecar failed: "+kind)
 	} else if resp.StatusCode >= 500 {

@@ -132,7 +132,7 @@ func (t *Tracing) PubsubMiddleware() pubsub.Middleware {
 		if p == nil {
 			return next(ctx)
 		}
-		ctx, span := p.tracer.Start(ctx, "publish "+c.Message.Topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+		ctx, span := p.tracer.Start(ctx, "publish "+c.Message.Topic, producerKind, trace.WithAttributes(
 			attribute.String("messaging.system", "pubsub"),
 			attribute.String("messaging.destination.name", c.Message.Topic),
 			attribute.String("messaging.operation.type", "send"),

@@ -28,7 +28,7 @@ func (t *Tracing) StateMiddleware() state.Middleware {
 			return next(ctx)
 		}
 		op := strings.ToUpper(string(c.Kind))
-		ctx, span := p.tracer.Start(ctx, op+" "+c.Store.Name, trace.WithSpanKind(trace.SpanKindClient),
+		ctx, span := p.tracer.Start(ctx, op+" "+c.Store.Name, clientKind,
 			trace.WithAttributes(storeAttrs(c.Store)...),
 			trace.WithAttributes(attribute.String("db.operation.name", op), attribute.String("db.statement", op)))
 		if c.Kind == state.KindTransaction {

@@ -25,7 +25,7 @@ func (t *Tracing) StartDelivery(ctx context.Context, pubsubName, topic, tracepar
 		carrier["tracestate"] = tracestate
 	}
 	ctx = propagation.TraceContext{}.Extract(ctx, carrier)
-	ctx, span := p.tracer.Start(ctx, "pubsub/"+topic, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+	ctx, span := p.tracer.Start(ctx, "pubsub/"+topic, consumerKind, trace.WithAttributes(
 		attribute.String("messaging.system", "pubsub"),
 		attribute.String("messaging.destination.name", topic),
 		attribute.String("messaging.operation.type", "process"),

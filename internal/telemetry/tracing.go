@@ -225,3 +225,12 @@ func (p logProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 }
 func (logProcessor) Shutdown(context.Context) error   { return nil }
 func (logProcessor) ForceFlush(context.Context) error { return nil }
+
+// The span kinds as options, made once: trace.WithSpanKind boxes the kind
+// in an interface, an allocation on every span.
+var (
+	serverKind   = trace.WithSpanKind(trace.SpanKindServer)
+	clientKind   = trace.WithSpanKind(trace.SpanKindClient)
+	producerKind = trace.WithSpanKind(trace.SpanKindProducer)
+	consumerKind = trace.WithSpanKind(trace.SpanKindConsumer)
+)

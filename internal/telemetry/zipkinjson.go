@@ -1,7 +1,7 @@
 package telemetry
 
 import (
-	"net"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -9,110 +9,182 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/openzipkin/zipkin-go/model"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
-// zipkinJSON writes batches in Zipkin's v2 JSON, as zipkin-go's own
-// serializer does (names lower case, times in microseconds), by appending to
-// one buffer instead of reflecting over each span: the reporter serializes
-// every span it sends, and reflection made that most of the cost of
-// tracing a call.
-type zipkinJSON struct{}
-
-func (zipkinJSON) ContentType() string { return "application/json" }
-
-func (zipkinJSON) Serialize(spans []*model.SpanModel) ([]byte, error) {
-	b := make([]byte, 0, 512*len(spans)+2)
-	b = append(b, '[')
-	for i, s := range spans {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendSpan(b, s)
-		yieldEvery(i)
-	}
-	return append(b, ']'), nil
-}
-
-func appendSpan(b []byte, s *model.SpanModel) []byte {
+// appendZipkinSpan appends s in Zipkin's v2 JSON, as zipkin-go's serializer
+// writes its model of the span (names lower case, times in microseconds,
+// tags in key order), straight from the span: no model, no map of tags,
+// no reflection. The exporter writes each span so as it ends (zipkin.go).
+func appendZipkinSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+	sc := s.SpanContext()
+	tid, sid := sc.TraceID(), sc.SpanID()
 	b = append(b, `{"traceId":"`...)
-	if s.TraceID.High != 0 {
-		b = appendHex64(b, s.TraceID.High)
+	if high := binary.BigEndian.Uint64(tid[:8]); high != 0 {
+		b = appendHex64(b, high)
 	}
-	b = appendHex64(b, s.TraceID.Low)
+	b = appendHex64(b, binary.BigEndian.Uint64(tid[8:]))
 	b = append(b, `","id":"`...)
-	b = appendHex64(b, uint64(s.ID))
+	b = appendHex64(b, binary.BigEndian.Uint64(sid[:]))
 	b = append(b, '"')
-	if s.ParentID != nil {
+	if p := s.Parent(); p.IsValid() {
+		psid := p.SpanID()
 		b = append(b, `,"parentId":"`...)
-		b = appendHex64(b, uint64(*s.ParentID))
+		b = appendHex64(b, binary.BigEndian.Uint64(psid[:]))
 		b = append(b, '"')
 	}
-	if s.Name != "" {
+	if name := s.Name(); name != "" {
 		b = append(b, `,"name":`...)
-		b = appendLower(b, s.Name)
+		b = appendLower(b, name)
 	}
-	if s.Kind != model.Undetermined {
+	if kind := zipkinKind(s.SpanKind()); kind != "" {
 		b = append(b, `,"kind":"`...)
-		b = append(b, s.Kind...)
+		b = append(b, kind...)
 		b = append(b, '"')
 	}
-	if !s.Timestamp.IsZero() {
+	start := s.StartTime()
+	if !start.IsZero() {
 		b = append(b, `,"timestamp":`...)
-		b = strconv.AppendInt(b, s.Timestamp.Round(time.Microsecond).UnixMicro(), 10)
+		b = strconv.AppendInt(b, start.Round(time.Microsecond).UnixMicro(), 10)
 	}
 	b = append(b, `,"duration":`...)
-	b = strconv.AppendInt(b, max(s.Duration.Round(time.Microsecond).Microseconds(), 1), 10)
-	if s.Debug {
-		b = append(b, `,"debug":true`...)
+	b = strconv.AppendInt(b, max(s.EndTime().Sub(start).Round(time.Microsecond).Microseconds(), 1), 10)
+
+	if v, ok := s.Resource().Set().Value("service.name"); ok && v.Emit() != "" {
+		b = append(b, `,"localEndpoint":{"serviceName":`...)
+		b = appendLower(b, v.Emit())
+		b = append(b, '}')
 	}
-	if s.Shared {
-		b = append(b, `,"shared":true`...)
+
+	attrs := s.Attributes()
+	var remote remoteEndpoint
+	for _, kv := range attrs {
+		remote.take(kv)
 	}
-	if s.LocalEndpoint != nil {
-		b = append(b, `,"localEndpoint":`...)
-		b = appendEndpoint(b, s.LocalEndpoint)
-	}
-	if s.RemoteEndpoint != nil {
+	if remote.service != "" || remote.ip4.IsValid() || remote.ip6.IsValid() {
 		b = append(b, `,"remoteEndpoint":`...)
-		b = appendEndpoint(b, s.RemoteEndpoint)
+		b = remote.appendTo(b)
 	}
-	if len(s.Annotations) > 0 {
+	if events := s.Events(); len(events) > 0 {
 		b = append(b, `,"annotations":[`...)
-		for i, a := range s.Annotations {
+		for i, e := range events {
 			if i > 0 {
 				b = append(b, ',')
 			}
 			b = append(b, `{"timestamp":`...)
-			b = strconv.AppendInt(b, a.Timestamp.Round(time.Microsecond).UnixMicro(), 10)
+			b = strconv.AppendInt(b, e.Time.Round(time.Microsecond).UnixMicro(), 10)
 			b = append(b, `,"value":`...)
-			b = appendString(b, a.Value)
+			b = appendString(b, eventValue(e.Name, e.Attributes))
 			b = append(b, '}')
 		}
 		b = append(b, ']')
 	}
-	if len(s.Tags) > 0 {
-		var arr [16]string
-		keys := arr[:0]
-		for k := range s.Tags {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		b = append(b, `,"tags":{`...)
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
+	return append(appendTags(b, attrs, s.Status()), '}')
+}
+
+// tag is one of a span's Zipkin tags: an attribute, or the status.
+type tag struct {
+	key   string
+	value attribute.Value
+}
+
+// appendTags appends the span's tags, its attributes and its status, in
+// key order, as zipkin-go writes its map of them; the status's tags win
+// over attributes of the same names.
+func appendTags(b []byte, attrs []attribute.KeyValue, st sdktrace.Status) []byte {
+	var arr [16]tag
+	tags := arr[:0]
+	for _, kv := range attrs {
+		tags = append(tags, tag{string(kv.Key), kv.Value})
+	}
+	set := func(k, v string) {
+		for i := range tags {
+			if tags[i].key == k {
+				tags[i].value = attribute.StringValue(v)
+				return
 			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendString(b, s.Tags[k])
 		}
-		b = append(b, '}')
+		tags = append(tags, tag{k, attribute.StringValue(v)})
+	}
+	switch st.Code {
+	case codes.Error:
+		set("otel.status_code", "ERROR")
+		if st.Description == "" {
+			set("error", "true")
+		} else {
+			set("error", st.Description)
+		}
+	case codes.Ok:
+		set("otel.status_code", "OK")
+	}
+	if len(tags) == 0 {
+		return b
+	}
+	slices.SortFunc(tags, func(x, y tag) int { return strings.Compare(x.key, y.key) })
+	b = append(b, `,"tags":{`...)
+	for i, t := range tags {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, t.key)
+		b = append(b, ':')
+		b = appendValue(b, t.value)
 	}
 	return append(b, '}')
 }
 
-func appendEndpoint(b []byte, e *model.Endpoint) []byte {
+// appendValue appends v as a JSON string of what Value.Emit returns,
+// without Emit's allocation for the kinds a sidecar's spans carry.
+func appendValue(b []byte, v attribute.Value) []byte {
+	switch v.Type() {
+	case attribute.STRING:
+		return appendString(b, v.AsString())
+	case attribute.INT64:
+		b = append(b, '"')
+		b = strconv.AppendInt(b, v.AsInt64(), 10)
+		return append(b, '"')
+	case attribute.BOOL:
+		b = append(b, '"')
+		b = strconv.AppendBool(b, v.AsBool())
+		return append(b, '"')
+	}
+	return appendString(b, v.Emit())
+}
+
+// remoteEndpoint is a span's Zipkin remote endpoint, from its attributes.
+type remoteEndpoint struct {
+	service  string
+	ip4, ip6 netip.Addr
+	port     uint16
+}
+
+func (r *remoteEndpoint) take(kv attribute.KeyValue) {
+	switch kv.Key {
+	case "peer.service":
+		r.service = kv.Value.Emit()
+	case "server.address", "network.peer.address":
+		// As net.ParseIP reads it: no zone.
+		if ip, err := netip.ParseAddr(kv.Value.Emit()); err == nil && ip.Zone() == "" {
+			if ip.Is4() || ip.Is4In6() {
+				r.ip4 = ip.Unmap()
+			} else {
+				r.ip6 = ip
+			}
+		}
+	case "server.port", "network.peer.port":
+		if kv.Value.Type() == attribute.INT64 {
+			if n := kv.Value.AsInt64(); n >= 0 && n <= 0xffff {
+				r.port = uint16(n)
+			}
+		} else if n, err := strconv.ParseUint(kv.Value.Emit(), 10, 16); err == nil {
+			r.port = uint16(n)
+		}
+	}
+}
+
+func (r *remoteEndpoint) appendTo(b []byte) []byte {
 	b = append(b, '{')
 	n := len(b)
 	sep := func() {
@@ -120,26 +192,26 @@ func appendEndpoint(b []byte, e *model.Endpoint) []byte {
 			b = append(b, ',')
 		}
 	}
-	if e.ServiceName != "" {
+	if r.service != "" {
 		b = append(b, `"serviceName":`...)
-		b = appendLower(b, e.ServiceName)
+		b = appendLower(b, r.service)
 	}
-	if e.IPv4 != nil {
+	if r.ip4.IsValid() {
 		sep()
 		b = append(b, `"ipv4":"`...)
-		b = appendIP(b, e.IPv4)
+		b = r.ip4.AppendTo(b)
 		b = append(b, '"')
 	}
-	if e.IPv6 != nil {
+	if r.ip6.IsValid() {
 		sep()
 		b = append(b, `"ipv6":"`...)
-		b = appendIP(b, e.IPv6)
+		b = r.ip6.AppendTo(b)
 		b = append(b, '"')
 	}
-	if e.Port != 0 {
+	if r.port != 0 {
 		sep()
 		b = append(b, `"port":`...)
-		b = strconv.AppendUint(b, uint64(e.Port), 10)
+		b = strconv.AppendUint(b, uint64(r.port), 10)
 	}
 	return append(b, '}')
 }
@@ -171,17 +243,6 @@ func appendLower(b []byte, s string) []byte {
 		}
 	}
 	return b
-}
-
-// appendIP appends ip as net.IP's String writes it.
-func appendIP(b []byte, ip net.IP) []byte {
-	if a, ok := netip.AddrFromSlice(ip); ok {
-		if ip.To4() != nil {
-			a = a.Unmap()
-		}
-		return a.AppendTo(b)
-	}
-	return append(b, ip.String()...)
 }
 
 // appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
