@@ -25,17 +25,23 @@ func Start(t testing.TB, extra ...string) *Jaeger {
 	t.Helper()
 	bin := toolbin.Path(t, "jaeger")
 	pt := proc.For(t)
-	zipkin, query, otlp, otlpGRPC := pt.FreePort(), pt.FreePort(), pt.FreePort(), pt.FreePort()
+	// Eight ports, distinct: taken one at a time, a port closed after its
+	// check could be handed out again for another of Jaeger's servers.
+	ports, err := proc.FreePorts(8)
+	if err != nil {
+		t.Fatal(err)
+	}
 	hp := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	zipkin, query, otlp, otlpGRPC := ports[0], ports[1], ports[2], ports[3]
 	args := append([]string{
 		"--collector.zipkin.host-port=" + hp(zipkin),
 		"--query.http-server.host-port=" + hp(query),
-		"--query.grpc-server.host-port=" + hp(pt.FreePort()),
-		"--collector.grpc-server.host-port=" + hp(pt.FreePort()),
-		"--collector.http-server.host-port=" + hp(pt.FreePort()),
+		"--query.grpc-server.host-port=" + hp(ports[4]),
+		"--collector.grpc-server.host-port=" + hp(ports[5]),
+		"--collector.http-server.host-port=" + hp(ports[6]),
 		"--collector.otlp.grpc.host-port=" + hp(otlpGRPC),
 		"--collector.otlp.http.host-port=" + hp(otlp),
-		"--admin.http.host-port=" + hp(pt.FreePort()),
+		"--admin.http.host-port=" + hp(ports[7]),
 	}, extra...)
 	pt.Start("jaeger", bin, nil, args...)
 	pt.WaitTCP(hp(zipkin), 15*time.Second)
