@@ -46,6 +46,7 @@ func Need(t testing.TB) string {
 // at its end; the test has d from now to drive it through the context.
 func Start(t testing.TB, path string, d time.Duration) context.Context {
 	t.Helper()
+	dir := userDataDir(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.NoSandbox,
@@ -55,7 +56,9 @@ func Start(t testing.TB, path string, d time.Duration) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-crash-reporter", true),
+		chromedp.Flag("disable-breakpad", true),
+		chromedp.UserDataDir(dir),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelAlloc)
@@ -65,6 +68,31 @@ func Start(t testing.TB, path string, d time.Duration) context.Context {
 	ctx, cancelTimeout := context.WithTimeout(ctx, d)
 	t.Cleanup(cancelTimeout)
 	return ctx
+}
+
+// userDataDir makes the browser's profile folder, removed at the test's end
+// once the browser is gone. Not t.TempDir: Chromium's helper processes can
+// still write into the profile for a moment after the browser is stopped,
+// and t.TempDir fails the test when its folder is not empty then (a node
+// test failed so in CI). Removal is tried again for up to 5 s, then logged.
+func userDataDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "chromium-profile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if err = os.RemoveAll(dir); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			t.Logf("chromium profile %s left behind: %v", dir, err)
+		}
+	})
+	return dir
 }
 
 // Poll waits up to 30 s for the JavaScript expression expr to hold in the
