@@ -80,10 +80,13 @@ type scaleSample struct {
 	Refused  int // answers 503 or 429: a bound refused the call
 	FirstErr string
 	CPU      time.Duration // the path's processes' over the measured run
-	IdleRSS  int64         // VmRSS of the path's processes, summed, after one call
-	ConnRSS  int64         // the same with the point's connections open and idle
-	RSS      int64         // the same after the measured run
-	PeakRSS  int64         // the largest VmHWM of its processes after the run
+	IdleRSS  int64         // VmRSS of the path's processes, summed, after one call and idleSettle
+	ConnRSS  int64         // the same with the point's connections open and idle for idleSettle
+	// ConnRSSNow is ConnRSS read right after the connections' calls
+	// (settle), before the processes have been idle.
+	ConnRSSNow int64
+	RSS        int64 // the same after the measured run
+	PeakRSS    int64 // the largest VmHWM of its processes after the run
 	// PeakOver is, in the bodies part, the most any of its processes'
 	// VmHWM rose over its VmRSS before the run; PeakKept: the kernel
 	// would not reset VmHWM, so the peaks include the processes' start.
@@ -331,6 +334,12 @@ func closeClients(clients []*http.Client) {
 // settle gives freed memory a moment to show in VmRSS readings.
 func settle() { time.Sleep(200 * time.Millisecond) }
 
+// idleSettle is how long connections are left idle before memory per idle
+// connection is read: what they hold while they wait, not the garbage of
+// the calls that opened them (a sidecar returns that once it has been idle
+// for a second; a bare proxy keeps it until its collector runs).
+const idleSettle = 2500 * time.Millisecond
+
 // connsPoint measures path at n connections: memory per idle connection,
 // then the fixed rate over all n.
 func (e *env) connsPoint(name string, n int) (*scaleSample, error) {
@@ -344,7 +353,7 @@ func (e *env) connsPoint(name string, n int) (*scaleSample, error) {
 	if err := openConns([]*http.Client{warm}, url, e.o.Size); err != nil {
 		return nil, err
 	}
-	settle()
+	time.Sleep(idleSettle)
 	s := &scaleSample{IdleRSS: sumRSS(procs)}
 	clients := make([]*http.Client, n)
 	for i := range clients {
@@ -355,6 +364,8 @@ func (e *env) connsPoint(name string, n int) (*scaleSample, error) {
 		return nil, err
 	}
 	settle()
+	s.ConnRSSNow = sumRSS(procs)
+	time.Sleep(idleSettle - 200*time.Millisecond)
 	s.ConnRSS = sumRSS(procs)
 	if e.o.Warmup > 0 {
 		drivePool(clients, url, e.o.Size, e.o.Rate, e.o.Warmup)

@@ -85,10 +85,18 @@ var (
 )
 
 // scalePerConn is the memory per idle connection at n connections, KiB:
-// the path's RSS with them open less before, over n.
+// the path's RSS with them open and idle less before, over n.
 func scalePerConn(n int) func(*scaleSample) (float64, bool) {
 	return func(s *scaleSample) (float64, bool) {
 		return float64(s.ConnRSS-s.IdleRSS) / 1024 / float64(n), s.ConnRSS > 0 && s.IdleRSS > 0
+	}
+}
+
+// scalePerConnNow is scalePerConn read right after the connections'
+// calls.
+func scalePerConnNow(n int) func(*scaleSample) (float64, bool) {
+	return func(s *scaleSample) (float64, bool) {
+		return float64(s.ConnRSSNow-s.IdleRSS) / 1024 / float64(n), s.ConnRSSNow > 0 && s.IdleRSS > 0
 	}
 }
 
@@ -148,9 +156,9 @@ func scaleReport(run scaleRun, results []*scaleResult) string {
 	b.WriteString("Method. The paths are the floor, `http-floor` (two bare `httputil.ReverseProxy` processes with their defaults) and `http-floor-tls` (the same with TLS 1.3 and certificates both ways between them), and two sidecars with mutual TLS off (`http-sidecars`) and on (`http-sidecars-mtls`, the standalone default), all in front of a mirror app in the harness that answers each call with as many bytes as its body had, streamed both ways. " +
 		"`http-floor`'s front proxy speaks HTTP/1.1 to its back and keeps Go's default of two idle connections to it (`MaxIdleConnsPerHost`): with many calls in flight it opens and closes connections, where `http-floor-tls` and the sidecars multiplex calls over HTTP/2 (a sidecar opens another connection to its peer past 250 calls in flight on one). " +
 		"CPU is of the path's own processes from /proc (user and system), over the measured run; RSS is their VmRSS summed, peak RSS the larger process's VmHWM.\n\n")
-	fmt.Fprintf(&b, "- Connections: at each count the harness opens that many keep-alive connections to the front process, one call of %d B on each, and reads the RSS before and after: memory per idle connection is the difference over the count (the first call, which sets up the hop, is made before). Then %s of warm-up and %s measured at %d calls/s, each call on the next connection in turn, so that every connection carries its share. "+
+	fmt.Fprintf(&b, "- Connections: at each count the harness opens that many keep-alive connections to the front process, one call of %d B on each, and reads the RSS before and after: memory per idle connection is the difference over the count, read once the processes have been idle for %s (before too: the first call, which sets up the hop, is made before), and beside it the same read right after the calls, with their garbage. Then %s of warm-up and %s measured at %d calls/s, each call on the next connection in turn, so that every connection carries its share. "+
 		"Answers 503 and 429 (the sidecar's bounds: a callee refuses calls from peers beyond %s in flight, as overloaded) are counted as refused, and among the errors.\n",
-		o.Size, o.Warmup, o.Duration, o.Rate, thousands(invoke.DefaultMaxHopCalls))
+		o.Size, idleSettle, o.Warmup, o.Duration, o.Rate, thousands(invoke.DefaultMaxHopCalls))
 	fmt.Fprintf(&b, "- Bodies: %d connections, as fast as they go for %s, each call a body of the size both ways; the request is sent from a generator and the answer read to nothing, so the harness holds no body either. MB/s is body bytes (10^6) a second, each way.\n", scaleBodyConns, o.MaxFor)
 	fmt.Fprintf(&b, "- App ids: a registry folder with that many app ids, each entry held (locked) by the harness and pointing at a stand-in peer in the harness that speaks the internal port's protocol (HTTP/2 without TLS) for any app id and answers as the mirror app; one caller sidecar (mutual TLS off, metrics on) calls the ids in turn, %d calls/s over %d connections, %s measured after %s of warm-up. What grows is the caller's name resolution alone. Its CPU per call is weighed against one app id; the cache hit ratio is read from its `tandem_resolver_cache_lookups_total` before and after the run (the cache keeps an answer for one second).\n",
 		o.Rate, o.Conns, o.Duration, o.Warmup)
@@ -165,18 +173,18 @@ func scaleReport(run scaleRun, results []*scaleResult) string {
 		fmt.Fprintf(&b, "- Open files: the harness set RLIMIT_NOFILE's soft limit to its hard one (%d, from %d), which the sidecars and floor proxies inherit.\n", fl.after, fl.before)
 	}
 
-	b.WriteString("\n### Connections\n\n| path | connections | p50 | p99 | CPU s / 1000 calls | RSS after | memory per idle connection | refused (503, 429) | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\n### Connections\n\n| path | connections | p50 | p99 | CPU s / 1000 calls | RSS after | memory per idle connection | the same, right after its call | refused (503, 429) | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range scalePaths() {
 		for _, n := range scaleConns {
 			r := find(results, partConns, p.name, n)
 			if r == nil {
-				fmt.Fprintf(&b, "| %s | %s | not run | | | | | | |\n", p.name, thousands(n))
+				fmt.Fprintf(&b, "| %s | %s | not run | | | | | | | |\n", p.name, thousands(n))
 				continue
 			}
 			errs, refused := errorsOf(r)
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", p.name, thousands(n),
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", p.name, thousands(n),
 				scaleCell(r, fmtUS, scaleP50), scaleCell(r, fmtUS, scaleP99), scaleCell(r, fmtCPU, scaleCPU),
-				scaleCell(r, fmtMiB, scaleRSS), scaleCell(r, fmtKiB, scalePerConn(n)), refused, errs)
+				scaleCell(r, fmtMiB, scaleRSS), scaleCell(r, fmtKiB, scalePerConn(n)), scaleCell(r, fmtKiB, scalePerConnNow(n)), refused, errs)
 		}
 	}
 	if run.latPNG != "" {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A sidecar's garbage collector runs at GOGC=200 by default, not Go's 100.
@@ -63,4 +66,85 @@ func setGC() (percent int, limit int64) {
 		limit = 0
 	}
 	return percent, limit
+}
+
+// After a burst of calls, GOGC=200 leaves up to three times the live heap
+// in the process: garbage until the next collection, which an idle sidecar
+// does not reach, and then free pages that Go's scavenger returns only down
+// to what the heap's goal allows. A sidecar is idle most of its life, and
+// its connections stay open while it is: 2,000 connections that each made
+// one call and went idle held 31.9 KiB each in a sidecar, 24.8 at GOGC=100,
+// 25.7 in a bare reverse proxy. So once the sidecar has been quiet for a
+// second (it allocated less than idleAllocBytes in it) after allocating at
+// least reclaimAfterBytes since it last did so, it collects and returns its
+// free memory to the system (debug.FreeOSMemory): one collection of a small
+// heap, a few milliseconds of CPU when no call waits for it.
+const (
+	reclaimEvery       = time.Second
+	idleAllocBytes     = 256 << 10
+	reclaimAfterBytes  = 8 << 20
+	metricAllocBytes   = "/gc/heap/allocs:bytes"
+	metricHeapReleased = "/memory/classes/heap/released:bytes"
+)
+
+// idleReclaimer decides, once per reclaimEvery, whether the sidecar is
+// idle after a burst (see reclaimAfterBytes).
+type idleReclaimer struct {
+	allocated func() uint64 // bytes allocated since the process started
+	reclaim   func()
+	// last is allocated at the previous tick; since at the last reclaim
+	// (or the start).
+	last, since uint64
+}
+
+func newIdleReclaimer(allocated func() uint64, reclaim func()) *idleReclaimer {
+	n := allocated()
+	return &idleReclaimer{allocated: allocated, reclaim: reclaim, last: n, since: n}
+}
+
+// tick reclaims when the process allocated less than idleAllocBytes since
+// the previous tick and at least reclaimAfterBytes since the last reclaim;
+// it reports whether it did.
+func (r *idleReclaimer) tick() bool {
+	n := r.allocated()
+	idle := n-r.last < idleAllocBytes
+	r.last = n
+	if !idle || n-r.since < reclaimAfterBytes {
+		return false
+	}
+	r.reclaim()
+	// The collection allocates a little itself: counted from after it.
+	r.last = r.allocated()
+	r.since = r.last
+	return true
+}
+
+// readMetric reads one uint64 runtime metric.
+func readMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// reclaimIdle returns a burst's memory to the system once the sidecar is
+// idle after it (see reclaimAfterBytes), then calls after, until ctx ends.
+// What was allocated before it is called is not counted.
+func reclaimIdle(ctx context.Context, log *slog.Logger, after func()) {
+	r := newIdleReclaimer(func() uint64 { return readMetric(metricAllocBytes) }, func() {
+		before := readMetric(metricHeapReleased)
+		debug.FreeOSMemory()
+		log.Debug("idle after a burst: freed memory returned to the system",
+			"bytes", int64(readMetric(metricHeapReleased))-int64(before))
+		after()
+	})
+	t := time.NewTicker(reclaimEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.tick()
+		}
+	}
 }

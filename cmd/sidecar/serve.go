@@ -69,9 +69,15 @@ func (s *sidecar) serve(ctx context.Context) error {
 	g.Go(func() error {
 		select {
 		case <-bg.Done():
+			return nil
 		case <-time.After(startSettle):
-			s.releaseStartPages()
 		}
+		s.releaseStartPages()
+		// From here a burst's memory goes back once the sidecar is idle
+		// (start-up's is not a burst: collecting it held more than it
+		// freed; see releaseStartPages). A collection reads the binary's
+		// tables as it walks the stacks: their pages are unmapped again.
+		reclaimIdle(bg, s.log, s.releaseStartPages)
 		return nil
 	})
 	{
