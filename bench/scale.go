@@ -90,11 +90,11 @@ type scaleSample struct {
 	// PeakOver is, in the bodies part, the most any of its processes'
 	// VmHWM rose over its VmRSS before the run; PeakKept: the kernel
 	// would not reset VmHWM, so the peaks include the processes' start.
-	PeakOver     int64
-	PeakKept     bool
-	Bytes        int64 // body bytes moved each way (bodies part)
-	Elapsed      time.Duration
-	Hits, Misses uint64 // the caller's resolver cache lookups over the run
+	PeakOver               int64
+	PeakKept               bool
+	Bytes                  int64 // body bytes moved each way (bodies part)
+	Elapsed                time.Duration
+	Hits, Renewals, Misses uint64 // the caller's resolver cache lookups over the run
 }
 
 // scaleResult is a point over the rounds.
@@ -486,7 +486,7 @@ func (e *env) idsPoint(n int, peer string) (*scaleSample, error) {
 	if e.o.Warmup > 0 {
 		drive(e.o.Warmup)
 	}
-	h0, m0, err := cacheLookups(a.metricsURL)
+	l0, err := cacheLookups(a.metricsURL)
 	if err != nil {
 		return nil, err
 	}
@@ -495,34 +495,38 @@ func (e *env) idsPoint(n int, peer string) (*scaleSample, error) {
 	st := drive(e.o.Duration)
 	s.CPU = p.cpu() - cpu0
 	s.fill(st)
-	h1, m1, err := cacheLookups(a.metricsURL)
+	l1, err := cacheLookups(a.metricsURL)
 	if err != nil {
 		return nil, err
 	}
-	s.Hits, s.Misses = h1-h0, m1-m0
+	s.Hits, s.Renewals, s.Misses = l1.hits-l0.hits, l1.renewals-l0.renewals, l1.misses-l0.misses
 	s.Refused = int(refused.Load())
 	s.RSS, s.PeakRSS = sumRSS([]*proc{p}), p.peakRSS()
 	return s, nil
 }
 
-// cacheLookups reads tandem_resolver_cache_lookups_total's hits and
-// misses from the sidecar's metrics at url.
-func cacheLookups(url string) (hits, misses uint64, err error) {
+// lookups are the counts of tandem_resolver_cache_lookups_total by result.
+type lookups struct{ hits, renewals, misses uint64 }
+
+// cacheLookups reads tandem_resolver_cache_lookups_total from the
+// sidecar's metrics at url.
+func cacheLookups(url string) (lookups, error) {
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {
-		return 0, 0, err
+		return lookups{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("%s/metrics: %s", url, resp.Status)
+		return lookups{}, fmt.Errorf("%s/metrics: %s", url, resp.Status)
 	}
 	return parseCacheLookups(resp.Body)
 }
 
-// parseCacheLookups reads the two series of
-// tandem_resolver_cache_lookups_total from Prometheus's text format; an
-// error when either is missing.
-func parseCacheLookups(r io.Reader) (hits, misses uint64, err error) {
+// parseCacheLookups reads the series of tandem_resolver_cache_lookups_total
+// from Prometheus's text format; an error when hit or miss is missing
+// (renewed is 0 when missing: a sidecar from before renewals).
+func parseCacheLookups(r io.Reader) (lookups, error) {
+	var l lookups
 	found := 0
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -538,22 +542,24 @@ func parseCacheLookups(r io.Reader) (hits, misses uint64, err error) {
 		}
 		v, perr := strconv.ParseFloat(strings.TrimSpace(value), 64)
 		if perr != nil {
-			return 0, 0, fmt.Errorf("tandem_resolver_cache_lookups_total: %q: %w", line, perr)
+			return l, fmt.Errorf("tandem_resolver_cache_lookups_total: %q: %w", line, perr)
 		}
 		switch {
 		case strings.Contains(labels, `result="hit"`):
-			hits, found = uint64(v), found|1
+			l.hits, found = uint64(v), found|1
 		case strings.Contains(labels, `result="miss"`):
-			misses, found = uint64(v), found|2
+			l.misses, found = uint64(v), found|2
+		case strings.Contains(labels, `result="renewed"`):
+			l.renewals = uint64(v)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, 0, err
+		return l, err
 	}
 	if found != 3 {
-		return 0, 0, errors.New("no tandem_resolver_cache_lookups_total hit and miss series in the sidecar's metrics (a build without the resolver's counter?)")
+		return l, errors.New("no tandem_resolver_cache_lookups_total hit and miss series in the sidecar's metrics (a build without the resolver's counter?)")
 	}
-	return hits, misses, nil
+	return l, nil
 }
 
 // scaleBench runs the -scale profile and writes its section of file.

@@ -50,15 +50,19 @@ func resolverCacheMetrics(appID string, res resolver.Resolver, reg prometheus.Re
 	if !ok || reg == nil {
 		return
 	}
-	for _, result := range []string{"hit", "miss"} {
+	for _, result := range []string{"hit", "renewed", "miss"} {
 		_ = reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "tandem_resolver_cache_lookups_total",
-			Help:        "App ids the standalone resolver looked up, by result: hit (answered from its cache of one second) or miss (the registry folder read).",
+			Name: "tandem_resolver_cache_lookups_total",
+			Help: "App ids the standalone resolver looked up, by result: hit (answered from its cache of one second), " +
+				"renewed (the app's registry folder unchanged: one stat) or miss (the folder read).",
 			ConstLabels: prometheus.Labels{"app_id": appID, "result": result},
 		}, func() float64 {
-			hits, misses := sr.CacheLookups()
-			if result == "hit" {
+			hits, renewals, misses := sr.CacheLookups()
+			switch result {
+			case "hit":
 				return float64(hits)
+			case "renewed":
+				return float64(renewals)
 			}
 			return float64(misses)
 		}))

@@ -13,7 +13,7 @@ import (
 	"github.com/tandem-run/tandem/pkg/resolver/standalone"
 )
 
-// The standalone resolver's cache hits and misses are scraped as
+// The standalone resolver's cache hits, renewals and misses are scraped as
 // tandem_resolver_cache_lookups_total{app_id,result}.
 func TestResolverCacheMetrics(t *testing.T) {
 	dir := t.TempDir()
@@ -33,10 +33,11 @@ func TestResolverCacheMetrics(t *testing.T) {
 		}
 	}
 	want := `
-# HELP tandem_resolver_cache_lookups_total App ids the standalone resolver looked up, by result: hit (answered from its cache of one second) or miss (the registry folder read).
+# HELP tandem_resolver_cache_lookups_total App ids the standalone resolver looked up, by result: hit (answered from its cache of one second), renewed (the app's registry folder unchanged: one stat) or miss (the folder read).
 # TYPE tandem_resolver_cache_lookups_total counter
 tandem_resolver_cache_lookups_total{app_id="caller",result="hit"} 3
 tandem_resolver_cache_lookups_total{app_id="caller",result="miss"} 1
+tandem_resolver_cache_lookups_total{app_id="caller",result="renewed"} 0
 `
 	if err := testutil.GatherAndCompare(pr, strings.NewReader(want), "tandem_resolver_cache_lookups_total"); err != nil {
 		t.Fatal(err)

@@ -124,62 +124,132 @@ type Resolver struct {
 	// CacheTTL is how long an answer is reused; a crashed peer is noticed
 	// by the failed connection in the meantime.
 	CacheTTL time.Duration
+	// RenewFor is how long after reading an app's folder its answer may
+	// be renewed for another CacheTTL by a look at the folder alone (one
+	// stat: the folder unchanged, no sidecar of the app started or
+	// stopped), before the folder is read again. A crashed sidecar leaves
+	// its entry (the folder unchanged) until a read finds its lock gone:
+	// a caller whose connections it refuses asks again at once (Forget);
+	// one that reaches another replica, within RenewFor. 0: every answer
+	// older than CacheTTL reads the folder.
+	RenewFor time.Duration
 	mu       sync.Mutex
 	cache    map[string]cached
 	next     atomic.Uint32
-	// hits and misses count the calls Resolve answered from its cache
-	// and those that read the registry folder (see CacheLookups).
-	hits, misses atomic.Uint64
+	// hits, renewals and misses count the calls Resolve answered from its
+	// cache, renewed by a look at the folder and those that read it (see
+	// CacheLookups).
+	hits, renewals, misses atomic.Uint64
 }
 
 type cached struct {
-	addrs []string
-	until time.Time
+	addrs  []string
+	until  time.Time // answered from the cache until then
+	readAt time.Time // when the app's folder was read
+	// folder is the app's folder as it was before it was read; ok false:
+	// not to be trusted (unreadable, or changed too recently to tell a
+	// later change by its time).
+	folder folderStamp
 }
 
-// NewResolver returns a resolver over dir with a one-second cache.
+// folderStamp tells whether a folder changed: an entry added, renamed
+// into it or removed changes its modification time, and a folder removed
+// and made again has another inode.
+type folderStamp struct {
+	ino   uint64
+	mtime time.Time
+	ok    bool
+}
+
+// racyWindow: a folder's modification time comes from the kernel's coarse
+// clock (a tick of up to 10 ms), so a change made in the same tick as the
+// read that followed the stamp leaves the time as it was. A stamp taken
+// within racyWindow of its time is not trusted.
+const racyWindow = 100 * time.Millisecond
+
+func stampOf(dir string, now time.Time) folderStamp {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return folderStamp{}
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return folderStamp{}
+	}
+	return folderStamp{ino: uint64(st.Ino), mtime: fi.ModTime(), ok: now.Sub(fi.ModTime()) > racyWindow}
+}
+
+func (a folderStamp) same(b folderStamp) bool {
+	return a.ok && b.ok && a.ino == b.ino && a.mtime.Equal(b.mtime)
+}
+
+// NewResolver returns a resolver over dir with a one-second cache, renewed
+// by a look at the app's folder for up to ten seconds.
 func NewResolver(dir string) *Resolver {
-	return &Resolver{dir: dir, CacheTTL: time.Second, cache: map[string]cached{}}
+	return &Resolver{dir: dir, CacheTTL: time.Second, RenewFor: 10 * time.Second, cache: map[string]cached{}}
 }
 
 // Resolve returns the internal addresses of the live sidecars of target.ID,
 // rotated on each call so that load spreads over them.
 func (r *Resolver) Resolve(_ context.Context, target resolver.Target) ([]string, error) {
 	now := time.Now()
+	key := target.String()
 	r.mu.Lock()
-	c, ok := r.cache[target.String()]
+	c, ok := r.cache[key]
 	r.mu.Unlock()
 	if ok && !now.After(c.until) {
 		r.hits.Add(1)
-	} else {
+		return resolver.Rotate(c.addrs, r.next.Add(1)), nil
+	}
+	appDir := filepath.Join(r.dir, target.ID)
+	switch {
+	case ok && r.CacheTTL > 0 && now.Sub(c.readAt) < r.RenewFor && c.folder.same(stampOf(appDir, now)):
+		r.renewals.Add(1)
+		c.until = now.Add(r.CacheTTL)
+		r.mu.Lock()
+		r.cache[key] = c
+		r.mu.Unlock()
+	default:
 		r.misses.Add(1)
-		entries, err := readApp(filepath.Join(r.dir, target.ID))
+		// The stamp before the read: a change during it shows next time.
+		folder := stampOf(appDir, now)
+		entries, err := readApp(appDir)
 		if err != nil {
 			return nil, err
 		}
-		c = cached{until: now.Add(r.CacheTTL)}
+		c = cached{until: now.Add(r.CacheTTL), readAt: now, folder: folder}
 		for _, e := range entries {
 			if target.Namespace == "" || e.Namespace == "" || e.Namespace == target.Namespace {
 				c.addrs = append(c.addrs, e.InternalAddress)
 			}
 		}
 		if len(c.addrs) == 0 {
+			r.Forget(target)
 			return nil, r.notFound(target)
 		}
 		if r.CacheTTL > 0 {
 			r.mu.Lock()
-			r.cache[target.String()] = c
+			r.cache[key] = c
 			r.mu.Unlock()
 		}
 	}
 	return resolver.Rotate(c.addrs, r.next.Add(1)), nil
 }
 
+// Forget drops target's cached addresses (resolver.Forgetter): the next
+// Resolve reads its folder.
+func (r *Resolver) Forget(target resolver.Target) {
+	r.mu.Lock()
+	delete(r.cache, target.String())
+	r.mu.Unlock()
+}
+
 // CacheLookups returns how many calls of Resolve so far were answered from
-// the cache (hits) and how many read the registry folder (misses: an app
-// id not cached, or cached longer than CacheTTL ago).
-func (r *Resolver) CacheLookups() (hits, misses uint64) {
-	return r.hits.Load(), r.misses.Load()
+// the cache (hits), renewed by a look at the app's folder (renewals) and
+// read the folder (misses: an app id not cached, its folder changed, or
+// read longer than RenewFor ago).
+func (r *Resolver) CacheLookups() (hits, renewals, misses uint64) {
+	return r.hits.Load(), r.renewals.Load(), r.misses.Load()
 }
 
 func (r *Resolver) notFound(target resolver.Target) error {
@@ -262,4 +332,7 @@ func readEntry(path string) (Entry, bool) {
 	return e, true
 }
 
-var _ resolver.Resolver = (*Resolver)(nil)
+var (
+	_ resolver.Resolver  = (*Resolver)(nil)
+	_ resolver.Forgetter = (*Resolver)(nil)
+)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -186,7 +187,7 @@ func TestCacheLookups(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if hits, misses := r.CacheLookups(); hits != 2 || misses != 1 {
+	if hits, _, misses := r.CacheLookups(); hits != 2 || misses != 1 {
 		t.Fatalf("after 3 calls with an hour's cache: %d hits, %d misses; want 2 and 1", hits, misses)
 	}
 	r.CacheTTL = 0 // nothing cached from now on, and what is cached has expired
@@ -201,7 +202,158 @@ func TestCacheLookups(t *testing.T) {
 	if _, err := r.Resolve(context.Background(), resolver.Target{ID: "nosuch"}); err == nil {
 		t.Fatal("an app id not running resolved")
 	}
-	if hits, misses := r.CacheLookups(); hits != 2 || misses != 4 {
+	if hits, _, misses := r.CacheLookups(); hits != 2 || misses != 4 {
 		t.Fatalf("then 3 calls without a cache: %d hits, %d misses; want 2 and 4", hits, misses)
+	}
+}
+
+// An answer older than CacheTTL is renewed by a look at the app's folder
+// while no sidecar of the app starts or stops, and read again when one
+// does, when the folder was read longer than RenewFor ago, or after
+// Forget.
+func TestRenewedWhileTheFolderIsUnchanged(t *testing.T) {
+	dir := t.TempDir()
+	register(t, dir, "addapp", 1, "127.0.0.1:1001")
+	// The folder's time older than racyWindow: a stamp of it is trusted.
+	old := time.Now().Add(-time.Second)
+	if err := os.Chtimes(filepath.Join(dir, "addapp"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(dir)
+	r.CacheTTL = time.Nanosecond // every call past it
+	target := resolver.Target{ID: "addapp"}
+	resolve := func(want ...string) {
+		t.Helper()
+		addrs, err := r.Resolve(context.Background(), target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(sorted(addrs), ",") != strings.Join(want, ",") {
+			t.Fatalf("Resolve = %v; want %v", addrs, want)
+		}
+	}
+	lookups := func(what string, hits, renewals, misses uint64) {
+		t.Helper()
+		if h, n, m := r.CacheLookups(); h != hits || n != renewals || m != misses {
+			t.Fatalf("%s: %d hits, %d renewals, %d misses; want %d, %d, %d", what, h, n, m, hits, renewals, misses)
+		}
+	}
+	resolve("127.0.0.1:1001")
+	lookups("the first call", 0, 0, 1)
+	for range 3 {
+		time.Sleep(time.Millisecond)
+		resolve("127.0.0.1:1001")
+	}
+	lookups("three calls, the folder unchanged", 0, 3, 1)
+
+	// A second replica starts: the folder changed, and is read.
+	register(t, dir, "addapp", 2, "127.0.0.1:1002")
+	time.Sleep(time.Millisecond)
+	resolve("127.0.0.1:1001", "127.0.0.1:1002")
+	lookups("after a replica started", 0, 3, 2)
+	// Its change is within racyWindow: not trusted, read again.
+	time.Sleep(time.Millisecond)
+	resolve("127.0.0.1:1001", "127.0.0.1:1002")
+	lookups("a stamp too recent to trust", 0, 3, 3)
+	if err := os.Chtimes(filepath.Join(dir, "addapp"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond)
+	resolve("127.0.0.1:1001", "127.0.0.1:1002")
+	time.Sleep(time.Millisecond)
+	resolve("127.0.0.1:1001", "127.0.0.1:1002")
+	lookups("a read, then a renewal", 0, 4, 4)
+
+	// Forget: read again.
+	r.Forget(target)
+	resolve("127.0.0.1:1001", "127.0.0.1:1002")
+	lookups("after Forget", 0, 4, 5)
+	// Past RenewFor since the read: read again.
+	r.RenewFor = time.Nanosecond
+	time.Sleep(time.Millisecond)
+	resolve("127.0.0.1:1001", "127.0.0.1:1002")
+	lookups("past RenewFor", 0, 4, 6)
+}
+
+// A crashed sidecar's entry stays in an unchanged folder: a caller whose
+// connection it refused forgets the answer and no longer finds it.
+func TestCrashedReplicaForgotten(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), "STANDALONE_HELPER_DIR="+dir)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, _ := out.Read(buf); !strings.Contains(string(buf[:n]), "registered") {
+		t.Fatalf("helper said %q", buf[:n])
+	}
+	old := time.Now().Add(-time.Second)
+	if err := os.Chtimes(filepath.Join(dir, "crashy"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(dir)
+	r.CacheTTL = time.Nanosecond
+	target := resolver.Target{ID: "crashy"}
+	if _, err := r.Resolve(context.Background(), target); err != nil {
+		t.Fatalf("live helper not found: %v", err)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	time.Sleep(time.Millisecond)
+	// The folder is as it was: renewed, stale.
+	if addrs, err := r.Resolve(context.Background(), target); err != nil || len(addrs) != 1 {
+		t.Fatalf("renewed answer: %v, %v", addrs, err)
+	}
+	r.Forget(target)
+	if _, err := r.Resolve(context.Background(), target); !errors.Is(err, resolver.ErrNotFound) {
+		t.Fatalf("after Forget the crashed sidecar still resolves: %v", err)
+	}
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}
+
+// BenchmarkResolve weighs an answer from the cache, one renewed by a look
+// at the app's folder and one read from it (two replicas).
+func BenchmarkResolve(b *testing.B) {
+	dir := b.TempDir()
+	for pid, addr := range []string{"127.0.0.1:1001", "127.0.0.1:1002"} {
+		reg, err := Register(dir, Entry{AppID: "addapp", PID: pid + 1, InternalAddress: addr})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { reg.Close() })
+	}
+	old := time.Now().Add(-time.Second)
+	if err := os.Chtimes(filepath.Join(dir, "addapp"), old, old); err != nil {
+		b.Fatal(err)
+	}
+	target := resolver.Target{ID: "addapp"}
+	for _, c := range []struct {
+		name          string
+		ttl, renewFor time.Duration
+	}{
+		{"hit", time.Hour, time.Hour},
+		{"renewed", time.Nanosecond, time.Hour},
+		{"read", time.Nanosecond, 0},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := NewResolver(dir)
+			r.CacheTTL, r.RenewFor = c.ttl, c.renewFor
+			if _, err := r.Resolve(context.Background(), target); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.Resolve(context.Background(), target); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
