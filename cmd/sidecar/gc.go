@@ -84,39 +84,74 @@ const (
 	idleAllocBytes     = 256 << 10
 	reclaimAfterBytes  = 8 << 20
 	metricAllocBytes   = "/gc/heap/allocs:bytes"
+	metricGCCycles     = "/gc/cycles/total:gc-cycles"
 	metricHeapReleased = "/memory/classes/heap/released:bytes"
 )
 
-// idleReclaimer decides, once per reclaimEvery, whether the sidecar is
-// idle after a burst (see reclaimAfterBytes).
-type idleReclaimer struct {
-	allocated func() uint64 // bytes allocated since the process started
-	reclaim   func()
-	// last is allocated at the previous tick; since at the last reclaim
-	// (or the start).
-	last, since uint64
+// memReading is what the reclaimer reads of the runtime at each tick.
+type memReading struct {
+	allocated uint64 // bytes allocated since the process started
+	cycles    uint64 // collections completed
 }
 
-func newIdleReclaimer(allocated func() uint64, reclaim func()) *idleReclaimer {
-	n := allocated()
-	return &idleReclaimer{allocated: allocated, reclaim: reclaim, last: n, since: n}
+// idleAction is what a tick of the reclaimer did.
+type idleAction int
+
+const (
+	idleNothing   idleAction = iota
+	idleReclaimed            // collected, returned free memory, unmapped
+	idleUnmapped             // a collection had run: unmapped what it read
+)
+
+// idleReclaimer decides, once per reclaimEvery, whether the sidecar is
+// idle after a burst (see reclaimAfterBytes), or idle after a collection
+// it did not ask for (Go forces one every two minutes): a collection
+// reads the binary's function tables as it walks the goroutines' stacks,
+// and the pages it read are unmapped again (see releaseStartPages).
+type idleReclaimer struct {
+	read    func() memReading
+	reclaim func() // collect and return free memory
+	unmap   func() // unmap the binary's pages
+	last    memReading
+	since   uint64 // allocated at the last reclaim, or at the start
+}
+
+func newIdleReclaimer(read func() memReading, reclaim, unmap func()) *idleReclaimer {
+	now := read()
+	return &idleReclaimer{read: read, reclaim: reclaim, unmap: unmap, last: now, since: now.allocated}
 }
 
 // tick reclaims when the process allocated less than idleAllocBytes since
 // the previous tick and at least reclaimAfterBytes since the last reclaim;
-// it reports whether it did.
-func (r *idleReclaimer) tick() bool {
-	n := r.allocated()
-	idle := n-r.last < idleAllocBytes
-	r.last = n
-	if !idle || n-r.since < reclaimAfterBytes {
-		return false
+// else, idle, it unmaps when a collection ran since the previous tick.
+func (r *idleReclaimer) tick() idleAction {
+	now := r.read()
+	idle := now.allocated-r.last.allocated < idleAllocBytes
+	collected := now.cycles != r.last.cycles
+	r.last = now
+	switch {
+	case !idle:
+		return idleNothing
+	case now.allocated-r.since >= reclaimAfterBytes:
+		r.reclaim()
+		r.unmap()
+		// The collection allocates a little itself and is a cycle:
+		// counted from after it.
+		r.last = r.read()
+		r.since = r.last.allocated
+		return idleReclaimed
+	case collected:
+		r.unmap()
+		return idleUnmapped
 	}
-	r.reclaim()
-	// The collection allocates a little itself: counted from after it.
-	r.last = r.allocated()
-	r.since = r.last
-	return true
+	return idleNothing
+}
+
+// readMemory reads the reclaimer's runtime metrics.
+func readMemory() memReading {
+	s := []metrics.Sample{{Name: metricAllocBytes}, {Name: metricGCCycles}}
+	metrics.Read(s)
+	return memReading{allocated: s[0].Value.Uint64(), cycles: s[1].Value.Uint64()}
 }
 
 // readMetric reads one uint64 runtime metric.
@@ -127,16 +162,16 @@ func readMetric(name string) uint64 {
 }
 
 // reclaimIdle returns a burst's memory to the system once the sidecar is
-// idle after it (see reclaimAfterBytes), then calls after, until ctx ends.
-// What was allocated before it is called is not counted.
-func reclaimIdle(ctx context.Context, log *slog.Logger, after func()) {
-	r := newIdleReclaimer(func() uint64 { return readMetric(metricAllocBytes) }, func() {
+// idle after it (see reclaimAfterBytes), and calls unmap after that and
+// after any collection while it is idle, until ctx ends. What was
+// allocated before it is called is not counted.
+func reclaimIdle(ctx context.Context, log *slog.Logger, unmap func()) {
+	r := newIdleReclaimer(readMemory, func() {
 		before := readMetric(metricHeapReleased)
 		debug.FreeOSMemory()
 		log.Debug("idle after a burst: freed memory returned to the system",
 			"bytes", int64(readMetric(metricHeapReleased))-int64(before))
-		after()
-	})
+	}, unmap)
 	t := time.NewTicker(reclaimEvery)
 	defer t.Stop()
 	for {

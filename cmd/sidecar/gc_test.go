@@ -35,30 +35,46 @@ func TestGCSettings(t *testing.T) {
 }
 
 func TestIdleReclaimer(t *testing.T) {
-	var allocated uint64
-	reclaims := 0
-	r := newIdleReclaimer(func() uint64 { return allocated }, func() { reclaims++; allocated += 1000 })
-	step := func(name string, alloc uint64, want bool) {
+	var now memReading
+	var reclaims, unmaps int
+	r := newIdleReclaimer(func() memReading { return now },
+		func() { reclaims++; now.allocated += 1000; now.cycles++ },
+		func() { unmaps++ })
+	step := func(name string, alloc, cycles uint64, want idleAction) {
 		t.Helper()
-		allocated += alloc
-		before := reclaims
-		if got := r.tick(); got != want || reclaims-before != map[bool]int{true: 1}[want] {
-			t.Fatalf("%s: reclaimed %v (%d times); want %v", name, got, reclaims-before, want)
+		now.allocated += alloc
+		now.cycles += cycles
+		r0, u0 := reclaims, unmaps
+		got := r.tick()
+		wantR, wantU := 0, 0
+		switch want {
+		case idleReclaimed:
+			wantR, wantU = 1, 1
+		case idleUnmapped:
+			wantU = 1
+		}
+		if got != want || reclaims-r0 != wantR || unmaps-u0 != wantU {
+			t.Fatalf("%s: action %d (%d reclaims, %d unmaps); want %d", name, got, reclaims-r0, unmaps-u0, want)
 		}
 	}
-	step("quiet from the start", 0, false)
-	step("a burst begins", 5<<20, false)
-	step("the burst goes on", 5<<20, false)
-	step("idle after 10 MiB", 100<<10, true)
-	step("still idle: nothing more to return", 0, false)
+	step("quiet from the start", 0, 0, idleNothing)
+	step("a burst begins", 5<<20, 2, idleNothing)
+	step("the burst goes on", 5<<20, 3, idleNothing)
+	step("idle after 10 MiB", 100<<10, 0, idleReclaimed)
+	step("still idle: nothing more to return", 0, 0, idleNothing)
 	// A trickle below the idle bound: every tick idle, and the 41st of
 	// 200 KiB passes reclaimAfterBytes since the last reclaim.
 	for range 40 {
-		step("a trickle", 200<<10, false)
+		step("a trickle", 200<<10, 0, idleNothing)
 	}
-	step("the trickle reaches 8 MiB", 200<<10, true)
-	step("busy: 1 MiB in a second", 1<<20, false)
-	step("busy", 9<<20, false)
-	step("busy again right after", 1<<20, false)
-	step("idle", 0, true)
+	step("the trickle reaches 8 MiB", 200<<10, 0, idleReclaimed)
+	step("busy: 1 MiB in a second", 1<<20, 1, idleNothing)
+	step("busy", 9<<20, 4, idleNothing)
+	step("busy again right after", 1<<20, 0, idleNothing)
+	step("idle", 0, 0, idleReclaimed)
+	step("idle, Go's forced collection", 0, 1, idleUnmapped)
+	step("idle, no collection", 10<<10, 0, idleNothing)
+	step("busy, a collection, under 8 MiB", 3<<20, 1, idleNothing)
+	step("idle again: no collection since the busy tick", 0, 0, idleNothing)
+	step("idle, a collection", 0, 1, idleUnmapped)
 }
