@@ -68,7 +68,7 @@ func report(o options, results []*result, prof profile) error {
 			errs += s.Fixed.Errors + s.Max.Errors
 		}
 	}
-	b.WriteString("\n## Against the targets\n\nIssue 22's targets, medians against medians of the same run.\n\n")
+	b.WriteString("\n## Against the targets\n\nThe targets, medians against medians of the same run.\n\n")
 	var skipped []string
 	for _, t := range targets() {
 		if by[t.ours] == nil {

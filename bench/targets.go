@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -165,6 +166,15 @@ func targets() []target {
 	)
 }
 
+// limitText is a ratio's limit as written: 1.0, 1.2, 1.05, 1.15.
+func limitText(v float64) string {
+	s := strconv.FormatFloat(v, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
 // check says whether t is met, with the numbers.
 func (t target) check(by map[string]*result) string {
 	limit := ""
@@ -172,9 +182,9 @@ func (t target) check(by map[string]*result) string {
 	case t.limit == 0:
 		limit = "reported"
 	case t.against != "" && t.atLeast:
-		limit = fmt.Sprintf("target at least %.1fx %s's", t.limit, t.against)
+		limit = fmt.Sprintf("target at least %sx %s's", limitText(t.limit), t.against)
 	case t.against != "":
-		limit = fmt.Sprintf("target at most %.1fx %s's", t.limit, t.against)
+		limit = fmt.Sprintf("target at most %sx %s's", limitText(t.limit), t.against)
 	default:
 		limit = "target at most " + t.m.format(t.limit)
 	}

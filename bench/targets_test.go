@@ -57,6 +57,7 @@ func TestTargetCheck(t *testing.T) {
 		{target{what: "p90", ours: "http-sidecars", against: "http-floor", m: added(.9), limit: 1.2},
 			"**not met**: p90 (target at most 1.2x http-floor's): http-sidecars 500 µs (460–900) / http-floor 400 µs (300–500) = 1.25x."},
 		{target{what: "p90", ours: "http-sidecars", against: "http-floor", m: added(.9), limit: 1.3}, "**met**: "},
+		{target{what: "p90", ours: "http-sidecars", against: "http-floor", m: added(.9), limit: 1.15}, "**not met**: p90 (target at most 1.15x http-floor's)"},
 		{target{what: "p99.9", ours: "http-sidecars", against: "http-floor", m: added(.999)}, "p99.9 (reported): http-sidecars 500 µs"},
 		{target{what: "CPU", ours: "http-sidecars", against: "http-floor", m: cpuPer1000, limit: 1.2}, "**met**: CPU (target at most 1.2x http-floor's): http-sidecars 0.550 s (0.550–0.550) / http-floor 0.500 s (0.500–0.500) = 1.10x."},
 		{target{what: "RSS", ours: "http-sidecars", against: "http-floor", m: peakRSS, limit: 1.2}, "**not met**: RSS"},
