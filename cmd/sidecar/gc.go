@@ -105,7 +105,8 @@ const (
 
 // idleReclaimer decides, once per reclaimEvery, whether the sidecar is
 // idle after a burst (see reclaimAfterBytes), or idle after a collection
-// it did not ask for (Go forces one every two minutes): a collection
+// it did not ask for (Go forces one two minutes after the last, once one
+// has run; an idle sidecar that never collected gets none): a collection
 // reads the binary's function tables as it walks the goroutines' stacks,
 // and the pages it read are unmapped again (see releaseStartPages).
 type idleReclaimer struct {
