@@ -80,13 +80,17 @@ type scaleSample struct {
 	Refused  int // answers 503 or 429: a bound refused the call
 	FirstErr string
 	CPU      time.Duration // the path's processes' over the measured run
-	IdleRSS  int64         // VmRSS of the path's processes, summed, after one call and idleSettle
-	ConnRSS  int64         // the same with the point's connections open and idle for idleSettle
-	// ConnRSSNow is ConnRSS read right after the connections' calls
-	// (settle), before the processes have been idle.
-	ConnRSSNow int64
-	RSS        int64 // the same after the measured run
-	PeakRSS    int64 // the largest VmHWM of its processes after the run
+	IdleRSS  int64         // VmRSS of the path's processes, summed (bodies: the largest), before the run
+	// IdlePrivate is the private memory (RssAnon) of the path's processes,
+	// summed, after one call and idleSettle; ConnPrivate the same with
+	// the point's connections open and idle for idleSettle, ConnPrivateNow
+	// right after their calls (settle). Private, not VmRSS: a sidecar
+	// unmaps its binary's pages a second after it starts, and the first
+	// calls after that map some again, shared code that is no
+	// connection's.
+	IdlePrivate, ConnPrivate, ConnPrivateNow int64
+	RSS                                      int64 // the same after the measured run
+	PeakRSS                                  int64 // the largest VmHWM of its processes after the run
 	// PeakOver is, in the bodies part, the most any of its processes'
 	// VmHWM rose over its VmRSS before the run; PeakKept: the kernel
 	// would not reset VmHWM, so the peaks include the processes' start.
@@ -231,6 +235,15 @@ func newConnClient() *http.Client {
 }
 
 // sumRSS is the VmRSS of procs, summed.
+// sumPrivate is the processes' private memory (RssAnon), summed.
+func sumPrivate(procs []*proc) int64 {
+	var n int64
+	for _, p := range procs {
+		n += p.memory("RssAnon")
+	}
+	return n
+}
+
 func sumRSS(procs []*proc) int64 {
 	var n int64
 	for _, p := range procs {
@@ -354,7 +367,7 @@ func (e *env) connsPoint(name string, n int) (*scaleSample, error) {
 		return nil, err
 	}
 	time.Sleep(idleSettle)
-	s := &scaleSample{IdleRSS: sumRSS(procs)}
+	s := &scaleSample{IdleRSS: sumRSS(procs), IdlePrivate: sumPrivate(procs)}
 	clients := make([]*http.Client, n)
 	for i := range clients {
 		clients[i] = newConnClient()
@@ -364,9 +377,9 @@ func (e *env) connsPoint(name string, n int) (*scaleSample, error) {
 		return nil, err
 	}
 	settle()
-	s.ConnRSSNow = sumRSS(procs)
+	s.ConnPrivateNow = sumPrivate(procs)
 	time.Sleep(idleSettle - 200*time.Millisecond)
-	s.ConnRSS = sumRSS(procs)
+	s.ConnPrivate = sumPrivate(procs)
 	if e.o.Warmup > 0 {
 		drivePool(clients, url, e.o.Size, e.o.Rate, e.o.Warmup)
 	}

@@ -30,8 +30,9 @@ func scaleFixture() []*scaleResult {
 				P50: time.Millisecond, P99: 2 * time.Millisecond, CPU: 100 * time.Millisecond}
 			switch pt.part {
 			case partConns:
-				s.ConnRSS = s.IdleRSS + int64(pt.n)*perConn[pt.path]<<10
-				s.ConnRSSNow = s.IdleRSS + int64(pt.n)*(perConn[pt.path]+5)<<10
+				s.IdlePrivate = 3 * mib
+				s.ConnPrivate = s.IdlePrivate + int64(pt.n)*perConn[pt.path]<<10
+				s.ConnPrivateNow = s.IdlePrivate + int64(pt.n)*(perConn[pt.path]+5)<<10
 				if pt.n == 4000 {
 					s.P99 = p99[pt.path] * time.Millisecond
 				}

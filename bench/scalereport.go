@@ -92,10 +92,10 @@ var (
 )
 
 // scalePerConn is the memory per idle connection at n connections, KiB:
-// the path's RSS with them open and idle less before, over n.
+// the path's private memory with them open and idle less before, over n.
 func scalePerConn(n int) func(*scaleSample) (float64, bool) {
 	return func(s *scaleSample) (float64, bool) {
-		return float64(s.ConnRSS-s.IdleRSS) / 1024 / float64(n), s.ConnRSS > 0 && s.IdleRSS > 0
+		return float64(s.ConnPrivate-s.IdlePrivate) / 1024 / float64(n), s.ConnPrivate > 0 && s.IdlePrivate > 0
 	}
 }
 
@@ -103,7 +103,7 @@ func scalePerConn(n int) func(*scaleSample) (float64, bool) {
 // calls.
 func scalePerConnNow(n int) func(*scaleSample) (float64, bool) {
 	return func(s *scaleSample) (float64, bool) {
-		return float64(s.ConnRSSNow-s.IdleRSS) / 1024 / float64(n), s.ConnRSSNow > 0 && s.IdleRSS > 0
+		return float64(s.ConnPrivateNow-s.IdlePrivate) / 1024 / float64(n), s.ConnPrivateNow > 0 && s.IdlePrivate > 0
 	}
 }
 
@@ -163,7 +163,7 @@ func scaleReport(run scaleRun, results []*scaleResult) string {
 	b.WriteString("Method. The paths are the floor, `http-floor` (two bare `httputil.ReverseProxy` processes with their defaults) and `http-floor-tls` (the same with TLS 1.3 and certificates both ways between them), and two sidecars with mutual TLS off (`http-sidecars`) and on (`http-sidecars-mtls`, the standalone default), all in front of a mirror app in the harness that answers each call with as many bytes as its body had, streamed both ways. " +
 		"`http-floor`'s front proxy speaks HTTP/1.1 to its back and keeps Go's default of two idle connections to it (`MaxIdleConnsPerHost`): with many calls in flight it opens and closes connections, where `http-floor-tls` and the sidecars multiplex calls over HTTP/2 (a sidecar opens another connection to its peer past 250 calls in flight on one). " +
 		"CPU is of the path's own processes from /proc (user and system), over the measured run; RSS is their VmRSS summed, peak RSS the larger process's VmHWM.\n\n")
-	fmt.Fprintf(&b, "- Connections: at each count the harness opens that many keep-alive connections to the front process, one call of %d B on each, and reads the RSS before and after: memory per idle connection is the difference over the count, read once the processes have been idle for %s (before too: the first call, which sets up the hop, is made before), and beside it the same read right after the calls, with their garbage. Then %s of warm-up and %s measured at %d calls/s, each call on the next connection in turn, so that every connection carries its share. "+
+	fmt.Fprintf(&b, "- Connections: at each count the harness opens that many keep-alive connections to the front process, one call of %d B on each, and reads the processes' private memory (RssAnon) before and after: memory per idle connection is the difference over the count, read once the processes have been idle for %s (before too: the first call, which sets up the hop, is made before), and beside it the same read right after the calls, with their garbage. Private memory, not RSS: a sidecar unmaps its binary's pages a second after it starts, and the first calls after that map some of them again, code shared by every process of the binary and no connection's. Then %s of warm-up and %s measured at %d calls/s, each call on the next connection in turn, so that every connection carries its share. "+
 		"Answers 503 and 429 (the sidecar's bounds: a callee refuses calls from peers beyond %s in flight, as overloaded) are counted as refused, and among the errors.\n",
 		o.Size, idleSettle, o.Warmup, o.Duration, o.Rate, thousands(invoke.DefaultMaxHopCalls))
 	fmt.Fprintf(&b, "- Bodies: %d connections, as fast as they go for %s, each call a body of the size both ways; the request is sent from a generator and the answer read to nothing, so the harness holds no body either. MB/s is body bytes (10^6) a second, each way.\n", scaleBodyConns, o.MaxFor)
