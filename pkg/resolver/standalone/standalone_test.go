@@ -123,8 +123,10 @@ func TestHelperProcess(t *testing.T) {
 	time.Sleep(time.Minute)
 }
 
-func TestCrashedSidecarIsForgotten(t *testing.T) {
-	dir := t.TempDir()
+// startHelper starts TestHelperProcess registered as "crashy" in dir and
+// waits until it says it is.
+func startHelper(t *testing.T, dir string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
 	cmd.Env = append(os.Environ(), "STANDALONE_HELPER_DIR="+dir)
 	out, _ := cmd.StdoutPipe()
@@ -132,10 +134,15 @@ func TestCrashedSidecarIsForgotten(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 64)
-	n, _ := out.Read(buf)
-	if !strings.Contains(string(buf[:n]), "registered") {
+	if n, _ := out.Read(buf); !strings.Contains(string(buf[:n]), "registered") {
 		t.Fatalf("helper said %q", buf[:n])
 	}
+	return cmd
+}
+
+func TestCrashedSidecarIsForgotten(t *testing.T) {
+	dir := t.TempDir()
+	cmd := startHelper(t, dir)
 	r := NewResolver(dir)
 	r.CacheTTL = 0
 	if _, err := r.Resolve(context.Background(), resolver.Target{ID: "crashy"}); err != nil {
@@ -279,16 +286,7 @@ func TestRenewedWhileTheFolderIsUnchanged(t *testing.T) {
 // connection it refused forgets the answer and no longer finds it.
 func TestCrashedReplicaForgotten(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), "STANDALONE_HELPER_DIR="+dir)
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 64)
-	if n, _ := out.Read(buf); !strings.Contains(string(buf[:n]), "registered") {
-		t.Fatalf("helper said %q", buf[:n])
-	}
+	cmd := startHelper(t, dir)
 	old := time.Now().Add(-time.Second)
 	if err := os.Chtimes(filepath.Join(dir, "crashy"), old, old); err != nil {
 		t.Fatal(err)
