@@ -93,6 +93,16 @@ type httpApp struct {
 	rt                            http.RoundTripper // t, wrapped by Config.WrapApp
 }
 
+// AppIdleTimeout is how long a connection to the app waits unused before
+// the sidecar closes it: under the five seconds after which many app
+// servers close an idle keep-alive connection (Node.js's keepAliveTimeout,
+// uvicorn's timeout_keep_alive, a Go server's ReadHeaderTimeout on a
+// connection that has carried no request yet). A server that closes first
+// races the sidecar's next request on that connection, which then fails
+// with EOF or a reset: a POST cannot be sent again, as the app may have
+// read it. The sidecar closing first loses nothing but a loopback dial.
+const AppIdleTimeout = 4 * time.Second
+
 func newHTTPApp(cfg Config, protocol string) (*httpApp, error) {
 	a := &httpApp{appID: cfg.AppID, addr: cfg.AppAddress, protocol: protocol, scheme: "http"}
 	a.t = &http.Transport{
@@ -100,7 +110,7 @@ func newHTTPApp(cfg Config, protocol string) (*httpApp, error) {
 		DisableCompression:  true,
 		MaxIdleConns:        1024,
 		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
+		IdleConnTimeout:     AppIdleTimeout,
 	}
 	var p http.Protocols
 	switch protocol {
