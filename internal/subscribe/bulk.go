@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,12 +126,13 @@ func (s *Subscriber) bulkCall(sb *sub, d *pubsub.Delivery, ev pubsub.Event, path
 	return func(ctx context.Context) outcome {
 		e := &bulkEntry{id: pubsub.NewUUID(), d: d, ev: ev, done: make(chan outcome, 1)}
 		b := sb.bulk.add(path, e, func(b *batch) { s.sendBatch(sb, b) })
-		stop := context.AfterFunc(ctx, func() { sb.bulk.leave(path, b) })
-		defer stop()
 		select {
 		case o := <-e.done:
 			return o
 		case <-ctx.Done():
+			// Out of the batch before the delivery's outcome is known, so
+			// that no event published after it joins a batch holding it.
+			sb.bulk.leave(path, b, e)
 			return outcome{status: pubsub.Retry, reached: b.sent.Load(), err: fmt.Errorf("bulk delivery to %s: %w", path, ctx.Err())}
 		}
 	}, nil
@@ -162,11 +164,16 @@ func (k *bulker) add(path string, e *bulkEntry, send func(*batch)) *batch {
 	return b
 }
 
-// leave is an entry of b that gave up waiting (its delivery was cut
-// short): once none waits, b is not sent, or its request is canceled.
-func (k *bulker) leave(path string, b *batch) {
+// leave is entry e of b that gave up waiting (its delivery was cut
+// short): out of b while b is open, so the app is not given an event whose
+// delivery has already failed (the broker delivers it again); once none
+// waits, b is not sent, or its request is canceled.
+func (k *bulker) leave(path string, b *batch, e *bulkEntry) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.open[path] == b {
+		b.entries = slices.DeleteFunc(b.entries, func(x *bulkEntry) bool { return x == e })
+	}
 	if b.waiting.Add(-1) > 0 {
 		return
 	}

@@ -459,3 +459,51 @@ func TestBulkGRPCUnimplemented(t *testing.T) {
 		t.Errorf("tandem_pubsub_delivered_total{status=drop} = %v, want 1", got)
 	}
 }
+
+// TestBulkerLeaveTakesTheEntryOut: an entry that gives up waiting leaves
+// its open batch at once, so the batch goes to the app without it
+// (TestBulkAbandoned, end to end, saw an event that had timed out sent
+// with a later one when it left a moment late).
+func TestBulkerLeaveTakesTheEntryOut(t *testing.T) {
+	sent := make(chan *batch, 1)
+	send := func(b *batch) { sent <- b }
+	ids := func(b *batch) (out []string) {
+		for _, e := range b.entries {
+			out = append(out, e.id)
+		}
+		return out
+	}
+
+	// Alone in its batch: the batch is canceled, the next event opens one.
+	k := newBulker(BulkSubscribe{MaxMessagesCount: 2, MaxAwaitDurationMs: 60_000})
+	a := &bulkEntry{id: "a"}
+	first := k.add("/bulk", a, send)
+	k.leave("/bulk", first, a)
+	if first.ctx.Err() == nil {
+		t.Error("the batch its only entry left was not canceled")
+	}
+	second := k.add("/bulk", &bulkEntry{id: "b"}, send)
+	if second == first {
+		t.Fatal("an event joined the batch its only entry had left")
+	}
+	k.add("/bulk", &bulkEntry{id: "c"}, send)
+	if got := ids(<-sent); !slices.Equal(got, []string{"b", "c"}) {
+		t.Errorf("batch sent with %v, want [b c]", got)
+	}
+
+	// With another waiting: the batch stays open for it, without the one
+	// that left.
+	k = newBulker(BulkSubscribe{MaxMessagesCount: 3, MaxAwaitDurationMs: 60_000})
+	d := &bulkEntry{id: "d"}
+	open := k.add("/bulk", d, send)
+	k.add("/bulk", &bulkEntry{id: "e"}, send)
+	k.leave("/bulk", open, d)
+	if open.ctx.Err() != nil {
+		t.Fatal("the batch was canceled with an entry still waiting")
+	}
+	k.add("/bulk", &bulkEntry{id: "f"}, send)
+	k.add("/bulk", &bulkEntry{id: "g"}, send)
+	if got := ids(<-sent); !slices.Equal(got, []string{"e", "f", "g"}) {
+		t.Errorf("batch sent with %v, want [e f g]", got)
+	}
+}
