@@ -75,6 +75,7 @@ var floorModes = map[string]func([]string) error{
 	"-state-floor-embedded": serveStateFloorEmbedded,
 	"-pubsub-floor-pub":     servePubSubFloorPub,
 	"-pubsub-floor-sub":     servePubSubFloorSub,
+	"-zipkin-collector":     serveZipkinCollector,
 }
 
 func main() {

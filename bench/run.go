@@ -2,18 +2,14 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/testutil/resources"
 	"github.com/tandem-run/tandem/pkg/resolver/standalone"
 
 	"google.golang.org/grpc"
@@ -58,7 +54,7 @@ type env struct {
 	cluster, clusterResources string
 	floorCerts                string // folder of the TLS floor's certificates
 	tracing                   string // the traced pair's Configuration file
-	spans                     atomic.Int64
+	collector                 string // the Zipkin stand-in's base URL
 	payload                   []byte
 	profile                   profile // what -profile captured
 }
@@ -104,9 +100,11 @@ func run(o options) error {
 	testpb.RegisterTestServiceServer(gs, echoGRPC{size: o.Size})
 	go func() { _ = gs.Serve(gln) }()
 	defer gs.Stop()
-	if err := e.startCollector(); err != nil {
+	stopCollector, err := e.startCollector()
+	if err != nil {
 		return err
 	}
+	defer stopCollector()
 
 	var results []*result
 	base := map[string]*result{}
@@ -133,7 +131,11 @@ func run(o options) error {
 	}
 	for _, r := range results {
 		if r.name == "http-sidecars-traced" {
-			r.Note = fmt.Sprintf("the collector received %d spans from it over the %d rounds", e.spans.Load(), o.Rounds)
+			n, err := e.collectedSpans()
+			if err != nil {
+				return fmt.Errorf("the collector's count of spans: %w", err)
+			}
+			r.Note = fmt.Sprintf("the collector received %d spans from it over the %d rounds", n, o.Rounds)
 		}
 	}
 	return report(o, results, e.profile)
@@ -320,29 +322,6 @@ func (e *env) sidecarPair(protocol, appAddr string, po pairOptions) (*rig, sidec
 		return nil, sidecarAddrs{}, err
 	}
 	return &rig{procs: []*proc{caller, callee}, profile: pprof}, a, nil
-}
-
-// startCollector serves a stand-in for Zipkin that counts the spans it
-// is sent, and writes the traced pair's Configuration for it: the one the
-// calculator's runner writes (resources.ZipkinYAML, every trace sampled).
-func (e *env) startCollector() error {
-	ln, addr, err := listenLocal()
-	if err != nil {
-		return err
-	}
-	go func() {
-		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			var spans []json.RawMessage
-			if err := json.NewDecoder(r.Body).Decode(&spans); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			e.spans.Add(int64(len(spans)))
-			w.WriteHeader(http.StatusAccepted)
-		}))
-	}()
-	e.tracing = filepath.Join(e.dir, "appconfig.yaml")
-	return os.WriteFile(e.tracing, resources.ZipkinYAML("appconfig", "http://"+addr+"/api/v2/spans"), 0o644)
 }
 
 // rounds runs each result's path once a round, in order, o.Rounds times,
