@@ -19,7 +19,7 @@ func report(o options, results []*result, prof profile) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmark results\n\n")
 	fmt.Fprintf(&b, "`go run ./bench` on %s, %s. %d interleaved rounds; in each, every path in the order below: %d req/s, %d connections, %d B each way, %s measured after %s of warm-up, then %s as fast as the same connections go. "+
-		"Every path's processes are started afresh each round. Each figure is the median of the rounds, with their range in parentheses; ratios are of medians. Everything on loopback; the apps and the stand-in Zipkin collector are in the harness's process, the sidecars, floor proxies and Redis are processes of their own.\n\n",
+		"Every path's processes are started afresh each round. Each figure is the median of the rounds, with their range in parentheses; ratios are of medians. Everything on loopback; the apps are in the harness's process, the sidecars, floor proxies, the stand-in Zipkin collector and Redis are processes of their own.\n\n",
 		machine(), time.Now().UTC().Format("2006-01-02"), o.Rounds, o.Rate, o.Conns, o.Size, o.Duration, o.Warmup, o.MaxFor)
 	for _, r := range results {
 		fmt.Fprintf(&b, "- `%s`: %s.\n", r.name, r.about)
