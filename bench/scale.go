@@ -85,7 +85,7 @@ type scaleSample struct {
 	// calls after that map some again, shared code that is no
 	// connection's.
 	IdlePrivate, ConnPrivate, ConnPrivateNow int64
-	RSS                                      int64 // the same after the measured run
+	RSS                                      int64 // VmRSS of the path's processes, summed, after the measured run
 	PeakRSS                                  int64 // the largest VmHWM of its processes after the run
 	// PeakOver is, in the bodies part, the most any of its processes'
 	// VmHWM rose over its VmRSS before the run; PeakKept: the kernel
@@ -230,20 +230,12 @@ func newConnClient() *http.Client {
 	return &http.Client{Transport: t, Timeout: 60 * time.Second}
 }
 
-// sumRSS is the VmRSS of procs, summed.
-// sumPrivate is the processes' private memory (RssAnon), summed.
-func sumPrivate(procs []*proc) int64 {
+// sumMemory is a field of the processes' /proc status (VmRSS, RssAnon),
+// summed.
+func sumMemory(procs []*proc, field string) int64 {
 	var n int64
 	for _, p := range procs {
-		n += p.memory("RssAnon")
-	}
-	return n
-}
-
-func sumRSS(procs []*proc) int64 {
-	var n int64
-	for _, p := range procs {
-		n += p.memory("VmRSS")
+		n += p.memory(field)
 	}
 	return n
 }
@@ -363,7 +355,7 @@ func (e *env) connsPoint(name string, n int) (*scaleSample, error) {
 		return nil, err
 	}
 	time.Sleep(idleSettle)
-	s := &scaleSample{IdleRSS: sumRSS(procs), IdlePrivate: sumPrivate(procs)}
+	s := &scaleSample{IdleRSS: sumMemory(procs, "VmRSS"), IdlePrivate: sumMemory(procs, "RssAnon")}
 	clients := make([]*http.Client, n)
 	for i := range clients {
 		clients[i] = newConnClient()
@@ -373,9 +365,9 @@ func (e *env) connsPoint(name string, n int) (*scaleSample, error) {
 		return nil, err
 	}
 	settle()
-	s.ConnPrivateNow = sumPrivate(procs)
+	s.ConnPrivateNow = sumMemory(procs, "RssAnon")
 	time.Sleep(idleSettle - 200*time.Millisecond)
-	s.ConnPrivate = sumPrivate(procs)
+	s.ConnPrivate = sumMemory(procs, "RssAnon")
 	if e.o.Warmup > 0 {
 		drivePool(clients, url, e.o.Size, e.o.Rate, e.o.Warmup)
 	}
@@ -384,7 +376,7 @@ func (e *env) connsPoint(name string, n int) (*scaleSample, error) {
 	s.CPU = cpuOf(procs) - cpu0
 	s.fill(st)
 	s.Refused = refused
-	s.RSS, s.PeakRSS = sumRSS(procs), maxPeak(procs)
+	s.RSS, s.PeakRSS = sumMemory(procs, "VmRSS"), maxPeak(procs)
 	return s, nil
 }
 
@@ -424,7 +416,7 @@ func (e *env) bodyPoint(name string, size int) (*scaleSample, error) {
 	s.CPU = cpuOf(procs) - cpu0
 	s.fill(st)
 	s.Refused, s.Bytes = refused, moved
-	s.RSS, s.PeakRSS = sumRSS(procs), maxPeak(procs)
+	s.RSS, s.PeakRSS = sumMemory(procs, "VmRSS"), maxPeak(procs)
 	for i, p := range procs {
 		s.PeakOver = max(s.PeakOver, p.peakRSS()-before[i])
 	}

@@ -92,7 +92,7 @@ func (e *env) idsPoint(n int, peer string) (*scaleSample, error) {
 	}
 	s.Hits, s.Renewals, s.Misses = l1.hits-l0.hits, l1.renewals-l0.renewals, l1.misses-l0.misses
 	s.Refused = int(refused.Load())
-	s.RSS, s.PeakRSS = sumRSS([]*proc{p}), p.peakRSS()
+	s.RSS, s.PeakRSS = p.memory("VmRSS"), p.peakRSS()
 	return s, nil
 }
 
