@@ -15,6 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	grpcmd "google.golang.org/grpc/metadata"
+
+	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/testutil/redisserver"
 	"github.com/tandem-run/tandem/internal/testutil/resources"
 )
@@ -87,6 +93,12 @@ func BenchmarkInvoke(b *testing.B) {
 // builder, serves it, and returns its HTTP API address once it answers.
 func startInProcess(b testing.TB, ctx context.Context, registry string, args []string) string {
 	b.Helper()
+	return "127.0.0.1:" + strconv.Itoa(startPorts(b, ctx, registry, args).HTTP)
+}
+
+// startPorts is startInProcess returning every port the sidecar serves.
+func startPorts(b testing.TB, ctx context.Context, registry string, args []string) api.Ports {
+	b.Helper()
 	args = append(args, "--dapr-http-port", "0", "--dapr-grpc-port", "0", "--dapr-internal-grpc-port", "0",
 		"--enable-metrics=false", "--dapr-listen-addresses", "127.0.0.1", "--registry-dir", registry, "--log-level", "error")
 	o, err := parseOptions(args, func(string) string { return "" })
@@ -106,13 +118,72 @@ func startInProcess(b testing.TB, ctx context.Context, registry string, args []s
 		if resp, err := http.Get("http://" + addr + "/v1.0/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusNoContent {
-				return addr
+				return s.ports
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.Fatalf("in-process sidecar %v did not become healthy", args)
-	return ""
+	return api.Ports{}
+}
+
+// BenchmarkGRPCProxy measures one unary call of an app's own gRPC service,
+// made with dapr-app-id on the caller sidecar's gRPC API and proxied through
+// two in-process sidecars to a gRPC app (1 KiB each way):
+//
+//	go test -run '^$' -bench GRPCProxy -benchmem -cpu 1 ./cmd/sidecar
+func BenchmarkGRPCProxy(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	app := grpc.NewServer()
+	testpb.RegisterTestServiceServer(app, echoService{})
+	go func() { _ = app.Serve(ln) }()
+	defer app.Stop()
+	_, appPort, _ := net.SplitHostPort(ln.Addr().String())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg := b.TempDir()
+	startPorts(b, ctx, reg, []string{"--app-id", "bench-app", "--app-port", appPort, "--app-protocol", "grpc"})
+	caller := startPorts(b, ctx, reg, []string{"--app-id", "bench-client"})
+	conn, err := grpc.NewClient("127.0.0.1:"+strconv.Itoa(caller.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	client := testpb.NewTestServiceClient(conn)
+	callCtx := grpcmd.AppendToOutgoingContext(ctx, "dapr-app-id", "bench-app")
+	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: bytes.Repeat([]byte("x"), 1024)}}
+	call := func() error {
+		resp, err := client.UnaryCall(callCtx, req)
+		if err != nil {
+			return err
+		}
+		if n := len(resp.GetPayload().GetBody()); n != 1024 {
+			return fmt.Errorf("answer of %d bytes, want 1024", n)
+		}
+		return nil
+	}
+	if err := call(); err != nil { // warm the connections
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := call(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// echoService answers UnaryCall with the request's payload.
+type echoService struct {
+	testpb.UnimplementedTestServiceServer
+}
+
+func (echoService) UnaryCall(_ context.Context, in *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	return &testpb.SimpleResponse{Payload: in.GetPayload()}, nil
 }
 
 // BenchmarkState measures one state save of one item of 1 KiB, and one get
