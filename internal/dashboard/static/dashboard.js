@@ -257,13 +257,22 @@ async function refreshMap() {
   setTimeout(refreshMap, REFRESH_MS);
 }
 
+// Each view is drawn from the answer to its latest request only: an answer
+// to an earlier one (a refresh sent before a picker changed) that comes back
+// later is dropped, not drawn over the newer.
+const asked = {};
+function ask(view) { return (asked[view] = (asked[view] || 0) + 1); }
+function stale(view, n) { return asked[view] !== n; }
+
 // loadMap draws the map once, from the source picked.
 async function loadMap(note) {
+  const n = ask("map");
   const start = performance.now();
   const q = new URLSearchParams();
   q.set("window", document.getElementById("window").value);
   q.set("source", document.getElementById("map-source").value);
   const resp = await fetch("api/map?" + q.toString(), {cache: "no-store"});
+  if (stale("map", n)) return;
   if (!resp.ok) {
     commit(body("edges"));
     drawMap([]);
@@ -271,6 +280,7 @@ async function loadMap(note) {
     return;
   }
   const m = await resp.json();
+  if (stale("map", n)) return;
   const drawStart = performance.now();
   renderMap(m);
   timed("map", start, drawStart);
@@ -352,8 +362,10 @@ async function refreshTraces() {
 // loadTraces lists the traces once; false when there is no trace store.
 async function loadTraces(note) {
   if (!document.getElementById("trace-app").value) return true;
+  const n = ask("traces");
   const start = performance.now();
   const resp = await fetch("api/traces?" + traceQuery(), {cache: "no-store"});
+  if (stale("traces", n)) return true;
   if (resp.status === 404) {
     document.getElementById("traces-section").hidden = true;
     return false;
@@ -364,6 +376,7 @@ async function loadTraces(note) {
     return true;
   }
   const list = await resp.json();
+  if (stale("traces", n)) return true;
   const drawStart = performance.now();
   note.textContent = list.length + " traces in the last " + document.getElementById("window").value + ", newest first; click one for its spans.";
   const tb = body("traces");
@@ -386,6 +399,7 @@ async function showTrace(id) {
   pickedTrace = id;
   for (const r of document.querySelectorAll("#traces tbody tr")) r.className = r.dataset.traceId === id ? "picked" : "";
   const resp = await fetch("api/traces/" + encodeURIComponent(id), {cache: "no-store"});
+  if (pickedTrace !== id) return;
   const wf = document.getElementById("waterfall");
   const rows = document.getElementById("waterfall-rows");
   document.getElementById("waterfall-id").textContent = id;
@@ -396,6 +410,7 @@ async function showTrace(id) {
     return;
   }
   const spans = await resp.json();
+  if (pickedTrace !== id) return;
   const total = Math.max(...spans.map(s => s.offsetMs + s.durationMs), 0.001);
   const depth = new Map();
   const byId = new Map(spans.map(s => [s.spanId, s]));
