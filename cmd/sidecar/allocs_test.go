@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -18,9 +19,13 @@ import (
 
 // Allocations per invocation through two in-process sidecars (HTTP API,
 // hop, app channel; the client and the app are counted too, as the process
-// makes them). Not a timing: a count the hot path must not grow past, so
-// that a regression fails make test. The bounds are today's counts and a
-// tenth more; lower them when the path gets leaner.
+// makes them), and the bytes they take. Not a timing: counts the hot path
+// must not grow past, so that a regression fails make test. The bounds are
+// today's counts and a tenth more (bytes: a quarter, as exporting spans and
+// the pools vary them more); lower them when the path gets leaner. Bytes
+// are bounded as well as allocations: a 32 KB buffer made on every call is
+// one allocation, and was two thirds of a call's bytes before anything
+// said so.
 func TestInvokeAllocations(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("counts allocations of a build without the race detector")
@@ -34,14 +39,15 @@ func TestInvokeAllocations(t *testing.T) {
 	_, appPort, _ := net.SplitHostPort(app.Listener.Addr().String())
 	conf := tracingConfig(t)
 	for _, c := range []struct {
-		name  string
-		extra []string
-		bound float64
+		name   string
+		extra  []string
+		bound  float64
+		kbytes float64
 	}{
-		{"plaintext", []string{"--enable-mtls=false"}, 330},
-		{"mtls", nil, 345},
+		{"plaintext", []string{"--enable-mtls=false"}, 330, 34},
+		{"mtls", nil, 345, 35},
 		// Every call sampled and exported, as the calculator traces.
-		{"traced", []string{"--config", conf}, 420},
+		{"traced", []string{"--config", conf}, 420, 48},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -70,8 +76,25 @@ func TestInvokeAllocations(t *testing.T) {
 			if got > c.bound {
 				t.Errorf("%.0f allocations per invocation, over the bound of %.0f: the hot path allocates more than it did", got, c.bound)
 			}
+			kb := bytesPerRun(300, call) / 1024
+			t.Logf("%.1f KiB allocated per invocation (bound %.0f)", kb, c.kbytes)
+			if kb > c.kbytes {
+				t.Errorf("%.1f KiB allocated per invocation, over the bound of %.0f KiB: the hot path allocates more than it did", kb, c.kbytes)
+			}
 		})
 	}
+}
+
+// bytesPerRun is the bytes the process allocates per call of f, over runs
+// calls.
+func bytesPerRun(runs int, f func()) float64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.TotalAlloc-before.TotalAlloc) / float64(runs)
 }
 
 // tracingConfig is a Configuration that samples every call and exports it
@@ -125,12 +148,13 @@ func TestStateAllocations(t *testing.T) {
 		}
 	}
 	for _, c := range []struct {
-		name  string
-		call  func()
-		bound float64
+		name   string
+		call   func()
+		bound  float64
+		kbytes float64
 	}{
-		{"save", save, 101},
-		{"get", get, 93},
+		{"save", save, 101, 11},
+		{"get", get, 93, 8},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for range 50 {
@@ -140,6 +164,11 @@ func TestStateAllocations(t *testing.T) {
 			t.Logf("%.0f allocations per %s (bound %.0f)", got, c.name, c.bound)
 			if got > c.bound {
 				t.Errorf("%.0f allocations per %s, over the bound of %.0f: the state path allocates more than it did", got, c.name, c.bound)
+			}
+			kb := bytesPerRun(300, c.call) / 1024
+			t.Logf("%.1f KiB allocated per %s (bound %.0f)", kb, c.name, c.kbytes)
+			if kb > c.kbytes {
+				t.Errorf("%.1f KiB allocated per %s, over the bound of %.0f KiB: the state path allocates more than it did", kb, c.name, c.kbytes)
 			}
 		})
 	}
