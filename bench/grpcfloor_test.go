@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"testing"
@@ -98,5 +99,58 @@ func TestGRPCFloor(t *testing.T) {
 func TestGRPCFloorArguments(t *testing.T) {
 	if err := serveGRPCFloorProxy([]string{"127.0.0.1:0"}); err == nil {
 		t.Error("one argument: no error")
+	}
+}
+
+// BenchmarkGRPCFloor is cmd/sidecar's BenchmarkGRPCProxy on the floor: one
+// unary call, 1 KiB each way, from a client through the floor's two
+// proxies in this process to an echo app, to set the sidecars' in-process
+// cost per proxied call beside the floor's:
+//
+//	go test -run '^$' -bench GRPCFloor -benchmem -cpu 1 ./bench
+func BenchmarkGRPCFloor(b *testing.B) {
+	app := grpc.NewServer()
+	testpb.RegisterTestServiceServer(app, probeApp{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = app.Serve(ln) }()
+	defer app.Stop()
+	addr := ln.Addr().String()
+	for range 2 {
+		srv, conn, err := newGRPCFloorProxy(addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		pln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() { _ = srv.Serve(pln) }()
+		defer srv.Stop()
+		addr = pln.Addr().String()
+	}
+	conn, err := dial(addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	c := testpb.NewTestServiceClient(conn)
+	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: bytes.Repeat([]byte("x"), 1024)}}
+	call := func() {
+		resp, err := c.UnaryCall(context.Background(), req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := len(resp.GetPayload().GetBody()); n != 1024 {
+			b.Fatalf("answer of %d bytes, want 1024", n)
+		}
+	}
+	call() // warm the connections
+	b.ReportAllocs()
+	for b.Loop() {
+		call()
 	}
 }

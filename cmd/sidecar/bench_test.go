@@ -143,11 +143,25 @@ func BenchmarkGRPCProxy(b *testing.B) {
 	defer app.Stop()
 	_, appPort, _ := net.SplitHostPort(ln.Addr().String())
 
+	for _, mtls := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plaintext", true: "mtls"}[mtls], func(b *testing.B) {
+			var extra []string
+			if !mtls {
+				extra = []string{"--enable-mtls=false"}
+			}
+			benchGRPCProxy(b, appPort, extra)
+		})
+	}
+}
+
+// benchGRPCProxy is BenchmarkGRPCProxy through two sidecars started with
+// extra arguments.
+func benchGRPCProxy(b *testing.B, appPort string, extra []string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg := b.TempDir()
-	startPorts(b, ctx, reg, []string{"--app-id", "bench-app", "--app-port", appPort, "--app-protocol", "grpc"})
-	caller := startPorts(b, ctx, reg, []string{"--app-id", "bench-client"})
+	startPorts(b, ctx, reg, append([]string{"--app-id", "bench-app", "--app-port", appPort, "--app-protocol", "grpc"}, extra...))
+	caller := startPorts(b, ctx, reg, append([]string{"--app-id", "bench-client"}, extra...))
 	conn, err := grpc.NewClient("127.0.0.1:"+strconv.Itoa(caller.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
