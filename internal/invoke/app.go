@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,9 +115,10 @@ func writeResponse(w http.ResponseWriter, resp *http.Response, stall time.Durati
 // isEventStream reports a server-sent events answer, whatever its media
 // type parameters.
 func isEventStream(h http.Header) bool {
+	const es = "text/event-stream"
 	ct := h.Get("Content-Type")
-	if ct == "" {
-		return false
+	if len(ct) < len(es) || !strings.EqualFold(ct[:len(es)], es) {
+		return false // without parsing, which allocates, on every answer
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && mt == "text/event-stream"
