@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/internal/invoke"
 	"github.com/tandem-run/tandem/internal/invoke/wire"
@@ -58,7 +59,7 @@ func (s *Server) InvokeService(ctx context.Context, in *runtimev1pb.InvokeServic
 		return nil, apierr.Invoke(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, s.maxBody+1))
+	body, err := api.ReadAll(io.LimitReader(resp.Body, s.maxBody+1), resp.ContentLength)
 	if err != nil {
 		return nil, apierr.Invoke(fmt.Errorf("reading the answer of app %q: %w", target.ID, err))
 	}

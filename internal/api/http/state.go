@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/apierr"
 	"github.com/tandem-run/tandem/pkg/state"
 )
@@ -220,7 +220,7 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, bo
 	// A buffered body must arrive in time: a client trickling it cannot
 	// hold a connection and a goroutine for ever.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	body, err := readAll(http.MaxBytesReader(w, r.Body, maxBody), r.ContentLength)
+	body, err := api.ReadAll(http.MaxBytesReader(w, r.Body, maxBody), r.ContentLength)
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
@@ -231,33 +231,6 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, bo
 		return nil, false
 	}
 	return body, true
-}
-
-// presize is the most readAll allocates before the bytes arrive: a
-// Content-Length a client announces and does not send costs no more.
-const presize = 64 << 10
-
-// readAll is io.ReadAll of a body of announced length n (-1: unknown),
-// sized for it in one allocation when the body is small, instead of
-// io.ReadAll's growing from 512 bytes.
-func readAll(rd io.Reader, n int64) ([]byte, error) {
-	if n < 0 || n >= presize {
-		return io.ReadAll(rd)
-	}
-	b := make([]byte, 0, n+1) // +1: room to see EOF without growing
-	for {
-		m, err := rd.Read(b[len(b):cap(b)])
-		b = b[:len(b)+m]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)] // more than announced: grow as ReadAll does
-		}
-	}
 }
 
 // decode reads a JSON body of at most maxBody bytes into v; on failure it
