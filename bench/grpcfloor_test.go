@@ -37,7 +37,7 @@ func first(v []string) string {
 	return v[0]
 }
 
-func serveGRPC(t *testing.T, srv *grpc.Server) string {
+func serveGRPC(t testing.TB, srv *grpc.Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -111,26 +111,14 @@ func TestGRPCFloorArguments(t *testing.T) {
 func BenchmarkGRPCFloor(b *testing.B) {
 	app := grpc.NewServer()
 	testpb.RegisterTestServiceServer(app, probeApp{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = app.Serve(ln) }()
-	defer app.Stop()
-	addr := ln.Addr().String()
+	addr := serveGRPC(b, app)
 	for range 2 {
 		srv, conn, err := newGRPCFloorProxy(addr)
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer conn.Close()
-		pln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		go func() { _ = srv.Serve(pln) }()
-		defer srv.Stop()
-		addr = pln.Addr().String()
+		addr = serveGRPC(b, srv)
 	}
 	conn, err := dial(addr)
 	if err != nil {

@@ -121,7 +121,7 @@ func isEventStream(h http.Header) bool {
 		return false // without parsing, which allocates, on every answer
 	}
 	mt, _, err := mime.ParseMediaType(ct)
-	return err == nil && mt == "text/event-stream"
+	return err == nil && mt == es
 }
 
 // stallGuard ends a stream whose writes make no progress: armed around each
