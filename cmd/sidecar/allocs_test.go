@@ -47,7 +47,7 @@ func TestInvokeAllocations(t *testing.T) {
 		{"plaintext", []string{"--enable-mtls=false"}, 330, 34},
 		{"mtls", nil, 345, 35},
 		// Every call sampled and exported, as the calculator traces.
-		{"traced", []string{"--config", conf}, 420, 48},
+		{"traced", []string{"--config", conf}, 395, 45},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())

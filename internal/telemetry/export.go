@@ -14,17 +14,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // Export, to Zipkin (zipkin.go) or OTLP (otlp.go), by exporters of our
-// own, which write spans in the collector's format and post them. OTLP's
-// sits behind the OpenTelemetry SDK's batcher; Zipkin's writes each span
-// as it ends and batches the bytes (zipkin.go says why). (OpenTelemetry's
-// Zipkin exporter is deprecated; its OTLP exporters, zipkin-go's reporter
-// and the batcher tell what they drop only in their logs, and the OTLP
-// exporters brought a fifth of the sidecar's binary, whose pages are most
-// of its idle memory.)
+// own, which write spans in the collector's format as they end (span.go
+// hands them over) and post them. Zipkin's batches the bytes (zipkin.go
+// says why); OTLP's queues each span's message (queueProcessor).
+// (OpenTelemetry's Zipkin exporter is deprecated; its OTLP exporters,
+// zipkin-go's reporter and the SDK's batcher tell what they drop only in
+// their logs, and the OTLP exporters brought a fifth of the sidecar's
+// binary, whose pages are most of its idle memory.)
 //
 // A request never waits on export. Spans are held in two bounded places,
 // and every span dropped is counted in tandem_trace_spans_dropped_total by
@@ -46,94 +45,147 @@ const (
 	exportBatchEvery = time.Second
 	exportTimeout    = 5 * time.Second
 	warnEvery        = 30 * time.Second
-
-	// flushRoom is room in the batcher's queue beyond exportQueue for the
-	// marker each ForceFlush puts in it.
-	flushRoom = 64
 )
 
-// exportProcessor is the SDK's batcher, counting the spans its queue has
-// no room for, which the batcher drops without saying. It hands the
-// batcher no more than exportQueue spans that have not reached the
-// exporter yet, so the batcher's own queue is never full.
-type exportProcessor struct {
-	sdktrace.SpanProcessor // the batcher
-
-	exp    sdktrace.SpanExporter
+// queueProcessor writes each span as it ends (encode, by the call that
+// ends it), queues it, up to exportQueue ("queue_full" beyond), and posts
+// the queue through exp from a goroutine of its own: when exportBatchSize
+// spans are queued, and every exportBatchEvery what there is. OTLP's.
+type queueProcessor[T any] struct {
+	encode func(endedSpan) T
+	exp    *backlog[T]
 	drops  *drops
-	queued atomic.Int64 // spans given to the batcher and not yet to exp
+
 	closed atomic.Bool
+	mu     sync.Mutex
+	queue  []T
+
+	kick chan struct{}     // exportBatchSize spans are queued
+	reqs chan flushRequest // ForceFlush and Shutdown
+	done chan struct{}     // run has returned
 }
 
-func newExportProcessor(exp sdktrace.SpanExporter, d *drops) *exportProcessor {
-	p := &exportProcessor{exp: exp, drops: d}
-	p.SpanProcessor = sdktrace.NewBatchSpanProcessor(batcherExport{p},
-		sdktrace.WithMaxQueueSize(exportQueue+flushRoom),
-		sdktrace.WithMaxExportBatchSize(exportBatchSize),
-		sdktrace.WithBatchTimeout(exportBatchEvery),
-	)
+func newQueueProcessor[T any](encode func(endedSpan) T, exp *backlog[T]) *queueProcessor[T] {
+	p := &queueProcessor[T]{encode: encode, exp: exp, drops: exp.drops,
+		kick: make(chan struct{}, 1), reqs: make(chan flushRequest), done: make(chan struct{})}
+	go p.run()
 	return p
 }
 
-func (p *exportProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
+func (p *queueProcessor[T]) OnEnd(s endedSpan) {
 	if !s.SpanContext().IsSampled() || p.closed.Load() {
 		return
 	}
-	if p.queued.Add(1) > exportQueue {
-		p.queued.Add(-1)
-		p.drops.add("queue_full", 1, "the export queue is full")
-		return
+	t := p.encode(s)
+	p.mu.Lock()
+	n := len(p.queue)
+	if n < exportQueue {
+		p.queue = append(p.queue, t)
 	}
-	p.SpanProcessor.OnEnd(s)
+	p.mu.Unlock()
+	switch {
+	case n >= exportQueue:
+		p.drops.add("queue_full", 1, "the export queue is full")
+	case n+1 == exportBatchSize:
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
-// Shutdown exports what is queued, makes a last post of the spans kept,
-// and stops.
-func (p *exportProcessor) Shutdown(ctx context.Context) error {
-	p.closed.Store(true)
-	return p.SpanProcessor.Shutdown(ctx)
+func (p *queueProcessor[T]) run() {
+	defer close(p.done)
+	tick := time.NewTicker(exportBatchEvery)
+	defer tick.Stop()
+	ctx := context.Background()
+	for {
+		select {
+		case <-p.kick:
+			_ = p.post(ctx)
+		case <-tick.C:
+			_ = p.post(ctx)
+		case r := <-p.reqs:
+			_ = p.post(r.ctx)
+			if r.stop {
+				_ = p.exp.Shutdown(r.ctx)
+				r.done <- nil
+				return
+			}
+			r.done <- nil
+		}
+	}
 }
 
-// batcherExport is the exporter as the batcher sees it: it counts spans
-// out of the queue, and returns no error, because the exporter has counted
-// and logged each failure and the batcher would hand the error to
-// otel.Handle, which prints every one to stderr: a line a second while the
-// collector is down.
-type batcherExport struct{ p *exportProcessor }
-
-func (b batcherExport) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	b.p.queued.Add(-int64(len(spans)))
-	_ = b.p.exp.ExportSpans(ctx, spans)
-	return nil
+// post exports the queue, after the spans kept from failed posts.
+func (p *queueProcessor[T]) post(ctx context.Context) error {
+	p.mu.Lock()
+	q := p.queue
+	p.queue = nil
+	p.mu.Unlock()
+	return p.exp.export(ctx, q)
 }
 
-func (b batcherExport) Shutdown(ctx context.Context) error { return b.p.exp.Shutdown(ctx) }
+// ForceFlush posts the spans ended so far. Failures are counted and
+// logged, not returned (backlog).
+func (p *queueProcessor[T]) ForceFlush(ctx context.Context) error {
+	return flushRequest{ctx: ctx}.send(p.reqs, p.done)
+}
 
-// backlog is an exporter of spans converted to T: it posts them, after
-// those kept from posts that could not reach the collector, up to
-// exportBacklog, the oldest dropped beyond it.
+// Shutdown posts what is queued, with the spans kept from failed posts,
+// drops what it cannot send, and stops.
+func (p *queueProcessor[T]) Shutdown(ctx context.Context) error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	return flushRequest{ctx: ctx, stop: true}.send(p.reqs, p.done)
+}
+
+// flushRequest is a ForceFlush (stop false) or a Shutdown of a
+// processor's posting goroutine: post what is queued, and answer on done.
+type flushRequest struct {
+	ctx  context.Context
+	stop bool
+	done chan error
+}
+
+// send hands r to the goroutine that takes reqs until done is closed,
+// and waits for its answer, or for r's context.
+func (r flushRequest) send(reqs chan<- flushRequest, done <-chan struct{}) error {
+	r.done = make(chan error, 1)
+	select {
+	case reqs <- r:
+	case <-done:
+		return nil
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+}
+
+// backlog posts spans written as T, after those kept from posts that could
+// not reach the collector, up to exportBacklog, the oldest dropped beyond.
 type backlog[T any] struct {
-	drops   *drops
-	convert func(sdktrace.ReadOnlySpan) T
-	post    func(context.Context, []T) error // a *rejectedError when refused
-	close   func()                           // after the last post, or nil
+	drops *drops
+	post  func(context.Context, []T) error // a *rejectedError when refused
+	close func()                           // after the last post, or nil
 
 	mu      sync.Mutex
 	pending []T // spans to post, oldest first
 }
 
-// ExportSpans posts spans, after those kept from posts that failed. It
-// returns the post's error: the collector could not be reached (the spans
-// are kept), or it refused them (a *rejectedError; the spans are dropped).
-func (b *backlog[T]) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	converted := make([]T, len(spans))
-	for i, s := range spans {
-		converted[i] = b.convert(s)
-		yieldEvery(i)
-	}
+// export posts spans, after those kept from posts that failed. It returns
+// the post's error: the collector could not be reached (the spans are
+// kept), or it refused them (a *rejectedError; the spans are dropped).
+func (b *backlog[T]) export(ctx context.Context, spans []T) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.pending = append(b.pending, converted...)
+	b.pending = append(b.pending, spans...)
 	return b.flush(ctx)
 }
 
@@ -187,8 +239,8 @@ func collectorClient() *http.Client {
 	}}
 }
 
-// exportYield is how many spans the exporter converts or writes between
-// yields of its CPU.
+// exportYield is how many spans a post groups or writes between yields of
+// its CPU.
 const exportYield = 32
 
 // yieldEvery lets the calls waiting for the CPU run after every
@@ -271,7 +323,6 @@ func (d *drops) warn(kind, msg string, args ...any) {
 }
 
 var (
-	_ sdktrace.SpanProcessor = (*exportProcessor)(nil)
-	_ sdktrace.SpanExporter  = (*backlog[int])(nil)
-	_ sdktrace.SpanExporter  = batcherExport{}
+	_ spanProcessor = (*queueProcessor[int])(nil)
+	_ spanProcessor = (*zipkinProcessor)(nil)
 )

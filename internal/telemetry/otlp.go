@@ -21,7 +21,6 @@ import (
 	otelcodes "go.opentelemetry.io/otel/codes"
 	sdkscope "go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -44,9 +43,8 @@ import (
 const otlpExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 // newOTLPProcessor exports to the OTLP collector of s.
-func newOTLPProcessor(s config.TracingSettings, logger *slog.Logger, reg prometheus.Registerer) (*exportProcessor, error) {
-	d := newDrops(s.OTLPEndpoint, logger, reg)
-	b := &backlog[otlpSpan]{drops: d, convert: encodeOTLPSpan}
+func newOTLPProcessor(s config.TracingSettings, logger *slog.Logger, reg prometheus.Registerer) (*queueProcessor[otlpSpan], error) {
+	b := &backlog[otlpSpan]{drops: newDrops(s.OTLPEndpoint, logger, reg)}
 	if s.OTLPProtocol == "grpc" {
 		target, creds, err := otlpGRPCTarget(s.OTLPEndpoint, s.OTLPInsecure)
 		if err != nil {
@@ -67,7 +65,7 @@ func newOTLPProcessor(s config.TracingSettings, logger *slog.Logger, reg prometh
 		b.post = func(ctx context.Context, spans []otlpSpan) error { return otlpPostHTTP(ctx, client, u, spans) }
 		b.close = client.CloseIdleConnections
 	}
-	return newExportProcessor(b, d), nil
+	return newQueueProcessor(encodeOTLPSpan, b), nil
 }
 
 // otlpHTTPURL is where spans are posted: endpointAddress as a URL (its
@@ -238,7 +236,7 @@ func sameScope(a, b sdkscope.Scope) bool {
 }
 
 // encodeOTLPSpan writes s as OTLP's Span message.
-func encodeOTLPSpan(s sdktrace.ReadOnlySpan) otlpSpan {
+func encodeOTLPSpan(s endedSpan) otlpSpan {
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b := make([]byte, 0, 256)

@@ -295,3 +295,100 @@ func TestOTLPEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// While the collector takes a post and holds it, exportQueue spans more
+// are queued and every span beyond is dropped and counted; once it
+// answers, the queue is posted and nothing else is lost.
+func TestOTLPQueueFullWhileThePostWaits(t *testing.T) {
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	var mu sync.Mutex
+	got := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var req coltracepb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(b, &req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-release
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				got += len(ss.Spans)
+			}
+		}
+	}))
+	defer srv.Close()
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	reg := prometheus.NewRegistry()
+	tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, OTLPEndpoint: srv.URL, OTLPProtocol: "http"}, Options{AppID: "a", Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, s := tr.provider().tracer.Start(context.Background(), "first")
+	s.End()
+	<-arrived // posted after the batch interval, and held
+	const over = 10
+	for range exportQueue + over {
+		_, s := tr.provider().tracer.Start(context.Background(), "x")
+		s.End()
+	}
+	if n := dropped(t, reg, "queue_full"); n != over {
+		t.Errorf("queue_full = %v, want %d", n, over)
+	}
+	unblock()
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got != 1+exportQueue {
+		t.Errorf("the collector got %d spans, want %d", got, 1+exportQueue)
+	}
+}
+
+// With no collector listening, exportBacklog spans are kept to send again
+// and every span beyond is dropped and counted, the oldest first.
+func TestOTLPCollectorDownHoldsABoundedBacklog(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := ln.Addr().String()
+	ln.Close() // nothing listens: every post fails
+	reg := prometheus.NewRegistry()
+	p, err := newOTLPProcessor(config.TracingSettings{OTLPEndpoint: endpoint, OTLPInsecure: true, OTLPProtocol: "http"}, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	spans := recordSpans(t)
+	const ended = 3 * (exportQueue + exportBacklog)
+	for i := range ended {
+		p.OnEnd(spans[i%len(spans)])
+		if i%(exportQueue/2) == 0 {
+			if err := p.ForceFlush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := p.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.exp.mu.Lock()
+	kept := len(p.exp.pending)
+	p.exp.mu.Unlock()
+	if kept != exportBacklog {
+		t.Errorf("%d spans kept, want %d", kept, exportBacklog)
+	}
+	if n := dropped(t, reg, "collector_unreachable") + dropped(t, reg, "queue_full"); n != ended-exportBacklog {
+		t.Errorf("%v dropped, want %d", n, ended-exportBacklog)
+	}
+}

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,9 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tandem-run/tandem/internal/config"
@@ -26,16 +25,35 @@ import (
 )
 
 // recording returns a Tracing that samples everything into a recorder.
-func recording(t *testing.T, appID string) (*Tracing, *tracetest.SpanRecorder) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithSpanProcessor(rec),
-		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", appID))),
-	)
+func recording(t *testing.T, appID string) (*Tracing, *recorder) {
+	rec := &recorder{}
+	tp := newSpanProvider(appID, 1, rec)
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	tr := &Tracing{prop: Propagator(), appID: appID}
 	tr.cur.Store(&provider{tp: tp, tracer: tp.Tracer(instrumentation)})
 	return tr, rec
+}
+
+// recorder keeps the spans that end.
+type recorder struct {
+	mu    sync.Mutex
+	spans []endedSpan
+}
+
+func (r *recorder) OnEnd(s endedSpan) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.spans = append(r.spans, s)
+}
+
+func (r *recorder) ForceFlush(context.Context) error { return nil }
+func (r *recorder) Shutdown(context.Context) error   { return nil }
+
+// Ended is the spans ended so far, in the order they ended.
+func (r *recorder) Ended() []endedSpan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.spans)
 }
 
 const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -234,7 +252,7 @@ func TestSamplingRateZeroTurnsTracingOff(t *testing.T) {
 	}
 }
 
-func attr(s sdktrace.ReadOnlySpan, key string) string {
+func attr(s endedSpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
 			return kv.Value.Emit()
@@ -243,7 +261,7 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 	return ""
 }
 
-func names(spans []sdktrace.ReadOnlySpan) []string {
+func names(spans []endedSpan) []string {
 	var out []string
 	for _, s := range spans {
 		out = append(out, s.Name())

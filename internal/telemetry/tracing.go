@@ -1,5 +1,6 @@
-// Package telemetry is the sidecar's tracing: an OpenTelemetry tracer
-// provider set up from the Configuration's spec.tracing, W3C (and, inbound,
+// Package telemetry is the sidecar's tracing: spans of its own behind
+// OpenTelemetry's tracing API (span.go), set up from the Configuration's
+// spec.tracing and exported to Zipkin or OTLP, W3C (and, inbound,
 // B3) propagation, and the middleware that wraps the API adapters, the
 // internal hop, the app channel and the state stores. When tracing is off
 // every wrapper returns what it was given, so an untraced sidecar pays
@@ -18,10 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/propagators/b3"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tandem-run/tandem/internal/config"
@@ -44,7 +42,7 @@ type Tracing struct {
 
 // provider is what one set of settings traces with.
 type provider struct {
-	tp       *sdktrace.TracerProvider
+	tp       *spanProvider
 	tracer   trace.Tracer
 	settings config.TracingSettings
 }
@@ -66,8 +64,8 @@ type Options struct {
 	Drain time.Duration
 }
 
-// NewTracing sets up tracing as s says: a parent-based ratio sampler, and
-// an exporter for each endpoint given. With tracing off it returns a
+// NewTracing sets up tracing as s says: spans sampled as their parent
+// was, else at the sampling rate, and an exporter for each endpoint given. With tracing off it returns a
 // Tracing that traces nothing.
 func NewTracing(s config.TracingSettings, o Options) (*Tracing, error) {
 	if o.Logger == nil {
@@ -91,29 +89,28 @@ func (t *Tracing) newProvider(s config.TracingSettings) (*provider, error) {
 		return nil, nil
 	}
 	o := t.opts
-	res := resource.NewSchemaless(attribute.String("service.name", o.AppID))
-	opts := []sdktrace.TracerProviderOption{
-		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(s.SamplingRate))),
-	}
+	var procs []spanProcessor
 	if s.ZipkinEndpoint != "" {
 		zp, err := newZipkinProcessor(s.ZipkinEndpoint, o.Logger.With("exporter", "zipkin"), o.Registerer)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, sdktrace.WithSpanProcessor(zp))
+		procs = append(procs, zp)
 	}
 	if s.OTLPEndpoint != "" {
 		op, err := newOTLPProcessor(s, o.Logger.With("exporter", "otlp"), o.Registerer)
 		if err != nil {
+			for _, p := range procs {
+				_ = p.Shutdown(context.Background())
+			}
 			return nil, err
 		}
-		opts = append(opts, sdktrace.WithSpanProcessor(op))
+		procs = append(procs, op)
 	}
 	if s.Stdout {
-		opts = append(opts, sdktrace.WithSpanProcessor(logProcessor{o.Logger.With("exporter", "stdout")}))
+		procs = append(procs, logProcessor{o.Logger.With("exporter", "stdout")})
 	}
-	tp := sdktrace.NewTracerProvider(opts...)
+	tp := newSpanProvider(o.AppID, s.SamplingRate, procs...)
 	o.Logger.Info("tracing on", "sampling_rate", s.SamplingRate, "zipkin", s.ZipkinEndpoint, "otlp", s.OTLPEndpoint)
 	return &provider{tp: tp, tracer: tp.Tracer(instrumentation), settings: s}, nil
 }
@@ -217,8 +214,7 @@ var b3Headers = []string{"B3", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid
 // logProcessor writes each ended span to the log (spec.tracing.stdout).
 type logProcessor struct{ log *slog.Logger }
 
-func (logProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (p logProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
+func (p logProcessor) OnEnd(s endedSpan) {
 	p.log.Info("span", "name", s.Name(), "trace_id", s.SpanContext().TraceID().String(),
 		"span_id", s.SpanContext().SpanID().String(), "parent_id", s.Parent().SpanID().String(),
 		"kind", s.SpanKind().String(), "duration", s.EndTime().Sub(s.StartTime()), "status", s.Status().Code.String())

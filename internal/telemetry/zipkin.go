@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -62,10 +61,10 @@ type zipkinProcessor struct {
 	ready  []*zipkinBatch // full batches, oldest first
 	spare  []*zipkinBatch // posted batches, for reuse
 
-	kick chan struct{}      // a batch is full
-	reqs chan zipkinRequest // ForceFlush and Shutdown
-	done chan struct{}      // run has returned
-	scr  sync.Pool          // *[]byte: a span being written
+	kick chan struct{}     // a batch is full
+	reqs chan flushRequest // ForceFlush and Shutdown
+	done chan struct{}     // run has returned
+	scr  sync.Pool         // *[]byte: a span being written
 
 	// Owned by run: the spans of posts that could not reach the collector,
 	// oldest first, to be sent with the next post.
@@ -92,14 +91,6 @@ func (z *zipkinBatch) dropOldest(n int) {
 	}
 }
 
-// zipkinRequest is a ForceFlush (stop false) or a Shutdown: post what
-// is queued, and answer on done.
-type zipkinRequest struct {
-	ctx  context.Context
-	stop bool
-	done chan error
-}
-
 // spareBatches is how many posted batches are kept for reuse.
 const spareBatches = 4
 
@@ -110,16 +101,14 @@ func newZipkinExporter(endpoint string, d *drops) (*zipkinProcessor, error) {
 	}
 	return &zipkinProcessor{
 		endpoint: endpoint, client: collectorClient(), drops: d,
-		kick: make(chan struct{}, 1), reqs: make(chan zipkinRequest), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), reqs: make(chan flushRequest), done: make(chan struct{}),
 		scr: sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
 	}, nil
 }
 
-func (p *zipkinProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-
 // OnEnd writes s into the batch being filled, or counts it dropped when
 // exportQueue spans are waiting already. It never waits on export.
-func (p *zipkinProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
+func (p *zipkinProcessor) OnEnd(s endedSpan) {
 	if !s.SpanContext().IsSampled() || p.closed.Load() {
 		return
 	}
@@ -321,7 +310,7 @@ func (p *zipkinProcessor) post(ctx context.Context, batches []*zipkinBatch) erro
 
 // ForceFlush posts the spans ended so far.
 func (p *zipkinProcessor) ForceFlush(ctx context.Context) error {
-	return p.request(ctx, false)
+	return flushRequest{ctx: ctx}.send(p.reqs, p.done)
 }
 
 // Shutdown posts what is queued, with the spans kept from failed posts,
@@ -330,24 +319,7 @@ func (p *zipkinProcessor) Shutdown(ctx context.Context) error {
 	if p.closed.Swap(true) {
 		return nil
 	}
-	return p.request(ctx, true)
-}
-
-func (p *zipkinProcessor) request(ctx context.Context, stop bool) error {
-	r := zipkinRequest{ctx: ctx, stop: stop, done: make(chan error, 1)}
-	select {
-	case p.reqs <- r:
-	case <-p.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return flushRequest{ctx: ctx, stop: true}.send(p.reqs, p.done)
 }
 
 func eventValue(name string, attrs []attribute.KeyValue) string {
@@ -381,5 +353,3 @@ func zipkinKind(k trace.SpanKind) string {
 	}
 	return ""
 }
-
-var _ sdktrace.SpanProcessor = (*zipkinProcessor)(nil)

@@ -191,7 +191,7 @@ func TestZipkinCollectorDownHoldsBoundedMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(p), sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "front"))))
+	tp := newSpanProvider("front", 1, p)
 	defer tp.Shutdown(context.Background())
 	tracer := tp.Tracer("test")
 	end := func() {
@@ -214,7 +214,7 @@ func TestZipkinCollectorDownHoldsBoundedMemory(t *testing.T) {
 	_, one := tracer.Start(context.Background(), "CallLocal/addapp/add", trace.WithSpanKind(trace.SpanKindClient))
 	one.SetAttributes(attrString("peer.service", "addapp"), attrString("server.address", "127.0.0.1"), attribute.Int("server.port", 50002))
 	one.End()
-	size := int64(len(appendZipkinSpan(nil, one.(sdktrace.ReadOnlySpan))) + 1)
+	size := int64(len(appendZipkinSpan(nil, one.(endedSpan))) + 1)
 	kept, bytes, queued := p.kept.Load(), p.keptBytes.Load(), p.queued.Load()
 	if kept != exportBacklog || queued > exportQueue {
 		t.Errorf("kept %d spans and %d queued, want %d kept and at most %d queued", kept, queued, exportBacklog, exportQueue)

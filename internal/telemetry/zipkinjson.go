@@ -3,7 +3,6 @@ package telemetry
 import (
 	"encoding/binary"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +17,7 @@ import (
 // writes its model of the span (names lower case, times in microseconds,
 // tags in key order), straight from the span: no model, no map of tags,
 // no reflection. The exporter writes each span so as it ends (zipkin.go).
-func appendZipkinSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+func appendZipkinSpan(b []byte, s endedSpan) []byte {
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b = append(b, `{"traceId":"`...)
@@ -84,56 +83,84 @@ func appendZipkinSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	return append(appendTags(b, attrs, s.Status()), '}')
 }
 
-// tag is one of a span's Zipkin tags: an attribute, or the status.
-type tag struct {
-	key   string
-	value attribute.Value
-}
-
 // appendTags appends the span's tags, its attributes and its status, in
 // key order, as zipkin-go writes its map of them; the status's tags win
-// over attributes of the same names.
+// over attributes of the same names. It sorts indices, not the tags: a
+// span ends on the goroutine of the call it traces, often one just
+// started, and a sort of the tags themselves (an array of them on the
+// stack, and copies of two in every comparison) outgrew its starting
+// stack, which the runtime then copied whole on every traced call.
 func appendTags(b []byte, attrs []attribute.KeyValue, st sdktrace.Status) []byte {
-	var arr [16]tag
-	tags := arr[:0]
-	for _, kv := range attrs {
-		tags = append(tags, tag{string(kv.Key), kv.Value})
-	}
-	set := func(k, v string) {
-		for i := range tags {
-			if tags[i].key == k {
-				tags[i].value = attribute.StringValue(v)
-				return
-			}
-		}
-		tags = append(tags, tag{k, attribute.StringValue(v)})
-	}
+	var code, errTag string
 	switch st.Code {
 	case codes.Error:
-		set("otel.status_code", "ERROR")
-		if st.Description == "" {
-			set("error", "true")
-		} else {
-			set("error", st.Description)
+		code, errTag = "ERROR", st.Description
+		if errTag == "" {
+			errTag = "true"
 		}
 	case codes.Ok:
-		set("otel.status_code", "OK")
+		code = "OK"
 	}
-	if len(tags) == 0 {
+	// order is the tags to write: an attribute's index, or statusCodeTag
+	// and errorTag.
+	var arr [24]int
+	order := arr[:0]
+	if len(attrs)+2 > len(arr) {
+		order = make([]int, 0, len(attrs)+2)
+	}
+	for i := range attrs {
+		if k := attrs[i].Key; code != "" && k == "otel.status_code" || errTag != "" && k == "error" {
+			continue
+		}
+		order = append(order, i)
+	}
+	if code != "" {
+		order = append(order, statusCodeTag)
+	}
+	if errTag != "" {
+		order = append(order, errorTag)
+	}
+	if len(order) == 0 {
 		return b
 	}
-	slices.SortFunc(tags, func(x, y tag) int { return strings.Compare(x.key, y.key) })
+	key := func(i int) string {
+		switch i {
+		case statusCodeTag:
+			return "otel.status_code"
+		case errorTag:
+			return "error"
+		}
+		return string(attrs[i].Key)
+	}
+	for i := 1; i < len(order); i++ { // a span has a dozen tags at most
+		for j := i; j > 0 && key(order[j]) < key(order[j-1]); j-- {
+			order[j], order[j-1] = order[j-1], order[j]
+		}
+	}
 	b = append(b, `,"tags":{`...)
-	for i, t := range tags {
-		if i > 0 {
+	for n, i := range order {
+		if n > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, t.key)
+		b = appendString(b, key(i))
 		b = append(b, ':')
-		b = appendValue(b, t.value)
+		switch i {
+		case statusCodeTag:
+			b = appendString(b, code)
+		case errorTag:
+			b = appendString(b, errTag)
+		default:
+			b = appendValue(b, attrs[i].Value)
+		}
 	}
 	return append(b, '}')
 }
+
+// The status's tags in appendTags's order of tags.
+const (
+	statusCodeTag = -1
+	errorTag      = -2
+)
 
 // appendValue appends v as a JSON string of what Value.Emit returns,
 // without Emit's allocation for the kinds a sidecar's spans carry.
