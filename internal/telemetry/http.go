@@ -39,6 +39,16 @@ const (
 // trace context comes from the request (W3C, else B3), and the span's
 // traceparent goes back on the response.
 func (t *Tracing) HTTPServer(name func(r *http.Request) string, next http.Handler) http.Handler {
+	return t.httpServer(name, next, false)
+}
+
+// httpServer is HTTPServer; for a hop (quiet), the span's traceparent goes
+// on the response only when the request came without one. A peer sidecar
+// that sends one traces the call, and puts its own span's on the answer it
+// gives its app in place of this one: sent, it would be a header new on
+// every call on the hop, which HTTP/2's header compression adds to its
+// table and evicts again on both sides.
+func (t *Tracing) httpServer(name func(r *http.Request) string, next http.Handler, quiet bool) http.Handler {
 	if !t.wraps() {
 		return next
 	}
@@ -48,6 +58,7 @@ func (t *Tracing) HTTPServer(name func(r *http.Request) string, next http.Handle
 			next.ServeHTTP(w, r)
 			return
 		}
+		answer := !quiet || r.Header.Get("Traceparent") == ""
 		ctx := t.prop.Extract(r.Context(), headerCarrier(r.Header))
 		for _, h := range b3Headers {
 			delete(r.Header, h)
@@ -57,7 +68,7 @@ func (t *Tracing) HTTPServer(name func(r *http.Request) string, next http.Handle
 		// traced call).
 		ctx, span := p.tracer.Start(ctx, name(r), serverKind)
 		api, uri, client := r.Method+" "+r.URL.Path, r.URL.RequestURI(), hostOf(r.RemoteAddr)
-		sw := &statusWriter{ResponseWriter: w, t: t, span: span}
+		sw := &statusWriter{ResponseWriter: w, t: t, span: span, answer: answer}
 		defer func() {
 			status := sw.status
 			if status == 0 {
@@ -79,22 +90,25 @@ func (t *Tracing) HTTPServer(name func(r *http.Request) string, next http.Handle
 	})
 }
 
-// statusWriter records the status and puts the span's traceparent on the
-// response, replacing any a downstream answer carried.
+// statusWriter records the status and, when answer, puts the span's
+// traceparent on the response, replacing any a downstream answer carried.
 type statusWriter struct {
 	http.ResponseWriter
 	t      *Tracing
 	span   trace.Span
 	status int
+	answer bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
-		h := w.Header()
-		delete(h, "Traceparent")
-		delete(h, "Tracestate")
-		w.t.prop.Inject(trace.ContextWithSpan(context.Background(), w.span), headerCarrier(h))
+		if w.answer {
+			h := w.Header()
+			delete(h, "Traceparent")
+			delete(h, "Tracestate")
+			w.t.prop.Inject(trace.ContextWithSpan(context.Background(), w.span), headerCarrier(h))
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

@@ -26,7 +26,7 @@ func (t *Tracing) HopClient(rt http.RoundTripper) http.RoundTripper {
 
 // HopServer traces the calls from peer sidecars to app appID.
 func (t *Tracing) HopServer(appID string, next http.Handler) http.Handler {
-	return t.HTTPServer(func(r *http.Request) string { return InvokeSpanName(appID, r.URL.Path) }, next)
+	return t.httpServer(func(r *http.Request) string { return InvokeSpanName(appID, r.URL.Path) }, next, true)
 }
 
 // AppClient traces the calls of app appID's sidecar to its app over HTTP;

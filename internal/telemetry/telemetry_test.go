@@ -58,6 +58,36 @@ func (r *recorder) Ended() []endedSpan {
 
 const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
+// TestHopServerAnswersATraceparentOnlyWhenNoneCame: a peer sidecar that
+// sends a traceparent puts its own span's on its app's answer, so the hop
+// does not carry the callee's back; a caller that sends none gets it.
+func TestHopServerAnswersATraceparentOnlyWhenNoneCame(t *testing.T) {
+	tr, rec := recording(t, "addapp")
+	h := tr.HopServer("addapp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}))
+	for _, sent := range []string{parent, ""} {
+		req := httptest.NewRequest("POST", "/add", nil)
+		if sent != "" {
+			req.Header.Set("traceparent", sent)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		spans := rec.Ended()
+		s := spans[len(spans)-1]
+		got := w.Result().Header.Get("Traceparent")
+		if sent != "" {
+			if got != "" || s.Parent().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+				t.Errorf("called with a traceparent: answered %q, span's parent %v", got, s.Parent())
+			}
+			continue
+		}
+		if want := "00-" + s.SpanContext().TraceID().String() + "-" + s.SpanContext().SpanID().String() + "-01"; got != want {
+			t.Errorf("called without a traceparent: answered %q, want the span's %q", got, want)
+		}
+	}
+}
+
 func TestHTTPServerContinuesTheAppsTrace(t *testing.T) {
 	tr, rec := recording(t, "front")
 	var seen trace.SpanContext
