@@ -63,28 +63,26 @@ func (t *Tracing) httpServer(name func(r *http.Request) string, next http.Handle
 		for _, h := range b3Headers {
 			delete(r.Header, h)
 		}
-		// The attributes are set once, at the end: given at the start and
-		// added to at the end, the SDK copies them (allocations on every
-		// traced call).
-		ctx, span := p.tracer.Start(ctx, name(r), serverKind)
-		api, uri, client := r.Method+" "+r.URL.Path, r.URL.RequestURI(), hostOf(r.RemoteAddr)
-		sw := &statusWriter{ResponseWriter: w, t: t, span: span, answer: answer}
+		ctx, sp := p.tracer.Start(ctx, name(r), serverKind)
+		sw := &statusWriter{ResponseWriter: w, t: t, span: sp, answer: answer}
 		defer func() {
 			status := sw.status
 			if status == 0 {
 				status = http.StatusOK
 			}
-			span.SetAttributes(
-				attribute.String(attrDaprProtocol, "http"),
-				attribute.String(attrDaprAPI, api),
-				attribute.String(attrHTTPMethod, r.Method),
-				attribute.String(attrURLFull, uri),
-				attribute.String(attrClientAddr, client),
-				attribute.Int(attrHTTPStatus, status), attribute.Int(attrDaprStatusCode, status))
-			if status >= 500 {
-				span.SetStatus(codes.Error, fmt.Sprintf("HTTP %d %s", status, http.StatusText(status)))
+			if s, ok := sp.(*span); ok { // sampled
+				s.SetAttributes(
+					attribute.String(attrDaprProtocol, "http"),
+					attribute.String(attrDaprAPI, r.Method+" "+r.URL.Path),
+					attribute.String(attrHTTPMethod, r.Method),
+					attribute.String(attrURLFull, r.URL.RequestURI()),
+					attribute.String(attrClientAddr, hostOf(r.RemoteAddr)),
+					attribute.Int(attrHTTPStatus, status), attribute.Int(attrDaprStatusCode, status))
 			}
-			span.End()
+			if status >= 500 {
+				sp.SetStatus(codes.Error, fmt.Sprintf("HTTP %d %s", status, http.StatusText(status)))
+			}
+			sp.End()
 		}()
 		next.ServeHTTP(sw, r.WithContext(ctx))
 	})
@@ -124,23 +122,22 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // HTTPClient wraps a RoundTripper with client spans named by name(req),
-// and sends the span's context with the request. It sets the trace headers
-// on the request it is given: its callers (the hop and the app channel)
-// build each request for one round trip. The span ends when the response
-// body is closed or read to the end, so a stream's span covers the stream.
-func (t *Tracing) HTTPClient(name func(*http.Request) string, attrs func(*http.Request, []attribute.KeyValue) []attribute.KeyValue, rt http.RoundTripper) http.RoundTripper {
+// of calls to app peer(req), and sends the span's context with the
+// request. It sets the trace headers on the request it is given: its
+// callers (the hop and the app channel) build each request for one round
+// trip. The span ends when the response body is closed or read to the end,
+// so a stream's span covers the stream.
+func (t *Tracing) HTTPClient(name, peer func(*http.Request) string, rt http.RoundTripper) http.RoundTripper {
 	if !t.wraps() {
 		return rt
 	}
-	return &clientTransport{t: t, name: name, attrs: attrs, rt: rt}
+	return &clientTransport{t: t, name: name, peer: peer, rt: rt}
 }
 
 type clientTransport struct {
-	t    *Tracing
-	name func(*http.Request) string
-	// attrs appends the span's attributes of a request.
-	attrs func(*http.Request, []attribute.KeyValue) []attribute.KeyValue
-	rt    http.RoundTripper
+	t          *Tracing
+	name, peer func(*http.Request) string
+	rt         http.RoundTripper
 	// untraced: while tracing is off, requests still get a trace context
 	// (untracedHeader); for the app channel.
 	untraced bool
@@ -154,28 +151,30 @@ func (c *clientTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return c.rt.RoundTrip(req)
 	}
-	// The attributes are set once, when the answer is in (see HTTPServer).
-	attrs := make([]attribute.KeyValue, 1, 5)
-	attrs[0] = attribute.String(attrHTTPMethod, req.Method)
-	attrs = c.attrs(req, attrs)
-	ctx, span := p.tracer.Start(req.Context(), c.name(req), clientKind)
-	req = req.WithContext(ctx)
+	ctx, sp := p.tracer.Start(req.Context(), c.name(req), clientKind)
 	c.t.prop.Inject(ctx, headerCarrier(req.Header))
+	// The request keeps its context: nothing below it reads the span, and
+	// a request made over for a context is an allocation a call.
 	resp, err := c.rt.RoundTrip(req)
+	s, sampled := sp.(*span)
+	if sampled {
+		s.setCall(req.Method, c.peer(req), req.URL.Host)
+	}
 	if err != nil {
-		span.SetAttributes(attrs...)
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		span.End()
+		sp.RecordError(err)
+		sp.SetStatus(codes.Error, err.Error())
+		sp.End()
 		return nil, err
 	}
-	span.SetAttributes(append(attrs, attribute.Int(attrHTTPStatus, resp.StatusCode))...)
-	if kind := resp.Header.Get(wire.HopError); kind != "" {
-		span.SetStatus(codes.Error, "the peer sidecar failed: "+kind)
-	} else if resp.StatusCode >= 500 {
-		span.SetStatus(codes.Error, fmt.Sprintf("HTTP %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
+	if sampled {
+		s.SetAttributes(attribute.Int(attrHTTPStatus, resp.StatusCode))
 	}
-	resp.Body = &spanBody{ReadCloser: resp.Body, span: span}
+	if kind := resp.Header.Get(wire.HopError); kind != "" {
+		sp.SetStatus(codes.Error, "the peer sidecar failed: "+kind)
+	} else if resp.StatusCode >= 500 {
+		sp.SetStatus(codes.Error, fmt.Sprintf("HTTP %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
+	}
+	resp.Body = &spanBody{ReadCloser: resp.Body, span: sp}
 	return resp, nil
 }
 

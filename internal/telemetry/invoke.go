@@ -19,9 +19,7 @@ import (
 func (t *Tracing) HopClient(rt http.RoundTripper) http.RoundTripper {
 	return t.HTTPClient(func(r *http.Request) string {
 		return InvokeSpanName(r.Header.Get(wire.CalleeAppID), r.URL.Path)
-	}, func(r *http.Request, attrs []attribute.KeyValue) []attribute.KeyValue {
-		return peerAttrs(attrs, r.Header.Get(wire.CalleeAppID), r.URL.Host)
-	}, rt)
+	}, func(r *http.Request) string { return r.Header.Get(wire.CalleeAppID) }, rt)
 }
 
 // HopServer traces the calls from peer sidecars to app appID.
@@ -39,9 +37,7 @@ func (t *Tracing) AppClient(appID string) func(http.RoundTripper) http.RoundTrip
 		}
 		return &clientTransport{t: t, rt: rt, untraced: true,
 			name: func(r *http.Request) string { return appSpanName(appID, r.URL.Path) },
-			attrs: func(r *http.Request, attrs []attribute.KeyValue) []attribute.KeyValue {
-				return peerAttrs(attrs, appID, r.URL.Host)
-			}}
+			peer: func(*http.Request) string { return appID }}
 	}
 }
 
@@ -55,14 +51,14 @@ func appSpanName(appID, method string) string {
 	return "CallApp/" + appID + "/" + strings.TrimPrefix(method, "/")
 }
 
-// peerAttrs appends to attrs those of a call to app peer at hostport.
-func peerAttrs(attrs []attribute.KeyValue, peer, hostport string) []attribute.KeyValue {
-	attrs = append(attrs, attribute.String("peer.service", peer))
+// setCall records the attributes of a call of method to app peer at
+// hostport.
+func (s *span) setCall(method, peer, hostport string) {
+	s.SetAttributes(attribute.String(attrHTTPMethod, method), attribute.String(attrPeerService, peer))
 	if h, p, err := net.SplitHostPort(hostport); err == nil {
-		attrs = append(attrs, attribute.String("server.address", h))
+		s.SetAttributes(attribute.String(attrServerAddr, h))
 		if n, err := strconv.Atoi(p); err == nil {
-			attrs = append(attrs, attribute.Int("server.port", n))
+			s.SetAttributes(attribute.Int(attrServerPort, n))
 		}
 	}
-	return attrs
 }

@@ -30,7 +30,7 @@ func recording(t *testing.T, appID string) (*Tracing, *recorder) {
 	tp := newSpanProvider(appID, 1, rec)
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	tr := &Tracing{prop: Propagator(), appID: appID}
-	tr.cur.Store(&provider{tp: tp, tracer: tp.Tracer(instrumentation)})
+	tr.cur.Store(&provider{tp: tp, tracer: tp.tracer})
 	return tr, rec
 }
 
@@ -167,10 +167,7 @@ func TestHTTPClientInjectsAndEndsWithTheBody(t *testing.T) {
 	defer srv.Close()
 	tr, rec := recording(t, "front")
 	rt := tr.HTTPClient(func(*http.Request) string { return "CallLocal/addapp/add" },
-		func(_ *http.Request, attrs []attribute.KeyValue) []attribute.KeyValue {
-			return append(attrs, attribute.String("peer.service", "addapp"))
-		},
-		http.DefaultTransport)
+		func(*http.Request) string { return "addapp" }, http.DefaultTransport)
 	ctx, parentSpan := tr.provider().tracer.Start(context.Background(), "api")
 	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
 	resp, err := rt.RoundTrip(req)

@@ -43,7 +43,7 @@ type Tracing struct {
 // provider is what one set of settings traces with.
 type provider struct {
 	tp       *spanProvider
-	tracer   trace.Tracer
+	tracer   *spanTracer
 	settings config.TracingSettings
 }
 
@@ -112,7 +112,7 @@ func (t *Tracing) newProvider(s config.TracingSettings) (*provider, error) {
 	}
 	tp := newSpanProvider(o.AppID, s.SamplingRate, procs...)
 	o.Logger.Info("tracing on", "sampling_rate", s.SamplingRate, "zipkin", s.ZipkinEndpoint, "otlp", s.OTLPEndpoint)
-	return &provider{tp: tp, tracer: tp.Tracer(instrumentation), settings: s}, nil
+	return &provider{tp: tp, tracer: tp.tracer, settings: s}, nil
 }
 
 // Update puts s in force for the calls that start from now on. Calls in
