@@ -79,14 +79,18 @@ func (t *Tracing) GRPCServerOptions() []grpc.ServerOption {
 func (t *Tracing) startGRPCServer(ctx context.Context, p *provider, name, fullMethod string, extra ...attribute.KeyValue) (context.Context, trace.Span) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	ctx = t.prop.Extract(ctx, mdCarrier(md))
-	service, method := splitMethod(fullMethod)
-	return p.tracer.Start(ctx, name, serverKind, trace.WithAttributes(
-		attribute.String(attrDaprProtocol, "grpc"),
-		attribute.String(attrDaprAPI, fullMethod),
-		attribute.String(attrRPCSystem, "grpc"),
-		attribute.String(attrRPCService, service),
-		attribute.String(attrRPCMethod, method),
-	), trace.WithAttributes(extra...))
+	ctx, sp := p.tracer.Start(ctx, name, serverKind)
+	if s, ok := sp.(*span); ok { // sampled
+		service, method := splitMethod(fullMethod)
+		s.SetAttributes(
+			attribute.String(attrDaprProtocol, "grpc"),
+			attribute.String(attrDaprAPI, fullMethod),
+			attribute.String(attrRPCSystem, "grpc"),
+			attribute.String(attrRPCService, service),
+			attribute.String(attrRPCMethod, method))
+		s.SetAttributes(extra...)
+	}
+	return ctx, sp
 }
 
 func endGRPC(span trace.Span, err error) {
@@ -111,14 +115,16 @@ func (t *Tracing) GRPCClientOptions(name func(fullMethod string) string) []grpc.
 		if p == nil {
 			return untracedUnary(ctx, method, req, reply, cc, invoker, opts...)
 		}
-		service, m := splitMethod(method)
-		ctx, span := p.tracer.Start(ctx, name(method), clientKind, trace.WithAttributes(
-			attribute.String(attrRPCSystem, "grpc"), attribute.String(attrRPCService, service), attribute.String(attrRPCMethod, m)))
+		ctx, sp := p.tracer.Start(ctx, name(method), clientKind)
+		if s, ok := sp.(*span); ok { // sampled
+			service, m := splitMethod(method)
+			s.SetAttributes(attribute.String(attrRPCSystem, "grpc"), attribute.String(attrRPCService, service), attribute.String(attrRPCMethod, m))
+		}
 		md, _ := metadata.FromOutgoingContext(ctx)
 		md = md.Copy()
 		t.prop.Inject(ctx, mdCarrier(md))
 		err := invoker(metadata.NewOutgoingContext(ctx, md), method, req, reply, cc, opts...)
-		endGRPC(span, err)
+		endGRPC(sp, err)
 		return err
 	})}
 }

@@ -64,19 +64,24 @@ func (t *Tracing) httpServer(name func(r *http.Request) string, next http.Handle
 			delete(r.Header, h)
 		}
 		ctx, sp := p.tracer.Start(ctx, name(r), serverKind)
+		s, sampled := sp.(*span)
+		var api, uri, client string
+		if sampled { // the request as it came, before the handler
+			api, uri, client = r.Method+" "+r.URL.Path, r.URL.RequestURI(), hostOf(r.RemoteAddr)
+		}
 		sw := &statusWriter{ResponseWriter: w, t: t, span: sp, answer: answer}
 		defer func() {
 			status := sw.status
 			if status == 0 {
 				status = http.StatusOK
 			}
-			if s, ok := sp.(*span); ok { // sampled
+			if sampled {
 				s.SetAttributes(
 					attribute.String(attrDaprProtocol, "http"),
-					attribute.String(attrDaprAPI, r.Method+" "+r.URL.Path),
+					attribute.String(attrDaprAPI, api),
 					attribute.String(attrHTTPMethod, r.Method),
-					attribute.String(attrURLFull, r.URL.RequestURI()),
-					attribute.String(attrClientAddr, hostOf(r.RemoteAddr)),
+					attribute.String(attrURLFull, uri),
+					attribute.String(attrClientAddr, client),
 					attribute.Int(attrHTTPStatus, status), attribute.Int(attrDaprStatusCode, status))
 			}
 			if status >= 500 {
