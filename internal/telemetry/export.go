@@ -56,19 +56,15 @@ type queueProcessor[T any] struct {
 	exp    *backlog[T]
 	drops  *drops
 
-	closed atomic.Bool
+	poster // kicked when exportBatchSize spans are queued
 	mu     sync.Mutex
 	queue  []T
-
-	kick chan struct{}     // exportBatchSize spans are queued
-	reqs chan flushRequest // ForceFlush and Shutdown
-	done chan struct{}     // run has returned
 }
 
 func newQueueProcessor[T any](encode func(endedSpan) T, exp *backlog[T]) *queueProcessor[T] {
-	p := &queueProcessor[T]{encode: encode, exp: exp, drops: exp.drops,
-		kick: make(chan struct{}, 1), reqs: make(chan flushRequest), done: make(chan struct{})}
-	go p.run()
+	p := &queueProcessor[T]{encode: encode, exp: exp, drops: exp.drops}
+	p.poster.init()
+	go p.run(p.post, p.stop)
 	return p
 }
 
@@ -87,14 +83,41 @@ func (p *queueProcessor[T]) OnEnd(s endedSpan) {
 	case n >= exportQueue:
 		p.drops.add("queue_full", 1, "the export queue is full")
 	case n+1 == exportBatchSize:
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
+		p.batchFull()
 	}
 }
 
-func (p *queueProcessor[T]) run() {
+// post exports the queue, full or not, after the spans kept from failed
+// posts (poster.run calls it).
+func (p *queueProcessor[T]) post(ctx context.Context, _ bool) error {
+	p.mu.Lock()
+	q := p.queue
+	p.queue = nil
+	p.mu.Unlock()
+	return p.exp.export(ctx, q)
+}
+
+// stop makes the backlog's last post and drops what it cannot send.
+func (p *queueProcessor[T]) stop(ctx context.Context, _ error) { _ = p.exp.Shutdown(ctx) }
+
+// poster is a processor's posting goroutine (run) and what reaches it:
+// a kick when a batch is full, and ForceFlush and Shutdown. Failed posts
+// are counted and logged by the processor, not returned.
+type poster struct {
+	closed atomic.Bool       // Shutdown was called: ended spans are not taken
+	kick   chan struct{}     // a batch is full
+	reqs   chan flushRequest // ForceFlush and Shutdown
+	done   chan struct{}     // run has returned
+}
+
+func (p *poster) init() {
+	p.kick, p.reqs, p.done = make(chan struct{}, 1), make(chan flushRequest), make(chan struct{})
+}
+
+// run posts until Shutdown: post(ctx, false) when a batch is full,
+// post(ctx, true) every exportBatchEvery and for a ForceFlush; for a
+// Shutdown a last post(ctx, true), then stop with that post's error.
+func (p *poster) run(post func(ctx context.Context, all bool) error, stop func(ctx context.Context, err error)) {
 	defer close(p.done)
 	tick := time.NewTicker(exportBatchEvery)
 	defer tick.Stop()
@@ -102,13 +125,13 @@ func (p *queueProcessor[T]) run() {
 	for {
 		select {
 		case <-p.kick:
-			_ = p.post(ctx)
+			_ = post(ctx, false)
 		case <-tick.C:
-			_ = p.post(ctx)
+			_ = post(ctx, true)
 		case r := <-p.reqs:
-			_ = p.post(r.ctx)
+			err := post(r.ctx, true)
 			if r.stop {
-				_ = p.exp.Shutdown(r.ctx)
+				stop(r.ctx, err)
 				r.done <- nil
 				return
 			}
@@ -117,24 +140,22 @@ func (p *queueProcessor[T]) run() {
 	}
 }
 
-// post exports the queue, after the spans kept from failed posts.
-func (p *queueProcessor[T]) post(ctx context.Context) error {
-	p.mu.Lock()
-	q := p.queue
-	p.queue = nil
-	p.mu.Unlock()
-	return p.exp.export(ctx, q)
+// batchFull wakes run to post a full batch; it never waits.
+func (p *poster) batchFull() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
-// ForceFlush posts the spans ended so far. Failures are counted and
-// logged, not returned (backlog).
-func (p *queueProcessor[T]) ForceFlush(ctx context.Context) error {
+// ForceFlush posts the spans ended so far.
+func (p *poster) ForceFlush(ctx context.Context) error {
 	return flushRequest{ctx: ctx}.send(p.reqs, p.done)
 }
 
 // Shutdown posts what is queued, with the spans kept from failed posts,
 // drops what it cannot send, and stops.
-func (p *queueProcessor[T]) Shutdown(ctx context.Context) error {
+func (p *poster) Shutdown(ctx context.Context) error {
 	if p.closed.Swap(true) {
 		return nil
 	}

@@ -300,58 +300,19 @@ func TestOTLPEndpoints(t *testing.T) {
 // are queued and every span beyond is dropped and counted; once it
 // answers, the queue is posted and nothing else is lost.
 func TestOTLPQueueFullWhileThePostWaits(t *testing.T) {
-	arrived, release := make(chan struct{}, 1), make(chan struct{})
-	var mu sync.Mutex
-	got := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
+	checkQueueFullWhileThePostWaits(t, func(url string) config.TracingSettings {
+		return config.TracingSettings{SamplingRate: 1, OTLPEndpoint: url, OTLPProtocol: "http"}
+	}, func(body []byte) (int, error) {
 		var req coltracepb.ExportTraceServiceRequest
-		if err := proto.Unmarshal(b, &req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		<-release
-		mu.Lock()
-		defer mu.Unlock()
+		n := 0
+		err := proto.Unmarshal(body, &req)
 		for _, rs := range req.ResourceSpans {
 			for _, ss := range rs.ScopeSpans {
-				got += len(ss.Spans)
+				n += len(ss.Spans)
 			}
 		}
-	}))
-	defer srv.Close()
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	defer unblock()
-	reg := prometheus.NewRegistry()
-	tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, OTLPEndpoint: srv.URL, OTLPProtocol: "http"}, Options{AppID: "a", Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, s := tr.provider().tracer.Start(context.Background(), "first")
-	s.End()
-	<-arrived // posted after the batch interval, and held
-	const over = 10
-	for range exportQueue + over {
-		_, s := tr.provider().tracer.Start(context.Background(), "x")
-		s.End()
-	}
-	if n := dropped(t, reg, "queue_full"); n != over {
-		t.Errorf("queue_full = %v, want %d", n, over)
-	}
-	unblock()
-	if err := tr.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if got != 1+exportQueue {
-		t.Errorf("the collector got %d spans, want %d", got, 1+exportQueue)
-	}
+		return n, err
+	})
 }
 
 // With no collector listening, exportBacklog spans are kept to send again

@@ -104,20 +104,19 @@ func (p *spanProvider) Tracer(string, ...trace.TracerOption) trace.Tracer { retu
 
 // ForceFlush has the processors export what they hold.
 func (p *spanProvider) ForceFlush(ctx context.Context) error {
-	var first error
-	for _, pr := range p.procs {
-		if err := pr.ForceFlush(ctx); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return eachProcessor(ctx, p.procs, spanProcessor.ForceFlush)
 }
 
 // Shutdown flushes and stops the processors.
 func (p *spanProvider) Shutdown(ctx context.Context) error {
+	return eachProcessor(ctx, p.procs, spanProcessor.Shutdown)
+}
+
+// eachProcessor calls do on every processor, and returns the first error.
+func eachProcessor(ctx context.Context, procs []spanProcessor, do func(spanProcessor, context.Context) error) error {
 	var first error
-	for _, pr := range p.procs {
-		if err := pr.Shutdown(ctx); err != nil && first == nil {
+	for _, pr := range procs {
+		if err := do(pr, ctx); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -100,9 +100,7 @@ func (t *Tracing) newProvider(s config.TracingSettings) (*provider, error) {
 	if s.OTLPEndpoint != "" {
 		op, err := newOTLPProcessor(s, o.Logger.With("exporter", "otlp"), o.Registerer)
 		if err != nil {
-			for _, p := range procs {
-				_ = p.Shutdown(context.Background())
-			}
+			_ = eachProcessor(context.Background(), procs, spanProcessor.Shutdown)
 			return nil, err
 		}
 		procs = append(procs, op)

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
@@ -44,7 +43,7 @@ func newZipkinProcessor(endpoint string, logger *slog.Logger, reg prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
-	go p.run()
+	go p.run(p.postAll, p.stop)
 	return p, nil
 }
 
@@ -55,16 +54,13 @@ type zipkinProcessor struct {
 	drops    *drops
 
 	queued atomic.Int64 // spans ended and not taken by a post
-	closed atomic.Bool
+	poster              // kicked when a batch is full
 	mu     sync.Mutex
 	fill   *zipkinBatch   // the batch being filled; nil: none yet
 	ready  []*zipkinBatch // full batches, oldest first
 	spare  []*zipkinBatch // posted batches, for reuse
 
-	kick chan struct{}     // a batch is full
-	reqs chan flushRequest // ForceFlush and Shutdown
-	done chan struct{}     // run has returned
-	scr  sync.Pool         // *[]byte: a span being written
+	scr sync.Pool // *[]byte: a span being written
 
 	// Owned by run: the spans of posts that could not reach the collector,
 	// oldest first, to be sent with the next post.
@@ -99,11 +95,12 @@ func newZipkinExporter(endpoint string, d *drops) (*zipkinProcessor, error) {
 	if _, err := http.NewRequest(http.MethodPost, endpoint, nil); err != nil {
 		return nil, fmt.Errorf("zipkin: %w", err)
 	}
-	return &zipkinProcessor{
+	p := &zipkinProcessor{
 		endpoint: endpoint, client: collectorClient(), drops: d,
-		kick: make(chan struct{}, 1), reqs: make(chan flushRequest), done: make(chan struct{}),
 		scr: sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
-	}, nil
+	}
+	p.poster.init()
+	return p, nil
 }
 
 // OnEnd writes s into the batch being filled, or counts it dropped when
@@ -137,10 +134,7 @@ func (p *zipkinProcessor) OnEnd(s endedSpan) {
 	p.mu.Unlock()
 	p.scr.Put(scr)
 	if full {
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
+		p.batchFull()
 	}
 }
 
@@ -171,39 +165,22 @@ func (p *zipkinProcessor) take(all bool) {
 	p.pending = append(p.pending, taken...)
 }
 
-// run posts the batches as they fill, and every exportBatchEvery what
-// there is, until Shutdown.
-func (p *zipkinProcessor) run() {
-	defer close(p.done)
-	tick := time.NewTicker(exportBatchEvery)
-	defer tick.Stop()
-	ctx := context.Background()
-	for {
-		select {
-		case <-p.kick:
-			p.take(false)
-			p.flush(ctx)
-			p.count()
-		case <-tick.C:
-			p.take(true)
-			p.flush(ctx)
-			p.count()
-		case r := <-p.reqs:
-			p.take(true)
-			err := p.flush(r.ctx)
-			p.count()
-			if r.stop {
-				if n := p.held(); err != nil && n > 0 {
-					p.drops.add("collector_unreachable", n, "the sidecar is stopping and the collector cannot be reached ("+err.Error()+")")
-				}
-				p.pending = nil
-				p.client.CloseIdleConnections()
-				r.done <- nil
-				return
-			}
-			r.done <- nil
-		}
+// postAll posts the full batches, and with all the one being filled too,
+// after those kept from failed posts (poster.run calls it).
+func (p *zipkinProcessor) postAll(ctx context.Context, all bool) error {
+	p.take(all)
+	err := p.flush(ctx)
+	p.count()
+	return err
+}
+
+// stop drops what the last post could not send, and closes the client.
+func (p *zipkinProcessor) stop(_ context.Context, err error) {
+	if n := p.held(); err != nil && n > 0 {
+		p.drops.add("collector_unreachable", n, "the sidecar is stopping and the collector cannot be reached ("+err.Error()+")")
 	}
+	p.pending = nil
+	p.client.CloseIdleConnections()
 }
 
 // count records what pending holds.
@@ -306,20 +283,6 @@ func (p *zipkinProcessor) post(ctx context.Context, batches []*zipkinBatch) erro
 		return &rejectedError{protocol: "zipkin", endpoint: p.endpoint, status: resp.Status, body: strings.TrimSpace(string(msg))}
 	}
 	return nil
-}
-
-// ForceFlush posts the spans ended so far.
-func (p *zipkinProcessor) ForceFlush(ctx context.Context) error {
-	return flushRequest{ctx: ctx}.send(p.reqs, p.done)
-}
-
-// Shutdown posts what is queued, with the spans kept from failed posts,
-// drops what it cannot send, and stops.
-func (p *zipkinProcessor) Shutdown(ctx context.Context) error {
-	if p.closed.Swap(true) {
-		return nil
-	}
-	return flushRequest{ctx: ctx, stop: true}.send(p.reqs, p.done)
 }
 
 func eventValue(name string, attrs []attribute.KeyValue) string {

@@ -384,55 +384,13 @@ func TestZipkinExporterErrors(t *testing.T) {
 // end of a span: the spans the queue has no room for are dropped and
 // counted.
 func TestZipkinBlockedCollectorNeverBlocksEnd(t *testing.T) {
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 1)
-	var mu sync.Mutex
-	got := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	checkQueueFullWhileThePostWaits(t, func(url string) config.TracingSettings {
+		return config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: url}
+	}, func(body []byte) (int, error) {
 		var batch []json.RawMessage
-		if err := json.NewDecoder(r.Body).Decode(&batch); err != nil {
-			http.Error(w, err.Error(), 400)
-			return
-		}
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		<-release
-		mu.Lock()
-		got += len(batch)
-		mu.Unlock()
-		w.WriteHeader(http.StatusAccepted)
-	}))
-	defer srv.Close()
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	defer unblock()
-	reg := prometheus.NewRegistry()
-	tr, err := NewTracing(config.TracingSettings{SamplingRate: 1, ZipkinEndpoint: srv.URL}, Options{AppID: "a", Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, s := tr.provider().tracer.Start(context.Background(), "first")
-	s.End()
-	<-arrived // posted after the batch interval, and held: the export waits
-	const over = 10
-	for range exportQueue + over {
-		_, s := tr.provider().tracer.Start(context.Background(), "x")
-		s.End()
-	}
-	if n := testutil.ToFloat64(counterOf(t, reg, "queue_full")); n != over {
-		t.Errorf("queue_full = %v, want %d", n, over)
-	}
-	unblock()
-	if err := tr.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if got != 1+exportQueue {
-		t.Errorf("the collector got %d spans, want %d", got, 1+exportQueue)
-	}
+		err := json.Unmarshal(body, &batch)
+		return len(batch), err
+	})
 }
 
 func flush(t *testing.T, tr *Tracing) {
