@@ -173,8 +173,11 @@ func TestAllReplicasGoneReplicaGroupDestroyed(t *testing.T) {
 	// b stops without a word: its client closed under it, so it neither
 	// beats nor cleans up.
 	_ = b.client.Close()
-	waitFor(t, "replica a to destroy b's group", func() bool {
-		return !slices.Contains(groupsOf(t, a.client, "news"), b.Consumer())
+	// The group goes first, then its events are counted and logged: wait
+	// for all three, then say which is missing.
+	waitFor(t, "replica a to destroy b's group and count and log its dropped events", func() bool {
+		return !slices.Contains(groupsOf(t, a.client, "news"), b.Consumer()) && a.Dropped()["news"] >= 3 &&
+			strings.Contains(logs.String(), "dropped=3")
 	})
 	if got := a.Dropped()["news"]; got != 3 {
 		t.Errorf("Dropped: %d; want the 3 events pending in b's group", got)
